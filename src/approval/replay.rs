@@ -1,0 +1,171 @@
+//! Single use of approval grants across all workers of a proxy.
+//!
+//! Envoy's shared data has compare-and-swap only for keys that already exist (a write to
+//! a missing key always succeeds), so "insert if absent" on a per-`jti` key would let two
+//! workers both accept one grant. Instead the `jti`s live in a fixed set of buckets that
+//! are created once (`prepare`) and then only ever updated with CAS. Memory is bounded:
+//! `BUCKETS × BUCKET_CAPACITY` entries of 26 bytes, expired entries are dropped on every
+//! write, and a full bucket refuses new grants (fail closed) instead of growing.
+
+use crate::request::{SetError, SharedData};
+use sha2::{Digest, Sha256};
+
+pub const BUCKETS: u32 = 64;
+pub const BUCKET_CAPACITY: usize = 1024;
+const RETRIES: usize = 16;
+const ENTRY: usize = 26; // 16 hex chars of hash + ':' + 8 hex chars of exp + '\n'
+
+fn key(bucket: u32) -> String {
+    format!("aigate.approvals.{bucket}")
+}
+
+/// Creates the buckets that do not exist yet. Called when a worker starts.
+pub fn prepare(store: &dyn SharedData) {
+    for b in 0..BUCKETS {
+        if store.get(&key(b)).is_none() {
+            let _ = store.set(&key(b), b"v1\n", 0);
+        }
+    }
+}
+
+/// Records `jti` (of `issuer`) until `exp`. `Ok(true)`: first use; `Ok(false)`: replay.
+pub fn claim(store: &dyn SharedData, issuer: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+    let digest = Sha256::new()
+        .chain_update(issuer)
+        .chain_update([0u8])
+        .chain_update(jti)
+        .finalize();
+    let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let bucket = u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS;
+    let k = key(bucket);
+    for _ in 0..RETRIES {
+        let Some((current, cas)) = store.get(&k) else {
+            prepare(store);
+            continue;
+        };
+        let mut kept = String::with_capacity(current.len() + ENTRY);
+        for line in String::from_utf8_lossy(&current).lines() {
+            let Some((h, e)) = line.split_once(':') else { continue };
+            let Ok(e) = u64::from_str_radix(e, 16) else { continue };
+            if e <= now {
+                continue; // expired: its grant can no longer be presented anyway
+            }
+            if h == id {
+                return Ok(false);
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if kept.len() / ENTRY >= BUCKET_CAPACITY {
+            return Err("too many unexpired approvals outstanding".into());
+        }
+        kept.push_str(&format!("{id}:{:08x}\n", exp.min(u64::from(u32::MAX))));
+        match store.set(&k, kept.as_bytes(), cas) {
+            Ok(()) => return Ok(true),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Other) => return Err("shared data write failed".into()),
+        }
+    }
+    Err("approval store is contended; try again".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// Envoy's semantics: CAS only checked for existing keys; every write bumps the CAS.
+    #[derive(Default)]
+    pub struct Mem {
+        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next: RefCell<u32>,
+    }
+    impl SharedData for Mem {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.map.borrow().get(key).cloned()
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+            let mut m = self.map.borrow_mut();
+            if let Some((_, c)) = m.get(key) {
+                if cas != 0 && cas != *c {
+                    return Err(SetError::CasMismatch);
+                }
+            }
+            *self.next.borrow_mut() += 1;
+            m.insert(key.into(), (value.to_vec(), *self.next.borrow()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn single_use_until_expiry() {
+        let m = Mem::default();
+        prepare(&m);
+        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
+        assert_eq!(claim(&m, "iss", "a", 200, 150), Ok(false));
+        assert_eq!(claim(&m, "other", "a", 200, 150), Ok(true), "jti is scoped by issuer");
+        // After exp the entry is pruned (the grant itself is refused as expired upstream).
+        assert_eq!(claim(&m, "iss", "a", 300, 201), Ok(true));
+    }
+
+    #[test]
+    fn lost_race_is_retried_and_sees_the_winner() {
+        let m = Mem::default();
+        prepare(&m);
+        // Simulate another worker writing between our read and write: the CAS fails,
+        // the retry re-reads and finds the jti.
+        let bucket = {
+            let d = Sha256::new()
+                .chain_update("iss")
+                .chain_update([0u8])
+                .chain_update("x")
+                .finalize();
+            u32::from(d[0]) % BUCKETS
+        };
+        let (_, cas) = m.get(&key(bucket)).unwrap();
+        assert_eq!(claim(&m, "iss", "x", 500, 1), Ok(true));
+        assert_eq!(m.set(&key(bucket), b"", cas), Err(SetError::CasMismatch));
+        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let m = Mem::default();
+        prepare(&m);
+        // Fill one bucket: jtis are spread by hash, so pick those that land in bucket 0.
+        let bucket_of = |jti: &str| {
+            let d = Sha256::new()
+                .chain_update("iss")
+                .chain_update([0u8])
+                .chain_update(jti)
+                .finalize();
+            u32::from(d[0]) % BUCKETS
+        };
+        let mut accepted = 0;
+        let mut refused = 0;
+        for i in 0.. {
+            let jti = i.to_string();
+            if bucket_of(&jti) != 0 {
+                continue;
+            }
+            match claim(&m, "iss", &jti, 10_000, 1) {
+                Ok(true) => accepted += 1,
+                Err(_) => refused += 1,
+                Ok(false) => unreachable!(),
+            }
+            if refused == 10 {
+                break;
+            }
+        }
+        assert_eq!(accepted, BUCKET_CAPACITY);
+        assert!(m.get(&key(0)).unwrap().0.len() <= BUCKET_CAPACITY * ENTRY + 3);
+        // Once they expire, room returns.
+        let late = (0..)
+            .map(|i: u32| format!("late{i}"))
+            .find(|j| bucket_of(j) == 0)
+            .unwrap();
+        assert_eq!(claim(&m, "iss", &late, 20_000, 10_001), Ok(true));
+        assert!(m.get(&key(0)).unwrap().0.len() <= 2 * ENTRY);
+    }
+}

@@ -1,0 +1,174 @@
+//! The action and data boundaries: may this principal take this action, on these
+//! arguments, against this data?
+
+use crate::decision::{Denial, Reason};
+use crate::identity::Principal;
+use crate::policy::{Constraint, Policy, ResourceRule, TemplatePart, Tool};
+use serde_json::Value;
+
+/// Judges a tool call: catalogue, scope, claim bindings, argument constraints.
+/// Approval for external impact is judged afterwards by `approval`.
+pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args: &Value) -> Result<&'p Tool, Denial> {
+    let tool = policy.tools.get(name).ok_or_else(|| {
+        Denial::new(
+            Reason::ToolUnknown,
+            "tools",
+            format!("tool {name:?} is not in the catalogue"),
+        )
+    })?;
+    let rule = format!("tools.{name}");
+    if !principal.grants(policy, &tool.intent) {
+        let mut d = Denial::new(
+            Reason::ScopeMissing,
+            rule,
+            format!("calling {name:?} needs a scope granting intent {:?}", tool.intent),
+        );
+        d.required_scope = Some(tool.intent.clone());
+        return Err(d);
+    }
+    for (ptr, claim) in &tool.bind {
+        let arg = args.pointer(ptr);
+        let bound = principal.attribute(claim);
+        let holds = match (arg, &bound) {
+            (Some(a), Some(b)) => same_value(a, b),
+            _ => false,
+        };
+        if !holds {
+            return Err(Denial::new(
+                Reason::BindingMismatch,
+                format!("{rule}.bind.{ptr}"),
+                format!("argument {ptr} must equal the caller's {claim:?} claim"),
+            ));
+        }
+    }
+    for (ptr, c) in &tool.constraints {
+        if let Err(why) = check(c, args.pointer(ptr)) {
+            return Err(Denial::new(
+                Reason::ArgumentViolation,
+                format!("{rule}.constraints.{ptr}"),
+                format!("argument {ptr} {why}"),
+            ));
+        }
+    }
+    Ok(tool)
+}
+
+/// Claims may carry ids as numbers while tools take strings (or the reverse): compare
+/// scalars by their JSON text, never structures loosely.
+fn same_value(arg: &Value, claim: &Value) -> bool {
+    match (arg, claim) {
+        (Value::String(a), Value::Number(b)) | (Value::Number(b), Value::String(a)) => *a == b.to_string(),
+        (a, b) => a == b && !a.is_null(),
+    }
+}
+
+/// Checks one constraint. For an array value the scalar rules apply to every element.
+fn check(c: &Constraint, v: Option<&Value>) -> Result<(), String> {
+    let Some(v) = v else {
+        return if c.required { Err("is required".into()) } else { Ok(()) };
+    };
+    if let Value::Array(items) = v {
+        if let Some(max) = c.max_items {
+            if items.len() > max {
+                return Err(format!("has more than {max} items"));
+            }
+        }
+        return items.iter().try_for_each(|item| scalar(c, item));
+    }
+    if c.max_items.is_some() {
+        return Err("must be an array".into());
+    }
+    scalar(c, v)
+}
+
+fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
+    if let Some(list) = &c.one_of {
+        if !list.iter().any(|allowed| allowed == v) {
+            return Err("is not one of the allowed values".into());
+        }
+    }
+    if c.max.is_some() || c.min.is_some() {
+        let n = v.as_f64().ok_or("must be a number")?;
+        if c.max.is_some_and(|max| n > max) {
+            return Err("is above the allowed maximum".into());
+        }
+        if c.min.is_some_and(|min| n < min) {
+            return Err("is below the allowed minimum".into());
+        }
+    }
+    let needs_text = c.max_length.is_some() || c.prefix_in.is_some() || c.suffix_in.is_some();
+    if needs_text {
+        let s = v.as_str().ok_or("must be a string")?;
+        if c.max_length.is_some_and(|max| s.chars().count() > max) {
+            return Err("is too long".into());
+        }
+        if let Some(p) = &c.prefix_in {
+            if !p.iter().any(|p| s.starts_with(p.as_str())) {
+                return Err("does not start with an allowed prefix".into());
+            }
+        }
+        if let Some(sfx) = &c.suffix_in {
+            if !sfx.iter().any(|x| s.ends_with(x.as_str())) {
+                return Err("does not end with an allowed suffix".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Judges `resources/read`: the URI must fall under a rule whose prefix, filled with the
+/// caller's claims, it starts with; the rule's scope must be granted.
+pub fn resource_read<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
+    // Dot segments would let "docs://acme/../other/" pass a prefix test.
+    if uri.split(['/', '\\']).any(|seg| seg == ".." || seg == ".") || uri.contains("%2e") || uri.contains("%2E") {
+        return Err(Denial::new(
+            Reason::DataBoundary,
+            "data.resources",
+            "resource URI contains dot segments",
+        ));
+    }
+    let rule = policy
+        .resources
+        .iter()
+        .find(|r| fill(&r.uri_prefix, principal).is_some_and(|prefix| uri.starts_with(&prefix)))
+        .ok_or_else(|| {
+            Denial::new(
+                Reason::DataBoundary,
+                "data.resources",
+                "resource is outside the caller's data boundary",
+            )
+        })?;
+    if !principal.grants(policy, &rule.scope) {
+        let mut d = Denial::new(
+            Reason::ScopeMissing,
+            format!("data.resources.{}", rule.id),
+            format!("reading these resources needs scope {:?}", rule.scope),
+        );
+        d.required_scope = Some(rule.scope.clone());
+        return Err(d);
+    }
+    Ok(rule)
+}
+
+/// Fills a template from the principal; `None` when a hole has no usable value, so a
+/// missing claim never widens a boundary. Values containing `/` are refused for the same reason.
+pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Literal(l) => out.push_str(l),
+            TemplatePart::Claim(c) => {
+                let v = match principal.attribute(c)? {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    _ => return None,
+                };
+                if v.is_empty() || v.contains(['/', '\\', '?', '#']) {
+                    return None;
+                }
+                out.push_str(&v);
+            }
+        }
+    }
+    Some(out)
+}

@@ -1,0 +1,74 @@
+//! `aigate check POLICY`.
+
+use crate::config::{Impact, Mode};
+use crate::policy::{self, Policy, TokenSource};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(path: &Path) -> ExitCode {
+    let bytes = match super::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match policy::compile(&bytes) {
+        Ok(p) => {
+            print!("{}", summary(&p));
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            for e in errors {
+                eprintln!("  error: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn summary(p: &Policy) -> String {
+    let mut out = String::new();
+    let mode = match p.mode {
+        Mode::Enforce => "enforce",
+        Mode::Monitor => "monitor (never blocks)",
+    };
+    out.push_str(&format!("policy ok  sha256:{}\n", p.hash));
+    out.push_str(&format!("mode       {mode}\n"));
+    out.push_str(&format!("routes     {}\n", p.routes.len()));
+    for r in &p.routes {
+        out.push_str(&format!("  {:<20} {} {:?}\n", r.id, r.prefix, r.protocol));
+    }
+    let identity = match &p.identity.token {
+        TokenSource::Jwt { issuers, .. } => format!(
+            "jwt verified in the plugin, {} issuer(s), {} key(s)",
+            issuers.len(),
+            issuers.iter().map(|i| i.keys.len()).sum::<usize>()
+        ),
+        TokenSource::JwtAuthn { .. } => "jwt verified by Envoy jwt_authn".to_string(),
+    };
+    out.push_str(&format!("identity   {identity}\n"));
+    if let Some(max) = p.identity.max_lifetime {
+        out.push_str(&format!("           tokens live at most {max}s\n"));
+    }
+    out.push_str(&format!("ceilings   {}\n", p.ceilings.len()));
+    let count = |i: Impact| p.tools.values().filter(|t| t.impact == i).count();
+    out.push_str(&format!(
+        "tools      {} ({} read, {} write, {} external)\n",
+        p.tools.len(),
+        count(Impact::Read),
+        count(Impact::Write),
+        count(Impact::External)
+    ));
+    out.push_str(&format!("resources  {}\n", p.resources.len()));
+    out.push_str(&format!(
+        "approval   {}\n",
+        if p.approval.is_some() {
+            "configured"
+        } else {
+            "not configured: external-impact calls are always denied"
+        }
+    ));
+    out
+}

@@ -1,0 +1,323 @@
+//! The policy document as written by operators: the plugin configuration JSON and the
+//! file `aigate check` reads. These are wire types only: strict (`deny_unknown_fields`),
+//! with explicit defaults. `policy::compile` turns them into validated domain types.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDoc {
+    /// `enforce` (default) blocks denied requests; `monitor` only records them.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Owner named in audit records when neither the tool nor the route names one.
+    pub default_owner: String,
+    pub routes: Vec<RouteDoc>,
+    /// What to do with a request no route matches: `deny` (default) or `allow`.
+    #[serde(default)]
+    pub unmatched: Unmatched,
+    pub identity: IdentityDoc,
+    /// Optional named scopes that grant several intents (role-style scopes).
+    #[serde(default)]
+    pub scopes: BTreeMap<String, ScopeDoc>,
+    /// Workload ceilings: the most a workload may ever do, whatever its token says.
+    #[serde(default)]
+    pub workloads: Vec<WorkloadDoc>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolDoc>,
+    #[serde(default)]
+    pub data: DataDoc,
+    #[serde(default)]
+    pub limits: LimitsDoc,
+    #[serde(default)]
+    pub approval: Option<ApprovalDoc>,
+    /// How the plugin holds a request while it decides (see README "Envoy").
+    #[serde(default)]
+    pub hold: Hold,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Monitor,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Unmatched {
+    #[default]
+    Deny,
+    Allow,
+}
+
+/// `body` (default): continue headers, hold the body until the verdict; works on every
+/// host. `headers`: pause at headers too; needs Envoy's `allow_on_headers_stop_iteration`.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    #[default]
+    Body,
+    Headers,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteDoc {
+    pub id: String,
+    pub prefix: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    pub protocol: Protocol,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    Mcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityDoc {
+    /// Where the subject's token comes from: `jwt` (verified here) or `jwt_authn` (Envoy).
+    pub source: TokenSource,
+    #[serde(default)]
+    pub jwt: Option<JwtDoc>,
+    #[serde(default)]
+    pub jwt_authn: Option<JwtAuthnDoc>,
+    #[serde(default)]
+    pub claims: ClaimsDoc,
+    #[serde(default)]
+    pub workload: Option<WorkloadSourceDoc>,
+    #[serde(default)]
+    pub bind_session: Option<BindSessionDoc>,
+    /// Tolerance for `exp`/`nbf`/`iat` against the host clock.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u64,
+    /// Refuse tokens whose `exp - iat` exceeds this (just-in-time credentials).
+    #[serde(default)]
+    pub max_token_lifetime_seconds: Option<u64>,
+}
+
+fn default_skew() -> u64 {
+    30
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    Jwt,
+    JwtAuthn,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtDoc {
+    /// Header carrying `Bearer <token>`; default `authorization`.
+    #[serde(default = "default_auth_header")]
+    pub header: String,
+    pub issuers: Vec<IssuerDoc>,
+}
+
+fn default_auth_header() -> String {
+    "authorization".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerDoc {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    /// Inline JWKS (`{"keys": [...]}`).
+    pub jwks: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuthnDoc {
+    /// `payload_in_metadata` name used in the jwt_authn provider.
+    pub payload_key: String,
+    /// Dynamic metadata namespace; default `envoy.filters.http.jwt_authn`.
+    #[serde(default = "default_jwt_authn_ns")]
+    pub namespace: String,
+}
+
+fn default_jwt_authn_ns() -> String {
+    "envoy.filters.http.jwt_authn".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsDoc {
+    pub subject: String,
+    pub tenant: String,
+    pub scopes: String,
+}
+
+impl Default for ClaimsDoc {
+    fn default() -> Self {
+        ClaimsDoc {
+            subject: "sub".into(),
+            tenant: "tenant".into(),
+            scopes: "scope".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSourceDoc {
+    /// SPIFFE trust domains accepted from the mTLS peer certificate's URI SAN.
+    #[serde(default)]
+    pub spiffe_trust_domains: Vec<String>,
+    /// Claim naming the workload when there is no mTLS peer: `azp`, `client_id`, `act.sub`.
+    #[serde(default)]
+    pub claim: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindSessionDoc {
+    pub claim: String,
+    #[serde(default = "default_session_header")]
+    pub header: String,
+}
+
+fn default_session_header() -> String {
+    "mcp-session-id".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeDoc {
+    /// Intents (exact, or `prefix.*`) this scope grants.
+    pub grants: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadDoc {
+    pub id: String,
+    /// Exact workload identity (SPIFFE ID or client id).
+    #[serde(default, rename = "match")]
+    pub exact: Option<String>,
+    /// Workload identity prefix, e.g. `spiffe://example.org/ns/agents/`.
+    #[serde(default)]
+    pub match_prefix: Option<String>,
+    /// The ceiling: scope patterns this workload may ever use.
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDoc {
+    pub intent: String,
+    pub impact: Impact,
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Argument constraints keyed by JSON pointer into the call's arguments.
+    #[serde(default)]
+    pub constraints: BTreeMap<String, ConstraintDoc>,
+    /// Argument pointer → claim name: the argument must equal the caller's claim.
+    #[serde(default)]
+    pub bind: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    Read,
+    Write,
+    External,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConstraintDoc {
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub max: Option<f64>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default, rename = "enum")]
+    pub one_of: Option<Vec<Value>>,
+    #[serde(default)]
+    pub max_length: Option<usize>,
+    #[serde(default)]
+    pub prefix_in: Option<Vec<String>>,
+    #[serde(default)]
+    pub suffix_in: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_items: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DataDoc {
+    #[serde(default)]
+    pub resources: Vec<ResourceRuleDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRuleDoc {
+    pub id: String,
+    /// URI prefix; `{tenant}`, `{subject}`, `{workload}` or `{<claim>}` are filled from the caller.
+    pub uri_prefix: String,
+    /// Scope (pattern) that grants reading these resources.
+    pub scope: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsDoc {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_batch_size: usize,
+}
+
+impl Default for LimitsDoc {
+    fn default() -> Self {
+        LimitsDoc {
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 32,
+            max_batch_size: 32,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalDoc {
+    /// Header carrying the grant; default `x-aigate-approval`.
+    #[serde(default = "default_approval_header")]
+    pub header: String,
+    pub issuer: String,
+    pub audience: String,
+    pub jwks: Value,
+    /// Grants older than this (by `iat`) are refused.
+    #[serde(default = "default_approval_max_age")]
+    pub max_age_seconds: u64,
+    /// Where a client sends a human to approve: `{tool}`, `{digest}`, `{subject}` are filled in.
+    #[serde(default)]
+    pub request_url: Option<String>,
+}
+
+fn default_approval_header() -> String {
+    "x-aigate-approval".into()
+}
+
+fn default_approval_max_age() -> u64 {
+    300
+}

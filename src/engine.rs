@@ -1,0 +1,273 @@
+//! The decision flow for one request: route → input checks → identity → actions.
+//!
+//! Split in two phases because the host delivers headers before the body: identity and
+//! cheap input checks are decided at headers (an unauthenticated caller never makes us
+//! buffer or parse), actions at end of body.
+
+use crate::approval;
+use crate::authz;
+use crate::config::{Impact, Protocol};
+use crate::decision::{Denial, Reason};
+use crate::identity::{self, Principal};
+use crate::policy::Policy;
+use crate::request::{mcp, Headers, Host, Repeated};
+use serde_json::Value;
+
+/// Everything a decision produced, for the response, the audit line and the metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Decision {
+    pub denial: Option<Denial>,
+    pub route: Option<usize>,
+    pub protocol: Option<Protocol>,
+    /// HTTP method of the request.
+    pub http_method: String,
+    /// `(source label, result label)` for `aigate_identity_total`, when identity was checked.
+    pub identity: Option<(&'static str, &'static str)>,
+    pub principal: Option<Principal>,
+    /// JSON-RPC: the first method, the ids to echo, whether it was a batch.
+    pub rpc_method: Option<String>,
+    pub rpc_ids: Vec<Value>,
+    pub batch: bool,
+    /// Tool calls judged, in order (the audit names the deciding one).
+    pub calls: Vec<Call>,
+    /// Resource read, if any (rule id, owner).
+    pub resource: Option<String>,
+    pub body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub tool: String,
+    pub intent: Option<String>,
+    pub impact: Option<Impact>,
+    pub owner: Option<String>,
+    pub args_digest: Option<String>,
+    pub approver: Option<String>,
+    pub allowed: bool,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.denial.is_none()
+    }
+
+    fn deny(mut self, d: Denial) -> Self {
+        self.denial = Some(d);
+        self
+    }
+}
+
+/// Outcome of the header phase.
+#[derive(Debug)]
+pub enum Head {
+    Decided(Decision),
+    /// Identity is settled; the verdict needs the body.
+    NeedBody(Decision),
+}
+
+/// Decides what can be decided from the request head. `has_body`: the request continues
+/// with a body (the host has not signalled end of stream).
+pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body: bool) -> Head {
+    let method = headers.text(":method").unwrap_or("").to_string();
+    let path = headers.text(":path").unwrap_or("");
+    let path = path.split('?').next().unwrap_or("");
+    let authority = headers.text(":authority").unwrap_or("");
+    let mut d = Decision {
+        http_method: method.clone(),
+        ..Decision::default()
+    };
+
+    let Some(route_idx) = policy.route(&method, authority, path) else {
+        if policy.unmatched_allow {
+            return Head::Decided(d);
+        }
+        return Head::Decided(d.deny(Denial::new(
+            Reason::RouteUnmatched,
+            "routes",
+            "no route matches this request",
+        )));
+    };
+    d.route = Some(route_idx);
+    d.protocol = policy.routes.get(route_idx).map(|r| r.protocol);
+
+    if let Some(denial) = input_checks(policy, headers, has_body) {
+        return Head::Decided(d.deny(denial));
+    }
+
+    let source = policy.identity.token.label();
+    match identity::authenticate(policy, headers, host) {
+        Ok(p) => {
+            d.identity = Some((source, "ok"));
+            d.principal = Some(p);
+        }
+        Err(denial) => {
+            d.identity = Some((source, denial.reason.as_str()));
+            return Head::Decided(d.deny(denial));
+        }
+    }
+
+    if has_body {
+        return Head::NeedBody(d);
+    }
+    // No body: MCP's GET (server stream) and DELETE (end session) carry no action.
+    if method == "POST" {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::BodyMalformed,
+            "mcp",
+            "a POST needs a JSON-RPC body",
+        )));
+    }
+    Head::Decided(d)
+}
+
+/// Header-level input checks: duplicated credentials, encodings, declared size.
+fn input_checks(policy: &Policy, headers: &Headers, has_body: bool) -> Option<Denial> {
+    if let Some(a) = &policy.approval {
+        if headers.get_all(&a.header).count() > 1 {
+            return Some(Denial::new(
+                Reason::ApprovalInvalid,
+                "approval.header",
+                "the approval header appears more than once",
+            ));
+        }
+    }
+    let encodings: Vec<&[u8]> = headers.get_all("content-encoding").collect();
+    if encodings
+        .iter()
+        .any(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"))
+    {
+        return Some(Denial::new(
+            Reason::EncodingUnsupported,
+            "limits",
+            "compressed bodies cannot be inspected; send Content-Encoding: identity",
+        ));
+    }
+    if has_body {
+        let declared = headers.one("content-length");
+        let too_big = match declared {
+            Err(Repeated) => {
+                return Some(Denial::new(
+                    Reason::BodyMalformed,
+                    "limits",
+                    "Content-Length appears more than once",
+                ))
+            }
+            Ok(Some(v)) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_none_or(|n| n > policy.limits.max_body_bytes as u64),
+            Ok(None) => false,
+        };
+        if too_big {
+            return Some(body_too_large(policy));
+        }
+    }
+    None
+}
+
+pub fn body_too_large(policy: &Policy) -> Denial {
+    Denial::new(
+        Reason::BodyTooLarge,
+        "limits.max_body_bytes",
+        format!("request body exceeds {} bytes", policy.limits.max_body_bytes),
+    )
+}
+
+/// Decides a request whose body arrived in full.
+pub fn on_body(policy: &Policy, mut d: Decision, headers: &Headers, body: &[u8], host: &dyn Host) -> Decision {
+    d.body_bytes = Some(body.len());
+    if body.len() > policy.limits.max_body_bytes {
+        return d.deny(body_too_large(policy));
+    }
+    let Some(principal) = d.principal.take() else {
+        // on_headers always settles identity before asking for the body.
+        return d.deny(Denial::new(
+            Reason::InternalError,
+            "engine",
+            "body phase without a principal",
+        ));
+    };
+    let denial = match d.protocol {
+        Some(Protocol::Mcp) => judge_mcp(policy, &mut d, &principal, headers, body, host).err(),
+        None => None,
+    };
+    d.principal = Some(principal);
+    match denial {
+        Some(x) => d.deny(x),
+        None => d,
+    }
+}
+
+fn judge_mcp(
+    policy: &Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    headers: &Headers,
+    body: &[u8],
+    host: &dyn Host,
+) -> Result<(), Denial> {
+    let parsed = mcp::parse(body, &policy.limits)?;
+    d.batch = parsed.batch;
+    d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
+    d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
+    // Every element is judged; the first denial denies the whole batch.
+    for m in parsed.messages {
+        if policy.identity.bind_session.is_some()
+            && principal.session.is_none()
+            && !matches!(m.method.as_deref(), Some("initialize") | None)
+        {
+            return Err(Denial::new(
+                Reason::SessionMismatch,
+                "identity.bind_session",
+                "this token is bound to a session: send the session header",
+            ));
+        }
+        match m.action {
+            mcp::McpAction::ToolCall { name, arguments } => {
+                tool_call(policy, d, principal, headers, host, name, &arguments)?;
+            }
+            mcp::McpAction::ResourceRead { uri } => {
+                let rule = authz::resource_read(policy, principal, &uri)?;
+                d.resource = Some(rule.id.clone());
+            }
+            mcp::McpAction::Other => {}
+        }
+    }
+    Ok(())
+}
+
+/// Judges one tool call and records it for metrics and audit, allowed or not.
+fn tool_call(
+    policy: &Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    headers: &Headers,
+    host: &dyn Host,
+    name: String,
+    args: &Value,
+) -> Result<(), Denial> {
+    let mut call = Call {
+        tool: name,
+        intent: None,
+        impact: None,
+        owner: None,
+        args_digest: None,
+        approver: None,
+        allowed: false,
+    };
+    let result = authz::tool_call(policy, principal, &call.tool, args).and_then(|tool| {
+        call.intent = Some(tool.intent.clone());
+        call.impact = Some(tool.impact);
+        call.owner = tool.owner.clone();
+        if tool.impact != Impact::External {
+            return Ok(());
+        }
+        let grant = approval::check(policy, principal, tool, args, headers, host);
+        call.args_digest = grant.digest.clone();
+        call.approver = grant.approver.clone();
+        grant.result
+    });
+    call.allowed = result.is_ok();
+    d.calls.push(call);
+    result
+}

@@ -1,0 +1,193 @@
+//! Who is calling, on whose behalf: the principal behind a request.
+
+pub mod metadata;
+mod token;
+
+use crate::decision::{Denial, Reason};
+use crate::policy::Policy;
+use crate::request::{Headers, Host, Repeated};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    /// The user or customer the agent acts for.
+    pub subject: String,
+    /// The calling agent (SPIFFE ID or client id).
+    pub workload: Option<String>,
+    pub tenant: Option<String>,
+    /// Scopes as carried by the token (before the workload ceiling).
+    pub scopes: Vec<String>,
+    /// Index of the workload ceiling that applies, if ceilings are configured.
+    pub ceiling: Option<usize>,
+    /// Session presented by the request (when `bind_session` is configured).
+    pub session: Option<String>,
+    pub exp: Option<u64>,
+    pub iat: Option<u64>,
+    pub claims: Map<String, Value>,
+}
+
+impl Principal {
+    /// Effective grant: the token's scopes grant `wanted` and so does the workload ceiling
+    /// (the intersection, judged on the thing wanted so wildcards intersect correctly).
+    pub fn grants(&self, policy: &Policy, wanted: &str) -> bool {
+        let token = self.scopes.iter().any(|s| policy.scope_grants(s, wanted));
+        let ceiling = match self.ceiling.and_then(|i| policy.ceilings.get(i)) {
+            Some(c) => c.scopes.iter().any(|s| policy.scope_grants(s, wanted)),
+            None => policy.ceilings.is_empty(),
+        };
+        token && ceiling
+    }
+
+    /// Value for a `{name}` template hole or a `bind` claim: `tenant`, `subject` and
+    /// `workload` name the principal's fields; anything else is a claim (dotted path).
+    pub fn attribute(&self, name: &str) -> Option<Value> {
+        match name {
+            "subject" => Some(Value::String(self.subject.clone())),
+            "tenant" => self.tenant.clone().map(Value::String),
+            "workload" => self.workload.clone().map(Value::String),
+            _ => claim_path(&self.claims, name).cloned(),
+        }
+    }
+}
+
+pub(crate) fn claim_path<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut cur = claims.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_object()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// Establishes the principal for a request, or the identity denial.
+pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Result<Principal, Denial> {
+    let id = &policy.identity;
+    let now = host.now();
+    let claims = token::claims(id, headers, host, now)?;
+    token::check_times(id, &claims, now)?;
+
+    let subject = match claims.get(&id.subject_claim) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => {
+            return Err(Denial::new(
+                Reason::TokenInvalid,
+                "identity.claims.subject",
+                format!("token has no {:?} claim naming the subject", id.subject_claim),
+            ))
+        }
+    };
+    let tenant = claims.get(&id.tenant_claim).and_then(Value::as_str).map(str::to_string);
+    let scopes = scopes_of(claims.get(&id.scopes_claim));
+    let workload = workload(policy, &claims, host)?;
+    let ceiling = match (&workload, policy.ceilings.is_empty()) {
+        (_, true) => None,
+        (Some(w), false) => match policy.ceiling(w) {
+            Some(c) => policy.ceilings.iter().position(|x| std::ptr::eq(x, c)),
+            None => {
+                return Err(Denial::new(
+                    Reason::WorkloadUntrusted,
+                    "workloads",
+                    "no workload ceiling covers the calling workload",
+                ))
+            }
+        },
+        (None, false) => {
+            return Err(Denial::new(
+                Reason::WorkloadUntrusted,
+                "identity.workload",
+                "the request names no workload",
+            ))
+        }
+    };
+    let session = session(policy, headers, &claims)?;
+    Ok(Principal {
+        subject,
+        workload,
+        tenant,
+        scopes,
+        ceiling,
+        session,
+        exp: claims.get("exp").and_then(Value::as_u64),
+        iat: claims.get("iat").and_then(Value::as_u64),
+        claims,
+    })
+}
+
+/// `scope` as a space-separated string (RFC 8693/9068) or `scp`-style array.
+fn scopes_of(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => s.split_ascii_whitespace().map(str::to_string).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn workload(policy: &Policy, claims: &Map<String, Value>, host: &dyn Host) -> Result<Option<String>, Denial> {
+    let Some(src) = &policy.identity.workload else {
+        return Ok(None);
+    };
+    if !src.trust_domains.is_empty() {
+        if let Some(san) = host.peer_uri_san() {
+            let domain = san
+                .strip_prefix("spiffe://")
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or("");
+            if src.trust_domains.iter().any(|td| td == domain) {
+                return Ok(Some(san));
+            }
+            return Err(Denial::new(
+                Reason::WorkloadUntrusted,
+                "identity.workload.spiffe_trust_domains",
+                "the peer certificate's SPIFFE ID is not in a trusted domain",
+            ));
+        }
+    }
+    if let Some(path) = &src.claim {
+        let mut cur = claims.get(path.first().map(String::as_str).unwrap_or(""));
+        for p in path.iter().skip(1) {
+            cur = cur.and_then(Value::as_object).and_then(|o| o.get(p));
+        }
+        if let Some(Value::String(w)) = cur {
+            if !w.is_empty() {
+                return Ok(Some(w.clone()));
+            }
+        }
+    }
+    Err(Denial::new(
+        Reason::WorkloadUntrusted,
+        "identity.workload",
+        "no workload identity: neither a trusted mTLS peer nor the workload claim",
+    ))
+}
+
+fn session(policy: &Policy, headers: &Headers, claims: &Map<String, Value>) -> Result<Option<String>, Denial> {
+    let Some(bind) = &policy.identity.bind_session else {
+        return Ok(None);
+    };
+    let rule = "identity.bind_session";
+    let presented = match headers.one(&bind.header) {
+        Err(Repeated) => {
+            return Err(Denial::new(
+                Reason::SessionMismatch,
+                rule,
+                "the session header appears twice",
+            ))
+        }
+        Ok(None) => return Ok(None),
+        Ok(Some(v)) => std::str::from_utf8(v)
+            .map_err(|_| Denial::new(Reason::SessionMismatch, rule, "the session header is not text"))?,
+    };
+    match claims.get(&bind.claim).and_then(Value::as_str) {
+        Some(bound) if bound == presented => Ok(Some(presented.to_string())),
+        Some(_) => Err(Denial::new(
+            Reason::SessionMismatch,
+            rule,
+            "the token is bound to another session",
+        )),
+        None => Err(Denial::new(
+            Reason::SessionMismatch,
+            rule,
+            format!("the token carries no {:?} claim binding it to a session", bind.claim),
+        )),
+    }
+}

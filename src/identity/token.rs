@@ -1,0 +1,132 @@
+//! The subject's token: where it comes from, and whether it is currently valid.
+
+use crate::decision::{Denial, Reason};
+use crate::jws::{self, JwsError};
+use crate::policy::{IdentityPolicy, TokenSource};
+use crate::request::{Headers, Host, Repeated};
+use serde_json::{Map, Value};
+
+/// Verified claims from the configured source.
+pub(super) fn claims(
+    id: &IdentityPolicy,
+    headers: &Headers,
+    host: &dyn Host,
+    _now: u64,
+) -> Result<Map<String, Value>, Denial> {
+    match &id.token {
+        TokenSource::JwtAuthn { namespace, payload_key } => host.jwt_payload(namespace, payload_key).ok_or_else(|| {
+            Denial::new(
+                Reason::Unauthenticated,
+                "identity.jwt_authn",
+                "no verified token payload from jwt_authn",
+            )
+        }),
+        TokenSource::Jwt { header, issuers } => {
+            let rule = "identity.jwt";
+            let raw = match headers.one(header) {
+                Err(Repeated) => {
+                    return Err(Denial::new(
+                        Reason::TokenInvalid,
+                        rule,
+                        "the credential header appears more than once",
+                    ))
+                }
+                Ok(None) => return Err(Denial::new(Reason::Unauthenticated, rule, "a bearer token is required")),
+                Ok(Some(v)) => v,
+            };
+            let token =
+                bearer(raw).ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "expected \"Bearer <token>\""))?;
+            let invalid = |e: JwsError| Denial::new(Reason::TokenInvalid, rule, format!("token rejected: {e}"));
+            let unverified = jws::peek_claims(token).map_err(invalid)?;
+            let iss = unverified.get("iss").and_then(Value::as_str).unwrap_or("");
+            let issuer = issuers
+                .iter()
+                .find(|i| i.issuer == iss)
+                .ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "token issuer is not trusted"))?;
+            let claims = issuer.keys.verify(token).map_err(invalid)?;
+            let aud_ok = match claims.get("aud") {
+                Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|a| issuer.audiences.iter().any(|x| x == a)),
+                _ => false,
+            };
+            if !aud_ok {
+                return Err(Denial::new(
+                    Reason::TokenInvalid,
+                    rule,
+                    "token audience is not accepted here",
+                ));
+            }
+            Ok(claims)
+        }
+    }
+}
+
+fn bearer(raw: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (scheme, token) = text.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let token = token.trim_start();
+    (!token.is_empty()).then_some(token)
+}
+
+/// Time claims as numbers of seconds; fractional or negative values are malformed.
+fn time_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, Denial> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            Denial::new(
+                Reason::TokenInvalid,
+                "identity",
+                format!("claim {name:?} is not a whole number of seconds"),
+            )
+        }),
+    }
+}
+
+/// `exp` (required), `nbf`, `iat` against the host clock with skew, and the JIT lifetime bound.
+pub(super) fn check_times(id: &IdentityPolicy, claims: &Map<String, Value>, now: u64) -> Result<(), Denial> {
+    let exp = time_claim(claims, "exp")?
+        .ok_or_else(|| Denial::new(Reason::TokenInvalid, "identity", "token has no expiry (exp)"))?;
+    let nbf = time_claim(claims, "nbf")?;
+    let iat = time_claim(claims, "iat")?;
+    if now >= exp.saturating_add(id.skew) {
+        return Err(Denial::new(Reason::TokenExpired, "identity", "token has expired"));
+    }
+    if nbf.is_some_and(|nbf| now.saturating_add(id.skew) < nbf) {
+        return Err(Denial::new(
+            Reason::TokenInvalid,
+            "identity",
+            "token is not valid yet (nbf)",
+        ));
+    }
+    if iat.is_some_and(|iat| now.saturating_add(id.skew) < iat) {
+        return Err(Denial::new(
+            Reason::TokenInvalid,
+            "identity",
+            "token is issued in the future (iat)",
+        ));
+    }
+    if let Some(max) = id.max_lifetime {
+        let rule = "identity.max_token_lifetime_seconds";
+        let Some(iat) = iat else {
+            return Err(Denial::new(
+                Reason::TokenLifetimeExceeded,
+                rule,
+                "token has no iat, so its lifetime is unbounded",
+            ));
+        };
+        if exp.saturating_sub(iat) > max {
+            return Err(Denial::new(
+                Reason::TokenLifetimeExceeded,
+                rule,
+                format!("token lifetime {}s exceeds the {max}s allowed", exp.saturating_sub(iat)),
+            ));
+        }
+    }
+    Ok(())
+}

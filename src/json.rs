@@ -1,0 +1,175 @@
+//! Strict JSON parsing for untrusted input (request bodies, token payloads, grants).
+//!
+//! `serde_json::Value` silently keeps the last of duplicate keys, which lets a client
+//! show one value to aigate and another to an upstream parser that keeps the first.
+//! This parser refuses duplicate keys (compared after unescaping, so `"a"` and
+//! `"\u0061"` collide) and bounds nesting depth, and otherwise yields a normal `Value`.
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    /// Not UTF-8.
+    NotUtf8,
+    /// Nesting deeper than allowed.
+    TooDeep,
+    /// The same key twice in one object.
+    DuplicateKey(String),
+    /// Any other syntax error (message from the parser, with position).
+    Syntax(String),
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JsonError::NotUtf8 => f.write_str("body is not valid UTF-8"),
+            JsonError::TooDeep => f.write_str("JSON nesting exceeds the depth limit"),
+            JsonError::DuplicateKey(k) => write!(f, "duplicate JSON key {k:?}"),
+            JsonError::Syntax(m) => write!(f, "invalid JSON: {m}"),
+        }
+    }
+}
+
+const DUPLICATE: &str = "\u{0}duplicate key:";
+const TOO_DEEP: &str = "\u{0}too deep";
+
+/// Parses `bytes` as one JSON document with at most `max_depth` levels of nesting.
+pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| JsonError::NotUtf8)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    // serde_json's own recursion guard (128) stays on as a backstop.
+    let value = Strict { depth_left: max_depth }
+        .deserialize(&mut de)
+        .map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(value)
+}
+
+fn classify(e: serde_json::Error) -> JsonError {
+    let msg = e.to_string();
+    if let Some(rest) = msg.strip_prefix(DUPLICATE) {
+        let key = rest.split(" at line ").next().unwrap_or(rest);
+        return JsonError::DuplicateKey(key.to_string());
+    }
+    if msg.starts_with(TOO_DEEP) || msg.starts_with("recursion limit exceeded") {
+        return JsonError::TooDeep;
+    }
+    JsonError::Syntax(msg)
+}
+
+struct Strict {
+    depth_left: usize,
+}
+
+impl Strict {
+    fn nested<E: serde::de::Error>(&self) -> Result<Strict, E> {
+        match self.depth_left.checked_sub(1) {
+            Some(depth_left) => Ok(Strict { depth_left }),
+            None => Err(E::custom(TOO_DEEP)),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        // serde_json never hands us a non-finite float; map defensively to null anyway.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict {
+            depth_left: inner.depth_left,
+        })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(format_args!("{DUPLICATE}{key}")));
+            }
+            let v = map.next_value_seed(Strict {
+                depth_left: inner.depth_left,
+            })?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_documents() {
+        let v = parse(br#"{"a":[1,2,{"b":null}],"c":"d"}"#, 8).unwrap();
+        assert_eq!(v["a"][2]["b"], Value::Null);
+    }
+
+    #[test]
+    fn refuses_duplicate_keys_after_unescaping() {
+        let e = parse(br#"{"name":"a","n\u0061me":"b"}"#, 8).unwrap_err();
+        assert_eq!(e, JsonError::DuplicateKey("name".into()));
+    }
+
+    #[test]
+    fn refuses_depth_beyond_limit() {
+        assert!(parse(b"[[[1]]]", 3).is_ok());
+        assert_eq!(parse(b"[[[[1]]]]", 3).unwrap_err(), JsonError::TooDeep);
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(deep.as_bytes(), 10_000).unwrap_err(), JsonError::TooDeep);
+    }
+
+    #[test]
+    fn refuses_non_utf8_trailing_garbage_and_empty() {
+        assert_eq!(parse(b"\"\xff\"", 8).unwrap_err(), JsonError::NotUtf8);
+        assert!(matches!(parse(b"{} x", 8), Err(JsonError::Syntax(_))));
+        assert!(matches!(parse(b"", 8), Err(JsonError::Syntax(_))));
+    }
+
+    #[test]
+    fn huge_numbers_do_not_fail_or_trap() {
+        // Out-of-range floats are a syntax error, not a panic or an infinity.
+        assert!(matches!(parse(b"[1e400]", 8), Err(JsonError::Syntax(_))));
+        let v = parse(b"[123456789012345678901234567890]", 8).unwrap();
+        assert!(v[0].is_f64());
+    }
+}

@@ -1,0 +1,50 @@
+//! The engine's view of the host, backed by proxy-wasm host calls.
+
+use crate::request::{Host, SetError, SharedData};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+use serde_json::{Map, Value};
+
+pub struct ProxyHost;
+pub struct ProxyShared;
+
+impl Host for ProxyHost {
+    fn now(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn peer_uri_san(&self) -> Option<String> {
+        let raw = hostcalls::get_property(vec!["connection", "uri_san_peer_certificate"]).ok()??;
+        String::from_utf8(raw).ok().filter(|s| !s.is_empty())
+    }
+
+    fn jwt_payload(&self, namespace: &str, key: &str) -> Option<Map<String, Value>> {
+        let raw = hostcalls::get_property(vec!["metadata", "filter_metadata", namespace, key]).ok()??;
+        crate::identity::metadata::decode_struct(&raw)
+    }
+
+    fn shared(&self) -> &dyn SharedData {
+        &ProxyShared
+    }
+}
+
+impl SharedData for ProxyShared {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            // An empty value comes back as no bytes but a CAS: the key exists.
+            Ok((value, Some(cas))) => Some((value.unwrap_or_default(), cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        match hostcalls::set_shared_data(key, Some(value), Some(cas)) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SetError::CasMismatch),
+            Err(_) => Err(SetError::Other),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The proxy-wasm glue: the only code that calls the host. It reads each request's
+//! headers once and its body once, hands plain values to the engine, and turns the
+//! decision into a local reply or a forwarded request, metrics and an audit line.
+
+mod host;
+mod meters;
+
+use crate::config::{Hold, Mode};
+use crate::decision::{Denial, Reason};
+use crate::engine::{self, Decision, Head};
+use crate::policy::{self, Policy};
+use crate::request::Headers;
+use crate::response::{self, DECISION_HEADER};
+use crate::{approval, audit};
+use host::ProxyHost;
+use meters::Meters;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::cell::Cell;
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// Per-VM (per Envoy worker) state shared by that worker's requests.
+struct Shared {
+    policy: Policy,
+    meters: Meters,
+    /// Random per VM, so decision ids from different workers never collide.
+    id_prefix: u64,
+    counter: Cell<u64>,
+}
+
+#[derive(Default)]
+struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match policy::compile(&bytes) {
+            Ok(policy) => {
+                let meters = Meters::define(&policy);
+                meters.config_load(true);
+                if policy.approval.is_some() {
+                    approval::replay::prepare(&host::ProxyShared);
+                }
+                log(LogLevel::Info, &format!("aigate: policy {} loaded", policy.hash));
+                self.shared = Some(Rc::new(Shared {
+                    policy,
+                    meters,
+                    id_prefix: random_u64(),
+                    counter: Cell::new(0),
+                }));
+                true
+            }
+            Err(errors) => {
+                Meters::config_load_failed();
+                for e in errors {
+                    log(LogLevel::Error, &format!("aigate: invalid policy: {e}"));
+                }
+                // Envoy refuses the configuration: no traffic runs without policy.
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(Http {
+            shared,
+            headers: Headers::default(),
+            pending: None,
+            decision_id: String::new(),
+            body_size: 0,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request.
+struct Http {
+    shared: Rc<Shared>,
+    headers: Headers,
+    /// Identity settled, waiting for the body (or trailers).
+    pending: Option<Decision>,
+    decision_id: String,
+    body_size: usize,
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let n = self.shared.counter.get().wrapping_add(1);
+        self.shared.counter.set(n);
+        self.decision_id = format!("{:016x}{:016x}", self.shared.id_prefix, n);
+        self.headers = Headers::new(self.get_http_request_headers_bytes());
+        let policy = &self.shared.policy;
+        match engine::on_headers(policy, &self.headers, &ProxyHost, !end_of_stream) {
+            Head::Decided(d) => self.finish(d),
+            Head::NeedBody(d) => {
+                self.pending = Some(d);
+                match policy.hold {
+                    Hold::Headers => Action::Pause,
+                    // Istio-style hosts cannot resume body callbacks after a paused
+                    // header phase: let headers through, hold the body until the verdict.
+                    Hold::Body => Action::Continue,
+                }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.pending.is_none() {
+            return Action::Continue;
+        }
+        self.body_size = body_size;
+        if body_size > self.shared.policy.limits.max_body_bytes {
+            return self.decide_without_body(engine::body_too_large(&self.shared.policy), body_size);
+        }
+        if !end_of_stream {
+            return Action::Pause; // StopIterationAndBuffer
+        }
+        self.decide_with_body()
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A request with trailers has no end-of-stream body callback: decide here.
+        if self.pending.is_none() {
+            return Action::Continue;
+        }
+        self.decide_with_body()
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if !self.decision_id.is_empty() {
+            self.set_http_response_header(DECISION_HEADER, Some(&self.decision_id));
+        }
+        Action::Continue
+    }
+}
+
+impl Http {
+    fn decide_with_body(&mut self) -> Action {
+        let Some(pending) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let body = self.get_http_request_body(0, self.body_size).unwrap_or_default();
+        let d = engine::on_body(&self.shared.policy, pending, &self.headers, &body, &ProxyHost);
+        self.finish(d)
+    }
+
+    fn decide_without_body(&mut self, denial: Denial, body_size: usize) -> Action {
+        let Some(mut d) = self.pending.take() else {
+            return Action::Continue;
+        };
+        d.body_bytes = Some(body_size);
+        d.denial = Some(denial);
+        self.finish(d)
+    }
+
+    /// Records the decision and enforces it. Returns the action for the current callback.
+    fn finish(&mut self, d: Decision) -> Action {
+        let shared = Rc::clone(&self.shared);
+        let policy = &shared.policy;
+        shared.meters.record(policy, &d);
+        let now = self
+            .get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos() as u64);
+        let line = audit::record(policy, &d, &self.decision_id, now);
+        log(LogLevel::Info, &line);
+        self.set_property(vec!["aigate_decision"], Some(line.as_bytes()));
+
+        match (&d.denial, policy.mode) {
+            (Some(denial), Mode::Enforce) => {
+                let reply = response::render(policy, &d, denial, &self.decision_id);
+                let headers: Vec<(&str, &str)> = reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                self.send_http_response(reply.status, headers, Some(&reply.body));
+                Action::Pause
+            }
+            _ => {
+                self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
+                // The grant is for aigate; the tool server has no use for it.
+                if let Some(a) = &policy.approval {
+                    if self.headers.get_all(&a.header).next().is_some() {
+                        self.set_http_request_header(&a.header, None);
+                    }
+                }
+                Action::Continue
+            }
+        }
+    }
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = proxy_wasm::hostcalls::log(level, message);
+}
+
+/// std's `RandomState` is seeded from WASI `random_get`: no extra crate needed.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish()
+}
+
+#[allow(dead_code)]
+fn internal(message: &str) -> Denial {
+    Denial::new(Reason::InternalError, "plugin", message)
+}

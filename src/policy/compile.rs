@@ -1,0 +1,522 @@
+//! Document → `Policy`, naming the JSON path of every error.
+
+use super::*;
+use crate::config::{self, ConstraintDoc, PolicyDoc, Unmatched};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// A configuration error at a JSON path such as `tools.send_email.constraints./to.max`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Parses and validates a policy document. All semantic errors are reported, not just the first.
+pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
+    // Strict parse first: duplicate keys in a policy are as suspicious as in a request.
+    let value = crate::json::parse(bytes, 64).map_err(|e| {
+        vec![ConfigError {
+            path: String::new(),
+            message: e.to_string(),
+        }]
+    })?;
+    let doc: PolicyDoc = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        vec![ConfigError {
+            path,
+            message: e.into_inner().to_string(),
+        }]
+    })?;
+    let mut c = Checker::default();
+    let policy = c.policy(doc, bytes);
+    if c.errors.is_empty() {
+        Ok(policy)
+    } else {
+        Err(c.errors)
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn non_empty(&mut self, path: &str, s: &str) {
+        if s.trim().is_empty() {
+            self.err(path, "must not be empty");
+        }
+    }
+
+    fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
+        Pattern::parse(s).map_err(|m| self.err(path, m)).ok()
+    }
+
+    fn policy(&mut self, doc: PolicyDoc, bytes: &[u8]) -> Policy {
+        self.non_empty("default_owner", &doc.default_owner);
+        let routes = self.routes(doc.routes);
+        let identity = self.identity(doc.identity);
+        let mut scopes = HashMap::new();
+        for (name, s) in doc.scopes {
+            let path = format!("scopes.{name}");
+            if name.contains('*') || name.trim().is_empty() {
+                self.err(&path, "a named scope must be a plain name");
+            }
+            if s.grants.is_empty() {
+                self.err(format!("{path}.grants"), "must grant at least one intent");
+            }
+            let grants = s
+                .grants
+                .iter()
+                .enumerate()
+                .filter_map(|(i, g)| self.pattern(&format!("{path}.grants[{i}]"), g))
+                .collect();
+            scopes.insert(name, grants);
+        }
+        let ceilings = self.ceilings(doc.workloads, &scopes);
+        let tools = self.tools(doc.tools);
+        let resources = self.resources(doc.data.resources);
+        let limits = self.limits(doc.limits);
+        let approval = doc.approval.and_then(|a| self.approval(a));
+        Policy {
+            mode: doc.mode,
+            hold: doc.hold,
+            default_owner: doc.default_owner,
+            routes,
+            unmatched_allow: doc.unmatched == Unmatched::Allow,
+            identity,
+            scopes,
+            ceilings,
+            tools,
+            resources,
+            limits,
+            approval,
+            hash: hex(&Sha256::digest(bytes)),
+        }
+    }
+
+    fn routes(&mut self, docs: Vec<config::RouteDoc>) -> Vec<Route> {
+        if docs.is_empty() {
+            self.err("routes", "at least one route is required");
+        }
+        let mut ids = Vec::new();
+        docs.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("routes[{i}]");
+                self.non_empty(&format!("{path}.id"), &r.id);
+                if ids.contains(&r.id) {
+                    self.err(format!("{path}.id"), format!("duplicate route id {:?}", r.id));
+                }
+                ids.push(r.id.clone());
+                if !r.prefix.starts_with('/') {
+                    self.err(format!("{path}.prefix"), "must start with '/'");
+                }
+                let methods = r
+                    .methods
+                    .iter()
+                    .enumerate()
+                    .map(|(j, m)| {
+                        if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                            self.err(format!("{path}.methods[{j}]"), "not an HTTP method");
+                        }
+                        m.to_ascii_uppercase()
+                    })
+                    .collect();
+                Route {
+                    id: r.id,
+                    prefix: r.prefix,
+                    methods,
+                    host: r.host.map(|h| h.to_ascii_lowercase()),
+                    protocol: r.protocol,
+                    owner: r.owner,
+                }
+            })
+            .collect()
+    }
+
+    fn identity(&mut self, doc: config::IdentityDoc) -> IdentityPolicy {
+        let token = match doc.source {
+            config::TokenSource::Jwt => {
+                if doc.jwt_authn.is_some() {
+                    self.err("identity.jwt_authn", "set only when identity.source is \"jwt_authn\"");
+                }
+                match doc.jwt {
+                    Some(jwt) => self.jwt(jwt),
+                    None => {
+                        self.err("identity.jwt", "required when identity.source is \"jwt\"");
+                        TokenSource::Jwt {
+                            header: String::new(),
+                            issuers: Vec::new(),
+                        }
+                    }
+                }
+            }
+            config::TokenSource::JwtAuthn => {
+                if doc.jwt.is_some() {
+                    self.err("identity.jwt", "set only when identity.source is \"jwt\"");
+                }
+                match doc.jwt_authn {
+                    Some(j) => {
+                        self.non_empty("identity.jwt_authn.payload_key", &j.payload_key);
+                        self.non_empty("identity.jwt_authn.namespace", &j.namespace);
+                        TokenSource::JwtAuthn {
+                            namespace: j.namespace,
+                            payload_key: j.payload_key,
+                        }
+                    }
+                    None => {
+                        self.err("identity.jwt_authn", "required when identity.source is \"jwt_authn\"");
+                        TokenSource::JwtAuthn {
+                            namespace: String::new(),
+                            payload_key: String::new(),
+                        }
+                    }
+                }
+            }
+        };
+        self.non_empty("identity.claims.subject", &doc.claims.subject);
+        self.non_empty("identity.claims.tenant", &doc.claims.tenant);
+        self.non_empty("identity.claims.scopes", &doc.claims.scopes);
+        let workload = doc.workload.map(|w| {
+            for (i, td) in w.spiffe_trust_domains.iter().enumerate() {
+                if td.is_empty() || td.contains('/') || td.contains(':') {
+                    self.err(
+                        format!("identity.workload.spiffe_trust_domains[{i}]"),
+                        "a trust domain is a bare name such as \"example.org\"",
+                    );
+                }
+            }
+            if w.spiffe_trust_domains.is_empty() && w.claim.is_none() {
+                self.err("identity.workload", "name spiffe_trust_domains, a claim, or both");
+            }
+            let claim = w.claim.map(|c| {
+                let parts: Vec<String> = c.split('.').map(str::to_string).collect();
+                if parts.iter().any(String::is_empty) {
+                    self.err("identity.workload.claim", "not a claim path");
+                }
+                parts
+            });
+            WorkloadSource {
+                trust_domains: w.spiffe_trust_domains,
+                claim,
+            }
+        });
+        let bind_session = doc.bind_session.map(|b| {
+            self.non_empty("identity.bind_session.claim", &b.claim);
+            self.header_name("identity.bind_session.header", &b.header);
+            SessionBinding {
+                claim: b.claim,
+                header: b.header.to_ascii_lowercase(),
+            }
+        });
+        if doc.max_token_lifetime_seconds == Some(0) {
+            self.err("identity.max_token_lifetime_seconds", "must be positive");
+        }
+        if doc.clock_skew_seconds > 300 {
+            self.err(
+                "identity.clock_skew_seconds",
+                "more than 300 seconds of skew defeats expiry",
+            );
+        }
+        IdentityPolicy {
+            token,
+            subject_claim: doc.claims.subject,
+            tenant_claim: doc.claims.tenant,
+            scopes_claim: doc.claims.scopes,
+            workload,
+            bind_session,
+            skew: doc.clock_skew_seconds,
+            max_lifetime: doc.max_token_lifetime_seconds,
+        }
+    }
+
+    fn header_name(&mut self, path: &str, h: &str) {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            self.err(path, "not an HTTP header name");
+        }
+    }
+
+    fn jwt(&mut self, jwt: config::JwtDoc) -> TokenSource {
+        self.header_name("identity.jwt.header", &jwt.header);
+        if jwt.issuers.is_empty() {
+            self.err("identity.jwt.issuers", "at least one issuer is required");
+        }
+        let mut seen = Vec::new();
+        let issuers = jwt
+            .issuers
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, iss)| {
+                let path = format!("identity.jwt.issuers[{i}]");
+                self.non_empty(&format!("{path}.issuer"), &iss.issuer);
+                if seen.contains(&iss.issuer) {
+                    self.err(format!("{path}.issuer"), "duplicate issuer");
+                }
+                seen.push(iss.issuer.clone());
+                if iss.audiences.is_empty() || iss.audiences.iter().any(String::is_empty) {
+                    self.err(format!("{path}.audiences"), "name at least one non-empty audience");
+                }
+                let keys = KeySet::from_jwks(&iss.jwks)
+                    .map_err(|m| self.err(format!("{path}.jwks"), m))
+                    .ok()?;
+                Some(Issuer {
+                    issuer: iss.issuer,
+                    audiences: iss.audiences,
+                    keys,
+                })
+            })
+            .collect();
+        TokenSource::Jwt {
+            header: jwt.header.to_ascii_lowercase(),
+            issuers,
+        }
+    }
+
+    fn ceilings(&mut self, docs: Vec<config::WorkloadDoc>, named: &HashMap<String, Vec<Pattern>>) -> Vec<Ceiling> {
+        docs.into_iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let path = format!("workloads[{i}]");
+                self.non_empty(&format!("{path}.id"), &w.id);
+                for (j, s) in w.scopes.iter().enumerate() {
+                    if !named.contains_key(s) {
+                        self.pattern(&format!("{path}.scopes[{j}]"), s);
+                    }
+                }
+                let matcher = match (w.exact, w.match_prefix) {
+                    (Some(e), None) if !e.is_empty() => WorkloadMatch::Exact(e),
+                    (None, Some(p)) if !p.is_empty() => WorkloadMatch::Prefix(p),
+                    _ => {
+                        self.err(&path, "set exactly one of \"match\" or \"match_prefix\" (non-empty)");
+                        return None;
+                    }
+                };
+                Some(Ceiling {
+                    id: w.id,
+                    matcher,
+                    scopes: w.scopes,
+                })
+            })
+            .collect()
+    }
+
+    fn tools(&mut self, docs: std::collections::BTreeMap<String, config::ToolDoc>) -> HashMap<String, Tool> {
+        docs.into_iter()
+            .map(|(name, t)| {
+                let path = format!("tools.{name}");
+                if name.is_empty() {
+                    self.err(&path, "tool name must not be empty");
+                }
+                if let Some(Pattern::Prefix(_) | Pattern::Any) = self.pattern(&format!("{path}.intent"), &t.intent) {
+                    self.err(format!("{path}.intent"), "an intent is a plain name, not a wildcard");
+                }
+                let constraints = t
+                    .constraints
+                    .into_iter()
+                    .map(|(ptr, c)| {
+                        let cpath = format!("{path}.constraints.{ptr}");
+                        self.pointer(&cpath, &ptr);
+                        (ptr, self.constraint(&cpath, c))
+                    })
+                    .collect();
+                let bind = t
+                    .bind
+                    .into_iter()
+                    .map(|(ptr, claim)| {
+                        let bpath = format!("{path}.bind.{ptr}");
+                        self.pointer(&bpath, &ptr);
+                        self.non_empty(&bpath, &claim);
+                        (ptr, claim)
+                    })
+                    .collect();
+                let tool = Tool {
+                    name: name.clone(),
+                    intent: t.intent,
+                    impact: t.impact,
+                    owner: t.owner,
+                    constraints,
+                    bind,
+                };
+                (name, tool)
+            })
+            .collect()
+    }
+
+    fn pointer(&mut self, path: &str, ptr: &str) {
+        if !ptr.starts_with('/') {
+            self.err(path, "argument paths are JSON pointers and start with '/'");
+        }
+    }
+
+    fn constraint(&mut self, path: &str, c: ConstraintDoc) -> Constraint {
+        if let (Some(min), Some(max)) = (c.min, c.max) {
+            if min > max {
+                self.err(path, "min is greater than max");
+            }
+        }
+        let any = c.max.is_some()
+            || c.min.is_some()
+            || c.one_of.is_some()
+            || c.max_length.is_some()
+            || c.prefix_in.is_some()
+            || c.suffix_in.is_some()
+            || c.max_items.is_some();
+        if !any && !c.required {
+            self.err(path, "a constraint must restrict something");
+        }
+        for (field, list) in [("prefix_in", &c.prefix_in), ("suffix_in", &c.suffix_in)] {
+            if let Some(l) = list {
+                if l.is_empty() || l.iter().any(String::is_empty) {
+                    self.err(format!("{path}.{field}"), "list non-empty strings");
+                }
+            }
+        }
+        if c.one_of.as_ref().is_some_and(Vec::is_empty) {
+            self.err(format!("{path}.enum"), "must list at least one value");
+        }
+        Constraint {
+            required: c.required,
+            max: c.max,
+            min: c.min,
+            one_of: c.one_of,
+            max_length: c.max_length,
+            prefix_in: c.prefix_in,
+            suffix_in: c.suffix_in,
+            max_items: c.max_items,
+        }
+    }
+
+    fn resources(&mut self, docs: Vec<config::ResourceRuleDoc>) -> Vec<ResourceRule> {
+        docs.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("data.resources[{i}]");
+                self.non_empty(&format!("{path}.id"), &r.id);
+                self.pattern(&format!("{path}.scope"), &r.scope);
+                let uri_prefix = match parse_template(&r.uri_prefix) {
+                    Ok(parts) => parts,
+                    Err(m) => {
+                        self.err(format!("{path}.uri_prefix"), m);
+                        Vec::new()
+                    }
+                };
+                if !r.uri_prefix.contains(':') {
+                    self.err(
+                        format!("{path}.uri_prefix"),
+                        "must include a URI scheme, as in \"docs://{tenant}/\"",
+                    );
+                }
+                ResourceRule {
+                    id: r.id,
+                    uri_prefix,
+                    scope: r.scope,
+                    owner: r.owner,
+                }
+            })
+            .collect()
+    }
+
+    fn limits(&mut self, l: config::LimitsDoc) -> Limits {
+        if l.max_body_bytes == 0 || l.max_body_bytes > 64 * 1024 * 1024 {
+            self.err("limits.max_body_bytes", "must be between 1 and 67108864");
+        }
+        if l.max_json_depth < 4 || l.max_json_depth > 128 {
+            self.err("limits.max_json_depth", "must be between 4 and 128");
+        }
+        if l.max_batch_size == 0 || l.max_batch_size > 1024 {
+            self.err("limits.max_batch_size", "must be between 1 and 1024");
+        }
+        Limits {
+            max_body_bytes: l.max_body_bytes,
+            max_json_depth: l.max_json_depth,
+            max_batch_size: l.max_batch_size,
+        }
+    }
+
+    fn approval(&mut self, a: config::ApprovalDoc) -> Option<ApprovalPolicy> {
+        self.header_name("approval.header", &a.header);
+        self.non_empty("approval.issuer", &a.issuer);
+        self.non_empty("approval.audience", &a.audience);
+        if a.max_age_seconds == 0 {
+            self.err("approval.max_age_seconds", "must be positive");
+        }
+        if let Some(url) = &a.request_url {
+            if let Err(m) = parse_template(url) {
+                self.err("approval.request_url", m);
+            }
+        }
+        let keys = KeySet::from_jwks(&a.jwks)
+            .map_err(|m| self.err("approval.jwks", m))
+            .ok()?;
+        Some(ApprovalPolicy {
+            header: a.header.to_ascii_lowercase(),
+            issuer: a.issuer,
+            audience: a.audience,
+            keys,
+            max_age: a.max_age_seconds,
+            request_url: a.request_url,
+        })
+    }
+}
+
+/// Splits `docs://{tenant}/x` into literal and `{claim}` parts.
+pub fn parse_template(s: &str) -> Result<Vec<TemplatePart>, String> {
+    let mut parts = Vec::new();
+    let mut rest = s;
+    while let Some(open) = rest.find('{') {
+        let (lit, after) = rest.split_at(open);
+        if lit.contains('}') {
+            return Err(format!("unbalanced '}}' in {s:?}"));
+        }
+        if !lit.is_empty() {
+            parts.push(TemplatePart::Literal(lit.to_string()));
+        }
+        let after = after.get(1..).unwrap_or("");
+        let close = after.find('}').ok_or_else(|| format!("unclosed '{{' in {s:?}"))?;
+        let (name, tail) = after.split_at(close);
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+        {
+            return Err(format!("{{{name}}} is not a claim name"));
+        }
+        parts.push(TemplatePart::Claim(name.to_string()));
+        rest = tail.get(1..).unwrap_or("");
+    }
+    if rest.contains('}') {
+        return Err(format!("unbalanced '}}' in {s:?}"));
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Literal(rest.to_string()));
+    }
+    Ok(parts)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

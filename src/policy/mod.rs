@@ -1,0 +1,213 @@
+//! The compiled policy: immutable domain types built once from the operator's document.
+//! Everything here is validated; request handling never re-checks configuration.
+
+mod compile;
+mod scope;
+
+pub use compile::{compile, ConfigError};
+pub use scope::Pattern;
+
+use crate::config::{Hold, Impact, Mode, Protocol};
+use crate::jws::KeySet;
+use serde_json::Value;
+use std::collections::HashMap;
+
+#[derive(Debug)]
+pub struct Policy {
+    pub mode: Mode,
+    pub hold: Hold,
+    pub default_owner: String,
+    pub routes: Vec<Route>,
+    pub unmatched_allow: bool,
+    pub identity: IdentityPolicy,
+    /// Named scopes → the intent patterns they grant.
+    pub scopes: HashMap<String, Vec<Pattern>>,
+    pub ceilings: Vec<Ceiling>,
+    pub tools: HashMap<String, Tool>,
+    pub resources: Vec<ResourceRule>,
+    pub limits: Limits,
+    pub approval: Option<ApprovalPolicy>,
+    /// Hex SHA-256 of the configuration bytes as loaded: names the policy in audit records.
+    pub hash: String,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub id: String,
+    pub prefix: String,
+    /// Upper-case HTTP methods; empty = any.
+    pub methods: Vec<String>,
+    /// Lower-case host (without port); `None` = any.
+    pub host: Option<String>,
+    pub protocol: Protocol,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct IdentityPolicy {
+    pub token: TokenSource,
+    pub subject_claim: String,
+    pub tenant_claim: String,
+    pub scopes_claim: String,
+    pub workload: Option<WorkloadSource>,
+    pub bind_session: Option<SessionBinding>,
+    pub skew: u64,
+    pub max_lifetime: Option<u64>,
+}
+
+#[derive(Debug)]
+pub enum TokenSource {
+    /// `Bearer` token in `header`, verified here against the issuers' keys.
+    Jwt { header: String, issuers: Vec<Issuer> },
+    /// Payload already verified by Envoy's jwt_authn, read from dynamic metadata.
+    JwtAuthn { namespace: String, payload_key: String },
+}
+
+impl TokenSource {
+    /// Label value for `aigate_identity_total{source}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenSource::Jwt { .. } => "jwt",
+            TokenSource::JwtAuthn { .. } => "jwt_authn",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Issuer {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub keys: KeySet,
+}
+
+#[derive(Debug)]
+pub struct WorkloadSource {
+    pub trust_domains: Vec<String>,
+    /// Claim path split on `.` (e.g. `act.sub`).
+    pub claim: Option<Vec<String>>,
+}
+
+#[derive(Debug)]
+pub struct SessionBinding {
+    pub claim: String,
+    /// Lower-case header name.
+    pub header: String,
+}
+
+#[derive(Debug)]
+pub struct Ceiling {
+    pub id: String,
+    pub matcher: WorkloadMatch,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub enum WorkloadMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Debug)]
+pub struct Tool {
+    pub name: String,
+    pub intent: String,
+    pub impact: Impact,
+    pub owner: Option<String>,
+    pub constraints: Vec<(String, Constraint)>,
+    /// (argument JSON pointer, claim name)
+    pub bind: Vec<(String, String)>,
+}
+
+#[derive(Debug, Default)]
+pub struct Constraint {
+    pub required: bool,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+    pub one_of: Option<Vec<Value>>,
+    pub max_length: Option<usize>,
+    pub prefix_in: Option<Vec<String>>,
+    pub suffix_in: Option<Vec<String>>,
+    pub max_items: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct ResourceRule {
+    pub id: String,
+    /// The prefix split into literal text and `{claim}` holes.
+    pub uri_prefix: Vec<TemplatePart>,
+    pub scope: String,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    Claim(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_batch_size: usize,
+}
+
+#[derive(Debug)]
+pub struct ApprovalPolicy {
+    pub header: String,
+    pub issuer: String,
+    pub audience: String,
+    pub keys: KeySet,
+    pub max_age: u64,
+    pub request_url: Option<String>,
+}
+
+impl Policy {
+    /// Index of the first route matching method, host and path prefix.
+    pub fn route(&self, method: &str, host: &str, path: &str) -> Option<usize> {
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        self.routes.iter().position(|r| {
+            path.starts_with(&r.prefix)
+                && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
+                && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
+        })
+    }
+
+    /// Does scope `held` (as written in a token or a ceiling) grant `wanted` (an intent or
+    /// a resource scope)? Named scopes grant their patterns; other scopes are patterns.
+    pub fn scope_grants(&self, held: &str, wanted: &str) -> bool {
+        match self.scopes.get(held) {
+            Some(patterns) => patterns.iter().any(|p| p.matches(wanted)),
+            None => Pattern::parse(held).is_ok_and(|p| p.matches(wanted)),
+        }
+    }
+
+    /// The ceiling for a workload: exact match first, else the longest matching prefix.
+    pub fn ceiling(&self, workload: &str) -> Option<&Ceiling> {
+        self.ceilings
+            .iter()
+            .find(|c| matches!(&c.matcher, WorkloadMatch::Exact(w) if w == workload))
+            .or_else(|| {
+                self.ceilings
+                    .iter()
+                    .filter_map(|c| match &c.matcher {
+                        WorkloadMatch::Prefix(p) if workload.starts_with(p.as_str()) => Some((p.len(), c)),
+                        _ => None,
+                    })
+                    .max_by_key(|(len, _)| *len)
+                    .map(|(_, c)| c)
+            })
+    }
+
+    pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, route: Option<&'a Route>) -> &'a str {
+        tool.and_then(|t| t.owner.as_deref())
+            .or_else(|| route.and_then(|r| r.owner.as_deref()))
+            .unwrap_or(&self.default_owner)
+    }
+}

@@ -1,0 +1,181 @@
+//! MCP over Streamable HTTP: JSON-RPC 2.0 messages, single or batched.
+
+use crate::decision::{Denial, Reason};
+use crate::policy::Limits;
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum McpAction {
+    ToolCall {
+        name: String,
+        arguments: Value,
+    },
+    ResourceRead {
+        uri: String,
+    },
+    /// `initialize`, `tools/list`, `ping`, notifications, responses to the server…
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpMessage {
+    /// Present on requests (not notifications); echoed in JSON-RPC errors.
+    pub id: Option<Value>,
+    pub method: Option<String>,
+    pub action: McpAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpBody {
+    pub batch: bool,
+    pub messages: Vec<McpMessage>,
+}
+
+fn malformed(message: impl Into<String>) -> Denial {
+    Denial::new(Reason::BodyMalformed, "mcp", message)
+}
+
+/// Extracts every message of a JSON-RPC body. Anything that is not well-formed JSON-RPC
+/// is refused here, so later stages judge only what an MCP server would act on.
+pub fn parse(body: &[u8], limits: &Limits) -> Result<McpBody, Denial> {
+    let doc = crate::json::parse(body, limits.max_json_depth)
+        .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))?;
+    let (batch, items) = match doc {
+        Value::Array(items) => (true, items),
+        single => (false, vec![single]),
+    };
+    if items.is_empty() {
+        return Err(malformed("empty JSON-RPC batch"));
+    }
+    if items.len() > limits.max_batch_size {
+        return Err(Denial::new(
+            Reason::BodyMalformed,
+            "limits.max_batch_size",
+            format!("batch of {} exceeds {}", items.len(), limits.max_batch_size),
+        ));
+    }
+    let messages = items.into_iter().map(message).collect::<Result<_, _>>()?;
+    Ok(McpBody { batch, messages })
+}
+
+fn message(item: Value) -> Result<McpMessage, Denial> {
+    let Value::Object(mut obj) = item else {
+        return Err(malformed("a JSON-RPC message must be an object"));
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err(malformed("\"jsonrpc\" must be \"2.0\""));
+    }
+    let id = match obj.remove("id") {
+        None => None,
+        Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v),
+        Some(_) => return Err(malformed("\"id\" must be a string or a number")),
+    };
+    let method = match obj.remove("method") {
+        None => {
+            // A client's response to a server request: it carries no action.
+            if !(obj.contains_key("result") || obj.contains_key("error")) {
+                return Err(malformed(
+                    "a JSON-RPC message needs \"method\", \"result\" or \"error\"",
+                ));
+            }
+            return Ok(McpMessage {
+                id,
+                method: None,
+                action: McpAction::Other,
+            });
+        }
+        Some(Value::String(m)) => m,
+        Some(_) => return Err(malformed("\"method\" must be a string")),
+    };
+    let mut params = match obj.remove("params") {
+        None => serde_json::Map::new(),
+        Some(Value::Object(p)) => p,
+        Some(_) if method == "tools/call" || method == "resources/read" => {
+            return Err(malformed(format!("{method} needs object params")))
+        }
+        Some(_) => serde_json::Map::new(),
+    };
+    let action = match method.as_str() {
+        "tools/call" => {
+            let Some(Value::String(name)) = params.remove("name") else {
+                return Err(malformed("tools/call needs params.name as a string"));
+            };
+            let arguments = match params.remove("arguments") {
+                None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+                Some(a @ Value::Object(_)) => a,
+                Some(_) => return Err(malformed("tools/call params.arguments must be an object")),
+            };
+            McpAction::ToolCall { name, arguments }
+        }
+        "resources/read" => {
+            let Some(Value::String(uri)) = params.remove("uri") else {
+                return Err(malformed("resources/read needs params.uri as a string"));
+            };
+            McpAction::ResourceRead { uri }
+        }
+        _ => McpAction::Other,
+    };
+    Ok(McpMessage {
+        id,
+        method: Some(method),
+        action,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 16,
+            max_batch_size: 4,
+        }
+    }
+
+    #[test]
+    fn single_tool_call_with_unescaped_name() {
+        let b = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"send\u005femail","arguments":{"to":"a@b"}}}"#;
+        let m = parse(b, &limits()).unwrap();
+        assert!(!m.batch);
+        assert_eq!(m.messages[0].id, Some(Value::from(7)));
+        match &m.messages[0].action {
+            McpAction::ToolCall { name, arguments } => {
+                assert_eq!(name, "send_email");
+                assert_eq!(arguments["to"], "a@b");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_and_other_methods() {
+        let b = br#"[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":3,"result":{}}]"#;
+        let m = parse(b, &limits()).unwrap();
+        assert!(m.batch);
+        assert_eq!(m.messages.len(), 3);
+        assert!(m.messages.iter().all(|x| x.action == McpAction::Other));
+        assert_eq!(m.messages[1].id, None);
+    }
+
+    #[test]
+    fn malformed_cases() {
+        for b in [
+            &b"[]"[..],
+            br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":5}}"#,
+            br#"{"jsonrpc":"2.0","id":1}"#,
+            br#"[1]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#,
+            br#"[{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"}]"#,
+        ] {
+            let e = parse(b, &limits()).unwrap_err();
+            assert_eq!(e.reason, Reason::BodyMalformed, "{}", String::from_utf8_lossy(b));
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! What arrives: the request head as read once from the host, and the per-protocol
+//! extraction of actions from the body.
+
+pub mod mcp;
+
+use serde_json::{Map, Value};
+
+/// Request headers as the host hands them over: lower-case names, raw value bytes
+/// (a hostile header byte must never become a UTF-8 panic).
+#[derive(Debug, Default, Clone)]
+pub struct Headers {
+    pairs: Vec<(String, Vec<u8>)>,
+}
+
+impl Headers {
+    pub fn new(pairs: Vec<(String, Vec<u8>)>) -> Self {
+        Headers { pairs }
+    }
+
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// The single value of `name`; `Err(Repeated)` when it appears more than once.
+    pub fn one<'a>(&'a self, name: &'a str) -> Result<Option<&'a [u8]>, Repeated> {
+        let mut it = self.get_all(name);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(Repeated);
+        }
+        Ok(first)
+    }
+
+    /// A header as text, or `None` when absent, repeated or not UTF-8.
+    pub fn text<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.one(name).ok().flatten().and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// A header that must appear at most once appeared several times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repeated;
+
+/// What the engine needs from the host beyond headers and body. Implemented by the
+/// proxy-wasm glue and by plain values in tests; read lazily, so a policy that does not
+/// use mTLS never pays for the property lookup.
+pub trait Host {
+    /// Seconds since the Unix epoch, from the host clock.
+    fn now(&self) -> u64;
+    /// URI SAN of the mTLS peer certificate, if the connection has one.
+    fn peer_uri_san(&self) -> Option<String>;
+    /// JWT payload that Envoy's jwt_authn stored in dynamic metadata.
+    fn jwt_payload(&self, namespace: &str, key: &str) -> Option<Map<String, Value>>;
+    /// Shared data, for single-use approvals.
+    fn shared(&self) -> &dyn SharedData;
+}
+
+/// Host shared data (Envoy: shared across the workers of one proxy) with Envoy's
+/// compare-and-swap semantics: `cas` 0 writes unconditionally.
+pub trait SharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)>;
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetError {
+    /// Someone else wrote the key since we read it.
+    CasMismatch,
+    Other,
+}

@@ -1,0 +1,147 @@
+//! What a denied client sees: status, headers and a body its libraries understand.
+
+use crate::approval;
+use crate::config::Protocol;
+use crate::decision::{Denial, Reason};
+use crate::engine::Decision;
+use crate::policy::Policy;
+use serde_json::{json, Map, Value};
+
+pub const DECISION_HEADER: &str = "x-aigate-decision-id";
+
+/// JSON-RPC error code for policy denials (implementation-defined server error range).
+pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Policy denials of a well-formed MCP call travel as JSON-RPC errors so MCP clients
+/// surface the message to the agent instead of failing the transport.
+fn is_jsonrpc_denial(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ToolUnknown
+            | Reason::ArgumentViolation
+            | Reason::BindingMismatch
+            | Reason::ApprovalRequired
+            | Reason::ApprovalInvalid
+            | Reason::ApprovalExpired
+            | Reason::ApprovalReplayed
+            | Reason::ApprovalMismatch
+            | Reason::DataBoundary
+    )
+}
+
+fn status(reason: Reason) -> u32 {
+    match reason {
+        r if r.is_identity() => 401,
+        Reason::BodyTooLarge => 413,
+        Reason::EncodingUnsupported => 415,
+        Reason::BodyMalformed => 400,
+        Reason::RouteUnmatched => 404,
+        Reason::InternalError => 500,
+        _ => 403,
+    }
+}
+
+/// The local reply for a denied decision.
+pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str) -> LocalReply {
+    let mut headers = vec![
+        (DECISION_HEADER.to_string(), decision_id.to_string()),
+        ("content-type".to_string(), "application/json".to_string()),
+    ];
+    let mut data = Map::new();
+    data.insert("reason".into(), json!(denial.reason.as_str()));
+    data.insert("rule".into(), json!(denial.rule));
+    data.insert("decision_id".into(), json!(decision_id));
+    if let Some(s) = &denial.required_scope {
+        data.insert("required_scope".into(), json!(s));
+    }
+    approval_details(policy, d, denial, &mut data);
+
+    let reason = denial.reason;
+    if d.protocol == Some(Protocol::Mcp) && is_jsonrpc_denial(reason) && !d.rpc_ids.is_empty() {
+        let error = |id: &Value| {
+            json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": JSONRPC_POLICY_DENIED,
+                "message": format!("aigate: {} ({})", denial.message, reason.as_str()),
+                "data": Value::Object(data.clone()),
+            }})
+        };
+        let body = if d.batch {
+            Value::Array(d.rpc_ids.iter().map(error).collect())
+        } else {
+            d.rpc_ids.first().map(error).unwrap_or(Value::Null)
+        };
+        return LocalReply {
+            status: 200,
+            headers,
+            body: body.to_string().into_bytes(),
+        };
+    }
+
+    let status = status(reason);
+    if status == 401 {
+        headers.push(("www-authenticate".into(), challenge(denial, None)));
+    } else if reason == Reason::ScopeMissing {
+        headers.push((
+            "www-authenticate".into(),
+            challenge(denial, denial.required_scope.as_deref()),
+        ));
+    }
+    let mut error = Map::new();
+    error.insert("message".into(), json!(format!("aigate: {}", denial.message)));
+    error.extend(data);
+    let body = json!({ "error": Value::Object(error) });
+    LocalReply {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// RFC 6750 challenge. A missing token gets no error code, as the RFC asks.
+fn challenge(denial: &Denial, scope: Option<&str>) -> String {
+    let quote = |s: &str| s.replace(['"', '\\'], "'");
+    match (denial.reason, scope) {
+        (Reason::ScopeMissing, Some(scope)) => format!(
+            "Bearer realm=\"aigate\", error=\"insufficient_scope\", scope=\"{}\", error_description=\"{}\"",
+            quote(scope),
+            quote(&denial.message)
+        ),
+        (Reason::Unauthenticated, _) => "Bearer realm=\"aigate\"".to_string(),
+        _ => format!(
+            "Bearer realm=\"aigate\", error=\"invalid_token\", error_description=\"{}\"",
+            quote(&denial.message)
+        ),
+    }
+}
+
+/// For approval denials: what a client needs to route the action to a human.
+fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut Map<String, Value>) {
+    if !matches!(
+        denial.reason,
+        Reason::ApprovalRequired
+            | Reason::ApprovalInvalid
+            | Reason::ApprovalExpired
+            | Reason::ApprovalReplayed
+            | Reason::ApprovalMismatch
+    ) {
+        return;
+    }
+    let (Some(call), Some(p)) = (d.calls.last(), d.principal.as_ref()) else {
+        return;
+    };
+    data.insert("tool".into(), json!(call.tool));
+    data.insert("subject".into(), json!(p.subject));
+    if let Some(digest) = &call.args_digest {
+        data.insert("args_digest".into(), json!(digest));
+        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject) {
+            data.insert("approval_url".into(), json!(url));
+        }
+    }
+}

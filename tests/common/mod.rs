@@ -1,0 +1,208 @@
+//! Shared fixtures for the engine tests: a policy, signing keys, a plain-value host.
+#![allow(dead_code)]
+
+use aigate::engine::{self, Decision, Head};
+use aigate::jws::SigningKey;
+use aigate::policy::{self, Policy};
+use aigate::request::{Headers, Host, SetError, SharedData};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub const NOW: u64 = 1_800_000_000;
+
+/// RFC 8037's Ed25519 test key: the identity provider.
+pub fn idp_key() -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "kid": "idp-1",
+        "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"})
+}
+
+/// The approval service's HMAC key.
+pub fn approval_key() -> Value {
+    json!({"kty": "oct", "kid": "approvals-1", "k": b64(&[7u8; 32])})
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub fn call(tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+}
+
+pub fn rpc(method: &str, params: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+}
+
+#[derive(Default)]
+pub struct TestHost {
+    pub now: u64,
+    pub peer: Option<String>,
+    pub payload: Option<Map<String, Value>>,
+    pub shared_fails: bool,
+    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    cas: RefCell<u32>,
+}
+
+impl Host for TestHost {
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        self.peer.clone()
+    }
+    fn jwt_payload(&self, _ns: &str, _key: &str) -> Option<Map<String, Value>> {
+        self.payload.clone()
+    }
+    fn shared(&self) -> &dyn SharedData {
+        self
+    }
+}
+
+impl SharedData for TestHost {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.map.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        if self.shared_fails {
+            return Err(SetError::Other);
+        }
+        let mut m = self.map.borrow_mut();
+        if let Some((_, c)) = m.get(key) {
+            if cas != 0 && cas != *c {
+                return Err(SetError::CasMismatch);
+            }
+        }
+        *self.cas.borrow_mut() += 1;
+        m.insert(key.to_string(), (value.to_vec(), *self.cas.borrow()));
+        Ok(())
+    }
+}
+
+pub struct World {
+    pub policy: Policy,
+    pub host: TestHost,
+    pub idp: SigningKey,
+    pub approvals: SigningKey,
+}
+
+pub fn policy_doc() -> Value {
+    let mut p: Value = serde_json::from_str(include_str!("../../examples/policy.json")).unwrap();
+    let idp = SigningKey::from_jwk(&idp_key()).unwrap();
+    p["identity"]["jwt"]["issuers"][0]["jwks"] = json!({"keys": [idp.public_jwk().unwrap()]});
+    p["approval"] = json!({
+        "issuer": "https://approvals.example.com",
+        "audience": "aigate",
+        "jwks": {"keys": [approval_key()]},
+        "max_age_seconds": 600,
+        "request_url": "https://approvals.example.com/new?tool={tool}&digest={digest}&subject={subject}"
+    });
+    p
+}
+
+impl World {
+    pub fn new() -> World {
+        World::with(|_| {})
+    }
+
+    pub fn with(edit: impl FnOnce(&mut Value)) -> World {
+        let mut doc = policy_doc();
+        edit(&mut doc);
+        let policy = policy::compile(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        World {
+            policy,
+            host: TestHost {
+                now: NOW,
+                ..TestHost::default()
+            },
+            idp: SigningKey::from_jwk(&idp_key()).unwrap(),
+            approvals: SigningKey::from_jwk(&approval_key()).unwrap(),
+        }
+    }
+
+    /// A world whose tokens are signed by a key the policy does not trust.
+    pub fn with_other_key() -> World {
+        let mut w = World::new();
+        let mut k = idp_key();
+        k["d"] = json!(b64(&[9u8; 32]));
+        k.as_object_mut().unwrap().remove("x");
+        w.idp = SigningKey::from_jwk(&k).unwrap();
+        w
+    }
+
+    /// Default claims, overridden by `overrides` (a null removes the claim).
+    pub fn claims(&self, overrides: Value) -> Map<String, Value> {
+        let mut c = json!({
+            "iss": "https://idp.example.com", "aud": "aigate", "sub": "alice", "tenant": "acme",
+            "customer_id": "c-42", "azp": "support-agent",
+            "scope": "orders.read orders.refund email.send docs.read",
+            "iat": self.host.now - 10, "exp": self.host.now + 300,
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        for (k, v) in overrides.as_object().unwrap() {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    pub fn token(&self, overrides: Value) -> String {
+        self.idp.sign(&self.claims(overrides))
+    }
+
+    pub fn grant_claims(&self, overrides: Value) -> Map<String, Value> {
+        let mut c = json!({
+            "iss": "https://approvals.example.com", "aud": "aigate", "sub": "alice", "tool": "send_email",
+            "approver": "carol@example.com", "jti": "grant-1",
+            "iat": self.host.now - 5, "exp": self.host.now + 120,
+        })
+        .as_object()
+        .unwrap()
+        .clone();
+        for (k, v) in overrides.as_object().unwrap() {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        c
+    }
+
+    pub fn grant(&self, overrides: Value) -> String {
+        self.approvals.sign(&self.grant_claims(overrides))
+    }
+
+    pub fn headers(&self, token: Option<&str>) -> Vec<(String, Vec<u8>)> {
+        let mut h = vec![
+            (":method".to_string(), b"POST".to_vec()),
+            (":path".to_string(), b"/mcp".to_vec()),
+            (":authority".to_string(), b"gateway.example.com".to_vec()),
+            ("content-type".to_string(), b"application/json".to_vec()),
+        ];
+        if let Some(t) = token {
+            h.push(("authorization".to_string(), format!("Bearer {t}").into_bytes()));
+        }
+        h
+    }
+
+    pub fn decide(&self, headers: &[(String, Vec<u8>)], body: Option<&Value>) -> Decision {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.decide_raw(headers, bytes.as_deref())
+    }
+
+    pub fn decide_raw(&self, headers: &[(String, Vec<u8>)], body: Option<&[u8]>) -> Decision {
+        let headers = Headers::new(headers.to_vec());
+        match engine::on_headers(&self.policy, &headers, &self.host, body.is_some()) {
+            Head::Decided(d) => d,
+            Head::NeedBody(d) => engine::on_body(&self.policy, d, &headers, body.unwrap_or_default(), &self.host),
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! Engine table tests: the decision flow natively, one row (at least) per reason code.
+
+mod common;
+
+use aigate::decision::Reason;
+use aigate::response;
+use common::*;
+use serde_json::{json, Value};
+
+fn reason_of(w: &World, token: Option<&str>, body: &Value) -> Option<Reason> {
+    w.decide(&w.headers(token), Some(body)).denial.map(|d| d.reason)
+}
+
+#[test]
+fn allowed_calls() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    for body in [
+        call("get_order", json!({"customer_id": "c-42", "order_id": "o-1"})),
+        call(
+            "refund_order",
+            json!({"customer_id": "c-42", "order_id": "o-1", "amount": 20}),
+        ),
+        rpc("tools/list", json!({})),
+        rpc(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        ),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        rpc("resources/read", json!({"uri": "docs://acme/handbook.md"})),
+        json!([
+            call("get_order", json!({"customer_id": "c-42", "order_id": "o-1"})),
+            rpc("ping", json!({}))
+        ]),
+    ] {
+        let d = w.decide(&w.headers(Some(&t)), Some(&body));
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+        assert_eq!(d.principal.as_ref().unwrap().subject, "alice");
+    }
+}
+
+#[test]
+fn identity_reasons() {
+    let w = World::new();
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let now = w.host.now;
+    let rows: Vec<(&str, Option<String>, Reason)> = vec![
+        ("no token", None, Reason::Unauthenticated),
+        ("garbage", Some("not-a-jwt".into()), Reason::TokenInvalid),
+        (
+            "wrong audience",
+            Some(w.token(json!({"aud": "other"}))),
+            Reason::TokenInvalid,
+        ),
+        (
+            "unknown issuer",
+            Some(w.token(json!({"iss": "https://evil.example"}))),
+            Reason::TokenInvalid,
+        ),
+        (
+            "not yet valid",
+            Some(w.token(json!({"nbf": now + 3600}))),
+            Reason::TokenInvalid,
+        ),
+        ("no exp", Some(w.token(json!({"exp": null}))), Reason::TokenInvalid),
+        ("no subject", Some(w.token(json!({"sub": null}))), Reason::TokenInvalid),
+        (
+            "expired",
+            Some(w.token(json!({"exp": now - 60, "iat": now - 120}))),
+            Reason::TokenExpired,
+        ),
+        (
+            "too long-lived",
+            Some(w.token(json!({"iat": now - 10, "exp": now + 86_400}))),
+            Reason::TokenLifetimeExceeded,
+        ),
+        (
+            "lifetime unprovable",
+            Some(w.token(json!({"iat": null}))),
+            Reason::TokenLifetimeExceeded,
+        ),
+        (
+            "unknown workload",
+            Some(w.token(json!({"azp": "rogue-agent"}))),
+            Reason::WorkloadUntrusted,
+        ),
+        (
+            "no workload",
+            Some(w.token(json!({"azp": null}))),
+            Reason::WorkloadUntrusted,
+        ),
+    ];
+    for (name, token, want) in rows {
+        assert_eq!(reason_of(&w, token.as_deref(), &body), Some(want), "{name}");
+    }
+    // alg none, signed with nothing.
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none"}"#),
+        b64(Value::Object(w.claims(json!({}))).to_string().as_bytes())
+    );
+    assert_eq!(reason_of(&w, Some(&none), &body), Some(Reason::TokenInvalid));
+    // Bad signature: a token from a key the issuer does not have.
+    let forged = World::with_other_key().token(json!({}));
+    assert_eq!(reason_of(&w, Some(&forged), &body), Some(Reason::TokenInvalid));
+    // Two Authorization headers: refused, whichever is valid.
+    let t = w.token(json!({}));
+    let mut h = w.headers(Some(&t));
+    h.push(("authorization".into(), format!("Bearer {t}").into_bytes()));
+    assert_eq!(w.decide(&h, Some(&body)).denial.unwrap().reason, Reason::TokenInvalid);
+}
+
+#[test]
+fn workload_from_mtls_spiffe_id() {
+    let mut w = World::new();
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    w.host.peer = Some("spiffe://example.org/ns/agents/support".into());
+    let t = w.token(json!({"azp": null}));
+    let d = w.decide(&w.headers(Some(&t)), Some(&body));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        d.principal.unwrap().workload.as_deref(),
+        Some("spiffe://example.org/ns/agents/support")
+    );
+    // The prefix ceiling allows only orders.read: a refund is out of its reach even
+    // though the token carries orders.refund.
+    let refund = call("refund_order", json!({"customer_id": "c-42", "amount": 1}));
+    assert_eq!(reason_of(&w, Some(&t), &refund), Some(Reason::ScopeMissing));
+    w.host.peer = Some("spiffe://evil.org/ns/agents/support".into());
+    assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::WorkloadUntrusted));
+}
+
+#[test]
+fn session_binding() {
+    let w = World::with(|p| p["identity"]["bind_session"] = json!({"claim": "sid"}));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let t = w.token(json!({"sid": "s-1"}));
+    let mut h = w.headers(Some(&t));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    assert!(w.decide(&h, Some(&body)).allowed());
+    let mut other = w.headers(Some(&t));
+    other.push(("mcp-session-id".into(), b"s-2".to_vec()));
+    assert_eq!(
+        w.decide(&other, Some(&body)).denial.unwrap().reason,
+        Reason::SessionMismatch
+    );
+    // Without a session header only `initialize` may pass (the server assigns the session).
+    assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::SessionMismatch));
+    assert!(reason_of(&w, Some(&t), &rpc("initialize", json!({}))).is_none());
+    let unbound = w.token(json!({}));
+    assert_eq!(
+        w.decide(&h_with(&w, &unbound, "mcp-session-id", "s-1"), Some(&body))
+            .denial
+            .unwrap()
+            .reason,
+        Reason::SessionMismatch
+    );
+}
+
+fn h_with(w: &World, token: &str, name: &str, value: &str) -> Vec<(String, Vec<u8>)> {
+    let mut h = w.headers(Some(token));
+    h.push((name.into(), value.as_bytes().to_vec()));
+    h
+}
+
+#[test]
+fn action_reasons() {
+    let w = World::new();
+    let t = w.token(json!({"scope": "orders.read email.send docs.read"}));
+    let rows = [
+        ("out of scope", call("refund_order", json!({"customer_id": "c-42", "amount": 5})), Reason::ScopeMissing),
+        ("unknown tool", call("drop_tables", json!({})), Reason::ToolUnknown),
+        ("other customer", call("get_order", json!({"customer_id": "c-99"})), Reason::BindingMismatch),
+        ("no customer", call("get_order", json!({})), Reason::BindingMismatch),
+        ("customer as number", call("get_order", json!({"customer_id": 42})), Reason::BindingMismatch),
+        ("external domain", call("send_email", json!({"to": "x@evil.com", "subject": "hi"})), Reason::ArgumentViolation),
+        ("missing recipient", call("send_email", json!({"subject": "hi"})), Reason::ArgumentViolation),
+        ("subject too long", call("send_email", json!({"to": "a@example.com", "subject": "x".repeat(201)})), Reason::ArgumentViolation),
+        ("no approval", call("send_email", json!({"to": "a@example.com", "subject": "hi"})), Reason::ApprovalRequired),
+        ("escaped name", serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send\u005femail","arguments":{"to":"a@example.com"}}}"#).unwrap(), Reason::ApprovalRequired),
+        ("other tenant", rpc("resources/read", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
+        ("dot segments", rpc("resources/read", json!({"uri": "docs://acme/../globex/plan.md"})), Reason::DataBoundary),
+        ("prefix trick", rpc("resources/read", json!({"uri": "docs://acmeevil/x"})), Reason::DataBoundary),
+        ("batch with one bad", json!([call("get_order", json!({"customer_id": "c-42"})), call("drop_tables", json!({}))]), Reason::ToolUnknown),
+    ];
+    for (name, body, want) in rows {
+        assert_eq!(reason_of(&w, Some(&t), &body), Some(want), "{name}");
+    }
+    let full = w.token(json!({}));
+    for (name, args) in [
+        ("over max", json!({"customer_id": "c-42", "amount": 101})),
+        ("under min", json!({"customer_id": "c-42", "amount": -1})),
+        ("not a number", json!({"customer_id": "c-42", "amount": "5"})),
+    ] {
+        assert_eq!(
+            reason_of(&w, Some(&full), &call("refund_order", args)),
+            Some(Reason::ArgumentViolation),
+            "{name}"
+        );
+    }
+    // Resource scope: the tenant matches but the token lacks docs.read.
+    let t2 = w.token(json!({"scope": "orders.read"}));
+    assert_eq!(
+        reason_of(&w, Some(&t2), &rpc("resources/read", json!({"uri": "docs://acme/a"}))),
+        Some(Reason::ScopeMissing)
+    );
+}
+
+#[test]
+fn input_reasons() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let ok = call("get_order", json!({"customer_id": "c-42"}));
+    let raw = |bytes: &[u8]| w.decide_raw(&w.headers(Some(&t)), Some(bytes)).denial.map(|d| d.reason);
+    assert_eq!(
+        raw(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+        Some(Reason::BodyMalformed)
+    );
+    assert_eq!(
+        raw(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}"),
+        Some(Reason::BodyMalformed)
+    );
+    assert_eq!(raw(b""), Some(Reason::BodyMalformed));
+    assert_eq!(raw(&[b'['; 40]), Some(Reason::BodyMalformed));
+    assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
+    let big = vec![b' '; 1024 * 1024 + 1];
+    assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
+
+    let mut gz = w.headers(Some(&t));
+    gz.push(("content-encoding".into(), b"gzip".to_vec()));
+    assert_eq!(
+        w.decide(&gz, Some(&ok)).denial.unwrap().reason,
+        Reason::EncodingUnsupported
+    );
+    let mut declared = w.headers(Some(&t));
+    declared.push(("content-length".into(), b"99999999".to_vec()));
+    assert_eq!(
+        w.decide(&declared, Some(&ok)).denial.unwrap().reason,
+        Reason::BodyTooLarge
+    );
+    let mut elsewhere = w.headers(Some(&t));
+    elsewhere.retain(|(k, _)| k != ":path");
+    elsewhere.push((":path".into(), b"/admin".to_vec()));
+    assert_eq!(
+        w.decide(&elsewhere, Some(&ok)).denial.unwrap().reason,
+        Reason::RouteUnmatched
+    );
+    // Non-UTF-8 header bytes are refused cleanly, never a panic.
+    let mut hostile = w.headers(None);
+    hostile.push(("authorization".into(), b"Bearer \xff\xfe".to_vec()));
+    assert_eq!(
+        w.decide(&hostile, Some(&ok)).denial.unwrap().reason,
+        Reason::TokenInvalid
+    );
+    // A POST with no body at all.
+    assert_eq!(
+        w.decide(&w.headers(Some(&t)), None).denial.unwrap().reason,
+        Reason::BodyMalformed
+    );
+    // GET (the server's event stream) carries no action: identity is enough.
+    let mut get = w.headers(Some(&t));
+    get.retain(|(k, _)| k != ":method");
+    get.push((":method".into(), b"GET".to_vec()));
+    assert!(w.decide(&get, None).allowed());
+}
+
+#[test]
+fn approval_reasons() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com", "subject": "Refund", "body": "Done."});
+    let body = call("send_email", args.clone());
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    let now = w.host.now;
+    let with = |grant: &str| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+        w.decide(&h, Some(&body))
+    };
+    let ok = w.grant(json!({"args_digest": digest}));
+    let d = with(&ok);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
+    assert_eq!(d.calls[0].args_digest.as_deref(), Some(digest.as_str()));
+    assert_eq!(with(&ok).denial.unwrap().reason, Reason::ApprovalReplayed);
+
+    let rows = [
+        (
+            "other args",
+            json!({"args_digest": "AAAA", "jti": "j2"}),
+            Reason::ApprovalMismatch,
+        ),
+        (
+            "other subject",
+            json!({"args_digest": digest, "sub": "mallory", "jti": "j3"}),
+            Reason::ApprovalMismatch,
+        ),
+        (
+            "other tool",
+            json!({"args_digest": digest, "tool": "get_order", "jti": "j4"}),
+            Reason::ApprovalMismatch,
+        ),
+        (
+            "expired",
+            json!({"args_digest": digest, "exp": now - 1, "jti": "j5"}),
+            Reason::ApprovalExpired,
+        ),
+        (
+            "too old",
+            json!({"args_digest": digest, "iat": now - 3600, "exp": now + 60, "jti": "j6"}),
+            Reason::ApprovalExpired,
+        ),
+        (
+            "wrong audience",
+            json!({"args_digest": digest, "aud": "elsewhere", "jti": "j7"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "no approver",
+            json!({"args_digest": digest, "approver": null, "jti": "j8"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "no jti",
+            json!({"args_digest": digest, "jti": null}),
+            Reason::ApprovalInvalid,
+        ),
+    ];
+    for (name, claims, want) in rows {
+        assert_eq!(with(&w.grant(claims)).denial.unwrap().reason, want, "{name}");
+    }
+    // A grant signed by the identity provider's key, not the approval service's.
+    let mut c = w.grant_claims(json!({"args_digest": digest, "jti": "j9"}));
+    c.remove("kid");
+    assert_eq!(with(&w.idp.sign(&c)).denial.unwrap().reason, Reason::ApprovalInvalid);
+    // A mismatched grant is not consumed: the right request can still use its jti.
+    let g = w.grant(json!({"args_digest": digest, "jti": "j10"}));
+    let other = call("send_email", json!({"to": "eve@example.com"}));
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), g.clone().into_bytes()));
+    assert_eq!(
+        w.decide(&h, Some(&other)).denial.unwrap().reason,
+        Reason::ApprovalMismatch
+    );
+    assert!(with(&g).allowed());
+}
+
+#[test]
+fn internal_failure_fails_closed() {
+    let mut w = World::new();
+    w.host.shared_fails = true;
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com"});
+    let g = w.grant(json!({"args_digest": aigate::digest::args_digest(&args).unwrap()}));
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), g.into_bytes()));
+    assert_eq!(
+        w.decide(&h, Some(&call("send_email", args))).denial.unwrap().reason,
+        Reason::InternalError
+    );
+}
+
+#[test]
+fn responses_have_the_spec_shape() {
+    let w = World::new();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let id = "0123456789abcdef0123456789abcdef";
+
+    let d = w.decide(&w.headers(None), Some(&call("get_order", json!({}))));
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    assert_eq!(r.status, 401);
+    assert!(r
+        .headers
+        .contains(&("www-authenticate".into(), "Bearer realm=\"aigate\"".into())));
+    assert!(r.headers.contains(&("x-aigate-decision-id".into(), id.into())));
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["reason"], "unauthenticated");
+    assert_eq!(body["error"]["decision_id"], id);
+
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("refund_order", json!({"customer_id": "c-42"}))),
+    );
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    assert_eq!(r.status, 403);
+    let challenge = &r.headers.iter().find(|(k, _)| k == "www-authenticate").unwrap().1;
+    assert!(
+        challenge.starts_with("Bearer realm=\"aigate\", error=\"insufficient_scope\", scope=\"orders.refund\""),
+        "{challenge}"
+    );
+
+    let mut body = call("get_order", json!({"customer_id": "c-99"}));
+    body["id"] = json!("req-7");
+    let d = w.decide(&w.headers(Some(&t)), Some(&body));
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    assert_eq!(r.status, 200);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["id"], "req-7");
+    assert_eq!(v["error"]["code"], response::JSONRPC_POLICY_DENIED);
+    assert_eq!(v["error"]["data"]["reason"], "binding_mismatch");
+    assert_eq!(v["error"]["data"]["rule"], "tools.get_order.bind./customer_id");
+
+    let args = json!({"to": "a@example.com"});
+    let d = w.decide(&w.headers(Some(&t)), Some(&call("send_email", args.clone())));
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let data = &v["error"]["data"];
+    assert_eq!(data["reason"], "approval_required");
+    assert_eq!(data["tool"], "send_email");
+    assert_eq!(data["subject"], "alice");
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    assert_eq!(data["args_digest"], digest.as_str());
+    assert_eq!(
+        data["approval_url"],
+        format!("https://approvals.example.com/new?tool=send_email&digest={digest}&subject=alice")
+    );
+
+    let batch = json!([call("get_order", json!({"customer_id": "c-42"})), {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "nope"}}]);
+    let d = w.decide(&w.headers(Some(&t)), Some(&batch));
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["id"], 9);
+    assert_eq!(v[0]["error"]["data"]["reason"], "tool_unknown");
+}
+
+#[test]
+fn audit_names_the_accountable_owner_and_no_secrets() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call(
+            "refund_order",
+            json!({"customer_id": "c-42", "amount": 7, "order_id": "secret-order"}),
+        )),
+    );
+    let line = aigate::audit::record(&w.policy, &d, "abc", 1_700_000_000_000_000_000);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["time"], "2023-11-14T22:13:20.000Z");
+    assert_eq!(v["tool"], "refund_order");
+    assert_eq!(v["intent"], "orders.refund");
+    assert_eq!(v["impact"], "write");
+    assert_eq!(v["owner"], "payments@example.com");
+    assert_eq!(v["subject"], "alice");
+    assert_eq!(v["workload"], "support-agent");
+    assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["policy_hash"], w.policy.hash);
+    assert_eq!(v["policy_hash"].as_str().unwrap().len(), 64);
+    assert!(!line.contains("secret-order") && !line.contains(&t), "{line}");
+
+    let d = w.decide(&w.headers(Some(&t)), Some(&call("drop_tables", json!({}))));
+    let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "x", 0)).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reason"], "tool_unknown");
+    assert_eq!(
+        v["owner"], "support-platform@example.com",
+        "unknown tools fall back to the route owner"
+    );
+
+    let m = World::with(|p| p["mode"] = json!("monitor"));
+    let d = m.decide(&m.headers(None), Some(&call("get_order", json!({}))));
+    let v: Value = serde_json::from_str(&aigate::audit::record(&m.policy, &d, "x", 0)).unwrap();
+    assert_eq!(v["decision"], "would_deny");
+    assert_eq!(v["mode"], "monitor");
+}
