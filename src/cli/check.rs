@@ -38,7 +38,12 @@ pub fn summary(p: &Policy) -> String {
     out.push_str(&format!("mode       {mode}\n"));
     out.push_str(&format!("routes     {}\n", p.routes.len()));
     for r in &p.routes {
-        out.push_str(&format!("  {:<20} {} {:?}\n", r.id, r.prefix, r.protocol));
+        out.push_str(&format!(
+            "  {:<20} {:<12} {}\n",
+            r.id,
+            r.prefix,
+            crate::audit::protocol_label(Some(r.protocol))
+        ));
     }
     let identity = match &p.identity.token {
         TokenSource::Jwt { issuers, .. } => format!(

@@ -1,5 +1,6 @@
 //! The `aigate` command line, built from the same engine as the plugin.
 
+mod approval;
 mod check;
 
 use clap::{Parser, Subcommand};
@@ -20,16 +21,91 @@ enum Command {
         /// Policy file (the plugin configuration JSON).
         policy: PathBuf,
     },
+    /// Print the args_digest of a tool call's arguments (RFC 8785 JSON, SHA-256, base64url).
+    Digest {
+        /// File holding the arguments object, or `-` for stdin.
+        args: PathBuf,
+    },
+    /// Mint a signed, single-use approval grant for one tool call.
+    Approve {
+        /// Private JWK of the approval service (as printed by `aigate keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// Subject the grant is for (the caller's `sub`).
+        #[arg(long)]
+        sub: String,
+        #[arg(long)]
+        tool: String,
+        /// File holding the exact arguments being approved, or `-` for stdin.
+        #[arg(long)]
+        args: PathBuf,
+        /// Who approved (named in the audit record).
+        #[arg(long)]
+        approver: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: u64,
+        #[arg(long, default_value = "https://approvals.example.com")]
+        iss: String,
+        #[arg(long, default_value = "aigate")]
+        aud: String,
+        /// Grant id (random when omitted).
+        #[arg(long)]
+        jti: Option<String>,
+    },
+    /// Generate an approval-service signing key (private JWK and public JWKS).
+    Keygen {
+        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "HS256"])]
+        alg: String,
+        #[arg(long)]
+        kid: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { policy } => check::run(&policy),
+        Command::Digest { args } => print(approval::digest(&args)),
+        Command::Approve {
+            key,
+            sub,
+            tool,
+            args,
+            approver,
+            ttl,
+            iss,
+            aud,
+            jti,
+        } => print(approval::approve(approval::Approve {
+            key: &key,
+            issuer: iss,
+            audience: aud,
+            subject: sub,
+            tool,
+            args: &args,
+            approver,
+            ttl,
+            jti,
+        })),
+        Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
     }
 }
 
 /// Reads a file, or says which one could not be read.
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn print(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -1,0 +1,99 @@
+//! `aigate keygen`, `aigate digest`, `aigate approve`: what an approval service (and a
+//! test) needs to mint grants the plugin accepts.
+
+use crate::jws::SigningKey;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| format!("no randomness available: {e}"))?;
+    Ok(buf)
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A new signing key as `{"private": JWK, "public": {"keys": [JWK]}}`; the public half
+/// is a JWKS ready to paste into `approval.jwks`. HS256 keys have no public half.
+pub fn keygen(alg: &str, kid: Option<String>) -> Result<Value, String> {
+    let kid = match kid {
+        Some(k) => k,
+        None => format!("approvals-{}", b64(&random::<6>()?)),
+    };
+    let private = match alg {
+        "EdDSA" => json!({"kty": "OKP", "crv": "Ed25519", "d": b64(&random::<32>()?), "kid": kid}),
+        "HS256" => json!({"kty": "oct", "k": b64(&random::<32>()?), "kid": kid}),
+        other => return Err(format!("unsupported --alg {other:?}: use EdDSA or HS256")),
+    };
+    let key = SigningKey::from_jwk(&private)?;
+    let public = match key.public_jwk() {
+        Some(p) => json!({"keys": [p]}),
+        // A shared secret: the verifier's JWKS holds the secret itself.
+        None => json!({"keys": [private.clone()]}),
+    };
+    Ok(json!({"private": private, "public": public}))
+}
+
+pub fn read_json(path: &Path) -> Result<Value, String> {
+    let bytes = if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
+        buf
+    } else {
+        super::read(path)?
+    };
+    crate::json::parse(&bytes, 64).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn digest(path: &Path) -> Result<String, String> {
+    let args = read_json(path)?;
+    if !args.is_object() {
+        return Err(format!("{}: tool arguments are a JSON object", path.display()));
+    }
+    crate::digest::args_digest(&args).map_err(|e| e.to_string())
+}
+
+pub struct Approve<'a> {
+    pub key: &'a Path,
+    pub issuer: String,
+    pub audience: String,
+    pub subject: String,
+    pub tool: String,
+    pub args: &'a Path,
+    pub approver: String,
+    pub ttl: u64,
+    pub jti: Option<String>,
+}
+
+pub fn approve(a: Approve<'_>) -> Result<String, String> {
+    let jwk = read_json(a.key)?;
+    // Accept the `keygen` output as is, or a bare private JWK.
+    let jwk = jwk.get("private").cloned().unwrap_or(jwk);
+    let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", a.key.display()))?;
+    if a.ttl == 0 {
+        return Err("--ttl must be positive".into());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let jti = match a.jti {
+        Some(j) => j,
+        None => b64(&random::<16>()?),
+    };
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(a.issuer));
+    claims.insert("aud".into(), json!(a.audience));
+    claims.insert("sub".into(), json!(a.subject));
+    claims.insert("tool".into(), json!(a.tool));
+    claims.insert("args_digest".into(), json!(digest(a.args)?));
+    claims.insert("approver".into(), json!(a.approver));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(now + a.ttl));
+    claims.insert("jti".into(), json!(jti));
+    Ok(key.sign(&claims))
+}
