@@ -10,6 +10,9 @@ use std::time::{Duration, UNIX_EPOCH};
 pub fn protocol_label(p: Option<Protocol>) -> &'static str {
     match p {
         Some(Protocol::Mcp) => "mcp",
+        Some(Protocol::OpenaiChat) => "openai_chat",
+        Some(Protocol::OpenaiResponses) => "openai_responses",
+        Some(Protocol::AnthropicMessages) => "anthropic_messages",
         None => "none",
     }
 }
@@ -51,6 +54,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         "route": route.map(|r| r.id.as_str()),
         "http_method": d.http_method,
         "method": d.rpc_method,
+        "model": d.model,
         "tool": call.map(|c| c.tool.as_str()),
         "intent": call.and_then(|c| c.intent.as_deref()),
         "impact": call.and_then(|c| c.impact).map(impact_label),
@@ -63,6 +67,11 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         "args_digest": call.and_then(|c| c.args_digest.as_deref()),
         "policy_hash": policy.hash,
     });
+    if !d.refused_offers.is_empty() {
+        if let Value::Object(m) = &mut rec {
+            m.insert("refused_offers".into(), json!(d.refused_offers));
+        }
+    }
     if d.calls.len() > 1 {
         if let Value::Object(m) = &mut rec {
             let calls: Vec<Value> = d

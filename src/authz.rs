@@ -3,7 +3,7 @@
 
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
-use crate::policy::{Constraint, Policy, ResourceRule, TemplatePart, Tool};
+use crate::policy::{Constraint, McpServerRule, Pattern, Policy, ResourceRule, StoreRule, TemplatePart, Tool};
 use serde_json::Value;
 
 /// Judges a tool call: catalogue, scope, claim bindings, argument constraints.
@@ -116,11 +116,128 @@ fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
     Ok(())
 }
 
+/// May this caller's requests use `model`? Allowed by `models.allow`, or by the
+/// `models` of a named scope the caller holds.
+pub fn model(policy: &Policy, principal: &Principal, model: &str) -> Result<(), Denial> {
+    let global = policy.models.iter().any(|p| p.matches(model));
+    if global
+        || policy
+            .scope_models
+            .iter()
+            .any(|(scope, pats)| pats.iter().any(|p| p.matches(model)) && holds(policy, principal, scope))
+    {
+        return Ok(());
+    }
+    Err(Denial::new(
+        Reason::ModelNotAllowed,
+        "models",
+        format!("model {} is not allowed for this caller", shown(model)),
+    ))
+}
+
+/// Does the caller hold the named scope itself (not an intent it grants)? The token must
+/// carry it (or a pattern covering its name) and so must the workload's ceiling.
+fn holds(policy: &Policy, principal: &Principal, scope: &str) -> bool {
+    let covers = |held: &String| {
+        held == scope || (!policy.scopes.contains_key(held) && Pattern::parse(held).is_ok_and(|p| p.matches(scope)))
+    };
+    let ceiling = match principal.ceiling.and_then(|i| policy.ceilings.get(i)) {
+        Some(c) => c.scopes.iter().any(covers),
+        None => policy.ceilings.is_empty(),
+    };
+    ceiling && principal.scopes.iter().any(covers)
+}
+
+/// A caller-supplied name in a message: bounded, so a huge name cannot bloat replies.
+pub fn shown(name: &str) -> String {
+    const MAX: usize = 64;
+    match name.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", name.get(..cut).unwrap_or("")),
+        None => format!("{name:?}"),
+    }
+}
+
+/// Judges a retrieval store (`file_search.vector_store_ids`): a rule must list it (ids
+/// filled from the caller's claims) and the rule's scope must be granted.
+pub fn vector_store<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
+    let rule = policy
+        .vector_stores
+        .iter()
+        .find(|r| r.ids.iter().any(|t| fill_each(t, principal).iter().any(|v| v == id)))
+        .ok_or_else(|| {
+            Denial::new(
+                Reason::DataBoundary,
+                "data.vector_stores",
+                format!("vector store {} is outside the caller's data boundary", shown(id)),
+            )
+        })?;
+    scope_for(policy, principal, &rule.scope, || {
+        format!("data.vector_stores.{}", rule.id)
+    })?;
+    Ok(rule)
+}
+
+/// Judges a remote MCP server the provider is asked to call: its URL must start with a
+/// rule's prefix filled from the caller, and the rule's scope must be granted.
+pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> Result<&'p McpServerRule, Denial> {
+    let outside = || {
+        Denial::new(
+            Reason::DataBoundary,
+            "data.mcp_servers",
+            "remote MCP server is outside the caller's data boundary",
+        )
+    };
+    // Dot segments and encoded separators would let a URL leave its prefix upstream.
+    let lower = url.to_ascii_lowercase();
+    if dot_segments(url) || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Err(outside());
+    }
+    let rule = policy
+        .mcp_servers
+        .iter()
+        .find(|r| fill(&r.url_prefix, principal).is_some_and(|prefix| url.starts_with(&prefix)))
+        .ok_or_else(outside)?;
+    scope_for(policy, principal, &rule.scope, || {
+        format!("data.mcp_servers.{}", rule.id)
+    })?;
+    Ok(rule)
+}
+
+fn scope_for(policy: &Policy, principal: &Principal, scope: &str, rule: impl FnOnce() -> String) -> Result<(), Denial> {
+    if principal.grants(policy, scope) {
+        return Ok(());
+    }
+    let mut d = Denial::new(Reason::ScopeMissing, rule(), format!("this data needs scope {scope:?}"));
+    d.required_scope = Some(scope.to_string());
+    Err(d)
+}
+
+fn dot_segments(uri: &str) -> bool {
+    uri.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+}
+
+/// Like `fill`, but a template that is a single claim holding an array of strings
+/// yields each of them (a token listing the stores its tenant owns).
+fn fill_each(parts: &[TemplatePart], principal: &Principal) -> Vec<String> {
+    if let [TemplatePart::Claim(c)] = parts {
+        if let Some(Value::Array(items)) = principal.attribute(c) {
+            return items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::String(s) if !s.is_empty() => Some(s),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+    fill(parts, principal).into_iter().collect()
+}
+
 /// Judges `resources/read`: the URI must fall under a rule whose prefix, filled with the
 /// caller's claims, it starts with; the rule's scope must be granted.
 pub fn resource_read<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
     // Dot segments would let "docs://acme/../other/" pass a prefix test.
-    if uri.split(['/', '\\']).any(|seg| seg == ".." || seg == ".") || uri.contains("%2e") || uri.contains("%2E") {
+    if dot_segments(uri) || uri.contains("%2e") || uri.contains("%2E") {
         return Err(Denial::new(
             Reason::DataBoundary,
             "data.resources",

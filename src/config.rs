@@ -27,6 +27,9 @@ pub struct PolicyDoc {
     pub workloads: Vec<WorkloadDoc>,
     #[serde(default)]
     pub tools: BTreeMap<String, ToolDoc>,
+    /// Models every caller of an LLM route may use (more per scope: `scopes.<name>.models`).
+    #[serde(default)]
+    pub models: ModelsDoc,
     #[serde(default)]
     pub data: DataDoc,
     #[serde(default)]
@@ -76,12 +79,35 @@ pub struct RouteDoc {
     pub protocol: Protocol,
     #[serde(default)]
     pub owner: Option<String>,
+    /// LLM routes: what to do when the request offers the model tools the caller may not
+    /// use. Default `deny`.
+    #[serde(default)]
+    pub tool_offers: Option<ToolOffers>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Protocol {
     Mcp,
+    OpenaiChat,
+    OpenaiResponses,
+    AnthropicMessages,
+}
+
+impl Protocol {
+    /// A model API (as opposed to a tool protocol).
+    pub fn is_llm(self) -> bool {
+        !matches!(self, Protocol::Mcp)
+    }
+}
+
+/// `deny` the request, or `strip` the offered tools the caller may not use.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolOffers {
+    #[default]
+    Deny,
+    Strip,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,7 +225,19 @@ fn default_session_header() -> String {
 #[serde(deny_unknown_fields)]
 pub struct ScopeDoc {
     /// Intents (exact, or `prefix.*`) this scope grants.
+    #[serde(default)]
     pub grants: Vec<String>,
+    /// Models (exact, or with a trailing `*`) holders of this scope may use on LLM routes.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsDoc {
+    /// Model patterns: exact (`gpt-4o`), prefix (`claude-sonnet-4*`) or `*` (any).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +303,36 @@ pub struct ConstraintDoc {
 pub struct DataDoc {
     #[serde(default)]
     pub resources: Vec<ResourceRuleDoc>,
+    /// Retrieval stores a model may search (OpenAI `file_search.vector_store_ids`).
+    #[serde(default)]
+    pub vector_stores: Vec<VectorStoreRuleDoc>,
+    /// Remote MCP servers a model provider may call for the caller (OpenAI `mcp` tools,
+    /// Anthropic `mcp_servers`).
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerRuleDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorStoreRuleDoc {
+    pub id: String,
+    /// Store ids, each exact or a claim template (`{kb_store}`, `vs_{tenant}`); a template
+    /// that is one claim holding an array of strings allows each of them.
+    pub ids: Vec<String>,
+    pub scope: String,
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerRuleDoc {
+    pub id: String,
+    /// URL prefix with claim templates, e.g. `https://mcp.example.com/{tenant}/`.
+    pub url_prefix: String,
+    pub scope: String,
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

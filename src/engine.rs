@@ -2,7 +2,9 @@
 //!
 //! Split in two phases because the host delivers headers before the body: identity and
 //! cheap input checks are decided at headers (an unauthenticated caller never makes us
-//! buffer or parse), actions at end of body.
+//! buffer or parse), actions at end of body. LLM API requests are judged in `llm`.
+
+mod llm;
 
 use crate::approval;
 use crate::authz;
@@ -33,6 +35,12 @@ pub struct Decision {
     /// Resource read, if any (rule id, owner).
     pub resource: Option<String>,
     pub body_bytes: Option<usize>,
+    /// LLM routes: the model asked for.
+    pub model: Option<String>,
+    /// LLM routes: offered tools the caller may not use (stripped, or the reason for the denial).
+    pub refused_offers: Vec<String>,
+    /// LLM routes with `tool_offers: strip`: the body to forward instead of the client's.
+    pub rewrite: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,13 +117,11 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     if has_body {
         return Head::NeedBody(d);
     }
-    // No body: MCP's GET (server stream) and DELETE (end session) carry no action.
+    // No body: MCP's GET (server stream) and DELETE (end session), or reading a stored
+    // LLM response, carry no action.
     if method == "POST" {
-        return Head::Decided(d.deny(Denial::new(
-            Reason::BodyMalformed,
-            "mcp",
-            "a POST needs a JSON-RPC body",
-        )));
+        let rule = crate::audit::protocol_label(d.protocol);
+        return Head::Decided(d.deny(Denial::new(Reason::BodyMalformed, rule, "a POST needs a JSON body")));
     }
     Head::Decided(d)
 }
@@ -189,6 +195,7 @@ pub fn on_body(policy: &Policy, mut d: Decision, headers: &Headers, body: &[u8],
     };
     let denial = match d.protocol {
         Some(Protocol::Mcp) => judge_mcp(policy, &mut d, &principal, headers, body, host).err(),
+        Some(p) => llm::judge(policy, &mut d, p, &principal, headers, body, host).err(),
         None => None,
     };
     d.principal = Some(principal);

@@ -64,6 +64,9 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     approval_details(policy, d, denial, &mut data);
 
     let reason = denial.reason;
+    if let Some(p) = d.protocol.filter(|p| p.is_llm()) {
+        return provider_error(p, denial, decision_id, headers, data);
+    }
     if d.protocol == Some(Protocol::Mcp) && is_jsonrpc_denial(reason) && !d.rpc_ids.is_empty() {
         let error = |id: &Value| {
             json!({"jsonrpc": "2.0", "id": id, "error": {
@@ -85,18 +88,77 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     }
 
     let status = status(reason);
+    challenge_header(denial, status, &mut headers);
+    let mut error = Map::new();
+    error.insert("message".into(), json!(format!("aigate: {}", denial.message)));
+    error.extend(data);
+    let body = json!({ "error": Value::Object(error) });
+    LocalReply {
+        status,
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn challenge_header(denial: &Denial, status: u32, headers: &mut Vec<(String, String)>) {
     if status == 401 {
         headers.push(("www-authenticate".into(), challenge(denial, None)));
-    } else if reason == Reason::ScopeMissing {
+    } else if denial.reason == Reason::ScopeMissing {
         headers.push((
             "www-authenticate".into(),
             challenge(denial, denial.required_scope.as_deref()),
         ));
     }
+}
+
+/// LLM routes answer in the provider's error shape, so the official SDKs raise their
+/// `AuthenticationError` (401) or `PermissionDeniedError` (403) with aigate's message.
+/// The message names the reason and the decision id too: SDKs show the message first.
+fn provider_error(
+    protocol: Protocol,
+    denial: &Denial,
+    decision_id: &str,
+    mut headers: Vec<(String, String)>,
+    data: Map<String, Value>,
+) -> LocalReply {
+    let reason = denial.reason;
+    // Every policy denial of a well-formed request is a 403 permission error.
+    let status = status(reason);
+    challenge_header(denial, status, &mut headers);
+    let message = format!(
+        "aigate: {} (reason: {}, decision: {decision_id})",
+        denial.message,
+        reason.as_str()
+    );
     let mut error = Map::new();
-    error.insert("message".into(), json!(format!("aigate: {}", denial.message)));
-    error.extend(data);
-    let body = json!({ "error": Value::Object(error) });
+    let body = if protocol == Protocol::AnthropicMessages {
+        let kind = match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            500 => "api_error",
+            _ => "invalid_request_error",
+        };
+        error.insert("type".into(), json!(kind));
+        error.insert("message".into(), json!(message));
+        error.extend(data);
+        json!({"type": "error", "error": Value::Object(error)})
+    } else {
+        let kind = match status {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            500 => "server_error",
+            _ => "invalid_request_error",
+        };
+        error.insert("message".into(), json!(message));
+        error.insert("type".into(), json!(kind));
+        error.insert("code".into(), json!(reason.as_str()));
+        error.insert("param".into(), Value::Null);
+        error.extend(data);
+        json!({ "error": Value::Object(error) })
+    };
     LocalReply {
         status,
         headers,
@@ -133,7 +195,9 @@ fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut M
     ) {
         return;
     }
-    let (Some(call), Some(p)) = (d.calls.last(), d.principal.as_ref()) else {
+    // The call the grant was judged for: the denied one.
+    let call = d.calls.iter().find(|c| !c.allowed).or(d.calls.last());
+    let (Some(call), Some(p)) = (call, d.principal.as_ref()) else {
         return;
     };
     data.insert("tool".into(), json!(call.tool));

@@ -16,7 +16,13 @@ pub struct Meters {
     body_bytes: Option<u32>,
 }
 
-const PROTOCOLS: [Option<Protocol>; 2] = [Some(Protocol::Mcp), None];
+const PROTOCOLS: [Option<Protocol>; 5] = [
+    Some(Protocol::Mcp),
+    Some(Protocol::OpenaiChat),
+    Some(Protocol::OpenaiResponses),
+    Some(Protocol::AnthropicMessages),
+    None,
+];
 const VERDICTS: [&str; 3] = ["allow", "deny", "would_deny"];
 const IMPACTS: [Impact; 3] = [Impact::Read, Impact::Write, Impact::External];
 const APPROVAL_RESULTS: [&str; 7] = [

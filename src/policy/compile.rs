@@ -75,13 +75,14 @@ impl Checker {
         let routes = self.routes(doc.routes);
         let identity = self.identity(doc.identity);
         let mut scopes = HashMap::new();
+        let mut scope_models = HashMap::new();
         for (name, s) in doc.scopes {
             let path = format!("scopes.{name}");
             if name.contains('*') || name.trim().is_empty() {
                 self.err(&path, "a named scope must be a plain name");
             }
-            if s.grants.is_empty() {
-                self.err(format!("{path}.grants"), "must grant at least one intent");
+            if s.grants.is_empty() && s.models.is_empty() {
+                self.err(format!("{path}.grants"), "must grant at least one intent or model");
             }
             let grants = s
                 .grants
@@ -89,11 +90,25 @@ impl Checker {
                 .enumerate()
                 .filter_map(|(i, g)| self.pattern(&format!("{path}.grants[{i}]"), g))
                 .collect();
+            if !s.models.is_empty() {
+                scope_models.insert(name.clone(), self.models(&format!("{path}.models"), &s.models));
+            }
             scopes.insert(name, grants);
+        }
+        let models = self.models("models.allow", &doc.models.allow);
+        if let Some(i) = routes.iter().position(|r| r.protocol.is_llm()) {
+            if models.is_empty() && scope_models.is_empty() {
+                self.err(
+                    format!("routes[{i}].protocol"),
+                    "LLM routes need a model allow-list: models.allow or scopes.<name>.models ([\"*\"] allows any)",
+                );
+            }
         }
         let ceilings = self.ceilings(doc.workloads, &scopes);
         let tools = self.tools(doc.tools);
         let resources = self.resources(doc.data.resources);
+        let vector_stores = self.vector_stores(doc.data.vector_stores);
+        let mcp_servers = self.mcp_servers(doc.data.mcp_servers);
         let limits = self.limits(doc.limits);
         let approval = doc.approval.and_then(|a| self.approval(a));
         Policy {
@@ -107,6 +122,10 @@ impl Checker {
             ceilings,
             tools,
             resources,
+            models,
+            scope_models,
+            vector_stores,
+            mcp_servers,
             limits,
             approval,
             hash: hex(&Sha256::digest(bytes)),
@@ -141,6 +160,9 @@ impl Checker {
                         m.to_ascii_uppercase()
                     })
                     .collect();
+                if r.tool_offers.is_some() && !r.protocol.is_llm() {
+                    self.err(format!("{path}.tool_offers"), "applies only to LLM routes");
+                }
                 Route {
                     id: r.id,
                     prefix: r.prefix,
@@ -148,6 +170,7 @@ impl Checker {
                     host: r.host.map(|h| h.to_ascii_lowercase()),
                     protocol: r.protocol,
                     owner: r.owner,
+                    tool_offers: r.tool_offers.unwrap_or_default(),
                 }
             })
             .collect()
@@ -428,6 +451,86 @@ impl Checker {
                 ResourceRule {
                     id: r.id,
                     uri_prefix,
+                    scope: r.scope,
+                    owner: r.owner,
+                }
+            })
+            .collect()
+    }
+
+    fn models(&mut self, path: &str, list: &[String]) -> Vec<ModelPattern> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                ModelPattern::parse(m)
+                    .map_err(|e| self.err(format!("{path}[{i}]"), e))
+                    .ok()
+            })
+            .collect()
+    }
+
+    fn template(&mut self, path: &str, s: &str) -> Vec<TemplatePart> {
+        parse_template(s).unwrap_or_else(|m| {
+            self.err(path, m);
+            Vec::new()
+        })
+    }
+
+    fn vector_stores(&mut self, docs: Vec<config::VectorStoreRuleDoc>) -> Vec<StoreRule> {
+        docs.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("data.vector_stores[{i}]");
+                self.non_empty(&format!("{path}.id"), &r.id);
+                self.pattern(&format!("{path}.scope"), &r.scope);
+                if r.ids.is_empty() {
+                    self.err(format!("{path}.ids"), "list at least one store id or template");
+                }
+                let ids = r
+                    .ids
+                    .iter()
+                    .enumerate()
+                    .map(|(j, id)| {
+                        let ipath = format!("{path}.ids[{j}]");
+                        self.non_empty(&ipath, id);
+                        self.template(&ipath, id)
+                    })
+                    .collect();
+                StoreRule {
+                    id: r.id,
+                    ids,
+                    scope: r.scope,
+                    owner: r.owner,
+                }
+            })
+            .collect()
+    }
+
+    fn mcp_servers(&mut self, docs: Vec<config::McpServerRuleDoc>) -> Vec<McpServerRule> {
+        docs.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("data.mcp_servers[{i}]");
+                self.non_empty(&format!("{path}.id"), &r.id);
+                self.pattern(&format!("{path}.scope"), &r.scope);
+                let upath = format!("{path}.url_prefix");
+                let url_prefix = self.template(&upath, &r.url_prefix);
+                // The prefix must pin scheme and host, or `https://mcp.example.com` would
+                // also cover `https://mcp.example.com.evil.net`.
+                let pinned = ["https://", "http://"].iter().any(|scheme| {
+                    r.url_prefix
+                        .strip_prefix(scheme)
+                        .is_some_and(|rest| rest.find('/').is_some_and(|slash| slash > 0))
+                });
+                if !pinned {
+                    self.err(
+                        upath,
+                        "must be an http(s) URL with a path, as in \"https://mcp.example.com/{tenant}/\"",
+                    );
+                }
+                McpServerRule {
+                    id: r.id,
+                    url_prefix,
                     scope: r.scope,
                     owner: r.owner,
                 }

@@ -2,12 +2,14 @@
 //! Everything here is validated; request handling never re-checks configuration.
 
 mod compile;
+mod model;
 mod scope;
 
 pub use compile::{compile, ConfigError};
+pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{Hold, Impact, Mode, Protocol};
+use crate::config::{Hold, Impact, Mode, Protocol, ToolOffers};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -25,6 +27,12 @@ pub struct Policy {
     pub ceilings: Vec<Ceiling>,
     pub tools: HashMap<String, Tool>,
     pub resources: Vec<ResourceRule>,
+    /// Models any caller may use on LLM routes.
+    pub models: Vec<ModelPattern>,
+    /// Named scope → further models its holders may use.
+    pub scope_models: HashMap<String, Vec<ModelPattern>>,
+    pub vector_stores: Vec<StoreRule>,
+    pub mcp_servers: Vec<McpServerRule>,
     pub limits: Limits,
     pub approval: Option<ApprovalPolicy>,
     /// Hex SHA-256 of the configuration bytes as loaded: names the policy in audit records.
@@ -41,6 +49,8 @@ pub struct Route {
     pub host: Option<String>,
     pub protocol: Protocol,
     pub owner: Option<String>,
+    /// LLM routes: deny a request offering tools the caller may not use, or strip them.
+    pub tool_offers: ToolOffers,
 }
 
 #[derive(Debug)]
@@ -139,6 +149,25 @@ pub struct ResourceRule {
     pub owner: Option<String>,
 }
 
+/// Retrieval stores (vector store ids) a scope opens.
+#[derive(Debug)]
+pub struct StoreRule {
+    pub id: String,
+    /// Each id: literal text and `{claim}` holes.
+    pub ids: Vec<Vec<TemplatePart>>,
+    pub scope: String,
+    pub owner: Option<String>,
+}
+
+/// Remote MCP servers (by URL prefix) a model provider may call on the caller's behalf.
+#[derive(Debug)]
+pub struct McpServerRule {
+    pub id: String,
+    pub url_prefix: Vec<TemplatePart>,
+    pub scope: String,
+    pub owner: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplatePart {
     Literal(String),
@@ -203,6 +232,13 @@ impl Policy {
                     .max_by_key(|(len, _)| *len)
                     .map(|(_, c)| c)
             })
+    }
+
+    /// Does this route forward rewritten bodies (LLM tools stripped)?
+    pub fn strips_tools(&self, route: Option<usize>) -> bool {
+        route
+            .and_then(|i| self.routes.get(i))
+            .is_some_and(|r| r.protocol.is_llm() && r.tool_offers == ToolOffers::Strip)
     }
 
     pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, route: Option<&'a Route>) -> &'a str {

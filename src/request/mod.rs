@@ -1,7 +1,12 @@
 //! What arrives: the request head as read once from the host, and the per-protocol
 //! extraction of actions from the body.
 
+pub mod anthropic;
+pub mod llm;
 pub mod mcp;
+pub mod openai_chat;
+pub mod openai_responses;
+pub mod splice;
 
 use serde_json::{Map, Value};
 

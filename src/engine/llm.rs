@@ -1,0 +1,222 @@
+//! Judging an LLM API request (OpenAI Chat Completions and Responses, Anthropic
+//! Messages) with the same principal, reasons and approvals as MCP: the model, the data
+//! the provider is asked to reach, the tools offered to the model, and the tool calls
+//! already in the conversation. Streaming requests are judged the same way: before
+//! anything is forwarded.
+
+use super::{Call, Decision};
+use crate::approval;
+use crate::authz::{self, shown};
+use crate::config::{Impact, Protocol, ToolOffers};
+use crate::decision::{Denial, Reason};
+use crate::identity::Principal;
+use crate::policy::{Policy, Tool};
+use crate::request::llm::{LlmCall, LlmRequest, McpServer, TOOL_SETTINGS};
+use crate::request::{anthropic, openai_chat, openai_responses, splice, Headers, Host};
+use serde_json::Value;
+
+pub(super) fn judge(
+    policy: &Policy,
+    d: &mut Decision,
+    protocol: Protocol,
+    principal: &Principal,
+    headers: &Headers,
+    body: &[u8],
+    host: &dyn Host,
+) -> Result<(), Denial> {
+    let req = match protocol {
+        Protocol::OpenaiChat => openai_chat::parse(body, &policy.limits)?,
+        Protocol::OpenaiResponses => openai_responses::parse(body, &policy.limits)?,
+        Protocol::AnthropicMessages => anthropic::parse(body, &policy.limits)?,
+        Protocol::Mcp => return Err(Denial::new(Reason::InternalError, "engine", "not an LLM route")),
+    };
+    d.model = Some(req.model.clone());
+    authz::model(policy, principal, &req.model)?;
+    for id in &req.vector_stores {
+        authz::vector_store(policy, principal, id)?;
+    }
+    for server in &req.mcp_servers {
+        match server {
+            McpServer::Url(url) => {
+                authz::mcp_server(policy, principal, url)?;
+            }
+            McpServer::Connector(id) => {
+                return Err(Denial::new(
+                    Reason::DataBoundary,
+                    "data.mcp_servers",
+                    format!(
+                        "MCP connector {} has no URL inside the caller's data boundary",
+                        shown(id)
+                    ),
+                ))
+            }
+        }
+    }
+    offers(policy, d, principal, &req, body)?;
+    calls(policy, d, principal, headers, host, req.calls)
+}
+
+/// A tool the caller could call: catalogued, and its intent granted.
+fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
+    policy
+        .tools
+        .get(name)
+        .is_some_and(|t| principal.grants(policy, &t.intent))
+}
+
+/// Tools offered to the model: all usable, or per route `deny` the request or `strip` them.
+fn offers(
+    policy: &Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    req: &LlmRequest,
+    body: &[u8],
+) -> Result<(), Denial> {
+    let refused: Vec<bool> = req.offers.iter().map(|o| !usable(policy, principal, &o.name)).collect();
+    if !refused.contains(&true) {
+        return Ok(());
+    }
+    for (o, _) in req.offers.iter().zip(&refused).filter(|(_, r)| **r) {
+        if !d.refused_offers.contains(&o.name) {
+            d.refused_offers.push(o.name.clone());
+        }
+    }
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    let rule = route.map_or_else(|| "tool_offers".to_string(), |r| format!("routes.{}.tool_offers", r.id));
+    if route.map(|r| r.tool_offers) != Some(ToolOffers::Strip) {
+        return Err(Denial::new(
+            Reason::ToolOfferDenied,
+            rule,
+            format!(
+                "the request offers the model tools this caller may not use: {}",
+                listed(&d.refused_offers)
+            ),
+        ));
+    }
+    if let Some(n) = req.choice.names.iter().find(|n| d.refused_offers.contains(n)) {
+        return Err(Denial::new(
+            Reason::ToolOfferDenied,
+            rule,
+            format!("tool_choice names {}, which this caller may not use", shown(n)),
+        ));
+    }
+    d.rewrite = Some(strip(body, req, &refused, &rule)?);
+    Ok(())
+}
+
+fn listed(names: &[String]) -> String {
+    const MAX: usize = 8;
+    let mut s = names.iter().take(MAX).map(|n| shown(n)).collect::<Vec<_>>().join(", ");
+    if names.len() > MAX {
+        s.push_str(&format!(" and {} more", names.len() - MAX));
+    }
+    s
+}
+
+/// The body without the refused tools. Everything else keeps its bytes. When no tool is
+/// left, the settings providers refuse without tools go too (`tool_choice`, …), unless
+/// the choice demands a tool call: then the request cannot be served.
+fn strip(body: &[u8], req: &LlmRequest, refused: &[bool], rule: &str) -> Result<Vec<u8>, Denial> {
+    let internal = || {
+        Denial::new(
+            Reason::InternalError,
+            "engine.strip",
+            "could not rewrite the request body",
+        )
+    };
+    let members = splice::members(body).ok_or_else(internal)?;
+    let mut cuts = Vec::new();
+    let mut drop = vec![false; members.len()];
+    let mut tools_left = false;
+    for (m, drop) in members.iter().zip(drop.iter_mut()) {
+        if m.key != "tools" && m.key != "functions" {
+            continue;
+        }
+        let elements = splice::elements(body, m.value).ok_or_else(internal)?;
+        let remove: Vec<bool> = (0..elements.len())
+            .map(|i| {
+                req.offers
+                    .iter()
+                    .zip(refused)
+                    .any(|(o, r)| *r && o.list == m.key && o.index == i)
+            })
+            .collect();
+        if remove.iter().all(|r| *r) {
+            *drop = true;
+        } else {
+            tools_left = true;
+            cuts.extend(splice::cuts(&elements, &remove));
+        }
+    }
+    if !tools_left {
+        if req.choice.forces {
+            return Err(Denial::new(
+                Reason::ToolOfferDenied,
+                rule,
+                "tool_choice demands a tool call, but none of the offered tools is usable by this caller",
+            ));
+        }
+        for (m, drop) in members.iter().zip(drop.iter_mut()) {
+            *drop |= TOOL_SETTINGS.contains(&m.key.as_str());
+        }
+    }
+    let spans: Vec<splice::Span> = members.iter().map(|m| (m.start, m.value.1)).collect();
+    cuts.extend(splice::cuts(&spans, &drop));
+    splice::apply(body, cuts).ok_or_else(internal)
+}
+
+/// Tool calls in the conversation are judged like MCP calls: a conversation cannot
+/// smuggle in an action the caller may not take. Every call is held to scope, bindings
+/// and constraints on every request; an external-impact call needs its approval on the
+/// request that carries the model's turn with it for the first time (the latest turn),
+/// since a grant is single-use and earlier turns were judged when they were latest.
+/// Only latest calls are recorded (and counted), plus a denied one.
+fn calls(
+    policy: &Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    headers: &Headers,
+    host: &dyn Host,
+    calls: Vec<LlmCall>,
+) -> Result<(), Denial> {
+    let mut pending: Vec<(usize, &Tool, Value)> = Vec::new();
+    for c in calls {
+        let tool = match authz::tool_call(policy, principal, &c.name, &c.arguments) {
+            Ok(tool) => tool,
+            Err(denial) => {
+                d.calls.push(record(c.name, None, false));
+                return Err(denial);
+            }
+        };
+        if !c.latest {
+            continue;
+        }
+        d.calls.push(record(c.name, Some(tool), true));
+        if tool.impact == Impact::External {
+            pending.push((d.calls.len().saturating_sub(1), tool, c.arguments));
+        }
+    }
+    // Grants last, so one is consumed only by a request everything else allows.
+    for (i, tool, args) in pending {
+        let grant = approval::check(policy, principal, tool, &args, headers, host);
+        if let Some(call) = d.calls.get_mut(i) {
+            call.args_digest = grant.digest;
+            call.approver = grant.approver;
+            call.allowed = grant.result.is_ok();
+        }
+        grant.result?;
+    }
+    Ok(())
+}
+
+fn record(name: String, tool: Option<&Tool>, allowed: bool) -> Call {
+    Call {
+        tool: name,
+        intent: tool.map(|t| t.intent.clone()),
+        impact: tool.map(|t| t.impact),
+        owner: tool.and_then(|t| t.owner.clone()),
+        args_digest: None,
+        approver: None,
+        allowed,
+    }
+}

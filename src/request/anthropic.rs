@@ -1,0 +1,171 @@
+//! Anthropic Messages (`POST /v1/messages`): `model`, `tools[]` (client and server tools
+//! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, and the `tool_use`
+//! content blocks of `messages[]`. Other content (text, images, documents) is never looked at.
+
+use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
+use crate::decision::Denial;
+use crate::policy::Limits;
+use serde_json::{Map, Value};
+
+const RULE: &str = "anthropic_messages";
+
+pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
+    let top = llm::object(body, limits, RULE)?;
+    let mut r = LlmRequest::default();
+    let mut model = None;
+    for (key, value) in top {
+        match key.as_str() {
+            "model" => model = Some(string(value, RULE, "model")?),
+            "stream" => r.stream = llm::stream_flag(value, RULE)?,
+            "tools" => tools(&mut r, value)?,
+            "tool_choice" => choice(&mut r.choice, value)?,
+            "mcp_servers" => servers(&mut r, value)?,
+            "messages" => messages(&mut r, value)?,
+            _ => {}
+        }
+    }
+    r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    Ok(r)
+}
+
+fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
+    llm::opt_string(m, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))
+}
+
+fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
+        let mut t = obj(t, RULE, "a tool")?;
+        // An MCP toolset exposes a server of `mcp_servers`, judged by the data boundary.
+        if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
+            continue;
+        }
+        let name = name(&mut t, "a tool")?;
+        r.offers.push(Offer {
+            name,
+            list: "tools",
+            index,
+        });
+    }
+    Ok(())
+}
+
+fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
+    let mut m = obj(v, RULE, "tool_choice")?;
+    match llm::opt_string(&mut m, "type", RULE)?.as_deref() {
+        Some("tool") => {
+            c.names.push(name(&mut m, "tool_choice")?);
+            c.forces = true;
+        }
+        Some("any") => c.forces = true,
+        _ => {}
+    }
+    Ok(())
+}
+
+fn servers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    for s in opt_array(Some(v), RULE, "mcp_servers")? {
+        let mut s = obj(s, RULE, "an MCP server")?;
+        let url = llm::opt_string(&mut s, "url", RULE)?.ok_or_else(|| malformed(RULE, "an MCP server needs a url"))?;
+        r.mcp_servers.push(McpServer::Url(url));
+    }
+    Ok(())
+}
+
+fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    let mut turns = Vec::new();
+    let mut last_turn = None;
+    for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
+        let mut m = obj(m, RULE, "a message")?;
+        // Each assistant message is one model turn; only the last one's calls are new.
+        if m.get("role").and_then(Value::as_str) == Some("assistant") {
+            last_turn = Some(i);
+        }
+        let blocks = match m.remove("content") {
+            Some(Value::Array(blocks)) => blocks,
+            _ => continue, // a plain string, or nothing
+        };
+        for b in blocks {
+            let mut b = obj(b, RULE, "a content block")?;
+            if b.get("type").and_then(Value::as_str) != Some("tool_use") {
+                continue;
+            }
+            let name = name(&mut b, "a tool_use block")?;
+            let arguments = match b.remove("input") {
+                Some(v @ Value::Object(_)) => v,
+                _ => return Err(malformed(RULE, "a tool_use block needs an object input")),
+            };
+            r.calls.push(LlmCall {
+                name,
+                arguments,
+                latest: false,
+            });
+            turns.push(i);
+        }
+    }
+    llm::mark_latest(&mut r.calls, &turns, last_turn);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+    use serde_json::json;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 16,
+            max_batch_size: 4,
+        }
+    }
+
+    #[test]
+    fn extracts_tools_servers_and_tool_use() {
+        let body = json!({
+            "model": "claude-sonnet-4-5", "max_tokens": 1024, "system": [{"type": "text", "text": "Be brief."}],
+            "tools": [
+                {"name": "get_order", "input_schema": {"type": "object"}},
+                {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+                {"type": "mcp_toolset", "mcp_server_name": "crm"}
+            ],
+            "mcp_servers": [{"type": "url", "url": "https://mcp.example.com/acme/", "name": "crm"}],
+            "tool_choice": {"type": "tool", "name": "get_order"},
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": [{"type": "text", "text": "ok"}, {"type": "tool_use", "id": "a", "name": "get_order", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": "{}"}, {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": ""}}]},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "b", "name": "send_email", "input": {"to": "x"}}, {"type": "tool_use", "id": "c", "name": "get_order", "input": {}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "b"}, {"type": "tool_result", "tool_use_id": "c"}]}
+            ]
+        });
+        let r = parse(body.to_string().as_bytes(), &limits()).unwrap();
+        let offered: Vec<_> = r.offers.iter().map(|o| (o.name.as_str(), o.index)).collect();
+        assert_eq!(offered, [("get_order", 0), ("web_search", 1)]);
+        assert_eq!(r.mcp_servers, [McpServer::Url("https://mcp.example.com/acme/".into())]);
+        assert_eq!(
+            r.choice,
+            ToolChoice {
+                names: vec!["get_order".into()],
+                forces: true
+            }
+        );
+        let calls: Vec<_> = r.calls.iter().map(|c| (c.name.as_str(), c.latest)).collect();
+        assert_eq!(calls, [("get_order", false), ("send_email", true), ("get_order", true)]);
+    }
+
+    #[test]
+    fn malformed_shapes() {
+        for body in [
+            json!({"messages": []}),
+            json!({"model": "m", "tools": [{"input_schema": {}}]}),
+            json!({"model": "m", "tool_choice": "auto"}),
+            json!({"model": "m", "mcp_servers": [{"type": "url"}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "x", "input": "{}"}]}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "content": [3]}]}),
+        ] {
+            let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
+            assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! What an LLM API request asks for, whatever the provider: the model, the tools offered
+//! to it, the tool calls already in the conversation, and the data it may reach. The
+//! per-provider modules fill this in one pass over the parsed body.
+
+use crate::decision::{Denial, Reason};
+use crate::policy::Limits;
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmRequest {
+    pub model: String,
+    pub stream: bool,
+    /// Tools offered to the model that the catalogue judges (functions, custom and
+    /// hosted tools); data tools (`file_search`, `mcp`) are judged by the data boundary.
+    pub offers: Vec<Offer>,
+    pub choice: ToolChoice,
+    /// Tool calls already in the conversation, in order.
+    pub calls: Vec<LlmCall>,
+    /// Retrieval stores named by `file_search` tools.
+    pub vector_stores: Vec<String>,
+    /// Remote MCP servers the provider is asked to call.
+    pub mcp_servers: Vec<McpServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// Catalogue name: the function's or tool's name, or the type of a hosted tool
+    /// that has none (`web_search_preview`).
+    pub name: String,
+    /// The top-level array holding it (`tools`, or the legacy `functions`).
+    pub list: &'static str,
+    /// Index in that array.
+    pub index: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolChoice {
+    /// Tools the choice names: a forced tool, an `allowed_tools` list.
+    pub names: Vec<String>,
+    /// The choice demands some tool call (`required`, `any`, a named tool).
+    pub forces: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmCall {
+    pub name: String,
+    /// Always an object.
+    pub arguments: Value,
+    /// The call belongs to the model's most recent turn in the conversation.
+    pub latest: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McpServer {
+    Url(String),
+    /// A provider-hosted connector named by id, with no URL to judge.
+    Connector(String),
+}
+
+/// Top-level members a provider refuses once no tools remain: removed with the last tool.
+pub const TOOL_SETTINGS: [&str; 3] = ["tool_choice", "function_call", "parallel_tool_calls"];
+
+pub fn malformed(rule: &'static str, message: impl Into<String>) -> Denial {
+    Denial::new(Reason::BodyMalformed, rule, message)
+}
+
+/// Parses the body strictly and requires an object.
+pub fn object(body: &[u8], limits: &Limits, rule: &'static str) -> Result<Map<String, Value>, Denial> {
+    match crate::json::parse(body, limits.max_json_depth) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(malformed(rule, "the request body must be a JSON object")),
+        Err(e) => Err(Denial::new(Reason::BodyMalformed, "limits", e.to_string())),
+    }
+}
+
+pub fn string(v: Value, rule: &'static str, what: &str) -> Result<String, Denial> {
+    match v {
+        Value::String(s) => Ok(s),
+        _ => Err(malformed(rule, format!("{what} must be a string"))),
+    }
+}
+
+pub fn array(v: Value, rule: &'static str, what: &str) -> Result<Vec<Value>, Denial> {
+    match v {
+        Value::Array(a) => Ok(a),
+        _ => Err(malformed(rule, format!("{what} must be an array"))),
+    }
+}
+
+/// `null` or absent counts as empty, as the providers accept.
+pub fn opt_array(v: Option<Value>, rule: &'static str, what: &str) -> Result<Vec<Value>, Denial> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => array(v, rule, what),
+    }
+}
+
+pub fn obj(v: Value, rule: &'static str, what: &str) -> Result<Map<String, Value>, Denial> {
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(malformed(rule, format!("{what} must be an object"))),
+    }
+}
+
+/// A string member of `m`, if present; present with another type is malformed.
+pub fn opt_string(m: &mut Map<String, Value>, key: &str, rule: &'static str) -> Result<Option<String>, Denial> {
+    match m.remove(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => string(v, rule, key).map(Some),
+    }
+}
+
+/// OpenAI sends function arguments as a JSON *string*: parsed as strictly as a body
+/// (duplicate keys, depth), and it must hold an object.
+pub fn json_arguments(text: &str, limits: &Limits, rule: &'static str) -> Result<Value, Denial> {
+    match crate::json::parse(text.as_bytes(), limits.max_json_depth) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(malformed(rule, "function arguments must be a JSON object")),
+        Err(e) => Err(malformed(rule, format!("function arguments: {e}"))),
+    }
+}
+
+/// Free-form input of a custom tool call, judged as the argument `/input`.
+pub fn text_arguments(input: String) -> Value {
+    let mut m = Map::new();
+    m.insert("input".into(), Value::String(input));
+    Value::Object(m)
+}
+
+/// `stream` must be a boolean when present.
+pub fn stream_flag(v: Value, rule: &'static str) -> Result<bool, Denial> {
+    match v {
+        Value::Bool(b) => Ok(b),
+        Value::Null => Ok(false),
+        _ => Err(malformed(rule, "stream must be a boolean")),
+    }
+}
+
+/// Marks the calls of the most recent model turn. `turns[i]` is the turn of `calls[i]`.
+pub fn mark_latest(calls: &mut [LlmCall], turns: &[usize], last_turn: Option<usize>) {
+    for (c, t) in calls.iter_mut().zip(turns) {
+        c.latest = Some(*t) == last_turn;
+    }
+}

@@ -1,0 +1,214 @@
+//! OpenAI Chat Completions (`POST /v1/chat/completions`): `model`, `tools[]` (and the
+//! legacy `functions[]`), `tool_choice`, and `messages[].tool_calls` (and the legacy
+//! `function_call`). Content (text, images, audio) is never looked at.
+
+use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, Offer, ToolChoice};
+use crate::decision::Denial;
+use crate::policy::Limits;
+use serde_json::{Map, Value};
+
+const RULE: &str = "openai_chat";
+
+pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
+    let top = llm::object(body, limits, RULE)?;
+    let mut r = LlmRequest::default();
+    let mut model = None;
+    for (key, value) in top {
+        match key.as_str() {
+            "model" => model = Some(string(value, RULE, "model")?),
+            "stream" => r.stream = llm::stream_flag(value, RULE)?,
+            "tools" => offers(&mut r, value, "tools")?,
+            "functions" => offers(&mut r, value, "functions")?,
+            "tool_choice" | "function_call" => choice(&mut r.choice, value)?,
+            "messages" => messages(&mut r, value, limits)?,
+            _ => {}
+        }
+    }
+    r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    Ok(r)
+}
+
+/// The name in a tool, a forced choice or an allowed-tools entry: `{"type": "function",
+/// "function": {"name": …}}`, `{"type": "custom", "custom": {"name": …}}`, the legacy
+/// `{"name": …}`, or for other types the type itself.
+fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
+    let kind = llm::opt_string(&mut t, "type", RULE)?;
+    let inner = match kind.as_deref() {
+        Some("function") => "function",
+        Some("custom") => "custom",
+        None if t.contains_key("function") => "function",
+        None => return llm::opt_string(&mut t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name")),
+        Some(other) => return Ok(other.to_string()),
+    };
+    let mut inner = obj(t.remove(inner).unwrap_or(Value::Null), RULE, "a tool's definition")?;
+    llm::opt_string(&mut inner, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
+}
+
+fn offers(r: &mut LlmRequest, v: Value, list: &'static str) -> Result<(), Denial> {
+    for (index, t) in opt_array(Some(v), RULE, list)?.into_iter().enumerate() {
+        let name = tool_name(obj(t, RULE, "a tool")?)?;
+        r.offers.push(Offer { name, list, index });
+    }
+    Ok(())
+}
+
+fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::String(s) => c.forces |= s == "required",
+        Value::Object(mut m) => {
+            if m.get("type").and_then(Value::as_str) == Some("allowed_tools") {
+                let mut allowed = obj(m.remove("allowed_tools").unwrap_or(Value::Null), RULE, "allowed_tools")?;
+                c.forces |= allowed.get("mode").and_then(Value::as_str) == Some("required");
+                for t in opt_array(allowed.remove("tools"), RULE, "allowed_tools.tools")? {
+                    c.names.push(tool_name(obj(t, RULE, "an allowed tool")?)?);
+                }
+            } else {
+                c.names.push(tool_name(m)?);
+                c.forces = true;
+            }
+        }
+        Value::Null => {}
+        _ => return Err(malformed(RULE, "tool_choice must be a string or an object")),
+    }
+    Ok(())
+}
+
+fn messages(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
+    let mut turns = Vec::new();
+    let mut last_turn = None;
+    for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
+        let mut m = obj(m, RULE, "a message")?;
+        // Each assistant message is one model turn; only the last one's calls are new.
+        if m.get("role").and_then(Value::as_str) == Some("assistant") {
+            last_turn = Some(i);
+        }
+        for call in opt_array(m.remove("tool_calls"), RULE, "tool_calls")? {
+            r.calls.push(tool_call(obj(call, RULE, "a tool call")?, limits)?);
+            turns.push(i);
+        }
+        if let Some(f) = m.remove("function_call").filter(|f| !f.is_null()) {
+            r.calls.push(function(obj(f, RULE, "function_call")?, limits)?);
+            turns.push(i);
+        }
+    }
+    llm::mark_latest(&mut r.calls, &turns, last_turn);
+    Ok(())
+}
+
+fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
+    match llm::opt_string(&mut c, "type", RULE)?.as_deref() {
+        Some("function") | None => function(
+            obj(
+                c.remove("function").unwrap_or(Value::Null),
+                RULE,
+                "a tool call's function",
+            )?,
+            limits,
+        ),
+        Some("custom") => {
+            let mut custom = obj(c.remove("custom").unwrap_or(Value::Null), RULE, "a custom tool call")?;
+            let name = llm::opt_string(&mut custom, "name", RULE)?
+                .ok_or_else(|| malformed(RULE, "a tool call needs a name"))?;
+            let input = llm::opt_string(&mut custom, "input", RULE)?.unwrap_or_default();
+            Ok(LlmCall {
+                name,
+                arguments: llm::text_arguments(input),
+                latest: false,
+            })
+        }
+        Some(other) => Err(malformed(RULE, format!("unknown tool call type {other:?}"))),
+    }
+}
+
+/// `{"name": …, "arguments": "<JSON text>"}`
+fn function(mut f: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
+    let name = llm::opt_string(&mut f, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool call needs a name"))?;
+    let args = llm::opt_string(&mut f, "arguments", RULE)?
+        .ok_or_else(|| malformed(RULE, "a tool call needs its arguments"))?;
+    let arguments = llm::json_arguments(&args, limits, RULE)?;
+    Ok(LlmCall {
+        name,
+        arguments,
+        latest: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+    use serde_json::json;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 16,
+            max_batch_size: 4,
+        }
+    }
+
+    #[test]
+    fn extracts_model_offers_and_calls() {
+        let body = json!({
+            "model": "gpt-4o", "stream": true, "temperature": 0.2,
+            "tools": [
+                {"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}},
+                {"type": "custom", "custom": {"name": "grep"}}
+            ],
+            "functions": [{"name": "legacy"}],
+            "tool_choice": {"type": "function", "function": {"name": "get_order"}},
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:,"}}]},
+                {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "get_order", "arguments": "{\"customer_id\":\"c-1\"}"}}]},
+                {"role": "tool", "tool_call_id": "a", "content": "{}"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "b", "type": "function", "function": {"name": "send\u{5f}email", "arguments": "{}"}},
+                    {"id": "c", "type": "custom", "custom": {"name": "grep", "input": "x"}}
+                ]}
+            ]
+        });
+        let r = parse(body.to_string().as_bytes(), &limits()).unwrap();
+        assert_eq!(r.model, "gpt-4o");
+        assert!(r.stream);
+        let offered: Vec<_> = r.offers.iter().map(|o| (o.name.as_str(), o.list, o.index)).collect();
+        assert_eq!(
+            offered,
+            [
+                ("legacy", "functions", 0),
+                ("get_order", "tools", 0),
+                ("grep", "tools", 1)
+            ]
+        );
+        assert_eq!(
+            r.choice,
+            ToolChoice {
+                names: vec!["get_order".into()],
+                forces: true
+            }
+        );
+        let calls: Vec<_> = r.calls.iter().map(|c| (c.name.as_str(), c.latest)).collect();
+        assert_eq!(calls, [("get_order", false), ("send_email", true), ("grep", true)]);
+        assert_eq!(r.calls[0].arguments, json!({"customer_id": "c-1"}));
+        assert_eq!(r.calls[2].arguments, json!({"input": "x"}));
+    }
+
+    #[test]
+    fn malformed_shapes() {
+        for body in [
+            json!({"messages": []}),
+            json!({"model": 4, "messages": []}),
+            json!({"model": "m", "stream": "yes"}),
+            json!({"model": "m", "tools": {}}),
+            json!({"model": "m", "tools": [{"type": "function", "function": {}}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "x", "arguments": "{\"a\":1,\"a\":2}"}}]}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "x", "arguments": "[1]"}}]}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "x", "arguments": {"a": 1}}}]}]}),
+            json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"type": "shell"}]}]}),
+            json!({"model": "m", "tool_choice": 3}),
+        ] {
+            let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
+            assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+        }
+    }
+}

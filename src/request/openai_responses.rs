@@ -1,0 +1,241 @@
+//! OpenAI Responses (`POST /v1/responses`): `model`, `tools[]` (functions, custom and
+//! hosted tools, `file_search` stores, remote `mcp` servers), `tool_choice`, and the
+//! `function_call` / `custom_tool_call` items of `input[]`. Content is never looked at.
+
+use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
+use crate::decision::Denial;
+use crate::policy::Limits;
+use serde_json::{Map, Value};
+
+const RULE: &str = "openai_responses";
+
+pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
+    let top = llm::object(body, limits, RULE)?;
+    let mut r = LlmRequest::default();
+    let mut model = None;
+    for (key, value) in top {
+        match key.as_str() {
+            "model" => model = Some(string(value, RULE, "model")?),
+            "stream" => r.stream = llm::stream_flag(value, RULE)?,
+            "tools" => tools(&mut r, value)?,
+            "tool_choice" => choice(&mut r.choice, value)?,
+            "input" => input(&mut r, value, limits)?,
+            _ => {}
+        }
+    }
+    r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    Ok(r)
+}
+
+fn name(t: &mut Map<String, Value>) -> Result<String, Denial> {
+    llm::opt_string(t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a function tool needs a name"))
+}
+
+fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
+        let mut t = obj(t, RULE, "a tool")?;
+        let kind = llm::opt_string(&mut t, "type", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a type"))?;
+        let name = match kind.as_str() {
+            "function" | "custom" => name(&mut t)?,
+            "file_search" => {
+                for id in llm::array(
+                    t.remove("vector_store_ids").unwrap_or(Value::Null),
+                    RULE,
+                    "vector_store_ids",
+                )? {
+                    r.vector_stores.push(string(id, RULE, "a vector store id")?);
+                }
+                continue;
+            }
+            "mcp" => {
+                let server = match (
+                    llm::opt_string(&mut t, "server_url", RULE)?,
+                    llm::opt_string(&mut t, "connector_id", RULE)?,
+                ) {
+                    (Some(url), _) => McpServer::Url(url),
+                    (None, Some(id)) => McpServer::Connector(id),
+                    (None, None) => return Err(malformed(RULE, "an mcp tool needs server_url or connector_id")),
+                };
+                r.mcp_servers.push(server);
+                continue;
+            }
+            // Hosted tools (web_search, code_interpreter, …) are catalogued by type.
+            _ => kind,
+        };
+        r.offers.push(Offer {
+            name,
+            list: "tools",
+            index,
+        });
+    }
+    Ok(())
+}
+
+/// The catalogue name a choice entry names; `None` for data tools, judged elsewhere.
+fn chosen(mut m: Map<String, Value>) -> Result<Option<String>, Denial> {
+    match llm::opt_string(&mut m, "type", RULE)?.as_deref() {
+        Some("function" | "custom") => name(&mut m).map(Some),
+        Some("file_search" | "mcp") => Ok(None),
+        Some(hosted) => Ok(Some(hosted.to_string())),
+        None => Err(malformed(RULE, "a tool_choice object needs a type")),
+    }
+}
+
+fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::String(s) => c.forces |= s == "required",
+        Value::Object(mut m) if m.get("type").and_then(Value::as_str) == Some("allowed_tools") => {
+            c.forces |= m.get("mode").and_then(Value::as_str) == Some("required");
+            for t in opt_array(m.remove("tools"), RULE, "allowed_tools.tools")? {
+                c.names.extend(chosen(obj(t, RULE, "an allowed tool")?)?);
+            }
+        }
+        Value::Object(m) => {
+            c.names.extend(chosen(m)?);
+            c.forces = true;
+        }
+        Value::Null => {}
+        _ => return Err(malformed(RULE, "tool_choice must be a string or an object")),
+    }
+    Ok(())
+}
+
+/// Items the model produced (its turns) versus items the client adds.
+#[derive(PartialEq)]
+enum Side {
+    Model,
+    Client,
+    Neither,
+}
+
+fn side(kind: Option<&str>, role: Option<&str>) -> Side {
+    match kind {
+        None | Some("message") if role == Some("assistant") => Side::Model,
+        None | Some("message") => Side::Client,
+        Some(k) if k.ends_with("_output") => Side::Client,
+        Some(k) if k == "reasoning" || k.ends_with("_call") => Side::Model,
+        _ => Side::Neither,
+    }
+}
+
+fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
+    let items = match v {
+        Value::String(_) | Value::Null => return Ok(()),
+        v => llm::array(v, RULE, "input")?,
+    };
+    // A model turn is a run of model items; only the last run's calls are new.
+    let (mut turn, mut in_model, mut last_model_turn) = (0usize, false, None);
+    let mut turns = Vec::new();
+    for item in items {
+        let mut item = obj(item, RULE, "an input item")?;
+        let kind = llm::opt_string(&mut item, "type", RULE)?;
+        match side(kind.as_deref(), item.get("role").and_then(Value::as_str)) {
+            Side::Model => {
+                if !in_model {
+                    turn += 1;
+                    in_model = true;
+                }
+                last_model_turn = Some(turn);
+            }
+            Side::Client => in_model = false,
+            Side::Neither => {}
+        }
+        let call = match kind.as_deref() {
+            Some("function_call") => {
+                let name = name(&mut item)?;
+                let args = llm::opt_string(&mut item, "arguments", RULE)?
+                    .ok_or_else(|| malformed(RULE, "a function_call needs its arguments"))?;
+                LlmCall {
+                    name,
+                    arguments: llm::json_arguments(&args, limits, RULE)?,
+                    latest: false,
+                }
+            }
+            Some("custom_tool_call") => {
+                let name = name(&mut item)?;
+                let input = llm::opt_string(&mut item, "input", RULE)?.unwrap_or_default();
+                LlmCall {
+                    name,
+                    arguments: llm::text_arguments(input),
+                    latest: false,
+                }
+            }
+            _ => continue,
+        };
+        r.calls.push(call);
+        turns.push(turn);
+    }
+    llm::mark_latest(&mut r.calls, &turns, last_model_turn);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+    use serde_json::json;
+
+    fn limits() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 16,
+            max_batch_size: 4,
+        }
+    }
+
+    #[test]
+    fn extracts_tools_stores_servers_and_latest_calls() {
+        let body = json!({
+            "model": "gpt-4.1", "instructions": "Be brief.", "store": false,
+            "tools": [
+                {"type": "function", "name": "get_order", "parameters": {}},
+                {"type": "file_search", "vector_store_ids": ["vs_1", "vs_2"]},
+                {"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/"},
+                {"type": "web_search_preview"}
+            ],
+            "tool_choice": {"type": "allowed_tools", "mode": "required", "tools": [{"type": "function", "name": "get_order"}, {"type": "mcp", "server_label": "crm"}]},
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": "hi"}, {"type": "input_image", "image_url": "data:,"}]},
+                {"type": "reasoning", "id": "r1", "summary": []},
+                {"type": "function_call", "call_id": "a", "name": "get_order", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "a", "output": "{}"},
+                {"type": "function_call", "call_id": "b", "name": "get_order", "arguments": "{\"x\":1}"},
+                {"type": "custom_tool_call", "call_id": "c", "name": "grep", "input": "needle"},
+                {"type": "function_call_output", "call_id": "b", "output": "{}"}
+            ]
+        });
+        let r = parse(body.to_string().as_bytes(), &limits()).unwrap();
+        assert_eq!(r.model, "gpt-4.1");
+        let offered: Vec<_> = r.offers.iter().map(|o| (o.name.as_str(), o.index)).collect();
+        assert_eq!(offered, [("get_order", 0), ("web_search_preview", 3)]);
+        assert_eq!(r.vector_stores, ["vs_1", "vs_2"]);
+        assert_eq!(r.mcp_servers, [McpServer::Url("https://mcp.example.com/acme/".into())]);
+        assert_eq!(
+            r.choice,
+            ToolChoice {
+                names: vec!["get_order".into()],
+                forces: true
+            }
+        );
+        let calls: Vec<_> = r.calls.iter().map(|c| (c.name.as_str(), c.latest)).collect();
+        assert_eq!(calls, [("get_order", false), ("get_order", true), ("grep", true)]);
+    }
+
+    #[test]
+    fn plain_string_input_and_malformed_shapes() {
+        let r = parse(br#"{"model":"m","input":"hello","stream":true}"#, &limits()).unwrap();
+        assert!(r.stream && r.calls.is_empty());
+        for body in [
+            json!({"input": "x"}),
+            json!({"model": "m", "tools": [{"name": "x"}]}),
+            json!({"model": "m", "tools": [{"type": "file_search"}]}),
+            json!({"model": "m", "tools": [{"type": "file_search", "vector_store_ids": [1]}]}),
+            json!({"model": "m", "tools": [{"type": "mcp", "server_label": "x"}]}),
+            json!({"model": "m", "input": [{"type": "function_call", "name": "x", "arguments": "{"}]}),
+            json!({"model": "m", "input": {"role": "user"}}),
+        ] {
+            let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
+            assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+        }
+    }
+}

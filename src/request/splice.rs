@@ -1,0 +1,244 @@
+//! Byte spans in a JSON text that already passed the strict parser (`crate::json`), so a
+//! request can lose some tools while every other byte goes upstream as the client sent it
+//! (providers' prompt caches key on the exact tool definitions and their key order).
+//!
+//! Only validated text comes here, but nothing is assumed: any surprise is `None`.
+
+/// One member of an object: its key (unescaped), where it starts (the key's quote) and
+/// the byte range of its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub key: String,
+    pub start: usize,
+    pub value: (usize, usize),
+}
+
+/// A byte range `[start, end)`.
+pub type Span = (usize, usize);
+
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
+    while text.get(i).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// End of the string starting at the quote at `i`.
+fn string_end(text: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        match text.get(j)? {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+}
+
+/// End of the value starting at `i` (no leading whitespace).
+fn value_end(text: &[u8], i: usize) -> Option<usize> {
+    match text.get(i)? {
+        b'"' => string_end(text, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match text.get(j)? {
+                    b'"' => {
+                        j = string_end(text, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+        }
+        _ => {
+            let mut j = i;
+            while text
+                .get(j)
+                .is_some_and(|b| !matches!(b, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// The members of the top-level object of `text`.
+pub fn members(text: &[u8]) -> Option<Vec<Member>> {
+    let mut out = Vec::new();
+    let mut i = skip_ws(text, 0);
+    if text.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(text, i)?;
+        let key: String = serde_json::from_slice(text.get(i..key_end)?).ok()?;
+        let colon = skip_ws(text, key_end);
+        if text.get(colon) != Some(&b':') {
+            return None;
+        }
+        let vstart = skip_ws(text, colon + 1);
+        let vend = value_end(text, vstart)?;
+        out.push(Member {
+            key,
+            start: i,
+            value: (vstart, vend),
+        });
+        let next = skip_ws(text, vend);
+        match text.get(next)? {
+            b',' => i = skip_ws(text, next + 1),
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The elements of the array at `span`.
+pub fn elements(text: &[u8], span: Span) -> Option<Vec<Span>> {
+    let mut out = Vec::new();
+    if text.get(span.0) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(text, span.0 + 1);
+    if text.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        let end = value_end(text, i)?;
+        if end > span.1 {
+            return None;
+        }
+        out.push((i, end));
+        let next = skip_ws(text, end);
+        match text.get(next)? {
+            b',' => i = skip_ws(text, next + 1),
+            b']' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The ranges to cut so the items flagged in `remove` disappear with their separators:
+/// an item takes the comma after it, or the last kept item's comma when it is the last.
+pub fn cuts(items: &[Span], remove: &[bool]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for (k, item) in items.iter().enumerate() {
+        if !remove.get(k).copied().unwrap_or(false) {
+            continue;
+        }
+        if let Some(next) = items.get(k + 1) {
+            out.push((item.0, next.0));
+        } else {
+            let kept_before = items
+                .iter()
+                .take(k)
+                .enumerate()
+                .rev()
+                .find(|(p, _)| !remove.get(*p).copied().unwrap_or(false));
+            match kept_before {
+                Some((_, prev)) => out.push((prev.1, item.1)),
+                None => out.push((item.0, item.1)),
+            }
+        }
+    }
+    out
+}
+
+/// `text` without the `cuts` (overlapping cuts merge).
+pub fn apply(text: &[u8], mut cuts: Vec<Span>) -> Option<Vec<u8>> {
+    cuts.sort_unstable();
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0usize;
+    for (start, end) in cuts {
+        if end > text.len() || start > end {
+            return None;
+        }
+        if start > at {
+            out.extend_from_slice(text.get(at..start)?);
+        }
+        at = at.max(end);
+    }
+    out.extend_from_slice(text.get(at..)?);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(text: &str, key: &str, remove: &[bool]) -> String {
+        let t = text.as_bytes();
+        let m = members(t).unwrap();
+        let tools = m.iter().find(|m| m.key == key).unwrap();
+        let el = elements(t, tools.value).unwrap();
+        String::from_utf8(apply(t, cuts(&el, remove)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn members_unescape_keys_and_skip_nested_values() {
+        let t = br#" { "a" : {"x":[1,"]}"]}, "t\u006fols":[ {"n":"a,b"} , 2 ],"z":-1.5e3 } "#;
+        let m = members(t).unwrap();
+        let keys: Vec<_> = m.iter().map(|m| m.key.as_str()).collect();
+        assert_eq!(keys, ["a", "tools", "z"]);
+        assert_eq!(&t[m[2].value.0..m[2].value.1], b"-1.5e3");
+        let el = elements(t, m[1].value).unwrap();
+        assert_eq!(&t[el[0].0..el[0].1], br#"{"n":"a,b"}"#);
+        assert_eq!(&t[el[1].0..el[1].1], b"2");
+    }
+
+    #[test]
+    fn cuts_keep_valid_json_and_every_other_byte() {
+        let t = r#"{"tools": [ {"a":1}, {"b":2}, {"c":3} ], "m": "x"}"#;
+        assert_eq!(
+            strip(t, "tools", &[false, true, false]),
+            r#"{"tools": [ {"a":1}, {"c":3} ], "m": "x"}"#
+        );
+        assert_eq!(
+            strip(t, "tools", &[true, false, false]),
+            r#"{"tools": [ {"b":2}, {"c":3} ], "m": "x"}"#
+        );
+        assert_eq!(
+            strip(t, "tools", &[false, false, true]),
+            r#"{"tools": [ {"a":1}, {"b":2} ], "m": "x"}"#
+        );
+        assert_eq!(
+            strip(t, "tools", &[false, true, true]),
+            r#"{"tools": [ {"a":1} ], "m": "x"}"#
+        );
+        assert_eq!(strip(t, "tools", &[true, true, true]), r#"{"tools": [  ], "m": "x"}"#);
+        for rm in [[true, false], [false, true], [true, true]] {
+            let m = members(t.as_bytes()).unwrap();
+            let spans: Vec<Span> = m.iter().map(|m| (m.start, m.value.1)).collect();
+            let out = apply(t.as_bytes(), cuts(&spans, &rm)).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v.as_object().unwrap().len(), rm.iter().filter(|r| !**r).count());
+        }
+    }
+
+    #[test]
+    fn refuses_what_is_not_json() {
+        assert!(members(b"[1]").is_none());
+        assert!(members(br#"{"a":1"#).is_none());
+        assert!(members(br#"{"a" 1}"#).is_none());
+        assert!(elements(b"{}", (0, 2)).is_none());
+        assert!(apply(b"abc", vec![(2, 9)]).is_none());
+        assert_eq!(members(b"{}").unwrap(), vec![]);
+    }
+}
