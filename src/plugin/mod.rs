@@ -108,6 +108,11 @@ impl HttpContext for Http {
         match engine::on_headers(policy, &self.headers, &ProxyHost, !end_of_stream) {
             Head::Decided(d) => self.finish(d),
             Head::NeedBody(d) => {
+                // A body that may lose tools has no known length yet, and with `hold: body`
+                // the headers leave now: Envoy frames it anew (chunked, or HTTP/2 frames).
+                if policy.mode == Mode::Enforce && policy.strips_tools(d.route) {
+                    self.set_http_request_header("content-length", None);
+                }
                 self.pending = Some(d);
                 match policy.hold {
                     Hold::Headers => Action::Pause,
@@ -189,6 +194,9 @@ impl Http {
                 Action::Pause
             }
             _ => {
+                if let (Some(body), Mode::Enforce) = (&d.rewrite, policy.mode) {
+                    self.set_http_request_body(0, self.body_size, body);
+                }
                 self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
                 // The grant is for aigate; the tool server has no use for it.
                 if let Some(a) = &policy.approval {
