@@ -67,6 +67,18 @@ pub fn summary(p: &Policy) -> String {
         count(Impact::External)
     ));
     out.push_str(&format!("resources  {}\n", p.resources.len()));
+    if p.routes.iter().any(|r| r.protocol.is_llm()) {
+        out.push_str(&format!(
+            "models     {} allowed to all, {} scope(s) add more\n",
+            p.models.len(),
+            p.scope_models.len()
+        ));
+        out.push_str(&format!(
+            "data       {} vector store rule(s), {} MCP server rule(s)\n",
+            p.vector_stores.len(),
+            p.mcp_servers.len()
+        ));
+    }
     out.push_str(&format!(
         "approval   {}\n",
         if p.approval.is_some() {
