@@ -1,5 +1,6 @@
 //! Who is calling, on whose behalf: the principal behind a request.
 
+pub mod cache;
 pub mod metadata;
 mod token;
 

@@ -1,8 +1,9 @@
 //! The subject's token: where it comes from, and whether it is currently valid.
 
+use super::cache;
 use crate::decision::{Denial, Reason};
 use crate::jws::{self, JwsError};
-use crate::policy::{IdentityPolicy, TokenSource};
+use crate::policy::{IdentityPolicy, Issuer, TokenSource};
 use crate::request::{Headers, Host, Repeated};
 use serde_json::{Map, Value};
 
@@ -11,7 +12,7 @@ pub(super) fn claims(
     id: &IdentityPolicy,
     headers: &Headers,
     host: &dyn Host,
-    _now: u64,
+    now: u64,
 ) -> Result<Map<String, Value>, Denial> {
     match &id.token {
         TokenSource::JwtAuthn { namespace, payload_key } => host.jwt_payload(namespace, payload_key).ok_or_else(|| {
@@ -36,32 +37,49 @@ pub(super) fn claims(
             };
             let token =
                 bearer(raw).ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "expected \"Bearer <token>\""))?;
-            let invalid = |e: JwsError| Denial::new(Reason::TokenInvalid, rule, format!("token rejected: {e}"));
-            let unverified = jws::peek_claims(token).map_err(invalid)?;
-            let iss = unverified.get("iss").and_then(Value::as_str).unwrap_or("");
-            let issuer = issuers
-                .iter()
-                .find(|i| i.issuer == iss)
-                .ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "token issuer is not trusted"))?;
-            let claims = issuer.keys.verify(token).map_err(invalid)?;
-            let aud_ok = match claims.get("aud") {
-                Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
-                Some(Value::Array(list)) => list
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .any(|a| issuer.audiences.iter().any(|x| x == a)),
-                _ => false,
-            };
-            if !aud_ok {
-                return Err(Denial::new(
-                    Reason::TokenInvalid,
-                    rule,
-                    "token audience is not accepted here",
-                ));
+            // Signatures are checked once per token per worker; times on every request.
+            let slot = host
+                .token_cache()
+                .filter(|_| token.len() <= cache::MAX_CACHED_TOKEN_BYTES)
+                .map(|c| (c, cache::key(token)));
+            if let Some(hit) = slot.as_ref().and_then(|(c, k)| c.get(k, now)) {
+                return Ok(hit);
+            }
+            let claims = verified(token, issuers, rule)?;
+            if let (Some((c, k)), Some(exp)) = (slot, claims.get("exp").and_then(Value::as_u64)) {
+                c.insert(k, &claims, exp.saturating_add(id.skew), now);
             }
             Ok(claims)
         }
     }
+}
+
+/// Signature, issuer and audience: everything about a token that does not depend on the clock.
+fn verified(token: &str, issuers: &[Issuer], rule: &'static str) -> Result<Map<String, Value>, Denial> {
+    let invalid = |e: JwsError| Denial::new(Reason::TokenInvalid, rule, format!("token rejected: {e}"));
+    let unverified = jws::peek_claims(token).map_err(invalid)?;
+    let iss = unverified.get("iss").and_then(Value::as_str).unwrap_or("");
+    let issuer = issuers
+        .iter()
+        .find(|i| i.issuer == iss)
+        .ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "token issuer is not trusted"))?;
+    let claims = issuer.keys.verify(token).map_err(invalid)?;
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|a| issuer.audiences.iter().any(|x| x == a)),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(Denial::new(
+            Reason::TokenInvalid,
+            rule,
+            "token audience is not accepted here",
+        ));
+    }
+    Ok(claims)
 }
 
 fn bearer(raw: &[u8]) -> Option<&str> {

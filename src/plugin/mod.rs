@@ -8,8 +8,9 @@ mod meters;
 use crate::config::{Hold, Mode};
 use crate::decision::{Denial, Reason};
 use crate::engine::{self, Decision, Head};
+use crate::identity::cache::TokenCache;
 use crate::policy::{self, Policy};
-use crate::request::Headers;
+use crate::request::{Headers, Host, SharedData};
 use crate::response::{self, DECISION_HEADER};
 use crate::{approval, audit};
 use host::ProxyHost;
@@ -28,6 +29,8 @@ proxy_wasm::main! {{
 struct Shared {
     policy: Policy,
     meters: Meters,
+    /// Verified tokens of this worker; rebuilt with the policy, so keys never go stale.
+    tokens: TokenCache,
     /// Random per VM, so decision ids from different workers never collide.
     id_prefix: u64,
     counter: Cell<u64>,
@@ -54,6 +57,7 @@ impl RootContext for Root {
                 self.shared = Some(Rc::new(Shared {
                     policy,
                     meters,
+                    tokens: TokenCache::default(),
                     id_prefix: random_u64(),
                     counter: Cell::new(0),
                 }));
@@ -105,7 +109,10 @@ impl HttpContext for Http {
         self.decision_id = format!("{:016x}{:016x}", self.shared.id_prefix, n);
         self.headers = Headers::new(self.get_http_request_headers_bytes());
         let policy = &self.shared.policy;
-        match engine::on_headers(policy, &self.headers, &ProxyHost, !end_of_stream) {
+        let host = WorkerHost {
+            tokens: &self.shared.tokens,
+        };
+        match engine::on_headers(policy, &self.headers, &host, !end_of_stream) {
             Head::Decided(d) => self.finish(d),
             Head::NeedBody(d) => {
                 // A body that may lose tools has no known length yet, and with `hold: body`
@@ -207,6 +214,29 @@ impl Http {
                 Action::Continue
             }
         }
+    }
+}
+
+/// The proxy's host calls plus this worker's token cache, for the identity phase.
+struct WorkerHost<'a> {
+    tokens: &'a TokenCache,
+}
+
+impl Host for WorkerHost<'_> {
+    fn now(&self) -> u64 {
+        ProxyHost.now()
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        ProxyHost.peer_uri_san()
+    }
+    fn jwt_payload(&self, namespace: &str, key: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        ProxyHost.jwt_payload(namespace, key)
+    }
+    fn shared(&self) -> &dyn SharedData {
+        &host::ProxyShared
+    }
+    fn token_cache(&self) -> Option<&TokenCache> {
+        Some(self.tokens)
     }
 }
 

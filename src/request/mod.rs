@@ -61,6 +61,11 @@ pub trait Host {
     fn jwt_payload(&self, namespace: &str, key: &str) -> Option<Map<String, Value>>;
     /// Shared data, for single-use approvals.
     fn shared(&self) -> &dyn SharedData;
+    /// This worker's cache of verified tokens, if the host keeps one (the plugin does, in
+    /// its per-VM state next to the policy). Without one every token is verified.
+    fn token_cache(&self) -> Option<&crate::identity::cache::TokenCache> {
+        None
+    }
 }
 
 /// Host shared data (Envoy: shared across the workers of one proxy) with Envoy's

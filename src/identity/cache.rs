@@ -1,0 +1,451 @@
+//! A bounded per-worker cache of verified bearer tokens.
+//!
+//! Checking a token's signature costs tens of microseconds (Ed25519, P-256) to hundreds
+//! (RSA) inside the VM, and an agent sends the same token on every call until it expires.
+//! So the claims of a token that passed signature, issuer and audience checks are kept,
+//! keyed by the SHA-256 of the token text (the token itself is not stored), and later
+//! requests with the same token skip straight to the claims. Time checks (`exp`, `nbf`,
+//! `iat`, lifetime) are not cached: they run against the host clock on every request.
+//!
+//! One cache belongs to one compiled policy (the plugin keeps both in its per-VM state and
+//! rebuilds both on reconfiguration), so a key rotation never meets a stale entry.
+//! Memory is bounded: at most `capacity` entries of tokens no larger than
+//! [`MAX_CACHED_TOKEN_BYTES`]; an entry leaves when its token can no longer be accepted
+//! (`exp` + clock skew), and a full cache drops expired entries first, then the oldest.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+/// Entries per worker by default: far more distinct live tokens than one worker sees.
+pub const DEFAULT_CAPACITY: usize = 1024;
+
+/// Tokens longer than this are verified every time rather than cached, so a full cache
+/// holds at most a few MiB of claims.
+pub const MAX_CACHED_TOKEN_BYTES: usize = 8 * 1024;
+
+/// SHA-256 of the token text.
+pub type TokenKey = [u8; 32];
+
+/// The cache key for a token.
+pub fn key(token: &str) -> TokenKey {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Counters for benchmarks, tests and diagnostics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Entries dropped because their token could no longer be accepted.
+    pub expired: u64,
+    /// Live entries dropped to make room (oldest first).
+    pub displaced: u64,
+}
+
+struct Entry {
+    claims: Map<String, Value>,
+    /// First second at which the token is refused whatever the clock skew: `exp + skew`.
+    until: u64,
+    /// Insertion order, the key into `Inner::order`.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: HashMap<TokenKey, Entry>,
+    order: BTreeMap<u64, TokenKey>,
+    next_seq: u64,
+    stats: CacheStats,
+}
+
+impl Inner {
+    fn remove(&mut self, key: &TokenKey) {
+        if let Some(e) = self.entries.remove(key) {
+            self.order.remove(&e.seq);
+        }
+    }
+
+    fn drop_expired(&mut self, now: u64) {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.until > now);
+        let entries = &self.entries;
+        self.order.retain(|_, k| entries.contains_key(k));
+        self.stats.expired += (before - self.entries.len()) as u64;
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some((_, k)) = self.order.pop_first() {
+            self.entries.remove(&k);
+            self.stats.displaced += 1;
+        }
+    }
+}
+
+/// Verified claims by token, for one worker. Interior mutability because the plugin shares
+/// it (with the policy) between the requests of a worker; a VM runs one callback at a
+/// time, and should a borrow ever clash the cache answers "miss" rather than panic.
+pub struct TokenCache {
+    capacity: usize,
+    inner: RefCell<Inner>,
+}
+
+impl std::fmt::Debug for TokenCache {
+    // Sizes and counters only: claims are personal data.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache::new(DEFAULT_CAPACITY)
+    }
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens (0 disables caching).
+    pub fn new(capacity: usize) -> Self {
+        TokenCache {
+            capacity,
+            inner: RefCell::new(Inner::default()),
+        }
+    }
+
+    /// The claims of a token verified earlier, if it can still be accepted at `now`.
+    /// An entry past its deadline is dropped.
+    pub fn get(&self, key: &TokenKey, now: u64) -> Option<Map<String, Value>> {
+        let mut inner = self.inner.try_borrow_mut().ok()?;
+        let until = inner.entries.get(key).map(|e| e.until);
+        match until {
+            Some(until) if until > now => {
+                inner.stats.hits += 1;
+                inner.entries.get(key).map(|e| e.claims.clone())
+            }
+            Some(_) => {
+                inner.remove(key);
+                inner.stats.expired += 1;
+                inner.stats.misses += 1;
+                None
+            }
+            None => {
+                inner.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Remembers the claims of a token that passed verification, until `until` (the first
+    /// second at which it would be refused). Tokens already past it are not stored.
+    pub fn insert(&self, key: TokenKey, claims: &Map<String, Value>, until: u64, now: u64) {
+        if self.capacity == 0 || until <= now {
+            return;
+        }
+        let Ok(mut inner) = self.inner.try_borrow_mut() else {
+            return;
+        };
+        inner.remove(&key);
+        if inner.entries.len() >= self.capacity {
+            inner.drop_expired(now);
+        }
+        while inner.entries.len() >= self.capacity {
+            inner.drop_oldest();
+        }
+        let seq = inner.next_seq;
+        inner.next_seq = seq.wrapping_add(1);
+        inner.order.insert(seq, key);
+        inner.entries.insert(
+            key,
+            Entry {
+                claims: claims.clone(),
+                until,
+                seq,
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.try_borrow().map_or(0, |i| i.entries.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        self.inner
+            .try_borrow()
+            .map_or_else(|_| CacheStats::default(), |i| i.stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Reason;
+    use crate::identity::{self, Principal};
+    use crate::jws::SigningKey;
+    use crate::policy::{self, Policy};
+    use crate::request::{Headers, Host, SetError, SharedData};
+    use base64::Engine as _;
+    use serde_json::json;
+
+    fn claims(sub: &str) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("sub".into(), Value::from(sub));
+        m
+    }
+
+    #[test]
+    fn miss_then_hit_returns_the_stored_claims() {
+        let c = TokenCache::new(4);
+        let k = key("a.b.c");
+        assert_eq!(c.get(&k, 100), None);
+        c.insert(k, &claims("alice"), 200, 100);
+        assert_eq!(c.get(&k, 150), Some(claims("alice")));
+        assert_eq!(c.get(&key("a.b.d"), 150), None, "another token is another key");
+        assert_eq!(
+            c.stats(),
+            CacheStats {
+                hits: 1,
+                misses: 2,
+                expired: 0,
+                displaced: 0
+            }
+        );
+    }
+
+    #[test]
+    fn entries_leave_at_their_deadline() {
+        let c = TokenCache::new(4);
+        let k = key("t");
+        c.insert(k, &claims("alice"), 200, 100);
+        assert!(c.get(&k, 199).is_some());
+        assert_eq!(c.get(&k, 200), None);
+        assert!(c.is_empty(), "the expired entry is gone, not just hidden");
+        assert_eq!(c.stats().expired, 1);
+        // A token already past its deadline is never stored.
+        c.insert(k, &claims("alice"), 200, 200);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_entries_first_then_the_oldest() {
+        let c = TokenCache::new(3);
+        c.insert(key("old-long"), &claims("a"), 1_000, 0);
+        c.insert(key("short"), &claims("b"), 50, 0);
+        c.insert(key("mid"), &claims("c"), 1_000, 0);
+        // At t=60 "short" is expired: it goes, the older live entry stays.
+        c.insert(key("new"), &claims("d"), 1_000, 60);
+        assert_eq!(c.len(), 3);
+        assert!(c.get(&key("old-long"), 60).is_some());
+        assert!(c.get(&key("short"), 60).is_none());
+        // Nothing expired: the oldest live entry makes room.
+        c.insert(key("newer"), &claims("e"), 1_000, 60);
+        assert_eq!(c.len(), 3);
+        assert!(c.get(&key("old-long"), 60).is_none());
+        for k in ["mid", "new", "newer"] {
+            assert!(c.get(&key(k), 60).is_some(), "{k}");
+        }
+        assert_eq!(c.stats().displaced, 1);
+        assert_eq!(c.stats().expired, 1);
+    }
+
+    #[test]
+    fn the_bound_holds_under_many_tokens() {
+        let c = TokenCache::new(16);
+        for i in 0..1_000 {
+            c.insert(key(&format!("tok-{i}")), &claims("a"), 10_000, 0);
+            assert!(c.len() <= 16);
+        }
+        assert_eq!(c.len(), 16);
+        // The most recent ones are kept.
+        assert!(c.get(&key("tok-999"), 1).is_some());
+        assert!(c.get(&key("tok-983"), 1).is_none());
+        let inner = c.inner.borrow();
+        assert_eq!(inner.order.len(), inner.entries.len(), "no stale order entries");
+    }
+
+    #[test]
+    fn reinserting_a_token_refreshes_it_without_duplicating() {
+        let c = TokenCache::new(2);
+        c.insert(key("a"), &claims("a"), 100, 0);
+        c.insert(key("b"), &claims("b"), 100, 0);
+        c.insert(key("a"), &claims("a2"), 100, 0);
+        assert_eq!(c.len(), 2);
+        // "a" is now the newest: adding "c" displaces "b".
+        c.insert(key("c"), &claims("c"), 100, 0);
+        assert_eq!(c.get(&key("a"), 1), Some(claims("a2")));
+        assert_eq!(c.get(&key("b"), 1), None);
+    }
+
+    #[test]
+    fn zero_capacity_caches_nothing() {
+        let c = TokenCache::new(0);
+        c.insert(key("a"), &claims("a"), 100, 0);
+        assert!(c.is_empty());
+        assert_eq!(c.get(&key("a"), 1), None);
+    }
+
+    #[test]
+    fn a_clashing_borrow_is_a_miss_not_a_panic() {
+        let c = TokenCache::new(2);
+        c.insert(key("a"), &claims("a"), 100, 0);
+        let _held = c.inner.borrow_mut();
+        assert_eq!(c.get(&key("a"), 1), None);
+        c.insert(key("b"), &claims("b"), 100, 0);
+        assert_eq!(c.len(), 0, "len reads as empty while borrowed");
+    }
+
+    // --- through identity::authenticate ------------------------------------------------
+
+    const NOW: u64 = 1_800_000_000;
+
+    struct CachingHost {
+        now: u64,
+        cache: TokenCache,
+    }
+
+    impl SharedData for CachingHost {
+        fn get(&self, _key: &str) -> Option<(Vec<u8>, u32)> {
+            None
+        }
+        fn set(&self, _key: &str, _value: &[u8], _cas: u32) -> Result<(), SetError> {
+            Err(SetError::Other)
+        }
+    }
+
+    impl Host for CachingHost {
+        fn now(&self) -> u64 {
+            self.now
+        }
+        fn peer_uri_san(&self) -> Option<String> {
+            None
+        }
+        fn jwt_payload(&self, _namespace: &str, _key: &str) -> Option<Map<String, Value>> {
+            None
+        }
+        fn shared(&self) -> &dyn SharedData {
+            self
+        }
+        fn token_cache(&self) -> Option<&TokenCache> {
+            Some(&self.cache)
+        }
+    }
+
+    fn idp() -> SigningKey {
+        let d = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([5u8; 32]);
+        SigningKey::from_jwk(&json!({"kty": "OKP", "crv": "Ed25519", "kid": "k1", "d": d})).unwrap()
+    }
+
+    fn policy() -> Policy {
+        let doc = json!({
+            "default_owner": "o",
+            "routes": [{"id": "r", "prefix": "/mcp", "protocol": "mcp"}],
+            "identity": {
+                "source": "jwt",
+                "jwt": {"issuers": [{"issuer": "https://idp", "audiences": ["aigate"],
+                                     "jwks": {"keys": [idp().public_jwk().unwrap()]}}]},
+                "clock_skew_seconds": 30,
+                "max_token_lifetime_seconds": 900
+            }
+        });
+        policy::compile(doc.to_string().as_bytes()).unwrap()
+    }
+
+    fn token(overrides: Value) -> String {
+        let mut c = json!({"iss": "https://idp", "aud": "aigate", "sub": "alice",
+                           "iat": NOW - 10, "exp": NOW + 300});
+        for (k, v) in overrides.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        idp().sign(c.as_object().unwrap())
+    }
+
+    fn auth(p: &Policy, host: &CachingHost, token: &str) -> Result<Principal, Reason> {
+        let headers = Headers::new(vec![(
+            "authorization".to_string(),
+            format!("Bearer {token}").into_bytes(),
+        )]);
+        identity::authenticate(p, &headers, host).map_err(|d| d.reason)
+    }
+
+    fn host(now: u64) -> CachingHost {
+        CachingHost {
+            now,
+            cache: TokenCache::new(8),
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_verified_once_then_served_from_the_cache() {
+        let p = policy();
+        let mut h = host(NOW);
+        let t = token(json!({}));
+        let first = auth(&p, &h, &t).unwrap();
+        assert_eq!(h.cache.len(), 1);
+        assert_eq!(h.cache.stats().hits, 0);
+        h.now += 5;
+        let second = auth(&p, &h, &t).unwrap();
+        assert_eq!(h.cache.stats().hits, 1);
+        assert_eq!(first.subject, second.subject);
+        assert_eq!(first.claims, second.claims);
+    }
+
+    #[test]
+    fn time_checks_still_run_on_a_hit() {
+        let p = policy();
+        // Valid from NOW+100 (nbf): refused, but its signature was good, so it is cached.
+        let t = token(json!({"nbf": NOW + 100}));
+        let mut h = host(NOW);
+        assert_eq!(auth(&p, &h, &t).unwrap_err(), Reason::TokenInvalid);
+        assert_eq!(
+            auth(&p, &h, &t).unwrap_err(),
+            Reason::TokenInvalid,
+            "a hit, still refused"
+        );
+        assert_eq!(h.cache.stats().hits, 1);
+        h.now = NOW + 100;
+        assert!(auth(&p, &h, &t).is_ok());
+        // Past exp + skew the entry is dropped and the token refused as expired.
+        h.now = NOW + 300 + 30;
+        assert_eq!(auth(&p, &h, &t).unwrap_err(), Reason::TokenExpired);
+        assert!(h.cache.is_empty());
+    }
+
+    #[test]
+    fn refused_tokens_are_not_cached() {
+        let p = policy();
+        let h = host(NOW);
+        let good = token(json!({}));
+        let (rest, sig) = good.rsplit_once('.').unwrap();
+        let flipped = if sig.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{rest}.{flipped}{}", &sig[1..]);
+        let wrong_aud = token(json!({"aud": "someone-else"}));
+        for t in [forged.as_str(), wrong_aud.as_str()] {
+            assert_eq!(auth(&p, &h, t).unwrap_err(), Reason::TokenInvalid);
+            assert_eq!(auth(&p, &h, t).unwrap_err(), Reason::TokenInvalid);
+        }
+        assert!(h.cache.is_empty());
+        assert_eq!(h.cache.stats().hits, 0);
+    }
+
+    #[test]
+    fn oversized_tokens_are_verified_every_time() {
+        let p = policy();
+        let h = host(NOW);
+        let big = token(json!({"pad": "x".repeat(MAX_CACHED_TOKEN_BYTES)}));
+        assert!(auth(&p, &h, &big).is_ok());
+        assert!(auth(&p, &h, &big).is_ok());
+        assert!(h.cache.is_empty());
+    }
+}
