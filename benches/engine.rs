@@ -1,0 +1,349 @@
+//! Engine micro-benchmarks, native: what one request costs aigate's pure code, without
+//! Envoy or the Wasm VM around it (`cargo bench --bench engine`). The Envoy ladder
+//! (`scripts/bench.sh`) measures the same work inside Envoy.
+//!
+//! - `decide/2KiB/*`: route → identity → parse → judge of an MCP `tools/call` of 2 KiB,
+//!   with no token cache (every request verifies the Ed25519 signature), a cold cache
+//!   (verify + insert) and a warm one.
+//! - `jwt_verify/*`: signature verification and claim parsing per algorithm.
+//! - `identity/*`: `identity::authenticate` with the token cache missing and hitting.
+//! - `approval_verify/*`: a fresh single-use grant checked for an external-impact call
+//!   (digest of the arguments, signature, claims, replay store).
+//! - `decide_by_size/*`: the cached-token decision for the body sizes of the ladder, to
+//!   see that the cost grows linearly with the body.
+
+use aigate::approval;
+use aigate::engine::{self, Decision, Head};
+use aigate::identity::cache::TokenCache;
+use aigate::identity::{self, Principal};
+use aigate::jws::{KeySet, SigningKey};
+use aigate::policy::{self, Policy};
+use aigate::request::{Headers, Host, SetError, SharedData};
+use base64::Engine as _;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde_json::{json, Map, Value};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+const NOW: u64 = 1_800_000_000;
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+// --- a plain-value host ---------------------------------------------------------------
+
+#[derive(Default)]
+struct BenchHost {
+    cache: Option<TokenCache>,
+    data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    cas: Cell<u32>,
+}
+
+impl BenchHost {
+    fn cached() -> Self {
+        BenchHost {
+            cache: Some(TokenCache::default()),
+            ..BenchHost::default()
+        }
+    }
+}
+
+impl SharedData for BenchHost {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.data.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let mut m = self.data.borrow_mut();
+        if let Some((_, c)) = m.get(key) {
+            if cas != 0 && cas != *c {
+                return Err(SetError::CasMismatch);
+            }
+        }
+        self.cas.set(self.cas.get() + 1);
+        m.insert(key.to_string(), (value.to_vec(), self.cas.get()));
+        Ok(())
+    }
+}
+
+impl Host for BenchHost {
+    fn now(&self) -> u64 {
+        NOW
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        None
+    }
+    fn jwt_payload(&self, _namespace: &str, _key: &str) -> Option<Map<String, Value>> {
+        None
+    }
+    fn shared(&self) -> &dyn SharedData {
+        self
+    }
+    fn token_cache(&self) -> Option<&TokenCache> {
+        self.cache.as_ref()
+    }
+}
+
+// --- the scenario: the ladder's policy, an identity provider, an approval service ----
+
+struct World {
+    policy: Policy,
+    approvals: SigningKey,
+    token: String,
+}
+
+fn ed_key(seed: u8, kid: &str) -> SigningKey {
+    SigningKey::from_jwk(&json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "d": b64(&[seed; 32])})).unwrap()
+}
+
+fn claims(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+impl World {
+    fn new() -> World {
+        let idp = ed_key(1, "bench-1");
+        let approvals = ed_key(2, "approvals-1");
+        let mut doc: Value = serde_json::from_str(include_str!("../envoy/bench/policy.json")).unwrap();
+        doc["identity"]["jwt"]["issuers"][0]["jwks"] = json!({"keys": [idp.public_jwk().unwrap()]});
+        doc["tools"]["send_email"] = json!({
+            "intent": "email.send", "impact": "external", "owner": "comms@example.com",
+            "constraints": {"/to": {"required": true, "suffix_in": ["@example.com"]}}
+        });
+        doc["workloads"][0]["scopes"] = json!(["orders.*", "tickets.*", "email.send"]);
+        doc["approval"] = json!({
+            "issuer": "https://approvals.bench.example", "audience": "aigate",
+            "jwks": {"keys": [approvals.public_jwk().unwrap()]}, "max_age_seconds": 600
+        });
+        let policy = policy::compile(doc.to_string().as_bytes()).unwrap();
+        let token = idp.sign(&claims(json!({
+            "iss": "https://idp.bench.example", "aud": "aigate", "sub": "alice", "tenant": "acme",
+            "customer_id": "c-42", "azp": "support-agent", "scope": "orders.read tickets.read email.send",
+            "iat": NOW - 10, "exp": NOW + 3000
+        })));
+        World {
+            policy,
+            approvals,
+            token,
+        }
+    }
+
+    fn headers(&self) -> Headers {
+        Headers::new(vec![
+            (":method".into(), b"POST".to_vec()),
+            (":path".into(), b"/mcp".to_vec()),
+            (":authority".into(), b"bench.local".to_vec()),
+            ("content-type".into(), b"application/json".to_vec()),
+            ("accept".into(), b"application/json, text/event-stream".to_vec()),
+            ("authorization".into(), format!("Bearer {}", self.token).into_bytes()),
+        ])
+    }
+
+    fn decide(&self, headers: &Headers, body: &[u8], host: &BenchHost) -> Decision {
+        match engine::on_headers(&self.policy, headers, host, true) {
+            Head::Decided(d) => d,
+            Head::NeedBody(d) => engine::on_body(&self.policy, d, headers, body, host),
+        }
+    }
+
+    fn principal(&self, host: &BenchHost) -> Principal {
+        identity::authenticate(&self.policy, &self.headers(), host).unwrap()
+    }
+}
+
+/// The ladder's request: `get_order` with its arguments padded to exactly `size` bytes.
+fn tools_call(size: usize) -> Vec<u8> {
+    let doc = |pad: &str| {
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "get_order", "arguments": {"customer_id": "c-42", "note": pad}}})
+        .to_string()
+        .into_bytes()
+    };
+    let base = doc("").len();
+    let body = doc(&"x".repeat(size.saturating_sub(base)));
+    assert_eq!(body.len(), size.max(base));
+    body
+}
+
+// --- benchmarks -------------------------------------------------------------------------
+
+fn decide_2kib(c: &mut Criterion) {
+    let w = World::new();
+    let headers = w.headers();
+    let body = tools_call(2 * 1024);
+    let mut g = c.benchmark_group("decide/2KiB");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    let none = BenchHost::default();
+    assert!(w.decide(&headers, &body, &none).allowed());
+    g.bench_function("no_cache", |b| {
+        b.iter(|| black_box(w.decide(&headers, black_box(&body), &none)))
+    });
+    g.bench_function("cold_cache", |b| {
+        b.iter_batched_ref(
+            BenchHost::cached,
+            |host| black_box(w.decide(&headers, black_box(&body), host)),
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = BenchHost::cached();
+    assert!(w.decide(&headers, &body, &warm).allowed());
+    g.bench_function("warm_cache", |b| {
+        b.iter(|| black_box(w.decide(&headers, black_box(&body), &warm)))
+    });
+    g.finish();
+}
+
+fn jwt_verify(c: &mut Criterion) {
+    // RS256: RFC 7515 appendix A.2 (the RSA-2048 key and its token). The others: a token
+    // with the ladder's claims signed here.
+    const A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+    const A2_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
+    let c_ = claims(json!({
+        "iss": "https://idp.bench.example", "aud": "aigate", "sub": "alice", "tenant": "acme",
+        "customer_id": "c-42", "azp": "support-agent", "scope": "orders.read tickets.read",
+        "iat": NOW - 10, "exp": NOW + 3000
+    }));
+    let es = SigningKey::from_jwk(&json!({"kty": "EC", "crv": "P-256", "kid": "es",
+        "d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}))
+    .unwrap();
+    let ed = ed_key(1, "ed");
+    let hs = SigningKey::from_jwk(&json!({"kty": "oct", "kid": "hs", "k": b64(&[7u8; 32])})).unwrap();
+    let cases: Vec<(&str, KeySet, String)> = vec![
+        (
+            "RS256",
+            KeySet::from_jwks(&json!({"keys": [{"kty": "RSA", "n": A2_N, "e": "AQAB"}]})).unwrap(),
+            A2_TOKEN.to_string(),
+        ),
+        (
+            "ES256",
+            KeySet::from_jwks(&json!({"keys": [es.public_jwk().unwrap()]})).unwrap(),
+            es.sign(&c_),
+        ),
+        (
+            "EdDSA",
+            KeySet::from_jwks(&json!({"keys": [ed.public_jwk().unwrap()]})).unwrap(),
+            ed.sign(&c_),
+        ),
+        (
+            "HS256",
+            KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "kid": "hs", "k": b64(&[7u8; 32])}]})).unwrap(),
+            hs.sign(&c_),
+        ),
+    ];
+    let mut g = c.benchmark_group("jwt_verify");
+    for (alg, keys, token) in &cases {
+        assert!(keys.verify(token).is_ok(), "{alg}");
+        g.bench_function(*alg, |b| b.iter(|| black_box(keys.verify(black_box(token)))));
+    }
+    g.finish();
+}
+
+fn identity_cache(c: &mut Criterion) {
+    let w = World::new();
+    let headers = w.headers();
+    let mut g = c.benchmark_group("identity");
+    let none = BenchHost::default();
+    g.bench_function("no_cache", |b| {
+        b.iter(|| black_box(identity::authenticate(&w.policy, &headers, &none)))
+    });
+    g.bench_function("cache_miss", |b| {
+        b.iter_batched_ref(
+            BenchHost::cached,
+            |host| black_box(identity::authenticate(&w.policy, &headers, host)),
+            BatchSize::SmallInput,
+        )
+    });
+    let warm = BenchHost::cached();
+    w.principal(&warm);
+    g.bench_function("cache_hit", |b| {
+        b.iter(|| black_box(identity::authenticate(&w.policy, &headers, &warm)))
+    });
+    g.finish();
+}
+
+fn approval_verify(c: &mut Criterion) {
+    let w = World::new();
+    let host = BenchHost::default();
+    let principal = w.principal(&host);
+    let tool = w.policy.tools.get("send_email").unwrap();
+    let args = json!({"to": "bob@example.com", "subject": "Your refund", "body": "It is on its way."});
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    let jti = Cell::new(0u64);
+    // A fresh grant (new jti) and a fresh replay store per iteration: signing and store
+    // set-up happen outside the measurement.
+    let fresh = || {
+        jti.set(jti.get() + 1);
+        let grant = w.approvals.sign(&claims(json!({
+            "iss": "https://approvals.bench.example", "aud": "aigate", "sub": "alice",
+            "tool": "send_email", "args_digest": digest, "approver": "carol@example.com",
+            "jti": format!("grant-{}", jti.get()), "iat": NOW - 5, "exp": NOW + 120
+        })));
+        let mut pairs = vec![("x-aigate-approval".to_string(), grant.into_bytes())];
+        pairs.push(("authorization".to_string(), format!("Bearer {}", w.token).into_bytes()));
+        let host = BenchHost::default();
+        approval::replay::prepare(&host);
+        (Headers::new(pairs), host)
+    };
+    {
+        let (h, host) = fresh();
+        let g = approval::check(&w.policy, &principal, tool, &args, &h, &host);
+        assert!(g.result.is_ok(), "{:?}", g.result);
+    }
+    let mut g = c.benchmark_group("approval_verify");
+    g.bench_function("EdDSA", |b| {
+        b.iter_batched_ref(
+            fresh,
+            |(h, host)| {
+                black_box(
+                    approval::check(&w.policy, &principal, tool, &args, h, host)
+                        .result
+                        .is_ok(),
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn decide_by_size(c: &mut Criterion) {
+    let w = World::new();
+    let headers = w.headers();
+    let host = BenchHost::cached();
+    let mut g = c.benchmark_group("decide_by_size");
+    for (label, size) in [
+        ("1KiB", 1024),
+        ("16KiB", 16 * 1024),
+        ("256KiB", 256 * 1024),
+        ("1MiB", 1024 * 1024),
+    ] {
+        let body = tools_call(size);
+        assert!(w.decide(&headers, &body, &host).allowed(), "{label}");
+        g.throughput(Throughput::Bytes(size as u64));
+        if size >= 256 * 1024 {
+            g.sample_size(20);
+        }
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(w.decide(&headers, black_box(&body), &host)))
+        });
+    }
+    g.finish();
+}
+
+fn settings() -> Criterion {
+    // Short runs: the whole file takes about a minute, so scripts/bench.sh can include it.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(40)
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = settings();
+    targets = decide_2kib, jwt_verify, identity_cache, approval_verify, decide_by_size
+}
+criterion_main!(benches);
