@@ -73,6 +73,16 @@ fn value_end(text: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+/// A key's text, unescaped (`"t\u006fols"` is `tools`). Keys without escapes, nearly all
+/// of them, need no parser.
+fn unescape(quoted: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(quoted).ok()?;
+    if !text.contains('\\') {
+        return text.get(1..text.len().checked_sub(1)?).map(str::to_string);
+    }
+    serde_json::from_str(text).ok()
+}
+
 /// The members of the top-level object of `text`.
 pub fn members(text: &[u8]) -> Option<Vec<Member>> {
     let mut out = Vec::new();
@@ -89,7 +99,7 @@ pub fn members(text: &[u8]) -> Option<Vec<Member>> {
             return None;
         }
         let key_end = string_end(text, i)?;
-        let key: String = serde_json::from_slice(text.get(i..key_end)?).ok()?;
+        let key = unescape(text.get(i..key_end)?)?;
         let colon = skip_ws(text, key_end);
         if text.get(colon) != Some(&b':') {
             return None;
@@ -163,7 +173,14 @@ pub fn cuts(items: &[Span], remove: &[bool]) -> Vec<Span> {
 
 /// `text` without the `cuts` (overlapping cuts merge).
 pub fn apply(text: &[u8], mut cuts: Vec<Span>) -> Option<Vec<u8>> {
-    cuts.sort_unstable();
+    // A handful of cuts: an insertion sort keeps the module small (no generic quicksort).
+    for i in 1..cuts.len() {
+        let mut j = i;
+        while j > 0 && cuts.get(j) < cuts.get(j - 1) {
+            cuts.swap(j, j - 1);
+            j -= 1;
+        }
+    }
     let mut out = Vec::with_capacity(text.len());
     let mut at = 0usize;
     for (start, end) in cuts {
@@ -239,6 +256,7 @@ mod tests {
         assert!(members(br#"{"a" 1}"#).is_none());
         assert!(elements(b"{}", (0, 2)).is_none());
         assert!(apply(b"abc", vec![(2, 9)]).is_none());
+        assert_eq!(apply(b"abcdef", vec![(4, 5), (0, 1), (1, 2)]).unwrap(), b"cdf");
         assert_eq!(members(b"{}").unwrap(), vec![]);
     }
 }
