@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""A small, real MCP server (MCP Python SDK, Streamable HTTP) for the end-to-end tests and
+the demo: an order desk with tools get_order, refund_order, send_email and the resource
+template docs://{tenant}/{name}.
+
+It records what reaches it as JSON lines in --record: one `http` line per HTTP request
+(method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
+one `tool` / `resource` line per tool invocation or resource read. Tests read that file to
+assert, on the server's side, what got through the gateway.
+
+    python tests/e2e/mcp_server.py --port 8000 --record /tmp/mcp-record.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+
+class Recorder:
+    def __init__(self, path: str):
+        self.path = path
+        self.lock = threading.Lock()
+
+    def write(self, **entry) -> None:
+        entry["time"] = time.time()
+        line = json.dumps(entry, sort_keys=True)
+        with self.lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+
+def build_server(recorder: Recorder) -> MCPServer:
+    server = MCPServer("aigate-e2e-orders", instructions="Order desk used by aigate's tests.")
+
+    @server.tool()
+    def get_order(customer_id: str, order_id: str) -> dict:
+        """Look up one order of a customer."""
+        recorder.write(kind="tool", name="get_order", arguments={"customer_id": customer_id, "order_id": order_id})
+        return {"customer_id": customer_id, "order_id": order_id, "status": "shipped", "total": 42.5}
+
+    @server.tool()
+    def refund_order(customer_id: str, order_id: str, amount: float) -> dict:
+        """Refund (part of) an order."""
+        recorder.write(
+            kind="tool",
+            name="refund_order",
+            arguments={"customer_id": customer_id, "order_id": order_id, "amount": amount},
+        )
+        return {"customer_id": customer_id, "order_id": order_id, "refunded": amount}
+
+    @server.tool()
+    def send_email(to: str, subject: str, body: str) -> str:
+        """Send an email to a customer."""
+        recorder.write(kind="tool", name="send_email", arguments={"to": to, "subject": subject, "body": body})
+        return f"sent to {to}"
+
+    @server.resource("docs://{tenant}/{name}", mime_type="text/plain")
+    def tenant_doc(tenant: str, name: str) -> str:
+        """A tenant's knowledge-base document."""
+        recorder.write(kind="resource", uri=f"docs://{tenant}/{name}", tenant=tenant, name=name)
+        return f"Document {name} of tenant {tenant}."
+
+    return server
+
+
+class RecordHttp:
+    """ASGI middleware: one `http` record per request that reaches the server."""
+
+    def __init__(self, app, recorder: Recorder):
+        self.app = app
+        self.recorder = recorder
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks: list[bytes] = []
+        done = complete = False
+        while not done:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                done = complete = not message.get("more_body", False)
+            else:  # http.disconnect before the body completed (e.g. the gateway denied it)
+                done = True
+        body = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        methods: list[str] = []
+        try:
+            doc = json.loads(body) if body else None
+            for m in doc if isinstance(doc, list) else [doc]:
+                if isinstance(m, dict) and isinstance(m.get("method"), str):
+                    methods.append(m["method"])
+        except ValueError:
+            pass
+        self.recorder.write(
+            kind="http",
+            method=scope["method"],
+            path=scope["path"],
+            body_bytes=len(body),
+            complete=complete,
+            rpc_methods=methods,
+            decision_id=headers.get("x-aigate-decision-id"),
+            authorization=bool(headers.get("authorization")),
+        )
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        if not complete:
+            return None
+        return await self.app(scope, replay, send)
+
+
+def build_app(record_path: str):
+    recorder = Recorder(record_path)
+    server = build_server(recorder)
+    # The SDK's Streamable HTTP app refuses Host headers it does not know (DNS-rebinding
+    # protection). Behind the gateway the Host is Envoy's 127.0.0.1:<port>: allow loopback.
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=["127.0.0.1:*", "localhost:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*"],
+    )
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        json_response=True,
+        transport_security=security,
+    )
+    return RecordHttp(app, recorder)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--record", default=os.environ.get("MCP_RECORD", "mcp-record.jsonl"))
+    p.add_argument("--log-level", default="warning")
+    a = p.parse_args()
+    uvicorn.run(build_app(a.record), host=a.host, port=a.port, log_level=a.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""A stand-in model server for the end-to-end tests: OpenAI Chat Completions
+(`…/chat/completions`), OpenAI Responses (`…/responses`) and Anthropic Messages
+(`…/messages`), answering canned completions, plain JSON or server-sent events when the
+request says `"stream": true`. Paths are matched by their ending, so a gateway route prefix
+such as `/strip/v1/…` reaches it unchanged.
+
+It records every request that reaches it as one JSON line in --record: method, path, the
+raw body as received (text), whether the body arrived complete, and the framing and aigate
+headers it carried. Tests read that file to assert, on the model's side, what got through.
+
+    python tests/e2e/model_server.py --port 8001 --record /tmp/model-record.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+
+import uvicorn
+
+REPLY = "Your order o-1 has shipped."
+
+
+class Recorder:
+    def __init__(self, path: str):
+        self.path = path
+        self.lock = threading.Lock()
+
+    def write(self, **entry) -> None:
+        entry["time"] = time.time()
+        with self.lock, open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+# --------------------------------------------------------------------------- canned replies
+
+
+def chat(model: str) -> dict:
+    return {
+        "id": "chatcmpl-e2e", "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY, "refusal": None},
+                     "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
+    }
+
+
+def chat_stream(model: str) -> list[bytes]:
+    base = {"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    for word in REPLY.split(" "):
+        chunks.append({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    return [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+def response(model: str, status: str = "completed") -> dict:
+    return {
+        "id": "resp_e2e", "object": "response", "created_at": int(time.time()), "status": status, "model": model,
+        "output": [] if status != "completed" else [{
+            "type": "message", "id": "msg_e2e", "status": "completed", "role": "assistant",
+            "content": [{"type": "output_text", "text": REPLY, "annotations": []}],
+        }],
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "error": None,
+        "incomplete_details": None, "instructions": None, "metadata": {}, "temperature": 1.0, "top_p": 1.0,
+        "usage": {"input_tokens": 10, "output_tokens": 7, "total_tokens": 17,
+                  "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}},
+    }
+
+
+def response_stream(model: str) -> list[bytes]:
+    events = [
+        {"type": "response.created", "sequence_number": 0, "response": response(model, "in_progress")},
+        {"type": "response.output_text.delta", "sequence_number": 1, "item_id": "msg_e2e", "output_index": 0,
+         "content_index": 0, "delta": REPLY, "logprobs": []},
+        {"type": "response.completed", "sequence_number": 2, "response": response(model)},
+    ]
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+def message(model: str) -> dict:
+    return {
+        "id": "msg_e2e", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": REPLY}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 7},
+    }
+
+
+def message_stream(model: str) -> list[bytes]:
+    start = {**message(model), "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": REPLY}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+         "usage": {"output_tokens": 7}},
+        {"type": "message_stop"},
+    ]
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+ENDPOINTS = {
+    "/chat/completions": (chat, chat_stream),
+    "/responses": (response, response_stream),
+    "/messages": (message, message_stream),
+}
+
+
+# --------------------------------------------------------------------------- the ASGI app
+
+
+def build_app(record_path: str):
+    recorder = Recorder(record_path)
+
+    async def app(scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                m = await receive()
+                if m["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif m["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        chunks: list[bytes] = []
+        complete = False
+        while True:
+            m = await receive()
+            if m["type"] == "http.request":
+                chunks.append(m.get("body", b""))
+                if not m.get("more_body", False):
+                    complete = True
+                    break
+            else:  # disconnected before the body completed: the gateway denied it
+                break
+        body = b"".join(chunks)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        recorder.write(
+            kind="http", method=scope["method"], path=scope["path"], complete=complete,
+            body=body.decode("utf-8", "replace"), body_bytes=len(body),
+            content_length=headers.get("content-length"), transfer_encoding=headers.get("transfer-encoding"),
+            decision_id=headers.get("x-aigate-decision-id"), approval=headers.get("x-aigate-approval"),
+        )
+        if not complete:
+            return
+        endpoint = next((v for k, v in ENDPOINTS.items() if scope["path"].endswith(k)), None)
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if endpoint is None or scope["method"] != "POST" or not isinstance(doc, dict):
+            await reply(send, 404, b'{"error":{"message":"not found","type":"not_found_error"}}')
+            return
+        plain, streamed = endpoint
+        model = str(doc.get("model", "unknown"))
+        if doc.get("stream") is True:
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+            for event in streamed(model):
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await reply(send, 200, json.dumps(plain(model)).encode())
+
+    return app
+
+
+async def reply(send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--record", default="model-record.jsonl")
+    p.add_argument("--log-level", default="warning")
+    a = p.parse_args()
+    uvicorn.run(build_app(a.record), host=a.host, port=a.port, log_level=a.log_level, lifespan="on")
+
+
+if __name__ == "__main__":
+    main()
