@@ -82,6 +82,7 @@ impl RootContext for Root {
             pending: None,
             decision_id: String::new(),
             body_size: 0,
+            headers_gone: false,
         }))
     }
 
@@ -98,6 +99,8 @@ struct Http {
     pending: Option<Decision>,
     decision_id: String,
     body_size: usize,
+    /// The request headers went upstream before the verdict (`hold: body`).
+    headers_gone: bool,
 }
 
 impl Context for Http {}
@@ -125,7 +128,13 @@ impl HttpContext for Http {
                     Hold::Headers => Action::Pause,
                     // Istio-style hosts cannot resume body callbacks after a paused
                     // header phase: let headers through, hold the body until the verdict.
-                    Hold::Body => Action::Continue,
+                    // Envoy refuses header changes once they are gone (and the SDK traps
+                    // on the refusal), so what the upstream sees in them is set now.
+                    Hold::Body => {
+                        self.upstream_headers();
+                        self.headers_gone = true;
+                        Action::Continue
+                    }
                 }
             }
         }
@@ -204,14 +213,21 @@ impl Http {
                 if let (Some(body), Mode::Enforce) = (&d.rewrite, policy.mode) {
                     self.set_http_request_body(0, self.body_size, body);
                 }
-                self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
-                // The grant is for aigate; the tool server has no use for it.
-                if let Some(a) = &policy.approval {
-                    if self.headers.get_all(&a.header).next().is_some() {
-                        self.set_http_request_header(&a.header, None);
-                    }
+                if !self.headers_gone {
+                    self.upstream_headers();
                 }
                 Action::Continue
+            }
+        }
+    }
+
+    /// The request headers as the upstream should see them: the decision id added, the
+    /// approval grant removed (it is for aigate; the tool server has no use for it).
+    fn upstream_headers(&self) {
+        self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
+        if let Some(a) = &self.shared.policy.approval {
+            if self.headers.get_all(&a.header).next().is_some() {
+                self.set_http_request_header(&a.header, None);
             }
         }
     }
