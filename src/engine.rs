@@ -54,6 +54,23 @@ pub struct Call {
     pub allowed: bool,
 }
 
+impl Call {
+    /// A call not yet judged. A catalogued tool's intent, impact and owner are recorded
+    /// even if the call is then denied: the audit says what was attempted.
+    fn new(policy: &Policy, tool: String) -> Call {
+        let known = policy.tools.get(&tool);
+        Call {
+            intent: known.map(|t| t.intent.clone()),
+            impact: known.map(|t| t.impact),
+            owner: known.and_then(|t| t.owner.clone()),
+            tool,
+            args_digest: None,
+            approver: None,
+            allowed: false,
+        }
+    }
+}
+
 impl Decision {
     pub fn allowed(&self) -> bool {
         self.denial.is_none()
@@ -253,19 +270,8 @@ fn tool_call(
     name: String,
     args: &Value,
 ) -> Result<(), Denial> {
-    let mut call = Call {
-        tool: name,
-        intent: None,
-        impact: None,
-        owner: None,
-        args_digest: None,
-        approver: None,
-        allowed: false,
-    };
+    let mut call = Call::new(policy, name);
     let result = authz::tool_call(policy, principal, &call.tool, args).and_then(|tool| {
-        call.intent = Some(tool.intent.clone());
-        call.impact = Some(tool.impact);
-        call.owner = tool.owner.clone();
         if tool.impact != Impact::External {
             return Ok(());
         }

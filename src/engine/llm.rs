@@ -184,14 +184,16 @@ fn calls(
         let tool = match authz::tool_call(policy, principal, &c.name, &c.arguments) {
             Ok(tool) => tool,
             Err(denial) => {
-                d.calls.push(record(c.name, None, false));
+                d.calls.push(Call::new(policy, c.name));
                 return Err(denial);
             }
         };
         if !c.latest {
             continue;
         }
-        d.calls.push(record(c.name, Some(tool), true));
+        let mut call = Call::new(policy, c.name);
+        call.allowed = true;
+        d.calls.push(call);
         if tool.impact == Impact::External {
             pending.push((d.calls.len().saturating_sub(1), tool, c.arguments));
         }
@@ -207,16 +209,4 @@ fn calls(
         grant.result?;
     }
     Ok(())
-}
-
-fn record(name: String, tool: Option<&Tool>, allowed: bool) -> Call {
-    Call {
-        tool: name,
-        intent: tool.map(|t| t.intent.clone()),
-        impact: tool.map(|t| t.impact),
-        owner: tool.and_then(|t| t.owner.clone()),
-        args_digest: None,
-        approver: None,
-        allowed,
-    }
 }
