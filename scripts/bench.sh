@@ -99,6 +99,15 @@ else
   ladder=()
 fi
 
+# Other sessions' busy processes would take an equal share of the pinned cores under
+# autogroup scheduling whatever our nice level: raise this session's group (root only;
+# ladder.py does the same for each Envoy it starts).
+prio=()
+if [ "$(id -u)" = 0 ]; then
+  echo -20 > /proc/self/autogroup 2>/dev/null || true
+  prio=(nice -n -20)
+fi
+
 crit_out=""
 if [ "$criterion" = 1 ]; then
   step "Engine micro-benchmarks (criterion, native, CPU 0)"
@@ -107,7 +116,8 @@ if [ "$criterion" = 1 ]; then
   crit_args=()
   # Quick mode: only the headline groups.
   [ "$quick" = 1 ] && crit_args=(-- "decide/2KiB|jwt_verify|identity")
-  taskset -c 0 cargo bench --bench engine "${crit_args[@]}" 2>&1 | tee "$crit_out" | grep -E 'time:|thrpt:' || true
+  cargo bench --bench engine --no-run
+  "${prio[@]}" taskset -c 0 cargo bench --bench engine "${crit_args[@]}" 2>&1 | tee "$crit_out" | grep -E 'time:|thrpt:' || true
 fi
 
 step "Envoy ladder ($out)"

@@ -22,7 +22,8 @@ def profile_report(meta: dict, runs: list[Run], sizes: list[int], v8: list[dict]
          f"- machine: {meta['cpu']}, {meta['cpus']} CPUs, {meta['kernel']}; Envoy {meta['envoy_version']}",
          f"- schedule: {meta['rounds']} round(s), {meta['warmup']} s warm-up + {meta['seconds']} s per run, "
          f"order rotating; medians shown; wrk -t1 -c{meta['connections']} on CPU {LOAD_CPU}, Envoy on CPU {ENVOY_CPU}",
-         f"- load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}",
+         f"- load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}; "
+         f"Envoy, wrk and Node at nice {meta.get('nice', 0)}",
          f"- aigate commit `{meta['commit']}`{' (+ uncommitted changes)' if meta['dirty'] else ''}\n"]
     for size in sizes:
         L.append(f"## {fmt_size(size)} body\n")
@@ -114,7 +115,8 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
     L.append(f"- schedule: {meta['rounds']} round(s); per run {meta['warmup']} s warm-up (discarded) + "
              f"{meta['seconds']} s measured; rung order rotates each round; median over rounds shown, "
              f"min–max in the detail table")
-    L.append(f"- load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}")
+    L.append(f"- load average before / after: {meta['loadavg_before']} / {meta['loadavg_after']}; "
+             f"Envoy and wrk at nice {meta.get('nice', 0)}")
     L.append(f"- request: `POST /mcp`, MCP `tools/call` of `get_order` whose arguments are padded to the "
              f"body size, `Authorization: Bearer` EdDSA JWT ({meta['token_bytes']} bytes), "
              f"`Accept: application/json, text/event-stream`")
