@@ -1,6 +1,9 @@
-//! Envoy dynamic metadata values. Envoy's `get_property` hands a metadata `Struct`
-//! (such as jwt_authn's `payload_in_metadata`) over as a serialized
-//! `google.protobuf.Struct`; this turns it back into JSON claims.
+//! Envoy dynamic metadata values, such as jwt_authn's `payload_in_metadata`.
+//!
+//! Envoy's `get_property` serializes a protobuf *message* as protobuf bytes, but it hands
+//! a `Struct` reached by a path over as CEL map "pairs" that lose value types. So the
+//! plugin reads the whole `metadata` property (an `envoy.config.core.v3.Metadata`
+//! message) and picks the namespace and key out of it here.
 
 use prost::Message;
 use prost_types::{value::Kind, Struct, Value as PbValue};
@@ -8,6 +11,23 @@ use serde_json::{Map, Number, Value};
 
 /// Depth bound for nested claims, as for request bodies.
 const MAX_DEPTH: usize = 16;
+
+/// The fields of `envoy.config.core.v3.Metadata` that matter here.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Metadata {
+    #[prost(map = "string, message", tag = "1")]
+    filter_metadata: std::collections::HashMap<String, Struct>,
+}
+
+/// `filter_metadata[namespace][key]` of serialized dynamic metadata, as a JSON object.
+pub fn payload_from_metadata(bytes: &[u8], namespace: &str, key: &str) -> Option<Map<String, Value>> {
+    let mut md = Metadata::decode(bytes).ok()?;
+    let mut ns = md.filter_metadata.remove(namespace)?;
+    match ns.fields.remove(key)?.kind? {
+        Kind::StructValue(s) => to_object(s, MAX_DEPTH),
+        _ => None,
+    }
+}
 
 pub fn decode_struct(bytes: &[u8]) -> Option<Map<String, Value>> {
     let s = Struct::decode(bytes).ok()?;
@@ -66,6 +86,25 @@ mod tests {
         assert_eq!(m["sub"], "alice");
         assert_eq!(m["exp"].as_u64(), Some(1_900_000_000));
         assert_eq!(m["scope"][0], "orders.read");
+    }
+
+    #[test]
+    fn picks_the_payload_out_of_dynamic_metadata() {
+        let mut payload = BTreeMap::new();
+        payload.insert("sub".to_string(), pb(Kind::StringValue("alice".into())));
+        let mut ns = BTreeMap::new();
+        ns.insert(
+            "jwt_payload".to_string(),
+            pb(Kind::StructValue(Struct { fields: payload })),
+        );
+        let mut md = Metadata::default();
+        md.filter_metadata
+            .insert("envoy.filters.http.jwt_authn".into(), Struct { fields: ns });
+        let bytes = md.encode_to_vec();
+        let m = payload_from_metadata(&bytes, "envoy.filters.http.jwt_authn", "jwt_payload").unwrap();
+        assert_eq!(m["sub"], "alice");
+        assert!(payload_from_metadata(&bytes, "other", "jwt_payload").is_none());
+        assert!(payload_from_metadata(&bytes, "envoy.filters.http.jwt_authn", "other").is_none());
     }
 
     #[test]

@@ -22,8 +22,8 @@ impl Host for ProxyHost {
     }
 
     fn jwt_payload(&self, namespace: &str, key: &str) -> Option<Map<String, Value>> {
-        let raw = hostcalls::get_property(vec!["metadata", "filter_metadata", namespace, key]).ok()??;
-        crate::identity::metadata::decode_struct(&raw)
+        let raw = hostcalls::get_property(vec!["metadata"]).ok()??;
+        crate::identity::metadata::payload_from_metadata(&raw, namespace, key)
     }
 
     fn shared(&self) -> &dyn SharedData {
