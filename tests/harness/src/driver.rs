@@ -54,7 +54,7 @@ pub(crate) fn run(plugin: &mut Plugin, request: Request) -> Result<Outcome, Harn
     let (calls_before, guest_before, logs_mark, anomalies_mark) = {
         let s = plugin.store.data();
         (
-            s.host_calls.clone(),
+            s.host_calls_snapshot(),
             s.guest_calls.clone(),
             s.logs.len(),
             s.anomalies.len(),
@@ -82,7 +82,7 @@ pub(crate) fn run(plugin: &mut Plugin, request: Request) -> Result<Outcome, Harn
     outcome.reset = flow.reset;
     outcome.logs = state.logs[logs_mark..].to_vec();
     outcome.anomalies = state.anomalies[anomalies_mark..].to_vec();
-    outcome.host_calls = diff(&state.host_calls, &calls_before);
+    outcome.host_calls = diff(&state.host_calls_snapshot(), &calls_before);
     outcome.guest_calls = diff(&state.guest_calls, &guest_before);
     if let Some(s) = stream {
         outcome.filter_state = s.filter_state;

@@ -14,6 +14,7 @@ use crate::imports;
 use crate::request::{property_key, LogEntry, Outcome, Request};
 use crate::state::{MetricIds, StoreState, VmPhase};
 use crate::wasi::{self, Output};
+use wasmtime_wasi::p1;
 
 /// Instructions a single callback may execute before the harness calls it a hang.
 const FUEL_PER_CALL: u64 = 20_000_000_000;
@@ -150,7 +151,7 @@ impl Plugin {
 
     fn instantiate(host: &Host, module: &Module, config_json: &str, options: HostOptions) -> wasmtime::Result<Plugin> {
         let engine = engine();
-        let (wasi_ctx, output) = wasi::context(host);
+        let (wasi_ctx, output, wasi_counts) = wasi::context(host);
         let mut root_properties: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         root_properties.insert(property_key(&["plugin_name"]), options.plugin_name.clone().into_bytes());
         root_properties.insert(property_key(&["plugin_root_id"]), options.root_id.clone().into_bytes());
@@ -171,6 +172,7 @@ impl Plugin {
             metric_ids: MetricIds::default(),
             logs: Vec::new(),
             host_calls: BTreeMap::new(),
+            wasi_counts,
             guest_calls: BTreeMap::new(),
             anomalies: Vec::new(),
             tick_period_ms: None,
@@ -179,7 +181,7 @@ impl Plugin {
         let mut store = Store::new(engine, state);
         let mut linker: Linker<StoreState> = Linker::new(engine);
         imports::add_to_linker(&mut linker)?;
-        wasi::link(engine, &mut linker, &mut store, module)?;
+        p1::add_to_linker_sync(&mut linker, |s: &mut StoreState| &mut s.wasi)?;
         let mut unknown_imports = Vec::new();
         for import in module.imports() {
             if linker.get(&mut store, import.module(), import.name()).is_err() {
@@ -383,9 +385,10 @@ impl Plugin {
         &self.store.data().logs
     }
 
-    /// Host calls made by the module since load, by import name.
-    pub fn host_calls(&self) -> &BTreeMap<String, u64> {
-        &self.store.data().host_calls
+    /// Host calls made by the module since load, by import name (every `env` import, and
+    /// the WASI `random_get` and `clock_time_get`).
+    pub fn host_calls(&self) -> BTreeMap<String, u64> {
+        self.store.data().host_calls_snapshot()
     }
 
     /// Calls into the module since load, by export name.

@@ -262,7 +262,8 @@ pub struct Outcome {
     pub close_calls: Vec<StreamType>,
     /// Logs emitted from context creation to `proxy_on_delete`.
     pub logs: Vec<LogEntry>,
-    /// Host calls (env and WASI imports) made during this request, by import name.
+    /// Host calls made during this request, by import name: every `env` import, plus the
+    /// WASI `random_get` and `clock_time_get`.
     pub host_calls: BTreeMap<String, u64>,
     /// Calls the host made into the module during this request, by export name
     /// (callbacks and allocations).

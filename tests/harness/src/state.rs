@@ -135,8 +135,10 @@ pub(crate) struct StoreState {
     pub(crate) stream: Option<Stream>,
     pub(crate) metric_ids: MetricIds,
     pub(crate) logs: Vec<LogEntry>,
-    /// Host calls made by the module, by import name (env and WASI imports).
+    /// Calls to the `env` imports, by import name.
     pub(crate) host_calls: BTreeMap<String, u64>,
+    /// Calls to the WASI imports the harness can observe.
+    pub(crate) wasi_counts: std::sync::Arc<crate::wasi::WasiCounts>,
     /// Calls the host made into the module, by export name.
     pub(crate) guest_calls: BTreeMap<String, u64>,
     /// Things the module did that Envoy would tolerate but that indicate a bug
@@ -150,6 +152,18 @@ pub(crate) struct StoreState {
 impl StoreState {
     pub(crate) fn count_host_call(&mut self, name: &str) {
         *self.host_calls.entry(name.to_owned()).or_insert(0) += 1;
+    }
+
+    /// Host calls made by the module, by import name: every `env` import plus the WASI
+    /// `random_get` and `clock_time_get`.
+    pub(crate) fn host_calls_snapshot(&self) -> BTreeMap<String, u64> {
+        let mut calls = self.host_calls.clone();
+        for (name, n) in self.wasi_counts.snapshot() {
+            if n > 0 {
+                calls.insert(name.to_owned(), n);
+            }
+        }
+        calls
     }
 
     pub(crate) fn count_guest_call(&mut self, name: &str) {
