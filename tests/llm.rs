@@ -849,7 +849,10 @@ fn audit_names_protocol_model_and_refused_tools() {
     assert_eq!(v["protocol"], "openai_chat");
     assert_eq!(v["reason"], "binding_mismatch");
     assert_eq!(v["tool"], "get_order");
-    assert_eq!(v["intent"], "orders.read", "a denied call still names what it attempted");
+    assert_eq!(
+        v["intent"], "orders.read",
+        "a denied call still names what it attempted"
+    );
     assert_eq!(v["owner"], "orders-team@example.com");
     assert!(!line.contains("secret-order") && !line.contains("Tracking"), "{line}");
 }
