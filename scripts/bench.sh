@@ -9,7 +9,7 @@
 #                               run for worker memory, criterion micro-benchmarks
 #   scripts/bench.sh --quick    about 2 minutes, one round of 3 s runs; writes
 #                               bench/RESULTS-quick.md (not committed)
-#   scripts/bench.sh --profile  about 8 minutes: where aigate's cost goes inside Envoy (the
+#   scripts/bench.sh --profile  about 10 minutes: where aigate's cost goes inside Envoy (the
 #                               no-op filter doing aigate's host calls step by step, Envoy
 #                               instructions per request) and in V8 (benches/wasm-driver
 #                               run by Node with a CPU profile); writes bench/PROFILE.md
@@ -82,7 +82,7 @@ fi
 
 if [ "$profile" = 1 ]; then
   out=bench/PROFILE.md json=bench/profile.json
-  ladder=(--profile --sizes 1024,1048576)
+  ladder=(--profile --sizes 1024,1048576 --rounds 2)
   if command -v node >/dev/null; then
     step "Profiling driver (benches/wasm-driver, wasm32-wasip1, names kept)"
     CARGO_TARGET_DIR="$target/wasm-driver" \

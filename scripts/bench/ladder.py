@@ -558,9 +558,9 @@ def machine_meta(envoy_bin: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--envoy", required=True)
-    p.add_argument("--aigate-wasm", type=Path, required=True)
-    p.add_argument("--noop-wasm", type=Path, required=True)
+    p.add_argument("--envoy", help="the envoy command (required unless --from-json)")
+    p.add_argument("--aigate-wasm", type=Path)
+    p.add_argument("--noop-wasm", type=Path)
     p.add_argument("--sizes", default="1024,16384,262144,1048576")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10)
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--extras", default="aigate-miss,aigate-quiet",
                    help="extra 1 KiB rungs (comma-separated; empty for none)")
-    p.add_argument("--memory-seconds", type=float, default=75,
+    p.add_argument("--memory-seconds", type=float, default=60,
                    help="long run for worker memory (stops early at --memory-requests)")
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--criterion", type=Path, help="criterion output to include in the report")
@@ -582,7 +582,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--node", default="node", help="--profile: Node.js, to run the driver in V8")
     p.add_argument("--nice", type=int, default=-20 if os.geteuid() == 0 else 0,
                    help="nice level for Envoy, wrk and the driver (default -20 as root, else 0)")
+    p.add_argument("--from-json", type=Path,
+                   help="measure nothing: re-render --out from a results file this script wrote")
     a = p.parse_args(argv)
+    if a.from_json:
+        return rerender(a)
+    if not (a.envoy and a.aigate_wasm and a.noop_wasm):
+        p.error("--envoy, --aigate-wasm and --noop-wasm are required")
 
     t_start = time.monotonic()
     if a.nice:
@@ -614,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = machine_meta(envoy_bin)
     meta.update(command=a.command, date=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 connections=a.connections, rounds=a.rounds, seconds=a.seconds, warmup=a.warmup, nice=a.nice,
+                profile=a.profile,
                 loadavg_before=Path("/proc/loadavg").read_text().split()[:3],
                 aigate_wasm_bytes=a.aigate_wasm.stat().st_size, noop_wasm_bytes=a.noop_wasm.stat().st_size,
                 token_bytes=len(token))
@@ -677,6 +684,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {len(bad)} run(s) saw non-2xx responses or socket errors: see the report",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def rerender(a: argparse.Namespace) -> int:
+    d = json.loads(a.from_json.read_text())
+    runs = [Run(**r) for r in d["runs"]]
+    sizes = sorted({r.size for r in runs if r.rung in LADDER or r.rung.startswith("probe:")})
+    text = (profile_report(d["meta"], runs, sizes, d.get("v8", [])) if d["meta"].get("profile")
+            else report(d["meta"], runs, d.get("memory"), d.get("criterion", []), sizes))
+    a.out.write_text(text)
+    print(f"bench: re-rendered {a.out} from {a.from_json}")
     return 0
 
 

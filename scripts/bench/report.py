@@ -150,7 +150,9 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
     L.append("req/s ratio = aigate req/s ÷ other rung's req/s (higher is better for aigate). "
              "Instructions ratio = other rung's Envoy instructions per request ÷ aigate's: the req/s ratio "
              "a saturated core would give at equal instructions per cycle, and the figure least disturbed "
-             "by other processes on the machine. CPU ratio = other rung's front CPU per request ÷ aigate's.\n")
+             "by other processes on the machine; with large bodies the rungs' instructions per cycle differ "
+             "(moving bytes vs parsing them), so there req/s is the measure. "
+             "CPU ratio = other rung's front CPU per request ÷ aigate's.\n")
     L.append("| body | aigate/bare req/s | aigate/noop req/s | aigate/native req/s | bare/aigate instructions | noop/aigate instructions | native/aigate instructions | aigate−noop CPU µs | aigate−noop instructions | bare/aigate front CPU | noop/aigate front CPU | native/aigate front CPU |")
     L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ratios = {}
@@ -227,6 +229,10 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
 def goals(ratios: dict, s: dict, memory: dict | None, sizes: list[int]) -> str:
     out = ["| goal | measured | met |", "|---|---|---|"]
     mark = lambda ok: "yes" if ok else "**no**"  # noqa: E731
+
+    def marks(oks: list[bool]) -> str:
+        return "yes" if all(oks) else "**partly**" if any(oks) else "**no**"
+
     r1 = ratios.get(KIB)
     ins = lambda r, k: "" if r[k] != r[k] else f"; instructions {r[k]:.3f}"  # noqa: E731
     if r1:
@@ -239,7 +245,7 @@ def goals(ratios: dict, s: dict, memory: dict | None, sizes: list[int]) -> str:
         txt = ", ".join(f"{fmt_size(sz)}: {q:.2f}× req/s" + ("" if i != i else f" ({i:.2f}× by instructions)")
                         for sz, q, i in nat)
         out.append(f"| aigate ≥ native jwt_authn+mcp+rbac (req/s) | {txt} | "
-                   f"{mark(all(q >= 1.0 for _, q, _ in nat))} |")
+                   f"{marks([q >= 1.0 for _, q, _ in nat])} |")
     per = [(sz, r["extra_vs_noop"]) for sz, r in sorted(ratios.items())]
     if len(per) >= 2:
         (s0, e0), (s1, e1) = per[0], per[-1]
