@@ -7,7 +7,7 @@
 #                               run after a 2 s warm-up, 1 KiB / 16 KiB / 256 KiB / 1 MiB,
 #                               token-cache miss and audit-off variants at 1 KiB, a long
 #                               run for worker memory, criterion micro-benchmarks
-#   scripts/bench.sh --quick    about 2 minutes, one round of 3 s runs; writes
+#   scripts/bench.sh --quick    about 3 minutes, one round of 3 s runs; writes
 #                               bench/RESULTS-quick.md (not committed)
 #   scripts/bench.sh --profile  about 10 minutes: where aigate's cost goes inside Envoy (the
 #                               no-op filter doing aigate's host calls step by step, Envoy
