@@ -4,7 +4,8 @@
 use crate::config::{Impact, Mode, Protocol};
 use crate::engine::Decision;
 use crate::policy::Policy;
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::borrow::Cow;
 use std::time::{Duration, UNIX_EPOCH};
 
 pub fn protocol_label(p: Option<Protocol>) -> &'static str {
@@ -34,55 +35,103 @@ pub fn verdict(policy: &Policy, d: &Decision) -> &'static str {
     }
 }
 
-/// The audit record for a decision, as one line of JSON.
+/// One audit line. Fields are written in this order, absent ones as `null`, so every line
+/// has the same shape; `refused_offers` and `calls` appear only when there is something to list.
+#[derive(Serialize)]
+struct Record<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    time: String,
+    decision_id: &'a str,
+    decision: &'static str,
+    reason: Option<&'static str>,
+    rule: Cow<'a, str>,
+    mode: &'static str,
+    protocol: &'static str,
+    route: Option<&'a str>,
+    http_method: &'a str,
+    method: Option<&'a str>,
+    model: Option<&'a str>,
+    tool: Option<&'a str>,
+    intent: Option<&'a str>,
+    impact: Option<&'static str>,
+    subject: Option<&'a str>,
+    workload: Option<&'a str>,
+    tenant: Option<&'a str>,
+    session: Option<&'a str>,
+    owner: &'a str,
+    approver: Option<&'a str>,
+    args_digest: Option<&'a str>,
+    policy_hash: &'a str,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    refused_offers: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    calls: Vec<CallRecord<'a>>,
+}
+
+/// A batch or a conversation judges several calls: each is listed.
+#[derive(Serialize)]
+struct CallRecord<'a> {
+    tool: &'a str,
+    intent: Option<&'a str>,
+    allowed: bool,
+}
+
+/// The audit record for a decision, as one line of JSON. Written straight from the
+/// decision (no intermediate JSON tree): it runs on every request.
 pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) -> String {
-    let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos)).to_string();
     let route = d.route.and_then(|i| policy.routes.get(i));
     // The deciding call: the denied one, else the last judged (batches list them all).
     let call = d.calls.iter().find(|c| !c.allowed).or(d.calls.last());
     let tool = call.and_then(|c| policy.tools.get(&c.tool));
     let p = d.principal.as_ref();
-    let mut rec = json!({
-        "type": "aigate.decision",
-        "time": time,
-        "decision_id": decision_id,
-        "decision": verdict(policy, d),
-        "reason": d.denial.as_ref().map(|x| x.reason.as_str()),
-        "rule": d.denial.as_ref().map_or_else(|| allow_rule(d, policy), |x| x.rule.clone()),
-        "mode": match policy.mode { Mode::Enforce => "enforce", Mode::Monitor => "monitor" },
-        "protocol": protocol_label(d.protocol),
-        "route": route.map(|r| r.id.as_str()),
-        "http_method": d.http_method,
-        "method": d.rpc_method,
-        "model": d.model,
-        "tool": call.map(|c| c.tool.as_str()),
-        "intent": call.and_then(|c| c.intent.as_deref()),
-        "impact": call.and_then(|c| c.impact).map(impact_label),
-        "subject": p.map(|p| p.subject.as_str()),
-        "workload": p.and_then(|p| p.workload.as_deref()),
-        "tenant": p.and_then(|p| p.tenant.as_deref()),
-        "session": p.and_then(|p| p.session.as_deref()),
-        "owner": policy.owner_for(tool, route),
-        "approver": call.and_then(|c| c.approver.as_deref()),
-        "args_digest": call.and_then(|c| c.args_digest.as_deref()),
-        "policy_hash": policy.hash,
-    });
-    if !d.refused_offers.is_empty() {
-        if let Value::Object(m) = &mut rec {
-            m.insert("refused_offers".into(), json!(d.refused_offers));
-        }
-    }
-    if d.calls.len() > 1 {
-        if let Value::Object(m) = &mut rec {
-            let calls: Vec<Value> = d
-                .calls
-                .iter()
-                .map(|c| json!({"tool": c.tool, "intent": c.intent, "allowed": c.allowed}))
-                .collect();
-            m.insert("calls".into(), Value::Array(calls));
-        }
-    }
-    rec.to_string()
+    let calls = if d.calls.len() > 1 {
+        d.calls
+            .iter()
+            .map(|c| CallRecord {
+                tool: &c.tool,
+                intent: c.intent.as_deref(),
+                allowed: c.allowed,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rec = Record {
+        kind: "aigate.decision",
+        time: humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos)).to_string(),
+        decision_id,
+        decision: verdict(policy, d),
+        reason: d.denial.as_ref().map(|x| x.reason.as_str()),
+        rule: d
+            .denial
+            .as_ref()
+            .map_or_else(|| Cow::Owned(allow_rule(d, policy)), |x| Cow::Borrowed(x.rule.as_str())),
+        mode: match policy.mode {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+        },
+        protocol: protocol_label(d.protocol),
+        route: route.map(|r| r.id.as_str()),
+        http_method: &d.http_method,
+        method: d.rpc_method.as_deref(),
+        model: d.model.as_deref(),
+        tool: call.map(|c| c.tool.as_str()),
+        intent: call.and_then(|c| c.intent.as_deref()),
+        impact: call.and_then(|c| c.impact).map(impact_label),
+        subject: p.map(|p| p.subject.as_str()),
+        workload: p.and_then(|p| p.workload.as_deref()),
+        tenant: p.and_then(|p| p.tenant.as_deref()),
+        session: p.and_then(|p| p.session.as_deref()),
+        owner: policy.owner_for(tool, route),
+        approver: call.and_then(|c| c.approver.as_deref()),
+        args_digest: call.and_then(|c| c.args_digest.as_deref()),
+        policy_hash: &policy.hash,
+        refused_offers: &d.refused_offers,
+        calls,
+    };
+    // Only strings, booleans and arrays of them: serialising cannot fail.
+    serde_json::to_string(&rec).unwrap_or_default()
 }
 
 fn allow_rule(d: &Decision, policy: &Policy) -> String {

@@ -23,8 +23,9 @@ pub struct Decision {
     pub protocol: Option<Protocol>,
     /// HTTP method of the request.
     pub http_method: String,
-    /// `(source label, result label)` for `aigate_identity_total`, when identity was checked.
-    pub identity: Option<(&'static str, &'static str)>,
+    /// The identity check's outcome (`aigate_identity_total`), when identity was checked:
+    /// the source is the policy's.
+    pub identity: Option<Result<(), Reason>>,
     pub principal: Option<Principal>,
     /// JSON-RPC: the first method, the ids to echo, whether it was a batch.
     pub rpc_method: Option<String>,
@@ -119,14 +120,13 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         return Head::Decided(d.deny(denial));
     }
 
-    let source = policy.identity.token.label();
     match identity::authenticate(policy, headers, host) {
         Ok(p) => {
-            d.identity = Some((source, "ok"));
+            d.identity = Some(Ok(()));
             d.principal = Some(p);
         }
         Err(denial) => {
-            d.identity = Some((source, denial.reason.as_str()));
+            d.identity = Some(Err(denial.reason));
             return Head::Decided(d.deny(denial));
         }
     }

@@ -7,6 +7,7 @@ mod token;
 use crate::decision::{Denial, Reason};
 use crate::policy::Policy;
 use crate::request::{Headers, Host, Repeated};
+use cache::Claims;
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Default)]
@@ -24,7 +25,8 @@ pub struct Principal {
     pub session: Option<String>,
     pub exp: Option<u64>,
     pub iat: Option<u64>,
-    pub claims: Map<String, Value>,
+    /// Shared with the worker's token cache: a cached token costs no copy.
+    pub claims: Claims,
 }
 
 impl Principal {

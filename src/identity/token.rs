@@ -1,27 +1,25 @@
 //! The subject's token: where it comes from, and whether it is currently valid.
 
-use super::cache;
+use super::cache::Claims;
 use crate::decision::{Denial, Reason};
 use crate::jws::{self, JwsError};
 use crate::policy::{IdentityPolicy, Issuer, TokenSource};
 use crate::request::{Headers, Host, Repeated};
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// Verified claims from the configured source.
-pub(super) fn claims(
-    id: &IdentityPolicy,
-    headers: &Headers,
-    host: &dyn Host,
-    now: u64,
-) -> Result<Map<String, Value>, Denial> {
+pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, now: u64) -> Result<Claims, Denial> {
     match &id.token {
-        TokenSource::JwtAuthn { namespace, payload_key } => host.jwt_payload(namespace, payload_key).ok_or_else(|| {
-            Denial::new(
-                Reason::Unauthenticated,
-                "identity.jwt_authn",
-                "no verified token payload from jwt_authn",
-            )
-        }),
+        TokenSource::JwtAuthn { namespace, payload_key } => {
+            host.jwt_payload(namespace, payload_key).map(Rc::new).ok_or_else(|| {
+                Denial::new(
+                    Reason::Unauthenticated,
+                    "identity.jwt_authn",
+                    "no verified token payload from jwt_authn",
+                )
+            })
+        }
         TokenSource::Jwt { header, issuers } => {
             let rule = "identity.jwt";
             let raw = match headers.one(header) {
@@ -38,16 +36,13 @@ pub(super) fn claims(
             let token =
                 bearer(raw).ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "expected \"Bearer <token>\""))?;
             // Signatures are checked once per token per worker; times on every request.
-            let slot = host
-                .token_cache()
-                .filter(|_| token.len() <= cache::MAX_CACHED_TOKEN_BYTES)
-                .map(|c| (c, cache::key(token)));
-            if let Some(hit) = slot.as_ref().and_then(|(c, k)| c.get(k, now)) {
+            let cache = host.token_cache();
+            if let Some(hit) = cache.and_then(|c| c.get(token, now)) {
                 return Ok(hit);
             }
-            let claims = verified(token, issuers, rule)?;
-            if let (Some((c, k)), Some(exp)) = (slot, claims.get("exp").and_then(Value::as_u64)) {
-                c.insert(k, &claims, exp.saturating_add(id.skew), now);
+            let claims = Rc::new(verified(token, issuers, rule)?);
+            if let (Some(c), Some(exp)) = (cache, claims.get("exp").and_then(Value::as_u64)) {
+                c.insert(token, &claims, exp.saturating_add(id.skew), now);
             }
             Ok(claims)
         }

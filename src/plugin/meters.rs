@@ -1,20 +1,16 @@
 //! Metrics through the host. Every label combination is defined once per worker in
-//! `on_configure`, so a request only increments (one host call per counter).
+//! `on_configure` and its id kept in a table indexed by the label values, so a request
+//! builds no names and looks nothing up: it indexes and increments (one host call per
+//! counter).
 
 use crate::audit::{impact_label, protocol_label, verdict};
-use crate::config::{Impact, Protocol};
+use crate::config::{Impact, Mode, Protocol};
 use crate::decision::Reason;
 use crate::engine::Decision;
 use crate::metrics::{self, tagged};
 use crate::policy::Policy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
-use std::collections::HashMap;
-
-pub struct Meters {
-    ids: HashMap<String, u32>,
-    body_bytes: Option<u32>,
-}
 
 const PROTOCOLS: [Option<Protocol>; 5] = [
     Some(Protocol::Mcp),
@@ -25,115 +21,201 @@ const PROTOCOLS: [Option<Protocol>; 5] = [
 ];
 const VERDICTS: [&str; 3] = ["allow", "deny", "would_deny"];
 const IMPACTS: [Impact; 3] = [Impact::Read, Impact::Write, Impact::External];
-const APPROVAL_RESULTS: [&str; 7] = [
-    "accepted",
-    "approval_required",
-    "approval_invalid",
-    "approval_expired",
-    "approval_replayed",
-    "approval_mismatch",
-    "internal_error",
+const APPROVAL_DENIALS: [Reason; 6] = [
+    Reason::ApprovalRequired,
+    Reason::ApprovalInvalid,
+    Reason::ApprovalExpired,
+    Reason::ApprovalReplayed,
+    Reason::ApprovalMismatch,
+    Reason::InternalError,
 ];
 
-fn define(kind: MetricType, name: String, ids: &mut HashMap<String, u32>) {
-    if let Ok(id) = hostcalls::define_metric(kind, &name) {
-        ids.insert(name, id);
+/// Slots per reason table: one per reason, plus [`NO_REASON`] for `none`/`ok`/`accepted`.
+const NO_REASON: usize = Reason::ALL.len();
+type ByReason = [Option<u32>; NO_REASON + 1];
+
+pub struct Meters {
+    /// `aigate_requests_total` by `[protocol][verdict][reason]`.
+    requests: [[ByReason; 3]; 5],
+    /// `aigate_tool_calls_total` by `[impact][decision]`.
+    tool_calls: [[Option<u32>; 3]; 3],
+    /// `aigate_identity_total` by result (the source is the policy's).
+    identity: ByReason,
+    /// `aigate_approvals_total` by result.
+    approvals: ByReason,
+    config_ok: Option<u32>,
+    body_bytes: Option<u32>,
+}
+
+fn counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Counter, name).ok()
+}
+
+fn protocol_index(p: Option<Protocol>) -> usize {
+    match p {
+        Some(Protocol::Mcp) => 0,
+        Some(Protocol::OpenaiChat) => 1,
+        Some(Protocol::OpenaiResponses) => 2,
+        Some(Protocol::AnthropicMessages) => 3,
+        None => 4,
     }
 }
 
-fn requests_name(protocol: Option<Protocol>, verdict: &str, reason: &str) -> String {
-    tagged(
-        metrics::REQUESTS,
-        &[
-            ("protocol", protocol_label(protocol)),
-            ("decision", verdict),
-            ("reason", reason),
-        ],
-    )
+fn impact_index(i: Impact) -> usize {
+    match i {
+        Impact::Read => 0,
+        Impact::Write => 1,
+        Impact::External => 2,
+    }
+}
+
+/// Index into [`VERDICTS`] for a decision (as `audit::verdict` names it).
+fn verdict_index(policy: &Policy, d: &Decision) -> usize {
+    match (&d.denial, policy.mode) {
+        (None, _) => 0,
+        (Some(_), Mode::Enforce) => 1,
+        (Some(_), Mode::Monitor) => 2,
+    }
+}
+
+fn reason_slot(r: Option<Reason>) -> usize {
+    r.map_or(NO_REASON, Reason::index)
+}
+
+// Tables are filled and read through `get`: an index bug loses a count, never traps the VM.
+fn at(table: &ByReason, slot: usize) -> Option<u32> {
+    table.get(slot).copied().flatten()
+}
+
+fn put(table: &mut ByReason, slot: usize, id: Option<u32>) {
+    if let Some(s) = table.get_mut(slot) {
+        *s = id;
+    }
+}
+
+fn set(requests: &mut [[ByReason; 3]; 5], [p, v, r]: [usize; 3], id: Option<u32>) {
+    if let Some(row) = requests.get_mut(p).and_then(|by_verdict| by_verdict.get_mut(v)) {
+        put(row, r, id);
+    }
 }
 
 impl Meters {
     pub fn define(policy: &Policy) -> Meters {
-        let mut ids = HashMap::new();
-        let c = MetricType::Counter;
+        let mut requests = [[[None; NO_REASON + 1]; 3]; 5];
         for p in PROTOCOLS {
-            define(c, requests_name(p, "allow", "none"), &mut ids);
-            for v in ["deny", "would_deny"] {
-                for r in Reason::ALL {
-                    define(c, requests_name(p, v, r.as_str()), &mut ids);
+            let name = |v: &str, r: &str| {
+                tagged(
+                    metrics::REQUESTS,
+                    &[("protocol", protocol_label(p)), ("decision", v), ("reason", r)],
+                )
+            };
+            for (vi, v) in VERDICTS.iter().enumerate() {
+                // An allow has no reason; a denial always has one.
+                let reasons: Vec<Option<Reason>> = match vi {
+                    0 => vec![None],
+                    _ => Reason::ALL.into_iter().map(Some).collect(),
+                };
+                for r in reasons {
+                    set(
+                        &mut requests,
+                        [protocol_index(p), vi, reason_slot(r)],
+                        counter(&name(v, r.map_or("none", Reason::as_str))),
+                    );
                 }
             }
         }
+        let mut tool_calls = [[None; 3]; 3];
         for i in IMPACTS {
-            for v in VERDICTS {
-                define(
-                    c,
-                    tagged(metrics::TOOL_CALLS, &[("impact", impact_label(i)), ("decision", v)]),
-                    &mut ids,
-                );
+            for (vi, v) in VERDICTS.iter().enumerate() {
+                let id = counter(&tagged(
+                    metrics::TOOL_CALLS,
+                    &[("impact", impact_label(i)), ("decision", v)],
+                ));
+                if let Some(slot) = tool_calls.get_mut(impact_index(i)).and_then(|row| row.get_mut(vi)) {
+                    *slot = id;
+                }
             }
         }
         let source = policy.identity.token.label();
-        for r in std::iter::once("ok").chain(Reason::ALL.iter().filter(|r| r.is_identity()).map(|r| r.as_str())) {
-            define(
-                c,
-                tagged(metrics::IDENTITY, &[("source", source), ("result", r)]),
-                &mut ids,
+        let mut identity = [None; NO_REASON + 1];
+        let results = std::iter::once(None).chain(Reason::ALL.into_iter().filter(|r| r.is_identity()).map(Some));
+        for r in results {
+            let label = r.map_or("ok", Reason::as_str);
+            put(
+                &mut identity,
+                reason_slot(r),
+                counter(&tagged(metrics::IDENTITY, &[("source", source), ("result", label)])),
             );
         }
-        for r in APPROVAL_RESULTS {
-            define(c, tagged(metrics::APPROVALS, &[("result", r)]), &mut ids);
+        let mut approvals = [None; NO_REASON + 1];
+        for r in std::iter::once(None).chain(APPROVAL_DENIALS.into_iter().map(Some)) {
+            let label = r.map_or("accepted", Reason::as_str);
+            put(
+                &mut approvals,
+                reason_slot(r),
+                counter(&tagged(metrics::APPROVALS, &[("result", label)])),
+            );
         }
-        define(c, tagged(metrics::CONFIG_LOADS, &[("result", "ok")]), &mut ids);
-        let body_bytes = hostcalls::define_metric(MetricType::Histogram, metrics::BODY_BYTES).ok();
-        Meters { ids, body_bytes }
-    }
-
-    fn inc(&self, name: &str) {
-        if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
+        Meters {
+            requests,
+            tool_calls,
+            identity,
+            approvals,
+            config_ok: counter(&tagged(metrics::CONFIG_LOADS, &[("result", "ok")])),
+            body_bytes: hostcalls::define_metric(MetricType::Histogram, metrics::BODY_BYTES).ok(),
         }
     }
 
-    pub fn config_load(&self, ok: bool) {
-        self.inc(&tagged(
-            metrics::CONFIG_LOADS,
-            &[("result", if ok { "ok" } else { "error" })],
-        ));
-    }
-
-    /// A refused configuration has no `Meters`: define and count directly.
-    pub fn config_load_failed() {
-        let name = tagged(metrics::CONFIG_LOADS, &[("result", "error")]);
-        if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
+    fn inc(id: Option<u32>) {
+        if let Some(id) = id {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
+    pub fn config_loaded(&self) {
+        Meters::inc(self.config_ok);
+    }
+
+    /// A refused configuration has no `Meters`: define and count directly.
+    pub fn config_load_failed() {
+        Meters::inc(counter(&tagged(metrics::CONFIG_LOADS, &[("result", "error")])));
+    }
+
     pub fn record(&self, policy: &Policy, d: &Decision) {
-        let v = verdict(policy, d);
-        let reason = d.denial.as_ref().map_or("none", |x| x.reason.as_str());
-        self.inc(&requests_name(d.protocol, v, reason));
+        let v = verdict_index(policy, d);
+        debug_assert_eq!(VERDICTS.get(v).copied(), Some(verdict(policy, d)));
+        let reason = d.denial.as_ref().map(|x| x.reason);
+        Meters::inc(
+            self.requests
+                .get(protocol_index(d.protocol))
+                .and_then(|by_verdict| by_verdict.get(v))
+                .and_then(|by_reason| by_reason.get(reason_slot(reason)))
+                .copied()
+                .flatten(),
+        );
         for call in &d.calls {
             if let Some(impact) = call.impact {
-                let cv = if call.allowed { "allow" } else { v };
-                self.inc(&tagged(
-                    metrics::TOOL_CALLS,
-                    &[("impact", impact_label(impact)), ("decision", cv)],
-                ));
+                let cv = if call.allowed { 0 } else { v };
+                Meters::inc(
+                    self.tool_calls
+                        .get(impact_index(impact))
+                        .and_then(|row| row.get(cv))
+                        .copied()
+                        .flatten(),
+                );
                 // Counted when the grant was examined (the call got that far).
                 if impact == Impact::External && call.args_digest.is_some() {
-                    let result = match (&d.denial, call.allowed) {
-                        (_, true) => "accepted",
-                        (Some(x), false) => x.reason.as_str(),
-                        (None, false) => "internal_error",
+                    let result = match (reason, call.allowed) {
+                        (_, true) => None,
+                        (Some(r), false) => Some(r),
+                        (None, false) => Some(Reason::InternalError),
                     };
-                    self.inc(&tagged(metrics::APPROVALS, &[("result", result)]));
+                    Meters::inc(at(&self.approvals, reason_slot(result)));
                 }
             }
         }
-        if let Some((source, result)) = d.identity {
-            self.inc(&tagged(metrics::IDENTITY, &[("source", source), ("result", result)]));
+        if let Some(outcome) = d.identity {
+            Meters::inc(at(&self.identity, reason_slot(outcome.err())));
         }
         if let (Some(id), Some(n)) = (self.body_bytes, d.body_bytes) {
             let _ = hostcalls::record_metric(id, n as u64);

@@ -49,7 +49,7 @@ impl RootContext for Root {
         match policy::compile(&bytes) {
             Ok(policy) => {
                 let meters = Meters::define(&policy);
-                meters.config_load(true);
+                meters.config_loaded();
                 if policy.approval.is_some() {
                     approval::replay::prepare(&host::ProxyShared);
                 }
