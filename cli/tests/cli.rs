@@ -120,3 +120,206 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(claims["args_digest"], digest.as_str());
     }
 }
+
+// --- eval and readiness ---------------------------------------------------------------
+
+#[test]
+fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &repo("examples/cases.json"),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("# aigate readiness: READY"), "{text}");
+    assert!(text.contains("- known outcomes: 13 of 13 as expected"), "{text}");
+    // The example has warnings (no session binding, an unbound external tool), no errors.
+    assert!(text.contains("- lints: 0 error(s)"), "{text}");
+    assert!(text.contains("| warning | `session-bound` |"), "{text}");
+}
+
+#[test]
+fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["mode"] = json!("monitor");
+    policy["identity"]["max_token_lifetime_seconds"] = json!(86400);
+    policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
+    let policy = tmp("lax-policy.json", &policy.to_string());
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": "own order", "request": {"path": "/mcp", "claims": claims,
+            "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}}},
+         "expect": {"decision": "allow"}},
+        {"name": "believed denied", "request": {"path": "/mcp", "claims": claims,
+            "body": {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "get_order", "arguments": {"customer_id": "c-99"}}}},
+         "expect": {"decision": "deny", "reason": "binding_mismatch"}}
+    ]});
+    let cases = tmp("lax-cases.json", &cases.to_string());
+    let out = aigate(&["readiness", &policy, "--cases", &cases, "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1), "not ready exits 1");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ready"], false);
+    let lints: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["lint"].as_str().unwrap(), f["level"].as_str().unwrap()))
+        .collect();
+    for expected in [
+        ("fail-closed", "error"),
+        ("short-lived-tokens", "error"),
+        ("external-owner", "error"),
+    ] {
+        assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
+    }
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases[0]["passed"], true);
+    // In monitor mode the mismatch is only recorded: the expectation "deny" fails.
+    assert_eq!(cases[1]["passed"], false);
+    assert_eq!(cases[1]["decision"], "would_deny");
+    assert_eq!(cases[1]["reason"], "binding_mismatch");
+    assert!(cases[1]["problem"]
+        .as_str()
+        .unwrap()
+        .contains("decision would_deny (expected deny)"));
+}
+
+#[test]
+fn readiness_refuses_unusable_input_with_exit_2() {
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &tmp(
+            "typo-cases.json",
+            r#"{"cases": [{"name": "x", "request": {"path": "/mcp"}, "expect": {"decison": "allow"}}]}"#,
+        ),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("cases[0].expect.decison"), "{err}");
+    assert!(err.contains("unknown field `decison`"), "{err}");
+}
+
+#[test]
+fn eval_explains_each_rule_in_order() {
+    let request = json!({"path": "/mcp",
+        "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                   "scope": "orders.read orders.refund", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+        "body": {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                 "params": {"name": "refund_order", "arguments": {"customer_id": "c-42", "amount": 250}}}});
+    let request = tmp("refund.json", &request.to_string());
+    let out = aigate(&["eval", &repo("examples/policy.json"), &request, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  deny argument_violation"), "{text}");
+    assert!(
+        text.contains("rule      tools.refund_order.constraints./amount"),
+        "{text}"
+    );
+    // Route and identity passed; scope and the binding passed before the constraint failed.
+    let steps: Vec<&str> = text.lines().map(str::trim_start).collect();
+    for line in [
+        "pass  route      support-mcp (prefix /mcp, mcp)",
+        "pass  scope      orders.refund granted by orders.refund; ceiling support-agent allows it",
+        "pass  bind       argument /customer_id = caller's customer_id",
+        "FAIL  constraint argument /amount",
+    ] {
+        assert!(steps.contains(&line), "{line:?} in\n{text}");
+    }
+    assert!(text.contains("owner     payments@example.com (accountable)"), "{text}");
+
+    let out = aigate(&[
+        "eval",
+        &repo("examples/policy.json"),
+        &request,
+        "--now",
+        "1800000100",
+        "--json",
+    ]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["decision"], "deny");
+    assert_eq!(doc["reason"], "argument_violation");
+    assert_eq!(doc["audit"]["owner"], "payments@example.com");
+    assert_eq!(doc["audit"]["tool"], "refund_order");
+    assert_eq!(doc["reply"]["error"]["data"]["reason"], "argument_violation", "{doc:#}");
+}
+
+#[test]
+fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-9"]).stdout).unwrap();
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["approval"]["jwks"] = keys["public"].clone();
+    let policy = tmp("grant-policy.json", &policy.to_string());
+    let key = tmp("grant-key.json", &keys.to_string());
+    let args = json!({"to": "bob@example.com", "subject": "Your refund"});
+    let args_file = tmp("grant-args.json", &args.to_string());
+    let out = aigate(&[
+        "approve",
+        "--key",
+        &key,
+        "--sub",
+        "alice",
+        "--tool",
+        "send_email",
+        "--args",
+        &args_file,
+        "--approver",
+        "carol@example.com",
+        "--ttl",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    // `aigate approve` stamps the grant with the clock: these cases run at the clock too.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let call = |id: u32, args: &Value| {
+        json!({"path": "/mcp", "headers": {"x-aigate-approval": grant},
+               "claims": {"sub": "alice", "tenant": "acme", "azp": "support-agent", "scope": "email.send",
+                          "iat": now - 10, "exp": now + 300},
+               "body": {"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                        "params": {"name": "send_email", "arguments": args}}})
+    };
+    let changed = json!({"to": "eve@example.com", "subject": "Your refund"});
+    let cases = json!({"cases": [
+        {"name": "approved e-mail", "request": call(1, &args), "expect": {"decision": "allow"}},
+        {"name": "same grant again", "request": call(2, &args),
+         "expect": {"decision": "deny", "reason": "approval_replayed"}},
+        {"name": "grant for other arguments", "request": call(3, &changed),
+         "expect": {"decision": "deny", "reason": "approval_mismatch"}}
+    ]});
+    let cases = tmp("grant-cases.json", &cases.to_string());
+    let out = aigate(&["readiness", &policy, "--cases", &cases, "--format", "json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<(&str, bool)> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("approved e-mail", true),
+            ("same grant again", true),
+            ("grant for other arguments", true)
+        ],
+        "{report:#}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+}

@@ -1,7 +1,11 @@
 //! The `aigate` command line, built from the same engine as the plugin.
 
 mod approval;
+mod case;
 mod check;
+mod eval;
+mod explain;
+mod readiness;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,6 +24,33 @@ enum Command {
     Check {
         /// Policy file (the plugin configuration JSON).
         policy: PathBuf,
+    },
+    /// One dry-run decision for a request described in JSON, with every rule applied.
+    Eval {
+        policy: PathBuf,
+        /// Request file (method, path, headers, claims or credential, body).
+        request: PathBuf,
+        /// Unix seconds to judge at (default: the clock).
+        #[arg(long)]
+        now: Option<u64>,
+        /// Print JSON (decision, reply, audit record, explanation).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The release gate: lint the policy and replay known outcomes; exit 1 when not ready.
+    Readiness {
+        policy: PathBuf,
+        /// Known outcomes: {"now": T, "cases": [{"name", "request", "expect"}]}.
+        #[arg(long)]
+        cases: PathBuf,
+        /// Unix seconds for cases that set no time (default: the clock).
+        #[arg(long)]
+        now: Option<u64>,
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+        format: String,
+        /// Write the report here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Print the args_digest of a tool call's arguments (RFC 8785 JSON, SHA-256, base64url).
     Digest {
@@ -66,6 +97,19 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { policy } => check::run(&policy),
+        Command::Eval {
+            policy,
+            request,
+            now,
+            json,
+        } => eval::eval(&policy, &request, now, json),
+        Command::Readiness {
+            policy,
+            cases,
+            now,
+            format,
+            out,
+        } => eval::readiness(&policy, &cases, now, format == "json", out.as_deref()),
         Command::Digest { args } => print(approval::digest(&args)),
         Command::Approve {
             key,

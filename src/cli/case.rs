@@ -1,0 +1,246 @@
+//! A request described in JSON, run through the engine exactly as the plugin runs it:
+//! the shared input of `aigate eval` and of the known-outcome replay of `aigate readiness`.
+//!
+//! ```json
+//! { "method": "POST", "path": "/mcp", "host": "gateway.example.com",
+//!   "headers": { "mcp-session-id": "s-1" },
+//!   "claims": { "sub": "alice", "tenant": "acme", "scope": "orders.read", "iat": 1800000000, "exp": 1800000300 },
+//!   "peer": "spiffe://prod.example.com/agent/support",
+//!   "body": { "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": { "name": "get_order", "arguments": {} } } }
+//! ```
+//!
+//! The caller is either a real credential in `headers` (verified with the policy's keys,
+//! as in the plugin) or `claims`: a token payload taken as already verified (as from
+//! Envoy's `jwt_authn`), so a corpus of cases needs no signing key and never expires when
+//! it also fixes `now`. Everything after the signature (times, workload, ceilings,
+//! session, scopes, arguments, approvals, data rules) is judged as in production.
+
+use crate::config::Mode;
+use crate::engine::{self, Decision, Head};
+use crate::identity::cache::TokenCache;
+use crate::policy::{self, Policy, TokenSource};
+use crate::request::{Headers, Host, SetError, SharedData};
+use crate::response;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+/// One request, as written in a case file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// `POST` when there is a body, else `GET`.
+    pub method: Option<String>,
+    pub path: String,
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Header name → value, or a list of values for a repeated header.
+    #[serde(default)]
+    pub headers: BTreeMap<String, HeaderValue>,
+    /// A verified token payload standing in for the credential.
+    pub claims: Option<Map<String, Value>>,
+    /// The mTLS peer's URI SAN (SPIFFE ID).
+    pub peer: Option<String>,
+    /// The body as JSON (sent as its compact text)…
+    pub body: Option<Value>,
+    /// …or as exact text, for bodies that are not valid JSON.
+    pub body_text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum HeaderValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn default_host() -> String {
+    "aigate.local".into()
+}
+
+/// What the engine decided and what the client (and the upstream) would see.
+pub struct Outcome {
+    pub decision: Decision,
+    /// `allow`, `deny` or `would_deny`.
+    pub verdict: &'static str,
+    /// The local reply's status when denied in enforce mode; `None` when forwarded.
+    pub status: Option<u32>,
+    pub reply_body: Option<String>,
+    pub audit: String,
+}
+
+pub const DECISION_ID: &str = "0000000000000000-eval";
+
+/// The engine's view of a policy for a case: the policy as written, and for cases that
+/// give `claims`, the same policy taking identity from that payload.
+pub struct Evaluator {
+    pub policy: Policy,
+    from_claims: Policy,
+    shared: MemoryShared,
+    cache: TokenCache,
+}
+
+impl Evaluator {
+    pub fn new(bytes: &[u8]) -> Result<Evaluator, Vec<policy::ConfigError>> {
+        let policy = policy::compile(bytes)?;
+        let mut from_claims = policy::compile(bytes)?;
+        from_claims.identity.token = TokenSource::JwtAuthn {
+            namespace: String::new(),
+            payload_key: String::new(),
+        };
+        // Shared by the cases of one run, as a worker's shared data would be: a grant
+        // replayed by a later case is refused.
+        let shared = MemoryShared::default();
+        if policy.approval.is_some() {
+            crate::approval::replay::prepare(&shared);
+        }
+        Ok(Evaluator {
+            policy,
+            from_claims,
+            shared,
+            cache: TokenCache::default(),
+        })
+    }
+
+    /// Runs one request at time `now` (Unix seconds).
+    pub fn run(&self, req: &Request, now: u64) -> Result<Outcome, String> {
+        if req.body.is_some() && req.body_text.is_some() {
+            return Err("give either body or body_text, not both".into());
+        }
+        if !req.path.starts_with('/') {
+            return Err(format!("path {:?} must start with '/'", req.path));
+        }
+        let body = match (&req.body, &req.body_text) {
+            (Some(v), _) => Some(v.to_string().into_bytes()),
+            (_, Some(t)) => Some(t.clone().into_bytes()),
+            _ => None,
+        };
+        let headers = headers(req, body.as_deref())?;
+        let policy = if req.claims.is_some() {
+            &self.from_claims
+        } else {
+            &self.policy
+        };
+        let host = CaseHost {
+            now,
+            peer: req.peer.clone(),
+            claims: req.claims.clone(),
+            shared: &self.shared,
+            cache: &self.cache,
+        };
+        let decision = match engine::on_headers(policy, &headers, &host, body.is_some()) {
+            Head::Decided(d) => d,
+            Head::NeedBody(mut d) => {
+                let body = body.unwrap_or_default();
+                // The plugin refuses an oversized body before reading it.
+                if body.len() > policy.limits.max_body_bytes {
+                    d.body_bytes = Some(body.len());
+                    d.denial = Some(engine::body_too_large(policy));
+                    d
+                } else {
+                    engine::on_body(policy, d, &headers, &body, &host)
+                }
+            }
+        };
+        let verdict = crate::audit::verdict(policy, &decision);
+        let (status, reply_body) = match (&decision.denial, policy.mode) {
+            (Some(denial), Mode::Enforce) => {
+                let reply = response::render(policy, &decision, denial, DECISION_ID);
+                (
+                    Some(reply.status),
+                    Some(String::from_utf8_lossy(&reply.body).into_owned()),
+                )
+            }
+            _ => (None, None),
+        };
+        let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
+        Ok(Outcome {
+            decision,
+            verdict,
+            status,
+            reply_body,
+            audit,
+        })
+    }
+}
+
+fn headers(req: &Request, body: Option<&[u8]>) -> Result<Headers, String> {
+    let method = req
+        .method
+        .clone()
+        .unwrap_or_else(|| if body.is_some() { "POST" } else { "GET" }.into());
+    let mut pairs = vec![
+        (":method".to_string(), method.into_bytes()),
+        (":path".to_string(), req.path.clone().into_bytes()),
+        (":authority".to_string(), req.host.clone().into_bytes()),
+        (":scheme".to_string(), b"https".to_vec()),
+    ];
+    let has = |name: &str| req.headers.keys().any(|k| k.eq_ignore_ascii_case(name));
+    if body.is_some() && !has("content-type") {
+        pairs.push(("content-type".into(), b"application/json".to_vec()));
+    }
+    if let (Some(b), false) = (body, has("content-length")) {
+        pairs.push(("content-length".into(), b.len().to_string().into_bytes()));
+    }
+    for (name, value) in &req.headers {
+        if name.starts_with(':') {
+            return Err(format!(
+                "header {name:?}: set pseudo-headers with method, path and host"
+            ));
+        }
+        let name = name.to_ascii_lowercase();
+        match value {
+            HeaderValue::One(v) => pairs.push((name, v.clone().into_bytes())),
+            HeaderValue::Many(vs) => pairs.extend(vs.iter().map(|v| (name.clone(), v.clone().into_bytes()))),
+        }
+    }
+    Ok(Headers::new(pairs))
+}
+
+struct CaseHost<'a> {
+    now: u64,
+    peer: Option<String>,
+    claims: Option<Map<String, Value>>,
+    shared: &'a MemoryShared,
+    cache: &'a TokenCache,
+}
+
+impl Host for CaseHost<'_> {
+    fn now(&self) -> u64 {
+        self.now
+    }
+    fn peer_uri_san(&self) -> Option<String> {
+        self.peer.clone()
+    }
+    fn jwt_payload(&self, _namespace: &str, _key: &str) -> Option<Map<String, Value>> {
+        self.claims.clone()
+    }
+    fn shared(&self) -> &dyn SharedData {
+        self.shared
+    }
+    fn token_cache(&self) -> Option<&TokenCache> {
+        Some(self.cache)
+    }
+}
+
+/// Host shared data in memory, with the host's compare-and-swap semantics.
+#[derive(Default)]
+struct MemoryShared {
+    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+}
+
+impl SharedData for MemoryShared {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.borrow().get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let mut entries = self.entries.borrow_mut();
+        let current = entries.get(key).map_or(0, |(_, v)| *v);
+        if cas != 0 && cas != current {
+            return Err(SetError::CasMismatch);
+        }
+        entries.insert(key.to_string(), (value.to_vec(), current.wrapping_add(1).max(1)));
+        Ok(())
+    }
+}

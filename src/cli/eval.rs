@@ -1,0 +1,117 @@
+//! `aigate eval POLICY REQUEST` and `aigate readiness POLICY --cases CASES`: the policy
+//! judged offline, by the same engine the plugin runs.
+
+use super::case::{Evaluator, Request};
+use super::{explain, readiness};
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Bad input (unreadable file, invalid policy or request): exit 2, as `aigate check`
+/// exits 1 for an invalid policy and `readiness` 1 for "not ready".
+const BAD_INPUT: u8 = 2;
+
+fn load(policy: &Path) -> Result<Evaluator, String> {
+    let bytes = super::read(policy)?;
+    Evaluator::new(&bytes).map_err(|errors| {
+        let mut s = format!("{}: invalid policy ({} error(s))", policy.display(), errors.len());
+        for e in errors {
+            s.push_str(&format!("\n  error: {e}"));
+        }
+        s
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+    let bytes = super::read(path)?;
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = e.path().to_string();
+        let at = if at == "." { String::new() } else { format!(" at {at}") };
+        format!("{}{at}: {}", path.display(), e.into_inner())
+    })?;
+    de.end().map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(value)
+}
+
+fn now_or_clock(now: Option<u64>) -> u64 {
+    now.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
+}
+
+fn fail(e: &str) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// One dry-run decision with the explanation of every rule applied.
+pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+    let evaluator = match load(policy) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let req: Request = match parse(request) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let outcome = match evaluator.run(&req, now_or_clock(now)) {
+        Ok(o) => o,
+        Err(e) => return fail(&format!("{}: {e}", request.display())),
+    };
+    let policy = &evaluator.policy;
+    if as_json {
+        let d = &outcome.decision;
+        let doc = json!({
+            "decision": outcome.verdict,
+            "reason": d.denial.as_ref().map(|x| x.reason.as_str()),
+            "rule": d.denial.as_ref().map(|x| x.rule.as_str()),
+            "message": d.denial.as_ref().map(|x| x.message.as_str()),
+            "status": outcome.status,
+            "reply": outcome.reply_body.as_deref()
+                .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap_or_else(|_| json!(b))),
+            "audit": serde_json::from_str::<serde_json::Value>(&outcome.audit).unwrap_or_default(),
+            "explanation": explain::explain(policy, &outcome),
+        });
+        println!("{doc:#}");
+    } else {
+        print!("{}", explain::explain(policy, &outcome));
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, out: Option<&Path>) -> ExitCode {
+    let evaluator = match load(policy) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let corpus: readiness::Cases = match parse(cases) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let findings = readiness::lint(&evaluator.policy);
+    let results = readiness::replay(&evaluator, &corpus, now_or_clock(now));
+    let report = readiness::report(&evaluator.policy, findings, results);
+    let text = if as_json {
+        format!("{:#}\n", serde_json::to_value(&report).unwrap_or_default())
+    } else {
+        readiness::markdown(&report)
+    };
+    match out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &text) {
+                return fail(&format!("cannot write {}: {e}", path.display()));
+            }
+            let verdict = if report.ready { "ready" } else { "NOT ready" };
+            eprintln!("{verdict}: report written to {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    if report.ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,415 @@
+//! `aigate readiness POLICY --cases CASES`: the release gate. A policy is ready for
+//! go-live when no lint finds an error in how it answers the three questions (what may
+//! the AI see, what may it do, who is accountable) and every known outcome replays as
+//! expected. Warnings are reported and do not block.
+
+use super::case::{Evaluator, Request};
+use crate::config::{Impact, Mode};
+use crate::policy::{ModelPattern, Pattern, Policy, TokenSource};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// Longest token lifetime that counts as short-lived (one hour).
+pub const MAX_TOKEN_LIFETIME: u64 = 3600;
+/// Longest approval max_age before a warning (fifteen minutes).
+pub const MAX_APPROVAL_AGE: u64 = 900;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// Which of the three questions a lint is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Question {
+    See,
+    Do,
+    Accountable,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub lint: &'static str,
+    pub level: Level,
+    pub question: Question,
+    pub message: String,
+}
+
+/// The case file: known outcomes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cases {
+    /// Unix seconds every case runs at, unless it sets its own.
+    pub now: Option<u64>,
+    pub cases: Vec<Case>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    pub now: Option<u64>,
+    pub request: Request,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// `allow`, `deny` or `would_deny`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub status: Option<u32>,
+    pub rule: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaseResult {
+    pub name: String,
+    pub passed: bool,
+    pub expected: Expect,
+    pub decision: String,
+    pub reason: Option<String>,
+    pub status: Option<u32>,
+    pub rule: Option<String>,
+    /// Why the case failed, or could not run.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ready: bool,
+    pub policy_hash: String,
+    pub findings: Vec<Finding>,
+    pub cases: Vec<CaseResult>,
+}
+
+pub fn lint(p: &Policy) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut add = |lint, level, question, message: String| {
+        f.push(Finding {
+            lint,
+            level,
+            question,
+            message,
+        })
+    };
+    use Level::{Error, Warning};
+    use Question::{Accountable, Do, See};
+
+    if p.mode == Mode::Monitor {
+        add(
+            "fail-closed",
+            Error,
+            Do,
+            "mode is monitor: denials are only recorded, nothing is blocked".into(),
+        );
+    }
+    if p.unmatched_allow {
+        add(
+            "fail-closed",
+            Error,
+            See,
+            "unmatched: allow passes requests no route covers without judging them".into(),
+        );
+    }
+
+    // Who is accountable: identity and owners.
+    match p.identity.max_lifetime {
+        None => add(
+            "short-lived-tokens",
+            Error,
+            Accountable,
+            "identity.max_token_lifetime_seconds is not set: long-lived tokens are accepted".into(),
+        ),
+        Some(s) if s > MAX_TOKEN_LIFETIME => add(
+            "short-lived-tokens",
+            Error,
+            Accountable,
+            format!("identity.max_token_lifetime_seconds is {s}: tokens should live at most {MAX_TOKEN_LIFETIME}s"),
+        ),
+        Some(_) => {}
+    }
+    if p.identity.workload.is_none() {
+        add(
+            "workload-identity",
+            Warning,
+            Accountable,
+            "identity.workload is not set: requests are not tied to a calling workload".into(),
+        );
+    }
+    if p.ceilings.is_empty() {
+        add(
+            "workload-ceilings",
+            Warning,
+            Do,
+            "no workload ceilings: an agent may use every scope its user's token holds".into(),
+        );
+    }
+    let mcp = p.routes.iter().any(|r| r.protocol == crate::config::Protocol::Mcp);
+    if mcp && p.identity.bind_session.is_none() {
+        add(
+            "session-bound",
+            Warning,
+            Accountable,
+            "identity.bind_session is not set: a token is not bound to one MCP session".into(),
+        );
+    }
+    if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
+        if issuers.iter().any(|i| i.audiences.iter().any(|a| a == "*")) {
+            add(
+                "token-audience",
+                Error,
+                Accountable,
+                "an issuer accepts audience \"*\"".into(),
+            );
+        }
+    }
+    if p.identity.skew > 60 {
+        add(
+            "short-lived-tokens",
+            Warning,
+            Accountable,
+            format!(
+                "identity.clock_skew_seconds is {}: more than a minute of grace",
+                p.identity.skew
+            ),
+        );
+    }
+
+    // What may it do: scopes, tools, approvals.
+    let mut named: Vec<(&String, &Vec<Pattern>)> = p.scopes.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, patterns) in named {
+        if patterns.iter().any(|x| matches!(x, Pattern::Any)) {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("scope {name:?} grants every intent (\"*\")"),
+            );
+        }
+    }
+    for c in &p.ceilings {
+        if c.scopes.iter().any(|s| s == "*") {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("workload ceiling {:?} allows every scope (\"*\")", c.id),
+            );
+        }
+    }
+    let mut tools: Vec<_> = p.tools.values().collect();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in &tools {
+        if t.impact == Impact::External {
+            if t.owner.is_none() {
+                add(
+                    "external-owner",
+                    Error,
+                    Accountable,
+                    format!("external-impact tool {:?} names no owner of its own", t.name),
+                );
+            }
+            if p.approval.is_none() {
+                add(
+                    "external-approval",
+                    Warning,
+                    Do,
+                    format!(
+                        "external-impact tool {:?} can never run: no approval section to verify grants",
+                        t.name
+                    ),
+                );
+            }
+        }
+        if t.impact != Impact::Read && t.bind.is_empty() {
+            add(
+                "bound-arguments",
+                Warning,
+                Do,
+                format!(
+                    "{} tool {:?} binds no argument to the caller (bind)",
+                    crate::audit::impact_label(t.impact),
+                    t.name
+                ),
+            );
+        }
+    }
+    if let Some(a) = &p.approval {
+        if a.max_age > MAX_APPROVAL_AGE {
+            add(
+                "approval-max-age",
+                Warning,
+                Do,
+                format!(
+                    "approval.max_age_seconds is {}: grants should be used within minutes",
+                    a.max_age
+                ),
+            );
+        }
+    }
+
+    // What may it see: models.
+    if p.models.iter().any(|m| matches!(m, ModelPattern::Any)) {
+        add(
+            "no-bare-star",
+            Warning,
+            See,
+            "models.allow lets every caller use any model (\"*\")".into(),
+        );
+    }
+    f
+}
+
+/// Replays the cases against the policy.
+pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResult> {
+    let mut out = Vec::new();
+    for c in &cases.cases {
+        let now = c.now.or(cases.now).unwrap_or(default_now);
+        let expect = Expect {
+            decision: c.expect.decision.clone(),
+            reason: c.expect.reason.clone(),
+            status: c.expect.status,
+            rule: c.expect.rule.clone(),
+        };
+        let mut r = CaseResult {
+            name: c.name.clone(),
+            passed: false,
+            expected: expect,
+            decision: String::new(),
+            reason: None,
+            status: None,
+            rule: None,
+            problem: None,
+        };
+        match eval.run(&c.request, now) {
+            Err(e) => r.problem = Some(format!("cannot run: {e}")),
+            Ok(o) => {
+                r.decision = o.verdict.to_string();
+                r.reason = o.decision.denial.as_ref().map(|x| x.reason.as_str().to_string());
+                r.rule = o.decision.denial.as_ref().map(|x| x.rule.clone());
+                r.status = o.status;
+                let e = &r.expected;
+                let mut wrong = Vec::new();
+                if e.decision != r.decision {
+                    wrong.push(format!("decision {} (expected {})", r.decision, e.decision));
+                }
+                if e.reason.is_some() && e.reason != r.reason {
+                    wrong.push(format!(
+                        "reason {} (expected {})",
+                        r.reason.as_deref().unwrap_or("none"),
+                        e.reason.as_deref().unwrap_or("none")
+                    ));
+                }
+                if e.status.is_some() && e.status != r.status {
+                    wrong.push(format!(
+                        "status {} (expected {})",
+                        r.status.map_or("none".into(), |s| s.to_string()),
+                        e.status.map_or("none".into(), |s| s.to_string())
+                    ));
+                }
+                if e.rule.is_some() && e.rule != r.rule {
+                    wrong.push(format!(
+                        "rule {} (expected {})",
+                        r.rule.as_deref().unwrap_or("none"),
+                        e.rule.as_deref().unwrap_or("none")
+                    ));
+                }
+                r.passed = wrong.is_empty();
+                if !wrong.is_empty() {
+                    r.problem = Some(wrong.join("; "));
+                }
+            }
+        }
+        out.push(r);
+    }
+    out
+}
+
+pub fn report(policy: &Policy, findings: Vec<Finding>, cases: Vec<CaseResult>) -> Report {
+    let ready = !cases.is_empty() && cases.iter().all(|c| c.passed) && findings.iter().all(|f| f.level != Level::Error);
+    Report {
+        ready,
+        policy_hash: policy.hash.clone(),
+        findings,
+        cases,
+    }
+}
+
+pub fn markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let verdict = if r.ready { "READY" } else { "NOT READY" };
+    let _ = writeln!(s, "# aigate readiness: {verdict}\n");
+    let _ = writeln!(s, "Policy `sha256:{}`.\n", r.policy_hash);
+    let errors = r.findings.iter().filter(|f| f.level == Level::Error).count();
+    let warnings = r.findings.len() - errors;
+    let passed = r.cases.iter().filter(|c| c.passed).count();
+    let _ = writeln!(
+        s,
+        "- lints: {errors} error(s), {warnings} warning(s)\n- known outcomes: {passed} of {} as expected\n",
+        r.cases.len()
+    );
+    let _ = writeln!(s, "## Lints\n");
+    if r.findings.is_empty() {
+        let _ = writeln!(s, "No findings.\n");
+    } else {
+        let _ = writeln!(s, "| level | lint | question | finding |\n|---|---|---|---|");
+        for f in &r.findings {
+            let q = match f.question {
+                Question::See => "what may it see",
+                Question::Do => "what may it do",
+                Question::Accountable => "who is accountable",
+            };
+            let level = match f.level {
+                Level::Error => "error",
+                Level::Warning => "warning",
+            };
+            let _ = writeln!(s, "| {level} | `{}` | {q} | {} |", f.lint, cell(&f.message));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "## Known outcomes\n");
+    if r.cases.is_empty() {
+        let _ = writeln!(s, "No cases: a policy is not ready until its known outcomes replay.\n");
+    } else {
+        let _ = writeln!(s, "| | case | expected | got |\n|---|---|---|---|");
+        for c in &r.cases {
+            let mark = if c.passed { "pass" } else { "**FAIL**" };
+            let expected = outcome(&c.expected.decision, c.expected.reason.as_deref(), c.expected.status);
+            let got = match &c.problem {
+                Some(p) if !c.passed => format!("{} — {}", outcome(&c.decision, c.reason.as_deref(), c.status), p),
+                _ => outcome(&c.decision, c.reason.as_deref(), c.status),
+            };
+            let _ = writeln!(
+                s,
+                "| {mark} | {} | {} | {} |",
+                cell(&c.name),
+                cell(&expected),
+                cell(&got)
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn outcome(decision: &str, reason: Option<&str>, status: Option<u32>) -> String {
+    let mut s = decision.to_string();
+    if let Some(r) = reason {
+        let _ = write!(s, " {r}");
+    }
+    if let Some(st) = status {
+        let _ = write!(s, " ({st})");
+    }
+    s
+}
+
+/// Table cells stay on one line and keep their pipes.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
