@@ -9,9 +9,11 @@ Usable as a library (tests, demo) and from the command line:
         --listen-port 10000 --admin-port 9901 --upstream-port 8000 -o envoy/envoy.yaml
 
 Variants (see the comment at the top of each template):
-  headers    envoy/templates/mcp-hold-headers.yaml  policy "hold": "headers" + allow_on_headers_stop_iteration
-  body       envoy/templates/mcp-hold-body.yaml     policy "hold": "body" (the Istio way)
-  jwt_authn  envoy/templates/mcp-jwt-authn.yaml     jwt_authn verifies; policy identity.source "jwt_authn"
+  headers        envoy/templates/mcp-hold-headers.yaml  policy "hold": "headers" + allow_on_headers_stop_iteration
+  body           envoy/templates/mcp-hold-body.yaml     policy "hold": "body" (the Istio way)
+  jwt_authn      envoy/templates/mcp-jwt-authn.yaml     jwt_authn verifies; policy identity.source "jwt_authn"
+  istio          envoy/templates/istio-wasmplugin.yaml  an Istio WasmPlugin manifest ("hold": "body")
+  envoy_gateway  envoy/templates/envoy-gateway-extension.yaml  an Envoy Gateway EnvoyExtensionPolicy ("hold": "body")
 
 The policy is embedded inline (google.protobuf.StringValue). Its "hold" must agree with the
 variant: it is filled in when absent and a conflict is an error (a mismatch hangs requests).
@@ -33,7 +35,11 @@ VARIANTS = {
     "headers": ("mcp-hold-headers.yaml", "headers"),
     "body": ("mcp-hold-body.yaml", "body"),
     "jwt_authn": ("mcp-jwt-authn.yaml", "headers"),
+    "istio": ("istio-wasmplugin.yaml", "body"),
+    "envoy_gateway": ("envoy-gateway-extension.yaml", "body"),
 }
+# Kubernetes manifests: the policy is YAML (a JSON object) under pluginConfig / config.
+MANIFESTS = {"istio": 4, "envoy_gateway": 8}
 
 # The plugin's default limits.max_body_bytes (src/config.rs).
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
@@ -112,7 +118,8 @@ def render(
         "MAX_BODY_BYTES": str(policy.get("limits", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
         "BUFFER_LIMIT": str(buffer_limit(policy)),
         "POLICY": "\n".join(
-            " " * POLICY_INDENT + line for line in json.dumps(policy, indent=2).splitlines()
+            " " * MANIFESTS.get(variant, POLICY_INDENT) + line
+            for line in json.dumps(policy, indent=2).splitlines()
         ),
     }
     if variant == "jwt_authn":
@@ -145,7 +152,8 @@ def render(
     if source_note:
         header += f" ({source_note})"
     header += "; edit the template, not this file.\n"
-    header += "# Relative paths resolve against Envoy's working directory: run it from the repository root.\n"
+    if variant not in MANIFESTS:
+        header += "# Relative paths resolve against Envoy's working directory: run it from the repository root.\n"
     return header + out
 
 

@@ -86,3 +86,30 @@ def test_policy_is_embedded_verbatim(keys):
     block = text.split("value: |\n", 1)[1].split("\n          - name: envoy.filters.http.router", 1)[0]
     embedded = json.loads("\n".join(line[envoy_config.POLICY_INDENT:] for line in block.splitlines()))
     assert embedded == {**policy, "hold": "body"}
+
+
+# Kubernetes manifests: the committed files are current, and the policy they carry is one
+# the plugin accepts (loaded by a real Envoy the way the mesh would load it: hold "body").
+MANIFESTS = {"istio": ("envoy/istio/wasmplugin.yaml", "pluginConfig:"),
+             "envoy_gateway": ("envoy/envoy-gateway/extension-policy.yaml", "config:")}
+
+
+@pytest.mark.parametrize("variant", sorted(MANIFESTS))
+def test_manifest_is_current_and_its_policy_loads(variant, tmp_path, monkeypatch, wasm_module):
+    path, key = MANIFESTS[variant]
+    monkeypatch.chdir(e2e.REPO)
+    args = ["--variant", variant, "--policy", "examples/policy.json", "-o", path]
+    assert envoy_config.main([*args, "--check"]) == 0, \
+        f"{path} is stale: python3 scripts/envoy_config.py " + " ".join(args)
+    text = (e2e.REPO / path).read_text()
+    assert "FAIL_CLOSE" in text or "failOpen: false" in text
+    # The policy is the JSON object after the key, to the end of the file.
+    policy = json.loads(text.split(f"\n{' ' * (2 if variant == 'istio' else 6)}{key}\n", 1)[1])
+    assert policy["hold"] == "body", "meshes have no allow_on_headers_stop_iteration"
+    expected = json.loads((e2e.REPO / "examples" / "policy.json").read_text())
+    assert {k: v for k, v in policy.items() if k != "hold"} == expected
+    envoy_yaml = tmp_path / "envoy.yaml"
+    envoy_yaml.write_text(envoy_config.render("body", policy, listen_port=e2e.free_port(), admin_port=e2e.free_port(),
+                                              upstream_port=e2e.free_port(), wasm_path=str(wasm_module)))
+    r = validate(envoy_yaml)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
