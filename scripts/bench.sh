@@ -3,10 +3,10 @@
 # jwt_authn + mcp + rbac, across request body sizes, plus aigate's engine micro-benchmarks.
 # Run by hand (not part of scripts/test.sh). Writes bench/RESULTS.md and bench/results.json.
 #
-#   scripts/bench.sh            full run, about 13 minutes: 3 interleaved rounds, 10 s per
+#   scripts/bench.sh            full run, about 20 minutes: 3 interleaved rounds, 10 s per
 #                               run after a 2 s warm-up, 1 KiB / 16 KiB / 256 KiB / 1 MiB,
 #                               token-cache miss and audit-off variants at 1 KiB, a long
-#                               run for worker memory, criterion micro-benchmarks
+#                               run for worker memory (a million requests), criterion micro-benchmarks
 #   scripts/bench.sh --quick    about 3 minutes, one round of 3 s runs; writes
 #                               bench/RESULTS-quick.md (not committed)
 #   scripts/bench.sh --profile  about 10 minutes: where aigate's cost goes inside Envoy (the

@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--extras", default="aigate-miss,aigate-quiet",
                    help="extra 1 KiB rungs (comma-separated; empty for none)")
-    p.add_argument("--memory-seconds", type=float, default=60,
+    p.add_argument("--memory-seconds", type=float, default=600,
                    help="long run for worker memory (stops early at --memory-requests)")
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--criterion", type=Path, help="criterion output to include in the report")

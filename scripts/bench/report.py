@@ -196,7 +196,10 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
                  f"(one worker; the Wasm VM's linear memory is part of it):\n")
         L.append("| after requests | VmRSS KiB | RssAnon KiB | VmHWM KiB |")
         L.append("|---:|---:|---:|---:|")
-        for p in memory["samples"]:
+        samples = memory["samples"]
+        step = max(1, -(-len(samples) // 12))  # at most about a dozen rows, the last always
+        shown = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+        for p in shown:
             L.append(f"| {p['requests']:,} | {p['VmRSS']:,} | {p['RssAnon']:,} | {p['VmHWM']:,} |")
         L.append("")
         L.append(f"RSS change from {memory['baseline_requests']:,} requests (after the first chunk) to the "
