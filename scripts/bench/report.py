@@ -17,7 +17,7 @@ def profile_report(meta: dict, runs: list[Run], sizes: list[int], v8: list[dict]
          "perform aigate's host interactions, one more step per row, without aigate's computation; "
          "the last rows are aigate itself. Each row's Δ is its cost over the row above; "
          "aigate − the full probe is aigate's own computation inside V8 (identity with the cached "
-         "token, JSON parse, policy, audit and metric names).\n",
+         "token, JSON parse, policy, audit line and metric ids).\n",
          f"- command: `{meta['command']}`; date: {meta['date']}",
          f"- machine: {meta['cpu']}, {meta['cpus']} CPUs, {meta['kernel']}; Envoy {meta['envoy_version']}",
          f"- schedule: {meta['rounds']} round(s), {meta['warmup']} s warm-up + {meta['seconds']} s per run, "
@@ -51,7 +51,7 @@ def profile_report(meta: dict, runs: list[Run], sizes: list[int], v8: list[dict]
         L.append(f"## aigate's computation in V8, {fmt_size(p['size'])} body\n")
         instr = f", {p['instr_per_request'] / 1000:,.0f} k instructions" if p["instr_per_request"] else ""
         L.append(f"benches/wasm-driver built for wasm32-wasip1 and run by Node's V8 (the engine Envoy embeds): "
-                 f"headers handed over, identity with the cached token, body parsed and judged, metric names, "
+                 f"headers handed over, identity with the cached token, body parsed and judged, "
                  f"audit line, decision id, in a loop. {p['ns_per_request'] / 1000:,.1f} µs{instr} per request. "
                  f"Self time by Wasm function (V8 CPU profile, 50 µs sampling; the driver's one-off "
                  f"set-up, policy compile and token signing, is included):\n")
