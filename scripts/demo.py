@@ -196,6 +196,16 @@ def run(args) -> int:
             if line.startswith("aigate_") and "_bucket" not in line and not line.rstrip().endswith(" 0"):
                 say("  " + line)
 
+        if cli_has("readiness"):
+            title("The release gate: aigate readiness examples/policy.json --cases examples/cases.json")
+            gate = subprocess.run([str(CLI), "readiness", str(REPO / "examples" / "policy.json"), "--cases",
+                                   str(REPO / "examples" / "cases.json")], capture_output=True, text=True, timeout=60)
+            for line in gate.stdout.splitlines():
+                if line.startswith(("# ", "- ", "| warning", "| error", "| **FAIL**")):
+                    say("  " + line)
+            say(f"  (exit {gate.returncode}: {'ready' if gate.returncode == 0 else 'not ready'}; the full report "
+                "lists every known outcome replayed)")
+
         title("Where to look")
         say(f"  metrics      {envoy.admin}/stats/prometheus   (while the demo runs)")
         say(f"  audit lines  {envoy.log}   (lines with \"type\":\"aigate.decision\")")
