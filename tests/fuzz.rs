@@ -1,0 +1,185 @@
+//! Fuzzing on stable Rust, bounded and seeded: generated and mutated input to the config
+//! loader, the request parsers, the JWS code and canonical JSON. The properties are the
+//! ones a fuzzer guards: nothing panics (a panic traps the VM in Envoy), malformed input
+//! is refused with its reason, a tampered credential never verifies, and canonical JSON
+//! is stable. Each property runs a fixed number of cases (proptest's default seed
+//! handling: a failure prints the minimal input and is saved for replay).
+
+mod common;
+
+use aigate::decision::Reason;
+use aigate::digest;
+use aigate::jws::KeySet;
+use common::*;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Byte edits at positions given as fractions of the input's length.
+fn mutate(mut bytes: Vec<u8>, edits: &[(f64, u8, u8)]) -> Vec<u8> {
+    for &(at, byte, op) in edits {
+        if bytes.is_empty() {
+            bytes.push(byte);
+            continue;
+        }
+        let i = ((bytes.len() - 1) as f64 * at) as usize;
+        match op % 3 {
+            0 => bytes[i] = byte,
+            1 => bytes.insert(i, byte),
+            _ => {
+                bytes.remove(i);
+            }
+        }
+    }
+    bytes
+}
+
+fn edits() -> impl Strategy<Value = Vec<(f64, u8, u8)>> {
+    prop::collection::vec((0.0..1.0f64, any::<u8>(), any::<u8>()), 1..8)
+}
+
+/// JSON values of bounded size: what tool arguments look like, and worse.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        (-1.0e6..1.0e6f64).prop_map(|f| json!(f)),
+        "[a-z\u{e9}\u{1F600}\"\\\\ \n]{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            prop::collection::btree_map("[a-z_]{1,6}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(config(3000))]
+
+    /// The config loader refuses garbage with at least one path-named error.
+    #[test]
+    fn config_loader_refuses_garbage_without_panicking(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        if let Err(errors) = aigate::policy::compile(&bytes) {
+            prop_assert!(!errors.is_empty());
+        }
+    }
+
+    /// A damaged copy of a valid policy either loads or is refused with messages.
+    #[test]
+    fn config_loader_survives_damaged_policies(e in edits()) {
+        let doc = policy_doc().to_string().into_bytes();
+        if let Err(errors) = aigate::policy::compile(&mutate(doc, &e)) {
+            prop_assert!(errors.iter().all(|x| !x.to_string().is_empty()));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(1500))]
+
+    /// Any body on an MCP route: decided without panicking; a body that is not JSON is
+    /// `body_malformed`, never allowed.
+    #[test]
+    fn mcp_bodies_are_decided_and_malformed_ones_refused(
+        e in edits(),
+        args in json_value(),
+        tool in prop_oneof![Just("get_order"), Just("refund_order"), Just("send_email"), Just("x")],
+    ) {
+        let w = World::new();
+        let token = w.token(json!({}));
+        let headers = w.headers(Some(&token));
+        let body = mutate(call(tool, args).to_string().into_bytes(), &e);
+        let d = w.decide_raw(&headers, Some(&body));
+        if serde_json::from_slice::<Value>(&body).is_err() {
+            prop_assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+        }
+    }
+
+    /// LLM request bodies (OpenAI Chat and Responses, Anthropic Messages), damaged.
+    #[test]
+    fn llm_bodies_are_decided_without_panicking(e in edits(), which in 0..3usize, args in json_value()) {
+        let w = World::with(|p| {
+            p["routes"] = json!([
+                {"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "tool_offers": "strip"},
+                {"id": "resp", "prefix": "/v1/responses", "protocol": "openai_responses"},
+                {"id": "claude", "prefix": "/v1/messages", "protocol": "anthropic_messages"}
+            ]);
+            p["models"] = json!({"allow": ["*"]});
+        });
+        let (path, body) = match which {
+            0 => ("/v1/chat/completions", json!({"model": "gpt-4o", "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                  "function": {"name": "get_order", "arguments": args.to_string()}}]}],
+                "tools": [{"type": "function", "function": {"name": "send_email", "parameters": {}}}]})),
+            1 => ("/v1/responses", json!({"model": "gpt-4o", "input": [
+                {"type": "function_call", "call_id": "c1", "name": "get_order", "arguments": args.to_string()}],
+                "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]})),
+            _ => ("/v1/messages", json!({"model": "claude-x", "max_tokens": 10, "messages": [
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_order", "input": args}]}]})),
+        };
+        let token = w.token(json!({}));
+        let mut headers = w.headers(Some(&token));
+        headers[1].1 = path.as_bytes().to_vec();
+        let body = mutate(body.to_string().into_bytes(), &e);
+        let d = w.decide_raw(&headers, Some(&body));
+        if serde_json::from_slice::<Value>(&body).is_err() {
+            prop_assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+        }
+    }
+
+    /// A token changed anywhere (one character) never verifies.
+    #[test]
+    fn a_tampered_token_never_verifies(at in 0.0..1.0f64, c in "[A-Za-z0-9_.=-]") {
+        let w = World::new();
+        let token = w.token(json!({}));
+        let keys = KeySet::from_jwks(&json!({"keys": [w.idp.public_jwk().unwrap()]})).unwrap();
+        prop_assert!(keys.verify(&token).is_ok());
+        let i = ((token.len() - 1) as f64 * at) as usize;
+        let mut tampered = token.clone();
+        tampered.replace_range(i..=i, &c);
+        prop_assume!(tampered != token);
+        prop_assert!(keys.verify(&tampered).is_err(), "verified after changing byte {}", i);
+    }
+
+    /// Arbitrary text as a credential or a grant: refused, never a panic.
+    #[test]
+    fn arbitrary_credentials_are_refused(text in "[ -~]{0,200}", dots in 0..4usize) {
+        let w = World::new();
+        let mut t = text.clone();
+        for _ in 0..dots {
+            t.push('.');
+            t.push_str(&text);
+        }
+        let headers = w.headers(Some(&t));
+        let d = w.decide(&headers, Some(&rpc("tools/list", json!({}))));
+        prop_assert!(d.denial.is_some());
+        let mut headers = w.headers(Some(&w.token(json!({}))));
+        headers.push(("x-aigate-approval".into(), t.into_bytes()));
+        let d = w.decide(&headers, Some(&call("send_email", json!({"to": "bob@example.com"}))));
+        prop_assert!(d.denial.is_some());
+    }
+
+    /// Canonical JSON (RFC 8785) is a fixed point: canonicalising its own output gives
+    /// the same text, so a digest never depends on how the arguments were formatted.
+    #[test]
+    fn canonical_json_is_stable(v in json_value()) {
+        if let Ok(c) = digest::canonical_json(&v) {
+            let again: Value = serde_json::from_str(&c).unwrap();
+            prop_assert_eq!(digest::canonical_json(&again).unwrap(), c.clone());
+            let pretty = serde_json::to_string_pretty(&v).unwrap();
+            let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+            prop_assert_eq!(digest::args_digest(&reparsed).unwrap(), digest::args_digest(&v).unwrap());
+        }
+    }
+}
