@@ -163,7 +163,8 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         {"name": "believed denied", "request": {"path": "/mcp", "claims": claims,
             "body": {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                      "params": {"name": "get_order", "arguments": {"customer_id": "c-99"}}}},
-         "expect": {"decision": "deny", "reason": "binding_mismatch"}}
+         "expect": {"decision": "deny", "reason": "binding_mismatch"}},
+        {"name": "unusable request", "request": {"path": "mcp"}, "expect": {"decision": "allow"}}
     ]});
     let cases = tmp("lax-cases.json", &cases.to_string());
     let out = aigate(&["readiness", &policy, "--cases", &cases, "--format", "json"]);
@@ -187,12 +188,22 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     assert_eq!(cases[0]["passed"], true);
     // In monitor mode the mismatch is only recorded: the expectation "deny" fails.
     assert_eq!(cases[1]["passed"], false);
-    assert_eq!(cases[1]["decision"], "would_deny");
-    assert_eq!(cases[1]["reason"], "binding_mismatch");
+    assert_eq!(cases[1]["got"]["decision"], "would_deny");
+    assert_eq!(cases[1]["got"]["reason"], "binding_mismatch");
     assert!(cases[1]["problem"]
         .as_str()
         .unwrap()
         .contains("decision would_deny (expected deny)"));
+    assert_eq!(cases[2]["passed"], false);
+    assert!(cases[2]["got"].is_null());
+    assert!(
+        cases[2]["problem"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot run: path \"mcp\""),
+        "{}",
+        cases[2]
+    );
 }
 
 #[test]

@@ -56,7 +56,8 @@ pub struct Case {
     pub expect: Expect,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+/// A decision as a case states it (`expect`) and as the replay observed it (`got`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// `allow`, `deny` or `would_deny`.
@@ -66,15 +67,58 @@ pub struct Expect {
     pub rule: Option<String>,
 }
 
+impl Expect {
+    /// How `got` differs from this expectation; fields not given are not compared.
+    fn differences(&self, got: &Expect) -> Vec<String> {
+        let text = |v: Option<&str>| v.unwrap_or("none").to_string();
+        let status = |v: Option<u32>| v.map_or("none".to_string(), |s| s.to_string());
+        let mut out = Vec::new();
+        if self.decision != got.decision {
+            out.push(format!("decision {} (expected {})", got.decision, self.decision));
+        }
+        if self.reason.is_some() && self.reason != got.reason {
+            out.push(format!(
+                "reason {} (expected {})",
+                text(got.reason.as_deref()),
+                text(self.reason.as_deref())
+            ));
+        }
+        if self.status.is_some() && self.status != got.status {
+            out.push(format!(
+                "status {} (expected {})",
+                status(got.status),
+                status(self.status)
+            ));
+        }
+        if self.rule.is_some() && self.rule != got.rule {
+            out.push(format!(
+                "rule {} (expected {})",
+                text(got.rule.as_deref()),
+                text(self.rule.as_deref())
+            ));
+        }
+        out
+    }
+
+    fn summary(&self) -> String {
+        let mut s = self.decision.clone();
+        if let Some(r) = &self.reason {
+            let _ = write!(s, " {r}");
+        }
+        if let Some(st) = self.status {
+            let _ = write!(s, " ({st})");
+        }
+        s
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct CaseResult {
     pub name: String,
     pub passed: bool,
     pub expected: Expect,
-    pub decision: String,
-    pub reason: Option<String>,
-    pub status: Option<u32>,
-    pub rule: Option<String>,
+    /// What the replay decided; absent when the case could not run.
+    pub got: Option<Expect>,
     /// Why the case failed, or could not run.
     pub problem: Option<String>,
 }
@@ -271,62 +315,29 @@ pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResu
     let mut out = Vec::new();
     for c in &cases.cases {
         let now = c.now.or(cases.now).unwrap_or(default_now);
-        let expect = Expect {
-            decision: c.expect.decision.clone(),
-            reason: c.expect.reason.clone(),
-            status: c.expect.status,
-            rule: c.expect.rule.clone(),
-        };
-        let mut r = CaseResult {
-            name: c.name.clone(),
-            passed: false,
-            expected: expect,
-            decision: String::new(),
-            reason: None,
-            status: None,
-            rule: None,
-            problem: None,
-        };
-        match eval.run(&c.request, now) {
-            Err(e) => r.problem = Some(format!("cannot run: {e}")),
-            Ok(o) => {
-                r.decision = o.verdict.to_string();
-                r.reason = o.decision.denial.as_ref().map(|x| x.reason.as_str().to_string());
-                r.rule = o.decision.denial.as_ref().map(|x| x.rule.clone());
-                r.status = o.status;
-                let e = &r.expected;
-                let mut wrong = Vec::new();
-                if e.decision != r.decision {
-                    wrong.push(format!("decision {} (expected {})", r.decision, e.decision));
-                }
-                if e.reason.is_some() && e.reason != r.reason {
-                    wrong.push(format!(
-                        "reason {} (expected {})",
-                        r.reason.as_deref().unwrap_or("none"),
-                        e.reason.as_deref().unwrap_or("none")
-                    ));
-                }
-                if e.status.is_some() && e.status != r.status {
-                    wrong.push(format!(
-                        "status {} (expected {})",
-                        r.status.map_or("none".into(), |s| s.to_string()),
-                        e.status.map_or("none".into(), |s| s.to_string())
-                    ));
-                }
-                if e.rule.is_some() && e.rule != r.rule {
-                    wrong.push(format!(
-                        "rule {} (expected {})",
-                        r.rule.as_deref().unwrap_or("none"),
-                        e.rule.as_deref().unwrap_or("none")
-                    ));
-                }
-                r.passed = wrong.is_empty();
-                if !wrong.is_empty() {
-                    r.problem = Some(wrong.join("; "));
-                }
+        let got = eval.run(&c.request, now).map(|o| {
+            let denial = o.decision.denial.as_ref();
+            Expect {
+                decision: o.verdict.to_string(),
+                reason: denial.map(|x| x.reason.as_str().to_string()),
+                status: o.status,
+                rule: denial.map(|x| x.rule.clone()),
             }
-        }
-        out.push(r);
+        });
+        let (got, problem) = match got {
+            Err(e) => (None, Some(format!("cannot run: {e}"))),
+            Ok(g) => {
+                let wrong = c.expect.differences(&g);
+                (Some(g), (!wrong.is_empty()).then(|| wrong.join("; ")))
+            }
+        };
+        out.push(CaseResult {
+            name: c.name.clone(),
+            passed: got.is_some() && problem.is_none(),
+            expected: c.expect.clone(),
+            got,
+            problem,
+        });
     }
     out
 }
@@ -380,10 +391,11 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "| | case | expected | got |\n|---|---|---|---|");
         for c in &r.cases {
             let mark = if c.passed { "pass" } else { "**FAIL**" };
-            let expected = outcome(&c.expected.decision, c.expected.reason.as_deref(), c.expected.status);
-            let got = match &c.problem {
-                Some(p) if !c.passed => format!("{} — {}", outcome(&c.decision, c.reason.as_deref(), c.status), p),
-                _ => outcome(&c.decision, c.reason.as_deref(), c.status),
+            let expected = c.expected.summary();
+            let got = match (&c.got, &c.problem) {
+                (Some(g), Some(p)) => format!("{} — {p}", g.summary()),
+                (Some(g), None) => g.summary(),
+                (None, p) => p.clone().unwrap_or_default(),
             };
             let _ = writeln!(
                 s,
@@ -394,17 +406,6 @@ pub fn markdown(r: &Report) -> String {
             );
         }
         s.push('\n');
-    }
-    s
-}
-
-fn outcome(decision: &str, reason: Option<&str>, status: Option<u32>) -> String {
-    let mut s = decision.to_string();
-    if let Some(r) = reason {
-        let _ = write!(s, " {r}");
-    }
-    if let Some(st) = status {
-        let _ = write!(s, " ({st})");
     }
     s
 }
