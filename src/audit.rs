@@ -14,6 +14,7 @@ pub fn protocol_label(p: Option<Protocol>) -> &'static str {
         Some(Protocol::OpenaiChat) => "openai_chat",
         Some(Protocol::OpenaiResponses) => "openai_responses",
         Some(Protocol::AnthropicMessages) => "anthropic_messages",
+        Some(Protocol::Action) => "action",
         None => "none",
     }
 }

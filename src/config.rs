@@ -83,6 +83,10 @@ pub struct RouteDoc {
     /// use. Default `deny`.
     #[serde(default)]
     pub tool_offers: Option<ToolOffers>,
+    /// `action` routes: the catalogued tool this REST endpoint is (its intent, impact,
+    /// owner, constraints and bindings apply; the JSON body is the arguments).
+    #[serde(default)]
+    pub tool: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,12 +96,17 @@ pub enum Protocol {
     OpenaiChat,
     OpenaiResponses,
     AnthropicMessages,
+    /// A REST endpoint that is one tool: the route names it, the body is its arguments.
+    Action,
 }
 
 impl Protocol {
     /// A model API (as opposed to a tool protocol).
     pub fn is_llm(self) -> bool {
-        !matches!(self, Protocol::Mcp)
+        matches!(
+            self,
+            Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
+        )
     }
 }
 

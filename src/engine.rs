@@ -134,6 +134,10 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     if has_body {
         return Head::NeedBody(d);
     }
+    // An action route is its tool whatever the method: without a body, no arguments.
+    if d.protocol == Some(Protocol::Action) {
+        return Head::Decided(on_body(policy, d, headers, b"", host));
+    }
     // No body: MCP's GET (server stream) and DELETE (end session), or reading a stored
     // LLM response, carry no action.
     if method == "POST" {
@@ -212,6 +216,7 @@ pub fn on_body(policy: &Policy, mut d: Decision, headers: &Headers, body: &[u8],
     };
     let denial = match d.protocol {
         Some(Protocol::Mcp) => judge_mcp(policy, &mut d, &principal, headers, body, host).err(),
+        Some(Protocol::Action) => judge_action(policy, &mut d, &principal, headers, body, host).err(),
         Some(p) => llm::judge(policy, &mut d, p, &principal, headers, body, host).err(),
         None => None,
     };
@@ -258,6 +263,41 @@ fn judge_mcp(
         }
     }
     Ok(())
+}
+
+/// A REST action: the route's tool, called with the JSON body (an object; none = `{}`).
+fn judge_action(
+    policy: &Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    headers: &Headers,
+    body: &[u8],
+    host: &dyn Host,
+) -> Result<(), Denial> {
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    let Some(tool) = route.and_then(|r| r.tool.clone()) else {
+        return Err(Denial::new(
+            Reason::InternalError,
+            "engine",
+            "action route without a tool",
+        ));
+    };
+    let args = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(serde_json::Map::new())
+    } else {
+        let rule = "action";
+        let v = crate::json::parse(body, policy.limits.max_json_depth)
+            .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))?;
+        if !v.is_object() {
+            return Err(Denial::new(
+                Reason::BodyMalformed,
+                rule,
+                "an action's body is a JSON object of arguments",
+            ));
+        }
+        v
+    };
+    tool_call(policy, d, principal, headers, host, tool, &args)
 }
 
 /// Judges one tool call and records it for metrics and audit, allowed or not.

@@ -28,7 +28,9 @@ pub(super) fn judge(
         Protocol::OpenaiChat => openai_chat::parse(body, &policy.limits)?,
         Protocol::OpenaiResponses => openai_responses::parse(body, &policy.limits)?,
         Protocol::AnthropicMessages => anthropic::parse(body, &policy.limits)?,
-        Protocol::Mcp => return Err(Denial::new(Reason::InternalError, "engine", "not an LLM route")),
+        Protocol::Mcp | Protocol::Action => {
+            return Err(Denial::new(Reason::InternalError, "engine", "not an LLM route"))
+        }
     };
     d.model = Some(req.model.clone());
     authz::model(policy, principal, &req.model)?;

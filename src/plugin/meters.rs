@@ -12,11 +12,12 @@ use crate::policy::Policy;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-const PROTOCOLS: [Option<Protocol>; 5] = [
+const PROTOCOLS: [Option<Protocol>; 6] = [
     Some(Protocol::Mcp),
     Some(Protocol::OpenaiChat),
     Some(Protocol::OpenaiResponses),
     Some(Protocol::AnthropicMessages),
+    Some(Protocol::Action),
     None,
 ];
 const VERDICTS: [&str; 3] = ["allow", "deny", "would_deny"];
@@ -36,7 +37,7 @@ type ByReason = [Option<u32>; NO_REASON + 1];
 
 pub struct Meters {
     /// `aigate_requests_total` by `[protocol][verdict][reason]`.
-    requests: [[ByReason; 3]; 5],
+    requests: [[ByReason; 3]; PROTOCOLS.len()],
     /// `aigate_tool_calls_total` by `[impact][decision]`.
     tool_calls: [[Option<u32>; 3]; 3],
     /// `aigate_identity_total` by result (the source is the policy's).
@@ -57,7 +58,8 @@ fn protocol_index(p: Option<Protocol>) -> usize {
         Some(Protocol::OpenaiChat) => 1,
         Some(Protocol::OpenaiResponses) => 2,
         Some(Protocol::AnthropicMessages) => 3,
-        None => 4,
+        Some(Protocol::Action) => 4,
+        None => 5,
     }
 }
 
@@ -93,7 +95,7 @@ fn put(table: &mut ByReason, slot: usize, id: Option<u32>) {
     }
 }
 
-fn set(requests: &mut [[ByReason; 3]; 5], [p, v, r]: [usize; 3], id: Option<u32>) {
+fn set(requests: &mut [[ByReason; 3]; PROTOCOLS.len()], [p, v, r]: [usize; 3], id: Option<u32>) {
     if let Some(row) = requests.get_mut(p).and_then(|by_verdict| by_verdict.get_mut(v)) {
         put(row, r, id);
     }
@@ -101,7 +103,7 @@ fn set(requests: &mut [[ByReason; 3]; 5], [p, v, r]: [usize; 3], id: Option<u32>
 
 impl Meters {
     pub fn define(policy: &Policy) -> Meters {
-        let mut requests = [[[None; NO_REASON + 1]; 3]; 5];
+        let mut requests = [[[None; NO_REASON + 1]; 3]; PROTOCOLS.len()];
         for p in PROTOCOLS {
             let name = |v: &str, r: &str| {
                 tagged(

@@ -106,6 +106,14 @@ impl Checker {
         }
         let ceilings = self.ceilings(doc.workloads, &scopes);
         let tools = self.tools(doc.tools);
+        for (i, r) in routes.iter().enumerate() {
+            if let Some(t) = r.tool.as_ref().filter(|t| !tools.contains_key(*t)) {
+                self.err(
+                    format!("routes[{i}].tool"),
+                    format!("{t:?} is not in the tool catalogue"),
+                );
+            }
+        }
         let resources = self.resources(doc.data.resources);
         let vector_stores = self.vector_stores(doc.data.vector_stores);
         let mcp_servers = self.mcp_servers(doc.data.mcp_servers);
@@ -163,6 +171,15 @@ impl Checker {
                 if r.tool_offers.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.tool_offers"), "applies only to LLM routes");
                 }
+                match (&r.tool, r.protocol) {
+                    (None, Protocol::Action) => {
+                        self.err(format!("{path}.tool"), "an action route names its catalogued tool");
+                    }
+                    (Some(_), p) if p != Protocol::Action => {
+                        self.err(format!("{path}.tool"), "applies only to action routes");
+                    }
+                    _ => {}
+                }
                 Route {
                     id: r.id,
                     prefix: r.prefix,
@@ -171,6 +188,7 @@ impl Checker {
                     protocol: r.protocol,
                     owner: r.owner,
                     tool_offers: r.tool_offers.unwrap_or_default(),
+                    tool: r.tool,
                 }
             })
             .collect()

@@ -51,6 +51,8 @@ pub struct Route {
     pub owner: Option<String>,
     /// LLM routes: deny a request offering tools the caller may not use, or strip them.
     pub tool_offers: ToolOffers,
+    /// `action` routes: the catalogued tool the endpoint is.
+    pub tool: Option<String>,
 }
 
 #[derive(Debug)]

@@ -3,7 +3,8 @@
 (`…/chat/completions`), OpenAI Responses (`…/responses`) and Anthropic Messages
 (`…/messages`), answering canned completions, plain JSON or server-sent events when the
 request says `"stream": true`. Paths are matched by their ending, so a gateway route prefix
-such as `/strip/v1/…` reaches it unchanged.
+such as `/strip/v1/…` reaches it unchanged. Paths under `/api/` stand for REST tool
+endpoints (aigate `action` routes) and answer 200.
 
 It records every request that reaches it as one JSON line in --record: method, path, the
 raw body as received (text), whether the body arrived complete, and the framing and aigate
@@ -146,6 +147,10 @@ def build_app(record_path: str):
             decision_id=headers.get("x-aigate-decision-id"), approval=headers.get("x-aigate-approval"),
         )
         if not complete:
+            return
+        if scope["path"].startswith("/api/"):
+            # A REST tool endpoint behind an aigate `action` route: it does what it is told.
+            await reply(send, 200, json.dumps({"done": True, "path": scope["path"]}).encode())
             return
         endpoint = next((v for k, v in ENDPOINTS.items() if scope["path"].endswith(k)), None)
         try:

@@ -63,6 +63,7 @@ fn verdicts_protocols_and_impacts_are_the_engines() {
         Protocol::OpenaiChat,
         Protocol::OpenaiResponses,
         Protocol::AnthropicMessages,
+        Protocol::Action,
     ]
     .into_iter()
     .map(|p| kebab(aigate::audit::protocol_label(Some(p))))

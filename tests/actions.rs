@@ -1,0 +1,180 @@
+//! REST actions (`protocol: action`): a route that is one catalogued tool, its JSON body
+//! the arguments. The same scope, constraint, binding and approval rules as an MCP call.
+
+mod common;
+
+use aigate::decision::Reason;
+use aigate::response;
+use common::*;
+use serde_json::{json, Value};
+
+fn world() -> World {
+    World::with(|p| {
+        let mut routes = vec![
+            json!({"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
+                   "tool": "refund_order", "owner": "payments-api@example.com"}),
+            json!({"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"}),
+            json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email"}),
+        ];
+        routes.extend(p["routes"].as_array().unwrap().iter().cloned());
+        p["routes"] = Value::from(routes);
+    })
+}
+
+fn request(w: &World, path: &str, method: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut h = w.headers(Some(&w.token(json!({}))));
+    h[0].1 = method.as_bytes().to_vec();
+    h[1].1 = path.as_bytes().to_vec();
+    for (k, v) in extra {
+        h.push((k.to_string(), v.as_bytes().to_vec()));
+    }
+    h
+}
+
+#[test]
+fn an_action_is_judged_as_its_tool() {
+    let w = world();
+    let h = request(&w, "/api/refunds", "POST", &[]);
+    let rows: Vec<(Value, Option<Reason>)> = vec![
+        (json!({"customer_id": "c-42", "amount": 20}), None),
+        (
+            json!({"customer_id": "c-42", "amount": 500}),
+            Some(Reason::ArgumentViolation),
+        ),
+        (
+            json!({"customer_id": "c-99", "amount": 20}),
+            Some(Reason::BindingMismatch),
+        ),
+        (json!({"customer_id": "c-42"}), Some(Reason::ArgumentViolation)),
+        (json!([1, 2]), Some(Reason::BodyMalformed)),
+        (json!("refund"), Some(Reason::BodyMalformed)),
+    ];
+    for (body, want) in rows {
+        let d = w.decide(&h, Some(&body));
+        assert_eq!(d.denial.as_ref().map(|x| x.reason), want, "{body}");
+        if want == Some(Reason::BodyMalformed) {
+            assert!(d.calls.is_empty(), "a body that is not arguments is no call");
+            continue;
+        }
+        let call = d.calls.first().expect("the action is recorded as a call");
+        assert_eq!(call.tool, "refund_order");
+        assert_eq!(call.intent.as_deref(), Some("orders.refund"));
+        assert_eq!(call.allowed, want.is_none());
+    }
+    // Malformed text and duplicate keys are refused like any other body.
+    for raw in [&b"{\"amount\": 1,"[..], b"{\"amount\": 1, \"amount\": 2}"] {
+        let d = w.decide_raw(&h, Some(raw));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+    }
+}
+
+#[test]
+fn scopes_and_ceilings_apply() {
+    let w = world();
+    let narrow = w.token(json!({"scope": "orders.read"}));
+    let mut h = request(&w, "/api/refunds", "POST", &[]);
+    let auth = h.iter_mut().find(|(k, _)| k == "authorization").unwrap();
+    auth.1 = format!("Bearer {narrow}").into_bytes();
+    let d = w.decide(&h, Some(&json!({"customer_id": "c-42", "amount": 20})));
+    let denial = d.denial.clone().unwrap();
+    assert_eq!(denial.reason, Reason::ScopeMissing);
+    assert_eq!(denial.required_scope.as_deref(), Some("orders.refund"));
+    // Outside MCP a denial is the generic error JSON: 403 naming the scope to ask for.
+    let reply = response::render(&w.policy, &d, &denial, "id-1");
+    assert_eq!(reply.status, 403);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["reason"], "scope_missing");
+    assert_eq!(body["error"]["required_scope"], "orders.refund");
+    assert!(reply
+        .headers
+        .iter()
+        .any(|(k, v)| k == "www-authenticate" && v.contains("insufficient_scope")));
+}
+
+#[test]
+fn without_a_body_the_arguments_are_empty() {
+    let w = world();
+    // GET /api/orders: get_order binds /customer_id, so an empty argument set fails the binding.
+    let d = w.decide_raw(&request(&w, "/api/orders/o-1", "GET", &[]), None);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch));
+    // The route's method list still applies: GET is not a refund route.
+    let d = w.decide_raw(&request(&w, "/api/refunds", "GET", &[]), None);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::RouteUnmatched));
+}
+
+#[test]
+fn external_actions_need_a_grant_for_the_exact_body() {
+    let w = world();
+    let args = json!({"to": "bob@example.com", "subject": "Your refund"});
+    let d = w.decide(&request(&w, "/api/mail", "POST", &[]), Some(&args));
+    let denial = d.denial.clone().unwrap();
+    assert_eq!(denial.reason, Reason::ApprovalRequired);
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    assert_eq!(d.calls[0].args_digest.as_deref(), Some(digest.as_str()));
+    let reply = response::render(&w.policy, &d, &denial, "id-2");
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["args_digest"], digest.as_str());
+    assert_eq!(body["error"]["tool"], "send_email");
+
+    let grant = w.grant(json!({"args_digest": digest}));
+    let h = request(&w, "/api/mail", "POST", &[("x-aigate-approval", &grant)]);
+    let d = w.decide(&h, Some(&args));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
+    let changed = json!({"to": "eve@example.com", "subject": "Your refund"});
+    let grant = w.grant(json!({"args_digest": digest, "jti": "grant-2"}));
+    let h = request(&w, "/api/mail", "POST", &[("x-aigate-approval", &grant)]);
+    assert_eq!(
+        w.decide(&h, Some(&changed)).denial.map(|x| x.reason),
+        Some(Reason::ApprovalMismatch)
+    );
+}
+
+#[test]
+fn the_audit_names_the_action_and_its_owner() {
+    let w = world();
+    let d = w.decide(
+        &request(&w, "/api/refunds", "POST", &[]),
+        Some(&json!({"customer_id": "c-42", "amount": 20})),
+    );
+    let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "id-3", 0)).unwrap();
+    assert_eq!(line["protocol"], "action");
+    assert_eq!(line["route"], "refunds");
+    assert_eq!(line["tool"], "refund_order");
+    assert_eq!(line["decision"], "allow");
+    // The tool's owner is accountable before the route's.
+    assert_eq!(line["owner"], "payments@example.com");
+}
+
+#[test]
+fn an_action_route_must_name_a_catalogued_tool() {
+    let compile = |route: Value| {
+        let mut p = policy_doc();
+        p["routes"] = json!([route]);
+        aigate::policy::compile(p.to_string().as_bytes())
+            .err()
+            .map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let errors = compile(json!({"id": "a", "prefix": "/a", "protocol": "action"}));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("routes[0].tool: an action route names")),
+        "{errors:?}"
+    );
+    let errors = compile(json!({"id": "a", "prefix": "/a", "protocol": "action", "tool": "nope"}));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("routes[0].tool: \"nope\" is not in the tool catalogue")),
+        "{errors:?}"
+    );
+    let errors = compile(json!({"id": "a", "prefix": "/a", "protocol": "mcp", "tool": "get_order"}));
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("routes[0].tool: applies only to action routes")),
+        "{errors:?}"
+    );
+}

@@ -1,0 +1,93 @@
+"""REST actions in a real Envoy (V8): routes that are one catalogued tool each, the JSON
+body the arguments, called with httpx in front of the stand-in upstream (model_server.py
+answers `/api/...`). Both hold variants. Each denial is checked on three sides: status and
+error JSON, nothing reached the upstream, and the audit line.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+import aigate_e2e as e2e
+# The stand-in upstream of the LLM tests serves the REST endpoints too (one per session).
+from test_llm import Seen, model_server  # noqa: F401  (a fixture)
+
+
+@pytest.fixture(scope="module", params=["headers", "body"])
+def gw(request, workdir, keys, approval_key, model_server, wasm_module):
+    policy = e2e.e2e_policy(keys, approval_key)
+    policy["routes"] = [
+        {"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
+         "tool": "refund_order", "owner": "payments-api@example.com"},
+        {"id": "mail", "prefix": "/api/mail", "methods": ["POST"], "protocol": "action", "tool": "send_email"},
+    ]
+    envoy = e2e.Envoy(workdir, request.param, policy, model_server.port, name=f"actions-{request.param}")
+    try:
+        envoy.start()
+    except e2e.StartError as err:
+        envoy.stop()
+        pytest.fail(f"Envoy did not start: {err}")
+    yield envoy
+    envoy.stop()
+
+
+@pytest.fixture
+def seen(model_server):
+    return Seen(model_server.record)
+
+
+def post(gw: e2e.Envoy, path: str, token: str | None, body, **headers) -> httpx.Response:
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return httpx.post(f"http://127.0.0.1:{gw.listen_port}{path}", json=body, headers=headers, timeout=20)
+
+
+def refused(r: httpx.Response, gw: e2e.Envoy, status: int, reason: str) -> dict:
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["reason"] == reason, error
+    assert error["decision_id"] == r.headers["x-aigate-decision-id"]
+    audit = gw.audit_for(r.headers["x-aigate-decision-id"])
+    assert (audit["decision"], audit["reason"], audit["protocol"]) == ("deny", reason, "action")
+    return error
+
+
+def test_an_allowed_action_reaches_the_endpoint(gw, mint, seen):
+    args = {"customer_id": "cust-1", "order_id": "o-1", "amount": 20}
+    r = post(gw, "/api/refunds", mint(scope="orders.refund"), args)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"done": True, "path": "/api/refunds"}
+    got = seen.one()
+    assert got["decision_id"] == r.headers["x-aigate-decision-id"]
+    assert httpx.Response(200, content=got["body"].encode()).json() == args
+    audit = gw.audit_for(r.headers["x-aigate-decision-id"])
+    assert (audit["decision"], audit["tool"], audit["intent"], audit["route"]) == \
+        ("allow", "refund_order", "orders.refund", "refunds")
+    assert audit["owner"] == "payments@example.com"
+
+
+def test_denied_actions_never_reach_the_endpoint(gw, mint, seen):
+    token = mint(scope="orders.refund")
+    refused(post(gw, "/api/refunds", token, {"customer_id": "cust-1", "amount": 500}), gw, 403, "argument_violation")
+    refused(post(gw, "/api/refunds", token, {"customer_id": "cust-9", "amount": 5}), gw, 403, "binding_mismatch")
+    error = refused(post(gw, "/api/refunds", mint(), {"customer_id": "cust-1", "amount": 5}), gw, 403, "scope_missing")
+    assert error["required_scope"] == "orders.refund"
+    refused(post(gw, "/api/refunds", None, {"customer_id": "cust-1", "amount": 5}), gw, 401, "unauthenticated")
+    refused(post(gw, "/api/refunds", token, ["not", "arguments"]), gw, 400, "body_malformed")
+    seen.nothing()
+
+
+def test_an_external_action_needs_a_grant_for_its_exact_body(gw, mint, approval_key, seen):
+    args = {"to": "bob@example.com", "subject": "Your refund"}
+    token = mint()
+    error = refused(post(gw, "/api/mail", token, args), gw, 403, "approval_required")
+    assert error["args_digest"] == e2e.args_digest(args)
+    seen.nothing()
+    grant = e2e.mint_approval(approval_key, sub="alice", tool="send_email", arguments=args)
+    r = post(gw, "/api/mail", token, args, **{"x-aigate-approval": grant})
+    assert r.status_code == 200, r.text
+    got = seen.one()
+    assert got["approval"] is None, "the grant is for aigate, not the endpoint"
+    assert gw.audit_for(r.headers["x-aigate-decision-id"])["approver"] == "bob@example.com"
+    refused(post(gw, "/api/mail", token, args, **{"x-aigate-approval": grant}), gw, 403, "approval_replayed")
