@@ -566,3 +566,57 @@ def _unwrap(e: BaseException) -> BaseException:
         if x.__cause__ is not None:
             stack.append(x.__cause__)
     return e
+
+
+# --------------------------------------------------------------------------- the stand-in upstream
+
+MODEL_SERVER = Path(__file__).resolve().parent / "model_server.py"
+
+
+class ModelServer:
+    """tests/e2e/model_server.py in a subprocess, recording to `record`."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.record = Record(workdir / "model-record.jsonl")
+        self.log = workdir / "model-server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ModelServer":
+        self.record.path.touch()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(MODEL_SERVER), "--port", str(self.port), "--record", str(self.record.path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
+            )
+
+        def ready() -> bool:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+
+        _wait(ready, 30, "model server", self.proc, self.log)
+        return self
+
+    def stop(self) -> None:
+        _stop(self.proc)
+
+
+class Seen:
+    """What reached a recording upstream since the mark taken when this was made."""
+
+    def __init__(self, rec: Record):
+        self.rec = rec
+        self.start = rec.mark()
+
+    def bodies(self) -> list[dict]:
+        """Requests whose body arrived complete (hold-body may pass a denied request's headers)."""
+        return [e for e in self.rec.since(self.start) if e["complete"]]
+
+    def one(self) -> dict:
+        got = self.bodies()
+        assert len(got) == 1, f"the model server saw {len(got)} requests: {got}"
+        return got[0]
+
+    def nothing(self) -> None:
+        got = self.bodies()
+        assert got == [], f"the model server saw: {got}"

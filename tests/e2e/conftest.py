@@ -124,3 +124,11 @@ class RecordView:
             # Hold-headers (and jwt_authn, which holds at headers): nothing at all.
             got = new
         assert got == [], f"the MCP server saw: {got}"
+
+
+@pytest.fixture(scope="session")
+def model_server(workdir):
+    """The stand-in upstream (tests/e2e/model_server.py): model APIs and REST endpoints."""
+    server = e2e.ModelServer(workdir).start()
+    yield server
+    server.stop()

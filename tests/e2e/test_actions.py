@@ -10,8 +10,6 @@ import httpx
 import pytest
 
 import aigate_e2e as e2e
-# The stand-in upstream of the LLM tests serves the REST endpoints too (one per session).
-from test_llm import Seen, model_server  # noqa: F401  (a fixture)
 
 
 @pytest.fixture(scope="module", params=["headers", "body"])
@@ -34,7 +32,7 @@ def gw(request, workdir, keys, approval_key, model_server, wasm_module):
 
 @pytest.fixture
 def seen(model_server):
-    return Seen(model_server.record)
+    return e2e.Seen(model_server.record)
 
 
 def post(gw: e2e.Envoy, path: str, token: str | None, body, **headers) -> httpx.Response:

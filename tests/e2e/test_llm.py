@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -24,7 +21,6 @@ import pytest
 
 import aigate_e2e as e2e
 
-MODEL_SERVER = Path(__file__).resolve().parent / "model_server.py"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 CHAT_TOOLS = {
@@ -39,36 +35,6 @@ CLAUDE_TOOLS = {
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-class ModelServer:
-    """tests/e2e/model_server.py in a subprocess, recording to `record`."""
-
-    def __init__(self, workdir: Path):
-        self.port = e2e.free_port()
-        self.record = e2e.Record(workdir / "model-record.jsonl")
-        self.log = workdir / "model-server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ModelServer":
-        self.record.path.touch()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(MODEL_SERVER), "--port", str(self.port), "--record", str(self.record.path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=e2e.REPO,
-            )
-
-        def ready() -> bool:
-            import socket
-
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-
-        e2e._wait(ready, 30, "model server", self.proc, self.log)
-        return self
-
-    def stop(self) -> None:
-        e2e._stop(self.proc)
 
 
 def llm_policy(keys, approval_key) -> dict:
@@ -91,13 +57,6 @@ def llm_policy(keys, approval_key) -> dict:
     return policy
 
 
-@pytest.fixture(scope="session")
-def model_server(workdir):
-    server = ModelServer(workdir).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["headers", "body"])
 def llm(request, workdir, keys, approval_key, model_server, wasm_module):
     envoy = e2e.Envoy(workdir, request.param, llm_policy(keys, approval_key), model_server.port,
@@ -114,26 +73,7 @@ def llm(request, workdir, keys, approval_key, model_server, wasm_module):
 @pytest.fixture
 def seen(model_server):
     """What reaches the model server during the test."""
-    return Seen(model_server.record)
-
-
-class Seen:
-    def __init__(self, rec: e2e.Record):
-        self.rec = rec
-        self.start = rec.mark()
-
-    def bodies(self) -> list[dict]:
-        """Requests whose body arrived complete (hold-body may pass a denied request's headers)."""
-        return [e for e in self.rec.since(self.start) if e["complete"]]
-
-    def one(self) -> dict:
-        got = self.bodies()
-        assert len(got) == 1, f"the model server saw {len(got)} requests: {got}"
-        return got[0]
-
-    def nothing(self) -> None:
-        got = self.bodies()
-        assert got == [], f"the model server saw: {got}"
+    return e2e.Seen(model_server.record)
 
 
 class Sent:
