@@ -138,6 +138,25 @@ proptest! {
         }
     }
 
+    /// REST action bodies (the arguments themselves), damaged: decided without panicking;
+    /// anything but a JSON object is `body_malformed`.
+    #[test]
+    fn action_bodies_are_decided_and_malformed_ones_refused(e in edits(), args in json_value()) {
+        let w = World::with(|p| {
+            p["routes"] = json!([{"id": "refunds", "prefix": "/api/refunds", "protocol": "action", "tool": "refund_order"}]);
+        });
+        let token = w.token(json!({}));
+        let mut headers = w.headers(Some(&token));
+        headers[1].1 = b"/api/refunds".to_vec();
+        let body = mutate(args.to_string().into_bytes(), &e);
+        let d = w.decide_raw(&headers, Some(&body));
+        let parsed = serde_json::from_slice::<Value>(&body);
+        let blank = body.iter().all(u8::is_ascii_whitespace);
+        if !blank && !parsed.as_ref().is_ok_and(Value::is_object) {
+            prop_assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+        }
+    }
+
     /// A token changed anywhere (one character) never verifies.
     #[test]
     fn a_tampered_token_never_verifies(at in 0.0..1.0f64, c in "[A-Za-z0-9_.=-]") {
