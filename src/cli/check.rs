@@ -38,8 +38,9 @@ pub fn summary(p: &Policy) -> String {
     out.push_str(&format!("mode       {mode}\n"));
     out.push_str(&format!("routes     {}\n", p.routes.len()));
     for r in &p.routes {
+        let tool = r.tool.as_ref().map_or(String::new(), |t| format!(" -> tool {t}"));
         out.push_str(&format!(
-            "  {:<20} {:<12} {}\n",
+            "  {:<20} {:<12} {}{tool}\n",
             r.id,
             r.prefix,
             crate::audit::protocol_label(Some(r.protocol))
