@@ -76,6 +76,13 @@ def _start(envoy: e2e.Envoy):
         pytest.fail(f"Envoy did not start: {err}")
 
 
+@pytest.fixture(scope="session")
+def start_envoy():
+    """start_envoy(e2e.Envoy(...)) -> the started Envoy; the test fails (and the process is
+    stopped) when it does not come up."""
+    return _start
+
+
 @pytest.fixture(scope="session", params=["headers", "body"])
 def gateway(request, workdir, keys, approval_key, mcp_server, wasm_module):
     """Envoy + aigate in front of the MCP server, in hold variant (a) `headers` and (b) `body`."""

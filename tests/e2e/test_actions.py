@@ -13,7 +13,7 @@ import aigate_e2e as e2e
 
 
 @pytest.fixture(scope="module", params=["headers", "body"])
-def gw(request, workdir, keys, approval_key, model_server, wasm_module):
+def gw(request, workdir, keys, approval_key, model_server, wasm_module, start_envoy):
     policy = e2e.e2e_policy(keys, approval_key)
     policy["routes"] = [
         {"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
@@ -21,12 +21,7 @@ def gw(request, workdir, keys, approval_key, model_server, wasm_module):
         {"id": "mail", "prefix": "/api/mail", "methods": ["POST"], "protocol": "action", "tool": "send_email"},
     ]
     envoy = e2e.Envoy(workdir, request.param, policy, model_server.port, name=f"actions-{request.param}")
-    try:
-        envoy.start()
-    except e2e.StartError as err:
-        envoy.stop()
-        pytest.fail(f"Envoy did not start: {err}")
-    yield envoy
+    yield start_envoy(envoy)
     envoy.stop()
 
 

@@ -58,15 +58,10 @@ def llm_policy(keys, approval_key) -> dict:
 
 
 @pytest.fixture(scope="module", params=["headers", "body"])
-def llm(request, workdir, keys, approval_key, model_server, wasm_module):
+def llm(request, workdir, keys, approval_key, model_server, wasm_module, start_envoy):
     envoy = e2e.Envoy(workdir, request.param, llm_policy(keys, approval_key), model_server.port,
                       name=f"llm-{request.param}")
-    try:
-        envoy.start()
-    except e2e.StartError as err:
-        envoy.stop()
-        pytest.fail(f"Envoy did not start: {err}")
-    yield envoy
+    yield start_envoy(envoy)
     envoy.stop()
 
 
