@@ -18,12 +18,11 @@ use aigate::identity::cache::TokenCache;
 use aigate::identity::{self, Principal};
 use aigate::jws::{KeySet, SigningKey};
 use aigate::policy::{self, Policy};
-use aigate::request::{Headers, Host, SetError, SharedData};
+use aigate::request::{Headers, Host, MemoryShared, SharedData};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::{json, Map, Value};
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -38,8 +37,7 @@ fn b64(bytes: &[u8]) -> String {
 #[derive(Default)]
 struct BenchHost {
     cache: Option<TokenCache>,
-    data: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    cas: Cell<u32>,
+    data: MemoryShared,
 }
 
 impl BenchHost {
@@ -48,23 +46,6 @@ impl BenchHost {
             cache: Some(TokenCache::default()),
             ..BenchHost::default()
         }
-    }
-}
-
-impl SharedData for BenchHost {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.data.borrow().get(key).cloned()
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        let mut m = self.data.borrow_mut();
-        if let Some((_, c)) = m.get(key) {
-            if cas != 0 && cas != *c {
-                return Err(SetError::CasMismatch);
-            }
-        }
-        self.cas.set(self.cas.get() + 1);
-        m.insert(key.to_string(), (value.to_vec(), self.cas.get()));
-        Ok(())
     }
 }
 
@@ -79,7 +60,7 @@ impl Host for BenchHost {
         None
     }
     fn shared(&self) -> &dyn SharedData {
-        self
+        &self.data
     }
     fn token_cache(&self) -> Option<&TokenCache> {
         self.cache.as_ref()
@@ -283,7 +264,7 @@ fn approval_verify(c: &mut Criterion) {
         let mut pairs = vec![("x-aigate-approval".to_string(), grant.into_bytes())];
         pairs.push(("authorization".to_string(), format!("Bearer {}", w.token).into_bytes()));
         let host = BenchHost::default();
-        approval::replay::prepare(&host);
+        approval::replay::prepare(&host.data);
         (Headers::new(pairs), host)
     };
     {

@@ -72,31 +72,7 @@ pub fn claim(store: &dyn SharedData, issuer: &str, jti: &str, exp: u64, now: u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-
-    /// Envoy's semantics: CAS only checked for existing keys; every write bumps the CAS.
-    #[derive(Default)]
-    pub struct Mem {
-        map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-        next: RefCell<u32>,
-    }
-    impl SharedData for Mem {
-        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-            self.map.borrow().get(key).cloned()
-        }
-        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-            let mut m = self.map.borrow_mut();
-            if let Some((_, c)) = m.get(key) {
-                if cas != 0 && cas != *c {
-                    return Err(SetError::CasMismatch);
-                }
-            }
-            *self.next.borrow_mut() += 1;
-            m.insert(key.into(), (value.to_vec(), *self.next.borrow()));
-            Ok(())
-        }
-    }
+    use crate::request::MemoryShared as Mem;
 
     #[test]
     fn single_use_until_expiry() {

@@ -19,12 +19,11 @@ use crate::config::Mode;
 use crate::engine::{self, Decision, Head};
 use crate::identity::cache::TokenCache;
 use crate::policy::{self, Policy, TokenSource};
-use crate::request::{Headers, Host, SetError, SharedData};
+use crate::request::{Headers, Host, MemoryShared, SharedData};
 use crate::response;
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// One request, as written in a case file.
 #[derive(Debug, Deserialize)]
@@ -221,26 +220,5 @@ impl Host for CaseHost<'_> {
     }
     fn token_cache(&self) -> Option<&TokenCache> {
         Some(self.cache)
-    }
-}
-
-/// Host shared data in memory, with the host's compare-and-swap semantics.
-#[derive(Default)]
-struct MemoryShared {
-    entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-}
-
-impl SharedData for MemoryShared {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.entries.borrow().get(key).cloned()
-    }
-    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
-        let mut entries = self.entries.borrow_mut();
-        let current = entries.get(key).map_or(0, |(_, v)| *v);
-        if cas != 0 && cas != current {
-            return Err(SetError::CasMismatch);
-        }
-        entries.insert(key.to_string(), (value.to_vec(), current.wrapping_add(1).max(1)));
-        Ok(())
     }
 }

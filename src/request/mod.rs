@@ -81,3 +81,29 @@ pub enum SetError {
     CasMismatch,
     Other,
 }
+
+/// Shared data in memory with Envoy's semantics (the CAS is checked only for a key that
+/// exists; every write takes the next version): the store of the CLI, tests and benches.
+#[derive(Debug, Default)]
+pub struct MemoryShared {
+    entries: std::cell::RefCell<std::collections::HashMap<String, (Vec<u8>, u32)>>,
+    version: std::cell::Cell<u32>,
+}
+
+impl SharedData for MemoryShared {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.entries.try_borrow().ok()?.get(key).cloned()
+    }
+    fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let mut entries = self.entries.try_borrow_mut().map_err(|_| SetError::Other)?;
+        if let Some((_, current)) = entries.get(key) {
+            if cas != 0 && cas != *current {
+                return Err(SetError::CasMismatch);
+            }
+        }
+        let version = self.version.get().wrapping_add(1).max(1);
+        self.version.set(version);
+        entries.insert(key.to_string(), (value.to_vec(), version));
+        Ok(())
+    }
+}

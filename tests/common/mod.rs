@@ -4,11 +4,9 @@
 use aigate::engine::{self, Decision, Head};
 use aigate::jws::SigningKey;
 use aigate::policy::{self, Policy};
-use aigate::request::{Headers, Host, SetError, SharedData};
+use aigate::request::{Headers, Host, MemoryShared, SetError, SharedData};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use std::cell::RefCell;
-use std::collections::HashMap;
 
 pub const NOW: u64 = 1_800_000_000;
 
@@ -42,8 +40,7 @@ pub struct TestHost {
     pub peer: Option<String>,
     pub payload: Option<Map<String, Value>>,
     pub shared_fails: bool,
-    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    cas: RefCell<u32>,
+    store: MemoryShared,
 }
 
 impl Host for TestHost {
@@ -63,21 +60,13 @@ impl Host for TestHost {
 
 impl SharedData for TestHost {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.map.borrow().get(key).cloned()
+        self.store.get(key)
     }
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
         if self.shared_fails {
             return Err(SetError::Other);
         }
-        let mut m = self.map.borrow_mut();
-        if let Some((_, c)) = m.get(key) {
-            if cas != 0 && cas != *c {
-                return Err(SetError::CasMismatch);
-            }
-        }
-        *self.cas.borrow_mut() += 1;
-        m.insert(key.to_string(), (value.to_vec(), *self.cas.borrow()));
-        Ok(())
+        self.store.set(key, value, cas)
     }
 }
 
