@@ -4,7 +4,7 @@
 //! counter).
 
 use crate::audit::{impact_label, protocol_label, verdict};
-use crate::config::{Impact, Mode, Protocol};
+use crate::config::{Impact, Protocol};
 use crate::decision::Reason;
 use crate::engine::Decision;
 use crate::metrics::{self, tagged};
@@ -68,15 +68,6 @@ fn impact_index(i: Impact) -> usize {
         Impact::Read => 0,
         Impact::Write => 1,
         Impact::External => 2,
-    }
-}
-
-/// Index into [`VERDICTS`] for a decision (as `audit::verdict` names it).
-fn verdict_index(policy: &Policy, d: &Decision) -> usize {
-    match (&d.denial, policy.mode) {
-        (None, _) => 0,
-        (Some(_), Mode::Enforce) => 1,
-        (Some(_), Mode::Monitor) => 2,
     }
 }
 
@@ -184,8 +175,8 @@ impl Meters {
     }
 
     pub fn record(&self, policy: &Policy, d: &Decision) {
-        let v = verdict_index(policy, d);
-        debug_assert_eq!(VERDICTS.get(v).copied(), Some(verdict(policy, d)));
+        let name = verdict(policy, d);
+        let v = VERDICTS.iter().position(|x| *x == name).unwrap_or(1);
         let reason = d.denial.as_ref().map(|x| x.reason);
         Meters::inc(
             self.requests
