@@ -99,6 +99,18 @@ impl Reason {
         )
     }
 
+    /// Refusals of a missing or bad human approval.
+    pub fn is_approval(self) -> bool {
+        matches!(
+            self,
+            Reason::ApprovalRequired
+                | Reason::ApprovalInvalid
+                | Reason::ApprovalExpired
+                | Reason::ApprovalReplayed
+                | Reason::ApprovalMismatch
+        )
+    }
+
     /// Index into `ALL`, for fixed-size per-reason tables (metric ids).
     pub fn index(self) -> usize {
         self as usize

@@ -48,12 +48,7 @@ fn stop(d: &Decision) -> Stop {
         Reason::RouteUnmatched => Stop::Route,
         Reason::BodyTooLarge | Reason::BodyMalformed | Reason::EncodingUnsupported => Stop::Input,
         r if r.is_identity() => Stop::Identity,
-        _ if denial.rule.starts_with("tools") => Stop::Call,
-        Reason::ApprovalRequired
-        | Reason::ApprovalInvalid
-        | Reason::ApprovalExpired
-        | Reason::ApprovalReplayed
-        | Reason::ApprovalMismatch => Stop::Call,
+        r if r.is_approval() || denial.rule.starts_with("tools") => Stop::Call,
         _ => Stop::Request,
     }
 }
@@ -238,17 +233,7 @@ fn call(out: &mut String, policy: &Policy, d: &Decision, c: &Call, deciding: boo
         step(out, 2, state, "constraint", &format!("argument {ptr}"));
     }
     if tool.impact == crate::config::Impact::External {
-        let is_approval = matches!(
-            reason,
-            Some(
-                Reason::ApprovalRequired
-                    | Reason::ApprovalInvalid
-                    | Reason::ApprovalExpired
-                    | Reason::ApprovalReplayed
-                    | Reason::ApprovalMismatch
-            )
-        );
-        let state = mark(is_approval);
+        let state = mark(reason.is_some_and(Reason::is_approval));
         let detail = match (&c.approver, &c.args_digest) {
             (Some(who), Some(digest)) => format!("granted by {who} for args_digest {digest}"),
             (None, Some(digest)) => format!("a grant for args_digest {digest} is needed"),
