@@ -2,7 +2,7 @@
 //! Never argument values, tokens or secrets.
 
 use crate::config::{Impact, Mode, Protocol};
-use crate::engine::Decision;
+use crate::engine::{Call, Decision};
 use crate::policy::Policy;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -56,6 +56,7 @@ struct Record<'a> {
     tool: Option<&'a str>,
     intent: Option<&'a str>,
     impact: Option<&'static str>,
+    prompt: Option<&'a str>,
     subject: Option<&'a str>,
     workload: Option<&'a str>,
     tenant: Option<&'a str>,
@@ -82,9 +83,7 @@ struct CallRecord<'a> {
 /// decision (no intermediate JSON tree): it runs on every request.
 pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) -> String {
     let route = d.route.and_then(|i| policy.routes.get(i));
-    // The deciding call: the denied one, else the last judged (batches list them all).
-    let call = d.calls.iter().find(|c| !c.allowed).or(d.calls.last());
-    let tool = call.and_then(|c| policy.tools.get(&c.tool));
+    let call = deciding_call(d);
     let p = d.principal.as_ref();
     let calls = if d.calls.len() > 1 {
         d.calls
@@ -120,11 +119,12 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         tool: call.map(|c| c.tool.as_str()),
         intent: call.and_then(|c| c.intent.as_deref()),
         impact: call.and_then(|c| c.impact).map(impact_label),
+        prompt: d.prompt.as_deref(),
         subject: p.map(|p| p.subject.as_str()),
         workload: p.and_then(|p| p.workload.as_deref()),
         tenant: p.and_then(|p| p.tenant.as_deref()),
         session: p.and_then(|p| p.session.as_deref()),
-        owner: policy.owner_for(tool, route),
+        owner: accountable_owner(policy, d),
         approver: call.and_then(|c| c.approver.as_deref()),
         args_digest: call.and_then(|c| c.args_digest.as_deref()),
         policy_hash: &policy.hash,
@@ -135,12 +135,25 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     serde_json::to_string(&rec).unwrap_or_default()
 }
 
+/// The deciding call: the denied one, else the last judged (batches list them all).
+pub fn deciding_call(d: &Decision) -> Option<&Call> {
+    d.calls.iter().find(|c| !c.allowed).or(d.calls.last())
+}
+
+/// Who answers for a decision: the deciding tool's owner, else the data rule's, else the
+/// route's, else the policy's default owner.
+pub fn accountable_owner<'a>(policy: &'a Policy, d: &'a Decision) -> &'a str {
+    let tool = deciding_call(d).and_then(|c| policy.tools.get(&c.tool));
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    policy.owner_for(tool, d.data.as_ref().and_then(|u| u.owner.as_deref()), route)
+}
+
 fn allow_rule(d: &Decision, policy: &Policy) -> String {
     if let Some(c) = d.calls.last() {
         return format!("tools.{}", c.tool);
     }
-    if let Some(r) = &d.resource {
-        return format!("data.resources.{r}");
+    if let Some(u) = &d.data {
+        return u.rule.clone();
     }
     match d.route.and_then(|i| policy.routes.get(i)) {
         Some(r) => format!("routes.{}", r.id),

@@ -3,7 +3,9 @@
 
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
-use crate::policy::{Constraint, McpServerRule, Pattern, Policy, ResourceRule, StoreRule, TemplatePart, Tool};
+use crate::policy::{
+    Constraint, DataRule, McpServerRule, Pattern, Policy, PromptRule, ResourceRule, StoreRule, TemplatePart, Tool,
+};
 use serde_json::Value;
 
 /// Judges a tool call: catalogue, scope, claim bindings, argument constraints.
@@ -157,10 +159,10 @@ pub fn shown(name: &str) -> String {
     }
 }
 
-/// Judges a retrieval store (`file_search.vector_store_ids`): a rule must list it (ids
-/// filled from the caller's claims) and the rule's scope must be granted.
+/// The rule that lists a retrieval store (`file_search.vector_store_ids`), ids filled
+/// from the caller's claims; none → `data_boundary`.
 pub fn vector_store<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
-    let rule = policy
+    policy
         .vector_stores
         .iter()
         .find(|r| r.ids.iter().any(|t| fill_each(t, principal).iter().any(|v| v == id)))
@@ -170,15 +172,11 @@ pub fn vector_store<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> 
                 "data.vector_stores",
                 format!("vector store {} is outside the caller's data boundary", shown(id)),
             )
-        })?;
-    scope_for(policy, principal, &rule.scope, || {
-        format!("data.vector_stores.{}", rule.id)
-    })?;
-    Ok(rule)
+        })
 }
 
-/// Judges a remote MCP server the provider is asked to call: its URL must start with a
-/// rule's prefix filled from the caller, and the rule's scope must be granted.
+/// The rule whose URL prefix, filled from the caller, a remote MCP server the provider is
+/// asked to call starts with; none → `data_boundary`.
 pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> Result<&'p McpServerRule, Denial> {
     let outside = || {
         Denial::new(
@@ -192,22 +190,39 @@ pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> R
     if dot_segments(url) || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
         return Err(outside());
     }
-    let rule = policy
+    policy
         .mcp_servers
         .iter()
         .find(|r| fill(&r.url_prefix, principal).is_some_and(|prefix| url.starts_with(&prefix)))
-        .ok_or_else(outside)?;
-    scope_for(policy, principal, &rule.scope, || {
-        format!("data.mcp_servers.{}", rule.id)
-    })?;
-    Ok(rule)
+        .ok_or_else(outside)
 }
 
-fn scope_for(policy: &Policy, principal: &Principal, scope: &str, rule: impl FnOnce() -> String) -> Result<(), Denial> {
+/// The rule naming an MCP prompt (`prompts/get`); none → `data_boundary`.
+pub fn prompt<'p>(policy: &'p Policy, name: &str) -> Result<&'p PromptRule, Denial> {
+    policy
+        .prompts
+        .iter()
+        .find(|r| r.names.iter().any(|n| n.matches(name)))
+        .ok_or_else(|| {
+            Denial::new(
+                Reason::DataBoundary,
+                "data.prompts",
+                format!("prompt {} is outside the caller's data boundary", shown(name)),
+            )
+        })
+}
+
+/// A data rule matched: its scope must be granted, else `scope_missing` naming the rule.
+pub fn data_scope(policy: &Policy, principal: &Principal, rule: &dyn DataRule) -> Result<(), Denial> {
+    let scope = rule.scope();
     if principal.grants(policy, scope) {
         return Ok(());
     }
-    let mut d = Denial::new(Reason::ScopeMissing, rule(), format!("this data needs scope {scope:?}"));
+    let mut d = Denial::new(
+        Reason::ScopeMissing,
+        rule.rule(),
+        format!("this data needs scope {scope:?}"),
+    );
     d.required_scope = Some(scope.to_string());
     Err(d)
 }
@@ -233,9 +248,9 @@ fn fill_each(parts: &[TemplatePart], principal: &Principal) -> Vec<String> {
     fill(parts, principal).into_iter().collect()
 }
 
-/// Judges `resources/read`: the URI must fall under a rule whose prefix, filled with the
-/// caller's claims, it starts with; the rule's scope must be granted.
-pub fn resource_read<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
+/// The rule for `resources/read`: the URI must start with the rule's prefix filled with
+/// the caller's claims; none → `data_boundary`.
+pub fn resource<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
     // Dot segments would let "docs://acme/../other/" pass a prefix test.
     if dot_segments(uri) || uri.contains("%2e") || uri.contains("%2E") {
         return Err(Denial::new(
@@ -244,7 +259,7 @@ pub fn resource_read<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -
             "resource URI contains dot segments",
         ));
     }
-    let rule = policy
+    policy
         .resources
         .iter()
         .find(|r| fill(&r.uri_prefix, principal).is_some_and(|prefix| uri.starts_with(&prefix)))
@@ -254,17 +269,7 @@ pub fn resource_read<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -
                 "data.resources",
                 "resource is outside the caller's data boundary",
             )
-        })?;
-    if !principal.grants(policy, &rule.scope) {
-        let mut d = Denial::new(
-            Reason::ScopeMissing,
-            format!("data.resources.{}", rule.id),
-            format!("reading these resources needs scope {:?}", rule.scope),
-        );
-        d.required_scope = Some(rule.scope.clone());
-        return Err(d);
-    }
-    Ok(rule)
+        })
 }
 
 /// Fills a template from the principal; `None` when a hole has no usable value, so a

@@ -319,6 +319,21 @@ pub struct DataDoc {
     /// Anthropic `mcp_servers`).
     #[serde(default)]
     pub mcp_servers: Vec<McpServerRuleDoc>,
+    /// MCP prompts (`prompts/get`) a caller may fetch.
+    #[serde(default)]
+    pub prompts: Vec<PromptRuleDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptRuleDoc {
+    pub id: String,
+    /// Prompt names, each exact or ending in `*` (every name with that prefix; `*` alone:
+    /// every prompt).
+    pub names: Vec<String>,
+    pub scope: String,
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use crate::authz;
 use crate::config::{Impact, Protocol};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
-use crate::policy::Policy;
+use crate::policy::{DataRule, Policy};
 use crate::request::{mcp, Headers, Host, Repeated};
 use serde_json::Value;
 
@@ -33,8 +33,10 @@ pub struct Decision {
     pub batch: bool,
     /// Tool calls judged, in order (the audit names the deciding one).
     pub calls: Vec<Call>,
-    /// Resource read, if any (rule id, owner).
-    pub resource: Option<String>,
+    /// The data rule that decided: the denying one, else the last matched.
+    pub data: Option<DataUse>,
+    /// MCP `prompts/get`: the prompt asked for.
+    pub prompt: Option<String>,
     pub body_bytes: Option<usize>,
     /// LLM routes: the model asked for.
     pub model: Option<String>,
@@ -42,6 +44,32 @@ pub struct Decision {
     pub refused_offers: Vec<String>,
     /// LLM routes with `tool_offers: strip`: the body to forward instead of the client's.
     pub rewrite: Option<Vec<u8>>,
+}
+
+/// A data rule a request reached (resources, retrieval stores, remote MCP servers, prompts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataUse {
+    /// e.g. `data.resources.tenant-docs`
+    pub rule: String,
+    pub owner: Option<String>,
+}
+
+impl Decision {
+    /// Records the data rule a request reached, then requires its scope: the audit names
+    /// the rule and its owner whether or not the scope was granted.
+    fn use_data<R: DataRule>(
+        &mut self,
+        policy: &Policy,
+        principal: &Principal,
+        rule: Result<&R, Denial>,
+    ) -> Result<(), Denial> {
+        let rule = rule?;
+        self.data = Some(DataUse {
+            rule: rule.rule(),
+            owner: rule.owner().map(str::to_string),
+        });
+        authz::data_scope(policy, principal, rule)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -256,8 +284,12 @@ fn judge_mcp(
                 tool_call(policy, d, principal, headers, host, name, &arguments)?;
             }
             mcp::McpAction::ResourceRead { uri } => {
-                let rule = authz::resource_read(policy, principal, &uri)?;
-                d.resource = Some(rule.id.clone());
+                d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
+            }
+            mcp::McpAction::PromptGet { name } => {
+                let rule = authz::prompt(policy, &name);
+                d.prompt = Some(name);
+                d.use_data(policy, principal, rule)?;
             }
             mcp::McpAction::Other => {}
         }

@@ -181,6 +181,10 @@ fn action_reasons() {
         ("other tenant", rpc("resources/read", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
         ("dot segments", rpc("resources/read", json!({"uri": "docs://acme/../globex/plan.md"})), Reason::DataBoundary),
         ("prefix trick", rpc("resources/read", json!({"uri": "docs://acmeevil/x"})), Reason::DataBoundary),
+        ("prompt not listed", rpc("prompts/get", json!({"name": "admin_console"})), Reason::DataBoundary),
+        ("prompt prefix only", rpc("prompts/get", json!({"name": "support"})), Reason::DataBoundary),
+        ("prompt without name", rpc("prompts/get", json!({})), Reason::BodyMalformed),
+        ("prompt name not text", rpc("prompts/get", json!({"name": 7})), Reason::BodyMalformed),
         ("batch with one bad", json!([call("get_order", json!({"customer_id": "c-42"})), call("drop_tables", json!({}))]), Reason::ToolUnknown),
     ];
     for (name, body, want) in rows {
@@ -198,12 +202,54 @@ fn action_reasons() {
             "{name}"
         );
     }
-    // Resource scope: the tenant matches but the token lacks docs.read.
+    // Data scopes: the rule matches but the token lacks docs.read; the denial names the rule.
     let t2 = w.token(json!({"scope": "orders.read"}));
+    for (body, rule) in [
+        (
+            rpc("resources/read", json!({"uri": "docs://acme/a"})),
+            "data.resources.tenant-docs",
+        ),
+        (
+            rpc("prompts/get", json!({"name": "support_reply"})),
+            "data.prompts.support-prompts",
+        ),
+    ] {
+        let d = w.decide(&w.headers(Some(&t2)), Some(&body)).denial.unwrap();
+        assert_eq!(
+            (d.reason, d.rule.as_str(), d.required_scope.as_deref()),
+            (Reason::ScopeMissing, rule, Some("docs.read"))
+        );
+    }
+}
+
+#[test]
+fn prompts_are_data_named_by_rule() {
+    let w = World::new();
+    let t = w.token(json!({"scope": "docs.read"}));
+    // Names are compared unescaped, like tool names.
+    let body = br#"{"jsonrpc":"2.0","id":3,"method":"prompts/get","params":{"name":"support\u005freply","arguments":{"order":"o-1"}}}"#;
+    let d = w.decide_raw(&w.headers(Some(&t)), Some(body));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.prompt.as_deref(), Some("support_reply"));
+    let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "p", 0)).unwrap();
+    assert_eq!(v["rule"], "data.prompts.support-prompts");
+    assert_eq!(v["prompt"], "support_reply");
+    assert_eq!(v["owner"], "knowledge@example.com");
+    assert!(v["tool"].is_null());
+    // `*` opens every prompt; a policy without prompt rules opens none.
+    let any = World::with(|p| p["data"]["prompts"][0]["names"] = json!(["*"]));
+    assert!(any
+        .decide(&any.headers(Some(&t)), Some(&rpc("prompts/get", json!({"name": "x"}))))
+        .allowed());
+    let none = World::with(|p| p["data"].as_object_mut().unwrap().remove("prompts").map(drop).unwrap());
     assert_eq!(
-        reason_of(&w, Some(&t2), &rpc("resources/read", json!({"uri": "docs://acme/a"}))),
-        Some(Reason::ScopeMissing)
+        reason_of(&none, Some(&t), &rpc("prompts/get", json!({"name": "support_reply"}))),
+        Some(Reason::DataBoundary)
     );
+    // Listing prompts is not reading one.
+    assert!(none
+        .decide(&none.headers(Some(&t)), Some(&rpc("prompts/list", json!({}))))
+        .allowed());
 }
 
 #[test]
@@ -459,9 +505,83 @@ fn audit_names_the_accountable_owner_and_no_secrets() {
         "unknown tools fall back to the route owner"
     );
 
+    // A data rule's owner answers for the data it opens, allowed or denied by its scope.
+    for (token, decision) in [
+        (w.token(json!({})), "allow"),
+        (w.token(json!({"scope": "orders.read"})), "deny"),
+    ] {
+        let d = w.decide(
+            &w.headers(Some(&token)),
+            Some(&rpc("resources/read", json!({"uri": "docs://acme/a"}))),
+        );
+        let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "r", 0)).unwrap();
+        assert_eq!(
+            (v["decision"].as_str(), v["rule"].as_str()),
+            (Some(decision), Some("data.resources.tenant-docs"))
+        );
+        assert_eq!(v["owner"], "knowledge@example.com");
+    }
+    // Outside every rule: no data owner, the route's answers.
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&rpc("resources/read", json!({"uri": "docs://globex/a"}))),
+    );
+    let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "r", 0)).unwrap();
+    assert_eq!(
+        (v["reason"].as_str(), v["owner"].as_str()),
+        (Some("data_boundary"), Some("support-platform@example.com"))
+    );
+
     let m = World::with(|p| p["mode"] = json!("monitor"));
     let d = m.decide(&m.headers(None), Some(&call("get_order", json!({}))));
     let v: Value = serde_json::from_str(&aigate::audit::record(&m.policy, &d, "x", 0)).unwrap();
     assert_eq!(v["decision"], "would_deny");
     assert_eq!(v["mode"], "monitor");
+}
+
+#[test]
+fn data_rule_config_errors_name_their_path() {
+    let errs = |data: Value| {
+        let mut doc = policy_doc();
+        doc["data"] = data;
+        match aigate::policy::compile(doc.to_string().as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }
+    };
+    let rows = [
+        (
+            json!({"prompts": [{"id": "p", "names": [], "scope": "a"}]}),
+            "data.prompts[0].names: list at least one",
+        ),
+        (
+            json!({"prompts": [{"id": "p", "names": ["ok", "su*pport"], "scope": "a"}]}),
+            "data.prompts[0].names[1]: a wildcard",
+        ),
+        (
+            json!({"prompts": [{"id": "p", "names": ["two words"], "scope": "a"}]}),
+            "data.prompts[0].names[0]",
+        ),
+        (
+            json!({"prompts": [{"id": "", "names": ["x"], "scope": "a"}]}),
+            "data.prompts[0].id: must not be empty",
+        ),
+        (
+            json!({"prompts": [{"id": "p", "names": ["x"], "scope": "a b"}]}),
+            "data.prompts[0].scope",
+        ),
+        (
+            json!({"prompts": [{"id": "p", "names": ["x"]}]}),
+            "data.prompts[0]: missing field `scope`",
+        ),
+        (
+            json!({"resources": [{"id": "r", "uri_prefix": "docs/{tenant}/", "scope": "a"}]}),
+            "data.resources[0].uri_prefix: must include a URI scheme",
+        ),
+    ];
+    for (data, want) in rows {
+        let e = errs(data.clone());
+        assert!(e.iter().any(|m| m.contains(want)), "{data}: want {want}, got {e:?}");
+    }
+    assert!(errs(json!({"prompts": [{"id": "p", "names": ["*", "support_*"], "scope": "a"}]})).is_empty());
 }

@@ -139,7 +139,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("# aigate readiness: READY"), "{text}");
-    assert!(text.contains("- known outcomes: 13 of 13 as expected"), "{text}");
+    assert!(text.contains("- known outcomes: 15 of 15 as expected"), "{text}");
     // The example has warnings (no session binding, an unbound external tool), no errors.
     assert!(text.contains("- lints: 0 error(s)"), "{text}");
     assert!(text.contains("| warning | `session-bound` |"), "{text}");
@@ -164,7 +164,11 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
             "body": {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
                      "params": {"name": "get_order", "arguments": {"customer_id": "c-99"}}}},
          "expect": {"decision": "deny", "reason": "binding_mismatch"}},
-        {"name": "unusable request", "request": {"path": "mcp"}, "expect": {"decision": "allow"}}
+        {"name": "unusable request", "request": {"path": "mcp"}, "expect": {"decision": "allow"}},
+        {"name": "owner believed", "request": {"path": "/mcp", "claims": claims,
+            "body": {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                     "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}}},
+         "expect": {"decision": "allow", "owner": "payments@example.com"}}
     ]});
     let cases = tmp("lax-cases.json", &cases.to_string());
     let out = aigate(&["readiness", &policy, "--cases", &cases, "--format", "json"]);
@@ -203,6 +207,13 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
             .starts_with("cannot run: path \"mcp\""),
         "{}",
         cases[2]
+    );
+    // The accountable owner is part of a known outcome when the case states it.
+    assert_eq!(cases[3]["passed"], false);
+    assert_eq!(cases[3]["got"]["owner"], "orders-team@example.com");
+    assert_eq!(
+        cases[3]["problem"],
+        "owner orders-team@example.com (expected payments@example.com)"
     );
 }
 

@@ -68,6 +68,7 @@ pub fn summary(p: &Policy) -> String {
         count(Impact::External)
     ));
     out.push_str(&format!("resources  {}\n", p.resources.len()));
+    out.push_str(&format!("prompts    {}\n", p.prompts.len()));
     if p.routes.iter().any(|r| r.protocol.is_llm()) {
         out.push_str(&format!(
             "models     {} allowed to all, {} scope(s) add more\n",

@@ -137,8 +137,15 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
             &format!("{what}: {}", d.refused_offers.join(", ")),
         );
     }
-    if let Some(r) = &d.resource {
-        step(&mut out, 1, PASS, "data", &format!("resource rule {r}"));
+    if let Some(p) = &d.prompt {
+        step(&mut out, 1, PASS, "prompt", p);
+    }
+    if let Some(u) = &d.data {
+        let denied_here = d.denial.as_ref().is_some_and(|x| x.rule == u.rule);
+        let owner = u.owner.as_deref().map(|o| format!(", owner {o}")).unwrap_or_default();
+        if !denied_here {
+            step(&mut out, 1, PASS, "data", &format!("{}{owner}", u.rule));
+        }
     }
     if stopped == Stop::Request {
         if let Some(x) = &d.denial {
@@ -189,7 +196,7 @@ fn call(out: &mut String, policy: &Policy, d: &Decision, c: &Call, deciding: boo
         c.tool,
         tool.intent,
         impact_label(tool.impact),
-        policy.owner_for(Some(tool), None)
+        policy.owner_for(Some(tool), None, None)
     );
     let state = match (c.allowed, deciding) {
         (true, _) => PASS,
@@ -276,10 +283,11 @@ fn step(out: &mut String, depth: usize, state: &str, what: &str, detail: &str) {
 
 fn finish(mut out: String, policy: &Policy, o: &Outcome) -> String {
     let d = &o.decision;
-    let route = d.route.and_then(|i| policy.routes.get(i));
-    let call = d.calls.iter().find(|c| !c.allowed).or(d.calls.last());
-    let tool = call.and_then(|c| policy.tools.get(&c.tool));
-    let _ = writeln!(out, "owner     {} (accountable)", policy.owner_for(tool, route));
+    let _ = writeln!(
+        out,
+        "owner     {} (accountable)",
+        crate::audit::accountable_owner(policy, d)
+    );
     if let Some(body) = &o.reply_body {
         let _ = writeln!(out, "reply     {body}");
     }

@@ -65,6 +65,8 @@ pub struct Expect {
     pub reason: Option<String>,
     pub status: Option<u32>,
     pub rule: Option<String>,
+    /// The accountable owner the audit record names.
+    pub owner: Option<String>,
 }
 
 impl Expect {
@@ -97,16 +99,28 @@ impl Expect {
                 text(self.rule.as_deref())
             ));
         }
+        if self.owner.is_some() && self.owner != got.owner {
+            out.push(format!(
+                "owner {} (expected {})",
+                text(got.owner.as_deref()),
+                text(self.owner.as_deref())
+            ));
+        }
         out
     }
 
-    fn summary(&self) -> String {
+    /// `deny scope_missing (403)`; with `owner`, the accountable owner too (shown when the
+    /// case states one, so the report reads the same on both sides).
+    fn summary(&self, owner: bool) -> String {
         let mut s = self.decision.clone();
         if let Some(r) = &self.reason {
             let _ = write!(s, " {r}");
         }
         if let Some(st) = self.status {
             let _ = write!(s, " ({st})");
+        }
+        if let Some(o) = self.owner.as_deref().filter(|_| owner) {
+            let _ = write!(s, ", owner {o}");
         }
         s
     }
@@ -322,6 +336,7 @@ pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResu
                 reason: denial.map(|x| x.reason.as_str().to_string()),
                 status: o.status,
                 rule: denial.map(|x| x.rule.clone()),
+                owner: Some(crate::audit::accountable_owner(&eval.policy, &o.decision).to_string()),
             }
         });
         let (got, problem) = match got {
@@ -391,10 +406,11 @@ pub fn markdown(r: &Report) -> String {
         let _ = writeln!(s, "| | case | expected | got |\n|---|---|---|---|");
         for c in &r.cases {
             let mark = if c.passed { "pass" } else { "**FAIL**" };
-            let expected = c.expected.summary();
+            let owner = c.expected.owner.is_some();
+            let expected = c.expected.summary(owner);
             let got = match (&c.got, &c.problem) {
-                (Some(g), Some(p)) => format!("{} — {p}", g.summary()),
-                (Some(g), None) => g.summary(),
+                (Some(g), Some(p)) => format!("{} — {p}", g.summary(owner)),
+                (Some(g), None) => g.summary(owner),
                 (None, p) => p.clone().unwrap_or_default(),
             };
             let _ = writeln!(

@@ -35,12 +35,12 @@ pub(super) fn judge(
     d.model = Some(req.model.clone());
     authz::model(policy, principal, &req.model)?;
     for id in &req.vector_stores {
-        authz::vector_store(policy, principal, id)?;
+        d.use_data(policy, principal, authz::vector_store(policy, principal, id))?;
     }
     for server in &req.mcp_servers {
         match server {
             McpServer::Url(url) => {
-                authz::mcp_server(policy, principal, url)?;
+                d.use_data(policy, principal, authz::mcp_server(policy, principal, url))?;
             }
             McpServer::Connector(id) => {
                 return Err(Denial::new(

@@ -117,6 +117,7 @@ impl Checker {
         let resources = self.resources(doc.data.resources);
         let vector_stores = self.vector_stores(doc.data.vector_stores);
         let mcp_servers = self.mcp_servers(doc.data.mcp_servers);
+        let prompts = self.prompts(doc.data.prompts);
         let limits = self.limits(doc.limits);
         let approval = doc.approval.and_then(|a| self.approval(a));
         Policy {
@@ -134,6 +135,7 @@ impl Checker {
             scope_models,
             vector_stores,
             mcp_servers,
+            prompts,
             limits,
             approval,
             hash: hex(&Sha256::digest(bytes)),
@@ -517,6 +519,34 @@ impl Checker {
                 StoreRule {
                     id: r.id,
                     ids,
+                    scope: r.scope,
+                    owner: r.owner,
+                }
+            })
+            .collect()
+    }
+
+    fn prompts(&mut self, docs: Vec<config::PromptRuleDoc>) -> Vec<PromptRule> {
+        docs.into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let path = format!("data.prompts[{i}]");
+                self.non_empty(&format!("{path}.id"), &r.id);
+                self.pattern(&format!("{path}.scope"), &r.scope);
+                if r.names.is_empty() {
+                    self.err(format!("{path}.names"), "list at least one prompt name");
+                }
+                for (j, n) in r.names.iter().enumerate() {
+                    let npath = format!("{path}.names[{j}]");
+                    if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        self.err(&npath, format!("{n:?} is not a prompt name"));
+                    } else if n.trim_end_matches('*').contains('*') || n.ends_with("**") {
+                        self.err(&npath, "a wildcard may only end a name, as in \"support_*\"");
+                    }
+                }
+                PromptRule {
+                    id: r.id,
+                    names: r.names.iter().map(|n| NamePattern::parse(n)).collect(),
                     scope: r.scope,
                     owner: r.owner,
                 }

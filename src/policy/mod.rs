@@ -33,6 +33,7 @@ pub struct Policy {
     pub scope_models: HashMap<String, Vec<ModelPattern>>,
     pub vector_stores: Vec<StoreRule>,
     pub mcp_servers: Vec<McpServerRule>,
+    pub prompts: Vec<PromptRule>,
     pub limits: Limits,
     pub approval: Option<ApprovalPolicy>,
     /// Hex SHA-256 of the configuration bytes as loaded: names the policy in audit records.
@@ -170,6 +171,68 @@ pub struct McpServerRule {
     pub owner: Option<String>,
 }
 
+/// MCP prompts (`prompts/get`, by name) a scope opens.
+#[derive(Debug)]
+pub struct PromptRule {
+    pub id: String,
+    pub names: Vec<NamePattern>,
+    pub scope: String,
+    pub owner: Option<String>,
+}
+
+/// A prompt name: exact, every name with a prefix (`support_*`), or any (`*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamePattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl NamePattern {
+    pub fn parse(s: &str) -> NamePattern {
+        match s.strip_suffix('*') {
+            Some(stem) => NamePattern::Prefix(stem.to_string()),
+            None => NamePattern::Exact(s.to_string()),
+        }
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NamePattern::Exact(e) => e == name,
+            NamePattern::Prefix(p) => name.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// What every data rule has: the rule named in decisions, the scope that opens it and
+/// the owner accountable for the data behind it.
+pub trait DataRule {
+    /// The rule's path in decisions and audit records, e.g. `data.resources.tenant-docs`.
+    fn rule(&self) -> String;
+    fn scope(&self) -> &str;
+    fn owner(&self) -> Option<&str>;
+}
+
+macro_rules! data_rule {
+    ($t:ty, $kind:literal) => {
+        impl DataRule for $t {
+            fn rule(&self) -> String {
+                format!(concat!("data.", $kind, ".{}"), self.id)
+            }
+            fn scope(&self) -> &str {
+                &self.scope
+            }
+            fn owner(&self) -> Option<&str> {
+                self.owner.as_deref()
+            }
+        }
+    };
+}
+
+data_rule!(ResourceRule, "resources");
+data_rule!(StoreRule, "vector_stores");
+data_rule!(McpServerRule, "mcp_servers");
+data_rule!(PromptRule, "prompts");
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplatePart {
     Literal(String),
@@ -243,8 +306,9 @@ impl Policy {
             .is_some_and(|r| r.protocol.is_llm() && r.tool_offers == ToolOffers::Strip)
     }
 
-    pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, route: Option<&'a Route>) -> &'a str {
+    pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, data: Option<&'a str>, route: Option<&'a Route>) -> &'a str {
         tool.and_then(|t| t.owner.as_deref())
+            .or(data)
             .or_else(|| route.and_then(|r| r.owner.as_deref()))
             .unwrap_or(&self.default_owner)
     }

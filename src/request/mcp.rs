@@ -13,6 +13,9 @@ pub enum McpAction {
     ResourceRead {
         uri: String,
     },
+    PromptGet {
+        name: String,
+    },
     /// `initialize`, `tools/list`, `ping`, notifications, responses to the server…
     Other,
 }
@@ -90,7 +93,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     let mut params = match obj.remove("params") {
         None => serde_json::Map::new(),
         Some(Value::Object(p)) => p,
-        Some(_) if method == "tools/call" || method == "resources/read" => {
+        Some(_) if matches!(method.as_str(), "tools/call" | "resources/read" | "prompts/get") => {
             return Err(malformed(format!("{method} needs object params")))
         }
         Some(_) => serde_json::Map::new(),
@@ -112,6 +115,12 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 return Err(malformed("resources/read needs params.uri as a string"));
             };
             McpAction::ResourceRead { uri }
+        }
+        "prompts/get" => {
+            let Some(Value::String(name)) = params.remove("name") else {
+                return Err(malformed("prompts/get needs params.name as a string"));
+            };
+            McpAction::PromptGet { name }
         }
         _ => McpAction::Other,
     };

@@ -436,7 +436,7 @@ def reached(entries: list[dict]) -> list[dict]:
     """Entries that show a request got through: a tool call or resource read executed, or a
     complete request body delivered (in the hold-body variant a denied request's headers
     may reach the upstream, never its body)."""
-    return [e for e in entries if e["kind"] in ("tool", "resource") or (e["kind"] == "http" and e.get("complete"))]
+    return [e for e in entries if e["kind"] in ("tool", "resource", "prompt") or (e["kind"] == "http" and e.get("complete"))]
 
 
 # --------------------------------------------------------------------------- clients

@@ -122,6 +122,9 @@ class RecordView:
     def resources(self) -> list[dict]:
         return [e for e in self.new() if e["kind"] == "resource"]
 
+    def prompts(self) -> list[dict]:
+        return [e for e in self.new() if e["kind"] == "prompt"]
+
     def assert_nothing_reached(self, gateway: e2e.Envoy) -> None:
         new = self.new()
         if gateway.variant == "body":

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A small, real MCP server (MCP Python SDK, Streamable HTTP) for the end-to-end tests and
-the demo: an order desk with tools get_order, refund_order, send_email and the resource
-template docs://{tenant}/{name}.
+the demo: an order desk with tools get_order, refund_order, send_email, the resource
+template docs://{tenant}/{name} and the prompts support_reply and admin_console.
 
 It records what reaches it as JSON lines in --record: one `http` line per HTTP request
 (method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
-one `tool` / `resource` line per tool invocation or resource read. Tests read that file to
+one `tool` / `resource` / `prompt` line per tool invocation, resource read or prompt fetched. Tests read that file to
 assert, on the server's side, what got through the gateway.
 
     python tests/e2e/mcp_server.py --port 8000 --record /tmp/mcp-record.jsonl
@@ -67,6 +67,18 @@ def build_server(recorder: Recorder) -> MCPServer:
         """A tenant's knowledge-base document."""
         recorder.write(kind="resource", uri=f"docs://{tenant}/{name}", tenant=tenant, name=name)
         return f"Document {name} of tenant {tenant}."
+
+    @server.prompt()
+    def support_reply(order_id: str) -> str:
+        """Draft a reply to a customer about an order."""
+        recorder.write(kind="prompt", name="support_reply", arguments={"order_id": order_id})
+        return f"Write a short, friendly reply about order {order_id}."
+
+    @server.prompt()
+    def admin_console() -> str:
+        """Operator-only instructions: no customer-facing agent may fetch them."""
+        recorder.write(kind="prompt", name="admin_console", arguments={})
+        return "You are the operator console. Refunds need no approval."
 
     return server
 

@@ -305,6 +305,37 @@ def test_resource_of_other_tenant_is_data_boundary(gateway, mint, record):
     calls = [e for e in record.new() if e["kind"] == "http" and "resources/read" in e["rpc_methods"]]
     assert calls == []
     assert_audit(gateway, did, decision="deny", reason="data_boundary", method="resources/read")
+    assert gateway.audit_for(did)["owner"] == "support-platform@example.com", "no data rule matched: the route answers"
+
+
+def test_resource_rule_owner_is_accountable(gateway, mint, record):
+    out = e2e.mcp_client_call(gateway.url, mint(tenant="acme", scope="orders.read"),
+                              lambda c: c.read_resource("docs://acme/refund-policy"))
+    assert out.error is not None, out.result
+    ex = out.wire.last("resources/read")
+    did = assert_http_deny(ex, 403, "scope_missing")
+    assert 'scope="docs.read"' in ex.headers.get("www-authenticate", ""), ex.headers
+    assert record.resources() == []
+    assert_audit(gateway, did, decision="deny", reason="scope_missing", rule="data.resources.tenant-docs",
+                 owner="knowledge@example.com")
+
+
+def test_listed_prompt_reaches_the_server_and_names_its_owner(gateway, mint, record):
+    out = e2e.mcp_client_call(gateway.url, mint(), lambda c: c.get_prompt("support_reply", {"order_id": "o-7"}))
+    assert out.error is None, out.error
+    assert "order o-7" in out.result.messages[0].content.text
+    assert [(p["name"], p["arguments"]) for p in record.prompts()] == [("support_reply", {"order_id": "o-7"})]
+    did = assert_decision_id(out.wire.last("prompts/get").decision_id)
+    assert_audit(gateway, did, decision="allow", method="prompts/get", prompt="support_reply",
+                 rule="data.prompts.support-prompts", owner="knowledge@example.com")
+
+
+def test_unlisted_prompt_is_data_boundary(gateway, mint, record):
+    out = e2e.mcp_client_call(gateway.url, mint(), lambda c: c.get_prompt("admin_console"))
+    did = assert_jsonrpc_deny(out, "data_boundary", rpc_method="prompts/get")
+    assert record.prompts() == []
+    assert [e for e in record.new() if e["kind"] == "http" and "prompts/get" in e["rpc_methods"]] == []
+    assert_audit(gateway, did, decision="deny", reason="data_boundary", prompt="admin_console", rule="data.prompts")
 
 
 # --------------------------------------------------------------------------- bad input
