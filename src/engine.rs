@@ -315,21 +315,27 @@ fn judge_action(
         ));
     };
     let args = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(serde_json::Map::new())
+        Ok(Value::Object(serde_json::Map::new()))
     } else {
-        let rule = "action";
-        let v = crate::json::parse(body, policy.limits.max_json_depth)
-            .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))?;
-        if !v.is_object() {
-            return Err(Denial::new(
-                Reason::BodyMalformed,
-                rule,
-                "an action's body is a JSON object of arguments",
-            ));
-        }
-        v
+        crate::json::parse(body, policy.limits.max_json_depth)
+            .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))
+            .and_then(|v| match v {
+                Value::Object(_) => Ok(v),
+                _ => Err(Denial::new(
+                    Reason::BodyMalformed,
+                    "action",
+                    "an action's body is a JSON object of arguments",
+                )),
+            })
     };
-    tool_call(policy, d, principal, headers, host, tool, &args)
+    match args {
+        Ok(args) => tool_call(policy, d, principal, headers, host, tool, &args),
+        Err(denial) => {
+            // The route says which action was attempted even when its body is unreadable.
+            d.calls.push(Call::new(policy, tool));
+            Err(denial)
+        }
+    }
 }
 
 /// Judges one tool call and records it for metrics and audit, allowed or not.

@@ -52,19 +52,24 @@ fn an_action_is_judged_as_its_tool() {
     for (body, want) in rows {
         let d = w.decide(&h, Some(&body));
         assert_eq!(d.denial.as_ref().map(|x| x.reason), want, "{body}");
-        if want == Some(Reason::BodyMalformed) {
-            assert!(d.calls.is_empty(), "a body that is not arguments is no call");
-            continue;
-        }
+        // Even a body that is not arguments names the action attempted: the route's tool.
         let call = d.calls.first().expect("the action is recorded as a call");
         assert_eq!(call.tool, "refund_order");
         assert_eq!(call.intent.as_deref(), Some("orders.refund"));
         assert_eq!(call.allowed, want.is_none());
     }
-    // Malformed text and duplicate keys are refused like any other body.
+    // Malformed text and duplicate keys are refused like any other body, and audited as
+    // an attempt at the route's tool, under its owner.
     for raw in [&b"{\"amount\": 1,"[..], b"{\"amount\": 1, \"amount\": 2}"] {
         let d = w.decide_raw(&h, Some(raw));
-        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+        assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::BodyMalformed));
+        let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "a", 0)).unwrap();
+        assert_eq!(
+            (v["tool"].as_str(), v["reason"].as_str()),
+            (Some("refund_order"), Some("body_malformed"))
+        );
+        assert_eq!(v["owner"], "payments@example.com");
+        assert!(v["args_digest"].is_null());
     }
 }
 

@@ -67,7 +67,11 @@ def test_denied_actions_never_reach_the_endpoint(gw, mint, seen):
     error = refused(post(gw, "/api/refunds", mint(), {"customer_id": "cust-1", "amount": 5}), gw, 403, "scope_missing")
     assert error["required_scope"] == "orders.refund"
     refused(post(gw, "/api/refunds", None, {"customer_id": "cust-1", "amount": 5}), gw, 401, "unauthenticated")
-    refused(post(gw, "/api/refunds", token, ["not", "arguments"]), gw, 400, "body_malformed")
+    r = post(gw, "/api/refunds", token, ["not", "arguments"])
+    refused(r, gw, 400, "body_malformed")
+    audit = gw.audit_for(r.headers["x-aigate-decision-id"])
+    assert (audit["tool"], audit["owner"]) == ("refund_order", "payments@example.com"), \
+        "an unreadable body still names the action attempted"
     seen.nothing()
 
 
