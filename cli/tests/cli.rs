@@ -152,6 +152,8 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["mode"] = json!("monitor");
     policy["identity"]["max_token_lifetime_seconds"] = json!(86400);
     policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
+    policy["data"]["resources"][0].as_object_mut().unwrap().remove("owner");
+    policy["data"]["prompts"][0]["names"] = json!(["*"]);
     let policy = tmp("lax-policy.json", &policy.to_string());
     let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
                         "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
@@ -185,6 +187,8 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("fail-closed", "error"),
         ("short-lived-tokens", "error"),
         ("external-owner", "error"),
+        ("data-owner", "warning"),
+        ("no-bare-star", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }

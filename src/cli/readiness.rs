@@ -5,7 +5,7 @@
 
 use super::case::{Evaluator, Request};
 use crate::config::{Impact, Mode};
-use crate::policy::{ModelPattern, Pattern, Policy, TokenSource};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, TokenSource};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -312,7 +312,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         }
     }
 
-    // What may it see: models.
+    // What may it see: models and data.
     if p.models.iter().any(|m| matches!(m, ModelPattern::Any)) {
         add(
             "no-bare-star",
@@ -320,6 +320,32 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             See,
             "models.allow lets every caller use any model (\"*\")".into(),
         );
+    }
+    for r in &p.prompts {
+        if r.names
+            .iter()
+            .any(|n| matches!(n, NamePattern::Prefix(stem) if stem.is_empty()))
+        {
+            add(
+                "no-bare-star",
+                Warning,
+                See,
+                format!("{} opens every prompt of the server (\"*\")", r.rule()),
+            );
+        }
+    }
+    for rule in p.data_rules() {
+        if rule.owner().is_none() {
+            add(
+                "data-owner",
+                Warning,
+                Accountable,
+                format!(
+                    "{} names no owner: the route's or the default owner answers for its data",
+                    rule.rule()
+                ),
+            );
+        }
     }
     f
 }

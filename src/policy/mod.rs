@@ -299,6 +299,15 @@ impl Policy {
             })
     }
 
+    /// Every data rule: resources, prompts, retrieval stores, remote MCP servers.
+    pub fn data_rules(&self) -> impl Iterator<Item = &dyn DataRule> {
+        let resources = self.resources.iter().map(|r| r as &dyn DataRule);
+        let prompts = self.prompts.iter().map(|r| r as &dyn DataRule);
+        let stores = self.vector_stores.iter().map(|r| r as &dyn DataRule);
+        let servers = self.mcp_servers.iter().map(|r| r as &dyn DataRule);
+        resources.chain(prompts).chain(stores).chain(servers)
+    }
+
     /// Does this route forward rewritten bodies (LLM tools stripped)?
     pub fn strips_tools(&self, route: Option<usize>) -> bool {
         route
