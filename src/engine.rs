@@ -131,6 +131,14 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         ..Decision::default()
     };
 
+    // Whatever `unmatched` says: such a path could be judged as one route and served as another.
+    if let Some(problem) = crate::request::path_problem(path) {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::RouteUnmatched,
+            "routes",
+            format!("the request path {problem}: it is matched to no route"),
+        )));
+    }
     let Some(route_idx) = policy.route(&method, authority, path) else {
         if policy.unmatched_allow {
             return Head::Decided(d);

@@ -8,14 +8,18 @@ use aigate::response;
 use common::*;
 use serde_json::{json, Value};
 
+fn world_routes() -> Vec<Value> {
+    vec![
+        json!({"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
+               "tool": "refund_order", "owner": "payments-api@example.com"}),
+        json!({"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"}),
+        json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email"}),
+    ]
+}
+
 fn world() -> World {
     World::with(|p| {
-        let mut routes = vec![
-            json!({"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
-                   "tool": "refund_order", "owner": "payments-api@example.com"}),
-            json!({"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"}),
-            json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email"}),
-        ];
+        let mut routes = world_routes();
         routes.extend(p["routes"].as_array().unwrap().iter().cloned());
         p["routes"] = Value::from(routes);
     })
@@ -182,4 +186,52 @@ fn an_action_route_must_name_a_catalogued_tool() {
             .any(|e| e.contains("routes[0].tool: applies only to action routes")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_path_is_judged_as_the_endpoint_it_names() {
+    // Unmatched requests pass here, so only the path checks stand between a crafted path
+    // and an unjudged request.
+    let w = World::with(|p| {
+        p["unmatched"] = json!("allow");
+        let mut routes = world_routes();
+        routes.extend(p["routes"].as_array().unwrap().iter().cloned());
+        p["routes"] = Value::from(routes);
+    });
+    let refund = json!({"customer_id": "c-42", "amount": 20});
+    for path in [
+        "/api/orders/../refunds",
+        "/api/orders/./x",
+        "/api/orders/..",
+        "//api/refunds",
+        "/api//refunds",
+        "/api/orders/%2e%2e/refunds",
+        "/api/orders%2Frefunds",
+        "/api/orders/..%2F..%2Frefunds",
+        "/api\\refunds",
+        "api/refunds",
+    ] {
+        let d = w.decide(&request(&w, path, "POST", &[]), Some(&refund));
+        let denial = d.denial.clone().unwrap_or_else(|| panic!("{path} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::RouteUnmatched, "routes"),
+            "{path}"
+        );
+        assert!(denial.message.starts_with("the request path "), "{}", denial.message);
+        assert_eq!(response::render(&w.policy, &d, &denial, "i").status, 404);
+    }
+    // Prefixes match whole segments: /api/orders-admin is not /api/orders (it is unmatched,
+    // which this policy lets through unjudged, as it says).
+    let d = w.decide(&request(&w, "/api/orders-admin", "GET", &[]), None);
+    assert!(d.allowed() && d.route.is_none(), "{:?}", d.denial);
+    let d = w.decide(&request(&w, "/api/orders/o-1?x=/../", "GET", &[]), None);
+    assert_eq!(
+        d.route.map(|i| w.policy.routes[i].id.as_str()),
+        Some("orders"),
+        "the query is not the path"
+    );
+    // Encoded characters other than separators and dots are ordinary path text.
+    let d = w.decide(&request(&w, "/api/orders/o%201", "GET", &[]), None);
+    assert_eq!(d.route.map(|i| w.policy.routes[i].id.as_str()), Some("orders"));
 }

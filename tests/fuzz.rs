@@ -157,6 +157,32 @@ proptest! {
         }
     }
 
+    /// Paths built from segments that resolve elsewhere: a route is chosen only for a path
+    /// with no dot segment, empty segment or encoded separator, and only at a segment boundary.
+    #[test]
+    fn a_route_is_chosen_only_for_a_canonical_path(
+        segs in prop::collection::vec(prop::sample::select(vec![
+            "api", "refunds", "orders", "orders-admin", ".", "..", "", "%2e%2e", "%2F", "a%5Cb", "x\\y", "o-1",
+        ]), 0..6),
+    ) {
+        let w = World::with(|p| {
+            p["unmatched"] = json!("allow");
+            p["routes"] = json!([{"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"}]);
+        });
+        let path = format!("/{}", segs.join("/"));
+        let mut headers = w.headers(Some(&w.token(json!({}))));
+        headers[1].1 = path.clone().into_bytes();
+        let d = w.decide_raw(&headers, None);
+        let canonical = aigate::request::path_problem(&path).is_none();
+        if d.route.is_some() {
+            prop_assert!(canonical, "{} routed", path);
+            prop_assert!(path == "/api/orders" || path.starts_with("/api/orders/"), "{} routed", path);
+        }
+        if !canonical {
+            prop_assert_eq!(d.denial.map(|x| x.reason), Some(Reason::RouteUnmatched), "{}", path);
+        }
+    }
+
     /// A token changed anywhere (one character) never verifies.
     #[test]
     fn a_tampered_token_never_verifies(at in 0.0..1.0f64, c in "[A-Za-z0-9_.=-]") {

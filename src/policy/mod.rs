@@ -203,6 +203,15 @@ impl NamePattern {
     }
 }
 
+/// Is `path` the route prefix or below it? A prefix matches whole segments: `/api/orders`
+/// covers `/api/orders` and `/api/orders/o-1`, not `/api/orders-admin`.
+fn under_prefix(path: &str, prefix: &str) -> bool {
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
+        None => false,
+    }
+}
+
 /// What every data rule has: the rule named in decisions, the scope that opens it and
 /// the owner accountable for the data behind it.
 pub trait DataRule {
@@ -267,7 +276,7 @@ impl Policy {
             }
         });
         self.routes.iter().position(|r| {
-            path.starts_with(&r.prefix)
+            under_prefix(path, &r.prefix)
                 && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
                 && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
         })

@@ -45,6 +45,30 @@ impl Headers {
     }
 }
 
+/// Why a request path cannot be matched to a route safely, if it cannot: routes match by
+/// prefix, and an upstream that resolves `/api/orders/../refunds`, `//api/refunds` or
+/// `/api%2Frefunds` would run an endpoint other than the one judged. Hosts that normalise
+/// paths first (Envoy's `normalize_path`, `merge_slashes`) never send these.
+pub fn path_problem(path: &str) -> Option<&'static str> {
+    if !path.starts_with('/') {
+        return Some("does not start with '/'");
+    }
+    if path.contains('\\') {
+        return Some("contains a backslash");
+    }
+    if path.contains("//") {
+        return Some("contains an empty segment (//)");
+    }
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Some("contains a dot segment");
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+        return Some("contains an encoded dot, slash or backslash");
+    }
+    None
+}
+
 /// A header that must appear at most once appeared several times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repeated;

@@ -6,6 +6,9 @@ error JSON, nothing reached the upstream, and the audit line.
 
 from __future__ import annotations
 
+import http.client
+import json
+
 import httpx
 import pytest
 
@@ -19,6 +22,7 @@ def gw(request, workdir, keys, approval_key, model_server, wasm_module, start_en
         {"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action",
          "tool": "refund_order", "owner": "payments-api@example.com"},
         {"id": "mail", "prefix": "/api/mail", "methods": ["POST"], "protocol": "action", "tool": "send_email"},
+        {"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"},
     ]
     envoy = e2e.Envoy(workdir, request.param, policy, model_server.port, name=f"actions-{request.param}")
     yield start_envoy(envoy)
@@ -88,3 +92,34 @@ def test_an_external_action_needs_a_grant_for_its_exact_body(gw, mint, approval_
     assert got["approval"] is None, "the grant is for aigate, not the endpoint"
     assert gw.audit_for(r.headers["x-aigate-decision-id"])["approver"] == "bob@example.com"
     refused(post(gw, "/api/mail", token, args, **{"x-aigate-approval": grant}), gw, 403, "approval_replayed")
+
+
+def raw_post(gw: e2e.Envoy, path: str, token: str, body) -> tuple[int, dict, bytes]:
+    """POST with the path sent byte for byte (httpx would resolve dot segments itself)."""
+    conn = http.client.HTTPConnection("127.0.0.1", gw.listen_port, timeout=20)
+    try:
+        conn.request("POST", path, body=json.dumps(body),
+                     headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def test_a_crafted_path_is_judged_as_the_endpoint_it_reaches(gw, mint, seen):
+    # The path names the orders route (a read this token may do); it resolves to refunds.
+    args = {"customer_id": "cust-1", "order_id": "o-1", "amount": 20}
+    token = mint(scope="orders.read")
+    status, headers, body = raw_post(gw, "/api/orders/../refunds", token, args)
+    assert status == 403, body
+    error = json.loads(body)["error"]
+    assert (error["reason"], error["required_scope"]) == ("scope_missing", "orders.refund")
+    audit = gw.audit_for(headers["x-aigate-decision-id"])
+    assert (audit["route"], audit["tool"]) == ("refunds", "refund_order"), "judged as what it would run"
+    # Encoded slashes are refused by Envoy before any filter runs.
+    status, headers, _ = raw_post(gw, "/api/orders%2F..%2Frefunds", token, args)
+    assert status == 400 and "x-aigate-decision-id" not in headers
+    # Prefixes match whole segments: /api/orders-export is no route, so it is refused.
+    status, headers, body = raw_post(gw, "/api/orders-export", token, {"customer_id": "cust-1"})
+    assert status == 404 and json.loads(body)["error"]["reason"] == "route_unmatched", body
+    seen.nothing()
