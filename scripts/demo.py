@@ -144,7 +144,7 @@ def run(args) -> int:
         pids.write_text(f"{server.proc.pid}\n")
         envoy.start()
         pids.write_text(f"{server.proc.pid}\n{envoy.proc.pid}\n")
-        say(f"MCP server   http://127.0.0.1:{server.port}/mcp  (tools get_order, refund_order, send_email; docs://{{tenant}}/{{name}})")
+        say(f"MCP server   http://127.0.0.1:{server.port}/mcp  (tools get_order, refund_order, send_email; docs://{{tenant}}/{{name}}; prompts)")
         say(f"Envoy        {envoy.url}  (variant {args.variant!r}, V8, failure_policy FAIL_CLOSED)")
         say("Caller       alice of tenant acme, customer cust-1, workload support-agent,")
         say("             token scope 'orders.read docs.read email.send', RS256, 5 minutes")
@@ -176,6 +176,9 @@ def run(args) -> int:
         out = e2e.mcp_client_call(envoy.url, token, lambda c: c.call_tool("send_email", email), headers={"x-aigate-approval": grant})
         ids.append(show(6, "send_email(...) replaying the same grant", out, "tools/call", envoy))
 
+        out = e2e.mcp_client_call(envoy.url, token, lambda c: c.get_prompt("admin_console"))
+        ids.append(show(7, "get_prompt('admin_console')  - operator instructions, outside the agent's data", out, "prompts/get", envoy))
+
         sent = [e for e in server.record.entries() if e["kind"] == "tool"]
         say(f"\n    the MCP server executed: {', '.join(e['name'] for e in sent) or 'nothing'}")
 
@@ -188,7 +191,7 @@ def run(args) -> int:
                 say(f"  {did}: (no audit line found)")
                 continue
             keep = {k: rec.get(k) for k in ("decision_id", "decision", "reason", "rule", "tool", "intent", "impact",
-                                             "subject", "workload", "tenant", "owner", "approver") if rec.get(k) is not None}
+                                             "prompt", "subject", "workload", "tenant", "owner", "approver") if rec.get(k) is not None}
             say("  " + json.dumps(keep))
 
         title(f"Metrics ({envoy.admin}/stats/prometheus, aigate_ lines with a value)")
