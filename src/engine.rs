@@ -11,7 +11,7 @@ use crate::authz;
 use crate::config::{Impact, Protocol};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
-use crate::policy::{DataRule, Policy};
+use crate::policy::{DataRule, Policy, Tool};
 use crate::request::{mcp, Headers, Host, Repeated};
 use serde_json::Value;
 
@@ -275,7 +275,9 @@ fn judge_mcp(
     d.batch = parsed.batch;
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
     d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
-    // Every element is judged; the first denial denies the whole batch.
+    // Every element is judged; the first denial denies the whole batch. Approval grants
+    // are claimed last, so a batch another element denies never spends one.
+    let mut external = Vec::new();
     for m in parsed.messages {
         if policy.identity.bind_session.is_some()
             && principal.session.is_none()
@@ -289,7 +291,9 @@ fn judge_mcp(
         }
         match m.action {
             mcp::McpAction::ToolCall { name, arguments } => {
-                tool_call(policy, d, principal, headers, host, name, &arguments)?;
+                if let Some(tool) = judge_call(policy, d, principal, name, &arguments)? {
+                    external.push((d.calls.len().saturating_sub(1), tool, arguments));
+                }
             }
             mcp::McpAction::ResourceRead { uri } => {
                 d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
@@ -302,7 +306,7 @@ fn judge_mcp(
             mcp::McpAction::Other => {}
         }
     }
-    Ok(())
+    claim_grants(policy, d, principal, headers, host, external)
 }
 
 /// A REST action: the route's tool, called with the JSON body (an object; none = `{}`).
@@ -337,7 +341,13 @@ fn judge_action(
             })
     };
     match args {
-        Ok(args) => tool_call(policy, d, principal, headers, host, tool, &args),
+        Ok(args) => match judge_call(policy, d, principal, tool, &args)? {
+            Some(external) => {
+                let pending = vec![(d.calls.len().saturating_sub(1), external, args)];
+                claim_grants(policy, d, principal, headers, host, pending)
+            }
+            None => Ok(()),
+        },
         Err(denial) => {
             // The route says which action was attempted even when its body is unreadable.
             d.calls.push(Call::new(policy, tool));
@@ -346,27 +356,45 @@ fn judge_action(
     }
 }
 
-/// Judges one tool call and records it for metrics and audit, allowed or not.
-fn tool_call(
+/// Judges one tool call (scope, bindings, constraints) and records it for metrics and
+/// audit, allowed or not. An external-impact call comes back for its approval, which
+/// `claim_grants` checks once everything else in the request is allowed.
+fn judge_call<'p>(
+    policy: &'p Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    name: String,
+    args: &Value,
+) -> Result<Option<&'p Tool>, Denial> {
+    let mut call = Call::new(policy, name);
+    let result = authz::tool_call(policy, principal, &call.tool, args);
+    call.allowed = result.is_ok();
+    d.calls.push(call);
+    let tool = result?;
+    Ok((tool.impact == Impact::External).then_some(tool))
+}
+
+/// External-impact calls awaiting approval: (index in `Decision::calls`, tool, arguments).
+type Pending<'p> = Vec<(usize, &'p Tool, Value)>;
+
+/// Checks the approval of each external-impact call, last: a grant is single-use, so it is
+/// claimed only by a request everything else allows.
+fn claim_grants(
     policy: &Policy,
     d: &mut Decision,
     principal: &Principal,
     headers: &Headers,
     host: &dyn Host,
-    name: String,
-    args: &Value,
+    pending: Pending<'_>,
 ) -> Result<(), Denial> {
-    let mut call = Call::new(policy, name);
-    let result = authz::tool_call(policy, principal, &call.tool, args).and_then(|tool| {
-        if tool.impact != Impact::External {
-            return Ok(());
+    for (i, tool, args) in pending {
+        let grant = approval::check(policy, principal, tool, &args, headers, host);
+        if let Some(call) = d.calls.get_mut(i) {
+            call.args_digest = grant.digest;
+            call.approver = grant.approver;
+            call.allowed = grant.result.is_ok();
         }
-        let grant = approval::check(policy, principal, tool, args, headers, host);
-        call.args_digest = grant.digest.clone();
-        call.approver = grant.approver.clone();
-        grant.result
-    });
-    call.allowed = result.is_ok();
-    d.calls.push(call);
-    result
+        grant.result?;
+    }
+    Ok(())
 }

@@ -585,3 +585,24 @@ fn data_rule_config_errors_name_their_path() {
     }
     assert!(errs(json!({"prompts": [{"id": "p", "names": ["*", "support_*"], "scope": "a"}]})).is_empty());
 }
+
+#[test]
+fn a_denied_batch_never_spends_an_approval() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com", "subject": "Refund"});
+    let grant = w.grant(json!({"args_digest": aigate::digest::args_digest(&args).unwrap(), "jti": "batch-1"}));
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+    // The approved call comes first; a later element is denied.
+    let batch = json!([call("send_email", args.clone()), call("drop_tables", json!({}))]);
+    let d = w.decide(&h, Some(&batch));
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ToolUnknown));
+    // The grant is still unused: the call alone goes through with it, once.
+    let d = w.decide(&h, Some(&call("send_email", args.clone())));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        w.decide(&h, Some(&call("send_email", args))).denial.map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+}

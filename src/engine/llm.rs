@@ -5,15 +5,13 @@
 //! anything is forwarded.
 
 use super::{Call, Decision};
-use crate::approval;
 use crate::authz::{self, shown};
 use crate::config::{Impact, Protocol, ToolOffers};
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
-use crate::policy::{Policy, Tool};
+use crate::policy::Policy;
 use crate::request::llm::{LlmCall, LlmRequest, McpServer, TOOL_SETTINGS};
 use crate::request::{anthropic, openai_chat, openai_responses, splice, Headers, Host};
-use serde_json::Value;
 
 pub(super) fn judge(
     policy: &Policy,
@@ -181,7 +179,7 @@ fn calls(
     host: &dyn Host,
     calls: Vec<LlmCall>,
 ) -> Result<(), Denial> {
-    let mut pending: Vec<(usize, &Tool, Value)> = Vec::new();
+    let mut pending = Vec::new();
     for c in calls {
         let tool = match authz::tool_call(policy, principal, &c.name, &c.arguments) {
             Ok(tool) => tool,
@@ -200,15 +198,5 @@ fn calls(
             pending.push((d.calls.len().saturating_sub(1), tool, c.arguments));
         }
     }
-    // Grants last, so one is consumed only by a request everything else allows.
-    for (i, tool, args) in pending {
-        let grant = approval::check(policy, principal, tool, &args, headers, host);
-        if let Some(call) = d.calls.get_mut(i) {
-            call.args_digest = grant.digest;
-            call.approver = grant.approver;
-            call.allowed = grant.result.is_ok();
-        }
-        grant.result?;
-    }
-    Ok(())
+    super::claim_grants(policy, d, principal, headers, host, pending)
 }
