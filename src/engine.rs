@@ -158,8 +158,19 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
 
     match identity::authenticate(policy, headers, host) {
         Ok(p) => {
-            d.identity = Some(Ok(()));
+            // A session-bound token must name its session on every request. MCP's
+            // `initialize` alone may come without it (the server assigns the session), and
+            // only a body says whether a request is one.
+            let may_open = d.protocol == Some(Protocol::Mcp) && has_body;
             d.principal = Some(p);
+            if policy.identity.bind_session.is_some()
+                && d.principal.as_ref().is_some_and(|p| p.session.is_none())
+                && !may_open
+            {
+                d.identity = Some(Err(Reason::SessionMismatch));
+                return Head::Decided(d.deny(session_missing()));
+            }
+            d.identity = Some(Ok(()));
         }
         Err(denial) => {
             d.identity = Some(Err(denial.reason));
@@ -181,6 +192,14 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         return Head::Decided(d.deny(Denial::new(Reason::BodyMalformed, rule, "a POST needs a JSON body")));
     }
     Head::Decided(d)
+}
+
+fn session_missing() -> Denial {
+    Denial::new(
+        Reason::SessionMismatch,
+        "identity.bind_session",
+        "this token is bound to a session: send the session header",
+    )
 }
 
 /// Header-level input checks: duplicated credentials, encodings, declared size.
@@ -283,11 +302,7 @@ fn judge_mcp(
             && principal.session.is_none()
             && !matches!(m.method.as_deref(), Some("initialize") | None)
         {
-            return Err(Denial::new(
-                Reason::SessionMismatch,
-                "identity.bind_session",
-                "this token is bound to a session: send the session header",
-            ));
+            return Err(session_missing());
         }
         match m.action {
             mcp::McpAction::ToolCall { name, arguments } => {

@@ -155,6 +155,45 @@ fn session_binding() {
             .reason,
         Reason::SessionMismatch
     );
+    // Every other request must name its session: an MCP GET (the server's stream) or
+    // DELETE, and, below, a REST action or an LLM request.
+    for method in ["GET", "DELETE"] {
+        let mut h = w.headers(Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        let d = w.decide_raw(&h, None);
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::SessionMismatch), "{method}");
+        assert_eq!(d.identity, Some(Err(Reason::SessionMismatch)));
+    }
+    let w = World::with(|p| {
+        p["identity"]["bind_session"] = json!({"claim": "sid", "header": "x-task-id"});
+        p["routes"] = json!([
+            {"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"},
+            {"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat"}
+        ]);
+        p["models"] = json!({"allow": ["*"]});
+    });
+    let t = w.token(json!({"sid": "task-A"}));
+    let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]});
+    for (path, body) in [
+        ("/api/orders", json!({"customer_id": "c-42"})),
+        ("/v1/chat/completions", chat),
+    ] {
+        let mut h = w.headers(Some(&t));
+        h[1].1 = path.as_bytes().to_vec();
+        assert_eq!(
+            w.decide(&h, Some(&body)).denial.map(|x| x.reason),
+            Some(Reason::SessionMismatch),
+            "{path}"
+        );
+        h.push(("x-task-id".into(), b"task-B".to_vec()));
+        assert_eq!(
+            w.decide(&h, Some(&body)).denial.map(|x| x.reason),
+            Some(Reason::SessionMismatch),
+            "{path}"
+        );
+        h.last_mut().unwrap().1 = b"task-A".to_vec();
+        assert!(w.decide(&h, Some(&body)).allowed(), "{path}");
+    }
 }
 
 fn h_with(w: &World, token: &str, name: &str, value: &str) -> Vec<(String, Vec<u8>)> {

@@ -528,9 +528,11 @@ class Outcome:
     wire: Wire
 
 
-def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = None, timeout: float = 15) -> Outcome:
+def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = None, timeout: float = 15,
+                    on_request=None) -> Outcome:
     """Connect with the MCP SDK client (Streamable HTTP, `Authorization: Bearer` through an
-    httpx2 client), run `await op(client)`, and return its result or the error raised."""
+    httpx2 client), run `await op(client)`, and return its result or the error raised.
+    `on_request`: an async hook that may change each HTTP request before it is sent."""
     import anyio
     import httpx2
     from mcp import Client
@@ -543,7 +545,8 @@ def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = N
 
     async def run():
         with anyio.fail_after(timeout):
-            async with httpx2.AsyncClient(headers=hdrs, timeout=timeout, event_hooks={"response": [wire.on_response]}) as http:
+            hooks = {"response": [wire.on_response], "request": [on_request] if on_request else []}
+            async with httpx2.AsyncClient(headers=hdrs, timeout=timeout, event_hooks=hooks) as http:
                 async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=timeout) as client:
                     return await op(client)
 
