@@ -64,23 +64,47 @@ fn same_value(arg: &Value, claim: &Value) -> bool {
     }
 }
 
-/// Checks one constraint. For an array value the scalar rules apply to every element.
+/// Checks one constraint. A list argument is declared by `max_items`: the scalar rules then
+/// apply to every element. Without it a scalar rule needs a single value, so a list cannot
+/// stand in for one (`[]` would satisfy every rule with nothing checked).
 fn check(c: &Constraint, v: Option<&Value>) -> Result<(), String> {
     let Some(v) = v else {
         return if c.required { Err("is required".into()) } else { Ok(()) };
     };
-    if let Value::Array(items) = v {
-        if let Some(max) = c.max_items {
+    match (v, c.max_items) {
+        (Value::Array(items), Some(max)) => {
             if items.len() > max {
                 return Err(format!("has more than {max} items"));
             }
+            if c.required && items.is_empty() {
+                return Err("is required and must not be empty".into());
+            }
+            items.iter().try_for_each(|item| scalar(c, item))
         }
-        return items.iter().try_for_each(|item| scalar(c, item));
+        (Value::Array(_), None) if has_scalar_rules(c) => {
+            Err("must be a single value, not a list (max_items declares a list)".into())
+        }
+        (_, Some(_)) => Err("must be an array".into()),
+        _ => scalar(c, v),
     }
-    if c.max_items.is_some() {
-        return Err("must be an array".into());
-    }
-    scalar(c, v)
+}
+
+fn has_scalar_rules(c: &Constraint) -> bool {
+    c.one_of.is_some()
+        || c.min.is_some()
+        || c.max.is_some()
+        || c.max_length.is_some()
+        || c.prefix_in.is_some()
+        || c.suffix_in.is_some()
+}
+
+/// An e-mail address and nothing else: `"eve@evil.com, bob@example.com"` ends with
+/// `@example.com` too, and a mail tool would send to both.
+fn single_address(s: &str) -> bool {
+    s.matches('@').count() == 1
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')' | ':'))
 }
 
 fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
@@ -110,8 +134,13 @@ fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
             }
         }
         if let Some(sfx) = &c.suffix_in {
-            if !sfx.iter().any(|x| s.ends_with(x.as_str())) {
-                return Err("does not end with an allowed suffix".into());
+            let ok = |x: &String| s.ends_with(x.as_str()) && (!x.starts_with('@') || single_address(s));
+            if !sfx.iter().any(ok) {
+                return Err(if sfx.iter().any(|x| x.starts_with('@')) {
+                    "is not a single address in an allowed domain".into()
+                } else {
+                    "does not end with an allowed suffix".into()
+                });
             }
         }
     }
@@ -186,8 +215,7 @@ pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> R
         )
     };
     // Dot segments and encoded separators would let a URL leave its prefix upstream.
-    let lower = url.to_ascii_lowercase();
-    if dot_segments(url) || ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+    if dot_segments(url) || crate::request::encoded_separator(url) {
         return Err(outside());
     }
     policy
@@ -251,8 +279,9 @@ fn fill_each(parts: &[TemplatePart], principal: &Principal) -> Vec<String> {
 /// The rule for `resources/read`: the URI must start with the rule's prefix filled with
 /// the caller's claims; none → `data_boundary`.
 pub fn resource<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
-    // Dot segments would let "docs://acme/../other/" pass a prefix test.
-    if dot_segments(uri) || uri.contains("%2e") || uri.contains("%2E") {
+    // Dot segments, plain or encoded, would let "docs://acme/../other/" pass a prefix test
+    // on a server that decodes the URI before resolving it.
+    if dot_segments(uri) || crate::request::encoded_separator(uri) {
         return Err(Denial::new(
             Reason::DataBoundary,
             "data.resources",

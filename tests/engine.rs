@@ -220,6 +220,11 @@ fn action_reasons() {
         ("other tenant", rpc("resources/read", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
         ("dot segments", rpc("resources/read", json!({"uri": "docs://acme/../globex/plan.md"})), Reason::DataBoundary),
         ("prefix trick", rpc("resources/read", json!({"uri": "docs://acmeevil/x"})), Reason::DataBoundary),
+        ("encoded slash", rpc("resources/read", json!({"uri": "docs://acme/..%2Fglobex/secret"})), Reason::DataBoundary),
+        ("encoded backslash", rpc("resources/read", json!({"uri": "docs://acme/..%5cglobex/secret"})), Reason::DataBoundary),
+        ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
+        ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
+        ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),
         ("prompt not listed", rpc("prompts/get", json!({"name": "admin_console"})), Reason::DataBoundary),
         ("prompt prefix only", rpc("prompts/get", json!({"name": "support"})), Reason::DataBoundary),
         ("prompt without name", rpc("prompts/get", json!({})), Reason::BodyMalformed),
@@ -234,6 +239,11 @@ fn action_reasons() {
         ("over max", json!({"customer_id": "c-42", "amount": 101})),
         ("under min", json!({"customer_id": "c-42", "amount": -1})),
         ("not a number", json!({"customer_id": "c-42", "amount": "5"})),
+        (
+            "an empty list for a number",
+            json!({"customer_id": "c-42", "amount": []}),
+        ),
+        ("a list for a number", json!({"customer_id": "c-42", "amount": [5]})),
     ] {
         assert_eq!(
             reason_of(&w, Some(&full), &call("refund_order", args)),
@@ -644,4 +654,43 @@ fn a_denied_batch_never_spends_an_approval() {
         w.decide(&h, Some(&call("send_email", args))).denial.map(|x| x.reason),
         Some(Reason::ApprovalReplayed)
     );
+}
+
+#[test]
+fn a_list_argument_is_declared_by_max_items() {
+    let w = World::with(|p| {
+        p["tools"]["send_email"]["constraints"]["/to"] =
+            json!({"required": true, "suffix_in": ["@example.com"], "max_items": 3});
+    });
+    let t = w.token(json!({}));
+    let reason = |to: Value| {
+        let d = w.decide(&w.headers(Some(&t)), Some(&call("send_email", json!({"to": to}))));
+        d.denial.map(|x| x.reason)
+    };
+    // Judged element by element, then the approval: the arguments themselves pass.
+    assert_eq!(
+        reason(json!(["a@example.com", "b@example.com"])),
+        Some(Reason::ApprovalRequired)
+    );
+    for bad in [
+        json!([]),
+        json!(["a@example.com", "eve@evil.com"]),
+        json!(["a@example.com", "b@example.com", "c@example.com", "d@example.com"]),
+        json!("a@example.com"),
+    ] {
+        assert_eq!(reason(bad.clone()), Some(Reason::ArgumentViolation), "{bad}");
+    }
+    // A suffix that is not a mail domain is plain text: spaces and commas are fine.
+    let w = World::with(|p| {
+        p["tools"]["send_email"]["constraints"]["/subject"] = json!({"suffix_in": [" (ref)"]});
+    });
+    let t = w.token(json!({}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call(
+            "send_email",
+            json!({"to": "a@example.com", "subject": "Hello, Bob (ref)"}),
+        )),
+    );
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalRequired));
 }

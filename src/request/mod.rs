@@ -62,11 +62,17 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if path.split('/').any(|seg| seg == "." || seg == "..") {
         return Some("contains a dot segment");
     }
-    let lower = path.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) {
+    if encoded_separator(path) {
         return Some("contains an encoded dot, slash or backslash");
     }
     None
+}
+
+/// An encoded `.`, `/` or `\` in a path or URI: once decoded, a segment that a prefix test
+/// on the encoded text did not see.
+pub fn encoded_separator(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
 }
 
 /// A header that must appear at most once appeared several times.
