@@ -216,6 +216,10 @@ pub struct WorkloadSourceDoc {
     /// Claim naming the workload when there is no mTLS peer: `azp`, `client_id`, `act.sub`.
     #[serde(default)]
     pub claim: Option<String>,
+    /// Refuse requests without a trusted mTLS peer, even when `claim` could name a workload:
+    /// a stolen token cannot bring its workload along from outside the mesh.
+    #[serde(default)]
+    pub require_mtls: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -128,6 +128,54 @@ fn workload_from_mtls_spiffe_id() {
     assert_eq!(reason_of(&w, Some(&t), &refund), Some(Reason::ScopeMissing));
     w.host.peer = Some("spiffe://evil.org/ns/agents/support".into());
     assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::WorkloadUntrusted));
+
+    // Without a client certificate the token's azp names the workload (support-agent, a
+    // wider ceiling), unless the policy requires mTLS.
+    let azp = w.token(json!({}));
+    w.host.peer = None;
+    assert!(reason_of(&w, Some(&azp), &refund).is_none());
+    let mut strict = World::with(|p| p["identity"]["workload"]["require_mtls"] = json!(true));
+    assert_eq!(reason_of(&strict, Some(&azp), &refund), Some(Reason::WorkloadUntrusted));
+    let d = strict
+        .decide(&strict.headers(Some(&azp)), Some(&refund))
+        .denial
+        .unwrap();
+    assert_eq!(d.rule, "identity.workload.require_mtls");
+    strict.host.peer = Some("spiffe://example.org/ns/agents/support".into());
+    assert_eq!(
+        reason_of(&strict, Some(&azp), &refund),
+        Some(Reason::ScopeMissing),
+        "the mTLS ceiling applies"
+    );
+}
+
+#[test]
+fn workload_prefixes_end_at_a_delimiter() {
+    let errs = |prefix: &str| match aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["workloads"][1]["match_prefix"] = json!(prefix);
+            doc
+        }
+        .to_string()
+        .as_bytes(),
+    ) {
+        Ok(_) => vec![],
+        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+    };
+    let e = errs("spiffe://example.org/ns/agents");
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("workloads[1].match_prefix: ") && m.contains("delimiter")),
+        "{e:?}"
+    );
+    for ok in ["spiffe://example.org/ns/agents/", "triage-", "svc:"] {
+        assert!(errs(ok).is_empty(), "{ok}");
+    }
+    let mut doc = policy_doc();
+    doc["identity"]["workload"] = json!({"claim": "azp", "require_mtls": true});
+    let e = aigate::policy::compile(doc.to_string().as_bytes()).unwrap_err();
+    assert!(e.iter().any(|x| x.path == "identity.workload.require_mtls"), "{e:?}");
 }
 
 #[test]
@@ -693,4 +741,33 @@ fn a_list_argument_is_declared_by_max_items() {
         )),
     );
     assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalRequired));
+}
+
+#[test]
+fn a_used_grant_is_remembered_only_while_it_could_be_accepted() {
+    use aigate::request::SharedData;
+    let w = World::new(); // approval.max_age_seconds: 600
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com"});
+    let now = w.host.now;
+    let grant = w.grant(json!({
+        "args_digest": aigate::digest::args_digest(&args).unwrap(),
+        "jti": "year-long", "iat": now - 5, "exp": now + 365 * 86400
+    }));
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), grant.into_bytes()));
+    assert!(w.decide(&h, Some(&call("send_email", args))).allowed());
+    // The single entry in the replay store expires with max_age, not with the grant's exp.
+    let expiries: Vec<u64> = (0..aigate::approval::replay::BUCKETS)
+        .filter_map(|b| w.host.get(&format!("aigate.approvals.{b}")))
+        .flat_map(|(v, _)| {
+            String::from_utf8(v)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|line| line.split_once(':').map(|(_, e)| u64::from_str_radix(e, 16).unwrap()))
+        .collect();
+    assert_eq!(expiries, vec![now - 5 + 600 + 1]);
 }

@@ -127,7 +127,10 @@ fn verify(
         return deny(Reason::ApprovalMismatch, "approval was granted for other arguments");
     }
     // Checked last: a grant is consumed only by a request it fully authorises.
-    match replay::claim(host.shared(), &cfg.issuer, jti, exp, now) {
+    // Remembered until it could no longer be accepted: its exp, or max_age after iat if that
+    // comes first, so a grant minted with a year-long exp does not hold a slot for a year.
+    let refused_after = exp.min(iat.saturating_add(cfg.max_age).saturating_add(1));
+    match replay::claim(host.shared(), &cfg.issuer, jti, refused_after, now) {
         Ok(true) => Ok(()),
         Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
         Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),

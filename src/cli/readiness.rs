@@ -199,6 +199,18 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "identity.workload is not set: requests are not tied to a calling workload".into(),
         );
     }
+    if let Some(w) = &p.identity.workload {
+        if !w.trust_domains.is_empty() && w.claim.is_some() && !w.require_mtls {
+            add(
+                "workload-identity",
+                Warning,
+                Accountable,
+                "a caller without a client certificate is identified by its token's workload claim: \
+                 set identity.workload.require_mtls where every caller comes through the mesh"
+                    .into(),
+            );
+        }
+    }
     if p.ceilings.is_empty() {
         add(
             "workload-ceilings",

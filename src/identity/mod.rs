@@ -144,6 +144,13 @@ fn workload(policy: &Policy, claims: &Map<String, Value>, host: &dyn Host) -> Re
                 "the peer certificate's SPIFFE ID is not in a trusted domain",
             ));
         }
+        if src.require_mtls {
+            return Err(Denial::new(
+                Reason::WorkloadUntrusted,
+                "identity.workload.require_mtls",
+                "no mTLS peer certificate: this gateway identifies workloads by mTLS only",
+            ));
+        }
     }
     if let Some(path) = &src.claim {
         let mut cur = claims.get(path.first().map(String::as_str).unwrap_or(""));

@@ -251,6 +251,12 @@ impl Checker {
             if w.spiffe_trust_domains.is_empty() && w.claim.is_none() {
                 self.err("identity.workload", "name spiffe_trust_domains, a claim, or both");
             }
+            if w.require_mtls && w.spiffe_trust_domains.is_empty() {
+                self.err(
+                    "identity.workload.require_mtls",
+                    "needs spiffe_trust_domains to trust a peer",
+                );
+            }
             let claim = w.claim.map(|c| {
                 let parts: Vec<String> = c.split('.').map(str::to_string).collect();
                 if parts.iter().any(String::is_empty) {
@@ -261,6 +267,7 @@ impl Checker {
             WorkloadSource {
                 trust_domains: w.spiffe_trust_domains,
                 claim,
+                require_mtls: w.require_mtls,
             }
         });
         let bind_session = doc.bind_session.map(|b| {
@@ -347,7 +354,16 @@ impl Checker {
                 }
                 let matcher = match (w.exact, w.match_prefix) {
                     (Some(e), None) if !e.is_empty() => WorkloadMatch::Exact(e),
-                    (None, Some(p)) if !p.is_empty() => WorkloadMatch::Prefix(p),
+                    // A prefix ends at a delimiter, or spiffe://example.org/ns/agents would
+                    // also cover spiffe://example.org/ns/agents-untrusted/…
+                    (None, Some(p)) if p.ends_with(['/', ':', '.', '-', '_', '@']) => WorkloadMatch::Prefix(p),
+                    (None, Some(p)) if !p.is_empty() => {
+                        self.err(
+                            format!("{path}.match_prefix"),
+                            format!("{p:?} must end with a delimiter ('/', ':', '.', '-', '_' or '@'), as in \"spiffe://example.org/ns/agents/\""),
+                        );
+                        return None;
+                    }
                     _ => {
                         self.err(&path, "set exactly one of \"match\" or \"match_prefix\" (non-empty)");
                         return None;

@@ -98,6 +98,7 @@ pub struct WorkloadSource {
     pub trust_domains: Vec<String>,
     /// Claim path split on `.` (e.g. `act.sub`).
     pub claim: Option<Vec<String>>,
+    pub require_mtls: bool,
 }
 
 #[derive(Debug)]
