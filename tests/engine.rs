@@ -28,6 +28,16 @@ fn allowed_calls() {
         ),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         rpc("resources/read", json!({"uri": "docs://acme/handbook.md"})),
+        rpc("resources/subscribe", json!({"uri": "docs://acme/handbook.md"})),
+        rpc("resources/unsubscribe", json!({"uri": "docs://globex/anything"})),
+        rpc(
+            "completion/complete",
+            json!({"ref": {"type": "ref/prompt", "name": "support_reply"}, "argument": {"name": "order_id", "value": "o-"}}),
+        ),
+        rpc(
+            "completion/complete",
+            json!({"ref": {"type": "ref/resource", "uri": "docs://acme/{name}"}, "argument": {"name": "name", "value": "re"}}),
+        ),
         json!([
             call("get_order", json!({"customer_id": "c-42", "order_id": "o-1"})),
             rpc("ping", json!({}))
@@ -274,6 +284,11 @@ fn action_reasons() {
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),
         ("prompt not listed", rpc("prompts/get", json!({"name": "admin_console"})), Reason::DataBoundary),
+        ("subscribe to another tenant", rpc("resources/subscribe", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
+        ("complete an unlisted prompt", rpc("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "admin_console"}, "argument": {"name": "a", "value": ""}})), Reason::DataBoundary),
+        ("complete the tenant of a template", rpc("completion/complete", json!({"ref": {"type": "ref/resource", "uri": "docs://{tenant}/{name}"}, "argument": {"name": "tenant", "value": "g"}})), Reason::DataBoundary),
+        ("completion without a ref", rpc("completion/complete", json!({"argument": {"name": "a", "value": ""}})), Reason::BodyMalformed),
+        ("completion of an unknown ref", rpc("completion/complete", json!({"ref": {"type": "ref/tool", "name": "x"}})), Reason::BodyMalformed),
         ("prompt prefix only", rpc("prompts/get", json!({"name": "support"})), Reason::DataBoundary),
         ("prompt without name", rpc("prompts/get", json!({})), Reason::BodyMalformed),
         ("prompt name not text", rpc("prompts/get", json!({"name": 7})), Reason::BodyMalformed),

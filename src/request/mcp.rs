@@ -34,6 +34,15 @@ pub struct McpBody {
     pub messages: Vec<McpMessage>,
 }
 
+/// Methods whose `params` carry what is judged: anything but an object is malformed.
+const JUDGED: [&str; 5] = [
+    "tools/call",
+    "resources/read",
+    "resources/subscribe",
+    "prompts/get",
+    "completion/complete",
+];
+
 fn malformed(message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, "mcp", message)
 }
@@ -93,37 +102,55 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     let mut params = match obj.remove("params") {
         None => serde_json::Map::new(),
         Some(Value::Object(p)) => p,
-        Some(_) if matches!(method.as_str(), "tools/call" | "resources/read" | "prompts/get") => {
-            return Err(malformed(format!("{method} needs object params")))
-        }
+        Some(_) if JUDGED.contains(&method.as_str()) => return Err(malformed(format!("{method} needs object params"))),
         Some(_) => serde_json::Map::new(),
     };
-    let action = match method.as_str() {
-        "tools/call" => {
-            let Some(Value::String(name)) = params.remove("name") else {
-                return Err(malformed("tools/call needs params.name as a string"));
-            };
-            let arguments = match params.remove("arguments") {
-                None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
-                Some(a @ Value::Object(_)) => a,
-                Some(_) => return Err(malformed("tools/call params.arguments must be an object")),
-            };
-            McpAction::ToolCall { name, arguments }
-        }
-        "resources/read" => {
-            let Some(Value::String(uri)) = params.remove("uri") else {
-                return Err(malformed("resources/read needs params.uri as a string"));
-            };
-            McpAction::ResourceRead { uri }
-        }
-        "prompts/get" => {
-            let Some(Value::String(name)) = params.remove("name") else {
-                return Err(malformed("prompts/get needs params.name as a string"));
-            };
-            McpAction::PromptGet { name }
-        }
-        _ => McpAction::Other,
-    };
+    let action =
+        match method.as_str() {
+            "tools/call" => {
+                let Some(Value::String(name)) = params.remove("name") else {
+                    return Err(malformed("tools/call needs params.name as a string"));
+                };
+                let arguments = match params.remove("arguments") {
+                    None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+                    Some(a @ Value::Object(_)) => a,
+                    Some(_) => return Err(malformed("tools/call params.arguments must be an object")),
+                };
+                McpAction::ToolCall { name, arguments }
+            }
+            // Subscribing streams the resource's updates: it is reading it.
+            "resources/read" | "resources/subscribe" => {
+                let Some(Value::String(uri)) = params.remove("uri") else {
+                    return Err(malformed(format!("{method} needs params.uri as a string")));
+                };
+                McpAction::ResourceRead { uri }
+            }
+            // Completions of a prompt's or a resource template's arguments reveal what lies
+            // behind them (another tenant's names, say): judged as fetching that prompt or resource.
+            "completion/complete" => {
+                let Some(Value::Object(mut r)) = params.remove("ref") else {
+                    return Err(malformed("completion/complete needs params.ref as an object"));
+                };
+                match (r.remove("type"), r.remove("name"), r.remove("uri")) {
+                    (Some(Value::String(t)), Some(Value::String(name)), _) if t == "ref/prompt" => {
+                        McpAction::PromptGet { name }
+                    }
+                    (Some(Value::String(t)), _, Some(Value::String(uri))) if t == "ref/resource" => {
+                        McpAction::ResourceRead { uri }
+                    }
+                    _ => return Err(malformed(
+                        "completion/complete params.ref must be a ref/prompt with a name or a ref/resource with a uri",
+                    )),
+                }
+            }
+            "prompts/get" => {
+                let Some(Value::String(name)) = params.remove("name") else {
+                    return Err(malformed("prompts/get needs params.name as a string"));
+                };
+                McpAction::PromptGet { name }
+            }
+            _ => McpAction::Other,
+        };
     Ok(McpMessage {
         id,
         method: Some(method),
