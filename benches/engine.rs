@@ -269,18 +269,37 @@ fn approval_verify(c: &mut Criterion) {
     };
     {
         let (h, host) = fresh();
-        let g = approval::check(&w.policy, &principal, tool, &args, &h, &host);
+        let g = approval::check(
+            &w.policy,
+            &principal,
+            tool,
+            &args,
+            &approval::Presented::read(&w.policy, &h),
+            &host,
+            approval::Use::Claim,
+        );
         assert!(g.result.is_ok(), "{:?}", g.result);
+        assert!(approval::redeem(&w.policy, &host, g.ticket.as_ref().unwrap()).is_ok());
     }
     let mut g = c.benchmark_group("approval_verify");
     g.bench_function("EdDSA", |b| {
         b.iter_batched_ref(
             fresh,
             |(h, host)| {
+                // Verified and consumed, as a request does.
+                let g = approval::check(
+                    &w.policy,
+                    &principal,
+                    tool,
+                    &args,
+                    &approval::Presented::read(&w.policy, h),
+                    host,
+                    approval::Use::Claim,
+                );
                 black_box(
-                    approval::check(&w.policy, &principal, tool, &args, h, host)
-                        .result
-                        .is_ok(),
+                    g.result.is_ok()
+                        && g.ticket
+                            .is_some_and(|t| approval::redeem(&w.policy, &*host, &t).is_ok()),
                 )
             },
             BatchSize::SmallInput,

@@ -307,7 +307,7 @@ fn judge_mcp(
         match m.action {
             mcp::McpAction::ToolCall { name, arguments } => {
                 if let Some(tool) = judge_call(policy, d, principal, name, &arguments)? {
-                    external.push((d.calls.len().saturating_sub(1), tool, arguments));
+                    external.push(Awaiting::claim(d, tool, arguments));
                 }
             }
             mcp::McpAction::ResourceRead { uri } => {
@@ -358,7 +358,7 @@ fn judge_action(
     match args {
         Ok(args) => match judge_call(policy, d, principal, tool, &args)? {
             Some(external) => {
-                let pending = vec![(d.calls.len().saturating_sub(1), external, args)];
+                let pending = vec![Awaiting::claim(d, external, args)];
                 claim_grants(policy, d, principal, headers, host, pending)
             }
             None => Ok(()),
@@ -389,27 +389,68 @@ fn judge_call<'p>(
     Ok((tool.impact == Impact::External).then_some(tool))
 }
 
-/// External-impact calls awaiting approval: (index in `Decision::calls`, tool, arguments).
-type Pending<'p> = Vec<(usize, &'p Tool, Value)>;
+/// An external-impact call awaiting its approval.
+struct Awaiting<'p> {
+    /// Its record in `Decision::calls`; `None` for a call recalled from an LLM conversation's
+    /// history, recorded only if its grant fails.
+    call: Option<usize>,
+    tool: &'p Tool,
+    args: Value,
+    use_: approval::Use,
+}
+
+impl<'p> Awaiting<'p> {
+    /// The call just recorded last in `d.calls`, happening now: its grant is consumed.
+    fn claim(d: &Decision, tool: &'p Tool, args: Value) -> Self {
+        Awaiting {
+            call: d.calls.len().checked_sub(1),
+            tool,
+            args,
+            use_: approval::Use::Claim,
+        }
+    }
+}
 
 /// Checks the approval of each external-impact call, last: a grant is single-use, so it is
-/// claimed only by a request everything else allows.
+/// consumed only by a request everything else allows, its other grants included.
 fn claim_grants(
     policy: &Policy,
     d: &mut Decision,
     principal: &Principal,
     headers: &Headers,
     host: &dyn Host,
-    pending: Pending<'_>,
+    pending: Vec<Awaiting<'_>>,
 ) -> Result<(), Denial> {
-    for (i, tool, args) in pending {
-        let grant = approval::check(policy, principal, tool, &args, headers, host);
-        if let Some(call) = d.calls.get_mut(i) {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let presented = approval::Presented::read(policy, headers);
+    let mut tickets = Vec::new();
+    for a in pending {
+        let grant = approval::check(policy, principal, a.tool, &a.args, &presented, host, a.use_);
+        let index = match a.call {
+            Some(i) => Some(i),
+            None if grant.result.is_err() => {
+                d.calls.push(Call::new(policy, a.tool.name.clone()));
+                d.calls.len().checked_sub(1)
+            }
+            None => None,
+        };
+        if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
             call.args_digest = grant.digest;
             call.approver = grant.approver;
             call.allowed = grant.result.is_ok();
         }
         grant.result?;
+        tickets.extend(grant.ticket.map(|t| (index, t)));
+    }
+    for (index, ticket) in tickets {
+        if let Err(denial) = approval::redeem(policy, host, &ticket) {
+            if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+                call.allowed = false;
+            }
+            return Err(denial);
+        }
     }
     Ok(())
 }

@@ -786,3 +786,47 @@ fn a_used_grant_is_remembered_only_while_it_could_be_accepted() {
         .collect();
     assert_eq!(expiries, vec![now - 5 + 600 + 1]);
 }
+
+#[test]
+fn one_header_carries_a_grant_per_approved_call() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let (a, b) = (json!({"to": "a@example.com"}), json!({"to": "b@example.com"}));
+    let grant = |args: &Value, jti: &str| {
+        w.grant(json!({"args_digest": aigate::digest::args_digest(args).unwrap(), "jti": jti}))
+    };
+    let with = |value: String, body: &Value| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), value.into_bytes()));
+        w.decide(&h, Some(body))
+    };
+    // A batch of two approved e-mails: each call finds its own grant, in any order.
+    let batch = json!([call("send_email", a.clone()), call("send_email", b.clone())]);
+    let d = with(format!("{} , {}", grant(&b, "b-1"), grant(&a, "a-1")), &batch);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert!(d
+        .calls
+        .iter()
+        .all(|c| c.approver.as_deref() == Some("carol@example.com")));
+    // One grant for two calls: the other call's grant is missing (its refusal is the
+    // mismatch of the grant on offer).
+    let d = with(grant(&a, "a-2"), &batch);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalMismatch));
+    // ... and the refused batch did not spend it.
+    assert!(with(grant(&a, "a-2"), &call("send_email", a.clone())).allowed());
+    // The grant meant for the call decides the reason: here it was already used.
+    let d = with(
+        format!("{}, {}", grant(&b, "b-9"), grant(&a, "a-1")),
+        &call("send_email", a.clone()),
+    );
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalReplayed));
+    // Bounded: more than 16 grants is refused before any is verified.
+    let many = (0..17)
+        .map(|i| grant(&a, &format!("m-{i}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    assert_eq!(
+        with(many, &call("send_email", a)).denial.map(|x| x.reason),
+        Some(Reason::ApprovalInvalid)
+    );
+}

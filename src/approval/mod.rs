@@ -7,7 +7,7 @@ use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::{Policy, Tool};
 use crate::request::{Headers, Host, Repeated};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// What the approval check found: the verdict, and for the audit and the client the
 /// digest of the arguments and who approved.
@@ -16,6 +16,16 @@ pub struct Grant {
     pub result: Result<(), Denial>,
     pub digest: Option<String>,
     pub approver: Option<String>,
+    /// A grant that fits a call happening now, still to be consumed (`redeem`) once every
+    /// other check of the request has passed.
+    pub ticket: Option<Ticket>,
+}
+
+/// A verified grant's single-use key and how long it must be remembered.
+#[derive(Debug, Clone)]
+pub struct Ticket {
+    jti: String,
+    refused_after: u64,
 }
 
 const RULE: &str = "approval";
@@ -24,14 +34,78 @@ fn deny(reason: Reason, message: impl Into<String>) -> Result<(), Denial> {
     Err(Denial::new(reason, RULE, message))
 }
 
-/// Judges the grant attached to a request for an `impact: external` call.
+/// How a call's grant is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// The action happens now: the grant must be fresh and is consumed (single use).
+    Claim,
+    /// An action taken earlier, carried in an LLM conversation's history: the grant must
+    /// be genuine and fit the call exactly; its freshness and single use were settled when
+    /// the action was new.
+    Recall,
+}
+
+/// At most this many grants in one approval header (a batch or a conversation with
+/// several approved actions carries one per action, comma-separated).
+pub const MAX_GRANTS: usize = 16;
+
+/// The grants a request presents, each read and signature-checked once however many calls
+/// look for theirs (a conversation may hold many).
+#[derive(Debug)]
+pub struct Presented {
+    /// `Err`: the header itself is refused (repeated, too many grants).
+    grants: Result<Vec<Signed>, Denial>,
+}
+
+/// A grant's claims once its signature verified, or why it did not.
+type Signed = Result<Map<String, Value>, String>;
+
+impl Presented {
+    pub fn read(policy: &Policy, headers: &Headers) -> Presented {
+        let Some(cfg) = &policy.approval else {
+            return Presented { grants: Ok(Vec::new()) };
+        };
+        let raw = match headers.one(&cfg.header) {
+            Err(Repeated) => {
+                return Presented {
+                    grants: Err(Denial::new(
+                        Reason::ApprovalInvalid,
+                        RULE,
+                        "the approval header appears more than once",
+                    )),
+                }
+            }
+            Ok(None) => return Presented { grants: Ok(Vec::new()) },
+            Ok(Some(v)) => v,
+        };
+        let text = std::str::from_utf8(raw).unwrap_or("");
+        let tokens: Vec<&str> = text.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
+        if tokens.len() > MAX_GRANTS {
+            return Presented {
+                grants: Err(Denial::new(
+                    Reason::ApprovalInvalid,
+                    RULE,
+                    format!("the approval header carries more than {MAX_GRANTS} grants"),
+                )),
+            };
+        }
+        let grants = tokens
+            .into_iter()
+            .map(|t| cfg.keys.verify(t).map_err(|e| format!("approval rejected: {e}")))
+            .collect();
+        Presented { grants: Ok(grants) }
+    }
+}
+
+/// Judges the grants a request presents for one `impact: external` call.
 pub fn check(
     policy: &Policy,
     principal: &Principal,
     tool: &Tool,
     args: &Value,
-    headers: &Headers,
+    presented: &Presented,
     host: &dyn Host,
+    use_: Use,
 ) -> Grant {
     let digest = match crate::digest::args_digest(args) {
         Ok(d) => d,
@@ -43,6 +117,7 @@ pub fn check(
                 ),
                 digest: None,
                 approver: None,
+                ticket: None,
             }
         }
     };
@@ -50,43 +125,88 @@ pub fn check(
         result: Ok(()),
         digest: Some(digest),
         approver: None,
+        ticket: None,
     };
-    grant.result = verify(policy, principal, tool, headers, host, &mut grant);
+    grant.result = judge(policy, principal, tool, presented, host, use_, &mut grant);
     grant
 }
 
+fn required(tool: &Tool, use_: Use) -> Result<(), Denial> {
+    let also = match use_ {
+        Use::Claim => "",
+        Use::Recall => " (a call in the conversation's history carries the grant it was approved with)",
+    };
+    deny(
+        Reason::ApprovalRequired,
+        format!("{:?} has external impact and needs a human approval{also}", tool.name),
+    )
+}
+
+/// The grants presented: the one that fits the call decides; when none does, the refusal
+/// of the one meant for it (same tool and digest), else of the first.
+fn judge(
+    policy: &Policy,
+    principal: &Principal,
+    tool: &Tool,
+    presented: &Presented,
+    host: &dyn Host,
+    use_: Use,
+    grant: &mut Grant,
+) -> Result<(), Denial> {
+    let grants = match &presented.grants {
+        Err(denial) => return Err(denial.clone()),
+        Ok(g) if g.is_empty() || policy.approval.is_none() => return required(tool, use_),
+        Ok(g) => g,
+    };
+    let mut first: Option<(Result<(), Denial>, Option<String>)> = None;
+    let mut meant: Option<(Result<(), Denial>, Option<String>)> = None;
+    for claims in grants {
+        let mut one = Grant {
+            result: Ok(()),
+            digest: grant.digest.clone(),
+            approver: None,
+            ticket: None,
+        };
+        let (result, fits) = match claims {
+            Ok(claims) => verify(policy, principal, tool, claims, host, use_, &mut one),
+            Err(e) => (deny(Reason::ApprovalInvalid, e.clone()), false),
+        };
+        if result.is_ok() {
+            grant.approver = one.approver;
+            grant.ticket = one.ticket;
+            return Ok(());
+        }
+        if fits && meant.is_none() {
+            meant = Some((result, one.approver));
+        } else if first.is_none() {
+            first = Some((result, one.approver));
+        }
+    }
+    let (result, approver) = meant.or(first).unwrap_or_else(|| (required(tool, use_), None));
+    grant.approver = approver;
+    result
+}
+
+/// One grant (its signature already verified) against one call. The flag says whether
+/// the grant names this call (its tool and arguments), so the client hears why the grant
+/// meant for it was refused.
 fn verify(
     policy: &Policy,
     principal: &Principal,
     tool: &Tool,
-    headers: &Headers,
+    claims: &Map<String, Value>,
     host: &dyn Host,
+    use_: Use,
     grant: &mut Grant,
-) -> Result<(), Denial> {
+) -> (Result<(), Denial>, bool) {
     let Some(cfg) = &policy.approval else {
-        return deny(
-            Reason::ApprovalRequired,
-            format!("{:?} has external impact and needs a human approval", tool.name),
-        );
-    };
-    let raw = match headers.one(&cfg.header) {
-        Err(Repeated) => return deny(Reason::ApprovalInvalid, "the approval header appears more than once"),
-        Ok(None) => {
-            return deny(
-                Reason::ApprovalRequired,
-                format!("{:?} has external impact and needs a human approval", tool.name),
-            )
-        }
-        Ok(Some(v)) => v,
-    };
-    let token = std::str::from_utf8(raw).map(str::trim).unwrap_or("");
-    let claims = match cfg.keys.verify(token) {
-        Ok(c) => c,
-        Err(e) => return deny(Reason::ApprovalInvalid, format!("approval rejected: {e}")),
+        return (required(tool, use_), false);
     };
     let text = |name: &str| claims.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let fits = text("tool") == Some(tool.name.as_str()) && text("args_digest") == grant.digest.as_deref();
+    let fail = |reason, message: &str| (deny(reason, message.to_string()), fits);
     if text("iss") != Some(cfg.issuer.as_str()) {
-        return deny(
+        return fail(
             Reason::ApprovalInvalid,
             "approval was not issued by the configured approval service",
         );
@@ -97,40 +217,64 @@ fn verify(
         _ => false,
     };
     if !aud_ok {
-        return deny(Reason::ApprovalInvalid, "approval audience is not this gateway");
+        return fail(Reason::ApprovalInvalid, "approval audience is not this gateway");
     }
     let (Some(jti), Some(approver)) = (text("jti"), text("approver")) else {
-        return deny(Reason::ApprovalInvalid, "approval must name its jti and approver");
+        return fail(Reason::ApprovalInvalid, "approval must name its jti and approver");
     };
     grant.approver = Some(approver.to_string());
     let (Some(iat), Some(exp)) = (
         claims.get("iat").and_then(Value::as_u64),
         claims.get("exp").and_then(Value::as_u64),
     ) else {
-        return deny(Reason::ApprovalInvalid, "approval must carry whole-second iat and exp");
+        return fail(Reason::ApprovalInvalid, "approval must carry whole-second iat and exp");
     };
     let now = host.now();
     let skew = policy.identity.skew;
     if iat > now.saturating_add(skew) {
-        return deny(Reason::ApprovalInvalid, "approval is issued in the future");
+        return fail(Reason::ApprovalInvalid, "approval is issued in the future");
     }
-    if now >= exp || now.saturating_sub(iat) > cfg.max_age {
-        return deny(Reason::ApprovalExpired, "approval has expired");
+    if use_ == Use::Claim && (now >= exp || now.saturating_sub(iat) > cfg.max_age) {
+        return fail(Reason::ApprovalExpired, "approval has expired");
     }
     if text("sub") != Some(principal.subject.as_str()) {
-        return deny(Reason::ApprovalMismatch, "approval was granted for another subject");
+        return fail(Reason::ApprovalMismatch, "approval was granted for another subject");
     }
     if text("tool") != Some(tool.name.as_str()) {
-        return deny(Reason::ApprovalMismatch, "approval was granted for another tool");
+        return fail(Reason::ApprovalMismatch, "approval was granted for another tool");
     }
-    if text("args_digest") != grant.digest.as_deref() {
-        return deny(Reason::ApprovalMismatch, "approval was granted for other arguments");
+    if !fits {
+        return fail(Reason::ApprovalMismatch, "approval was granted for other arguments");
     }
-    // Checked last: a grant is consumed only by a request it fully authorises.
-    // Remembered until it could no longer be accepted: its exp, or max_age after iat if that
-    // comes first, so a grant minted with a year-long exp does not hold a slot for a year.
-    let refused_after = exp.min(iat.saturating_add(cfg.max_age).saturating_add(1));
-    match replay::claim(host.shared(), &cfg.issuer, jti, refused_after, now) {
+    if use_ == Use::Claim {
+        // Remembered until it could no longer be accepted: its exp, or max_age after iat if
+        // that comes first, so a grant minted with a year-long exp does not hold a slot for a year.
+        grant.ticket = Some(Ticket {
+            jti: jti.to_string(),
+            refused_after: exp.min(iat.saturating_add(cfg.max_age).saturating_add(1)),
+        });
+    }
+    (Ok(()), true)
+}
+
+/// Consumes a verified grant: the first presentation wins across every worker; any later
+/// one is `approval_replayed`. Called last, so a grant is spent only by a request that
+/// everything else allows.
+pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket) -> Result<(), Denial> {
+    let Some(cfg) = &policy.approval else {
+        return Err(Denial::new(
+            Reason::InternalError,
+            "approval",
+            "no approval service configured",
+        ));
+    };
+    match replay::claim(
+        host.shared(),
+        &cfg.issuer,
+        &ticket.jti,
+        ticket.refused_after,
+        host.now(),
+    ) {
         Ok(true) => Ok(()),
         Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
         Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),

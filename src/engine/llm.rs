@@ -4,7 +4,8 @@
 //! already in the conversation. Streaming requests are judged the same way: before
 //! anything is forwarded.
 
-use super::{Call, Decision};
+use super::{Awaiting, Call, Decision};
+use crate::approval;
 use crate::authz::{self, shown};
 use crate::config::{Impact, Protocol, ToolOffers};
 use crate::decision::{Denial, Reason};
@@ -130,9 +131,17 @@ fn strip(body: &[u8], req: &LlmRequest, refused: &[bool], rule: &str) -> Result<
     let mut tools_left = false;
     for (m, drop) in members.iter().zip(drop.iter_mut()) {
         if m.key != "tools" && m.key != "functions" {
+            // A member that is one offer by itself (`web_search_options`) goes whole.
+            *drop = req.offers.iter().zip(refused).any(|(o, r)| *r && o.list == m.key);
             continue;
         }
-        let elements = splice::elements(body, m.value).ok_or_else(internal)?;
+        // `"tools": null` offers nothing: it is dropped like an emptied list.
+        let null = body.get(m.value.0..m.value.1) == Some(b"null".as_slice());
+        let elements = if null {
+            Vec::new()
+        } else {
+            splice::elements(body, m.value).ok_or_else(internal)?
+        };
         let remove: Vec<bool> = (0..elements.len())
             .map(|i| {
                 req.offers
@@ -167,10 +176,12 @@ fn strip(body: &[u8], req: &LlmRequest, refused: &[bool], rule: &str) -> Result<
 
 /// Tool calls in the conversation are judged like MCP calls: a conversation cannot
 /// smuggle in an action the caller may not take. Every call is held to scope, bindings
-/// and constraints on every request; an external-impact call needs its approval on the
-/// request that carries the model's turn with it for the first time (the latest turn),
-/// since a grant is single-use and earlier turns were judged when they were latest.
-/// Only latest calls are recorded (and counted), plus a denied one.
+/// and constraints on every request. An external-impact call of the latest turn is
+/// happening now: its grant must be fresh and is consumed. One of an earlier turn was
+/// approved when it was new, so its grant must come along (genuine, for exactly that call)
+/// but is not consumed again; the client decides which turn is latest, so an invented
+/// later turn cannot make an unapproved action history. Only latest calls are recorded
+/// (and counted), plus a denied one.
 fn calls(
     policy: &Policy,
     d: &mut Decision,
@@ -189,13 +200,21 @@ fn calls(
             }
         };
         if !c.latest {
+            if tool.impact == Impact::External {
+                pending.push(Awaiting {
+                    call: None,
+                    tool,
+                    args: c.arguments,
+                    use_: approval::Use::Recall,
+                });
+            }
             continue;
         }
         let mut call = Call::new(policy, c.name);
         call.allowed = true;
         d.calls.push(call);
         if tool.impact == Impact::External {
-            pending.push((d.calls.len().saturating_sub(1), tool, c.arguments));
+            pending.push(Awaiting::claim(d, tool, c.arguments));
         }
     }
     super::claim_grants(policy, d, principal, headers, host, pending)

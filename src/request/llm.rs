@@ -27,7 +27,8 @@ pub struct Offer {
     /// Catalogue name: the function's or tool's name, or the type of a hosted tool
     /// that has none (`web_search_preview`).
     pub name: String,
-    /// The top-level array holding it (`tools`, or the legacy `functions`).
+    /// The top-level array holding it (`tools`, or the legacy `functions`), or the
+    /// top-level member that turns it on (Chat `web_search_options`, never cut by `strip`).
     pub list: &'static str,
     /// Index in that array.
     pub index: usize,
@@ -35,7 +36,9 @@ pub struct Offer {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolChoice {
-    /// Tools the choice names: a forced tool, an `allowed_tools` list.
+    /// Tools the choice names: a forced tool, an `allowed_tools` list, or a hosted tool
+    /// turned on outside `tools` (Chat `web_search_options`), which `strip` cannot remove:
+    /// refused, it denies the request.
     pub names: Vec<String>,
     /// The choice demands some tool call (`required`, `any`, a named tool).
     pub forces: bool,

@@ -1,6 +1,7 @@
 //! OpenAI Chat Completions (`POST /v1/chat/completions`): `model`, `tools[]` (and the
-//! legacy `functions[]`), `tool_choice`, and `messages[].tool_calls` (and the legacy
-//! `function_call`). Content (text, images, audio) is never looked at.
+//! legacy `functions[]`), `web_search_options` (an offer of the hosted `web_search`),
+//! `tool_choice` (and the legacy `function_call`), and `messages[].tool_calls` (and the
+//! legacy `function_call`). Content (text, images, audio) is never looked at.
 
 use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, Offer, ToolChoice};
 use crate::decision::Denial;
@@ -8,6 +9,9 @@ use crate::policy::Limits;
 use serde_json::{Map, Value};
 
 const RULE: &str = "openai_chat";
+
+/// The hosted tool `web_search_options` turns on, as catalogued.
+const WEB_SEARCH: &str = "web_search";
 
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
@@ -17,9 +21,11 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         match key.as_str() {
             "model" => model = Some(string(value, RULE, "model")?),
             "stream" => r.stream = llm::stream_flag(value, RULE)?,
-            "tools" => offers(&mut r, value, "tools")?,
-            "functions" => offers(&mut r, value, "functions")?,
-            "tool_choice" | "function_call" => choice(&mut r.choice, value)?,
+            "tools" => offers(&mut r, value)?,
+            "functions" => functions(&mut r, value)?,
+            "tool_choice" => choice(&mut r.choice, value)?,
+            "function_call" => function_choice(&mut r.choice, value)?,
+            "web_search_options" => web_search(&mut r, value)?,
             "messages" => messages(&mut r, value, limits)?,
             _ => {}
         }
@@ -44,10 +50,70 @@ fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
     llm::opt_string(&mut inner, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
 }
 
-fn offers(r: &mut LlmRequest, v: Value, list: &'static str) -> Result<(), Denial> {
-    for (index, t) in opt_array(Some(v), RULE, list)?.into_iter().enumerate() {
+fn offers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
         let name = tool_name(obj(t, RULE, "a tool")?)?;
-        r.offers.push(Offer { name, list, index });
+        r.offers.push(Offer {
+            name,
+            list: "tools",
+            index,
+        });
+    }
+    Ok(())
+}
+
+/// The name of a legacy function definition or `function_call` choice: `{"name": …}`,
+/// nothing else. The provider reads the top-level `name`, so an entry that also carries
+/// a `function` member (whose name would differ) is refused rather than guessed at.
+fn legacy_name(mut f: Map<String, Value>, what: &str) -> Result<String, Denial> {
+    if f.contains_key("function") {
+        return Err(malformed(
+            RULE,
+            format!("{what} takes a top-level name, not a function member"),
+        ));
+    }
+    llm::opt_string(&mut f, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))
+}
+
+/// Legacy `functions[]`: `{"name", "description", "parameters"}` entries.
+fn functions(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    for (index, f) in opt_array(Some(v), RULE, "functions")?.into_iter().enumerate() {
+        let name = legacy_name(obj(f, RULE, "a function")?, "a functions entry")?;
+        r.offers.push(Offer {
+            name,
+            list: "functions",
+            index,
+        });
+    }
+    Ok(())
+}
+
+/// Legacy `function_call` choice: `"none"`, `"auto"` or `{"name": …}` (forces that call).
+fn function_choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::String(_) | Value::Null => {}
+        Value::Object(m) => {
+            c.names.push(legacy_name(m, "function_call")?);
+            c.forces = true;
+        }
+        _ => return Err(malformed(RULE, "function_call must be a string or an object")),
+    }
+    Ok(())
+}
+
+/// `web_search_options` turns on the provider's hosted web search with no `tools[]`
+/// entry: an offer of the hosted tool `web_search` (`strip` removes the whole member).
+fn web_search(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::Null => {}
+        Value::Object(_) => {
+            r.offers.push(Offer {
+                name: WEB_SEARCH.to_string(),
+                list: "web_search_options",
+                index: 0,
+            });
+        }
+        _ => return Err(malformed(RULE, "web_search_options must be an object")),
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! OpenAI Responses (`POST /v1/responses`): `model`, `tools[]` (functions, custom and
 //! hosted tools, `file_search` stores, remote `mcp` servers), `tool_choice`, and the
-//! `function_call` / `custom_tool_call` items of `input[]`. Content is never looked at.
+//! client-executed calls of `input[]` (`function_call`, `custom_tool_call`, and
+//! `computer_call`, `local_shell_call`, `shell_call`, `apply_patch_call` named by the
+//! tool type that offers them). Content is never looked at.
 
 use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
 use crate::decision::Denial;
@@ -118,6 +120,43 @@ fn side(kind: Option<&str>, role: Option<&str>) -> Side {
     }
 }
 
+/// Calls the client executes, other than functions and custom tools: the item type, the
+/// hosted tool type that offers it (its catalogue name), and the member holding what the
+/// call does (judged as its arguments).
+const CLIENT_CALLS: [(&str, &str, &str); 4] = [
+    ("computer_call", "computer_use_preview", "action"),
+    ("local_shell_call", "local_shell", "action"),
+    ("shell_call", "shell", "action"),
+    ("apply_patch_call", "apply_patch", "operation"),
+];
+
+/// Calls the provider runs itself (judged as the offered tool and the data boundary),
+/// which pass. Any other `*_call` item is refused: a new client-run call type must not
+/// pass unjudged.
+const PROVIDER_CALLS: [&str; 5] = [
+    "file_search_call",
+    "web_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "mcp_call",
+];
+
+fn client_call(kind: &str) -> Option<(&'static str, &'static str)> {
+    CLIENT_CALLS
+        .iter()
+        .find(|(k, _, _)| *k == kind)
+        .map(|(_, tool, payload)| (*tool, *payload))
+}
+
+/// The payload of a client-run call: an object, required as function arguments are.
+fn payload_of(item: &mut Map<String, Value>, kind: &str, key: &str) -> Result<Value, Denial> {
+    match item.remove(key) {
+        Some(v @ Value::Object(_)) => Ok(v),
+        None | Some(Value::Null) => Err(malformed(RULE, format!("a {kind} needs its {key}"))),
+        Some(_) => Err(malformed(RULE, format!("the {key} of a {kind} must be an object"))),
+    }
+}
+
 fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let items = match v {
         Value::String(_) | Value::Null => return Ok(()),
@@ -160,7 +199,21 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
                     latest: false,
                 }
             }
-            _ => continue,
+            Some(kind) => match client_call(kind) {
+                Some((tool, payload)) => LlmCall {
+                    name: tool.to_string(),
+                    arguments: payload_of(&mut item, kind, payload)?,
+                    latest: false,
+                },
+                None if PROVIDER_CALLS.contains(&kind) || !kind.ends_with("_call") => continue,
+                None => {
+                    return Err(malformed(
+                        RULE,
+                        format!("input item type {kind:?} is a tool call aigate cannot judge"),
+                    ))
+                }
+            },
+            None => continue,
         };
         r.calls.push(call);
         turns.push(turn);

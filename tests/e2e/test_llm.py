@@ -299,9 +299,16 @@ def test_approved_external_call_in_the_latest_turn(llm, mint, approval_key, seen
     with pytest.raises(openai.PermissionDeniedError) as exc:
         client.chat.completions.create(model="gpt-4o-mini", messages=messages, extra_headers={"x-aigate-approval": grant})
     denied(exc, "approval_replayed", llm)
-    # The conversation goes on: the approved call is history now.
+    # The conversation goes on: the approved call is history now, carried with its grant
+    # (verified, not consumed again).
     later = messages + [{"role": "assistant", "content": "Sent."}, {"role": "user", "content": "Thanks!"}]
-    assert client.chat.completions.create(model="gpt-4o-mini", messages=later).choices[0].message.content
+    for _ in range(2):
+        assert client.chat.completions.create(
+            model="gpt-4o-mini", messages=later, extra_headers={"x-aigate-approval": grant}).choices[0].message.content
+    # Without its grant, an invented later turn cannot make an unapproved action history.
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        client.chat.completions.create(model="gpt-4o-mini", messages=later)
+    denied(exc, "approval_required", llm)
 
 
 def test_data_boundary(llm, mint, seen):
