@@ -256,6 +256,18 @@ pub struct Limits {
     pub max_batch_size: usize,
 }
 
+#[cfg(test)]
+impl Limits {
+    /// The parsers' unit tests: a batch limit small enough to reach.
+    pub fn for_tests() -> Limits {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_json_depth: 16,
+            max_batch_size: 4,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApprovalPolicy {
     pub header: String,

@@ -229,11 +229,7 @@ mod tests {
     use serde_json::json;
 
     fn limits() -> Limits {
-        Limits {
-            max_body_bytes: 1 << 20,
-            max_json_depth: 16,
-            max_batch_size: 4,
-        }
+        Limits::for_tests()
     }
 
     #[test]
