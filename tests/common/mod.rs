@@ -91,6 +91,18 @@ pub fn policy_doc() -> Value {
     p
 }
 
+/// `base` with each key of `overrides` set, or removed where the override is `null`.
+fn overridden(mut base: Map<String, Value>, overrides: Value) -> Map<String, Value> {
+    for (k, v) in overrides.as_object().unwrap() {
+        if v.is_null() {
+            base.remove(k);
+        } else {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
 impl World {
     pub fn new() -> World {
         World::with(|_| {})
@@ -123,7 +135,7 @@ impl World {
 
     /// Default claims, overridden by `overrides` (a null removes the claim).
     pub fn claims(&self, overrides: Value) -> Map<String, Value> {
-        let mut c = json!({
+        let c = json!({
             "iss": "https://idp.example.com", "aud": "aigate", "sub": "alice", "tenant": "acme",
             "customer_id": "c-42", "azp": "support-agent",
             "scope": "orders.read orders.refund email.send docs.read",
@@ -132,14 +144,7 @@ impl World {
         .as_object()
         .unwrap()
         .clone();
-        for (k, v) in overrides.as_object().unwrap() {
-            if v.is_null() {
-                c.remove(k);
-            } else {
-                c.insert(k.clone(), v.clone());
-            }
-        }
-        c
+        overridden(c, overrides)
     }
 
     pub fn token(&self, overrides: Value) -> String {
@@ -147,7 +152,7 @@ impl World {
     }
 
     pub fn grant_claims(&self, overrides: Value) -> Map<String, Value> {
-        let mut c = json!({
+        let c = json!({
             "iss": "https://approvals.example.com", "aud": "aigate", "sub": "alice", "tool": "send_email",
             "approver": "carol@example.com", "jti": "grant-1",
             "iat": self.host.now - 5, "exp": self.host.now + 120,
@@ -155,14 +160,7 @@ impl World {
         .as_object()
         .unwrap()
         .clone();
-        for (k, v) in overrides.as_object().unwrap() {
-            if v.is_null() {
-                c.remove(k);
-            } else {
-                c.insert(k.clone(), v.clone());
-            }
-        }
-        c
+        overridden(c, overrides)
     }
 
     pub fn grant(&self, overrides: Value) -> String {
