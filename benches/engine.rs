@@ -279,7 +279,7 @@ fn approval_verify(c: &mut Criterion) {
             approval::Use::Claim,
         );
         assert!(g.result.is_ok(), "{:?}", g.result);
-        assert!(approval::redeem(&w.policy, &host, g.ticket.as_ref().unwrap()).is_ok());
+        assert!(approval::redeem(&w.policy, &host, g.ticket.as_ref().unwrap(), approval::Gate::Action).is_ok());
     }
     let mut g = c.benchmark_group("approval_verify");
     g.bench_function("EdDSA", |b| {
@@ -299,7 +299,7 @@ fn approval_verify(c: &mut Criterion) {
                 black_box(
                     g.result.is_ok()
                         && g.ticket
-                            .is_some_and(|t| approval::redeem(&w.policy, &*host, &t).is_ok()),
+                            .is_some_and(|t| approval::redeem(&w.policy, &*host, &t, approval::Gate::Action).is_ok()),
                 )
             },
             BatchSize::SmallInput,

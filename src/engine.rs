@@ -444,8 +444,12 @@ fn claim_grants(
         grant.result?;
         tickets.extend(grant.ticket.map(|t| (index, t)));
     }
+    let gate = match d.protocol {
+        Some(p) if p.is_llm() => approval::Gate::Conversation,
+        _ => approval::Gate::Action,
+    };
     for (index, ticket) in tickets {
-        if let Err(denial) = approval::redeem(policy, host, &ticket) {
+        if let Err(denial) = approval::redeem(policy, host, &ticket, gate) {
             if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
                 call.allowed = false;
             }

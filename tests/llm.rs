@@ -687,6 +687,35 @@ fn external_calls_need_their_grant_on_the_turn_they_are_new() {
 }
 
 #[test]
+fn one_grant_runs_an_action_once_and_reports_it_once() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let email = json!({"to": "alice@example.com", "subject": "Tracking"});
+    let digest = aigate::digest::args_digest(&email).unwrap();
+    let grant = w.grant(json!({"args_digest": digest, "jti": "run-and-report"}));
+    // The application runs the tool through the gateway (MCP tools/call)...
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+    let run = call("send_email", email.clone());
+    assert!(w.decide(&h, Some(&run)).allowed());
+    assert_eq!(
+        w.decide(&h, Some(&run)).denial.map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+    // ...then tells the model, the call in the latest turn, with the same grant: once.
+    let report = chat_body(
+        "gpt-4o-mini",
+        &["send_email"],
+        vec![chat_call("call_1", "send_email", &email)],
+    );
+    assert!(with_grant(&w, CHAT, &t, &grant, &report).allowed());
+    assert_eq!(
+        with_grant(&w, CHAT, &t, &grant, &report).denial.map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+}
+
+#[test]
 fn data_boundary_for_vector_stores_and_mcp_servers() {
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read docs.read", "kb_stores": ["vs_shared_1", "vs_shared_2"]}));

@@ -257,10 +257,20 @@ fn verify(
     (Ok(()), true)
 }
 
-/// Consumes a verified grant: the first presentation wins across every worker; any later
-/// one is `approval_replayed`. Called last, so a grant is spent only by a request that
-/// everything else allows.
-pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket) -> Result<(), Denial> {
+/// Where a grant is consumed. Each gate accepts a grant once: an action is approved once
+/// to run it (MCP `tools/call`, a REST action) and once to report it in an LLM conversation,
+/// so an application that runs the tool through aigate and then tells the model needs one
+/// grant, not two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Action,
+    Conversation,
+}
+
+/// Consumes a verified grant at a gate: the first presentation wins across every worker;
+/// any later one is `approval_replayed`. Called last, so a grant is spent only by a request
+/// that everything else allows.
+pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> Result<(), Denial> {
     let Some(cfg) = &policy.approval else {
         return Err(Denial::new(
             Reason::InternalError,
@@ -268,13 +278,11 @@ pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket) -> Result<(), D
             "no approval service configured",
         ));
     };
-    match replay::claim(
-        host.shared(),
-        &cfg.issuer,
-        &ticket.jti,
-        ticket.refused_after,
-        host.now(),
-    ) {
+    let scope = match gate {
+        Gate::Action => cfg.issuer.clone(),
+        Gate::Conversation => format!("{}#conversation", cfg.issuer),
+    };
+    match replay::claim(host.shared(), &scope, &ticket.jti, ticket.refused_after, host.now()) {
         Ok(true) => Ok(()),
         Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
         Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),

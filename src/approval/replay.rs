@@ -28,10 +28,11 @@ pub fn prepare(store: &dyn SharedData) {
     }
 }
 
-/// Records `jti` (of `issuer`) until `exp`. `Ok(true)`: first use; `Ok(false)`: replay.
-pub fn claim(store: &dyn SharedData, issuer: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
+/// `Ok(false)`: replay.
+pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
     let digest = Sha256::new()
-        .chain_update(issuer)
+        .chain_update(scope)
         .chain_update([0u8])
         .chain_update(jti)
         .finalize();
