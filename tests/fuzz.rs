@@ -215,6 +215,29 @@ proptest! {
         prop_assert!(d.denial.is_some());
     }
 
+    /// An approval header listing junk, and genuine grants for other arguments, in any
+    /// order and with any spacing: never lets the call through, never panics.
+    #[test]
+    fn a_list_of_grants_without_the_fitting_one_never_passes(
+        junk in prop::collection::vec("[ -+--~]{0,60}", 0..6),
+        others in 0..3usize,
+        order in any::<u64>(),
+    ) {
+        let w = World::new();
+        let mut items: Vec<String> = junk;
+        for i in 0..others {
+            let args = json!({"to": format!("other{i}@example.com")});
+            items.push(w.grant(json!({"args_digest": aigate::digest::args_digest(&args).unwrap(), "jti": format!("o{i}")})));
+        }
+        let n = items.len().max(1);
+        items.rotate_left((order as usize) % n);
+        let mut headers = w.headers(Some(&w.token(json!({}))));
+        headers.push(("x-aigate-approval".into(), items.join(" , ").into_bytes()));
+        let d = w.decide(&headers, Some(&call("send_email", json!({"to": "bob@example.com"}))));
+        let reason = d.denial.map(|x| x.reason);
+        prop_assert!(reason.is_some_and(|r| r.is_approval()), "{:?}", reason);
+    }
+
     /// Canonical JSON (RFC 8785) is a fixed point: canonicalising its own output gives
     /// the same text, so a digest never depends on how the arguments were formatted.
     #[test]
