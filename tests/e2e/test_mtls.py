@@ -10,6 +10,7 @@ spiffe://example.org/ns/agents/ allowing only orders.read) with `require_mtls: t
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ def _write(dirpath: Path, name: str, cert: x509.Certificate, key) -> tuple[Path,
     return crt, pem
 
 
-def _issue(ca_cert, ca_key, subject: str, san: x509.GeneralName, *, server: bool):
+def _issue(ca_cert, ca_key, subject: str, san: list[x509.GeneralName], *, server: bool):
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
     usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
@@ -55,7 +56,7 @@ def _issue(ca_cert, ca_key, subject: str, san: x509.GeneralName, *, server: bool
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([san]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -87,9 +88,10 @@ def pki(workdir) -> Pki:
     ca_cert, ca_key = _ca("aigate e2e mesh CA")
     ca = d / "ca.crt"
     ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    server = _write(d, "server", *_issue(ca_cert, ca_key, "gateway", x509.DNSName("localhost"), server=True))
+    loopback = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server = _write(d, "server", *_issue(ca_cert, ca_key, "gateway", loopback, server=True))
     clients = {
-        uri: _write(d, f"client-{i}", *_issue(ca_cert, ca_key, "agent", x509.UniformResourceIdentifier(uri), server=False))
+        uri: _write(d, f"client-{i}", *_issue(ca_cert, ca_key, "agent", [x509.UniformResourceIdentifier(uri)], server=False))
         for i, uri in enumerate([AGENT, STRANGER])
     }
     return Pki(ca, server, clients)
@@ -125,7 +127,7 @@ class TlsEnvoy(e2e.Envoy):
 
     @property
     def url(self) -> str:
-        return f"https://localhost:{self.listen_port}/mcp"
+        return f"https://127.0.0.1:{self.listen_port}/mcp"
 
 
 @pytest.fixture(scope="module")
