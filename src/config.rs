@@ -87,6 +87,20 @@ pub struct RouteDoc {
     /// owner, constraints and bindings apply; the JSON body is the arguments).
     #[serde(default)]
     pub tool: Option<String>,
+    /// `openai_responses` routes: may a request continue state the provider keeps
+    /// (`previous_response_id`, `conversation`, a stored `prompt`)? Default `deny`.
+    #[serde(default)]
+    pub provider_state: Option<ProviderState>,
+}
+
+/// Provider-kept conversation state is invisible to aigate: `deny` refuses requests that
+/// continue it (`data_boundary`), `allow` lets them through judged on what they carry.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderState {
+    #[default]
+    Deny,
+    Allow,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Hash)]

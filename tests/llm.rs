@@ -716,6 +716,58 @@ fn one_grant_runs_an_action_once_and_reports_it_once() {
 }
 
 #[test]
+fn provider_kept_state_is_refused_unless_the_route_allows_it() {
+    let t = llm_world().token(json!({}));
+    let ask = json!({"model": "gpt-4o-mini", "input": "And the refund?"});
+    for (member, value) in [
+        ("previous_response_id", json!("resp_123")),
+        ("conversation", json!({"id": "conv_9"})),
+        ("prompt", json!({"id": "pmpt_1", "version": "2"})),
+    ] {
+        let mut body = ask.clone();
+        body[member] = value;
+        let d = decide(&llm_world(), RESPONSES, &t, &body);
+        let denial = d.denial.unwrap_or_else(|| panic!("{member} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state")
+        );
+        assert!(denial.message.starts_with(member), "{}", denial.message);
+        // null is no state.
+        body[member] = Value::Null;
+        assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed(), "{member}: null");
+    }
+    // A route that allows it judges the rest of the request as usual.
+    let w = World::with(|p| {
+        llm_policy(p);
+        let r = p["routes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["id"] == "responses")
+            .unwrap();
+        r["provider_state"] = json!("allow");
+    });
+    let mut body = ask.clone();
+    body["previous_response_id"] = json!("resp_123");
+    assert!(decide(&w, RESPONSES, &t, &body).allowed());
+    body["model"] = json!("o3");
+    assert_eq!(reason(&w, RESPONSES, &t, &body), Some(Reason::ModelNotAllowed));
+    // Only Responses routes keep such state.
+    let e = aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["routes"][0]["provider_state"] = json!("allow");
+            doc
+        }
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(e.iter().any(|x| x.path == "routes[0].provider_state"), "{e:?}");
+}
+
+#[test]
 fn data_boundary_for_vector_stores_and_mcp_servers() {
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read docs.read", "kb_stores": ["vs_shared_1", "vs_shared_2"]}));

@@ -333,6 +333,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "models.allow lets every caller use any model (\"*\")".into(),
         );
     }
+    for r in p
+        .routes
+        .iter()
+        .filter(|r| r.provider_state == crate::config::ProviderState::Allow)
+    {
+        add(
+            "provider-state",
+            Warning,
+            See,
+            format!(
+                "route {:?} lets requests continue state the provider keeps (previous_response_id, \
+                 conversation, stored prompts), which aigate cannot judge",
+                r.id
+            ),
+        );
+    }
     for r in &p.prompts {
         if r.names
             .iter()

@@ -7,7 +7,7 @@
 use super::{Awaiting, Call, Decision};
 use crate::approval;
 use crate::authz::{self, shown};
-use crate::config::{Impact, Protocol, ToolOffers};
+use crate::config::{Impact, Protocol, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::Policy;
@@ -33,6 +33,16 @@ pub(super) fn judge(
     };
     d.model = Some(req.model.clone());
     authz::model(policy, principal, &req.model)?;
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    if let (Some(state), Some(r)) = (req.provider_state.first(), route) {
+        if r.provider_state == ProviderState::Deny {
+            return Err(Denial::new(
+                Reason::DataBoundary,
+                format!("routes.{}.provider_state", r.id),
+                format!("{state} continues state the provider keeps, which aigate cannot judge; this route does not allow it"),
+            ));
+        }
+    }
     for id in &req.vector_stores {
         d.use_data(policy, principal, authz::vector_store(policy, principal, id))?;
     }

@@ -173,6 +173,12 @@ impl Checker {
                 if r.tool_offers.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.tool_offers"), "applies only to LLM routes");
                 }
+                if r.provider_state.is_some() && r.protocol != Protocol::OpenaiResponses {
+                    self.err(
+                        format!("{path}.provider_state"),
+                        "applies only to openai_responses routes",
+                    );
+                }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {
                         self.err(format!("{path}.tool"), "an action route names its catalogued tool");
@@ -191,6 +197,7 @@ impl Checker {
                     owner: r.owner,
                     tool_offers: r.tool_offers.unwrap_or_default(),
                     tool: r.tool,
+                    provider_state: r.provider_state.unwrap_or_default(),
                 }
             })
             .collect()

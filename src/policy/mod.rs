@@ -9,7 +9,7 @@ pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{Hold, Impact, Mode, Protocol, ToolOffers};
+use crate::config::{Hold, Impact, Mode, Protocol, ProviderState, ToolOffers};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -54,6 +54,8 @@ pub struct Route {
     pub tool_offers: ToolOffers,
     /// `action` routes: the catalogued tool the endpoint is.
     pub tool: Option<String>,
+    /// `openai_responses` routes: whether provider-kept state may be continued.
+    pub provider_state: ProviderState,
 }
 
 #[derive(Debug)]

@@ -20,6 +20,9 @@ pub struct LlmRequest {
     pub vector_stores: Vec<String>,
     /// Remote MCP servers the provider is asked to call.
     pub mcp_servers: Vec<McpServer>,
+    /// Members that continue state the provider keeps (`previous_response_id`, …): what
+    /// they stand for is not in the body, so aigate cannot judge it.
+    pub provider_state: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub struct Offer {
     /// that has none (`web_search_preview`).
     pub name: String,
     /// The top-level array holding it (`tools`, or the legacy `functions`), or the
-    /// top-level member that turns it on (Chat `web_search_options`, never cut by `strip`).
+    /// top-level member that turns it on (Chat `web_search_options`, cut whole by `strip`).
     pub list: &'static str,
     /// Index in that array.
     pub index: usize,
@@ -36,9 +39,7 @@ pub struct Offer {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolChoice {
-    /// Tools the choice names: a forced tool, an `allowed_tools` list, or a hosted tool
-    /// turned on outside `tools` (Chat `web_search_options`), which `strip` cannot remove:
-    /// refused, it denies the request.
+    /// Tools the choice names: a forced tool or an `allowed_tools` list.
     pub names: Vec<String>,
     /// The choice demands some tool call (`required`, `any`, a named tool).
     pub forces: bool,

@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 
 const RULE: &str = "openai_responses";
 
+/// Members that continue state OpenAI keeps: an earlier response, a conversation, a stored
+/// prompt template.
+const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -22,7 +26,11 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tools" => tools(&mut r, value)?,
             "tool_choice" => choice(&mut r.choice, value)?,
             "input" => input(&mut r, value, limits)?,
-            _ => {}
+            k => {
+                if let Some(state) = PROVIDER_STATE.iter().find(|s| **s == k).filter(|_| !value.is_null()) {
+                    r.provider_state.push(state);
+                }
+            }
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;

@@ -326,6 +326,10 @@ def test_data_boundary(llm, mint, seen):
             model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
             extra_body={"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/globex/mcp", "name": "crm"}]})
     denied(exc, "data_boundary", llm)
+    # State the provider keeps is invisible to aigate: refused unless the route allows it.
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        oai(llm, token).responses.create(model="gpt-4o-mini", input="and then?", previous_response_id="resp_123")
+    assert denied(exc, "data_boundary", llm)["rule"] == "routes.responses.provider_state"
     seen.nothing()
 
 
