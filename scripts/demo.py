@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""aigate demo: a real MCP server behind Envoy + aigate, called with the MCP Python SDK.
+"""aigate demo: a real MCP server behind Envoy + aigate, called with the MCP Python SDK,
+and a stand-in model API behind a second Envoy, called with the OpenAI Python SDK.
 
 Starts the sample MCP server (tests/e2e/mcp_server.py) and Envoy with the plugin on free
 loopback ports, mints tokens with fresh keys, then shows an allowed call, denied calls and
@@ -126,6 +127,50 @@ def show(n: int, label: str, out: e2e.Outcome, rpc_method: str, envoy: e2e.Envoy
     return did
 
 
+def llm_policy(policy: dict) -> dict:
+    """The demo policy for model APIs: Chat Completions refusing offers the caller may not
+    use, and a second route that strips them instead."""
+    p = json.loads(json.dumps(policy))
+    p["routes"] = [
+        {"id": "chat-strip", "prefix": "/strip/v1/chat/completions", "protocol": "openai_chat", "tool_offers": "strip"},
+        {"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "owner": "assistants@example.com"},
+    ]
+    p["models"] = {"allow": ["gpt-4o-mini"]}
+    return p
+
+
+def model_calls(llm: e2e.Envoy, model: e2e.ModelServer, token: str) -> list[str | None]:
+    """Two requests offering the model get_order and refund_order; the token may only read."""
+    import openai
+
+    def tool(name: str) -> dict:
+        return {"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}
+
+    ask = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Refund order o-1001"}],
+           "tools": [tool("get_order"), tool("refund_order")]}
+    ids: list[str | None] = []
+    for n, prefix, label in [
+        (8, "", "chat.completions offering get_order and refund_order  - refund is not the caller's to offer"),
+        (9, "/strip", "the same on a route with tool_offers: strip"),
+    ]:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{llm.listen_port}{prefix}/v1", api_key=token,
+                               max_retries=0, timeout=20)
+        seen = e2e.Seen(model.record)
+        say(f"[{n}] {label}")
+        try:
+            r = client.chat.completions.with_raw_response.create(**ask)
+            did = r.headers.get("x-aigate-decision-id")
+            offered = [t["function"]["name"] for t in json.loads(seen.one()["body"]).get("tools", [])]
+            say(f"    {GREEN}HTTP {r.status_code}  decision=allow{RESET}  decision_id={did}")
+            say(f"    {DIM}the model was offered: {', '.join(offered)}{RESET}")
+        except openai.APIStatusError as e:
+            did = e.response.headers.get("x-aigate-decision-id")
+            say(f"    {RED}HTTP {e.status_code}  {type(e).__name__}{RESET}  decision_id={did}")
+            say(f"    message: {e.body.get('message') if isinstance(e.body, dict) else e}")
+        ids.append(did)
+    return ids
+
+
 def run(args) -> int:
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="aigate-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -138,6 +183,8 @@ def run(args) -> int:
 
     server = e2e.McpServer(workdir)
     envoy = e2e.Envoy(workdir, args.variant, policy, server.port, name="demo")
+    model = e2e.ModelServer(workdir)
+    llm = e2e.Envoy(workdir, args.variant, llm_policy(policy), model.port, name="demo-llm")
     try:
         title("Starting the sample MCP server and Envoy with aigate")
         server.start()
@@ -182,16 +229,23 @@ def run(args) -> int:
         sent = [e for e in server.record.entries() if e["kind"] == "tool"]
         say(f"\n    the MCP server executed: {', '.join(e['name'] for e in sent) or 'nothing'}")
 
-        title(f"Audit lines (Envoy log {envoy.log})")
+        title("Model API calls through a second gateway (OpenAI Python SDK, same identity)")
+        model.start()
+        llm.start()
+        pids.write_text(f"{server.proc.pid}\n{envoy.proc.pid}\n{model.proc.pid}\n{llm.proc.pid}\n")
+        say(f"Envoy        http://127.0.0.1:{llm.listen_port}  in front of a stand-in model server (canned completions)")
+        ids += model_calls(llm, model, token)
+
+        title(f"Audit lines (Envoy logs {envoy.log}, {llm.log})")
         time.sleep(0.3)
-        audit = {a.get("decision_id"): a for a in envoy.audit()}
+        audit = {a.get("decision_id"): a for gw in (envoy, llm) for a in gw.audit()}
         for did in ids:
             rec = audit.get(did)
             if rec is None:
                 say(f"  {did}: (no audit line found)")
                 continue
-            keep = {k: rec.get(k) for k in ("decision_id", "decision", "reason", "rule", "tool", "intent", "impact",
-                                             "prompt", "subject", "workload", "tenant", "owner", "approver") if rec.get(k) is not None}
+            keep = {k: rec.get(k) for k in ("decision_id", "decision", "reason", "rule", "model", "tool", "intent",
+                                             "impact", "prompt", "refused_offers", "subject", "workload", "tenant", "owner", "approver") if rec.get(k) is not None}
             say("  " + json.dumps(keep))
 
         title(f"Metrics ({envoy.admin}/stats/prometheus, aigate_ lines with a value)")
@@ -211,7 +265,7 @@ def run(args) -> int:
 
         title("Where to look")
         say(f"  metrics      {envoy.admin}/stats/prometheus   (while the demo runs)")
-        say(f"  audit lines  {envoy.log}   (lines with \"type\":\"aigate.decision\")")
+        say(f"  audit lines  {envoy.log}, {llm.log}   (lines with \"type\":\"aigate.decision\")")
         say(f"  access log   {envoy.access_log}   (aigate= is the decision filter state)")
         say(f"  MCP server   {server.record.path}   (what reached the server)")
         say(f"  Envoy config {envoy.config}")
@@ -221,6 +275,8 @@ def run(args) -> int:
             time.sleep(args.serve)
         return 0
     finally:
+        llm.stop()
+        model.stop()
         envoy.stop()
         server.stop()
         with_pids = pids.exists()
