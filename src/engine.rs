@@ -162,11 +162,9 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
             // `initialize` alone may come without it (the server assigns the session), and
             // only a body says whether a request is one.
             let may_open = d.protocol == Some(Protocol::Mcp) && has_body;
+            let unnamed = policy.identity.bind_session.is_some() && p.session.is_none();
             d.principal = Some(p);
-            if policy.identity.bind_session.is_some()
-                && d.principal.as_ref().is_some_and(|p| p.session.is_none())
-                && !may_open
-            {
+            if unnamed && !may_open {
                 d.identity = Some(Err(Reason::SessionMismatch));
                 return Head::Decided(d.deny(session_missing()));
             }
