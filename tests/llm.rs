@@ -1314,6 +1314,14 @@ fn chat_legacy_functions_are_named_by_their_top_level_name() {
     for path in [CHAT, "/strip/v1/chat/completions"] {
         assert_eq!(reason(&w, path, &t, &body), Some(Reason::BodyMalformed), "{path}");
     }
+    // And a tools[] entry named both inside its function member and at the top level.
+    for tool in [
+        json!({"type": "function", "name": "refund_order", "function": {"name": "get_order"}}),
+        json!({"name": "refund_order", "function": {"name": "get_order"}}),
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "messages": messages, "tools": [tool]});
+        assert_eq!(reason(&w, CHAT, &t, &body), Some(Reason::BodyMalformed), "{body}");
+    }
     // Same for the legacy choice.
     let body = json!({"model": "gpt-4o-mini", "messages": messages,
         "functions": [legacy("get_order"), legacy("refund_order")],

@@ -46,6 +46,14 @@ fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
         None => return llm::opt_string(&mut t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name")),
         Some(other) => return Ok(other.to_string()),
     };
+    // OpenAI reads the name inside the definition; compatible servers that flatten tools
+    // read a top-level one. Carrying both, a tool could be judged as one and run as another.
+    if t.contains_key("name") {
+        return Err(malformed(
+            RULE,
+            format!("a {inner} tool is named inside its {inner} member, not also at the top level"),
+        ));
+    }
     let mut inner = obj(t.remove(inner).unwrap_or(Value::Null), RULE, "a tool's definition")?;
     llm::opt_string(&mut inner, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
 }
