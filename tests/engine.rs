@@ -820,8 +820,8 @@ fn one_header_carries_a_grant_per_approved_call() {
         &call("send_email", a.clone()),
     );
     assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalReplayed));
-    // Bounded: more than 16 grants is refused before any is verified.
-    let many = (0..17)
+    // Bounded: more than 32 grants is refused before any is verified.
+    let many = (0..33)
         .map(|i| grant(&a, &format!("m-{i}")))
         .collect::<Vec<_>>()
         .join(",");

@@ -47,7 +47,7 @@ pub enum Use {
 
 /// At most this many grants in one approval header (a batch or a conversation with
 /// several approved actions carries one per action, comma-separated).
-pub const MAX_GRANTS: usize = 16;
+pub const MAX_GRANTS: usize = 32;
 
 /// The grants a request presents, each read and signature-checked once however many calls
 /// look for theirs (a conversation may hold many).
