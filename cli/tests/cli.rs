@@ -31,6 +31,21 @@ fn check_accepts_the_example_policy() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("policy ok  sha256:"), "{text}");
     assert!(text.contains("tools      3 (1 read, 1 write, 1 external)"), "{text}");
+    assert!(text.contains("prompts    1\n"), "{text}");
+    // What a route lets through unjudged is said next to it.
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
+                               "tool_offers": "strip", "provider_state": "allow"}]);
+    policy["models"] = json!({"allow": ["gpt-4o-mini"]});
+    let out = aigate(&["check", &tmp("responses-policy.json", &policy.to_string())]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "openai_responses (strips tools the caller may not use) (continues provider-kept state, unjudged)"
+        ),
+        "{text}"
+    );
 }
 
 #[test]

@@ -38,9 +38,15 @@ pub fn summary(p: &Policy) -> String {
     out.push_str(&format!("mode       {mode}\n"));
     out.push_str(&format!("routes     {}\n", p.routes.len()));
     for r in &p.routes {
-        let tool = r.tool.as_ref().map_or(String::new(), |t| format!(" -> tool {t}"));
+        let mut notes = r.tool.as_ref().map_or(String::new(), |t| format!(" -> tool {t}"));
+        if r.protocol.is_llm() && r.tool_offers == crate::config::ToolOffers::Strip {
+            notes.push_str(" (strips tools the caller may not use)");
+        }
+        if r.provider_state == crate::config::ProviderState::Allow {
+            notes.push_str(" (continues provider-kept state, unjudged)");
+        }
         out.push_str(&format!(
-            "  {:<20} {:<12} {}{tool}\n",
+            "  {:<20} {:<12} {}{notes}\n",
             r.id,
             r.prefix,
             crate::audit::protocol_label(Some(r.protocol))
