@@ -87,8 +87,9 @@ pub struct RouteDoc {
     /// owner, constraints and bindings apply; the JSON body is the arguments).
     #[serde(default)]
     pub tool: Option<String>,
-    /// `openai_responses` routes: may a request continue state the provider keeps
-    /// (`previous_response_id`, `conversation`, a stored `prompt`)? Default `deny`.
+    /// LLM routes: may a request reach state the provider keeps: continue it (Responses
+    /// `previous_response_id`, `conversation`, a stored `prompt`) or, without a body, read
+    /// or delete a stored response, completion or batch? Default `deny`.
     #[serde(default)]
     pub provider_state: Option<ProviderState>,
 }

@@ -8,7 +8,7 @@ mod llm;
 
 use crate::approval;
 use crate::authz;
-use crate::config::{Impact, Protocol};
+use crate::config::{Impact, Protocol, ProviderState};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::policy::{DataRule, Policy, Tool};
@@ -183,12 +183,22 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     if d.protocol == Some(Protocol::Action) {
         return Head::Decided(on_body(policy, d, headers, b"", host));
     }
-    // No body: MCP's GET (server stream) and DELETE (end session), or reading a stored
-    // LLM response, carry no action.
+    // Without a body a POST has nothing to judge.
     if method == "POST" {
         let rule = crate::audit::protocol_label(d.protocol);
         return Head::Decided(d.deny(Denial::new(Reason::BodyMalformed, rule, "a POST needs a JSON body")));
     }
+    // On an LLM route a GET or DELETE reads or deletes what the provider stored (a response, a
+    // completion, a batch): not visible to aigate, and another user's if the id is.
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    if let Some(r) = route.filter(|r| r.protocol.is_llm() && r.provider_state == ProviderState::Deny) {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::DataBoundary,
+            format!("routes.{}.provider_state", r.id),
+            "a request without a body reads or changes what the provider stored, which aigate cannot judge; this route does not allow it",
+        )));
+    }
+    // MCP's GET (server stream) and DELETE (end session) carry no action.
     Head::Decided(d)
 }
 

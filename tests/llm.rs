@@ -753,11 +753,29 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
     assert!(decide(&w, RESPONSES, &t, &body).allowed());
     body["model"] = json!("o3");
     assert_eq!(reason(&w, RESPONSES, &t, &body), Some(Reason::ModelNotAllowed));
-    // Only Responses routes keep such state.
+    // Reading or deleting a stored response or completion has no body to judge: it is
+    // refused on a route that does not allow provider state, whoever's id it names.
+    for (path, method) in [
+        ("/v1/responses/resp_123", "GET"),
+        ("/v1/responses/resp_123/input_items", "GET"),
+        ("/v1/responses/resp_123", "DELETE"),
+        ("/v1/chat/completions/chatcmpl_9", "GET"),
+    ] {
+        let mut h = headers_for(&llm_world(), path, Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        let d = llm_world().decide_raw(&h, None);
+        let denial = d.denial.unwrap_or_else(|| panic!("{method} {path} passed"));
+        assert_eq!(denial.reason, Reason::DataBoundary, "{method} {path}");
+        assert!(denial.rule.ends_with(".provider_state"), "{}", denial.rule);
+    }
+    let mut h = headers_for(&w, "/v1/responses/resp_123", Some(&t));
+    h[0].1 = b"GET".to_vec();
+    assert!(w.decide_raw(&h, None).allowed(), "the route allows it");
+    // Only LLM routes reach a provider.
     let e = aigate::policy::compile(
         {
             let mut doc = policy_doc();
-            doc["routes"][0]["provider_state"] = json!("allow");
+            doc["routes"][0]["provider_state"] = json!("allow"); // the MCP route
             doc
         }
         .to_string()

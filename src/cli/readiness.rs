@@ -343,8 +343,8 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             Warning,
             See,
             format!(
-                "route {:?} lets requests continue state the provider keeps (previous_response_id, \
-                 conversation, stored prompts), which aigate cannot judge",
+                "route {:?} lets requests reach state the provider keeps (previous_response_id, \
+                 conversation, stored prompts and objects), which aigate cannot judge",
                 r.id
             ),
         );

@@ -173,11 +173,8 @@ impl Checker {
                 if r.tool_offers.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.tool_offers"), "applies only to LLM routes");
                 }
-                if r.provider_state.is_some() && r.protocol != Protocol::OpenaiResponses {
-                    self.err(
-                        format!("{path}.provider_state"),
-                        "applies only to openai_responses routes",
-                    );
+                if r.provider_state.is_some() && !r.protocol.is_llm() {
+                    self.err(format!("{path}.provider_state"), "applies only to LLM routes");
                 }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {

@@ -54,7 +54,7 @@ pub struct Route {
     pub tool_offers: ToolOffers,
     /// `action` routes: the catalogued tool the endpoint is.
     pub tool: Option<String>,
-    /// `openai_responses` routes: whether provider-kept state may be continued.
+    /// LLM routes: whether provider-kept state may be continued, read or deleted.
     pub provider_state: ProviderState,
 }
 
