@@ -72,39 +72,25 @@ pub struct Expect {
 impl Expect {
     /// How `got` differs from this expectation; fields not given are not compared.
     fn differences(&self, got: &Expect) -> Vec<String> {
-        let text = |v: Option<&str>| v.unwrap_or("none").to_string();
-        let status = |v: Option<u32>| v.map_or("none".to_string(), |s| s.to_string());
+        let text = |v: Option<String>| v.unwrap_or_else(|| "none".to_string());
         let mut out = Vec::new();
         if self.decision != got.decision {
             out.push(format!("decision {} (expected {})", got.decision, self.decision));
         }
-        if self.reason.is_some() && self.reason != got.reason {
-            out.push(format!(
-                "reason {} (expected {})",
-                text(got.reason.as_deref()),
-                text(self.reason.as_deref())
-            ));
-        }
-        if self.status.is_some() && self.status != got.status {
-            out.push(format!(
-                "status {} (expected {})",
-                status(got.status),
-                status(self.status)
-            ));
-        }
-        if self.rule.is_some() && self.rule != got.rule {
-            out.push(format!(
-                "rule {} (expected {})",
-                text(got.rule.as_deref()),
-                text(self.rule.as_deref())
-            ));
-        }
-        if self.owner.is_some() && self.owner != got.owner {
-            out.push(format!(
-                "owner {} (expected {})",
-                text(got.owner.as_deref()),
-                text(self.owner.as_deref())
-            ));
+        let fields = [
+            ("reason", self.reason.clone(), got.reason.clone()),
+            (
+                "status",
+                self.status.map(|s| s.to_string()),
+                got.status.map(|s| s.to_string()),
+            ),
+            ("rule", self.rule.clone(), got.rule.clone()),
+            ("owner", self.owner.clone(), got.owner.clone()),
+        ];
+        for (name, expected, observed) in fields {
+            if expected.is_some() && expected != observed {
+                out.push(format!("{name} {} (expected {})", text(observed), text(expected)));
+            }
         }
         out
     }
