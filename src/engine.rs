@@ -417,6 +417,17 @@ impl<'p> Awaiting<'p> {
             use_: approval::Use::Claim,
         }
     }
+
+    /// A call from an LLM conversation's history, approved when it was new: its grant is
+    /// checked, not consumed; it is recorded only if the grant fails.
+    fn recall(tool: &'p Tool, args: Value) -> Self {
+        Awaiting {
+            call: None,
+            tool,
+            args,
+            use_: approval::Use::Recall,
+        }
+    }
 }
 
 /// Checks the approval of each external-impact call, last: a grant is single-use, so it is

@@ -5,7 +5,6 @@
 //! anything is forwarded.
 
 use super::{Awaiting, Call, Decision};
-use crate::approval;
 use crate::authz::{self, shown};
 use crate::config::{Impact, Protocol, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
@@ -211,12 +210,7 @@ fn calls(
         };
         if !c.latest {
             if tool.impact == Impact::External {
-                pending.push(Awaiting {
-                    call: None,
-                    tool,
-                    args: c.arguments,
-                    use_: approval::Use::Recall,
-                });
+                pending.push(Awaiting::recall(tool, c.arguments));
             }
             continue;
         }

@@ -70,6 +70,12 @@ impl Checker {
         Pattern::parse(s).map_err(|m| self.err(path, m)).ok()
     }
 
+    /// What every data rule must have: an id to be named by, and the scope that opens it.
+    fn data_rule(&mut self, path: &str, id: &str, scope: &str) {
+        self.non_empty(&format!("{path}.id"), id);
+        self.pattern(&format!("{path}.scope"), scope);
+    }
+
     fn policy(&mut self, doc: PolicyDoc, bytes: &[u8]) -> Policy {
         self.non_empty("default_owner", &doc.default_owner);
         let routes = self.routes(doc.routes);
@@ -473,8 +479,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.resources[{i}]");
-                self.non_empty(&format!("{path}.id"), &r.id);
-                self.pattern(&format!("{path}.scope"), &r.scope);
+                self.data_rule(&path, &r.id, &r.scope);
                 let uri_prefix = match parse_template(&r.uri_prefix) {
                     Ok(parts) => parts,
                     Err(m) => {
@@ -521,8 +526,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.vector_stores[{i}]");
-                self.non_empty(&format!("{path}.id"), &r.id);
-                self.pattern(&format!("{path}.scope"), &r.scope);
+                self.data_rule(&path, &r.id, &r.scope);
                 if r.ids.is_empty() {
                     self.err(format!("{path}.ids"), "list at least one store id or template");
                 }
@@ -551,8 +555,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.prompts[{i}]");
-                self.non_empty(&format!("{path}.id"), &r.id);
-                self.pattern(&format!("{path}.scope"), &r.scope);
+                self.data_rule(&path, &r.id, &r.scope);
                 if r.names.is_empty() {
                     self.err(format!("{path}.names"), "list at least one prompt name");
                 }
@@ -579,8 +582,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.mcp_servers[{i}]");
-                self.non_empty(&format!("{path}.id"), &r.id);
-                self.pattern(&format!("{path}.scope"), &r.scope);
+                self.data_rule(&path, &r.id, &r.scope);
                 let upath = format!("{path}.url_prefix");
                 let url_prefix = self.template(&upath, &r.url_prefix);
                 // The prefix must pin scheme and host, or `https://mcp.example.com` would

@@ -21,8 +21,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         match key.as_str() {
             "model" => model = Some(string(value, RULE, "model")?),
             "stream" => r.stream = llm::stream_flag(value, RULE)?,
-            "tools" => offers(&mut r, value)?,
-            "functions" => functions(&mut r, value)?,
+            "tools" => offers(&mut r, value, "tools", tool_name)?,
+            "functions" => offers(&mut r, value, "functions", |f| legacy_name(f, "a functions entry"))?,
             "tool_choice" => choice(&mut r.choice, value)?,
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
@@ -58,14 +58,17 @@ fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
     llm::opt_string(&mut inner, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
 }
 
-fn offers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
-    for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
-        let name = tool_name(obj(t, RULE, "a tool")?)?;
-        r.offers.push(Offer {
-            name,
-            list: "tools",
-            index,
-        });
+/// Each entry of the top-level array `list` (`tools`, or the legacy `functions`) is an
+/// offer, named by `name_of`.
+fn offers(
+    r: &mut LlmRequest,
+    v: Value,
+    list: &'static str,
+    name_of: impl Fn(Map<String, Value>) -> Result<String, Denial>,
+) -> Result<(), Denial> {
+    for (index, t) in opt_array(Some(v), RULE, list)?.into_iter().enumerate() {
+        let name = name_of(obj(t, RULE, "a tool")?)?;
+        r.offers.push(Offer { name, list, index });
     }
     Ok(())
 }
@@ -81,19 +84,6 @@ fn legacy_name(mut f: Map<String, Value>, what: &str) -> Result<String, Denial> 
         ));
     }
     llm::opt_string(&mut f, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))
-}
-
-/// Legacy `functions[]`: `{"name", "description", "parameters"}` entries.
-fn functions(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
-    for (index, f) in opt_array(Some(v), RULE, "functions")?.into_iter().enumerate() {
-        let name = legacy_name(obj(f, RULE, "a function")?, "a functions entry")?;
-        r.offers.push(Offer {
-            name,
-            list: "functions",
-            index,
-        });
-    }
-    Ok(())
 }
 
 /// Legacy `function_call` choice: `"none"`, `"auto"` or `{"name": …}` (forces that call).

@@ -222,25 +222,26 @@ def _http_get(url: str, timeout: float = 2) -> tuple[int, str]:
         return e.code, e.read().decode("utf-8", "replace")
 
 
-class McpServer:
-    """tests/e2e/mcp_server.py in a subprocess, recording to `record`."""
+class RecordingServer:
+    """A test upstream script run in a subprocess on a loopback port, recording what reaches
+    it as JSON lines in `record`."""
+
+    script: Path
+    label: str
+    record_name: str
 
     def __init__(self, workdir: Path, port: int | None = None):
         self.workdir = workdir
         self.port = port or free_port()
-        self.record = Record(workdir / "mcp-record.jsonl")
-        self.log = workdir / "mcp-server.log"
+        self.record = Record(workdir / f"{self.record_name}-record.jsonl")
+        self.log = workdir / f"{self.record_name}-server.log"
         self.proc: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-    def start(self, timeout: float = 30) -> "McpServer":
+    def start(self, timeout: float = 30):
         self.record.path.touch()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(MCP_SERVER), "--port", str(self.port), "--record", str(self.record.path)],
+                [sys.executable, str(self.script), "--port", str(self.port), "--record", str(self.record.path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
             )
 
@@ -248,11 +249,23 @@ class McpServer:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                 return True
 
-        _wait(ready, timeout, "MCP server", self.proc, self.log)
+        _wait(ready, timeout, self.label, self.proc, self.log)
         return self
 
     def stop(self) -> None:
         _stop(self.proc)
+
+
+class McpServer(RecordingServer):
+    """tests/e2e/mcp_server.py: the real MCP server."""
+
+    script = MCP_SERVER
+    label = "MCP server"
+    record_name = "mcp"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
 
 
 @dataclass
@@ -576,32 +589,12 @@ def _unwrap(e: BaseException) -> BaseException:
 MODEL_SERVER = Path(__file__).resolve().parent / "model_server.py"
 
 
-class ModelServer:
-    """tests/e2e/model_server.py in a subprocess, recording to `record`."""
+class ModelServer(RecordingServer):
+    """tests/e2e/model_server.py: the stand-in model API (and REST endpoints)."""
 
-    def __init__(self, workdir: Path):
-        self.port = free_port()
-        self.record = Record(workdir / "model-record.jsonl")
-        self.log = workdir / "model-server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ModelServer":
-        self.record.path.touch()
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(MODEL_SERVER), "--port", str(self.port), "--record", str(self.record.path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
-            )
-
-        def ready() -> bool:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return True
-
-        _wait(ready, 30, "model server", self.proc, self.log)
-        return self
-
-    def stop(self) -> None:
-        _stop(self.proc)
+    script = MODEL_SERVER
+    label = "model server"
+    record_name = "model"
 
 
 class Seen:
