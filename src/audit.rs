@@ -2,7 +2,7 @@
 //! Never argument values, tokens or secrets.
 
 use crate::config::{Impact, Mode, Protocol};
-use crate::engine::{Call, Decision};
+use crate::engine::{Call, Decision, Stage};
 use crate::policy::Policy;
 use serde::Serialize;
 use std::borrow::Cow;
@@ -44,6 +44,8 @@ struct Record<'a> {
     kind: &'static str,
     time: String,
     decision_id: &'a str,
+    /// `request`, or `answer` for the judgement of a model's answer to it (same decision id).
+    stage: &'static str,
     decision: &'static str,
     reason: Option<&'static str>,
     rule: Cow<'a, str>,
@@ -101,6 +103,10 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         kind: "aigate.decision",
         time: humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos)).to_string(),
         decision_id,
+        stage: match d.stage {
+            Stage::Request => "request",
+            Stage::Answer => "answer",
+        },
         decision: verdict(policy, d),
         reason: d.denial.as_ref().map(|x| x.reason.as_str()),
         rule: d

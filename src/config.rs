@@ -92,6 +92,20 @@ pub struct RouteDoc {
     /// or delete a stored response, completion or batch? Default `deny`.
     #[serde(default)]
     pub provider_state: Option<ProviderState>,
+    /// LLM routes: are the tool calls in the model's answer judged before the client sees
+    /// them? Default `judge`.
+    #[serde(default)]
+    pub model_calls: Option<ModelCalls>,
+}
+
+/// `judge` the tool calls a model answers with (scope, bindings, constraints) before the
+/// client can run them, or `pass` the answer unread.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelCalls {
+    #[default]
+    Judge,
+    Pass,
 }
 
 /// Provider-kept conversation state is invisible to aigate: `deny` refuses requests that

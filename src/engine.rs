@@ -5,6 +5,9 @@
 //! buffer or parse), actions at end of body. LLM API requests are judged in `llm`.
 
 mod llm;
+mod output;
+
+pub use output::on_answer;
 
 use crate::approval;
 use crate::authz;
@@ -18,6 +21,7 @@ use serde_json::Value;
 /// Everything a decision produced, for the response, the audit line and the metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Decision {
+    pub stage: Stage,
     pub denial: Option<Denial>,
     pub route: Option<usize>,
     pub protocol: Option<Protocol>,
@@ -44,6 +48,14 @@ pub struct Decision {
     pub refused_offers: Vec<String>,
     /// LLM routes with `tool_offers: strip`: the body to forward instead of the client's.
     pub rewrite: Option<Vec<u8>>,
+}
+
+/// What a decision judged: the request, or the model's answer to it (`model_calls: judge`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Stage {
+    #[default]
+    Request,
+    Answer,
 }
 
 /// A data rule a request reached (resources, retrieval stores, remote MCP servers, prompts).

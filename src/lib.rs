@@ -20,6 +20,7 @@ pub mod identity;
 pub mod json;
 pub mod jws;
 pub mod metrics;
+pub mod output;
 #[cfg(target_arch = "wasm32")]
 mod plugin;
 pub mod policy;

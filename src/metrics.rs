@@ -7,6 +7,8 @@ pub const TOOL_CALLS: &str = "aigate_tool_calls_total";
 pub const APPROVALS: &str = "aigate_approvals_total";
 pub const IDENTITY: &str = "aigate_identity_total";
 pub const CONFIG_LOADS: &str = "aigate_config_loads_total";
+/// Model answers judged (`model_calls: judge`), by protocol, decision and reason.
+pub const ANSWERS: &str = "aigate_answers_total";
 pub const BODY_BYTES: &str = "aigate_request_body_bytes";
 
 /// `name` with `labels` encoded in front of it.

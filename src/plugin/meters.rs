@@ -6,7 +6,7 @@
 use crate::audit::{impact_label, protocol_label, verdict};
 use crate::config::{Impact, Protocol};
 use crate::decision::Reason;
-use crate::engine::Decision;
+use crate::engine::{Decision, Stage};
 use crate::metrics::{self, tagged};
 use crate::policy::Policy;
 use proxy_wasm::hostcalls;
@@ -19,6 +19,22 @@ const PROTOCOLS: [Option<Protocol>; 6] = [
     Some(Protocol::AnthropicMessages),
     Some(Protocol::Action),
     None,
+];
+/// Protocols whose answers are judged, and the reasons an answer can be refused for.
+const ANSWERING: [Protocol; 3] = [
+    Protocol::OpenaiChat,
+    Protocol::OpenaiResponses,
+    Protocol::AnthropicMessages,
+];
+const ANSWER_DENIALS: [Reason; 8] = [
+    Reason::ToolUnknown,
+    Reason::ScopeMissing,
+    Reason::ArgumentViolation,
+    Reason::BindingMismatch,
+    Reason::BodyMalformed,
+    Reason::BodyTooLarge,
+    Reason::EncodingUnsupported,
+    Reason::InternalError,
 ];
 const VERDICTS: [&str; 3] = ["allow", "deny", "would_deny"];
 const IMPACTS: [Impact; 3] = [Impact::Read, Impact::Write, Impact::External];
@@ -38,6 +54,8 @@ type ByReason = [Option<u32>; NO_REASON + 1];
 pub struct Meters {
     /// `aigate_requests_total` by `[protocol][verdict][reason]`.
     requests: [[ByReason; 3]; PROTOCOLS.len()],
+    /// `aigate_answers_total` by `[protocol][verdict][reason]` (protocols as in `ANSWERING`).
+    answers: [[ByReason; 3]; ANSWERING.len()],
     /// `aigate_tool_calls_total` by `[impact][decision]`.
     tool_calls: [[Option<u32>; 3]; 3],
     /// `aigate_identity_total` by result (the source is the policy's).
@@ -117,6 +135,25 @@ impl Meters {
                 }
             }
         }
+        let mut answers = [[[None; NO_REASON + 1]; 3]; ANSWERING.len()];
+        for (pi, p) in ANSWERING.into_iter().enumerate() {
+            for (vi, v) in VERDICTS.iter().enumerate() {
+                let reasons: Vec<Option<Reason>> = match vi {
+                    0 => vec![None],
+                    _ => ANSWER_DENIALS.into_iter().map(Some).collect(),
+                };
+                for r in reasons {
+                    let labels = [
+                        ("protocol", protocol_label(Some(p))),
+                        ("decision", *v),
+                        ("reason", r.map_or("none", Reason::as_str)),
+                    ];
+                    if let Some(row) = answers.get_mut(pi).and_then(|by_verdict| by_verdict.get_mut(vi)) {
+                        put(row, reason_slot(r), counter(&tagged(metrics::ANSWERS, &labels)));
+                    }
+                }
+            }
+        }
         let mut tool_calls = [[None; 3]; 3];
         for i in IMPACTS {
             for (vi, v) in VERDICTS.iter().enumerate() {
@@ -151,6 +188,7 @@ impl Meters {
         }
         Meters {
             requests,
+            answers,
             tool_calls,
             identity,
             approvals,
@@ -178,6 +216,14 @@ impl Meters {
         let name = verdict(policy, d);
         let v = VERDICTS.iter().position(|x| *x == name).unwrap_or(1);
         let reason = d.denial.as_ref().map(|x| x.reason);
+        if d.stage == Stage::Answer {
+            let p = ANSWERING.iter().position(|p| Some(*p) == d.protocol);
+            let row = p
+                .and_then(|p| self.answers.get(p))
+                .and_then(|by_verdict| by_verdict.get(v));
+            Meters::inc(row.and_then(|by_reason| at(by_reason, reason_slot(reason))));
+            return;
+        }
         Meters::inc(
             self.requests
                 .get(protocol_index(d.protocol))

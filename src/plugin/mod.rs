@@ -2,6 +2,7 @@
 //! headers once and its body once, hands plain values to the engine, and turns the
 //! decision into a local reply or a forwarded request, metrics and an audit line.
 
+mod answer;
 mod host;
 mod meters;
 
@@ -83,6 +84,9 @@ impl RootContext for Root {
             decision_id: String::new(),
             body_size: 0,
             headers_gone: false,
+            judging: None,
+            answer: None,
+            answer_buffered: 0,
         }))
     }
 
@@ -101,6 +105,11 @@ struct Http {
     body_size: usize,
     /// The request headers went upstream before the verdict (`hold: body`).
     headers_gone: bool,
+    /// An allowed request whose answer is judged, until the response head arrives.
+    judging: Option<Decision>,
+    answer: Option<answer::Answer>,
+    /// Bytes of a JSON answer the host is buffering.
+    answer_buffered: usize,
 }
 
 impl Context for Http {}
@@ -123,6 +132,7 @@ impl HttpContext for Http {
                 if policy.mode == Mode::Enforce && policy.strips_tools(d.route) {
                     self.set_http_request_header("content-length", None);
                 }
+                let route = d.route;
                 self.pending = Some(d);
                 match policy.hold {
                     Hold::Headers => Action::Pause,
@@ -131,7 +141,7 @@ impl HttpContext for Http {
                     // Envoy refuses header changes once they are gone (and the SDK traps
                     // on the refusal), so what the upstream sees in them is set now.
                     Hold::Body => {
-                        self.upstream_headers();
+                        self.upstream_headers(route);
                         self.headers_gone = true;
                         Action::Continue
                     }
@@ -162,10 +172,22 @@ impl HttpContext for Http {
         self.decide_with_body()
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if !self.decision_id.is_empty() {
             self.set_http_response_header(DECISION_HEADER, Some(&self.decision_id));
         }
+        if let Some(request) = self.judging.take().filter(|_| !end_of_stream) {
+            self.answer_head(request);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.answer_body(body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.answer_trailers();
         Action::Continue
     }
 }
@@ -193,14 +215,7 @@ impl Http {
     fn finish(&mut self, d: Decision) -> Action {
         let shared = Rc::clone(&self.shared);
         let policy = &shared.policy;
-        shared.meters.record(policy, &d);
-        let now = self
-            .get_current_time()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |t| t.as_nanos() as u64);
-        let line = audit::record(policy, &d, &self.decision_id, now);
-        log(LogLevel::Info, &line);
-        self.set_property(vec!["aigate_decision"], Some(line.as_bytes()));
+        self.record(&d, "aigate_decision");
 
         match (&d.denial, policy.mode) {
             (Some(denial), Mode::Enforce) => {
@@ -214,17 +229,38 @@ impl Http {
                     self.set_http_request_body(0, self.body_size, body);
                 }
                 if !self.headers_gone {
-                    self.upstream_headers();
+                    self.upstream_headers(d.route);
+                }
+                if policy.judges_answers(d.route) {
+                    self.judging = Some(d);
                 }
                 Action::Continue
             }
         }
     }
 
+    /// Counts a decision and writes its audit line (also kept as the filter state `property`
+    /// for access logs).
+    fn record(&self, d: &Decision, property: &str) {
+        let policy = &self.shared.policy;
+        self.shared.meters.record(policy, d);
+        let now = self
+            .get_current_time()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |t| t.as_nanos() as u64);
+        let line = audit::record(policy, d, &self.decision_id, now);
+        log(LogLevel::Info, &line);
+        let _ = proxy_wasm::hostcalls::set_property(vec![property], Some(line.as_bytes()));
+    }
+
     /// The request headers as the upstream should see them: the decision id added, the
-    /// approval grant removed (it is for aigate; the tool server has no use for it).
-    fn upstream_headers(&self) {
+    /// approval grant removed (it is for aigate; the tool server has no use for it), and
+    /// where the answer is judged, no compression offered (a compressed answer is unreadable).
+    fn upstream_headers(&self, route: Option<usize>) {
         self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
+        if self.shared.policy.judges_answers(route) && self.headers.get_all("accept-encoding").next().is_some() {
+            self.set_http_request_header("accept-encoding", None);
+        }
         if let Some(a) = &self.shared.policy.approval {
             if self.headers.get_all(&a.header).next().is_some() {
                 self.set_http_request_header(&a.header, None);
@@ -254,6 +290,11 @@ impl Host for WorkerHost<'_> {
     fn token_cache(&self) -> Option<&TokenCache> {
         Some(self.tokens)
     }
+}
+
+/// Sets or removes a response header; a refusal by the host must not trap the VM.
+fn set_response_header(name: &str, value: Option<&str>) {
+    let _ = proxy_wasm::hostcalls::set_map_value(proxy_wasm::types::MapType::HttpResponseHeaders, name, value);
 }
 
 fn log(level: LogLevel, message: &str) {

@@ -182,6 +182,9 @@ impl Checker {
                 if r.provider_state.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.provider_state"), "applies only to LLM routes");
                 }
+                if r.model_calls.is_some() && !r.protocol.is_llm() {
+                    self.err(format!("{path}.model_calls"), "applies only to LLM routes");
+                }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {
                         self.err(format!("{path}.tool"), "an action route names its catalogued tool");
@@ -201,6 +204,7 @@ impl Checker {
                     tool_offers: r.tool_offers.unwrap_or_default(),
                     tool: r.tool,
                     provider_state: r.provider_state.unwrap_or_default(),
+                    model_calls: r.model_calls.unwrap_or_default(),
                 }
             })
             .collect()

@@ -9,7 +9,7 @@ pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{Hold, Impact, Mode, Protocol, ProviderState, ToolOffers};
+use crate::config::{Hold, Impact, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -56,6 +56,8 @@ pub struct Route {
     pub tool: Option<String>,
     /// LLM routes: whether provider-kept state may be continued, read or deleted.
     pub provider_state: ProviderState,
+    /// LLM routes: whether the tool calls in the model's answer are judged.
+    pub model_calls: ModelCalls,
 }
 
 #[derive(Debug)]
@@ -337,6 +339,13 @@ impl Policy {
         route
             .and_then(|i| self.routes.get(i))
             .is_some_and(|r| r.protocol.is_llm() && r.tool_offers == ToolOffers::Strip)
+    }
+
+    /// Does this route judge the tool calls of the model's answers?
+    pub fn judges_answers(&self, route: Option<usize>) -> bool {
+        route
+            .and_then(|i| self.routes.get(i))
+            .is_some_and(|r| r.protocol.is_llm() && r.model_calls == ModelCalls::Judge)
     }
 
     pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, data: Option<&'a str>, route: Option<&'a Route>) -> &'a str {

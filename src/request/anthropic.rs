@@ -85,25 +85,30 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             _ => continue, // a plain string, or nothing
         };
         for b in blocks {
-            let mut b = obj(b, RULE, "a content block")?;
+            let b = obj(b, RULE, "a content block")?;
             if b.get("type").and_then(Value::as_str) != Some("tool_use") {
                 continue;
             }
-            let name = name(&mut b, "a tool_use block")?;
-            let arguments = match b.remove("input") {
-                Some(v @ Value::Object(_)) => v,
-                _ => return Err(malformed(RULE, "a tool_use block needs an object input")),
-            };
-            r.calls.push(LlmCall {
-                name,
-                arguments,
-                latest: false,
-            });
+            r.calls.push(tool_use(b)?);
             turns.push(i);
         }
     }
     llm::mark_latest(&mut r.calls, &turns, last_turn);
     Ok(())
+}
+
+/// A `tool_use` content block: `{"name": …, "input": {…}}`.
+pub(crate) fn tool_use(mut b: Map<String, Value>) -> Result<LlmCall, Denial> {
+    let name = name(&mut b, "a tool_use block")?;
+    let arguments = match b.remove("input") {
+        Some(v @ Value::Object(_)) => v,
+        _ => return Err(malformed(RULE, "a tool_use block needs an object input")),
+    };
+    Ok(LlmCall {
+        name,
+        arguments,
+        latest: false,
+    })
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ fn messages(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial>
     Ok(())
 }
 
-fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
+pub(crate) fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
     match llm::opt_string(&mut c, "type", RULE)?.as_deref() {
         Some("function") | None => function(
             obj(
@@ -185,7 +185,7 @@ fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Deni
 }
 
 /// `{"name": …, "arguments": "<JSON text>"}`
-fn function(mut f: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
+pub(crate) fn function(mut f: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
     let name = llm::opt_string(&mut f, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool call needs a name"))?;
     let args = llm::opt_string(&mut f, "arguments", RULE)?
         .ok_or_else(|| malformed(RULE, "a tool call needs its arguments"))?;

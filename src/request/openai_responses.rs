@@ -165,6 +165,53 @@ fn payload_of(item: &mut Map<String, Value>, kind: &str, key: &str) -> Result<Va
     }
 }
 
+/// The client-run call an item of type `kind` is, if it is one (input items the model
+/// produced earlier, and output items of a response alike). A `*_call` type aigate does not
+/// know is refused: a new client-run call type must not pass unjudged.
+pub(crate) fn item_call(item: &mut Map<String, Value>, kind: &str, limits: &Limits) -> Result<Option<LlmCall>, Denial> {
+    let call = match kind {
+        "function_call" => {
+            let name = name(item)?;
+            let args = llm::opt_string(item, "arguments", RULE)?
+                .ok_or_else(|| malformed(RULE, "a function_call needs its arguments"))?;
+            LlmCall {
+                name,
+                arguments: llm::json_arguments(&args, limits, RULE)?,
+                latest: false,
+            }
+        }
+        "custom_tool_call" => {
+            let name = name(item)?;
+            let input = llm::opt_string(item, "input", RULE)?.unwrap_or_default();
+            LlmCall {
+                name,
+                arguments: llm::text_arguments(input),
+                latest: false,
+            }
+        }
+        kind => match client_call(kind) {
+            Some((tool, payload)) => LlmCall {
+                name: tool.to_string(),
+                arguments: payload_of(item, kind, payload)?,
+                latest: false,
+            },
+            None if !is_client_call(kind) => return Ok(None),
+            None => {
+                return Err(malformed(
+                    RULE,
+                    format!("item type {kind:?} is a tool call aigate cannot judge"),
+                ))
+            }
+        },
+    };
+    Ok(Some(call))
+}
+
+/// An item type the client runs (every `*_call` but the provider-run ones).
+pub(crate) fn is_client_call(kind: &str) -> bool {
+    kind.ends_with("_call") && !PROVIDER_CALLS.contains(&kind)
+}
+
 fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let items = match v {
         Value::String(_) | Value::Null => return Ok(()),
@@ -187,41 +234,11 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             Side::Client => in_model = false,
             Side::Neither => {}
         }
-        let call = match kind.as_deref() {
-            Some("function_call") => {
-                let name = name(&mut item)?;
-                let args = llm::opt_string(&mut item, "arguments", RULE)?
-                    .ok_or_else(|| malformed(RULE, "a function_call needs its arguments"))?;
-                LlmCall {
-                    name,
-                    arguments: llm::json_arguments(&args, limits, RULE)?,
-                    latest: false,
-                }
-            }
-            Some("custom_tool_call") => {
-                let name = name(&mut item)?;
-                let input = llm::opt_string(&mut item, "input", RULE)?.unwrap_or_default();
-                LlmCall {
-                    name,
-                    arguments: llm::text_arguments(input),
-                    latest: false,
-                }
-            }
-            Some(kind) => match client_call(kind) {
-                Some((tool, payload)) => LlmCall {
-                    name: tool.to_string(),
-                    arguments: payload_of(&mut item, kind, payload)?,
-                    latest: false,
-                },
-                None if PROVIDER_CALLS.contains(&kind) || !kind.ends_with("_call") => continue,
-                None => {
-                    return Err(malformed(
-                        RULE,
-                        format!("input item type {kind:?} is a tool call aigate cannot judge"),
-                    ))
-                }
-            },
-            None => continue,
+        let Some(call) = (match kind.as_deref() {
+            Some(kind) => item_call(&mut item, kind, limits)?,
+            None => None,
+        }) else {
+            continue;
         };
         r.calls.push(call);
         turns.push(turn);

@@ -1,0 +1,408 @@
+use super::stream::Stream;
+use super::*;
+use crate::decision::Reason;
+use serde_json::json;
+
+fn limits() -> Limits {
+    Limits::for_tests()
+}
+
+fn names(calls: &[LlmCall]) -> Vec<(&str, &Value)> {
+    calls.iter().map(|c| (c.name.as_str(), &c.arguments)).collect()
+}
+
+#[test]
+fn formats_by_media_type() {
+    assert_eq!(format(b"application/json"), Some(Format::Json));
+    assert_eq!(format(b"Application/JSON; charset=utf-8"), Some(Format::Json));
+    assert_eq!(format(b"text/event-stream"), Some(Format::EventStream));
+    assert_eq!(format(b"text/event-stream;charset=utf-8"), Some(Format::EventStream));
+    assert_eq!(format(b"text/plain"), None);
+    assert_eq!(format(b"application/jsonl"), None);
+}
+
+#[test]
+fn json_answers_give_their_calls() {
+    let chat = json!({"id": "c", "object": "chat.completion", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "get_order", "arguments": "{\"customer_id\":\"c-1\"}"}},
+            {"id": "b", "type": "custom", "custom": {"name": "grep", "input": "x"}}
+        ]}},
+        {"index": 1, "finish_reason": "function_call", "message": {"role": "assistant", "function_call": {"name": "legacy", "arguments": "{}"}}},
+        {"index": 2, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    ], "usage": {"total_tokens": 3}});
+    let calls = calls(Protocol::OpenaiChat, chat.to_string().as_bytes(), &limits()).unwrap();
+    assert_eq!(
+        names(&calls),
+        [
+            ("get_order", &json!({"customer_id": "c-1"})),
+            ("grep", &json!({"input": "x"})),
+            ("legacy", &json!({}))
+        ]
+    );
+
+    let responses = json!({"id": "r", "object": "response", "output": [
+        {"type": "reasoning", "id": "rs", "summary": []},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+        {"type": "web_search_call", "id": "ws", "status": "completed"},
+        {"type": "function_call", "call_id": "c1", "name": "get_order", "arguments": "{\"customer_id\":\"c-1\"}"},
+        {"type": "local_shell_call", "call_id": "c2", "action": {"type": "exec", "command": ["ls"]}}
+    ]});
+    let calls = calls_of(Protocol::OpenaiResponses, &responses);
+    assert_eq!(
+        names(&calls),
+        [
+            ("get_order", &json!({"customer_id": "c-1"})),
+            ("local_shell", &json!({"type": "exec", "command": ["ls"]}))
+        ]
+    );
+
+    let anthropic = json!({"id": "m", "type": "message", "role": "assistant", "stop_reason": "tool_use", "content": [
+        {"type": "text", "text": "Looking it up."},
+        {"type": "tool_use", "id": "t1", "name": "get_order", "input": {"customer_id": "c-1"}}
+    ]});
+    let calls = calls_of(Protocol::AnthropicMessages, &anthropic);
+    assert_eq!(names(&calls), [("get_order", &json!({"customer_id": "c-1"}))]);
+}
+
+fn calls_of(protocol: Protocol, body: &Value) -> Vec<LlmCall> {
+    calls(protocol, body.to_string().as_bytes(), &limits()).unwrap()
+}
+
+#[test]
+fn unreadable_answers_are_malformed() {
+    for (protocol, body) in [
+        (Protocol::OpenaiChat, "not json"),
+        (Protocol::OpenaiChat, "[1]"),
+        (
+            Protocol::OpenaiChat,
+            r#"{"choices": [{"message": {"tool_calls": [{"type": "function", "function": {"name": "x", "arguments": "{\"a\":1,\"a\":2}"}}]}}]}"#,
+        ),
+        (
+            Protocol::OpenaiChat,
+            r#"{"choices": [{"message": {"tool_calls": [{"type": "function", "function": {"name": "x"}}]}}]}"#,
+        ),
+        (
+            Protocol::OpenaiResponses,
+            r#"{"output": [{"type": "teleport_call", "action": {}}]}"#,
+        ),
+        (Protocol::OpenaiResponses, r#"{"output": {}}"#),
+        (
+            Protocol::AnthropicMessages,
+            r#"{"content": [{"type": "tool_use", "name": "x", "input": "{}"}]}"#,
+        ),
+    ] {
+        let e = calls(protocol, body.as_bytes(), &limits()).unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+    }
+}
+
+#[test]
+fn refusals_replace_calls_in_each_providers_shape() {
+    let text = "aigate: refused";
+    let chat = json!({"id": "c", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "refund_order", "arguments": "{}"}}]}}
+    ]});
+    let out: Value =
+        serde_json::from_slice(&refusal(Protocol::OpenaiChat, &bytes(&chat), text, &limits()).unwrap()).unwrap();
+    assert_eq!(
+        out["choices"][0],
+        json!({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": null, "refusal": text}})
+    );
+    assert_eq!(out["id"], "c");
+
+    let responses = json!({"id": "r", "output": [
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "ok"}]},
+        {"type": "function_call", "call_id": "c1", "name": "refund_order", "arguments": "{}"},
+        {"type": "web_search_call", "id": "ws"}
+    ]});
+    let out: Value =
+        serde_json::from_slice(&refusal(Protocol::OpenaiResponses, &bytes(&responses), text, &limits()).unwrap())
+            .unwrap();
+    let kinds: Vec<&str> = out["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["message", "web_search_call", "message"]);
+    assert_eq!(
+        out["output"][2]["content"][0],
+        json!({"type": "refusal", "refusal": text})
+    );
+    assert!(
+        calls(Protocol::OpenaiResponses, &serde_json::to_vec(&out).unwrap(), &limits())
+            .unwrap()
+            .is_empty()
+    );
+
+    let anthropic = json!({"id": "m", "stop_reason": "tool_use", "content": [
+        {"type": "text", "text": "Refunding."},
+        {"type": "tool_use", "id": "t1", "name": "refund_order", "input": {}}
+    ]});
+    let out: Value =
+        serde_json::from_slice(&refusal(Protocol::AnthropicMessages, &bytes(&anthropic), text, &limits()).unwrap())
+            .unwrap();
+    assert_eq!(out["stop_reason"], "refusal");
+    assert_eq!(
+        out["content"],
+        json!([{"type": "text", "text": "Refunding."}, {"type": "text", "text": text}])
+    );
+
+    assert_eq!(refusal(Protocol::OpenaiChat, b"nope", text, &limits()), None);
+    assert_eq!(refusal(Protocol::OpenaiChat, b"{\"a\":1}", text, &limits()), None);
+}
+
+fn bytes(v: &Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+#[test]
+fn error_events_are_raised_by_the_sdks() {
+    assert_eq!(
+        error_event(Protocol::OpenaiChat, br#"{"error":{}}"#),
+        b"data: {\"error\":{}}\n\n"
+    );
+    assert_eq!(
+        error_event(Protocol::AnthropicMessages, br#"{"type":"error"}"#),
+        b"event: error\ndata: {\"type\":\"error\"}\n\n"
+    );
+}
+
+fn sse(events: &[(Option<&str>, Value)]) -> Vec<u8> {
+    let mut s = String::new();
+    for (name, data) in events {
+        if let Some(n) = name {
+            s.push_str(&format!("event: {n}\n"));
+        }
+        s.push_str(&format!("data: {data}\n\n"));
+    }
+    s.into_bytes()
+}
+
+/// Feeds `body` in pieces of `size`; returns what passed on and how the stream ended.
+fn run(protocol: Protocol, body: &[u8], size: usize, hold: bool) -> (Vec<u8>, stream::Finished) {
+    let mut s = Stream::new(protocol, &limits(), hold);
+    let mut passed = Vec::new();
+    for piece in body.chunks(size) {
+        match s.feed(piece) {
+            Some(out) => passed.extend(out),
+            None => passed.extend_from_slice(piece),
+        }
+    }
+    (passed, s.finish())
+}
+
+fn chat_chunk(delta: Value, finish: Value) -> (Option<&'static str>, Value) {
+    (
+        None,
+        json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+    )
+}
+
+fn chat_stream() -> (Vec<u8>, usize) {
+    let text = sse(&[
+        chat_chunk(json!({"role": "assistant", "content": "Let me "}), Value::Null),
+        chat_chunk(json!({"content": "check."}), Value::Null),
+    ]);
+    let mut body = text.clone();
+    body.extend(sse(&[
+        chat_chunk(
+            json!({"tool_calls": [{"index": 0, "id": "a", "type": "function", "function": {"name": "get_order", "arguments": ""}}]}),
+            Value::Null,
+        ),
+        chat_chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"customer_"}}]}),
+            Value::Null,
+        ),
+        chat_chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "id\":\"c-1\"}"}}]}),
+            Value::Null,
+        ),
+        chat_chunk(
+            json!({"tool_calls": [{"index": 1, "id": "b", "type": "function", "function": {"name": "refund_order", "arguments": "{}"}}]}),
+            Value::Null,
+        ),
+        chat_chunk(json!({}), json!("tool_calls")),
+    ]));
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    (body, text.len())
+}
+
+#[test]
+fn streams_pass_text_and_hold_from_the_first_call() {
+    let (body, text_len) = chat_stream();
+    // Every way of cutting the stream gives the same: text passed, the rest held.
+    for size in [1, 2, 7, 64, body.len()] {
+        let (passed, end) = run(Protocol::OpenaiChat, &body, size, true);
+        assert_eq!(passed, body[..text_len], "pieces of {size}");
+        assert_eq!(end.held, body[text_len..], "pieces of {size}");
+        let calls = end.calls.unwrap();
+        assert_eq!(
+            names(&calls),
+            [
+                ("get_order", &json!({"customer_id": "c-1"})),
+                ("refund_order", &json!({}))
+            ]
+        );
+    }
+}
+
+#[test]
+fn streams_without_calls_pass_whole_and_crlf_lines_count() {
+    let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\r\n\r\n: keep-alive\r\n\r\ndata: [DONE]\r\n\r\n";
+    for size in [1, 3, body.len()] {
+        let (passed, end) = run(Protocol::OpenaiChat, body, size, true);
+        assert_eq!(passed, body);
+        assert!(end.held.is_empty());
+        assert!(end.calls.unwrap().is_empty());
+    }
+}
+
+#[test]
+fn monitor_streams_pass_everything_and_still_read_calls() {
+    let (body, _) = chat_stream();
+    let (passed, end) = run(Protocol::OpenaiChat, &body, 5, false);
+    assert_eq!(passed, body);
+    assert!(end.held.is_empty());
+    assert_eq!(end.calls.unwrap().len(), 2);
+}
+
+#[test]
+fn responses_streams_judge_done_items_and_the_final_response() {
+    let item = json!({"type": "function_call", "id": "fc", "call_id": "c1", "name": "get_order", "arguments": "{\"customer_id\":\"c-1\"}"});
+    let added = json!({"type": "response.output_item.added", "output_index": 1,
+                       "item": {"type": "function_call", "id": "fc", "call_id": "c1", "name": "get_order", "arguments": ""}});
+    let text = sse(&[(
+        Some("response.output_text.delta"),
+        json!({"type": "response.output_text.delta", "delta": "hi"}),
+    )]);
+    let mut body = text.clone();
+    body.extend(sse(&[
+        (Some("response.output_item.added"), added.clone()),
+        (
+            Some("response.function_call_arguments.delta"),
+            json!({"type": "response.function_call_arguments.delta", "delta": "{}"}),
+        ),
+        (
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "item": item}),
+        ),
+        (
+            Some("response.completed"),
+            json!({"type": "response.completed", "response": {"output": [item]}}),
+        ),
+    ]));
+    let (passed, end) = run(Protocol::OpenaiResponses, &body, 9, true);
+    assert_eq!(passed, text);
+    assert_eq!(
+        names(&end.calls.unwrap()),
+        [("get_order", &json!({"customer_id": "c-1"}))]
+    );
+
+    // A call only the final response shows is judged too.
+    let other = json!({"type": "function_call", "call_id": "c9", "name": "refund_order", "arguments": "{}"});
+    let late = sse(&[(
+        Some("response.completed"),
+        json!({"type": "response.completed", "response": {"output": [other]}}),
+    )]);
+    let (passed, end) = run(Protocol::OpenaiResponses, &late, 4, true);
+    assert!(passed.is_empty());
+    assert_eq!(names(&end.calls.unwrap()), [("refund_order", &json!({}))]);
+
+    // A call announced and never finished is not an answer aigate can judge.
+    let cut = sse(&[(Some("response.output_item.added"), added)]);
+    let (_, end) = run(Protocol::OpenaiResponses, &cut, 100, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+}
+
+#[test]
+fn anthropic_streams_join_input_pieces() {
+    let text = sse(&[
+        (
+            Some("message_start"),
+            json!({"type": "message_start", "message": {"id": "m", "content": []}}),
+        ),
+        (
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "On it."}}),
+        ),
+    ]);
+    let mut body = text.clone();
+    body.extend(sse(&[
+        (
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "get_order", "input": {}}}),
+        ),
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"customer_id\": "}}),
+        ),
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "\"c-1\"}"}}),
+        ),
+        (
+            Some("content_block_stop"),
+            json!({"type": "content_block_stop", "index": 1}),
+        ),
+        (
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "u", "name": "ping", "input": {}}}),
+        ),
+        (Some("message_stop"), json!({"type": "message_stop"})),
+    ]));
+    let (passed, end) = run(Protocol::AnthropicMessages, &body, 11, true);
+    assert_eq!(passed, text);
+    assert_eq!(
+        names(&end.calls.unwrap()),
+        [("get_order", &json!({"customer_id": "c-1"})), ("ping", &json!({}))]
+    );
+}
+
+#[test]
+fn bad_streams_fail_closed() {
+    // An event that is not JSON.
+    let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: {oops\n\ndata: {\"choices\":[]}\n\n";
+    let (passed, end) = run(Protocol::OpenaiChat, body, 1000, true);
+    assert_eq!(passed, b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n");
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+
+    // Arguments that are not a JSON object.
+    let (body, _) = chat_stream();
+    let bad = String::from_utf8(body)
+        .unwrap()
+        .replace("id\\\":\\\"c-1\\\"}", "id\\\":");
+    let (_, end) = run(Protocol::OpenaiChat, bad.as_bytes(), 50, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+
+    // Held beyond the body limit: nothing more passes, the stream is refused.
+    let mut small = limits();
+    small.max_body_bytes = 300;
+    let (body, text_len) = chat_stream();
+    let mut s = Stream::new(Protocol::OpenaiChat, &small, true);
+    let mut passed = Vec::new();
+    for piece in body.chunks(40) {
+        passed.extend(s.feed(piece).unwrap_or_else(|| piece.to_vec()));
+    }
+    assert!(passed.len() <= text_len);
+    assert_eq!(s.finish().calls.unwrap_err().reason, Reason::BodyTooLarge);
+
+    // Not UTF-8.
+    let (_, end) = run(Protocol::OpenaiChat, b"data: \xff\n\n", 10, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+}
+
+#[test]
+fn a_stream_ending_mid_event_is_read_as_it_stands() {
+    let body = br#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"get_order","arguments":"{}"}}]}}]}"#;
+    let (passed, end) = run(Protocol::OpenaiChat, body, 16, true);
+    assert!(passed.is_empty());
+    assert_eq!(end.held, body);
+    assert_eq!(names(&end.calls.unwrap()), [("get_order", &json!({}))]);
+}

@@ -1,0 +1,200 @@
+//! The model's answer on routes that judge it (`model_calls: judge`): how to read it is
+//! settled at the response head, its calls are judged at its end (JSON) or as it streams
+//! (events), and a refused answer is rewritten before the client sees it.
+
+use super::{set_response_header, Http};
+use crate::config::{Mode, Protocol};
+use crate::decision::{Denial, Reason};
+use crate::engine::{self, Decision};
+use crate::output::{self, stream::Stream, Format};
+use crate::response;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, BufferType, MapType};
+
+pub(super) enum Answer {
+    /// Buffered until its end.
+    Json(Decision),
+    /// Passed on event by event, held from its first tool call.
+    Stream(Decision, Stream),
+    /// Refused whole (unreadable or too large): its pieces are dropped, the error comes at its end.
+    Refused(Decision),
+}
+
+fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Replaces the body the host holds now (this piece, or all of a buffered answer). A refusal
+/// by the host (nothing held, as at trailers) must not trap the VM.
+fn replace_response_body(size: usize, with: &[u8]) {
+    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, with);
+}
+
+/// What the client reads in place of a refused call.
+fn refusal_text(denial: &Denial, decision_id: &str) -> String {
+    format!(
+        "aigate: the model's tool call was refused: {} (reason: {}, decision: {decision_id})",
+        denial.message,
+        denial.reason.as_str()
+    )
+}
+
+impl Http {
+    fn enforcing(&self) -> bool {
+        self.shared.policy.mode == Mode::Enforce
+    }
+
+    /// At the response head: how the answer will be read, or its refusal when it cannot be.
+    pub(super) fn answer_head(&mut self, request: Decision) {
+        // An error status carries no tool calls.
+        let success = response_header(":status").is_some_and(|s| s.first() == Some(&b'2'));
+        if !success {
+            return;
+        }
+        let Some(protocol) = request.protocol else { return };
+        let policy = &self.shared.policy;
+        let enforce = self.enforcing();
+        let encoded =
+            response_header("content-encoding").is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let format = match encoded {
+            true => None,
+            false => response_header("content-type").as_deref().and_then(output::format),
+        };
+        if enforce {
+            // The answer may be rewritten: the host frames it anew.
+            set_response_header("content-length", None);
+        }
+        let answer = match format {
+            Some(Format::Json) => Answer::Json(request),
+            Some(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
+            None => {
+                let denial = if encoded {
+                    Denial::new(
+                        Reason::EncodingUnsupported,
+                        "model_calls",
+                        "the model's answer is compressed, so its tool calls cannot be read",
+                    )
+                } else {
+                    Denial::new(
+                        Reason::BodyMalformed,
+                        "model_calls",
+                        "the model's answer is neither JSON nor an event stream, so its tool calls cannot be read",
+                    )
+                };
+                let d = engine::on_answer(policy, &request, Err(denial));
+                if enforce {
+                    set_response_header(":status", Some("502"));
+                    set_response_header("content-encoding", None);
+                    set_response_header("content-type", Some("application/json"));
+                }
+                self.record(&d, "aigate_answer");
+                Answer::Refused(d)
+            }
+        };
+        self.answer = Some(answer);
+    }
+
+    /// One piece of the answer (`size` bytes held by the host now).
+    pub(super) fn answer_body(&mut self, size: usize, end_of_stream: bool) -> Action {
+        let Some(answer) = self.answer.take() else {
+            return Action::Continue;
+        };
+        let shared = std::rc::Rc::clone(&self.shared);
+        let policy = &shared.policy;
+        self.answer_buffered = 0;
+        match answer {
+            Answer::Json(request) => {
+                let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+                if size > policy.limits.max_body_bytes {
+                    let too_large = Denial::new(
+                        Reason::BodyTooLarge,
+                        "limits.max_body_bytes",
+                        format!("the model's answer exceeds {} bytes", policy.limits.max_body_bytes),
+                    );
+                    let d = engine::on_answer(policy, &request, Err(too_large));
+                    self.record(&d, "aigate_answer");
+                    return self.refuse(d, size, end_of_stream);
+                }
+                if !end_of_stream {
+                    self.answer_buffered = size;
+                    self.answer = Some(Answer::Json(request));
+                    return Action::Pause; // StopIterationAndBuffer
+                }
+                let body = response_body(size);
+                let d = engine::on_answer(policy, &request, output::calls(protocol, &body, &policy.limits));
+                self.record(&d, "aigate_answer");
+                if let (Some(denial), true) = (&d.denial, self.enforcing()) {
+                    let text = refusal_text(denial, &self.decision_id);
+                    let rewritten = output::refusal(protocol, &body, &text, &policy.limits)
+                        .unwrap_or_else(|| self.error_json(&d, denial));
+                    replace_response_body(size, &rewritten);
+                }
+                Action::Continue
+            }
+            Answer::Stream(request, mut stream) => {
+                let chunk = response_body(size);
+                let mut out = stream.feed(&chunk);
+                if end_of_stream {
+                    let finished = stream.finish();
+                    let d = engine::on_answer(policy, &request, finished.calls);
+                    self.record(&d, "aigate_answer");
+                    let tail = match (&d.denial, self.enforcing()) {
+                        (Some(denial), true) => output::error_event(
+                            request.protocol.unwrap_or(Protocol::OpenaiChat),
+                            &self.error_json(&d, denial),
+                        ),
+                        _ => finished.held,
+                    };
+                    if !tail.is_empty() {
+                        let mut whole = out.unwrap_or(chunk);
+                        whole.extend_from_slice(&tail);
+                        out = Some(whole);
+                    }
+                } else {
+                    self.answer = Some(Answer::Stream(request, stream));
+                }
+                if let Some(out) = out {
+                    replace_response_body(size, &out);
+                }
+                Action::Continue
+            }
+            Answer::Refused(d) => self.refuse(d, size, end_of_stream),
+        }
+    }
+
+    /// Response trailers end the answer without an end-of-stream body callback.
+    pub(super) fn answer_trailers(&mut self) {
+        if self.answer.is_some() {
+            let _ = self.answer_body(self.answer_buffered, true);
+        }
+    }
+
+    /// Drops a piece of a refused answer; at its end, puts the error in its place.
+    fn refuse(&mut self, d: Decision, size: usize, end_of_stream: bool) -> Action {
+        if self.enforcing() {
+            let error = match (&d.denial, end_of_stream) {
+                (Some(denial), true) => self.error_json(&d, denial),
+                _ => Vec::new(),
+            };
+            replace_response_body(size, &error);
+        }
+        if !end_of_stream {
+            self.answer = Some(Answer::Refused(d));
+        }
+        Action::Continue
+    }
+
+    /// The provider's error JSON, as a denied request gets it.
+    fn error_json(&self, d: &Decision, denial: &Denial) -> Vec<u8> {
+        response::render(&self.shared.policy, d, denial, &self.decision_id).body
+    }
+}

@@ -1,0 +1,205 @@
+//! The model's answer judged by the compiled module (`model_calls: judge`): refused calls
+//! never reach the client, in a JSON answer or a stream, in both hold modes.
+
+mod common;
+
+use aigate_harness::{HostOptions, Plugin, Request, UpstreamResponse};
+use common::*;
+use serde_json::{json, Value};
+
+const CHAT: &str = "/v1/chat/completions";
+
+fn answers_metric(decision: &str, reason: &str) -> String {
+    format!("protocol=.=openai_chat;.;decision=.={decision};.;reason=.={reason};.;aigate_answers_total")
+}
+
+fn llm_policy(idp: &Idp, hold: &str, mode: &str) -> Value {
+    let mut p = policy(idp);
+    p["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat"}));
+    p["models"] = json!({"allow": ["gpt-4o-mini"]});
+    p["hold"] = json!(hold);
+    p["mode"] = json!(mode);
+    p
+}
+
+fn plugins(idp: &Idp, mode: &str) -> Vec<(&'static str, Plugin)> {
+    vec![
+        ("hold=headers", load(&llm_policy(idp, "headers", mode), envoy_hold_headers())),
+        ("hold=body", load(&llm_policy(idp, "body", mode), HostOptions::default())),
+    ]
+}
+
+fn chat_request(idp: &Idp, answer: UpstreamResponse) -> Request {
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where is my order?"}]});
+    Request::post(CHAT)
+        .bearer(&idp.token())
+        .header("accept-encoding", "gzip, br")
+        .json(body.to_string().into_bytes())
+        .upstream(answer)
+}
+
+fn json_answer(body: &[u8]) -> UpstreamResponse {
+    UpstreamResponse::new(200)
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(body.to_vec())
+}
+
+fn completion(customer: &str) -> Vec<u8> {
+    json!({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_order", "arguments": json!({"customer_id": customer}).to_string()}}
+        ]}}
+    ]})
+    .to_string()
+    .into_bytes()
+}
+
+fn stream_answer(events: &[u8], piece: usize) -> UpstreamResponse {
+    let mut r = UpstreamResponse::new(200).header("content-type", "text/event-stream");
+    r.body_chunks = events.chunks(piece).map(<[u8]>::to_vec).collect();
+    r
+}
+
+/// Text, then a call of `get_order` for `customer` in three pieces, then `[DONE]`.
+fn chat_events(customer: &str) -> (Vec<u8>, usize) {
+    let chunk = |delta: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
+        )
+    };
+    let text = chunk(json!({"role": "assistant", "content": "Checking."}));
+    let args = json!({"customer_id": customer}).to_string();
+    let (a, b) = args.split_at(7);
+    let mut events = text.clone();
+    events.push_str(&chunk(
+        json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_order", "arguments": a}}]}),
+    ));
+    events.push_str(&chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]})));
+    events.push_str("data: [DONE]\n\n");
+    (events.into_bytes(), text.len())
+}
+
+#[test]
+fn a_json_answer_calling_for_another_customer_becomes_a_refusal() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let outcome = plugin
+            .request(chat_request(&idp, json_answer(&completion("c-99"))))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert!(outcome.forwarded(), "{mode}");
+        // The provider is asked for an answer aigate can read.
+        assert_eq!(outcome.upstream_header("accept-encoding"), None, "{mode}");
+        assert_eq!(outcome.status(), Some(200), "{mode}");
+        assert_eq!(outcome.response_header("content-length"), None, "{mode}");
+        let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        let message = &body["choices"][0]["message"];
+        assert_eq!(message["tool_calls"], Value::Null, "{mode}: {body}");
+        let refusal = message["refusal"].as_str().unwrap();
+        assert!(refusal.contains("binding_mismatch"), "{mode}: {refusal}");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop", "{mode}");
+
+        let audits = audit_lines(&outcome);
+        assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
+        assert_eq!((audits[0]["stage"].as_str(), audits[0]["decision"].as_str()), (Some("request"), Some("allow")));
+        assert_eq!(audits[1]["stage"], "answer", "{mode}");
+        assert_eq!(audits[1]["decision"], "deny", "{mode}");
+        assert_eq!(audits[1]["tool"], "get_order", "{mode}");
+        assert_eq!(audits[1]["decision_id"], audits[0]["decision_id"], "{mode}");
+        let state: Value = serde_json::from_slice(outcome.property(&["aigate_answer"]).unwrap()).unwrap();
+        assert_eq!(state, audits[1], "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("deny", "binding_mismatch")), Some(1), "{mode}");
+        assert_eq!(plugin.metric(&requests_metric("openai_chat", "allow", "none")), Some(1), "{mode}");
+        assert!(outcome.anomalies.is_empty(), "{mode}: {:?}", outcome.anomalies);
+    }
+}
+
+#[test]
+fn an_allowed_answer_passes_byte_for_byte() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let answer = completion("c-42");
+        let mut upstream = json_answer(&answer);
+        upstream.body_chunks = answer.chunks(10).map(<[u8]>::to_vec).collect();
+        let outcome = plugin.request(chat_request(&idp, upstream)).unwrap();
+        assert_eq!(outcome.response_body(), answer.as_slice(), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("allow", "none")), Some(1), "{mode}");
+    }
+}
+
+#[test]
+fn a_stream_passes_text_and_ends_in_an_error_instead_of_a_refused_call() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let (events, text_len) = chat_events("c-99");
+        let outcome = plugin
+            .request(chat_request(&idp, stream_answer(&events, 13)))
+            .unwrap();
+        let body = outcome.response_body();
+        assert_eq!(&body[..text_len], &events[..text_len], "{mode}");
+        let rest = std::str::from_utf8(&body[text_len..]).unwrap();
+        let data = rest.strip_prefix("data: ").and_then(|r| r.strip_suffix("\n\n")).unwrap_or_else(|| panic!("{mode}: {rest:?}"));
+        let error: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(error["error"]["code"], "binding_mismatch", "{mode}: {error}");
+        assert!(!rest.contains("get_order\",\"arguments"), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("deny", "binding_mismatch")), Some(1), "{mode}");
+
+        let (events, _) = chat_events("c-42");
+        let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 5))).unwrap();
+        assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("allow", "none")), Some(1), "{mode}");
+    }
+}
+
+#[test]
+fn an_unreadable_answer_is_replaced_by_an_error() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let gzip = UpstreamResponse::new(200)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(vec![0x1f, 0x8b, 8, 0, 1, 2, 3]);
+        let outcome = plugin.request(chat_request(&idp, gzip)).unwrap();
+        assert_eq!(outcome.status(), Some(502), "{mode}");
+        assert_eq!(outcome.response_header("content-encoding"), None, "{mode}");
+        let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        assert_eq!(body["error"]["code"], "encoding_unsupported", "{mode}: {body}");
+
+        let html = UpstreamResponse::new(200)
+            .header("content-type", "text/html")
+            .body(b"<html>get_order</html>".to_vec());
+        let outcome = plugin.request(chat_request(&idp, html)).unwrap();
+        assert_eq!(outcome.status(), Some(502), "{mode}");
+        assert!(!outcome.response_body_str().contains("<html>"), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("deny", "body_malformed")), Some(1), "{mode}");
+
+        // A provider error carries no calls: it passes as it is.
+        let error = br#"{"error":{"message":"rate limited"}}"#;
+        let limited = UpstreamResponse::new(429)
+            .header("content-type", "application/json")
+            .body(error.to_vec());
+        let outcome = plugin.request(chat_request(&idp, limited)).unwrap();
+        assert_eq!(outcome.status(), Some(429), "{mode}");
+        assert_eq!(outcome.response_body(), error, "{mode}");
+    }
+}
+
+#[test]
+fn monitor_mode_counts_a_refused_answer_and_passes_it() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "monitor") {
+        let answer = completion("c-99");
+        let outcome = plugin.request(chat_request(&idp, json_answer(&answer))).unwrap();
+        assert_eq!(outcome.response_body(), answer.as_slice(), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("would_deny", "binding_mismatch")), Some(1), "{mode}");
+
+        let (events, _) = chat_events("c-99");
+        let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 7))).unwrap();
+        assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
+        assert_eq!(plugin.metric(&answers_metric("would_deny", "binding_mismatch")), Some(2), "{mode}");
+    }
+}
