@@ -352,12 +352,13 @@ class Envoy:
     def audit(self) -> list[dict]:
         return audit_lines(self.log)
 
-    def audit_for(self, decision_id: str, timeout: float = 5) -> dict:
-        """The audit record with this decision id (waits for the log line, bounded)."""
+    def audit_for(self, decision_id: str, timeout: float = 5, stage: str = "request") -> dict:
+        """The audit record with this decision id (waits for the log line, bounded): the
+        request's, or with `stage="answer"` the judgement of the model's answer to it."""
         deadline = time.monotonic() + timeout
         while True:
             for a in self.audit():
-                if a.get("decision_id") == decision_id:
+                if a.get("decision_id") == decision_id and a.get("stage") == stage:
                     return a
             if time.monotonic() > deadline:
                 raise AssertionError(f"no audit line with decision_id {decision_id} in {self.log}")

@@ -6,6 +6,10 @@ request says `"stream": true`. Paths are matched by their ending, so a gateway r
 such as `/strip/v1/…` reaches it unchanged. Paths under `/api/` stand for REST tool
 endpoints (aigate `action` routes) and answer 200.
 
+A test can steer the model as a prompt injection would: a last user message ending in
+`CALL <tool> <JSON arguments>` is answered with that tool call (after a few words of
+text when streamed), in each API's shape.
+
 It records every request that reaches it as one JSON line in --record: method, path, the
 raw body as received (text), whether the body arrived complete, and the framing and aigate
 headers it carried. Tests read that file to assert, on the model's side, what got through.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import threading
 import time
 
@@ -103,6 +108,116 @@ def message_stream(model: str) -> list[bytes]:
     return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
 
 
+# --------------------------------------------------------------------------- scripted tool calls
+
+SCRIPT = re.compile(r"CALL (\w+) (\{.*\})\s*$", re.S)
+PREAMBLE = "Checking that for you."
+
+
+def last_user_text(doc: dict) -> str:
+    """The text of the last user message (Chat and Anthropic `messages`, Responses `input`)."""
+    items = doc.get("messages") or doc.get("input") or []
+    if isinstance(items, str):
+        return items
+    for m in reversed(items):
+        if isinstance(m, dict) and m.get("role") == "user":
+            c = m.get("content")
+            if isinstance(c, str):
+                return c
+            return " ".join(p.get("text", "") for p in c or [] if isinstance(p, dict))
+    return ""
+
+
+def scripted_call(doc: dict) -> tuple[str, dict] | None:
+    m = SCRIPT.search(last_user_text(doc))
+    return (m.group(1), json.loads(m.group(2))) if m else None
+
+
+def sse(events: list[dict], named: bool) -> list[bytes]:
+    return [(f"event: {e['type']}\n" if named else "").encode() + f"data: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+def chat_call(model: str, name: str, args: dict) -> dict:
+    c = chat(model)
+    c["choices"][0]["message"] = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [
+        {"id": "call_e2e", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}]}
+    c["choices"][0]["finish_reason"] = "tool_calls"
+    return c
+
+
+def chat_call_stream(model: str, name: str, args: dict) -> list[bytes]:
+    base = {"id": "chatcmpl-e2e", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+    text = json.dumps(args)
+    half = len(text) // 2
+    deltas = [
+        ({"role": "assistant", "content": PREAMBLE}, None),
+        ({"tool_calls": [{"index": 0, "id": "call_e2e", "type": "function",
+                          "function": {"name": name, "arguments": text[:half]}}]}, None),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": text[half:]}}]}, None),
+        ({}, "tool_calls"),
+    ]
+    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": f}]} for d, f in deltas]
+    return sse(chunks, named=False) + [b"data: [DONE]\n\n"]
+
+
+def function_call_item(name: str, args: dict) -> dict:
+    return {"type": "function_call", "id": "fc_e2e", "call_id": "call_e2e", "name": name,
+            "arguments": json.dumps(args), "status": "completed"}
+
+
+def response_call(model: str, name: str, args: dict) -> dict:
+    r = response(model)
+    r["output"] = [function_call_item(name, args)]
+    return r
+
+
+def response_call_stream(model: str, name: str, args: dict) -> list[bytes]:
+    item = function_call_item(name, args)
+    events = [
+        {"type": "response.created", "response": response(model, "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "arguments": "", "status": "in_progress"}},
+        {"type": "response.function_call_arguments.delta", "item_id": "fc_e2e", "output_index": 0, "delta": item["arguments"]},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response_call(model, name, args)},
+    ]
+    for i, e in enumerate(events):
+        e["sequence_number"] = i
+    return sse(events, named=True)
+
+
+def message_call(model: str, name: str, args: dict) -> dict:
+    m = message(model)
+    m["content"] = [{"type": "text", "text": PREAMBLE},
+                    {"type": "tool_use", "id": "toolu_e2e", "name": name, "input": args}]
+    m["stop_reason"] = "tool_use"
+    return m
+
+
+def message_call_stream(model: str, name: str, args: dict) -> list[bytes]:
+    start = {**message(model), "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    text = json.dumps(args)
+    events = [
+        {"type": "message_start", "message": start},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": PREAMBLE}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1,
+         "content_block": {"type": "tool_use", "id": "toolu_e2e", "name": name, "input": {}}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": text[:3]}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": text[3:]}},
+        {"type": "content_block_stop", "index": 1},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+    return sse(events, named=True)
+
+
+CALLS = {
+    "/chat/completions": (chat_call, chat_call_stream),
+    "/responses": (response_call, response_call_stream),
+    "/messages": (message_call, message_call_stream),
+}
+
 ENDPOINTS = {
     "/chat/completions": (chat, chat_stream),
     "/responses": (response, response_stream),
@@ -162,6 +277,11 @@ def build_app(record_path: str):
             return
         plain, streamed = endpoint
         model = str(doc.get("model", "unknown"))
+        call = scripted_call(doc)
+        if call:
+            calling = next(v for k, v in CALLS.items() if scope["path"].endswith(k))
+            plain = lambda m: calling[0](m, *call)  # noqa: E731
+            streamed = lambda m: calling[1](m, *call)  # noqa: E731
         if doc.get("stream") is True:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})

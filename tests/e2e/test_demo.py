@@ -23,8 +23,10 @@ def test_the_demo_shows_each_decision_it_promises(wasm_module, tmp_path):
         "reason=approval_required", "approval_url", "approver bob", "reason=approval_replayed",
         "reason=data_boundary",
         "PermissionDeniedError", "tool_offer_denied", "the model was offered: get_order\n",
+        "answer refused", "tool_calls=None", "message.refusal: aigate: the model's tool call was refused",
         "the MCP server executed: get_order, send_email\n",
         '"approver": "bob@example.com"', '"refused_offers": ["refund_order"]',
+        '"stage": "answer", "decision": "deny", "reason": "binding_mismatch"',
         'aigate_requests_total{protocol="mcp",decision="deny",reason="binding_mismatch"} 1',
         "# aigate readiness: READY",
     ]:

@@ -27,8 +27,14 @@ fn llm_policy(idp: &Idp, hold: &str, mode: &str) -> Value {
 
 fn plugins(idp: &Idp, mode: &str) -> Vec<(&'static str, Plugin)> {
     vec![
-        ("hold=headers", load(&llm_policy(idp, "headers", mode), envoy_hold_headers())),
-        ("hold=body", load(&llm_policy(idp, "body", mode), HostOptions::default())),
+        (
+            "hold=headers",
+            load(&llm_policy(idp, "headers", mode), envoy_hold_headers()),
+        ),
+        (
+            "hold=body",
+            load(&llm_policy(idp, "body", mode), HostOptions::default()),
+        ),
     ]
 }
 
@@ -79,7 +85,9 @@ fn chat_events(customer: &str) -> (Vec<u8>, usize) {
     events.push_str(&chunk(
         json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_order", "arguments": a}}]}),
     ));
-    events.push_str(&chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]})));
+    events.push_str(&chunk(
+        json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
+    ));
     events.push_str("data: [DONE]\n\n");
     (events.into_bytes(), text.len())
 }
@@ -105,15 +113,26 @@ fn a_json_answer_calling_for_another_customer_becomes_a_refusal() {
 
         let audits = audit_lines(&outcome);
         assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
-        assert_eq!((audits[0]["stage"].as_str(), audits[0]["decision"].as_str()), (Some("request"), Some("allow")));
+        assert_eq!(
+            (audits[0]["stage"].as_str(), audits[0]["decision"].as_str()),
+            (Some("request"), Some("allow"))
+        );
         assert_eq!(audits[1]["stage"], "answer", "{mode}");
         assert_eq!(audits[1]["decision"], "deny", "{mode}");
         assert_eq!(audits[1]["tool"], "get_order", "{mode}");
         assert_eq!(audits[1]["decision_id"], audits[0]["decision_id"], "{mode}");
         let state: Value = serde_json::from_slice(outcome.property(&["aigate_answer"]).unwrap()).unwrap();
         assert_eq!(state, audits[1], "{mode}");
-        assert_eq!(plugin.metric(&answers_metric("deny", "binding_mismatch")), Some(1), "{mode}");
-        assert_eq!(plugin.metric(&requests_metric("openai_chat", "allow", "none")), Some(1), "{mode}");
+        assert_eq!(
+            plugin.metric(&answers_metric("deny", "binding_mismatch")),
+            Some(1),
+            "{mode}"
+        );
+        assert_eq!(
+            plugin.metric(&requests_metric("openai_chat", "allow", "none")),
+            Some(1),
+            "{mode}"
+        );
         assert!(outcome.anomalies.is_empty(), "{mode}: {:?}", outcome.anomalies);
     }
 }
@@ -136,17 +155,22 @@ fn a_stream_passes_text_and_ends_in_an_error_instead_of_a_refused_call() {
     let idp = Idp::new();
     for (mode, mut plugin) in plugins(&idp, "enforce") {
         let (events, text_len) = chat_events("c-99");
-        let outcome = plugin
-            .request(chat_request(&idp, stream_answer(&events, 13)))
-            .unwrap();
+        let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 13))).unwrap();
         let body = outcome.response_body();
         assert_eq!(&body[..text_len], &events[..text_len], "{mode}");
         let rest = std::str::from_utf8(&body[text_len..]).unwrap();
-        let data = rest.strip_prefix("data: ").and_then(|r| r.strip_suffix("\n\n")).unwrap_or_else(|| panic!("{mode}: {rest:?}"));
+        let data = rest
+            .strip_prefix("data: ")
+            .and_then(|r| r.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("{mode}: {rest:?}"));
         let error: Value = serde_json::from_str(data).unwrap();
         assert_eq!(error["error"]["code"], "binding_mismatch", "{mode}: {error}");
         assert!(!rest.contains("get_order\",\"arguments"), "{mode}");
-        assert_eq!(plugin.metric(&answers_metric("deny", "binding_mismatch")), Some(1), "{mode}");
+        assert_eq!(
+            plugin.metric(&answers_metric("deny", "binding_mismatch")),
+            Some(1),
+            "{mode}"
+        );
 
         let (events, _) = chat_events("c-42");
         let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 5))).unwrap();
@@ -175,7 +199,11 @@ fn an_unreadable_answer_is_replaced_by_an_error() {
         let outcome = plugin.request(chat_request(&idp, html)).unwrap();
         assert_eq!(outcome.status(), Some(502), "{mode}");
         assert!(!outcome.response_body_str().contains("<html>"), "{mode}");
-        assert_eq!(plugin.metric(&answers_metric("deny", "body_malformed")), Some(1), "{mode}");
+        assert_eq!(
+            plugin.metric(&answers_metric("deny", "body_malformed")),
+            Some(1),
+            "{mode}"
+        );
 
         // A provider error carries no calls: it passes as it is.
         let error = br#"{"error":{"message":"rate limited"}}"#;
@@ -195,11 +223,19 @@ fn monitor_mode_counts_a_refused_answer_and_passes_it() {
         let answer = completion("c-99");
         let outcome = plugin.request(chat_request(&idp, json_answer(&answer))).unwrap();
         assert_eq!(outcome.response_body(), answer.as_slice(), "{mode}");
-        assert_eq!(plugin.metric(&answers_metric("would_deny", "binding_mismatch")), Some(1), "{mode}");
+        assert_eq!(
+            plugin.metric(&answers_metric("would_deny", "binding_mismatch")),
+            Some(1),
+            "{mode}"
+        );
 
         let (events, _) = chat_events("c-99");
         let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 7))).unwrap();
         assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
-        assert_eq!(plugin.metric(&answers_metric("would_deny", "binding_mismatch")), Some(2), "{mode}");
+        assert_eq!(
+            plugin.metric(&answers_metric("would_deny", "binding_mismatch")),
+            Some(2),
+            "{mode}"
+        );
     }
 }
