@@ -27,6 +27,13 @@ pub fn impact_label(i: Impact) -> &'static str {
     }
 }
 
+pub fn stage_label(s: Stage) -> &'static str {
+    match s {
+        Stage::Request => "request",
+        Stage::Answer => "answer",
+    }
+}
+
 /// `allow`, `deny`, or `would_deny` (a denial in monitor mode).
 pub fn verdict(policy: &Policy, d: &Decision) -> &'static str {
     match (&d.denial, policy.mode) {
@@ -103,10 +110,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         kind: "aigate.decision",
         time: humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos)).to_string(),
         decision_id,
-        stage: match d.stage {
-            Stage::Request => "request",
-            Stage::Answer => "answer",
-        },
+        stage: stage_label(d.stage),
         decision: verdict(policy, d),
         reason: d.denial.as_ref().map(|x| x.reason.as_str()),
         rule: d

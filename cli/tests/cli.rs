@@ -36,13 +36,14 @@ fn check_accepts_the_example_policy() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
     policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
-                               "tool_offers": "strip", "provider_state": "allow"}]);
+                               "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"}]);
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let out = aigate(&["check", &tmp("responses-policy.json", &policy.to_string())]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains(
-            "openai_responses (strips tools the caller may not use) (continues provider-kept state, unjudged)"
+            "openai_responses (strips tools the caller may not use) (continues provider-kept state, unjudged) \
+             (passes model answers unread)"
         ),
         "{text}"
     );
@@ -169,6 +170,10 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
     policy["data"]["resources"][0].as_object_mut().unwrap().remove("owner");
     policy["data"]["prompts"][0]["names"] = json!(["*"]);
+    policy["routes"].as_array_mut().unwrap().push(
+        json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "model_calls": "pass"}),
+    );
+    policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let policy = tmp("lax-policy.json", &policy.to_string());
     let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
                         "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
@@ -204,6 +209,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("external-owner", "error"),
         ("data-owner", "warning"),
         ("no-bare-star", "warning"),
+        ("model-calls", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }

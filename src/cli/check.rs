@@ -45,6 +45,9 @@ pub fn summary(p: &Policy) -> String {
         if r.provider_state == crate::config::ProviderState::Allow {
             notes.push_str(" (continues provider-kept state, unjudged)");
         }
+        if r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass {
+            notes.push_str(" (passes model answers unread)");
+        }
         out.push_str(&format!(
             "  {:<20} {:<12} {}{notes}\n",
             r.id,

@@ -335,6 +335,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             ),
         );
     }
+    for r in p
+        .routes
+        .iter()
+        .filter(|r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass)
+    {
+        add(
+            "model-calls",
+            Warning,
+            Do,
+            format!(
+                "route {:?} passes the model's answers unread: a tool call the model was talked \
+                 into reaches the client unjudged",
+                r.id
+            ),
+        );
+    }
     for r in &p.prompts {
         if r.names
             .iter()

@@ -78,4 +78,10 @@ fn verdicts_protocols_and_impacts_are_the_engines() {
     .map(|i| aigate::audit::impact_label(i).to_string())
     .collect();
     assert_eq!(enum_cases(&resolve, "types", "impact"), impacts);
+    use aigate::engine::Stage;
+    let stages: Vec<&str> = [Stage::Request, Stage::Answer]
+        .into_iter()
+        .map(aigate::audit::stage_label)
+        .collect();
+    assert_eq!(enum_cases(&resolve, "types", "stage"), stages);
 }
