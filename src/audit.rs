@@ -78,6 +78,13 @@ struct Record<'a> {
     refused_offers: &'a [String],
     #[serde(skip_serializing_if = "Vec::is_empty")]
     calls: Vec<CallRecord<'a>>,
+    /// An MCP list answer: how many items the caller was not shown.
+    #[serde(skip_serializing_if = "is_zero")]
+    hidden: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A batch or a conversation judges several calls: each is listed.
@@ -140,6 +147,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         policy_hash: &policy.hash,
         refused_offers: &d.refused_offers,
         calls,
+        hidden: d.hidden,
     };
     // Only strings, booleans and arrays of them: serialising cannot fail.
     serde_json::to_string(&rec).unwrap_or_default()

@@ -6,7 +6,8 @@ use crate::identity::Principal;
 use crate::policy::{
     Constraint, DataRule, McpServerRule, Pattern, Policy, PromptRule, ResourceRule, StoreRule, TemplatePart, Tool,
 };
-use serde_json::Value;
+use crate::request::mcp::Listing;
+use serde_json::{Map, Value};
 
 /// Judges a tool call: catalogue, scope, claim bindings, argument constraints.
 /// Approval for external impact is judged afterwards by `approval`.
@@ -238,6 +239,32 @@ pub fn prompt<'p>(policy: &'p Policy, name: &str) -> Result<&'p PromptRule, Deni
                 format!("prompt {} is outside the caller's data boundary", shown(name)),
             )
         })
+}
+
+/// A tool the caller could call: catalogued, and its intent granted.
+pub fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
+    policy
+        .tools
+        .get(name)
+        .is_some_and(|t| principal.grants(policy, &t.intent))
+}
+
+/// May the caller see this item of an MCP list? A tool it may call, a prompt or resource
+/// inside its data boundary with the rule's scope granted. A resource template is visible
+/// when its fixed part (up to the first `{`) already lies inside a resource rule: a template
+/// whose variables could name another tenant's data stays hidden.
+pub fn visible(policy: &Policy, principal: &Principal, listing: Listing, item: &Map<String, Value>) -> bool {
+    let text = |key: &str| item.get(key).and_then(Value::as_str);
+    let granted = |rule: &dyn DataRule| data_scope(policy, principal, rule).is_ok();
+    match listing {
+        Listing::Tools => text("name").is_some_and(|n| usable(policy, principal, n)),
+        Listing::Prompts => text("name").is_some_and(|n| prompt(policy, n).is_ok_and(|r| granted(r))),
+        Listing::Resources => text("uri").is_some_and(|u| resource(policy, principal, u).is_ok_and(|r| granted(r))),
+        Listing::ResourceTemplates => text("uriTemplate").is_some_and(|t| {
+            let fixed = t.split('{').next().unwrap_or_default();
+            resource(policy, principal, fixed).is_ok_and(|r| granted(r))
+        }),
+    }
 }
 
 /// A data rule matched: its scope must be granted, else `scope_missing` naming the rule.

@@ -96,6 +96,20 @@ pub struct RouteDoc {
     /// them? Default `judge`.
     #[serde(default)]
     pub model_calls: Option<ModelCalls>,
+    /// MCP routes: do the answers to `tools/list`, `resources/list`,
+    /// `resources/templates/list` and `prompts/list` show only what the caller may use?
+    /// Default `filter`.
+    #[serde(default)]
+    pub lists: Option<Lists>,
+}
+
+/// `filter` MCP lists down to what the caller may use, or `pass` them as the server sent them.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Lists {
+    #[default]
+    Filter,
+    Pass,
 }
 
 /// `judge` the tool calls a model answers with (scope, bindings, constraints) before the

@@ -7,7 +7,7 @@
 mod llm;
 mod output;
 
-pub use output::on_answer;
+pub use output::{judges_answer, on_answer, on_listing, visible};
 
 use crate::approval;
 use crate::authz;
@@ -15,6 +15,7 @@ use crate::config::{Impact, Protocol, ProviderState};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::policy::{DataRule, Policy, Tool};
+use crate::request::mcp::Listing;
 use crate::request::{mcp, Headers, Host, Repeated};
 use serde_json::Value;
 
@@ -41,6 +42,11 @@ pub struct Decision {
     pub data: Option<DataUse>,
     /// MCP `prompts/get`: the prompt asked for.
     pub prompt: Option<String>,
+    /// MCP list requests (their ids and what they list), whose answers show only what the
+    /// caller may use.
+    pub lists: Vec<(Value, Listing)>,
+    /// The answer's decision: how many listed items the caller was not shown.
+    pub hidden: usize,
     pub body_bytes: Option<usize>,
     /// LLM routes: the model asked for.
     pub model: Option<String>,
@@ -338,6 +344,7 @@ fn judge_mcp(
                 d.prompt = Some(name);
                 d.use_data(policy, principal, rule)?;
             }
+            mcp::McpAction::List(listing) => d.lists.extend(m.id.map(|id| (id, listing))),
             mcp::McpAction::Other => {}
         }
     }

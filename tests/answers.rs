@@ -157,12 +157,15 @@ fn the_audit_line_of_an_answer_shares_the_decision_id_and_names_the_call() {
 }
 
 #[test]
-fn routes_judge_answers_unless_they_pass_them() {
+fn routes_judge_answers_unless_they_pass_them_and_options_fit_the_protocol() {
     let w = world();
     let route = |id: &str| w.policy.routes.iter().position(|r| r.id == id);
     assert!(w.policy.judges_answers(route("chat")));
     assert!(!w.policy.judges_answers(route("chat-unread")));
-    assert!(!w.policy.judges_answers(route("support-mcp")));
+    // MCP routes judge list answers unless they pass them.
+    assert!(w.policy.judges_answers(route("support-mcp")));
+    let unlisted = World::with(|p| p["routes"][0]["lists"] = json!("pass"));
+    assert!(!unlisted.policy.judges_answers(Some(0)));
 
     let mut doc = policy_doc();
     doc["routes"][0]["model_calls"] = json!("judge");
@@ -173,4 +176,96 @@ fn routes_judge_answers_unless_they_pass_them() {
     );
     doc["routes"][0]["model_calls"] = json!("sometimes");
     assert!(policy::compile(doc.to_string().as_bytes()).is_err());
+    let mut doc = policy_doc();
+    doc["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat", "lists": "filter"}));
+    doc["models"] = json!({"allow": ["gpt-4o-mini"]});
+    let errors = policy::compile(doc.to_string().as_bytes()).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e.to_string().contains("routes[1].lists")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn mcp_lists_show_what_the_caller_may_use() {
+    use aigate::authz::visible;
+    use aigate::request::mcp::Listing;
+    let w = world();
+    let mut h = w.headers(Some(&w.token(json!({"scope": "orders.read docs.read"}))));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    let d = w.decide(
+        &h,
+        Some(&json!([
+            {"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            {"jsonrpc": "2.0", "id": 2, "method": "prompts/list", "params": {"cursor": "x"}},
+            {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        ])),
+    );
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.lists, vec![(json!(1), Listing::Tools), (json!(2), Listing::Prompts)]);
+    assert!(engine::judges_answer(&w.policy, &d));
+    let p = d.principal.as_ref().unwrap();
+    let item = |v: Value| v.as_object().unwrap().clone();
+    let seen = |listing, v: Value| visible(&w.policy, p, listing, &item(v));
+    assert!(seen(Listing::Tools, json!({"name": "get_order", "description": "…"})));
+    assert!(
+        !seen(Listing::Tools, json!({"name": "refund_order"})),
+        "scope not granted"
+    );
+    assert!(!seen(Listing::Tools, json!({"name": "drop_tables"})), "not catalogued");
+    assert!(!seen(Listing::Tools, json!({"title": "no name"})));
+    assert!(seen(Listing::Prompts, json!({"name": "support_reply"})));
+    assert!(!seen(Listing::Prompts, json!({"name": "admin_console"})));
+    assert!(seen(Listing::Resources, json!({"uri": "docs://acme/handbook"})));
+    assert!(!seen(Listing::Resources, json!({"uri": "docs://globex/pricing"})));
+    assert!(!seen(
+        Listing::Resources,
+        json!({"uri": "docs://acme/../globex/pricing"})
+    ));
+    assert!(seen(
+        Listing::ResourceTemplates,
+        json!({"uriTemplate": "docs://acme/{name}"})
+    ));
+    assert!(!seen(
+        Listing::ResourceTemplates,
+        json!({"uriTemplate": "docs://{tenant}/{name}"})
+    ));
+
+    // Without the data rule's scope, nothing of it is shown.
+    let mut h = w.headers(Some(&w.token(json!({"scope": "orders.read"}))));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    let d = w.decide(
+        &h,
+        Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"})),
+    );
+    let p = d.principal.as_ref().unwrap();
+    assert!(!visible(
+        &w.policy,
+        p,
+        Listing::Resources,
+        &item(json!({"uri": "docs://acme/handbook"}))
+    ));
+
+    // A call is not a list: its answer is not judged.
+    let d = w.decide(&h, Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})));
+    assert!(d.allowed() && !engine::judges_answer(&w.policy, &d));
+}
+
+#[test]
+fn a_list_answers_decision_counts_what_was_hidden() {
+    let w = world();
+    let req = request(&w, "orders.read");
+    let d = engine::on_listing(&req, Ok(3));
+    assert!(d.allowed());
+    let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
+    assert_eq!(
+        (line["stage"].as_str(), line["hidden"].as_u64()),
+        (Some("answer"), Some(3))
+    );
+    let d = engine::on_listing(&req, Ok(0));
+    let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
+    assert!(line.get("hidden").is_none(), "{line}");
 }

@@ -66,14 +66,6 @@ pub(super) fn judge(
     calls(policy, d, principal, headers, host, req.calls)
 }
 
-/// A tool the caller could call: catalogued, and its intent granted.
-fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
-    policy
-        .tools
-        .get(name)
-        .is_some_and(|t| principal.grants(policy, &t.intent))
-}
-
 /// Tools offered to the model: all usable, or per route `deny` the request or `strip` them.
 fn offers(
     policy: &Policy,
@@ -82,7 +74,11 @@ fn offers(
     req: &LlmRequest,
     body: &[u8],
 ) -> Result<(), Denial> {
-    let refused: Vec<bool> = req.offers.iter().map(|o| !usable(policy, principal, &o.name)).collect();
+    let refused: Vec<bool> = req
+        .offers
+        .iter()
+        .map(|o| !authz::usable(policy, principal, &o.name))
+        .collect();
     if !refused.contains(&true) {
         return Ok(());
     }

@@ -1,32 +1,48 @@
-//! Judging the tool calls of a model's answer (`model_calls: judge`) with the request's
-//! principal: scope, bindings and constraints, as for a call the client sent. An
-//! external-impact call is only proposed here; its approval is asked for when the client
-//! sends it back (the conversation carries it) or calls the tool.
+//! Judging what comes back. On LLM routes (`model_calls: judge`): the tool calls of a
+//! model's answer, with the request's principal: scope, bindings and constraints, as for a
+//! call the client sent. An external-impact call is only proposed there; its approval is
+//! asked for when the client sends it back (the conversation carries it) or calls the tool.
+//! On MCP routes (`lists: filter`): the answers to list requests, down to what the caller
+//! may use.
 
 use super::{Call, Decision, Stage};
 use crate::authz;
+use crate::config::Protocol;
 use crate::decision::{Denial, Reason};
 use crate::policy::Policy;
 use crate::request::llm::LlmCall;
+use crate::request::mcp::Listing;
+use serde_json::{Map, Value};
 
-/// The answer's decision: the request's route and identity, the answer's calls. `calls`
-/// is what reading the answer gave (its calls, or why it could not be read).
-pub fn on_answer(policy: &Policy, request: &Decision, calls: Result<Vec<LlmCall>, Denial>) -> Decision {
-    let mut d = Decision {
+/// Whether the answer to this allowed request is judged.
+pub fn judges_answer(policy: &Policy, d: &Decision) -> bool {
+    policy.judges_answers(d.route) && (d.protocol != Some(Protocol::Mcp) || !d.lists.is_empty())
+}
+
+/// The answer's decision, before judging: the request's route and identity.
+fn answer_to(request: &Decision) -> Decision {
+    Decision {
         stage: Stage::Answer,
         route: request.route,
         protocol: request.protocol,
         http_method: request.http_method.clone(),
         principal: request.principal.clone(),
         model: request.model.clone(),
+        rpc_method: request.rpc_method.clone(),
         ..Decision::default()
-    };
+    }
+}
+
+fn no_principal() -> Denial {
+    Denial::new(Reason::InternalError, "engine", "an answer without a principal")
+}
+
+/// The decision on a model's answer. `calls` is what reading the answer gave (its calls,
+/// or why it could not be read).
+pub fn on_answer(policy: &Policy, request: &Decision, calls: Result<Vec<LlmCall>, Denial>) -> Decision {
+    let mut d = answer_to(request);
     let Some(principal) = request.principal.as_ref() else {
-        d.denial = Some(Denial::new(
-            Reason::InternalError,
-            "engine",
-            "an answer without a principal",
-        ));
+        d.denial = Some(no_principal());
         return d;
     };
     let calls = match calls {
@@ -45,6 +61,28 @@ pub fn on_answer(policy: &Policy, request: &Decision, calls: Result<Vec<LlmCall>
             d.denial = Some(denial);
             break;
         }
+    }
+    d
+}
+
+/// Which items of an MCP list the caller of `request` may see.
+pub fn visible<'a>(policy: &'a Policy, request: &'a Decision) -> impl Fn(Listing, &Map<String, Value>) -> bool + 'a {
+    move |listing, item| {
+        request
+            .principal
+            .as_ref()
+            .is_some_and(|p| authz::visible(policy, p, listing, item))
+    }
+}
+
+/// The decision on an MCP list answer: allowed, with the count of items the caller was not
+/// shown, or refused when it could not be read.
+pub fn on_listing(request: &Decision, hidden: Result<usize, Denial>) -> Decision {
+    let mut d = answer_to(request);
+    match (hidden, request.principal.is_some()) {
+        (Ok(n), true) => d.hidden = n,
+        (Ok(_), false) => d.denial = Some(no_principal()),
+        (Err(denial), _) => d.denial = Some(denial),
     }
     d
 }

@@ -8,6 +8,7 @@
 //! until the first event of a tool call; from there it is held back until it ends
 //! ([`stream`]).
 
+pub mod listing;
 pub mod stream;
 
 use crate::config::Protocol;

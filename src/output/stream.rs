@@ -58,20 +58,17 @@ impl Stream {
         }
         self.partial.extend_from_slice(chunk);
         let mut out = Vec::new();
-        let mut start = 0;
-        while let Some(len) = self.partial.get(start..).and_then(event_end) {
-            let event = self.partial.get(start..start + len).unwrap_or_default();
-            start += len;
+        take_events(&mut self.partial, |event| {
             match self.calls.event(self.protocol, event, &self.limits) {
                 Ok(call) if self.held.is_none() && !call => out.extend_from_slice(event),
                 Ok(_) => self.held.get_or_insert_with(Vec::new).extend_from_slice(event),
                 Err(denial) => {
                     self.failure = Some(denial);
-                    break;
+                    return false;
                 }
             }
-        }
-        self.partial.drain(..start.min(self.partial.len()));
+            true
+        });
         let kept = self.partial.len() + self.held.as_ref().map_or(0, Vec::len);
         if self.failure.is_none() && kept > self.limits.max_body_bytes {
             self.failure = Some(Denial::new(
@@ -113,6 +110,20 @@ impl Stream {
     }
 }
 
+/// Hands the complete events at the front of `partial` (each through the blank line ending
+/// it) to `each`, in order, while it returns `true`; removes those it was handed.
+pub(super) fn take_events(partial: &mut Vec<u8>, mut each: impl FnMut(&[u8]) -> bool) {
+    let mut start = 0;
+    while let Some(len) = partial.get(start..).and_then(event_end) {
+        let event = partial.get(start..start + len).unwrap_or_default();
+        start += len;
+        if !each(event) {
+            break;
+        }
+    }
+    partial.drain(..start.min(partial.len()));
+}
+
 /// The length of the first complete event in `buf` (through the blank line ending it).
 /// Lines end in `\n`, `\r\n` or `\r`; a trailing `\r` may be half of a `\r\n`, so waits.
 fn event_end(buf: &[u8]) -> Option<usize> {
@@ -142,7 +153,7 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 }
 
 /// The `event` name and joined `data` lines of one event.
-fn fields(event: &[u8]) -> Result<(Option<&str>, String), Denial> {
+pub(super) fn fields(event: &[u8]) -> Result<(Option<&str>, String), Denial> {
     let text = std::str::from_utf8(event).map_err(|_| malformed(RULE, "an event of the answer is not UTF-8"))?;
     let (mut name, mut data): (Option<&str>, Option<String>) = (None, None);
     for line in text.split(['\n', '\r']) {

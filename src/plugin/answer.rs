@@ -1,12 +1,13 @@
-//! The model's answer on routes that judge it (`model_calls: judge`): how to read it is
-//! settled at the response head, its calls are judged at its end (JSON) or as it streams
-//! (events), and a refused answer is rewritten before the client sees it.
+//! Answers on routes that judge them: a model's (`model_calls: judge`), an MCP server's
+//! list answers (`lists: filter`). How to read one is settled at the response head; it is
+//! judged at its end (JSON) or as it streams (events), and rewritten before the client
+//! sees it when a call is refused or items are hidden.
 
 use super::{set_response_header, Http};
 use crate::config::{Mode, Protocol};
 use crate::decision::{Denial, Reason};
 use crate::engine::{self, Decision};
-use crate::output::{self, stream::Stream, Format};
+use crate::output::{self, listing::ListStream, stream::Stream, Format};
 use crate::response;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -14,8 +15,10 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 pub(super) enum Answer {
     /// Buffered until its end.
     Json(Decision),
-    /// Passed on event by event, held from its first tool call.
+    /// A model's, passed on event by event, held from its first tool call.
     Stream(Decision, Stream),
+    /// An MCP server's, passed on event by event, each filtered.
+    Listing(Decision, ListStream),
     /// Refused whole (unreadable or too large): its pieces are dropped, the error comes at its end.
     Refused(Decision),
 }
@@ -37,6 +40,14 @@ fn response_body(size: usize) -> Vec<u8> {
 /// by the host (nothing held, as at trailers) must not trap the VM.
 fn replace_response_body(size: usize, with: &[u8]) {
     let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, with);
+}
+
+/// The decision on an answer refused before it was read.
+fn refused(policy: &crate::policy::Policy, request: &Decision, denial: Denial) -> Decision {
+    match request.protocol {
+        Some(Protocol::Mcp) => engine::on_listing(request, Err(denial)),
+        _ => engine::on_answer(policy, request, Err(denial)),
+    }
 }
 
 /// What the client reads in place of a refused call.
@@ -75,22 +86,25 @@ impl Http {
         }
         let answer = match format {
             Some(Format::Json) => Answer::Json(request),
+            Some(Format::EventStream) if protocol == Protocol::Mcp => {
+                Answer::Listing(request, ListStream::new(&policy.limits, enforce))
+            }
             Some(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
             None => {
                 let denial = if encoded {
                     Denial::new(
                         Reason::EncodingUnsupported,
                         "model_calls",
-                        "the model's answer is compressed, so its tool calls cannot be read",
+                        "the answer is compressed, so aigate cannot judge it",
                     )
                 } else {
                     Denial::new(
                         Reason::BodyMalformed,
                         "model_calls",
-                        "the model's answer is neither JSON nor an event stream, so its tool calls cannot be read",
+                        "the answer is neither JSON nor an event stream, so aigate cannot judge it",
                     )
                 };
-                let d = engine::on_answer(policy, &request, Err(denial));
+                let d = refused(policy, &request, denial);
                 if enforce {
                     set_response_header(":status", Some("502"));
                     set_response_header("content-encoding", None);
@@ -113,14 +127,13 @@ impl Http {
         self.answer_buffered = 0;
         match answer {
             Answer::Json(request) => {
-                let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
                 if size > policy.limits.max_body_bytes {
                     let too_large = Denial::new(
                         Reason::BodyTooLarge,
                         "limits.max_body_bytes",
-                        format!("the model's answer exceeds {} bytes", policy.limits.max_body_bytes),
+                        format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
                     );
-                    let d = engine::on_answer(policy, &request, Err(too_large));
+                    let d = refused(policy, &request, too_large);
                     self.record(&d, "aigate_answer");
                     return self.refuse(d, size, end_of_stream);
                 }
@@ -130,13 +143,34 @@ impl Http {
                     return Action::Pause; // StopIterationAndBuffer
                 }
                 let body = response_body(size);
-                let d = engine::on_answer(policy, &request, output::calls(protocol, &body, &policy.limits));
+                let (d, rewritten) = self.judge_whole(&request, &body);
                 self.record(&d, "aigate_answer");
-                if let (Some(denial), true) = (&d.denial, self.enforcing()) {
-                    let text = refusal_text(denial, &self.decision_id);
-                    let rewritten = output::refusal(protocol, &body, &text, &policy.limits)
-                        .unwrap_or_else(|| self.error_json(&d, denial));
+                if let (Some(rewritten), true) = (rewritten, self.enforcing()) {
                     replace_response_body(size, &rewritten);
+                }
+                Action::Continue
+            }
+            Answer::Listing(request, mut stream) => {
+                let chunk = response_body(size);
+                let mut out = stream.feed(&chunk, &request.lists, &engine::visible(policy, &request));
+                if end_of_stream {
+                    let (hidden, rest) = stream.finish(&request.lists, &engine::visible(policy, &request));
+                    let d = engine::on_listing(&request, hidden);
+                    self.record(&d, "aigate_answer");
+                    let tail = match (&d.denial, self.enforcing()) {
+                        (Some(denial), true) => output::error_event(Protocol::Mcp, &self.error_json(&d, denial)),
+                        _ => rest,
+                    };
+                    if !tail.is_empty() {
+                        let mut whole = out.unwrap_or(chunk);
+                        whole.extend_from_slice(&tail);
+                        out = Some(whole);
+                    }
+                } else {
+                    self.answer = Some(Answer::Listing(request, stream));
+                }
+                if let Some(out) = out {
+                    replace_response_body(size, &out);
                 }
                 Action::Continue
             }
@@ -176,6 +210,32 @@ impl Http {
         if self.answer.is_some() {
             let _ = self.answer_body(self.answer_buffered, true);
         }
+    }
+
+    /// Judges a whole JSON answer: its decision, and what the client gets instead when it
+    /// is refused (the provider's refusal or error) or filtered (the list without the
+    /// hidden items).
+    fn judge_whole(&self, request: &Decision, body: &[u8]) -> (Decision, Option<Vec<u8>>) {
+        let policy = &self.shared.policy;
+        let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+        if protocol == Protocol::Mcp {
+            let keep = engine::visible(policy, request);
+            return match output::listing::filter(body, &request.lists, &policy.limits, &keep) {
+                Ok(Some((filtered, hidden))) => (engine::on_listing(request, Ok(hidden)), Some(filtered)),
+                Ok(None) => (engine::on_listing(request, Ok(0)), None),
+                Err(denial) => {
+                    let d = engine::on_listing(request, Err(denial.clone()));
+                    let error = self.error_json(&d, &denial);
+                    (d, Some(error))
+                }
+            };
+        }
+        let d = engine::on_answer(policy, request, output::calls(protocol, body, &policy.limits));
+        let rewritten = d.denial.as_ref().map(|denial| {
+            let text = refusal_text(denial, &self.decision_id);
+            output::refusal(protocol, body, &text, &policy.limits).unwrap_or_else(|| self.error_json(&d, denial))
+        });
+        (d, rewritten)
     }
 
     /// Drops a piece of a refused answer; at its end, puts the error in its place.

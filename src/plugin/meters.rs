@@ -21,7 +21,8 @@ const PROTOCOLS: [Option<Protocol>; 6] = [
     None,
 ];
 /// Protocols whose answers are judged, and the reasons an answer can be refused for.
-const ANSWERING: [Protocol; 3] = [
+const ANSWERING: [Protocol; 4] = [
+    Protocol::Mcp,
     Protocol::OpenaiChat,
     Protocol::OpenaiResponses,
     Protocol::AnthropicMessages,

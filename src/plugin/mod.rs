@@ -231,7 +231,7 @@ impl Http {
                 if !self.headers_gone {
                     self.upstream_headers(d.route);
                 }
-                if policy.judges_answers(d.route) {
+                if engine::judges_answer(policy, &d) {
                     self.judging = Some(d);
                 }
                 Action::Continue

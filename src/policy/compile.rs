@@ -185,6 +185,9 @@ impl Checker {
                 if r.model_calls.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.model_calls"), "applies only to LLM routes");
                 }
+                if r.lists.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.lists"), "applies only to MCP routes");
+                }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {
                         self.err(format!("{path}.tool"), "an action route names its catalogued tool");
@@ -205,6 +208,7 @@ impl Checker {
                     tool: r.tool,
                     provider_state: r.provider_state.unwrap_or_default(),
                     model_calls: r.model_calls.unwrap_or_default(),
+                    lists: r.lists.unwrap_or_default(),
                 }
             })
             .collect()

@@ -9,7 +9,7 @@ pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{Hold, Impact, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
+use crate::config::{Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -58,6 +58,8 @@ pub struct Route {
     pub provider_state: ProviderState,
     /// LLM routes: whether the tool calls in the model's answer are judged.
     pub model_calls: ModelCalls,
+    /// MCP routes: whether list answers are filtered to what the caller may use.
+    pub lists: Lists,
 }
 
 #[derive(Debug)]
@@ -341,11 +343,15 @@ impl Policy {
             .is_some_and(|r| r.protocol.is_llm() && r.tool_offers == ToolOffers::Strip)
     }
 
-    /// Does this route judge the tool calls of the model's answers?
+    /// Does this route judge answers: the tool calls of a model's (LLM routes), the lists
+    /// of an MCP server's (MCP routes)?
     pub fn judges_answers(&self, route: Option<usize>) -> bool {
         route
             .and_then(|i| self.routes.get(i))
-            .is_some_and(|r| r.protocol.is_llm() && r.model_calls == ModelCalls::Judge)
+            .is_some_and(|r| match r.protocol {
+                Protocol::Mcp => r.lists == Lists::Filter,
+                p => p.is_llm() && r.model_calls == ModelCalls::Judge,
+            })
     }
 
     pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, data: Option<&'a str>, route: Option<&'a Route>) -> &'a str {

@@ -16,8 +16,31 @@ pub enum McpAction {
     PromptGet {
         name: String,
     },
-    /// `initialize`, `tools/list`, `ping`, notifications, responses to the server…
+    /// A list of what the server offers: its answer shows the agent tools and data.
+    List(Listing),
+    /// `initialize`, `ping`, notifications, responses to the server…
     Other,
+}
+
+/// The MCP lists whose items aigate can judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    Tools,
+    Resources,
+    ResourceTemplates,
+    Prompts,
+}
+
+impl Listing {
+    /// The member of the list result holding the items.
+    pub fn items_key(self) -> &'static str {
+        match self {
+            Listing::Tools => "tools",
+            Listing::Resources => "resources",
+            Listing::ResourceTemplates => "resourceTemplates",
+            Listing::Prompts => "prompts",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,6 +172,10 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 };
                 McpAction::PromptGet { name }
             }
+            "tools/list" => McpAction::List(Listing::Tools),
+            "resources/list" => McpAction::List(Listing::Resources),
+            "resources/templates/list" => McpAction::List(Listing::ResourceTemplates),
+            "prompts/list" => McpAction::List(Listing::Prompts),
             _ => McpAction::Other,
         };
     Ok(McpMessage {
@@ -183,12 +210,18 @@ mod tests {
 
     #[test]
     fn batch_and_other_methods() {
-        let b = br#"[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":3,"result":{}}]"#;
-        let m = parse(b, &limits()).unwrap();
+        let b = br#"[{"jsonrpc":"2.0","id":"a","method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":3,"result":{}},{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"c"}},{"jsonrpc":"2.0","id":5,"method":"resources/templates/list"}]"#;
+        let limits = Limits {
+            max_batch_size: 8,
+            ..limits()
+        };
+        let m = parse(b, &limits).unwrap();
         assert!(m.batch);
-        assert_eq!(m.messages.len(), 3);
-        assert!(m.messages.iter().all(|x| x.action == McpAction::Other));
+        assert_eq!(m.messages.len(), 5);
+        assert!(m.messages[..3].iter().all(|x| x.action == McpAction::Other));
         assert_eq!(m.messages[1].id, None);
+        assert_eq!(m.messages[3].action, McpAction::List(Listing::Tools));
+        assert_eq!(m.messages[4].action, McpAction::List(Listing::ResourceTemplates));
     }
 
     #[test]

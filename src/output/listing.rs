@@ -1,0 +1,161 @@
+//! MCP list answers (`tools/list`, `resources/list`, `resources/templates/list`,
+//! `prompts/list`) cut down to what the caller may use: an agent is not shown tools it
+//! cannot call or data outside its boundary (their names and descriptions are themselves
+//! information, and a tool description is a classic carrier of injected instructions).
+//! Answers come as JSON (one message or a batch) or as server-sent events, one JSON-RPC
+//! message per event; only the results of the list requests are rewritten.
+
+use super::stream::{fields, take_events};
+use super::RULE;
+use crate::decision::{Denial, Reason};
+use crate::policy::Limits;
+use crate::request::llm::malformed;
+use crate::request::mcp::Listing;
+use serde_json::{Map, Value};
+
+/// The list requests of a body: each id with what it lists.
+pub type Lists = [(Value, Listing)];
+
+/// Which items the caller may see.
+pub type Keep<'a> = &'a dyn Fn(Listing, &Map<String, Value>) -> bool;
+
+/// The JSON-RPC message (or batch) `body` with the items `keep` refuses removed from the
+/// results of `lists`: the rewritten document and how many items went, or `None` when
+/// nothing did (the body then passes as it is).
+pub fn filter(body: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
+    let mut doc = crate::json::parse(body, limits.max_json_depth)
+        .map_err(|e| malformed(RULE, format!("the server's answer: {e}")))?;
+    let hidden = match &mut doc {
+        Value::Array(messages) => messages.iter_mut().map(|m| filter_message(m, lists, keep)).sum(),
+        message => filter_message(message, lists, keep),
+    };
+    if hidden == 0 {
+        return Ok(None);
+    }
+    let bytes = serde_json::to_vec(&doc)
+        .map_err(|_| Denial::new(Reason::InternalError, RULE, "could not rewrite the server's answer"))?;
+    Ok(Some((bytes, hidden)))
+}
+
+fn filter_message(m: &mut Value, lists: &Lists, keep: Keep) -> usize {
+    let Some(listing) = lists.iter().find(|(id, _)| m.get("id") == Some(id)).map(|(_, l)| *l) else {
+        return 0;
+    };
+    let items = m
+        .get_mut("result")
+        .and_then(|r| r.get_mut(listing.items_key()))
+        .and_then(Value::as_array_mut);
+    let Some(items) = items else { return 0 };
+    let before = items.len();
+    items.retain(|item| item.as_object().is_some_and(|o| keep(listing, o)));
+    before - items.len()
+}
+
+/// A list answer streamed as server-sent events: each complete event passes, its message
+/// filtered; an event not complete yet waits for the rest.
+pub struct ListStream {
+    limits: Limits,
+    /// Enforce: rewrite. Monitor: only count.
+    rewrite: bool,
+    partial: Vec<u8>,
+    hidden: usize,
+    failure: Option<Denial>,
+}
+
+impl ListStream {
+    pub fn new(limits: &Limits, rewrite: bool) -> ListStream {
+        ListStream {
+            limits: *limits,
+            rewrite,
+            partial: Vec::new(),
+            hidden: 0,
+            failure: None,
+        }
+    }
+
+    /// Takes the next piece; returns what to pass on in its place, or `None` to pass it on
+    /// unchanged.
+    pub fn feed(&mut self, chunk: &[u8], lists: &Lists, keep: Keep) -> Option<Vec<u8>> {
+        if self.failure.is_some() {
+            return self.rewrite.then(Vec::new);
+        }
+        self.partial.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        take_events(&mut self.partial, |event| {
+            match filter_event(event, lists, &self.limits, keep) {
+                Ok(Some((rewritten, n))) => {
+                    self.hidden += n;
+                    out.extend_from_slice(&rewritten);
+                    true
+                }
+                Ok(None) => {
+                    out.extend_from_slice(event);
+                    true
+                }
+                Err(denial) => {
+                    self.failure = Some(denial);
+                    false
+                }
+            }
+        });
+        if self.failure.is_none() && self.partial.len() > self.limits.max_body_bytes {
+            self.failure = Some(Denial::new(
+                Reason::BodyTooLarge,
+                "limits.max_body_bytes",
+                format!(
+                    "an event of the server's answer exceeds {} bytes",
+                    self.limits.max_body_bytes
+                ),
+            ));
+        }
+        if !self.rewrite {
+            return None;
+        }
+        (out != chunk).then_some(out)
+    }
+
+    /// The stream ended: how many items were hidden (or why it could not be read), and
+    /// what is left to pass on (an event the stream ended in the middle of, filtered).
+    pub fn finish(mut self, lists: &Lists, keep: Keep) -> (Result<usize, Denial>, Vec<u8>) {
+        let last = std::mem::take(&mut self.partial);
+        let mut rest = Vec::new();
+        if self.failure.is_none() && !last.iter().all(u8::is_ascii_whitespace) {
+            match filter_event(&last, lists, &self.limits, keep) {
+                Ok(Some((rewritten, n))) => {
+                    self.hidden += n;
+                    rest = rewritten;
+                }
+                Ok(None) => rest = last,
+                Err(denial) => self.failure = Some(denial),
+            }
+        }
+        match self.failure {
+            Some(denial) => (Err(denial), Vec::new()),
+            None => (Ok(self.hidden), rest),
+        }
+    }
+}
+
+/// One event with its message filtered: its other fields kept, its data in one line.
+fn filter_event(event: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
+    let (_, data) = fields(event)?;
+    if data.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some((json, hidden)) = filter(data.as_bytes(), lists, limits, keep)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(event);
+    let mut out = Vec::with_capacity(json.len() + 64);
+    for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+        let field = line.split_once(':').map_or(line, |(f, _)| f);
+        if field != "data" {
+            out.extend_from_slice(line.as_bytes());
+            out.push(b'\n');
+        }
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&json);
+    out.extend_from_slice(b"\n\n");
+    Ok(Some((out, hidden)))
+}
