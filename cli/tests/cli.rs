@@ -173,6 +173,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["routes"].as_array_mut().unwrap().push(
         json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "model_calls": "pass"}),
     );
+    policy["routes"][0]["lists"] = json!("pass");
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let policy = tmp("lax-policy.json", &policy.to_string());
     let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
@@ -210,6 +211,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("data-owner", "warning"),
         ("no-bare-star", "warning"),
         ("model-calls", "warning"),
+        ("mcp-lists", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }

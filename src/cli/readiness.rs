@@ -351,6 +351,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             ),
         );
     }
+    for r in p
+        .routes
+        .iter()
+        .filter(|r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass)
+    {
+        add(
+            "mcp-lists",
+            Warning,
+            See,
+            format!(
+                "route {:?} shows the agent every tool, prompt and resource the server lists, \
+                 including those it may not use",
+                r.id
+            ),
+        );
+    }
     for r in &p.prompts {
         if r.names
             .iter()

@@ -364,6 +364,15 @@ class Envoy:
                 raise AssertionError(f"no audit line with decision_id {decision_id} in {self.log}")
             time.sleep(0.1)
 
+    def audit_lines_until(self, match, count: int, timeout: float = 5) -> list[dict]:
+        """The audit records `match` accepts, once there are `count` of them (bounded wait)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [a for a in self.audit() if match(a)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
     def access_lines(self) -> list[str]:
         return self.access_log.read_text(errors="replace").splitlines() if self.access_log.exists() else []
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A small, real MCP server (MCP Python SDK, Streamable HTTP) for the end-to-end tests and
 the demo: an order desk with tools get_order, refund_order, send_email, the resource
-template docs://{tenant}/{name} and the prompts support_reply and admin_console.
+template docs://{tenant}/{name}, the documents docs://acme/handbook and
+docs://globex/pricing, and the prompts support_reply and admin_console.
 
 It records what reaches it as JSON lines in --record: one `http` line per HTTP request
 (method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
@@ -67,6 +68,17 @@ def build_server(recorder: Recorder) -> MCPServer:
         """A tenant's knowledge-base document."""
         recorder.write(kind="resource", uri=f"docs://{tenant}/{name}", tenant=tenant, name=name)
         return f"Document {name} of tenant {tenant}."
+
+    # Two fixed documents of different tenants: a caller's resources/list shows its own only.
+    @server.resource("docs://acme/handbook", mime_type="text/plain")
+    def acme_handbook() -> str:
+        """Acme's support handbook."""
+        return "Acme handbook."
+
+    @server.resource("docs://globex/pricing", mime_type="text/plain")
+    def globex_pricing() -> str:
+        """Globex's confidential price list."""
+        return "Globex prices."
 
     @server.prompt()
     def support_reply(order_id: str) -> str:

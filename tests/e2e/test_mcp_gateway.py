@@ -115,10 +115,35 @@ def test_allowed_get_order_reaches_server(gateway, mint, record, alg):
 def test_every_response_carries_a_decision_id(gateway, mint):
     out = e2e.mcp_client_call(gateway.url, mint(), lambda c: c.list_tools())
     assert out.error is None, out.error
-    assert {t.name for t in out.result.tools} >= {"get_order", "refund_order", "send_email"}
     assert out.wire.exchanges
     for ex in out.wire.exchanges:
         assert_decision_id(ex.decision_id)
+
+
+def test_lists_show_the_agent_only_what_it_may_use(gateway, mint):
+    """The server offers three tools, two documents of two tenants, a template and two
+    prompts; alice (tenant acme, scopes orders.read docs.read email.send) sees hers."""
+    async def everything(c):
+        return (await c.list_tools(), await c.list_resources(), await c.list_resource_templates(),
+                await c.list_prompts())
+
+    out = e2e.mcp_client_call(gateway.url, mint(), everything)
+    assert out.error is None, out.error
+    tools, resources, templates, prompts = out.result
+    assert sorted(t.name for t in tools.tools) == ["get_order", "send_email"]
+    assert [str(r.uri) for r in resources.resources] == ["docs://acme/handbook"]
+    # docs://{tenant}/{name} could name any tenant's documents: not shown.
+    assert templates.resource_templates == []
+    assert [p.name for p in prompts.prompts] == ["support_reply"]
+    # Each list answer's audit line says how many items the agent was not shown.
+    ids = {ex.decision_id for ex in out.wire.exchanges}
+    hidden = sorted(a.get("hidden", 0) for a in gateway.audit_lines_until(
+        lambda a: a.get("stage") == "answer" and a["decision_id"] in ids, count=4))
+    assert hidden == [1, 1, 1, 1], hidden
+
+    # With orders.refund in the token, refund_order is listed too.
+    out = e2e.mcp_client_call(gateway.url, mint(scope="orders.read orders.refund"), lambda c: c.list_tools())
+    assert sorted(t.name for t in out.result.tools) == ["get_order", "refund_order"]
 
 
 # --------------------------------------------------------------------------- identity
