@@ -215,6 +215,11 @@ def run(args) -> int:
         ids = []
 
         title("Calls through the gateway (MCP Python SDK client, Authorization: Bearer)")
+        out = e2e.mcp_client_call(envoy.url, token, lambda c: c.list_tools())
+        listed = sorted(t.name for t in out.result.tools) if out.error is None else []
+        say("[0] tools/list  - the server offers get_order, refund_order, send_email")
+        say(f"    {GREEN}the agent is shown: {', '.join(listed) or out.error}{RESET}"
+            f"  {DIM}(refund_order needs orders.refund){RESET}")
         out = e2e.mcp_client_call(envoy.url, token, lambda c: c.call_tool("get_order", {"customer_id": "cust-1", "order_id": "o-1001"}))
         ids.append(show(1, "get_order(customer_id='cust-1', order_id='o-1001')  - alice's own customer", out, "tools/call", envoy))
 

@@ -18,6 +18,7 @@ def test_the_demo_shows_each_decision_it_promises(wasm_module, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     for shown in [
+        "the agent is shown: get_order, send_email",
         "[1] get_order", "decision=allow",
         "reason=binding_mismatch", "reason=scope_missing", "WWW-Authenticate: Bearer",
         "reason=approval_required", "approval_url", "approver bob", "reason=approval_replayed",
