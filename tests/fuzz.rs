@@ -251,3 +251,70 @@ proptest! {
         }
     }
 }
+
+/// A chat stream whose second call piece carries `args`, as events.
+fn chat_stream(args: &Value) -> Vec<u8> {
+    let chunk = |delta: Value| format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": delta}]}));
+    let text = args.to_string();
+    let half = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
+    let (a, b) = text.split_at(half);
+    let mut s = chunk(json!({"content": "hi"}));
+    s += &chunk(json!({"tool_calls": [{"index": 0, "function": {"name": "get_order", "arguments": a}}]}));
+    s += &chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}));
+    s += "data: [DONE]\n\n";
+    s.into_bytes()
+}
+
+proptest! {
+    #![proptest_config(config(1500))]
+
+    /// A model's answer streamed in pieces of any size: intact, what passes before the end
+    /// never holds the tool call and the whole passes in the end; damaged, no panic.
+    #[test]
+    fn answer_streams_survive_damage_and_any_cut(e in edits(), args in json_value(), piece in 1..64usize, damage in any::<bool>()) {
+        use aigate::config::Protocol;
+        use aigate::output::stream::Stream;
+        let args = json!({ "customer_id": args });
+        let clean = chat_stream(&args);
+        let body = if damage { mutate(clean.clone(), &e) } else { clean.clone() };
+        let mut s = Stream::new(Protocol::OpenaiChat, &World::new().policy.limits, true);
+        let mut passed = Vec::new();
+        for p in body.chunks(piece) {
+            passed.extend(s.feed(p).unwrap_or_else(|| p.to_vec()));
+        }
+        let end = s.finish();
+        if !damage {
+            prop_assert!(!String::from_utf8_lossy(&passed).contains("get_order"));
+            passed.extend(&end.held);
+            prop_assert_eq!(&passed, &clean);
+            let calls = end.calls.unwrap();
+            prop_assert_eq!(calls.len(), 1);
+            prop_assert_eq!(&calls[0].arguments, &args);
+        }
+    }
+
+    /// Damaged JSON answers of each provider and damaged MCP list answers: read or refused,
+    /// never a panic; a refused answer can always be rewritten or replaced.
+    #[test]
+    fn damaged_answers_are_read_or_refused(e in edits(), which in 0..4usize, args in json_value()) {
+        use aigate::config::Protocol;
+        use aigate::output;
+        use aigate::request::mcp::Listing;
+        let limits = World::new().policy.limits;
+        let (protocol, doc) = match which {
+            0 => (Protocol::OpenaiChat, json!({"choices": [{"message": {"tool_calls": [
+                {"type": "function", "function": {"name": "get_order", "arguments": args.to_string()}}]}}]})),
+            1 => (Protocol::OpenaiResponses, json!({"output": [
+                {"type": "function_call", "name": "get_order", "arguments": args.to_string()}]})),
+            2 => (Protocol::AnthropicMessages, json!({"content": [{"type": "tool_use", "name": "get_order", "input": args}]})),
+            _ => (Protocol::Mcp, json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "a"}, args]}})),
+        };
+        let body = mutate(doc.to_string().into_bytes(), &e);
+        if protocol == Protocol::Mcp {
+            let lists = [(json!(1), Listing::Tools)];
+            let _ = output::listing::filter(&body, &lists, &limits, &|_, item| item.contains_key("name"));
+        } else if output::calls(protocol, &body, &limits).is_ok() {
+            let _ = output::refusal(protocol, &body, "refused", &limits);
+        }
+    }
+}
