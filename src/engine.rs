@@ -50,6 +50,8 @@ pub struct Decision {
     pub body_bytes: Option<usize>,
     /// LLM routes: the model asked for.
     pub model: Option<String>,
+    /// LLM routes: the request asked for a streamed answer (`"stream": true`).
+    pub stream: bool,
     /// LLM routes: offered tools the caller may not use (stripped, or the reason for the denial).
     pub refused_offers: Vec<String>,
     /// LLM routes with `tool_offers: strip`: the body to forward instead of the client's.

@@ -31,6 +31,7 @@ pub(super) fn judge(
         }
     };
     d.model = Some(req.model.clone());
+    d.stream = req.stream;
     authz::model(policy, principal, &req.model)?;
     let route = d.route.and_then(|i| policy.routes.get(i));
     if let (Some(state), Some(r)) = (req.provider_state.first(), route) {

@@ -5,7 +5,7 @@
 //! Answers come as JSON (one message or a batch) or as server-sent events, one JSON-RPC
 //! message per event; only the results of the list requests are rewritten.
 
-use super::stream::{fields, take_events};
+use super::events::{fields, Events};
 use super::RULE;
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
@@ -57,7 +57,7 @@ pub struct ListStream {
     limits: Limits,
     /// Enforce: rewrite. Monitor: only count.
     rewrite: bool,
-    partial: Vec<u8>,
+    events: Events,
     hidden: usize,
     failure: Option<Denial>,
 }
@@ -67,7 +67,7 @@ impl ListStream {
         ListStream {
             limits: *limits,
             rewrite,
-            partial: Vec::new(),
+            events: Events::default(),
             hidden: 0,
             failure: None,
         }
@@ -79,10 +79,10 @@ impl ListStream {
         if self.failure.is_some() {
             return self.rewrite.then(Vec::new);
         }
-        self.partial.extend_from_slice(chunk);
+        self.events.push(chunk);
         let mut out = Vec::new();
-        take_events(&mut self.partial, |event| {
-            match filter_event(event, lists, &self.limits, keep) {
+        self.events
+            .take(|event| match filter_event(event, lists, &self.limits, keep) {
                 Ok(Some((rewritten, n))) => {
                     self.hidden += n;
                     out.extend_from_slice(&rewritten);
@@ -96,9 +96,8 @@ impl ListStream {
                     self.failure = Some(denial);
                     false
                 }
-            }
-        });
-        if self.failure.is_none() && self.partial.len() > self.limits.max_body_bytes {
+            });
+        if self.failure.is_none() && self.events.waiting() > self.limits.max_body_bytes {
             self.failure = Some(Denial::new(
                 Reason::BodyTooLarge,
                 "limits.max_body_bytes",
@@ -117,7 +116,7 @@ impl ListStream {
     /// The stream ended: how many items were hidden (or why it could not be read), and
     /// what is left to pass on (an event the stream ended in the middle of, filtered).
     pub fn finish(mut self, lists: &Lists, keep: Keep) -> (Result<usize, Denial>, Vec<u8>) {
-        let last = std::mem::take(&mut self.partial);
+        let last = std::mem::take(&mut self.events).rest();
         let mut rest = Vec::new();
         if self.failure.is_none() && !last.iter().all(u8::is_ascii_whitespace) {
             match filter_event(&last, lists, &self.limits, keep) {
@@ -138,7 +137,7 @@ impl ListStream {
 
 /// One event with its message filtered: its other fields kept, its data in one line.
 fn filter_event(event: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
-    let (_, data) = fields(event)?;
+    let (_, data) = fields(event).ok_or_else(|| malformed(RULE, "an event of the server's answer is not UTF-8"))?;
     if data.trim().is_empty() {
         return Ok(None);
     }
@@ -148,7 +147,8 @@ fn filter_event(event: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Res
     let text = String::from_utf8_lossy(event);
     let mut out = Vec::with_capacity(json.len() + 64);
     for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
-        let field = line.split_once(':').map_or(line, |(f, _)| f);
+        let bare = line.strip_prefix('\u{feff}').unwrap_or(line);
+        let field = bare.split_once(':').map_or(bare, |(f, _)| f);
         if field != "data" {
             out.extend_from_slice(line.as_bytes());
             out.push(b'\n');

@@ -8,6 +8,8 @@
 //! until the first event of a tool call; from there it is held back until it ends
 //! ([`stream`]).
 
+mod assembly;
+pub mod events;
 pub mod listing;
 pub mod stream;
 
@@ -29,10 +31,14 @@ pub enum Format {
 
 /// The format of a response from its `content-type`; `None` for one aigate cannot read.
 pub fn format(content_type: &[u8]) -> Option<Format> {
-    let media = content_type.split(|b| *b == b';').next()?.trim_ascii();
-    if media.eq_ignore_ascii_case(b"application/json") {
+    let media = content_type
+        .split(|b| *b == b';')
+        .next()?
+        .trim_ascii()
+        .to_ascii_lowercase();
+    if media == b"application/json" || media.ends_with(b"+json") {
         Some(Format::Json)
-    } else if media.eq_ignore_ascii_case(b"text/event-stream") {
+    } else if media == b"text/event-stream" {
         Some(Format::EventStream)
     } else {
         None

@@ -283,11 +283,19 @@ fn responses_streams_judge_done_items_and_the_final_response() {
         (Some("response.output_item.added"), added.clone()),
         (
             Some("response.function_call_arguments.delta"),
-            json!({"type": "response.function_call_arguments.delta", "delta": "{}"}),
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1, "delta": "{\"customer_id\":"}),
+        ),
+        (
+            Some("response.function_call_arguments.delta"),
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1, "delta": "\"c-1\"}"}),
+        ),
+        (
+            Some("response.function_call_arguments.done"),
+            json!({"type": "response.function_call_arguments.done", "output_index": 1, "arguments": "{\"customer_id\":\"c-1\"}"}),
         ),
         (
             Some("response.output_item.done"),
-            json!({"type": "response.output_item.done", "item": item}),
+            json!({"type": "response.output_item.done", "output_index": 1, "item": item}),
         ),
         (
             Some("response.completed"),
@@ -310,6 +318,30 @@ fn responses_streams_judge_done_items_and_the_final_response() {
     let (passed, end) = run(Protocol::OpenaiResponses, &late, 4, true);
     assert!(passed.is_empty());
     assert_eq!(names(&end.calls.unwrap()), [("refund_order", &json!({}))]);
+
+    // Pieces a client may read instead of the finished item must say the same: else refused.
+    let disagree = sse(&[
+        (Some("response.output_item.added"), added.clone()),
+        (
+            Some("response.function_call_arguments.done"),
+            json!({"type": "response.function_call_arguments.done", "output_index": 1, "arguments": "{\"customer_id\":\"c-99\"}"}),
+        ),
+        (
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "output_index": 1, "item": item}),
+        ),
+    ]);
+    let (_, end) = run(Protocol::OpenaiResponses, &disagree, 7, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+
+    // Argument events alone are a call: held, and refused when no item finishes it.
+    let pieces_only = sse(&[(
+        Some("response.function_call_arguments.done"),
+        json!({"type": "response.function_call_arguments.done", "output_index": 0, "name": "get_order", "arguments": "{}"}),
+    )]);
+    let (passed, end) = run(Protocol::OpenaiResponses, &pieces_only, 5, true);
+    assert!(passed.is_empty());
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
 
     // A call announced and never finished is not an answer aigate can judge.
     let cut = sse(&[(Some("response.output_item.added"), added)]);
@@ -499,4 +531,102 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         s.finish(&lists, &keep_even_names).0.unwrap_err().reason,
         Reason::BodyMalformed
     );
+}
+
+#[test]
+fn anthropic_blocks_are_read_by_position_as_the_sdk_reads_them() {
+    let start = |index: u64, block: Value| {
+        (
+            Some("content_block_start"),
+            json!({"type": "content_block_start", "index": index, "content_block": block}),
+        )
+    };
+    let piece = |index: u64, json_text: &str| {
+        (
+            Some("content_block_delta"),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": json_text}}),
+        )
+    };
+    let tool = json!({"type": "tool_use", "id": "t", "name": "get_order", "input": {"customer_id": "c-1"}});
+    // A block starting out of order, or a piece naming no block: refused.
+    for events in [
+        vec![start(1, tool.clone())],
+        vec![start(0, json!({"type": "text", "text": ""})), piece(3, "{}")],
+    ] {
+        let (_, end) = run(Protocol::AnthropicMessages, &sse(&events), 9, true);
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{events:?}");
+    }
+    // A tool call already in message_start's content is a call: held and judged.
+    let body = sse(&[(
+        Some("message_start"),
+        json!({"type": "message_start", "message": {"id": "m", "content": [tool.clone()]}}),
+    )]);
+    let (passed, end) = run(Protocol::AnthropicMessages, &body, 9, true);
+    assert!(passed.is_empty());
+    assert_eq!(
+        names(&end.calls.unwrap()),
+        [("get_order", &json!({"customer_id": "c-1"}))]
+    );
+    // Pieces replace the start's input, as in the SDK.
+    let body = sse(&[start(0, tool), piece(0, "{\"customer_id\": \"c-99\"}")]);
+    let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
+    assert_eq!(
+        names(&end.calls.unwrap()),
+        [("get_order", &json!({"customer_id": "c-99"}))]
+    );
+}
+
+#[test]
+fn a_byte_order_mark_does_not_hide_a_call() {
+    let body = "\u{feff}data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"get_order\",\"arguments\":\"{}\"}}]}}]}\n\n";
+    let (passed, end) = run(Protocol::OpenaiChat, body.as_bytes(), 16, true);
+    assert!(passed.is_empty());
+    assert_eq!(names(&end.calls.unwrap()), [("get_order", &json!({}))]);
+}
+
+#[test]
+fn monitor_streams_add_nothing_and_keep_the_size_limit() {
+    // Ending mid-event: everything already passed, nothing is added at the end.
+    let body = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]";
+    let (passed, end) = run(Protocol::OpenaiChat, body, 8, false);
+    assert_eq!(passed, body);
+    assert!(end.held.is_empty());
+    // A call held beyond the limit is refused in both modes alike.
+    let mut small = limits();
+    small.max_body_bytes = 300;
+    let (body, _) = chat_stream();
+    let mut padded = body.clone();
+    for _ in 0..20 {
+        padded.extend_from_slice(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"padding\"}}]}\n\n");
+    }
+    for hold in [true, false] {
+        let mut s = Stream::new(Protocol::OpenaiChat, &small, hold);
+        for piece in padded.chunks(40) {
+            let _ = s.feed(piece);
+        }
+        assert_eq!(
+            s.finish().calls.unwrap_err().reason,
+            Reason::BodyTooLarge,
+            "hold {hold}"
+        );
+    }
+}
+
+#[test]
+fn events_may_nest_one_level_deeper_than_requests() {
+    // The request's tools come back inside `response`: as deep as the request allowed, plus one.
+    let l = limits();
+    let mut schema = json!("leaf");
+    for _ in 0..l.max_json_depth - 2 {
+        schema = json!([schema]);
+    }
+    let request = json!({"tools": [schema]});
+    assert!(crate::json::parse(request.to_string().as_bytes(), l.max_json_depth).is_ok());
+    let body = sse(&[(
+        Some("response.created"),
+        json!({"type": "response.created", "response": {"output": [], "tools": request["tools"]}}),
+    )]);
+    let (passed, end) = run(Protocol::OpenaiResponses, &body, 64, true);
+    assert_eq!(passed, body);
+    assert!(end.calls.unwrap().is_empty());
 }

@@ -36,10 +36,33 @@ fn response_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Replaces the body the host holds now (this piece, or all of a buffered answer). A refusal
-/// by the host (nothing held, as at trailers) must not trap the VM.
-fn replace_response_body(size: usize, with: &[u8]) {
-    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, with);
+fn response_body_range(start: usize, size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, start, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Replaces `size` bytes at `start` of the body the host holds now (this piece, or what it
+/// buffered). Envoy rewrites from the start only (`start` 0), or appends. A host with
+/// nothing to write (Envoy at trailers, when nothing was buffered) refuses, which must not
+/// trap the VM: it is logged.
+fn set_response_body(start: usize, size: usize, with: &[u8]) {
+    if !super::host::set_buffer(BufferType::HttpResponseBody, start, size, with) {
+        super::log(
+            proxy_wasm::types::LogLevel::Error,
+            "aigate: the host refused to rewrite the answer's body",
+        );
+    }
+}
+
+/// A model's stream the host buffers since a call began.
+#[derive(Debug, Clone)]
+pub(super) struct StreamHold {
+    /// The front of the buffer, judged already (events before the call, in its piece).
+    kept: Vec<u8>,
+    /// Bytes of the buffer already read.
+    fed: usize,
 }
 
 /// The decision on an answer refused before it was read.
@@ -76,9 +99,15 @@ impl Http {
         let enforce = self.enforcing();
         let encoded =
             response_header("content-encoding").is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let format = match encoded {
-            true => None,
-            false => response_header("content-type").as_deref().and_then(output::format),
+        let format = match (encoded, response_header("content-type")) {
+            (true, _) => None,
+            // A model asked for a whole answer is read as JSON when it is labelled as a
+            // stream or not at all: the SDKs parse such a body as JSON regardless.
+            (false, label) if protocol.is_llm() && !request.stream => match label.as_deref().map(output::format) {
+                None | Some(Some(_)) => Some(Format::Json),
+                Some(None) => None,
+            },
+            (false, label) => label.as_deref().and_then(output::format),
         };
         if enforce {
             // The answer may be rewritten: the host frames it anew.
@@ -146,7 +175,7 @@ impl Http {
                 let (d, rewritten) = self.judge_whole(&request, &body);
                 self.record(&d, "aigate_answer");
                 if let (Some(rewritten), true) = (rewritten, self.enforcing()) {
-                    replace_response_body(size, &rewritten);
+                    set_response_body(0, size, &rewritten);
                 }
                 Action::Continue
             }
@@ -170,38 +199,74 @@ impl Http {
                     self.answer = Some(Answer::Listing(request, stream));
                 }
                 if let Some(out) = out {
-                    replace_response_body(size, &out);
+                    set_response_body(0, size, &out);
                 }
                 Action::Continue
             }
-            Answer::Stream(request, mut stream) => {
-                let chunk = response_body(size);
-                let mut out = stream.feed(&chunk);
-                if end_of_stream {
-                    let finished = stream.finish();
-                    let d = engine::on_answer(policy, &request, finished.calls);
-                    self.record(&d, "aigate_answer");
-                    let tail = match (&d.denial, self.enforcing()) {
-                        (Some(denial), true) => output::error_event(
-                            request.protocol.unwrap_or(Protocol::OpenaiChat),
-                            &self.error_json(&d, denial),
-                        ),
-                        _ => finished.held,
-                    };
-                    if !tail.is_empty() {
-                        let mut whole = out.unwrap_or(chunk);
-                        whole.extend_from_slice(&tail);
-                        out = Some(whole);
-                    }
-                } else {
-                    self.answer = Some(Answer::Stream(request, stream));
-                }
-                if let Some(out) = out {
-                    replace_response_body(size, &out);
-                }
-                Action::Continue
-            }
+            Answer::Stream(request, stream) => self.stream_body(request, stream, size, end_of_stream),
             Answer::Refused(d) => self.refuse(d, size, end_of_stream),
+        }
+    }
+
+    /// A piece of a model's stream. Until a call begins each piece is passed on (the events
+    /// it completes). From the piece where one begins, the host buffers the stream (Pause):
+    /// what passed in that piece stays at the front of the buffer, and at the end the rest
+    /// of the buffer becomes the held events (allowed) or one error event (refused). The
+    /// host's buffer stays writable when the stream ends in trailers.
+    fn stream_body(&mut self, request: Decision, mut stream: Stream, size: usize, end_of_stream: bool) -> Action {
+        let fresh = match &self.stream_hold {
+            Some(h) => response_body_range(h.fed, size.saturating_sub(h.fed)),
+            None => response_body(size),
+        };
+        let out = stream.feed(&fresh);
+        if end_of_stream {
+            let finished = stream.finish();
+            let d = engine::on_answer(&self.shared.policy, &request, finished.calls);
+            self.record(&d, "aigate_answer");
+            let tail = match (&d.denial, self.enforcing()) {
+                (Some(denial), true) => output::error_event(
+                    request.protocol.unwrap_or(Protocol::OpenaiChat),
+                    &self.error_json(&d, denial),
+                ),
+                _ => finished.held,
+            };
+            match self.stream_hold.take() {
+                // Envoy rewrites a body from its start only: the passed front goes back in.
+                Some(h) => {
+                    let mut whole = h.kept;
+                    whole.extend_from_slice(&tail);
+                    set_response_body(0, size, &whole);
+                }
+                None if out.is_some() || !tail.is_empty() => {
+                    let mut whole = out.unwrap_or(fresh);
+                    whole.extend_from_slice(&tail);
+                    set_response_body(0, size, &whole);
+                }
+                None => {}
+            }
+            return Action::Continue;
+        }
+        let holding = stream.holding();
+        self.answer = Some(Answer::Stream(request, stream));
+        match self.stream_hold.as_mut() {
+            Some(h) => {
+                h.fed = size;
+                self.answer_buffered = size;
+                Action::Pause
+            }
+            None if holding => {
+                let kept = out.unwrap_or(fresh);
+                set_response_body(0, size, &kept);
+                self.answer_buffered = kept.len();
+                self.stream_hold = Some(StreamHold { fed: kept.len(), kept });
+                Action::Pause
+            }
+            None => {
+                if let Some(out) = out {
+                    set_response_body(0, size, &out);
+                }
+                Action::Continue
+            }
         }
     }
 
@@ -238,19 +303,25 @@ impl Http {
         (d, rewritten)
     }
 
-    /// Drops a piece of a refused answer; at its end, puts the error in its place.
+    /// Drops a piece of a refused answer; at its end, puts the error in its place. The host
+    /// buffers (emptied each time), so its buffer is there to write at trailers too.
     fn refuse(&mut self, d: Decision, size: usize, end_of_stream: bool) -> Action {
-        if self.enforcing() {
-            let error = match (&d.denial, end_of_stream) {
-                (Some(denial), true) => self.error_json(&d, denial),
-                _ => Vec::new(),
-            };
-            replace_response_body(size, &error);
+        if !self.enforcing() {
+            if !end_of_stream {
+                self.answer = Some(Answer::Refused(d));
+            }
+            return Action::Continue;
         }
-        if !end_of_stream {
-            self.answer = Some(Answer::Refused(d));
+        let error = match (&d.denial, end_of_stream) {
+            (Some(denial), true) => self.error_json(&d, denial),
+            _ => Vec::new(),
+        };
+        set_response_body(0, size, &error);
+        if end_of_stream {
+            return Action::Continue;
         }
-        Action::Continue
+        self.answer = Some(Answer::Refused(d));
+        Action::Pause
     }
 
     /// The provider's error JSON, as a denied request gets it.

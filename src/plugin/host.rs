@@ -2,7 +2,7 @@
 
 use crate::request::{Host, SetError, SharedData};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::Status;
+use proxy_wasm::types::{BufferType, Status};
 use serde_json::{Map, Value};
 
 pub struct ProxyHost;
@@ -47,4 +47,25 @@ impl SharedData for ProxyShared {
             Err(_) => Err(SetError::Other),
         }
     }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> Status;
+}
+
+/// Replaces `size` bytes at `start` of a host buffer; `false` when the host refuses. The
+/// SDK's `set_buffer` panics on a refusal (a VM trap), and Envoy refuses when it holds no
+/// body (a response ending in trailers after its pieces were passed on).
+pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) -> bool {
+    // SAFETY: the pointer and length describe `data`, which outlives the call; the host
+    // copies the bytes before it returns.
+    let status = unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) };
+    matches!(status, Status::Ok)
 }

@@ -87,6 +87,7 @@ impl RootContext for Root {
             judging: None,
             answer: None,
             answer_buffered: 0,
+            stream_hold: None,
         }))
     }
 
@@ -108,8 +109,9 @@ struct Http {
     /// An allowed request whose answer is judged, until the response head arrives.
     judging: Option<Decision>,
     answer: Option<answer::Answer>,
-    /// Bytes of a JSON answer the host is buffering.
+    /// Bytes of the answer the host is buffering.
     answer_buffered: usize,
+    stream_hold: Option<answer::StreamHold>,
 }
 
 impl Context for Http {}

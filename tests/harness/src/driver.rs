@@ -587,7 +587,9 @@ fn encode_response(
         if action.is_stop() {
             flow.resp_trailers_held = true;
         } else {
+            // Continuing at trailers releases what was buffered, then the trailers.
             release_response_body(plugin, flow);
+            flow.resp_buffering = false;
             let s = stream(plugin);
             s.response_trailers.live = false;
             let t = s.response_trailers.map.clone();

@@ -38,8 +38,11 @@ fn plugins(idp: &Idp, mode: &str) -> Vec<(&'static str, Plugin)> {
     ]
 }
 
+/// A chat request answered by `answer`; it asks for a stream when the answer is one.
 fn chat_request(idp: &Idp, answer: UpstreamResponse) -> Request {
-    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where is my order?"}]});
+    let stream = answer.headers.get("content-type") == Some(b"text/event-stream".as_slice());
+    let body = json!({"model": "gpt-4o-mini", "stream": stream,
+                      "messages": [{"role": "user", "content": "Where is my order?"}]});
     Request::post(CHAT)
         .bearer(&idp.token())
         .header("accept-encoding", "gzip, br")
@@ -312,5 +315,111 @@ fn mcp_tool_lists_show_only_the_tools_the_caller_may_call() {
         let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
         let outcome = plugin.request(mcp_post(&idp.token(), &call)).unwrap();
         assert_eq!(audit_lines(&outcome).len(), 1, "{mode}");
+    }
+}
+
+fn with_trailers(mut answer: UpstreamResponse) -> UpstreamResponse {
+    answer.trailers = Some(aigate_harness::HeaderMap::from_pairs([("x-upstream-trailer", "1")]));
+    answer
+}
+
+#[test]
+fn answers_ending_in_trailers_are_judged_without_trapping() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        // A held stream is released whole, or ends in the error event.
+        let (events, text_len) = chat_events("c-42");
+        let outcome = plugin
+            .request(chat_request(&idp, with_trailers(stream_answer(&events, 13))))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
+        let (events, _) = chat_events("c-99");
+        let outcome = plugin
+            .request(chat_request(&idp, with_trailers(stream_answer(&events, 13))))
+            .unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let body = outcome.response_body_str();
+        assert_eq!(&body.as_bytes()[..text_len], &events[..text_len], "{mode}");
+        assert!(body[text_len..].starts_with("data: {\"error\""), "{mode}: {body}");
+        // A refused answer and a JSON answer alike.
+        let html = UpstreamResponse::new(200)
+            .header("content-type", "text/html")
+            .body(b"<html>x</html>".to_vec());
+        let outcome = plugin.request(chat_request(&idp, with_trailers(html))).unwrap();
+        assert!(outcome.response_body_str().contains("body_malformed"), "{mode}");
+        let outcome = plugin
+            .request(chat_request(&idp, with_trailers(json_answer(&completion("c-99")))))
+            .unwrap();
+        assert!(!outcome.response_body_str().contains("tool_calls"), "{mode}");
+        assert!(outcome.anomalies.is_empty(), "{mode}: {:?}", outcome.anomalies);
+    }
+}
+
+#[test]
+fn a_whole_answer_is_read_as_json_whatever_its_label() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        // The request did not ask for a stream: the SDK parses the body as JSON.
+        let mislabelled = UpstreamResponse::new(200)
+            .header("content-type", "text/event-stream")
+            .body(completion("c-99"));
+        let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where is my order?"}]});
+        let request = Request::post(CHAT)
+            .bearer(&idp.token())
+            .json(body.to_string().into_bytes())
+            .upstream(mislabelled);
+        let outcome = plugin.request(request).unwrap();
+        let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["tool_calls"],
+            Value::Null,
+            "{mode}: {body}"
+        );
+        assert_eq!(
+            plugin.metric(&answers_metric("deny", "binding_mismatch")),
+            Some(1),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn monitor_mode_leaves_a_stream_ending_mid_event_as_it_was() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "monitor") {
+        let events = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]".to_vec();
+        let outcome = plugin.request(chat_request(&idp, stream_answer(&events, 7))).unwrap();
+        assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
+    }
+}
+
+#[test]
+fn a_call_beginning_in_the_same_piece_as_text_is_still_held() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        for (customer, allowed) in [("c-42", true), ("c-99", false)] {
+            let (events, text_len) = chat_events(customer);
+            // The first piece holds the text and the whole first event of the call: what
+            // passed goes first in the buffer Envoy then holds, and is kept at the end.
+            let first_call_end = text_len + events[text_len..].windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+            let mut answer = stream_answer(&events, events.len());
+            answer.body_chunks = vec![events[..first_call_end].to_vec(), events[first_call_end..].to_vec()];
+            let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+            let body = outcome.response_body();
+            if allowed {
+                assert_eq!(body, events.as_slice(), "{mode}");
+            } else {
+                assert_eq!(&body[..text_len], &events[..text_len], "{mode}");
+                let rest = String::from_utf8_lossy(&body[text_len..]);
+                assert!(
+                    rest.starts_with("data: {\"error\"") && !rest.contains("tool_calls"),
+                    "{mode}: {rest}"
+                );
+            }
+            assert!(
+                !outcome.logs.iter().any(|l| l.message.contains("refused to rewrite")),
+                "{mode}: {:?}",
+                outcome.logs
+            );
+        }
     }
 }

@@ -1,0 +1,280 @@
+//! Tool calls put together from a stream's events the way the SDKs put them together, and
+//! refused where two readings of the stream could differ:
+//! - Chat: `delta.tool_calls` pieces joined per choice and index (names and arguments are
+//!   concatenated, as the OpenAI SDK does).
+//! - Responses: each call's `output_item.done` item, cross-checked with the argument
+//!   pieces (`added` item, `*.delta`, `*.done` events) a client may read instead, and the
+//!   calls of the final `response`. A call announced and never finished is refused.
+//! - Anthropic: content blocks by position, as the SDK keeps them (`message_start`'s
+//!   content first, then each `content_block_start` in order); a `tool_use` block's input
+//!   from its `input_json_delta` pieces, else its start.
+
+use super::{answer_calls, events, RULE};
+use crate::config::Protocol;
+use crate::decision::Denial;
+use crate::policy::Limits;
+use crate::request::llm::{self, malformed, LlmCall};
+use crate::request::openai_responses;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// A call being put together from pieces.
+#[derive(Default)]
+struct Pieces {
+    name: String,
+    /// JSON text of the arguments (a custom tool's input text).
+    arguments: String,
+    /// Arguments given whole (an Anthropic block's `input` at its start).
+    whole: Option<Value>,
+    custom: bool,
+}
+
+/// A Responses call item announced by its events.
+#[derive(Default)]
+struct Announced {
+    /// Arguments (or custom input) from the `added` item and the `*.delta` events.
+    pieces: String,
+    /// From the `*.done` event.
+    done: Option<String>,
+    /// Its `output_item.done` arrived.
+    closed: bool,
+}
+
+#[derive(Default)]
+pub(super) struct Assembly {
+    /// Chat: calls by (choice, index).
+    chat: BTreeMap<(u64, u64), Pieces>,
+    /// Anthropic: content blocks in order (`None` for a block that is not a tool call).
+    blocks: Vec<Option<Pieces>>,
+    /// Responses: calls by output index, and the calls delivered whole.
+    announced: BTreeMap<u64, Announced>,
+    whole: Vec<LlmCall>,
+}
+
+impl Assembly {
+    /// Reads one event; `true` when it belongs to a tool call.
+    pub(super) fn event(&mut self, protocol: Protocol, event: &[u8], limits: &Limits) -> Result<bool, Denial> {
+        let (name, data) =
+            events::fields(event).ok_or_else(|| malformed(RULE, "an event of the answer is not UTF-8"))?;
+        if data.is_empty() || data == "[DONE]" {
+            return Ok(false);
+        }
+        // An event wraps what it carries one level deeper than a request would.
+        let data = match crate::json::parse(data.as_bytes(), limits.max_json_depth + 1) {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => return Ok(false),
+            Err(e) => return Err(malformed(RULE, format!("an event of the answer: {e}"))),
+        };
+        match protocol {
+            Protocol::OpenaiChat => Ok(self.chat(data)),
+            Protocol::OpenaiResponses => self.responses(data, limits),
+            Protocol::AnthropicMessages => self.anthropic(name, data),
+            Protocol::Mcp | Protocol::Action => Ok(false),
+        }
+    }
+
+    fn chat(&mut self, data: Map<String, Value>) -> bool {
+        let mut call = false;
+        for choice in data.get("choices").and_then(Value::as_array).into_iter().flatten() {
+            let c = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let Some(delta) = choice.get("delta") else { continue };
+            for (i, t) in delta
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let i = t.get("index").and_then(Value::as_u64).unwrap_or(i as u64);
+                let p = self.chat.entry((c, i)).or_default();
+                if let Some(f) = t.get("function") {
+                    join(&mut p.name, f.get("name"));
+                    join(&mut p.arguments, f.get("arguments"));
+                }
+                if let Some(f) = t.get("custom") {
+                    p.custom = true;
+                    join(&mut p.name, f.get("name"));
+                    join(&mut p.arguments, f.get("input"));
+                }
+                call = true;
+            }
+            if let Some(f) = delta.get("function_call").filter(|f| !f.is_null()) {
+                let p = self.chat.entry((c, u64::MAX)).or_default();
+                join(&mut p.name, f.get("name"));
+                join(&mut p.arguments, f.get("arguments"));
+                call = true;
+            }
+        }
+        call
+    }
+
+    fn responses(&mut self, mut data: Map<String, Value>, limits: &Limits) -> Result<bool, Denial> {
+        let kind = data.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let index = data.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+        let is_call = |item: &Value| {
+            item.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(openai_responses::is_client_call)
+        };
+        match kind.as_str() {
+            "response.output_item.added" => {
+                let Some(item) = data.get("item").filter(|i| is_call(i)) else {
+                    return Ok(false);
+                };
+                let a = self.announced.entry(index).or_default();
+                join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
+                Ok(true)
+            }
+            "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
+                join(&mut self.announced.entry(index).or_default().pieces, data.get("delta"));
+                Ok(true)
+            }
+            "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
+                let text = data
+                    .get("arguments")
+                    .or_else(|| data.get("input"))
+                    .and_then(Value::as_str);
+                self.announced.entry(index).or_default().done = text.map(str::to_string);
+                Ok(true)
+            }
+            "response.output_item.done" => {
+                let Some(Value::Object(mut item)) = data.remove("item") else {
+                    return Ok(false);
+                };
+                let Some(kind) = item.get("type").and_then(Value::as_str).map(str::to_string) else {
+                    return Ok(false);
+                };
+                let text = item
+                    .get("arguments")
+                    .or_else(|| item.get("input"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let Some(call) = openai_responses::item_call(&mut item, &kind, limits)? else {
+                    return Ok(false);
+                };
+                let a = self.announced.entry(index).or_default();
+                let pieces = (!a.pieces.is_empty()).then_some(&a.pieces);
+                if [pieces, a.done.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|t| Some(t) != text.as_ref())
+                {
+                    return Err(malformed(
+                        RULE,
+                        "the answer's events disagree about a tool call's arguments",
+                    ));
+                }
+                a.closed = true;
+                self.add_whole(call);
+                Ok(true)
+            }
+            // The final response repeats every item: a client reading only it sees them too.
+            _ => match data.remove("response") {
+                Some(Value::Object(response)) => {
+                    let calls = answer_calls(Protocol::OpenaiResponses, response, limits)?;
+                    let call = !calls.is_empty();
+                    calls.into_iter().for_each(|c| self.add_whole(c));
+                    Ok(call)
+                }
+                _ => Ok(false),
+            },
+        }
+    }
+
+    fn add_whole(&mut self, call: LlmCall) {
+        if !self.whole.contains(&call) {
+            self.whole.push(call);
+        }
+    }
+
+    fn anthropic(&mut self, name: Option<&str>, data: Map<String, Value>) -> Result<bool, Denial> {
+        let kind = data.get("type").and_then(Value::as_str).or(name).unwrap_or("");
+        let index = data.get("index").and_then(Value::as_u64);
+        match kind {
+            "message_start" => {
+                let content = data
+                    .get("message")
+                    .and_then(|m| m.get("content"))
+                    .and_then(Value::as_array);
+                let mut call = false;
+                for block in content.into_iter().flatten() {
+                    call |= self.open_block(block);
+                }
+                Ok(call)
+            }
+            "content_block_start" => {
+                if index != Some(self.blocks.len() as u64) {
+                    return Err(malformed(RULE, "the answer's content blocks arrive out of order"));
+                }
+                Ok(data.get("content_block").is_some_and(|b| self.open_block(b)))
+            }
+            "content_block_delta" => {
+                let block = index
+                    .and_then(|i| usize::try_from(i).ok())
+                    .and_then(|i| self.blocks.get_mut(i));
+                let Some(block) = block else {
+                    return Err(malformed(RULE, "a piece of the answer names no content block"));
+                };
+                let delta = data.get("delta");
+                let json = delta.and_then(|d| d.get("type")).and_then(Value::as_str) == Some("input_json_delta");
+                match block {
+                    Some(p) if json => {
+                        join(&mut p.arguments, delta.and_then(|d| d.get("partial_json")));
+                        Ok(true)
+                    }
+                    Some(_) => Ok(true),
+                    None => Ok(false),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Adds a content block; `true` when it is a tool call.
+    fn open_block(&mut self, block: &Value) -> bool {
+        if block.get("type").and_then(Value::as_str) != Some("tool_use") {
+            self.blocks.push(None);
+            return false;
+        }
+        let mut p = Pieces::default();
+        join(&mut p.name, block.get("name"));
+        p.whole = block.get("input").cloned();
+        self.blocks.push(Some(p));
+        true
+    }
+
+    pub(super) fn finish(self, limits: &Limits) -> Result<Vec<LlmCall>, Denial> {
+        if self.announced.values().any(|a| !a.closed) {
+            return Err(malformed(RULE, "the answer ended inside a tool call"));
+        }
+        let mut calls = self.whole;
+        for p in self.chat.into_values().chain(self.blocks.into_iter().flatten()) {
+            let arguments = if p.custom {
+                llm::text_arguments(p.arguments)
+            } else if p.arguments.is_empty() {
+                match p.whole {
+                    Some(v @ Value::Object(_)) => v,
+                    _ => return Err(malformed(RULE, "a tool call of the answer has no arguments")),
+                }
+            } else {
+                llm::json_arguments(&p.arguments, limits, RULE)?
+            };
+            if p.name.is_empty() {
+                return Err(malformed(RULE, "a tool call of the answer has no name"));
+            }
+            calls.push(LlmCall {
+                name: p.name,
+                arguments,
+                latest: true,
+            });
+        }
+        Ok(calls)
+    }
+}
+
+/// Appends a string piece; anything else adds nothing.
+fn join(to: &mut String, piece: Option<&Value>) {
+    if let Some(s) = piece.and_then(Value::as_str) {
+        to.push_str(s);
+    }
+}
