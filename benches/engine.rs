@@ -11,13 +11,20 @@
 //!   (digest of the arguments, signature, claims, replay store).
 //! - `decide_by_size/*`: the cached-token decision for the body sizes of the ladder, to
 //!   see that the cost grows linearly with the body.
+//! - `decide_llm/*`: the cached-token decision of a 2 KiB request to each LLM API (a
+//!   conversation with a system prompt, an earlier tool call and its result, tools offered).
+//! - `answer/*`: reading and judging a model's answer with a tool call (JSON, and a stream
+//!   fed in 64-byte pieces) per API, and filtering an MCP `tools/list` answer.
 
 use aigate::approval;
+use aigate::config::Protocol;
 use aigate::engine::{self, Decision, Head};
 use aigate::identity::cache::TokenCache;
 use aigate::identity::{self, Principal};
 use aigate::jws::{KeySet, SigningKey};
+use aigate::output::{self, stream::Stream};
 use aigate::policy::{self, Policy};
+use aigate::request::mcp::Listing;
 use aigate::request::{Headers, Host, MemoryShared, SharedData};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -94,6 +101,15 @@ impl World {
             "constraints": {"/to": {"required": true, "suffix_in": ["@example.com"]}}
         });
         doc["workloads"][0]["scopes"] = json!(["orders.*", "tickets.*", "email.send"]);
+        let routes = doc["routes"].as_array_mut().unwrap();
+        for (id, protocol) in [
+            ("chat", "openai_chat"),
+            ("responses", "openai_responses"),
+            ("messages", "anthropic_messages"),
+        ] {
+            routes.push(json!({"id": id, "prefix": format!("/llm/{id}"), "protocol": protocol}));
+        }
+        doc["models"] = json!({"allow": ["bench-model"]});
         doc["approval"] = json!({
             "issuer": "https://approvals.bench.example", "audience": "aigate",
             "jwks": {"keys": [approvals.public_jwk().unwrap()]}, "max_age_seconds": 600
@@ -112,9 +128,13 @@ impl World {
     }
 
     fn headers(&self) -> Headers {
+        self.headers_for("/mcp")
+    }
+
+    fn headers_for(&self, path: &str) -> Headers {
         Headers::new(vec![
             (":method".into(), b"POST".to_vec()),
-            (":path".into(), b"/mcp".to_vec()),
+            (":path".into(), path.as_bytes().to_vec()),
             (":authority".into(), b"bench.local".to_vec()),
             ("content-type".into(), b"application/json".to_vec()),
             ("accept".into(), b"application/json, text/event-stream".to_vec()),
@@ -332,6 +352,146 @@ fn decide_by_size(c: &mut Criterion) {
     g.finish();
 }
 
+/// A 2 KiB request to an LLM API: system prompt, user turns padded to size, an earlier
+/// `get_order` call with its result, `get_order` offered.
+fn llm_request(protocol: &str) -> Vec<u8> {
+    let args = json!({"customer_id": "c-42", "order_id": "o-1"});
+    let doc = |pad: &str| {
+        match protocol {
+        "chat" => json!({"model": "bench-model", "tools": [{"type": "function", "function": {"name": "get_order", "parameters": {"type": "object"}}}],
+            "messages": [{"role": "system", "content": "You are the support assistant."}, {"role": "user", "content": pad},
+                {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_order", "arguments": args.to_string()}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "shipped"}]}),
+        "responses" => json!({"model": "bench-model", "instructions": "You are the support assistant.",
+            "tools": [{"type": "function", "name": "get_order", "parameters": {"type": "object"}}],
+            "input": [{"role": "user", "content": pad}, {"type": "function_call", "call_id": "c1", "name": "get_order", "arguments": args.to_string()},
+                {"type": "function_call_output", "call_id": "c1", "output": "shipped"}]}),
+        _ => json!({"model": "bench-model", "max_tokens": 512, "system": "You are the support assistant.",
+            "tools": [{"name": "get_order", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": pad}, {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_order", "input": args}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "shipped"}]}]}),
+    }
+    .to_string()
+    .into_bytes()
+    };
+    let base = doc("").len();
+    doc(&"x".repeat(2048usize.saturating_sub(base)))
+}
+
+fn decide_llm(c: &mut Criterion) {
+    let w = World::new();
+    let host = BenchHost::cached();
+    let mut g = c.benchmark_group("decide_llm/2KiB");
+    for id in ["chat", "responses", "messages"] {
+        let headers = w.headers_for(&format!("/llm/{id}"));
+        let body = llm_request(id);
+        assert!(w.decide(&headers, &body, &host).allowed(), "{id}");
+        g.bench_function(id, |b| {
+            b.iter(|| black_box(w.decide(&headers, black_box(&body), &host)))
+        });
+    }
+    g.finish();
+}
+
+/// A model's answer calling `get_order` (JSON, and as events), per API.
+fn answers() -> Vec<(&'static str, Protocol, Vec<u8>, Vec<u8>)> {
+    let args = json!({"customer_id": "c-42", "order_id": "o-1"}).to_string();
+    let sse = |events: Vec<Value>, named: bool| -> Vec<u8> {
+        let mut s = String::new();
+        for e in events {
+            if named {
+                s += &format!("event: {}\n", e["type"].as_str().unwrap());
+            }
+            s += &format!("data: {e}\n\n");
+        }
+        s.into_bytes()
+    };
+    let text: Vec<Value> = (0..20)
+        .map(|i| json!({"choices": [{"index": 0, "delta": {"content": format!("word{i} ")}}]}))
+        .collect();
+    let mut chat_events = text;
+    chat_events.push(json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "c", "type": "function", "function": {"name": "get_order", "arguments": args}}]}}]}));
+    let item = json!({"type": "function_call", "id": "fc", "call_id": "c", "name": "get_order", "arguments": args});
+    let responses_events = vec![
+        json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "function_call", "id": "fc", "call_id": "c", "name": "get_order", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "output_index": 0, "delta": args}),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+        json!({"type": "response.completed", "response": {"output": [item]}}),
+    ];
+    let anthropic_events = vec![
+        json!({"type": "message_start", "message": {"id": "m", "content": []}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "get_order", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": args}}),
+        json!({"type": "message_stop"}),
+    ];
+    vec![
+        (
+            "chat",
+            Protocol::OpenaiChat,
+            json!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_order", "arguments": args}}]}}]}).to_string().into_bytes(),
+            sse(chat_events, false),
+        ),
+        ("responses", Protocol::OpenaiResponses, json!({"output": [item]}).to_string().into_bytes(), sse(responses_events, true)),
+        (
+            "messages",
+            Protocol::AnthropicMessages,
+            json!({"content": [{"type": "tool_use", "id": "t", "name": "get_order", "input": {"customer_id": "c-42", "order_id": "o-1"}}]}).to_string().into_bytes(),
+            sse(anthropic_events, true),
+        ),
+    ]
+}
+
+fn answer(c: &mut Criterion) {
+    let w = World::new();
+    let host = BenchHost::cached();
+    let mut g = c.benchmark_group("answer");
+    for (id, protocol, json_answer, stream_answer) in answers() {
+        let request = w.decide(&w.headers_for(&format!("/llm/{id}")), &llm_request(id), &host);
+        assert!(engine::on_answer(
+            &w.policy,
+            &request,
+            output::calls(protocol, &json_answer, &w.policy.limits)
+        )
+        .allowed());
+        g.bench_function(format!("{id}/json"), |b| {
+            b.iter(|| {
+                let calls = output::calls(protocol, black_box(&json_answer), &w.policy.limits);
+                black_box(engine::on_answer(&w.policy, &request, calls))
+            })
+        });
+        g.bench_function(format!("{id}/stream"), |b| {
+            b.iter(|| {
+                let mut s = Stream::new(protocol, &w.policy.limits, true);
+                for piece in black_box(&stream_answer).chunks(64) {
+                    black_box(s.feed(piece));
+                }
+                black_box(engine::on_answer(&w.policy, &request, s.finish().calls))
+            })
+        });
+    }
+    let tools: Vec<Value> = (0..20).map(|i| json!({"name": format!("tool_{i}"), "description": "A tool the server offers.", "inputSchema": {"type": "object"}})).collect();
+    let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}})
+        .to_string()
+        .into_bytes();
+    let lists = [(json!(1), Listing::Tools)];
+    let request = w.decide(
+        &w.headers(),
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        &host,
+    );
+    g.bench_function("mcp/tools_list_20", |b| {
+        b.iter(|| {
+            black_box(output::listing::filter(
+                black_box(&list),
+                &lists,
+                &w.policy.limits,
+                &engine::visible(&w.policy, &request),
+            ))
+        })
+    });
+    g.finish();
+}
+
 fn settings() -> Criterion {
     // Short runs: the whole file takes about a minute, so scripts/bench.sh can include it.
     Criterion::default()
@@ -344,6 +504,6 @@ fn settings() -> Criterion {
 criterion_group! {
     name = benches;
     config = settings();
-    targets = decide_2kib, jwt_verify, identity_cache, approval_verify, decide_by_size
+    targets = decide_2kib, jwt_verify, identity_cache, approval_verify, decide_by_size, decide_llm, answer
 }
 criterion_main!(benches);
