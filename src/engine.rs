@@ -7,7 +7,7 @@
 mod llm;
 mod output;
 
-pub use output::{judges_answer, on_answer, on_listing, visible};
+pub use output::{judges_answer, on_answer, on_listing, visible, whole_answer};
 
 use crate::approval;
 use crate::authz;

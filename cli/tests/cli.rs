@@ -155,7 +155,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("# aigate readiness: READY"), "{text}");
-    assert!(text.contains("- known outcomes: 15 of 15 as expected"), "{text}");
+    assert!(text.contains("- known outcomes: 16 of 16 as expected"), "{text}");
     // The example has warnings (no session binding, an unbound external tool), no errors.
     assert!(text.contains("- lints: 0 error(s)"), "{text}");
     assert!(text.contains("| warning | `session-bound` |"), "{text}");
@@ -371,4 +371,90 @@ fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
         "{report:#}"
     );
     assert_eq!(out.status.code(), Some(0), "{report:#}");
+}
+
+#[test]
+fn eval_and_readiness_judge_a_models_answer() {
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat"}));
+    policy["models"] = json!({"allow": ["gpt-4o-mini"]});
+    let policy = tmp("answer-policy.json", &policy.to_string());
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let request = json!({"path": "/v1/chat/completions", "claims": claims,
+                         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where is o-1?"}]}});
+    let answer = |customer: &str| {
+        json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+                "function": {"name": "get_order", "arguments": json!({"customer_id": customer}).to_string()}}]}}]})
+    };
+    let req_file = tmp("answer-request.json", &request.to_string());
+    let bad = tmp("answer-bad.json", &answer("c-99").to_string());
+    let out = aigate(&[
+        "eval",
+        &policy,
+        &req_file,
+        "--answer",
+        &bad,
+        "--now",
+        "1800000100",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (doc["decision"].as_str(), doc["reason"].as_str()),
+        (Some("deny"), Some("binding_mismatch"))
+    );
+    let refusal = doc["replaced_by"]["choices"][0]["message"]["refusal"].as_str().unwrap();
+    assert!(refusal.contains("binding_mismatch"), "{refusal}");
+    assert_eq!(doc["audit"]["stage"], "answer");
+
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": "own order", "request": request, "answer": answer("c-42"), "expect": {"decision": "allow"}},
+        {"name": "injected", "request": request, "answer": answer("c-99"),
+         "expect": {"decision": "deny", "reason": "binding_mismatch"}},
+        {"name": "believed allowed", "request": request, "answer": answer("c-99"), "expect": {"decision": "allow"}}
+    ]});
+    let out = aigate(&[
+        "readiness",
+        &policy,
+        "--cases",
+        &tmp("answer-cases.json", &cases.to_string()),
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let passed: Vec<bool> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["passed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(passed, [true, true, false]);
+    assert_eq!(out.status.code(), Some(1));
+
+    // An answer to a denied request cannot be judged: the case says so.
+    let mut denied = request.clone();
+    denied["body"]["model"] = json!("gpt-4o");
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": "no answer", "request": denied, "answer": answer("c-42"), "expect": {"decision": "allow"}}]});
+    let out = aigate(&[
+        "readiness",
+        &policy,
+        "--cases",
+        &tmp("answer-cases-2.json", &cases.to_string()),
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = report["cases"][0]["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("the request itself is deny (model_not_allowed)"),
+        "{problem}"
+    );
 }

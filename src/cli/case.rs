@@ -162,6 +162,43 @@ impl Evaluator {
             audit,
         })
     }
+
+    /// Runs `req`, then judges `answer` (a JSON answer: a model's, or an MCP server's list)
+    /// as the plugin judges the answer to it. The request must be allowed and its route
+    /// must judge answers. `reply_body` is what the client would get instead, if anything.
+    pub fn run_answer(&self, req: &Request, answer: &Value, now: u64) -> Result<Outcome, String> {
+        let request = self.run(req, now)?;
+        if let Some(denial) = &request.decision.denial {
+            return Err(format!(
+                "the request itself is {} ({}), so no answer comes back",
+                request.verdict,
+                denial.reason.as_str()
+            ));
+        }
+        let policy = if req.claims.is_some() {
+            &self.from_claims
+        } else {
+            &self.policy
+        };
+        if !engine::judges_answer(policy, &request.decision) {
+            return Err(
+                "the answer to this request is not judged (a route with model_calls or lists \"pass\", \
+                 or an MCP request that lists nothing)"
+                    .into(),
+            );
+        }
+        let body = answer.to_string().into_bytes();
+        let (decision, rewritten) = engine::whole_answer(policy, &request.decision, &body, DECISION_ID);
+        let verdict = crate::audit::verdict(policy, &decision);
+        let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
+        Ok(Outcome {
+            decision,
+            verdict,
+            status: None,
+            reply_body: rewritten.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            audit,
+        })
+    }
 }
 
 fn headers(req: &Request, body: Option<&[u8]>) -> Result<Headers, String> {

@@ -82,6 +82,71 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
     ExitCode::SUCCESS
 }
 
+/// The decision on an answer to a request: the answer's verdict, what the client would
+/// get instead (a refusal, a filtered list), and its audit record.
+pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+    let evaluator = match load(policy) {
+        Ok(e) => e,
+        Err(e) => return fail(&e),
+    };
+    let req: Request = match parse(request) {
+        Ok(r) => r,
+        Err(e) => return fail(&e),
+    };
+    let body: serde_json::Value = match parse(answer) {
+        Ok(b) => b,
+        Err(e) => return fail(&e),
+    };
+    let outcome = match evaluator.run_answer(&req, &body, now_or_clock(now)) {
+        Ok(o) => o,
+        Err(e) => return fail(&format!("{}: {e}", answer.display())),
+    };
+    let d = &outcome.decision;
+    let replaced = outcome
+        .reply_body
+        .as_deref()
+        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap_or_else(|_| json!(b)));
+    let audit = serde_json::from_str::<serde_json::Value>(&outcome.audit).unwrap_or_default();
+    if as_json {
+        let doc = json!({
+            "decision": outcome.verdict,
+            "reason": d.denial.as_ref().map(|x| x.reason.as_str()),
+            "rule": d.denial.as_ref().map(|x| x.rule.as_str()),
+            "message": d.denial.as_ref().map(|x| x.message.as_str()),
+            "hidden": d.hidden,
+            "replaced_by": replaced,
+            "audit": audit,
+        });
+        println!("{doc:#}");
+        return ExitCode::SUCCESS;
+    }
+    match &d.denial {
+        Some(x) => println!(
+            "answer: {} {} (rule {}): {}",
+            outcome.verdict,
+            x.reason.as_str(),
+            x.rule,
+            x.message
+        ),
+        None if d.hidden > 0 => println!("answer: allow, {} listed item(s) hidden from the caller", d.hidden),
+        None => println!("answer: allow"),
+    }
+    for c in &d.calls {
+        let verdict = if c.allowed { "allowed" } else { "refused" };
+        println!(
+            "  call {} ({}): {verdict}",
+            c.tool,
+            c.intent.as_deref().unwrap_or("not catalogued")
+        );
+    }
+    match replaced {
+        Some(r) => println!("the client gets instead:\n{r:#}"),
+        None => println!("the client gets the answer as it is"),
+    }
+    println!("audit: {}", outcome.audit);
+    ExitCode::SUCCESS
+}
+
 pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, out: Option<&Path>) -> ExitCode {
     let evaluator = match load(policy) {
         Ok(e) => e,

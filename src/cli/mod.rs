@@ -36,11 +36,15 @@ enum Command {
         /// Print JSON (decision, reply, audit record, explanation).
         #[arg(long)]
         json: bool,
+        /// A JSON answer to the request (a model's, or an MCP server's list): judge it as
+        /// the plugin would, and show what the client would get.
+        #[arg(long)]
+        answer: Option<PathBuf>,
     },
     /// The release gate: lint the policy and replay known outcomes; exit 1 when not ready.
     Readiness {
         policy: PathBuf,
-        /// Known outcomes: {"now": T, "cases": [{"name", "request", "expect"}]}.
+        /// Known outcomes: {"now": T, "cases": [{"name", "request", "answer"?, "expect"}]}.
         #[arg(long)]
         cases: PathBuf,
         /// Unix seconds for cases that set no time (default: the clock).
@@ -102,7 +106,11 @@ pub fn main() -> ExitCode {
             request,
             now,
             json,
-        } => eval::eval(&policy, &request, now, json),
+            answer,
+        } => match answer {
+            Some(answer) => eval::eval_answer(&policy, &request, &answer, now, json),
+            None => eval::eval(&policy, &request, now, json),
+        },
         Command::Readiness {
             policy,
             cases,

@@ -53,6 +53,9 @@ pub struct Case {
     pub name: String,
     pub now: Option<u64>,
     pub request: Request,
+    /// A JSON answer to the request (a model's, or an MCP server's list): `expect` is
+    /// then the answer's decision.
+    pub answer: Option<serde_json::Value>,
     pub expect: Expect,
 }
 
@@ -67,6 +70,8 @@ pub struct Expect {
     pub rule: Option<String>,
     /// The accountable owner the audit record names.
     pub owner: Option<String>,
+    /// An MCP list answer: how many items the caller is not shown.
+    pub hidden: Option<usize>,
 }
 
 impl Expect {
@@ -86,6 +91,11 @@ impl Expect {
             ),
             ("rule", self.rule.clone(), got.rule.clone()),
             ("owner", self.owner.clone(), got.owner.clone()),
+            (
+                "hidden",
+                self.hidden.map(|n| n.to_string()),
+                got.hidden.map(|n| n.to_string()),
+            ),
         ];
         for (name, expected, observed) in fields {
             if expected.is_some() && expected != observed {
@@ -107,6 +117,9 @@ impl Expect {
         }
         if let Some(o) = self.owner.as_deref().filter(|_| owner) {
             let _ = write!(s, ", owner {o}");
+        }
+        if let Some(n) = self.hidden {
+            let _ = write!(s, ", {n} hidden");
         }
         s
     }
@@ -401,7 +414,11 @@ pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResu
     let mut out = Vec::new();
     for c in &cases.cases {
         let now = c.now.or(cases.now).unwrap_or(default_now);
-        let got = eval.run(&c.request, now).map(|o| {
+        let outcome = match &c.answer {
+            Some(answer) => eval.run_answer(&c.request, answer, now),
+            None => eval.run(&c.request, now),
+        };
+        let got = outcome.map(|o| {
             let denial = o.decision.denial.as_ref();
             Expect {
                 decision: o.verdict.to_string(),
@@ -409,6 +426,7 @@ pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResu
                 status: o.status,
                 rule: denial.map(|x| x.rule.clone()),
                 owner: Some(crate::audit::accountable_owner(&eval.policy, &o.decision).to_string()),
+                hidden: c.answer.as_ref().map(|_| o.decision.hidden),
             }
         });
         let (got, problem) = match got {

@@ -9,6 +9,7 @@ use super::{Call, Decision, Stage};
 use crate::authz;
 use crate::config::Protocol;
 use crate::decision::{Denial, Reason};
+use crate::output;
 use crate::policy::Policy;
 use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
@@ -85,4 +86,38 @@ pub fn on_listing(request: &Decision, hidden: Result<usize, Denial>) -> Decision
         (Err(denial), _) => d.denial = Some(denial),
     }
     d
+}
+
+/// Judges a whole JSON answer as the plugin does: its decision, and what the client gets
+/// instead when it is refused (the provider's refusal, else its error JSON) or filtered
+/// (the MCP list without the hidden items); `None` when it passes as it is.
+pub fn whole_answer(
+    policy: &Policy,
+    request: &Decision,
+    body: &[u8],
+    decision_id: &str,
+) -> (Decision, Option<Vec<u8>>) {
+    let error = |d: &Decision, denial: &Denial| crate::response::render(policy, d, denial, decision_id).body;
+    let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+    if protocol == Protocol::Mcp {
+        return match output::listing::filter(body, &request.lists, &policy.limits, &visible(policy, request)) {
+            Ok(Some((filtered, hidden))) => (on_listing(request, Ok(hidden)), Some(filtered)),
+            Ok(None) => (on_listing(request, Ok(0)), None),
+            Err(denial) => {
+                let d = on_listing(request, Err(denial.clone()));
+                let e = error(&d, &denial);
+                (d, Some(e))
+            }
+        };
+    }
+    let d = on_answer(policy, request, output::calls(protocol, body, &policy.limits));
+    let rewritten = d.denial.as_ref().map(|denial| {
+        let text = format!(
+            "aigate: the model's tool call was refused: {} (reason: {}, decision: {decision_id})",
+            denial.message,
+            denial.reason.as_str()
+        );
+        output::refusal(protocol, body, &text, &policy.limits).unwrap_or_else(|| error(&d, denial))
+    });
+    (d, rewritten)
 }

@@ -73,15 +73,6 @@ fn refused(policy: &crate::policy::Policy, request: &Decision, denial: Denial) -
     }
 }
 
-/// What the client reads in place of a refused call.
-fn refusal_text(denial: &Denial, decision_id: &str) -> String {
-    format!(
-        "aigate: the model's tool call was refused: {} (reason: {}, decision: {decision_id})",
-        denial.message,
-        denial.reason.as_str()
-    )
-}
-
 impl Http {
     fn enforcing(&self) -> bool {
         self.shared.policy.mode == Mode::Enforce
@@ -277,30 +268,8 @@ impl Http {
         }
     }
 
-    /// Judges a whole JSON answer: its decision, and what the client gets instead when it
-    /// is refused (the provider's refusal or error) or filtered (the list without the
-    /// hidden items).
     fn judge_whole(&self, request: &Decision, body: &[u8]) -> (Decision, Option<Vec<u8>>) {
-        let policy = &self.shared.policy;
-        let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
-        if protocol == Protocol::Mcp {
-            let keep = engine::visible(policy, request);
-            return match output::listing::filter(body, &request.lists, &policy.limits, &keep) {
-                Ok(Some((filtered, hidden))) => (engine::on_listing(request, Ok(hidden)), Some(filtered)),
-                Ok(None) => (engine::on_listing(request, Ok(0)), None),
-                Err(denial) => {
-                    let d = engine::on_listing(request, Err(denial.clone()));
-                    let error = self.error_json(&d, &denial);
-                    (d, Some(error))
-                }
-            };
-        }
-        let d = engine::on_answer(policy, request, output::calls(protocol, body, &policy.limits));
-        let rewritten = d.denial.as_ref().map(|denial| {
-            let text = refusal_text(denial, &self.decision_id);
-            output::refusal(protocol, body, &text, &policy.limits).unwrap_or_else(|| self.error_json(&d, denial))
-        });
-        (d, rewritten)
+        engine::whole_answer(&self.shared.policy, request, body, &self.decision_id)
     }
 
     /// Drops a piece of a refused answer; at its end, puts the error in its place. The host
