@@ -24,7 +24,6 @@ use aigate::identity::{self, Principal};
 use aigate::jws::{KeySet, SigningKey};
 use aigate::output::{self, stream::Stream};
 use aigate::policy::{self, Policy};
-use aigate::request::mcp::Listing;
 use aigate::request::{Headers, Host, MemoryShared, SharedData};
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -473,7 +472,6 @@ fn answer(c: &mut Criterion) {
     let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}})
         .to_string()
         .into_bytes();
-    let lists = [(json!(1), Listing::Tools)];
     let request = w.decide(
         &w.headers(),
         br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
@@ -483,7 +481,6 @@ fn answer(c: &mut Criterion) {
         b.iter(|| {
             black_box(output::listing::filter(
                 black_box(&list),
-                &lists,
                 &w.policy.limits,
                 &engine::visible(&w.policy, &request),
             ))

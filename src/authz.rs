@@ -251,8 +251,10 @@ pub fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
 
 /// May the caller see this item of an MCP list? A tool it may call, a prompt or resource
 /// inside its data boundary with the rule's scope granted. A resource template is visible
-/// when its fixed part (up to the first `{`) already lies inside a resource rule: a template
-/// whose variables could name another tenant's data stays hidden.
+/// when its fixed part (up to the first `{`) already lies inside a resource rule and what
+/// follows cannot leave it: only simple expressions (`{name}`, which expand percent-encoded,
+/// so never as a new path segment) and no dot segments or encoded separators around them. A
+/// template whose variables could name another tenant's data stays hidden.
 pub fn visible(policy: &Policy, principal: &Principal, listing: Listing, item: &Map<String, Value>) -> bool {
     let text = |key: &str| item.get(key).and_then(Value::as_str);
     let granted = |rule: &dyn DataRule| data_scope(policy, principal, rule).is_ok();
@@ -262,7 +264,7 @@ pub fn visible(policy: &Policy, principal: &Principal, listing: Listing, item: &
         Listing::Resources => text("uri").is_some_and(|u| resource(policy, principal, u).is_ok_and(|r| granted(r))),
         Listing::ResourceTemplates => text("uriTemplate").is_some_and(|t| {
             let fixed = t.split('{').next().unwrap_or_default();
-            resource(policy, principal, fixed).is_ok_and(|r| granted(r))
+            stays_put(t) && resource(policy, principal, fixed).is_ok_and(|r| granted(r))
         }),
     }
 }
@@ -280,6 +282,29 @@ pub fn data_scope(policy: &Policy, principal: &Principal, rule: &dyn DataRule) -
     );
     d.required_scope = Some(scope.to_string());
     Err(d)
+}
+
+/// A URI template whose expressions are all simple and whose literal text has no dot
+/// segment or encoded separator: however it is filled, it names a URI below its fixed part.
+fn stays_put(template: &str) -> bool {
+    let mut literal = String::new();
+    let mut rest = template;
+    while let Some((before, after)) = rest.split_once('{') {
+        literal.push_str(before);
+        let Some((expression, tail)) = after.split_once('}') else {
+            return false;
+        };
+        let simple = !expression.is_empty()
+            && expression
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        if !simple {
+            return false;
+        }
+        rest = tail;
+    }
+    literal.push_str(rest);
+    !dot_segments(&literal) && !crate::request::encoded_separator(&literal)
 }
 
 fn dot_segments(uri: &str) -> bool {

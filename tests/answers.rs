@@ -233,6 +233,23 @@ fn mcp_lists_show_what_the_caller_may_use() {
         Listing::ResourceTemplates,
         json!({"uriTemplate": "docs://{tenant}/{name}"})
     ));
+    assert!(seen(
+        Listing::ResourceTemplates,
+        json!({"uriTemplate": "docs://acme/{kind}/{name}.txt"})
+    ));
+    for escaping in [
+        "docs://acme/{a}/../../globex/payroll-{doc}",
+        "docs://acme/{+path}",
+        "docs://acme/{/segments}",
+        "docs://acme/{#frag}",
+        "docs://acme/{name}%2F..%2Fglobex",
+        "docs://acme/{name",
+    ] {
+        assert!(
+            !seen(Listing::ResourceTemplates, json!({ "uriTemplate": escaping })),
+            "{escaping}"
+        );
+    }
 
     // Without the data rule's scope, nothing of it is shown.
     let mut h = w.headers(Some(&w.token(json!({"scope": "orders.read"}))));

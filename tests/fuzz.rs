@@ -299,7 +299,6 @@ proptest! {
     fn damaged_answers_are_read_or_refused(e in edits(), which in 0..4usize, args in json_value()) {
         use aigate::config::Protocol;
         use aigate::output;
-        use aigate::request::mcp::Listing;
         let limits = World::new().policy.limits;
         let (protocol, doc) = match which {
             0 => (Protocol::OpenaiChat, json!({"choices": [{"message": {"tool_calls": [
@@ -311,8 +310,7 @@ proptest! {
         };
         let body = mutate(doc.to_string().into_bytes(), &e);
         if protocol == Protocol::Mcp {
-            let lists = [(json!(1), Listing::Tools)];
-            let _ = output::listing::filter(&body, &lists, &limits, &|_, item| item.contains_key("name"));
+            let _ = output::listing::filter(&body, &limits, &|_, item| item.contains_key("name"));
         } else if output::calls(protocol, &body, &limits).is_ok() {
             let _ = output::refusal(protocol, &body, "refused", &limits);
         }

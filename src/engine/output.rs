@@ -15,9 +15,12 @@ use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
 
-/// Whether the answer to this allowed request is judged.
+/// Whether the answer to this allowed request is judged. On MCP routes: the answers to
+/// requests holding a list request, and the server's event streams (`GET`), which carry
+/// answers replayed after a dropped connection.
 pub fn judges_answer(policy: &Policy, d: &Decision) -> bool {
-    policy.judges_answers(d.route) && (d.protocol != Some(Protocol::Mcp) || !d.lists.is_empty())
+    policy.judges_answers(d.route)
+        && (d.protocol != Some(Protocol::Mcp) || !d.lists.is_empty() || d.http_method == "GET")
 }
 
 /// The answer's decision, before judging: the request's route and identity.
@@ -100,7 +103,7 @@ pub fn whole_answer(
     let error = |d: &Decision, denial: &Denial| crate::response::render(policy, d, denial, decision_id).body;
     let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
     if protocol == Protocol::Mcp {
-        return match output::listing::filter(body, &request.lists, &policy.limits, &visible(policy, request)) {
+        return match output::listing::filter(body, &policy.limits, &visible(policy, request)) {
             Ok(Some((filtered, hidden))) => (on_listing(request, Ok(hidden)), Some(filtered)),
             Ok(None) => (on_listing(request, Ok(0)), None),
             Err(denial) => {

@@ -3,7 +3,11 @@
 //! cannot call or data outside its boundary (their names and descriptions are themselves
 //! information, and a tool description is a classic carrier of injected instructions).
 //! Answers come as JSON (one message or a batch) or as server-sent events, one JSON-RPC
-//! message per event; only the results of the list requests are rewritten.
+//! message per event. A message is filtered by its shape, whatever its id: any result
+//! holding a `tools`, `resources`, `resourceTemplates` or `prompts` list. Pairing answers
+//! with requests by id would let a client pick an id the server echoes differently (`-0`
+//! comes back as `0`, `1.0` as `1`), repeat an id in a batch, or have a list replayed on
+//! another stream.
 
 use super::events::{fields, Events};
 use super::RULE;
@@ -13,21 +17,18 @@ use crate::request::llm::malformed;
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
 
-/// The list requests of a body: each id with what it lists.
-pub type Lists = [(Value, Listing)];
-
 /// Which items the caller may see.
 pub type Keep<'a> = &'a dyn Fn(Listing, &Map<String, Value>) -> bool;
 
-/// The JSON-RPC message (or batch) `body` with the items `keep` refuses removed from the
-/// results of `lists`: the rewritten document and how many items went, or `None` when
-/// nothing did (the body then passes as it is).
-pub fn filter(body: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
+/// The JSON-RPC message (or batch) `body` with the items `keep` refuses removed from its
+/// list results: the rewritten document and how many items went, or `None` when nothing
+/// did (the body then passes as it is).
+pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     let mut doc = crate::json::parse(body, limits.max_json_depth)
         .map_err(|e| malformed(RULE, format!("the server's answer: {e}")))?;
     let hidden = match &mut doc {
-        Value::Array(messages) => messages.iter_mut().map(|m| filter_message(m, lists, keep)).sum(),
-        message => filter_message(message, lists, keep),
+        Value::Array(messages) => messages.iter_mut().map(|m| filter_message(m, keep)).sum(),
+        message => filter_message(message, keep),
     };
     if hidden == 0 {
         return Ok(None);
@@ -37,18 +38,30 @@ pub fn filter(body: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result
     Ok(Some((bytes, hidden)))
 }
 
-fn filter_message(m: &mut Value, lists: &Lists, keep: Keep) -> usize {
-    let Some(listing) = lists.iter().find(|(id, _)| m.get("id") == Some(id)).map(|(_, l)| *l) else {
+const LISTINGS: [Listing; 4] = [
+    Listing::Tools,
+    Listing::Resources,
+    Listing::ResourceTemplates,
+    Listing::Prompts,
+];
+
+fn filter_message(m: &mut Value, keep: Keep) -> usize {
+    let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) else {
         return 0;
     };
-    let items = m
-        .get_mut("result")
-        .and_then(|r| r.get_mut(listing.items_key()))
-        .and_then(Value::as_array_mut);
-    let Some(items) = items else { return 0 };
-    let before = items.len();
-    items.retain(|item| item.as_object().is_some_and(|o| keep(listing, o)));
-    before - items.len()
+    let mut hidden = 0;
+    for listing in LISTINGS {
+        if let Some(items) = result.get_mut(listing.items_key()).and_then(Value::as_array_mut) {
+            let before = items.len();
+            items.retain(|item| item.as_object().is_some_and(|o| keep(listing, o)));
+            hidden += before - items.len();
+        }
+    }
+    // A list cut for one caller must not be cached for all.
+    if hidden > 0 && result.contains_key("cacheScope") {
+        result.insert("cacheScope".into(), Value::String("private".into()));
+    }
+    hidden
 }
 
 /// A list answer streamed as server-sent events: each complete event passes, its message
@@ -75,28 +88,27 @@ impl ListStream {
 
     /// Takes the next piece; returns what to pass on in its place, or `None` to pass it on
     /// unchanged.
-    pub fn feed(&mut self, chunk: &[u8], lists: &Lists, keep: Keep) -> Option<Vec<u8>> {
+    pub fn feed(&mut self, chunk: &[u8], keep: Keep) -> Option<Vec<u8>> {
         if self.failure.is_some() {
             return self.rewrite.then(Vec::new);
         }
         self.events.push(chunk);
         let mut out = Vec::new();
-        self.events
-            .take(|event| match filter_event(event, lists, &self.limits, keep) {
-                Ok(Some((rewritten, n))) => {
-                    self.hidden += n;
-                    out.extend_from_slice(&rewritten);
-                    true
-                }
-                Ok(None) => {
-                    out.extend_from_slice(event);
-                    true
-                }
-                Err(denial) => {
-                    self.failure = Some(denial);
-                    false
-                }
-            });
+        self.events.take(|event| match filter_event(event, &self.limits, keep) {
+            Ok(Some((rewritten, n))) => {
+                self.hidden += n;
+                out.extend_from_slice(&rewritten);
+                true
+            }
+            Ok(None) => {
+                out.extend_from_slice(event);
+                true
+            }
+            Err(denial) => {
+                self.failure = Some(denial);
+                false
+            }
+        });
         if self.failure.is_none() && self.events.waiting() > self.limits.max_body_bytes {
             self.failure = Some(Denial::new(
                 Reason::BodyTooLarge,
@@ -115,11 +127,11 @@ impl ListStream {
 
     /// The stream ended: how many items were hidden (or why it could not be read), and
     /// what is left to pass on (an event the stream ended in the middle of, filtered).
-    pub fn finish(mut self, lists: &Lists, keep: Keep) -> (Result<usize, Denial>, Vec<u8>) {
+    pub fn finish(mut self, keep: Keep) -> (Result<usize, Denial>, Vec<u8>) {
         let last = std::mem::take(&mut self.events).rest();
         let mut rest = Vec::new();
         if self.failure.is_none() && !last.iter().all(u8::is_ascii_whitespace) {
-            match filter_event(&last, lists, &self.limits, keep) {
+            match filter_event(&last, &self.limits, keep) {
                 Ok(Some((rewritten, n))) => {
                     self.hidden += n;
                     rest = rewritten;
@@ -127,6 +139,10 @@ impl ListStream {
                 Ok(None) => rest = last,
                 Err(denial) => self.failure = Some(denial),
             }
+        }
+        // Monitor: every byte passed already.
+        if !self.rewrite {
+            rest.clear();
         }
         match self.failure {
             Some(denial) => (Err(denial), Vec::new()),
@@ -136,12 +152,12 @@ impl ListStream {
 }
 
 /// One event with its message filtered: its other fields kept, its data in one line.
-fn filter_event(event: &[u8], lists: &Lists, limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
+fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     let (_, data) = fields(event).ok_or_else(|| malformed(RULE, "an event of the server's answer is not UTF-8"))?;
     if data.trim().is_empty() {
         return Ok(None);
     }
-    let Some((json, hidden)) = filter(data.as_bytes(), lists, limits, keep)? else {
+    let Some((json, hidden)) = filter(data.as_bytes(), limits, keep)? else {
         return Ok(None);
     };
     let text = String::from_utf8_lossy(event);

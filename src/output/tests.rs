@@ -447,12 +447,10 @@ fn keep_even_names(_: crate::request::mcp::Listing, item: &serde_json::Map<Strin
 
 #[test]
 fn list_answers_lose_the_items_the_caller_may_not_see() {
-    use crate::request::mcp::Listing;
-    let lists = vec![(json!(1), Listing::Tools), (json!("p"), Listing::Prompts)];
     let tools = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
         {"name": "t0", "description": "x"}, {"name": "t1"}, {"name": "t2"}, 7
     ], "nextCursor": "c"}});
-    let (out, hidden) = listing::filter(&bytes(&tools), &lists, &limits(), &keep_even_names)
+    let (out, hidden) = listing::filter(&bytes(&tools), &limits(), &keep_even_names)
         .unwrap()
         .unwrap();
     assert_eq!(hidden, 2);
@@ -462,38 +460,39 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
         json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0", "description": "x"}, {"name": "t2"}], "nextCursor": "c"}})
     );
 
-    // A batch: only the answers to list requests are touched.
+    // By shape, whatever the id (one the server echoes differently, a repeated one) and
+    // in every element of a batch; other results pass untouched.
     let batch = json!([
-        {"jsonrpc": "2.0", "id": "p", "result": {"prompts": [{"name": "p1"}, {"name": "p2"}]}},
-        {"jsonrpc": "2.0", "id": 2, "result": {"tools": [{"name": "t1"}]}}
+        {"jsonrpc": "2.0", "id": 0, "result": {"prompts": [{"name": "p1"}, {"name": "p2"}]}},
+        {"jsonrpc": "2.0", "id": 0, "result": {"tools": [{"name": "t1"}], "cacheScope": "public"}},
+        {"jsonrpc": "2.0", "id": 0, "result": {"content": [{"type": "text", "text": "t1"}]}}
     ]);
-    let (out, hidden) = listing::filter(&bytes(&batch), &lists, &limits(), &keep_even_names)
+    let (out, hidden) = listing::filter(&bytes(&batch), &limits(), &keep_even_names)
         .unwrap()
         .unwrap();
-    assert_eq!(hidden, 1);
+    assert_eq!(hidden, 2);
     let out: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(out[0]["result"]["prompts"], json!([{"name": "p2"}]));
-    assert_eq!(out[1]["result"]["tools"], json!([{"name": "t1"}]));
+    assert_eq!(out[1]["result"], json!({"tools": [], "cacheScope": "private"}));
+    assert_eq!(out[2], batch[2]);
 
     // Nothing hidden, or an error answer: passes as it is.
     let all_seen = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}]}});
     assert_eq!(
-        listing::filter(&bytes(&all_seen), &lists, &limits(), &keep_even_names).unwrap(),
+        listing::filter(&bytes(&all_seen), &limits(), &keep_even_names).unwrap(),
         None
     );
     let error = json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "no"}});
     assert_eq!(
-        listing::filter(&bytes(&error), &lists, &limits(), &keep_even_names).unwrap(),
+        listing::filter(&bytes(&error), &limits(), &keep_even_names).unwrap(),
         None
     );
-    let e = listing::filter(b"{\"id\":1,\"id\":2}", &lists, &limits(), &keep_even_names).unwrap_err();
+    let e = listing::filter(b"{\"id\":1,\"id\":2}", &limits(), &keep_even_names).unwrap_err();
     assert_eq!(e.reason, Reason::BodyMalformed);
 }
 
 #[test]
 fn streamed_list_answers_are_filtered_event_by_event() {
-    use crate::request::mcp::Listing;
-    let lists = vec![(json!(1), Listing::Tools)];
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}, {"name": "t1"}]}});
     let ping = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}});
     let body = format!("event: message\nid: 9\ndata: {ping}\n\nevent: message\nid: 10\ndata: {answer}\n\n");
@@ -501,12 +500,9 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         let mut s = listing::ListStream::new(&limits(), true);
         let mut passed = Vec::new();
         for piece in body.as_bytes().chunks(size) {
-            passed.extend(
-                s.feed(piece, &lists, &keep_even_names)
-                    .unwrap_or_else(|| piece.to_vec()),
-            );
+            passed.extend(s.feed(piece, &keep_even_names).unwrap_or_else(|| piece.to_vec()));
         }
-        let (hidden, rest) = s.finish(&lists, &keep_even_names);
+        let (hidden, rest) = s.finish(&keep_even_names);
         passed.extend(rest);
         assert_eq!(hidden.unwrap(), 1);
         let text = String::from_utf8(passed).unwrap();
@@ -517,20 +513,19 @@ fn streamed_list_answers_are_filtered_event_by_event() {
             "pieces of {size}"
         );
     }
-    // Monitor: counted, passed unchanged.
+    // Monitor: counted, passed unchanged, nothing added at the end.
     let mut s = listing::ListStream::new(&limits(), false);
-    assert_eq!(s.feed(body.as_bytes(), &lists, &keep_even_names), None);
-    assert_eq!(s.finish(&lists, &keep_even_names).0.unwrap(), 1);
+    assert_eq!(s.feed(body.as_bytes(), &keep_even_names), None);
+    assert_eq!(s.feed(b"data: {\"jsonrpc\":\"2.0\"}", &keep_even_names), None);
+    let (hidden, rest) = s.finish(&keep_even_names);
+    assert_eq!((hidden.unwrap(), rest.len()), (1, 0));
     // An event that is not JSON ends the stream.
     let mut s = listing::ListStream::new(&limits(), true);
     assert_eq!(
-        s.feed(b"data: {nope\n\ndata: {}\n\n", &lists, &keep_even_names),
+        s.feed(b"data: {nope\n\ndata: {}\n\n", &keep_even_names),
         Some(Vec::new())
     );
-    assert_eq!(
-        s.finish(&lists, &keep_even_names).0.unwrap_err().reason,
-        Reason::BodyMalformed
-    );
+    assert_eq!(s.finish(&keep_even_names).0.unwrap_err().reason, Reason::BodyMalformed);
 }
 
 #[test]

@@ -172,9 +172,9 @@ impl Http {
             }
             Answer::Listing(request, mut stream) => {
                 let chunk = response_body(size);
-                let mut out = stream.feed(&chunk, &request.lists, &engine::visible(policy, &request));
+                let mut out = stream.feed(&chunk, &engine::visible(policy, &request));
                 if end_of_stream {
-                    let (hidden, rest) = stream.finish(&request.lists, &engine::visible(policy, &request));
+                    let (hidden, rest) = stream.finish(&engine::visible(policy, &request));
                     let d = engine::on_listing(&request, hidden);
                     self.record(&d, "aigate_answer");
                     let tail = match (&d.denial, self.enforcing()) {

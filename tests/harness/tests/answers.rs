@@ -423,3 +423,53 @@ fn a_call_beginning_in_the_same_piece_as_text_is_still_held() {
         }
     }
 }
+
+#[test]
+fn lists_are_filtered_by_shape_whatever_the_id_and_on_server_streams() {
+    let idp = Idp::new();
+    let listed = |id: Value| {
+        json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [
+            {"name": "get_order", "inputSchema": {"type": "object"}},
+            {"name": "refund_order", "inputSchema": {"type": "object"}}
+        ]}})
+    };
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        // The client asks with id -0; the server echoes 0. A repeated id in a batch, too.
+        for (request, answer) in [
+            (
+                r#"{"jsonrpc":"2.0","id":-0,"method":"tools/list"}"#.to_string(),
+                listed(json!(0)).to_string(),
+            ),
+            (
+                json!([{"jsonrpc": "2.0", "id": 1, "method": "prompts/list"},
+                       {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}])
+                .to_string(),
+                json!([{"jsonrpc": "2.0", "id": 1, "result": {"prompts": []}}, listed(json!(1))]).to_string(),
+            ),
+        ] {
+            let answer = tools_list_answer("application/json", answer.into_bytes());
+            let outcome = plugin
+                .request(mcp_post(&idp.token(), &request).upstream(answer))
+                .unwrap();
+            assert!(
+                !outcome.response_body_str().contains("refund_order"),
+                "{mode}: {request}"
+            );
+        }
+        // A server stream (GET) replaying a list answer after a dropped connection.
+        let replay = format!("id: 7\nevent: message\ndata: {}\n\n", listed(json!(3)));
+        let answer = tools_list_answer("text/event-stream", replay.into_bytes());
+        let get = Request::get("/mcp")
+            .bearer(&idp.token())
+            .header("accept", "text/event-stream")
+            .header("last-event-id", "6")
+            .upstream(answer);
+        let outcome = plugin.request(get).unwrap();
+        let text = outcome.response_body_str();
+        assert!(
+            text.contains("get_order") && !text.contains("refund_order"),
+            "{mode}: {text}"
+        );
+        assert!(text.starts_with("id: 7\nevent: message\ndata: "), "{mode}: {text}");
+    }
+}
