@@ -34,6 +34,11 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     Ok(value)
 }
 
+/// The policy and one request file, as `eval` reads them.
+fn load_case(policy: &Path, request: &Path) -> Result<(Evaluator, Request), String> {
+    Ok((load(policy)?, parse(request)?))
+}
+
 fn now_or_clock(now: Option<u64>) -> u64 {
     now.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -49,12 +54,8 @@ fn fail(e: &str) -> ExitCode {
 
 /// One dry-run decision with the explanation of every rule applied.
 pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
-    let evaluator = match load(policy) {
-        Ok(e) => e,
-        Err(e) => return fail(&e),
-    };
-    let req: Request = match parse(request) {
-        Ok(r) => r,
+    let (evaluator, req) = match load_case(policy, request) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
     let outcome = match evaluator.run(&req, now_or_clock(now)) {
@@ -85,12 +86,8 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
 /// The decision on an answer to a request: the answer's verdict, what the client would
 /// get instead (a refusal, a filtered list), and its audit record.
 pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
-    let evaluator = match load(policy) {
-        Ok(e) => e,
-        Err(e) => return fail(&e),
-    };
-    let req: Request = match parse(request) {
-        Ok(r) => r,
+    let (evaluator, req) = match load_case(policy, request) {
+        Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
     let body: serde_json::Value = match parse(answer) {
