@@ -36,7 +36,8 @@ fn check_accepts_the_example_policy() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
     policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
-                               "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"}]);
+                               "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"},
+                              {"id": "tools", "prefix": "/mcp", "protocol": "mcp", "lists": "pass"}]);
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let out = aigate(&["check", &tmp("responses-policy.json", &policy.to_string())]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -47,6 +48,7 @@ fn check_accepts_the_example_policy() {
         ),
         "{text}"
     );
+    assert!(text.contains(" mcp (lists unfiltered)\n"), "{text}");
 }
 
 #[test]
