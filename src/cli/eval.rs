@@ -1,7 +1,7 @@
 //! `aigate eval POLICY REQUEST` and `aigate readiness POLICY --cases CASES`: the policy
 //! judged offline, by the same engine the plugin runs.
 
-use super::case::{Evaluator, Request};
+use super::case::{Evaluator, Outcome, Request};
 use super::{explain, readiness};
 use serde_json::json;
 use std::path::Path;
@@ -34,6 +34,23 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     Ok(value)
 }
 
+/// The fields every `--json` decision has: verdict, reason, rule, message, audit record.
+fn verdict_json(outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
+    let denial = outcome.decision.denial.as_ref();
+    let mut doc = serde_json::Map::new();
+    doc.insert("decision".into(), json!(outcome.verdict));
+    doc.insert("reason".into(), json!(denial.map(|x| x.reason.as_str())));
+    doc.insert("rule".into(), json!(denial.map(|x| x.rule.as_str())));
+    doc.insert("message".into(), json!(denial.map(|x| x.message.as_str())));
+    doc.insert("audit".into(), json_or_text(&outcome.audit));
+    doc
+}
+
+/// A body or record shown as JSON when it is JSON, else as text.
+fn json_or_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| json!(text))
+}
+
 /// The policy and one request file, as `eval` reads them.
 fn load_case(policy: &Path, request: &Path) -> Result<(Evaluator, Request), String> {
     Ok((load(policy)?, parse(request)?))
@@ -64,19 +81,11 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
     };
     let policy = &evaluator.policy;
     if as_json {
-        let d = &outcome.decision;
-        let doc = json!({
-            "decision": outcome.verdict,
-            "reason": d.denial.as_ref().map(|x| x.reason.as_str()),
-            "rule": d.denial.as_ref().map(|x| x.rule.as_str()),
-            "message": d.denial.as_ref().map(|x| x.message.as_str()),
-            "status": outcome.status,
-            "reply": outcome.reply_body.as_deref()
-                .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap_or_else(|_| json!(b))),
-            "audit": serde_json::from_str::<serde_json::Value>(&outcome.audit).unwrap_or_default(),
-            "explanation": explain::explain(policy, &outcome),
-        });
-        println!("{doc:#}");
+        let mut doc = verdict_json(&outcome);
+        doc.insert("status".into(), json!(outcome.status));
+        doc.insert("reply".into(), json!(outcome.reply_body.as_deref().map(json_or_text)));
+        doc.insert("explanation".into(), json!(explain::explain(policy, &outcome)));
+        println!("{:#}", serde_json::Value::Object(doc));
     } else {
         print!("{}", explain::explain(policy, &outcome));
     }
@@ -99,22 +108,12 @@ pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64
         Err(e) => return fail(&format!("{}: {e}", answer.display())),
     };
     let d = &outcome.decision;
-    let replaced = outcome
-        .reply_body
-        .as_deref()
-        .map(|b| serde_json::from_str::<serde_json::Value>(b).unwrap_or_else(|_| json!(b)));
-    let audit = serde_json::from_str::<serde_json::Value>(&outcome.audit).unwrap_or_default();
+    let replaced = outcome.reply_body.as_deref().map(json_or_text);
     if as_json {
-        let doc = json!({
-            "decision": outcome.verdict,
-            "reason": d.denial.as_ref().map(|x| x.reason.as_str()),
-            "rule": d.denial.as_ref().map(|x| x.rule.as_str()),
-            "message": d.denial.as_ref().map(|x| x.message.as_str()),
-            "hidden": d.hidden,
-            "replaced_by": replaced,
-            "audit": audit,
-        });
-        println!("{doc:#}");
+        let mut doc = verdict_json(&outcome);
+        doc.insert("hidden".into(), json!(d.hidden));
+        doc.insert("replaced_by".into(), json!(replaced));
+        println!("{:#}", serde_json::Value::Object(doc));
         return ExitCode::SUCCESS;
     }
     match &d.denial {

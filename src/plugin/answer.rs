@@ -177,10 +177,7 @@ impl Http {
                     let (hidden, rest) = stream.finish(&engine::visible(policy, &request));
                     let d = engine::on_listing(&request, hidden);
                     self.record(&d, "aigate_answer");
-                    let tail = match (&d.denial, self.enforcing()) {
-                        (Some(denial), true) => output::error_event(Protocol::Mcp, &self.error_json(&d, denial)),
-                        _ => rest,
-                    };
+                    let tail = self.stream_end(&d, rest);
                     if !tail.is_empty() {
                         let mut whole = out.unwrap_or(chunk);
                         whole.extend_from_slice(&tail);
@@ -214,13 +211,7 @@ impl Http {
             let finished = stream.finish();
             let d = engine::on_answer(&self.shared.policy, &request, finished.calls);
             self.record(&d, "aigate_answer");
-            let tail = match (&d.denial, self.enforcing()) {
-                (Some(denial), true) => output::error_event(
-                    request.protocol.unwrap_or(Protocol::OpenaiChat),
-                    &self.error_json(&d, denial),
-                ),
-                _ => finished.held,
-            };
+            let tail = self.stream_end(&d, finished.held);
             match self.stream_hold.take() {
                 // Envoy rewrites a body from its start only: the passed front goes back in.
                 Some(h) => {
@@ -291,6 +282,17 @@ impl Http {
         }
         self.answer = Some(Answer::Refused(d));
         Action::Pause
+    }
+
+    /// What ends a judged stream: `rest` (held or unfinished events) when it is allowed or
+    /// only watched, else one error event in the protocol's shape.
+    fn stream_end(&self, d: &Decision, rest: Vec<u8>) -> Vec<u8> {
+        match (&d.denial, self.enforcing()) {
+            (Some(denial), true) => {
+                output::error_event(d.protocol.unwrap_or(Protocol::OpenaiChat), &self.error_json(d, denial))
+            }
+            _ => rest,
+        }
     }
 
     /// The provider's error JSON, as a denied request gets it.
