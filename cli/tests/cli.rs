@@ -139,6 +139,30 @@ fn approve_mints_a_grant_the_engine_verifies() {
     }
 }
 
+#[test]
+fn keygen_prints_a_complete_private_jwk() {
+    // RFC 8037: an OKP private key carries `x` with `d`; other JOSE libraries refuse it without.
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "EdDSA", "--kid", "k2"]).stdout).unwrap();
+    let (private, public) = (&keys["private"], &keys["public"]["keys"][0]);
+    for member in ["kty", "crv", "x", "alg", "kid"] {
+        assert_eq!(private[member], public[member], "{member}");
+    }
+    assert_eq!(private["d"].as_str().map(str::len), Some(43), "{private}");
+    assert!(public.get("d").is_none(), "the public half leaks d: {public}");
+    // The private JWK signs on its own, and what it signs the public JWKS verifies.
+    let key = aigate::jws::SigningKey::from_jwk(private).unwrap();
+    let token = key.sign(json!({"sub": "x"}).as_object().unwrap());
+    let set = aigate::jws::KeySet::from_jwks(&keys["public"]).unwrap();
+    assert_eq!(set.verify(&token).unwrap()["sub"], "x");
+
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "HS256", "--kid", "k3"]).stdout).unwrap();
+    assert_eq!(keys["private"]["alg"], "HS256");
+    assert_eq!(
+        keys["public"]["keys"][0], keys["private"],
+        "a shared secret is its own verifier"
+    );
+}
+
 // --- eval and readiness ---------------------------------------------------------------
 
 #[test]

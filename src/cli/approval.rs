@@ -18,24 +18,31 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 /// A new signing key as `{"private": JWK, "public": {"keys": [JWK]}}`; the public half
-/// is a JWKS ready to paste into `approval.jwks`. HS256 keys have no public half.
+/// is a JWKS ready to paste into `approval.jwks`. HS256 keys have no public half. The
+/// private JWK is complete (an Ed25519 one carries `x` beside `d`, as RFC 8037 requires),
+/// so JOSE libraries in the approval service's own language can sign with it too.
 pub fn keygen(alg: &str, kid: Option<String>) -> Result<Value, String> {
     let kid = match kid {
         Some(k) => k,
         None => format!("approvals-{}", b64(&random::<6>()?)),
     };
-    let private = match alg {
-        "EdDSA" => json!({"kty": "OKP", "crv": "Ed25519", "d": b64(&random::<32>()?), "kid": kid}),
-        "HS256" => json!({"kty": "oct", "k": b64(&random::<32>()?), "kid": kid}),
+    let secret = match alg {
+        "EdDSA" => json!({"kty": "OKP", "crv": "Ed25519", "d": b64(&random::<32>()?), "alg": "EdDSA", "kid": kid}),
+        "HS256" => json!({"kty": "oct", "k": b64(&random::<32>()?), "alg": "HS256", "use": "sig", "kid": kid}),
         other => return Err(format!("unsupported --alg {other:?}: use EdDSA or HS256")),
     };
-    let key = SigningKey::from_jwk(&private)?;
-    let public = match key.public_jwk() {
-        Some(p) => json!({"keys": [p]}),
+    let key = SigningKey::from_jwk(&secret)?;
+    Ok(match key.public_jwk() {
+        Some(public) => {
+            let mut private = public.clone();
+            if let (Some(p), Some(d)) = (private.as_object_mut(), secret.get("d")) {
+                p.insert("d".into(), d.clone());
+            }
+            json!({"private": private, "public": {"keys": [public]}})
+        }
         // A shared secret: the verifier's JWKS holds the secret itself.
-        None => json!({"keys": [private.clone()]}),
-    };
-    Ok(json!({"private": private, "public": public}))
+        None => json!({"private": secret, "public": {"keys": [secret]}}),
+    })
 }
 
 pub fn read_json(path: &Path) -> Result<Value, String> {

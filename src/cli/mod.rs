@@ -69,6 +69,7 @@ enum Command {
         /// Subject the grant is for (the caller's `sub`).
         #[arg(long)]
         sub: String,
+        /// Tool the grant is for, as the catalogue names it.
         #[arg(long)]
         tool: String,
         /// File holding the exact arguments being approved, or `-` for stdin.
