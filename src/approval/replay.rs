@@ -19,7 +19,9 @@ fn key(bucket: u32) -> String {
     format!("aigate.approvals.{bucket}")
 }
 
-/// Creates the buckets that do not exist yet. Called when a worker starts.
+/// Creates the buckets that do not exist yet. Called whenever a policy with approvals is
+/// loaded; Envoy's first load runs on its main thread before any worker's VM exists, so
+/// the unconditional writes here never meet a grant being recorded.
 pub fn prepare(store: &dyn SharedData) {
     for b in 0..BUCKETS {
         if store.get(&key(b)).is_none() {

@@ -279,6 +279,8 @@ class Envoy:
     jwt_provider: dict | None = None
     name: str = ""
     with_wasm: bool = True
+    # Envoy worker threads: more than one to test what workers share (single-use grants).
+    concurrency: int = 1
     listen_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
@@ -330,7 +332,7 @@ class Envoy:
             self.proc = subprocess.Popen(
                 [
                     envoy_bin(), "-c", str(self.config),
-                    "--concurrency", "1",
+                    "--concurrency", str(self.concurrency),
                     # Unique per running Envoy (shared-memory / hot-restart id): the admin
                     # port is ours while this Envoy runs.
                     "--base-id", str(self.admin_port),
