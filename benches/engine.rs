@@ -293,7 +293,7 @@ fn approval_verify(c: &mut Criterion) {
             &principal,
             tool,
             &args,
-            &approval::Presented::read(&w.policy, &h),
+            &mut approval::Presented::read(&w.policy, &h),
             &host,
             approval::Use::Claim,
         );
@@ -311,7 +311,7 @@ fn approval_verify(c: &mut Criterion) {
                     &principal,
                     tool,
                     &args,
-                    &approval::Presented::read(&w.policy, h),
+                    &mut approval::Presented::read(&w.policy, h),
                     host,
                     approval::Use::Claim,
                 );

@@ -464,10 +464,12 @@ fn claim_grants(
     if pending.is_empty() {
         return Ok(());
     }
-    let presented = approval::Presented::read(policy, headers);
+    let mut presented = approval::Presented::read(policy, headers);
+    // The grants this request consumes, and the call each one covers.
     let mut tickets = Vec::new();
+    let mut covers = Vec::new();
     for a in pending {
-        let grant = approval::check(policy, principal, a.tool, &a.args, &presented, host, a.use_);
+        let grant = approval::check(policy, principal, a.tool, &a.args, &mut presented, host, a.use_);
         let index = match a.call {
             Some(i) => Some(i),
             None if grant.result.is_err() => {
@@ -482,16 +484,23 @@ fn claim_grants(
             call.allowed = grant.result.is_ok();
         }
         grant.result?;
-        tickets.extend(grant.ticket.map(|t| (index, t)));
+        if let Some(ticket) = grant.ticket {
+            tickets.push(ticket);
+            covers.push(index);
+        }
     }
     let gate = match d.protocol {
         Some(p) if p.is_llm() => approval::Gate::Conversation,
         _ => approval::Gate::Action,
     };
-    for (index, ticket) in tickets {
-        if let Err(denial) = approval::redeem(policy, host, &ticket, gate) {
-            if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+    for (n, ticket) in tickets.iter().enumerate() {
+        if let Err(denial) = approval::redeem(policy, host, ticket, gate) {
+            if let Some(call) = covers.get(n).copied().flatten().and_then(|i| d.calls.get_mut(i)) {
                 call.allowed = false;
+            }
+            // All or none: the grants this request claimed before this one were not used.
+            for earlier in tickets.iter().take(n) {
+                approval::unredeem(policy, host, earlier, gate);
             }
             return Err(denial);
         }

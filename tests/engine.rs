@@ -720,6 +720,58 @@ fn a_denied_batch_never_spends_an_approval() {
 }
 
 #[test]
+fn one_grant_runs_one_action_even_twice_in_a_batch() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com", "subject": "Refund"});
+    let grant = |jti: &str| w.grant(json!({"args_digest": aigate::digest::args_digest(&args).unwrap(), "jti": jti}));
+    let with = |value: String, body: &Value| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), value.into_bytes()));
+        w.decide(&h, Some(body))
+    };
+    let twice = json!([call("send_email", args.clone()), call("send_email", args.clone())]);
+    // One grant for the same e-mail sent twice: the second copy is a replay...
+    let d = with(grant("twice-1"), &twice);
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ApprovalReplayed));
+    assert_eq!(d.calls.iter().map(|c| c.allowed).collect::<Vec<_>>(), [true, false]);
+    // ... refused before anything was spent: the grant still sends it once.
+    assert!(with(grant("twice-1"), &call("send_email", args.clone())).allowed());
+    // Two grants for the two copies: each call takes its own.
+    let d = with(format!("{},{}", grant("twice-2"), grant("twice-3")), &twice);
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
+fn a_batch_refused_at_its_second_grant_gives_the_first_back() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let (a, b) = (json!({"to": "a@example.com"}), json!({"to": "b@example.com"}));
+    let grant = |args: &Value, jti: &str| {
+        w.grant(json!({"args_digest": aigate::digest::args_digest(args).unwrap(), "jti": jti}))
+    };
+    let with = |value: String, body: &Value| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), value.into_bytes()));
+        w.decide(&h, Some(body))
+    };
+    // b's grant is spent first, alone.
+    assert!(with(grant(&b, "spent-b"), &call("send_email", b.clone())).allowed());
+    // A batch of a (fresh grant) and b (spent grant): a's grant is claimed first, then b's
+    // is found used: the batch is refused and a's claim is undone.
+    let batch = json!([call("send_email", a.clone()), call("send_email", b.clone())]);
+    let d = with(format!("{},{}", grant(&a, "fresh-a"), grant(&b, "spent-b")), &batch);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalReplayed));
+    assert!(with(grant(&a, "fresh-a"), &call("send_email", a.clone())).allowed());
+    assert_eq!(
+        with(grant(&a, "fresh-a"), &call("send_email", a))
+            .denial
+            .map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+}
+
+#[test]
 fn a_list_argument_is_declared_by_max_items() {
     let w = World::with(|p| {
         p["tools"]["send_email"]["constraints"]["/to"] =

@@ -55,45 +55,50 @@ pub const MAX_GRANTS: usize = 32;
 pub struct Presented {
     /// `Err`: the header itself is refused (repeated, too many grants).
     grants: Result<Vec<Signed>, Denial>,
+    /// The `jti`s of grants an earlier call of this request took: one grant, one action.
+    taken: Vec<String>,
 }
 
 /// A grant's claims once its signature verified, or why it did not.
 type Signed = Result<Map<String, Value>, String>;
 
 impl Presented {
+    fn of(grants: Result<Vec<Signed>, Denial>) -> Presented {
+        Presented {
+            grants,
+            taken: Vec::new(),
+        }
+    }
+
     pub fn read(policy: &Policy, headers: &Headers) -> Presented {
         let Some(cfg) = &policy.approval else {
-            return Presented { grants: Ok(Vec::new()) };
+            return Presented::of(Ok(Vec::new()));
         };
         let raw = match headers.one(&cfg.header) {
             Err(Repeated) => {
-                return Presented {
-                    grants: Err(Denial::new(
-                        Reason::ApprovalInvalid,
-                        RULE,
-                        "the approval header appears more than once",
-                    )),
-                }
+                return Presented::of(Err(Denial::new(
+                    Reason::ApprovalInvalid,
+                    RULE,
+                    "the approval header appears more than once",
+                )))
             }
-            Ok(None) => return Presented { grants: Ok(Vec::new()) },
+            Ok(None) => return Presented::of(Ok(Vec::new())),
             Ok(Some(v)) => v,
         };
         let text = std::str::from_utf8(raw).unwrap_or("");
         let tokens: Vec<&str> = text.split(',').map(str::trim).filter(|t| !t.is_empty()).collect();
         if tokens.len() > MAX_GRANTS {
-            return Presented {
-                grants: Err(Denial::new(
-                    Reason::ApprovalInvalid,
-                    RULE,
-                    format!("the approval header carries more than {MAX_GRANTS} grants"),
-                )),
-            };
+            return Presented::of(Err(Denial::new(
+                Reason::ApprovalInvalid,
+                RULE,
+                format!("the approval header carries more than {MAX_GRANTS} grants"),
+            )));
         }
         let grants = tokens
             .into_iter()
             .map(|t| cfg.keys.verify(t).map_err(|e| format!("approval rejected: {e}")))
             .collect();
-        Presented { grants: Ok(grants) }
+        Presented::of(Ok(grants))
     }
 }
 
@@ -103,7 +108,7 @@ pub fn check(
     principal: &Principal,
     tool: &Tool,
     args: &Value,
-    presented: &Presented,
+    presented: &mut Presented,
     host: &dyn Host,
     use_: Use,
 ) -> Grant {
@@ -143,12 +148,13 @@ fn required(tool: &Tool, use_: Use) -> Result<(), Denial> {
 }
 
 /// The grants presented: the one that fits the call decides; when none does, the refusal
-/// of the one meant for it (same tool and digest), else of the first.
+/// of the one meant for it (same tool and digest), else of the first. A grant already
+/// taken by an earlier call of the same request does not fit again: one grant, one action.
 fn judge(
     policy: &Policy,
     principal: &Principal,
     tool: &Tool,
-    presented: &Presented,
+    presented: &mut Presented,
     host: &dyn Host,
     use_: Use,
     grant: &mut Grant,
@@ -167,13 +173,20 @@ fn judge(
             approver: None,
             ticket: None,
         };
-        let (result, fits) = match claims {
+        let (mut result, fits) = match claims {
             Ok(claims) => verify(policy, principal, tool, claims, host, use_, &mut one),
             Err(e) => (deny(Reason::ApprovalInvalid, e.clone()), false),
         };
+        if one.ticket.as_ref().is_some_and(|t| presented.taken.contains(&t.jti)) {
+            result = deny(
+                Reason::ApprovalReplayed,
+                "this approval already covers another call of the request; it runs one action, once",
+            );
+        }
         if result.is_ok() {
             grant.approver = one.approver;
             grant.ticket = one.ticket;
+            presented.taken.extend(grant.ticket.as_ref().map(|t| t.jti.clone()));
             return Ok(());
         }
         if fits && meant.is_none() {
@@ -271,6 +284,23 @@ pub enum Gate {
 /// any later one is `approval_replayed`. Called last, so a grant is spent only by a request
 /// that everything else allows.
 pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> Result<(), Denial> {
+    let scope = replay_scope(policy, gate)?;
+    match replay::claim(host.shared(), &scope, &ticket.jti, ticket.refused_after, host.now()) {
+        Ok(true) => Ok(()),
+        Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
+        Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),
+    }
+}
+
+/// Undoes [`redeem`] for a request refused after it: its grant was not used. Best effort;
+/// `false` when the grant could not be given back (it then stays spent: fail closed).
+pub fn unredeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> bool {
+    replay_scope(policy, gate)
+        .is_ok_and(|scope| matches!(replay::release(host.shared(), &scope, &ticket.jti), Ok(true)))
+}
+
+/// Grants are single-use per issuer and per gate.
+fn replay_scope(policy: &Policy, gate: Gate) -> Result<String, Denial> {
     let Some(cfg) = &policy.approval else {
         return Err(Denial::new(
             Reason::InternalError,
@@ -278,15 +308,10 @@ pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> 
             "no approval service configured",
         ));
     };
-    let scope = match gate {
+    Ok(match gate {
         Gate::Action => cfg.issuer.clone(),
         Gate::Conversation => format!("{}#conversation", cfg.issuer),
-    };
-    match replay::claim(host.shared(), &scope, &ticket.jti, ticket.refused_after, host.now()) {
-        Ok(true) => Ok(()),
-        Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
-        Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),
-    }
+    })
 }
 
 /// The approval-request URL for a denied call, from the configured template.

@@ -30,16 +30,22 @@ pub fn prepare(store: &dyn SharedData) {
     }
 }
 
-/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
-/// `Ok(false)`: replay.
-pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+/// Where a grant's `jti` lives: its entry id (16 hex chars of a hash of `scope` and `jti`)
+/// and its bucket.
+fn slot(scope: &str, jti: &str) -> (String, u32) {
     let digest = Sha256::new()
         .chain_update(scope)
         .chain_update([0u8])
         .chain_update(jti)
         .finalize();
-    let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let bucket = u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS;
+    let id = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    (id, u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS)
+}
+
+/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
+/// `Ok(false)`: replay.
+pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+    let (id, bucket) = slot(scope, jti);
     let k = key(bucket);
     for _ in 0..RETRIES {
         let Some((current, cas)) = store.get(&k) else {
@@ -72,6 +78,39 @@ pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64)
     Err("approval store is contended; try again".into())
 }
 
+/// Forgets a `jti` this request claimed but did not use: the request was refused after
+/// the claim (a later grant of the same request was replayed), so the grant stays usable.
+/// `Ok(false)` when it was not recorded.
+pub fn release(store: &dyn SharedData, scope: &str, jti: &str) -> Result<bool, String> {
+    let (id, bucket) = slot(scope, jti);
+    let k = key(bucket);
+    for _ in 0..RETRIES {
+        let Some((current, cas)) = store.get(&k) else {
+            return Ok(false);
+        };
+        let text = String::from_utf8_lossy(&current);
+        let mut kept = String::with_capacity(text.len());
+        let mut found = false;
+        for line in text.lines() {
+            if line.split_once(':').is_some_and(|(h, _)| h == id) {
+                found = true;
+                continue;
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if !found {
+            return Ok(false);
+        }
+        match store.set(&k, kept.as_bytes(), cas) {
+            Ok(()) => return Ok(true),
+            Err(SetError::CasMismatch) => continue,
+            Err(SetError::Other) => return Err("shared data write failed".into()),
+        }
+    }
+    Err("approval store is contended; try again".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,19 +128,25 @@ mod tests {
     }
 
     #[test]
+    fn a_released_claim_can_be_made_again() {
+        let m = Mem::default();
+        prepare(&m);
+        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
+        assert_eq!(claim(&m, "iss", "b", 200, 100), Ok(true));
+        assert_eq!(release(&m, "iss", "a"), Ok(true));
+        assert_eq!(release(&m, "iss", "a"), Ok(false), "nothing left to release");
+        assert_eq!(claim(&m, "iss", "b", 200, 100), Ok(false), "other entries stay");
+        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
+        assert_eq!(release(&m, "other", "a"), Ok(false), "scoped like claims");
+    }
+
+    #[test]
     fn lost_race_is_retried_and_sees_the_winner() {
         let m = Mem::default();
         prepare(&m);
         // Simulate another worker writing between our read and write: the CAS fails,
         // the retry re-reads and finds the jti.
-        let bucket = {
-            let d = Sha256::new()
-                .chain_update("iss")
-                .chain_update([0u8])
-                .chain_update("x")
-                .finalize();
-            u32::from(d[0]) % BUCKETS
-        };
+        let (_, bucket) = slot("iss", "x");
         let (_, cas) = m.get(&key(bucket)).unwrap();
         assert_eq!(claim(&m, "iss", "x", 500, 1), Ok(true));
         assert_eq!(m.set(&key(bucket), b"", cas), Err(SetError::CasMismatch));
@@ -113,14 +158,7 @@ mod tests {
         let m = Mem::default();
         prepare(&m);
         // Fill one bucket: jtis are spread by hash, so pick those that land in bucket 0.
-        let bucket_of = |jti: &str| {
-            let d = Sha256::new()
-                .chain_update("iss")
-                .chain_update([0u8])
-                .chain_update(jti)
-                .finalize();
-            u32::from(d[0]) % BUCKETS
-        };
+        let bucket_of = |jti: &str| slot("iss", jti).1;
         let mut accepted = 0;
         let mut refused = 0;
         for i in 0.. {

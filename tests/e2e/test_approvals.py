@@ -138,6 +138,23 @@ def test_grant_does_not_cover_other_arguments(gw, service, mint, record):
     assert [t["arguments"]["to"] for t in sent(record)] == ["carol@example.com"]
 
 
+def test_one_grant_sends_one_email_even_in_a_batch(gw, service, mint, record):
+    grant = service.approve(EMAIL)
+    one, headers = e2e.tool_call("send_email", EMAIL, rpc_id=1)
+    two, _ = e2e.tool_call("send_email", EMAIL, rpc_id=2)
+    headers = {**headers, "authorization": f"Bearer {mint()}", "x-aigate-approval": grant}
+    r = httpx.post(gw.url, json=[one, two], headers=headers, timeout=20)
+    assert r.status_code == 200, r.text
+    replies = r.json()
+    assert [m["id"] for m in replies] == [1, 2], replies
+    assert {m["error"]["data"]["reason"] for m in replies} == {"approval_replayed"}, replies
+    assert sent(record) == []
+    # Refused before anything was spent: the grant still sends the e-mail, once.
+    out = send_email(gw, grant, mint())
+    assert out.error is None and not out.result.is_error, out.error or out.result
+    assert len(sent(record)) == 1
+
+
 def test_grant_is_for_one_subject_and_one_tool(gw, service, mint, record):
     assert_jsonrpc_deny(send_email(gw, service.approve(EMAIL, sub="bob"), mint()), "approval_mismatch")
     assert_jsonrpc_deny(send_email(gw, service.approve(EMAIL, tool="get_order"), mint()), "approval_mismatch")
