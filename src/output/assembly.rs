@@ -5,9 +5,10 @@
 //! - Responses: each call's `output_item.done` item, cross-checked with the argument
 //!   pieces (`added` item, `*.delta`, `*.done` events) a client may read instead, and the
 //!   calls of the final `response`. A call announced and never finished is refused.
-//! - Anthropic: content blocks by position, as the SDK keeps them (`message_start`'s
-//!   content first, then each `content_block_start` in order); a `tool_use` block's input
-//!   from its `input_json_delta` pieces, else its start.
+//! - Anthropic: events whose name and `type` agree (the SDK skips `ping` and unnamed
+//!   events, and reads the rest by `type`); content blocks by position, as the SDK keeps
+//!   them (`message_start`'s content first, then each `content_block_start` in order); a
+//!   `tool_use` block's input from its `input_json_delta` pieces, else its start (not both).
 
 use super::{answer_calls, events, RULE};
 use crate::config::Protocol;
@@ -17,6 +18,16 @@ use crate::request::llm::{self, malformed, LlmCall};
 use crate::request::openai_responses;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+
+/// The events of an Anthropic message stream (what the SDK reads, by `type`).
+const MESSAGE_EVENTS: [&str; 6] = [
+    "message_start",
+    "message_delta",
+    "message_stop",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+];
 
 /// A call being put together from pieces.
 #[derive(Default)]
@@ -188,7 +199,21 @@ impl Assembly {
     }
 
     fn anthropic(&mut self, name: Option<&str>, data: Map<String, Value>) -> Result<bool, Denial> {
-        let kind = data.get("type").and_then(Value::as_str).or(name).unwrap_or("");
+        let kind = data.get("type").and_then(Value::as_str);
+        // The SDK skips unnamed and `ping` events and reads the others by their `type`;
+        // another reader may go by the name alone. Where the two differ on an event that
+        // is part of the message, the stream could be read two ways: refused.
+        if name != kind {
+            let in_message = |k: Option<&str>| k.is_some_and(|k| MESSAGE_EVENTS.contains(&k));
+            if in_message(kind) || in_message(name) {
+                return Err(malformed(
+                    RULE,
+                    "an event of the answer is named one thing and carries another: readers could take it differently",
+                ));
+            }
+            return Ok(false);
+        }
+        let kind = kind.unwrap_or("");
         let index = data.get("index").and_then(Value::as_u64);
         match kind {
             "message_start" => {
@@ -249,6 +274,18 @@ impl Assembly {
         }
         let mut calls = self.whole;
         for p in self.chat.into_values().chain(self.blocks.into_iter().flatten()) {
+            // A block's input at its start and in pieces: a reader of the start alone and
+            // one of the pieces would act on different arguments.
+            if !p.arguments.is_empty()
+                && p.whole
+                    .as_ref()
+                    .is_some_and(|w| w.as_object().is_none_or(|o| !o.is_empty()))
+            {
+                return Err(malformed(
+                    RULE,
+                    "a tool call of the answer gives its input both whole and in pieces",
+                ));
+            }
             let arguments = if p.custom {
                 llm::text_arguments(p.arguments)
             } else if p.arguments.is_empty() {

@@ -562,13 +562,62 @@ fn anthropic_blocks_are_read_by_position_as_the_sdk_reads_them() {
         names(&end.calls.unwrap()),
         [("get_order", &json!({"customer_id": "c-1"}))]
     );
-    // Pieces replace the start's input, as in the SDK.
-    let body = sse(&[start(0, tool), piece(0, "{\"customer_id\": \"c-99\"}")]);
+    // Input at the start and in pieces: a reader of either alone acts differently.
+    let body = sse(&[start(0, tool.clone()), piece(0, "{\"customer_id\": \"c-99\"}")]);
+    let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+    // The usual shape: an empty input at the start, the arguments in pieces.
+    let empty = json!({"type": "tool_use", "id": "t", "name": "get_order", "input": {}});
+    let body = sse(&[start(0, empty), piece(0, "{\"customer_id\": \"c-99\"}")]);
     let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
     assert_eq!(
         names(&end.calls.unwrap()),
         [("get_order", &json!({"customer_id": "c-99"}))]
     );
+}
+
+#[test]
+fn anthropic_events_are_read_by_name_and_type_together() {
+    let text = |index: u64| json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}});
+    let tool = json!({"type": "content_block_start", "index": 1, "content_block":
+        {"type": "tool_use", "id": "t", "name": "refund_order", "input": {"customer_id": "c-1", "amount": 5}}});
+    let piece = json!({"type": "content_block_delta", "index": 0, "delta":
+        {"type": "input_json_delta", "partial_json": "{\"customer_id\":\"c-2\",\"amount\":100000}"}});
+    // The SDK skips a `ping` or unnamed event, so a block hidden in one shifts every later
+    // block by one for it and not for a reader going by `type`: refused either way.
+    for hidden in [Some("ping"), None, Some("message"), Some("content_block_delta")] {
+        let body = sse(&[
+            (hidden, text(0)),
+            (Some("content_block_start"), tool.clone()),
+            (Some("content_block_delta"), piece.clone()),
+        ]);
+        let (_, end) = run(Protocol::AnthropicMessages, &body, 7, true);
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{hidden:?}");
+    }
+    // A message event named but carrying no type, or another type: refused too.
+    let body = sse(&[(
+        Some("content_block_start"),
+        json!({"index": 0, "content_block": {"type": "text"}}),
+    )]);
+    assert_eq!(
+        run(Protocol::AnthropicMessages, &body, 7, true)
+            .1
+            .calls
+            .unwrap_err()
+            .reason,
+        Reason::BodyMalformed
+    );
+    // What the SDK skips and carries nothing of the message passes: pings, errors, others.
+    let body = sse(&[
+        (Some("ping"), json!({"type": "ping"})),
+        (None, json!({"note": "unnamed"})),
+        (Some("x-vendor"), json!({"type": "x-vendor", "n": 1})),
+        (Some("content_block_start"), text(0)),
+        (Some("message_stop"), json!({"type": "message_stop"})),
+    ]);
+    let (passed, end) = run(Protocol::AnthropicMessages, &body, 7, true);
+    assert_eq!(passed, body);
+    assert!(end.calls.unwrap().is_empty());
 }
 
 #[test]

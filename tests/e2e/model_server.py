@@ -212,6 +212,42 @@ def message_call_stream(model: str, name: str, args: dict) -> list[bytes]:
     return sse(events, named=True)
 
 
+# `SHIFT <tool> <shown args> <real args>`: an Anthropic stream that two readers take
+# differently (what a compromised model endpoint could send to slip arguments past a check).
+SHIFT = re.compile(r"SHIFT (\w+) ")
+
+
+def shifted_call(doc: dict) -> tuple[str, dict, dict] | None:
+    text = last_user_text(doc)
+    m = SHIFT.search(text)
+    if not m:
+        return None
+    decoder = json.JSONDecoder()
+    shown, end = decoder.raw_decode(text, m.end())
+    real, _ = decoder.raw_decode(text, end + 1)
+    return m.group(1), shown, real
+
+
+def message_shifted_stream(model: str, name: str, shown: dict, real: dict) -> list[bytes]:
+    """The SDK skips the `ping`-named event, so for it the tool block is content block 0 and
+    the piece for block 0 its input (`real`); a reader going by `type` sees a text block 0
+    there and the tool block's `shown` input at its start."""
+    start = {**message(model), "content": [], "stop_reason": None, "usage": {"input_tokens": 10, "output_tokens": 0}}
+    events = [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("ping", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_start", {"type": "content_block_start", "index": 1,
+                                 "content_block": {"type": "tool_use", "id": "toolu_e2e", "name": name, "input": shown}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "input_json_delta", "partial_json": json.dumps(real)}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                           "usage": {"output_tokens": 9}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    return [f"event: {name}\ndata: {json.dumps(e)}\n\n".encode() for name, e in events]
+
+
 CALLS = {
     "/chat/completions": (chat_call, chat_call_stream),
     "/responses": (response_call, response_call_stream),
@@ -282,6 +318,9 @@ def build_app(record_path: str):
             calling = next(v for k, v in CALLS.items() if scope["path"].endswith(k))
             plain = lambda m: calling[0](m, *call)  # noqa: E731
             streamed = lambda m: calling[1](m, *call)  # noqa: E731
+        shifted = scripted_call(doc) is None and shifted_call(doc)
+        if shifted and scope["path"].endswith("/messages"):
+            streamed = lambda m: message_shifted_stream(m, *shifted)  # noqa: E731
         if doc.get("stream") is True:
             await send({"type": "http.response.start", "status": 200,
                         "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})

@@ -136,6 +136,23 @@ def test_streams_pass_their_text_then_raise_instead_of_a_refused_call(gw, mint):
     assert final.content[-1].type == "tool_use" and final.content[-1].input == MINE
 
 
+def test_a_stream_the_sdk_would_read_differently_is_refused(gw, mint):
+    # The stand-in hides a text block in a `ping`-named event, which the Anthropic SDK
+    # skips: for the SDK the tool call's input is then the other customer's order, for a
+    # reader going by `type` the caller's own order given at the block's start.
+    seen = []
+    with pytest.raises(anthropic.APIStatusError) as exc:
+        with claude(gw, mint()).messages.stream(
+                model="claude-haiku-4-5", max_tokens=64, tools=[CLAUDE_TOOLS["get_order"]],
+                messages=[{"role": "user", "content": f"SHIFT get_order {json.dumps(MINE)} {json.dumps(THEIRS)}"}]) as s:
+            seen.extend(event.type for event in s)
+    assert "content_block_start" not in seen, seen
+    err = exc.value.body["error"]
+    assert err["reason"] == "body_malformed", exc.value.body
+    a = gw.audit_for(err["decision_id"], stage="answer")
+    assert (a["decision"], a["reason"]) == ("deny", "body_malformed"), a
+
+
 def test_answers_are_counted_and_a_pass_route_leaves_them_unread(gw, mint):
     before = gw.metrics()
     client = oai(gw, mint())
