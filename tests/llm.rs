@@ -737,6 +737,26 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
         body[member] = Value::Null;
         assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed(), "{member}: null");
     }
+    // An input item naming a stored item (an earlier call, say) by id: typed, or with
+    // neither type nor role, as the API also takes it.
+    let output = json!({"type": "function_call_output", "call_id": "call_1", "output": "ok"});
+    for reference in [
+        json!({"type": "item_reference", "id": "fc_123"}),
+        json!({"id": "fc_123"}),
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "input": [reference.clone(), output.clone()]});
+        let denial = decide(&llm_world(), RESPONSES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{reference} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state")
+        );
+        assert!(denial.message.contains("item_reference"), "{}", denial.message);
+    }
+    // Messages without a type are messages, not references.
+    let body = json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "hi"}]});
+    assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed());
     // A route that allows it judges the rest of the request as usual.
     let w = World::with(|p| {
         llm_policy(p);
@@ -1273,7 +1293,7 @@ fn responses_items_provider_run_pass_and_unknown_calls_are_refused() {
     let w = hosted_world();
     let t = w.token(json!({"scope": "orders.read docs.read"}));
     // Provider-run calls, outputs and MCP approvals: judged by the offered tools and the
-    // data boundary, not as calls.
+    // data boundary, not as calls. (An item_reference is provider state: refused apart.)
     let mut body = responses_body("gpt-4o-mini", vec![], vec![]);
     let input = body["input"].as_array_mut().unwrap();
     for item in [
@@ -1290,7 +1310,6 @@ fn responses_items_provider_run_pass_and_unknown_calls_are_refused() {
         json!({"type": "local_shell_call_output", "id": "lsh_0", "output": "ok"}),
         json!({"type": "shell_call_output", "call_id": "call_sh0", "output": []}),
         json!({"type": "apply_patch_call_output", "call_id": "call_p0", "status": "completed"}),
-        json!({"type": "item_reference", "id": "msg_0"}),
         json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ok"}]}),
     ] {
         input.push(item);

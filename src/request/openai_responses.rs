@@ -15,6 +15,9 @@ const RULE: &str = "openai_responses";
 /// prompt template.
 const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 
+/// An `input` item naming a stored item by id (provider state too).
+const ITEM_REFERENCE: &str = "an item_reference in input";
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -223,6 +226,15 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
+        // An item reference pulls a stored item (an earlier call, its output…) into the
+        // conversation by id: state the provider keeps. Its `type` is optional, so an item
+        // with neither type nor role is one too.
+        if kind.as_deref() == Some("item_reference") || (kind.is_none() && !item.contains_key("role")) {
+            if !r.provider_state.contains(&ITEM_REFERENCE) {
+                r.provider_state.push(ITEM_REFERENCE);
+            }
+            continue;
+        }
         match side(kind.as_deref(), item.get("role").and_then(Value::as_str)) {
             Side::Model => {
                 if !in_model {
