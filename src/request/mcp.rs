@@ -102,8 +102,13 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     }
     let id = match obj.remove("id") {
         None => None,
+        // A denial echoes the id, so it must come back exactly as sent: an integer beyond
+        // 64 bits or a fraction would come back rounded (MCP ids are strings or integers).
+        Some(Value::Number(n)) if n.is_f64() => {
+            return Err(malformed("\"id\" must be a string or an integer of at most 64 bits"))
+        }
         Some(v @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(v),
-        Some(_) => return Err(malformed("\"id\" must be a string or a number")),
+        Some(_) => return Err(malformed("\"id\" must be a string or an integer")),
     };
     let method = match obj.remove("method") {
         None => {
@@ -188,6 +193,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn limits() -> Limits {
         Limits::for_tests()
@@ -225,11 +231,28 @@ mod tests {
     }
 
     #[test]
+    fn integer_and_string_ids_are_kept_exactly() {
+        for id in [
+            json!(18446744073709551615u64),
+            json!(-9223372036854775808i64),
+            json!(0),
+            json!("a-1"),
+        ] {
+            let b = json!({"jsonrpc": "2.0", "id": id, "method": "ping"}).to_string();
+            let m = parse(b.as_bytes(), &limits()).unwrap();
+            assert_eq!(m.messages[0].id.as_ref().map(Value::to_string), Some(id.to_string()));
+        }
+    }
+
+    #[test]
     fn malformed_cases() {
         for b in [
             &b"[]"[..],
             br#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
             br#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":1e2,"method":"ping"}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[1]}}"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}"#,
