@@ -96,11 +96,26 @@ pub struct RouteDoc {
     /// them? Default `judge`.
     #[serde(default)]
     pub model_calls: Option<ModelCalls>,
+    /// `action` routes: may the request carry input outside its JSON body (a query string,
+    /// a path below the prefix)? Default `deny`: aigate judges only the body.
+    #[serde(default)]
+    pub extra_input: Option<ExtraInput>,
     /// MCP routes: do the answers to `tools/list`, `resources/list`,
     /// `resources/templates/list` and `prompts/list` show only what the caller may use?
     /// Default `filter`.
     #[serde(default)]
     pub lists: Option<Lists>,
+}
+
+/// An action's arguments are its JSON body; a query string or a path below the route's
+/// prefix would be input aigate never judges, read by an upstream that merges parameters.
+/// `deny` refuses such requests (`argument_violation`), `allow` passes that input unjudged.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ExtraInput {
+    #[default]
+    Deny,
+    Allow,
 }
 
 /// `filter` MCP lists down to what the caller may use, or `pass` them as the server sent them.

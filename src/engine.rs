@@ -11,7 +11,7 @@ pub use output::{judges_answer, on_answer, on_listing, visible, whole_answer};
 
 use crate::approval;
 use crate::authz;
-use crate::config::{Impact, Protocol, ProviderState};
+use crate::config::{ExtraInput, Impact, Protocol, ProviderState};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::policy::{DataRule, Policy, Tool};
@@ -363,13 +363,23 @@ fn judge_action(
     host: &dyn Host,
 ) -> Result<(), Denial> {
     let route = d.route.and_then(|i| policy.routes.get(i));
-    let Some(tool) = route.and_then(|r| r.tool.clone()) else {
+    let Some((route, tool)) = route.and_then(|r| Some((r, r.tool.clone()?))) else {
         return Err(Denial::new(
             Reason::InternalError,
             "engine",
             "action route without a tool",
         ));
     };
+    if route.extra_input == ExtraInput::Deny {
+        if let Some(what) = extra_input(&route.prefix, headers.text(":path").unwrap_or("")) {
+            d.calls.push(Call::new(policy, tool));
+            return Err(Denial::new(
+                Reason::ArgumentViolation,
+                format!("routes.{}.extra_input", route.id),
+                format!("{what} carries input aigate does not judge: send the action's arguments in its JSON body"),
+            ));
+        }
+    }
     let args = if body.iter().all(u8::is_ascii_whitespace) {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
@@ -398,6 +408,17 @@ fn judge_action(
             Err(denial)
         }
     }
+}
+
+/// What of an action's request is input outside its body: a query string, or a path below
+/// the route's prefix (a trailing `/` alone is none).
+fn extra_input(prefix: &str, path: &str) -> Option<&'static str> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    if !query.is_empty() {
+        return Some("the query string");
+    }
+    let below = path.get(prefix.trim_end_matches('/').len()..).unwrap_or("");
+    (!below.trim_start_matches('/').is_empty()).then_some("the path below the route's prefix")
 }
 
 /// Judges one tool call (scope, bindings, constraints) and records it for metrics and

@@ -104,11 +104,62 @@ fn scopes_and_ceilings_apply() {
 fn without_a_body_the_arguments_are_empty() {
     let w = world();
     // GET /api/orders: get_order binds /customer_id, so an empty argument set fails the binding.
-    let d = w.decide_raw(&request(&w, "/api/orders/o-1", "GET", &[]), None);
+    let d = w.decide_raw(&request(&w, "/api/orders", "GET", &[]), None);
     assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch));
     // The route's method list still applies: GET is not a refund route.
     let d = w.decide_raw(&request(&w, "/api/refunds", "GET", &[]), None);
     assert_eq!(d.denial.map(|x| x.reason), Some(Reason::RouteUnmatched));
+}
+
+#[test]
+fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
+    let w = world();
+    let args = json!({"customer_id": "c-42", "amount": 5});
+    let post = |w: &World, path: &str| w.decide(&request(w, path, "POST", &[]), Some(&args));
+    assert!(post(&w, "/api/refunds").allowed());
+    assert!(post(&w, "/api/refunds/").allowed(), "a trailing slash is no input");
+    assert!(post(&w, "/api/refunds?").allowed(), "nor an empty query");
+    // The body says c-42 and 5; an upstream merging parameters would read these instead.
+    for (path, what) in [
+        ("/api/refunds?customer_id=c-99&amount=100000", "the query string"),
+        ("/api/refunds/c-99/o-9", "the path below the route's prefix"),
+        ("/api/refunds/?amount=100000", "the query string"),
+    ] {
+        let d = post(&w, path);
+        let denial = d.denial.unwrap_or_else(|| panic!("{path} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ArgumentViolation, "routes.refunds.extra_input"),
+            "{path}"
+        );
+        assert!(denial.message.starts_with(what), "{}", denial.message);
+        assert_eq!(
+            d.calls.iter().map(|c| c.tool.as_str()).collect::<Vec<_>>(),
+            ["refund_order"]
+        );
+    }
+    // A route that allows it passes that input unjudged; the body is still judged.
+    let w = World::with(|p| {
+        let mut routes = world_routes();
+        routes[0]["extra_input"] = json!("allow");
+        p["routes"] = Value::from(routes);
+    });
+    assert!(post(&w, "/api/refunds/o-1?api-version=2").allowed());
+    let d = w.decide(
+        &request(&w, "/api/refunds?x=1", "POST", &[]),
+        Some(&json!({"customer_id": "c-99", "amount": 5})),
+    );
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch));
+    // Only action routes take the setting.
+    let mut doc = policy_doc();
+    doc["routes"][0]["extra_input"] = json!("allow");
+    assert_eq!(doc["routes"][0]["protocol"], "mcp");
+    let e = aigate::policy::compile(doc.to_string().as_bytes()).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|m| m.path == "routes[0].extra_input" && m.message.contains("only to action routes")),
+        "{e:?}"
+    );
 }
 
 #[test]

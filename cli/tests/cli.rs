@@ -37,7 +37,9 @@ fn check_accepts_the_example_policy() {
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
     policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
                                "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"},
-                              {"id": "tools", "prefix": "/mcp", "protocol": "mcp", "lists": "pass"}]);
+                              {"id": "tools", "prefix": "/mcp", "protocol": "mcp", "lists": "pass"},
+                              {"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email",
+                               "extra_input": "allow"}]);
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let out = aigate(&["check", &tmp("responses-policy.json", &policy.to_string())]);
     let text = String::from_utf8(out.stdout).unwrap();
@@ -49,6 +51,10 @@ fn check_accepts_the_example_policy() {
         "{text}"
     );
     assert!(text.contains(" mcp (lists unfiltered)\n"), "{text}");
+    assert!(
+        text.contains(" action -> tool send_email (passes query and path input unjudged)\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -199,6 +205,9 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["routes"].as_array_mut().unwrap().push(
         json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "model_calls": "pass"}),
     );
+    policy["routes"].as_array_mut().unwrap().push(
+        json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email", "extra_input": "allow"}),
+    );
     policy["routes"][0]["lists"] = json!("pass");
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     let policy = tmp("lax-policy.json", &policy.to_string());
@@ -238,6 +247,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("no-bare-star", "warning"),
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
+        ("action-extra-input", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }

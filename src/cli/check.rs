@@ -48,6 +48,9 @@ pub fn summary(p: &Policy) -> String {
         if r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass {
             notes.push_str(" (passes model answers unread)");
         }
+        if r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow {
+            notes.push_str(" (passes query and path input unjudged)");
+        }
         if r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass {
             notes.push_str(" (lists unfiltered)");
         }

@@ -351,6 +351,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     for r in p
         .routes
         .iter()
+        .filter(|r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow)
+    {
+        add(
+            "action-extra-input",
+            Warning,
+            Do,
+            format!(
+                "action route {:?} passes a query string and path below its prefix unjudged: an upstream \
+                 that reads parameters from them acts on values aigate never saw",
+                r.id
+            ),
+        );
+    }
+    for r in p
+        .routes
+        .iter()
         .filter(|r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass)
     {
         add(

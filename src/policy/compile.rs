@@ -185,6 +185,9 @@ impl Checker {
                 if r.model_calls.is_some() && !r.protocol.is_llm() {
                     self.err(format!("{path}.model_calls"), "applies only to LLM routes");
                 }
+                if r.extra_input.is_some() && r.protocol != Protocol::Action {
+                    self.err(format!("{path}.extra_input"), "applies only to action routes");
+                }
                 if r.lists.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.lists"), "applies only to MCP routes");
                 }
@@ -209,6 +212,7 @@ impl Checker {
                     provider_state: r.provider_state.unwrap_or_default(),
                     model_calls: r.model_calls.unwrap_or_default(),
                     lists: r.lists.unwrap_or_default(),
+                    extra_input: r.extra_input.unwrap_or_default(),
                 }
             })
             .collect()

@@ -9,7 +9,7 @@ pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
+use crate::config::{ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -60,6 +60,8 @@ pub struct Route {
     pub model_calls: ModelCalls,
     /// MCP routes: whether list answers are filtered to what the caller may use.
     pub lists: Lists,
+    /// `action` routes: whether a query string or a path below the prefix may pass unjudged.
+    pub extra_input: ExtraInput,
 }
 
 #[derive(Debug)]

@@ -79,6 +79,19 @@ def test_denied_actions_never_reach_the_endpoint(gw, mint, seen):
     seen.nothing()
 
 
+def test_input_outside_the_body_never_reaches_the_endpoint(gw, mint, seen):
+    # The body is within bounds; a framework merging query or path parameters would read
+    # another customer and another amount.
+    token = mint(scope="orders.refund")
+    args = {"customer_id": "cust-1", "order_id": "o-1", "amount": 5}
+    for path in ("/api/refunds?customer_id=cust-2&amount=100000", "/api/refunds/cust-2/o-9"):
+        error = refused(post(gw, path, token, args), gw, 403, "argument_violation")
+        assert error["rule"] == "routes.refunds.extra_input", error
+    seen.nothing()
+    assert post(gw, "/api/refunds/", token, args).status_code == 200
+    assert seen.one()["path"] == "/api/refunds/"
+
+
 def test_an_external_action_needs_a_grant_for_its_exact_body(gw, mint, approval_key, seen):
     args = {"to": "bob@example.com", "subject": "Your refund"}
     token = mint()
