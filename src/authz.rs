@@ -189,18 +189,34 @@ pub fn shown(name: &str) -> String {
     }
 }
 
-/// The rule that lists a retrieval store (`file_search.vector_store_ids`), ids filled
-/// from the caller's claims; none → `data_boundary`.
+/// The rule of `data.vector_stores` listing a retrieval store the model is to search.
 pub fn vector_store<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
-    policy
-        .vector_stores
+    listed(&policy.vector_stores, "vector_stores", "vector store", principal, id)
+}
+
+/// The rule of `data.files` listing a provider-stored file the request puts before the
+/// model (a file id names one tenant's upload like a store id does).
+pub fn file<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
+    listed(&policy.files, "files", "file", principal, id)
+}
+
+/// The first of `rules` whose ids, filled from the caller, include `id`; none →
+/// `data_boundary`.
+fn listed<'p>(
+    rules: &'p [StoreRule],
+    kind: &str,
+    what: &str,
+    principal: &Principal,
+    id: &str,
+) -> Result<&'p StoreRule, Denial> {
+    rules
         .iter()
         .find(|r| r.ids.iter().any(|t| fill_each(t, principal).iter().any(|v| v == id)))
         .ok_or_else(|| {
             Denial::new(
                 Reason::DataBoundary,
-                "data.vector_stores",
-                format!("vector store {} is outside the caller's data boundary", shown(id)),
+                format!("data.{kind}"),
+                format!("{what} {} is outside the caller's data boundary", shown(id)),
             )
         })
 }

@@ -377,6 +377,11 @@ pub struct DataDoc {
     /// Retrieval stores a model may search (OpenAI `file_search.vector_store_ids`).
     #[serde(default)]
     pub vector_stores: Vec<VectorStoreRuleDoc>,
+    /// Files stored at the provider that a request may put before the model (OpenAI
+    /// `file_id`s of content parts and code-interpreter containers, Anthropic `file`
+    /// sources and container uploads). Same shape as `vector_stores`.
+    #[serde(default)]
+    pub files: Vec<VectorStoreRuleDoc>,
     /// Remote MCP servers a model provider may call for the caller (OpenAI `mcp` tools,
     /// Anthropic `mcp_servers`).
     #[serde(default)]
@@ -402,8 +407,8 @@ pub struct PromptRuleDoc {
 #[serde(deny_unknown_fields)]
 pub struct VectorStoreRuleDoc {
     pub id: String,
-    /// Store ids, each exact or a claim template (`{kb_store}`, `vs_{tenant}`); a template
-    /// that is one claim holding an array of strings allows each of them.
+    /// Store (or file) ids, each exact or a claim template (`{kb_store}`, `vs_{tenant}`); a
+    /// template that is one claim holding an array of strings allows each of them.
     pub ids: Vec<String>,
     pub scope: String,
     #[serde(default)]

@@ -44,6 +44,9 @@ fn llm_policy(p: &mut Value) {
     p["data"]["mcp_servers"] = json!([
         {"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/", "scope": "docs.read"}
     ]);
+    p["data"]["files"] = json!([
+        {"id": "uploads", "ids": ["{files}"], "scope": "docs.read", "owner": "support-data@example.com"}
+    ]);
 }
 
 /// `llm_world` with hosted tools catalogued by type: a desktop agent, shells, a patcher
@@ -754,6 +757,22 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
         );
         assert!(denial.message.contains("item_reference"), "{}", denial.message);
     }
+    // An Anthropic container carries files and code from earlier requests.
+    for container in [
+        json!("container_011"),
+        json!({"id": "container_011"}),
+        json!({"skills": [{"type": "custom", "skill_id": "skill_1"}]}),
+    ] {
+        let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+        body["container"] = container.clone();
+        let denial = decide(&llm_world(), MESSAGES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{container} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.messages.provider_state")
+        );
+    }
     // Messages without a type are messages, not references.
     let body = json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "hi"}]});
     assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed());
@@ -862,6 +881,92 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
     let d = decide(&w, RESPONSES, &no_docs, &store(json!(["vs_acme_kb"])));
     assert_eq!(d.denial.as_ref().unwrap().reason, Reason::ScopeMissing);
     assert_eq!(d.denial.unwrap().rule, "data.vector_stores.tenant-kb");
+}
+
+#[test]
+fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
+    let w = llm_world();
+    // The caller's uploads, as the token lists them.
+    let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
+    let chat = |id: &str| {
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Summarise this"},
+            {"type": "file", "file": {"file_id": id}}]}]})
+    };
+    let responses = |id: &str| {
+        json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "What does it say?"},
+            {"type": "input_image", "file_id": "file-acme-2", "detail": "auto"},
+            {"type": "input_file", "file_id": id}]}]})
+    };
+    let interpreter = |ids: Value| {
+        json!({"model": "gpt-4o-mini", "input": "Plot it",
+               "tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ids}}]})
+    };
+    let anthropic = |id: &str| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
+            {"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "file-acme-1"}}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_order",
+                                               "input": {"customer_id": "c-42", "file_id": "not-a-file"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "image", "source": {"type": "file", "file_id": id}}]}]}]})
+    };
+    let hosted = World::with(|p| {
+        llm_policy(p);
+        p["tools"]["code_interpreter"] =
+            json!({"intent": "orders.read", "impact": "read", "owner": "data@example.com"});
+    });
+    for (w, path, body) in [
+        (&w, CHAT, chat("file-acme-1")),
+        (&w, RESPONSES, responses("file-acme-1")),
+        (&hosted, RESPONSES, interpreter(json!(["file-acme-1", "file-acme-2"]))),
+        // A tool call's own arguments are not files: judged as the call's.
+        (&w, MESSAGES, anthropic("file-acme-2")),
+    ] {
+        let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
+        let d = decide(w, path, &t, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+    }
+    // Someone else's upload, wherever it is named.
+    for (w, path, body) in [
+        (&w, CHAT, chat("file-globex-9")),
+        (&w, RESPONSES, responses("file-globex-9")),
+        (&hosted, RESPONSES, interpreter(json!(["file-acme-1", "file-globex-9"]))),
+        (&w, MESSAGES, anthropic("file-globex-9")),
+    ] {
+        let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
+        let denial = decide(w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "data.files"),
+            "{body}"
+        );
+        assert!(denial.message.contains("file-globex-9"), "{}", denial.message);
+    }
+    // The file is the caller's, the scope that opens it is not granted.
+    let no_docs = w.token(json!({"scope": "orders.read", "files": ["file-acme-1"]}));
+    let d = decide(&w, CHAT, &no_docs, &chat("file-acme-1"));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ScopeMissing, "data.files.uploads")
+    );
+    // Without a data.files rule, no stored file is inside anyone's boundary.
+    assert_eq!(
+        reason(&World::with(llm_policy_without_files), CHAT, &t, &chat("file-acme-1")),
+        Some(Reason::DataBoundary)
+    );
+    // A file id that is not text is no request aigate can judge.
+    let mut bad = chat("x");
+    bad["messages"][0]["content"][1]["file"]["file_id"] = json!(7);
+    assert_eq!(reason(&w, CHAT, &t, &bad), Some(Reason::BodyMalformed));
+}
+
+fn llm_policy_without_files(p: &mut Value) {
+    llm_policy(p);
+    p["data"].as_object_mut().unwrap().remove("files");
 }
 
 #[test]

@@ -91,8 +91,9 @@ pub fn summary(p: &Policy) -> String {
             p.scope_models.len()
         ));
         out.push_str(&format!(
-            "data       {} vector store rule(s), {} MCP server rule(s)\n",
+            "data       {} vector store rule(s), {} file rule(s), {} MCP server rule(s)\n",
             p.vector_stores.len(),
+            p.files.len(),
             p.mcp_servers.len()
         ));
     }

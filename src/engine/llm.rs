@@ -46,6 +46,9 @@ pub(super) fn judge(
     for id in &req.vector_stores {
         d.use_data(policy, principal, authz::vector_store(policy, principal, id))?;
     }
+    for id in &req.files {
+        d.use_data(policy, principal, authz::file(policy, principal, id))?;
+    }
     for server in &req.mcp_servers {
         match server {
             McpServer::Url(url) => {

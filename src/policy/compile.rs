@@ -121,7 +121,8 @@ impl Checker {
             }
         }
         let resources = self.resources(doc.data.resources);
-        let vector_stores = self.vector_stores(doc.data.vector_stores);
+        let vector_stores = self.stores("vector_stores", doc.data.vector_stores);
+        let files = self.stores("files", doc.data.files);
         let mcp_servers = self.mcp_servers(doc.data.mcp_servers);
         let prompts = self.prompts(doc.data.prompts);
         let limits = self.limits(doc.limits);
@@ -140,6 +141,7 @@ impl Checker {
             models,
             scope_models,
             vector_stores,
+            files,
             mcp_servers,
             prompts,
             limits,
@@ -533,14 +535,15 @@ impl Checker {
         })
     }
 
-    fn vector_stores(&mut self, docs: Vec<config::VectorStoreRuleDoc>) -> Vec<StoreRule> {
+    /// `data.vector_stores` or `data.files` (`kind`): ids by exact text or claim template.
+    fn stores(&mut self, kind: &'static str, docs: Vec<config::VectorStoreRuleDoc>) -> Vec<StoreRule> {
         docs.into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let path = format!("data.vector_stores[{i}]");
+                let path = format!("data.{kind}[{i}]");
                 self.data_rule(&path, &r.id, &r.scope);
                 if r.ids.is_empty() {
-                    self.err(format!("{path}.ids"), "list at least one store id or template");
+                    self.err(format!("{path}.ids"), "list at least one id or template");
                 }
                 let ids = r
                     .ids
@@ -553,6 +556,7 @@ impl Checker {
                     })
                     .collect();
                 StoreRule {
+                    kind,
                     id: r.id,
                     ids,
                     scope: r.scope,

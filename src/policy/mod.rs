@@ -32,6 +32,7 @@ pub struct Policy {
     /// Named scope → further models its holders may use.
     pub scope_models: HashMap<String, Vec<ModelPattern>>,
     pub vector_stores: Vec<StoreRule>,
+    pub files: Vec<StoreRule>,
     pub mcp_servers: Vec<McpServerRule>,
     pub prompts: Vec<PromptRule>,
     pub limits: Limits,
@@ -161,9 +162,11 @@ pub struct ResourceRule {
     pub owner: Option<String>,
 }
 
-/// Retrieval stores (vector store ids) a scope opens.
+/// Retrieval stores (vector store ids), or provider-stored files (file ids), a scope opens.
 #[derive(Debug)]
 pub struct StoreRule {
+    /// `vector_stores` or `files`: the list under `data` the rule is in.
+    pub kind: &'static str,
     pub id: String,
     /// Each id: literal text and `{claim}` holes.
     pub ids: Vec<Vec<TemplatePart>>,
@@ -247,7 +250,17 @@ macro_rules! data_rule {
 }
 
 data_rule!(ResourceRule, "resources");
-data_rule!(StoreRule, "vector_stores");
+impl DataRule for StoreRule {
+    fn rule(&self) -> String {
+        format!("data.{}.{}", self.kind, self.id)
+    }
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+    fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
+    }
+}
 data_rule!(McpServerRule, "mcp_servers");
 data_rule!(PromptRule, "prompts");
 
@@ -329,13 +342,14 @@ impl Policy {
             })
     }
 
-    /// Every data rule: resources, prompts, retrieval stores, remote MCP servers.
+    /// Every data rule: resources, prompts, retrieval stores, files, remote MCP servers.
     pub fn data_rules(&self) -> impl Iterator<Item = &dyn DataRule> {
         let resources = self.resources.iter().map(|r| r as &dyn DataRule);
         let prompts = self.prompts.iter().map(|r| r as &dyn DataRule);
         let stores = self.vector_stores.iter().map(|r| r as &dyn DataRule);
+        let files = self.files.iter().map(|r| r as &dyn DataRule);
         let servers = self.mcp_servers.iter().map(|r| r as &dyn DataRule);
-        resources.chain(prompts).chain(stores).chain(servers)
+        resources.chain(prompts).chain(stores).chain(files).chain(servers)
     }
 
     /// Does this route forward rewritten bodies (LLM tools stripped)?

@@ -20,7 +20,13 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tools" => tools(&mut r, value)?,
             "tool_choice" => choice(&mut r.choice, value)?,
             "mcp_servers" => servers(&mut r, value)?,
-            "messages" => messages(&mut r, value)?,
+            // A container (by id, or with stored skills) carries files and code from
+            // earlier requests: state the provider keeps.
+            "container" if !value.is_null() => r.provider_state.push("container"),
+            "messages" => {
+                llm::collect_files(&value, &mut r.files, RULE)?;
+                messages(&mut r, value)?
+            }
             _ => {}
         }
     }

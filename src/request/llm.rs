@@ -20,6 +20,8 @@ pub struct LlmRequest {
     pub vector_stores: Vec<String>,
     /// Remote MCP servers the provider is asked to call.
     pub mcp_servers: Vec<McpServer>,
+    /// Files stored at the provider that the request puts before the model, by id.
+    pub files: Vec<String>,
     /// Members that continue state the provider keeps (`previous_response_id`, …): what
     /// they stand for is not in the body, so aigate cannot judge it.
     pub provider_state: Vec<&'static str>,
@@ -63,6 +65,49 @@ pub enum McpServer {
 
 /// Top-level members a provider refuses once no tools remain: removed with the last tool.
 pub const TOOL_SETTINGS: [&str; 3] = ["tool_choice", "function_call", "parallel_tool_calls"];
+
+/// Collects the provider-stored files a part of the request names: every `file_id` string
+/// and `file_ids` array at any depth (content parts nest, in tool results too, and new
+/// part types keep the name), except inside a `tool_use` block's `input`: a tool call's
+/// arguments are judged as the call's.
+pub fn collect_files(v: &Value, into: &mut Vec<String>, rule: &'static str) -> Result<(), Denial> {
+    match v {
+        Value::Array(items) => items.iter().try_for_each(|x| collect_files(x, into, rule)),
+        Value::Object(m) => {
+            let call = matches!(
+                m.get("type").and_then(Value::as_str),
+                Some("tool_use" | "server_tool_use")
+            );
+            for (key, value) in m {
+                match (key.as_str(), value) {
+                    ("input", _) if call => {}
+                    ("file_id", Value::String(id)) => push_file(into, id),
+                    ("file_id", Value::Null) => {}
+                    ("file_id", _) => return Err(malformed(rule, "a file_id must be a string")),
+                    ("file_ids", Value::Array(ids)) => {
+                        for id in ids {
+                            match id {
+                                Value::String(id) => push_file(into, id),
+                                _ => return Err(malformed(rule, "file_ids must be strings")),
+                            }
+                        }
+                    }
+                    ("file_ids", Value::Null) => {}
+                    ("file_ids", _) => return Err(malformed(rule, "file_ids must be an array")),
+                    (_, v) => collect_files(v, into, rule)?,
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn push_file(into: &mut Vec<String>, id: &str) {
+    if !into.iter().any(|f| f == id) {
+        into.push(id.to_string());
+    }
+}
 
 pub fn malformed(rule: &'static str, message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, rule, message)

@@ -26,7 +26,10 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tool_choice" => choice(&mut r.choice, value)?,
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
-            "messages" => messages(&mut r, value, limits)?,
+            "messages" => {
+                llm::collect_files(&value, &mut r.files, RULE)?;
+                messages(&mut r, value, limits)?
+            }
             _ => {}
         }
     }

@@ -26,9 +26,16 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         match key.as_str() {
             "model" => model = Some(string(value, RULE, "model")?),
             "stream" => r.stream = llm::stream_flag(value, RULE)?,
-            "tools" => tools(&mut r, value)?,
+            "tools" => {
+                // A code interpreter's container may hold stored files (`file_ids`).
+                llm::collect_files(&value, &mut r.files, RULE)?;
+                tools(&mut r, value)?
+            }
             "tool_choice" => choice(&mut r.choice, value)?,
-            "input" => input(&mut r, value, limits)?,
+            "input" => {
+                llm::collect_files(&value, &mut r.files, RULE)?;
+                input(&mut r, value, limits)?
+            }
             k => {
                 if let Some(state) = PROVIDER_STATE.iter().find(|s| **s == k).filter(|_| !value.is_null()) {
                     r.provider_state.push(state);

@@ -54,6 +54,7 @@ def llm_policy(keys, approval_key) -> dict:
     policy["data"]["mcp_servers"] = [
         {"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/", "scope": "orders.read"}
     ]
+    policy["data"]["files"] = [{"id": "uploads", "ids": ["{files}"], "scope": "docs.read"}]
     return policy
 
 
@@ -331,6 +332,30 @@ def test_data_boundary(llm, mint, seen):
         oai(llm, token).responses.create(model="gpt-4o-mini", input="and then?", previous_response_id="resp_123")
     assert denied(exc, "data_boundary", llm)["rule"] == "routes.responses.provider_state"
     seen.nothing()
+
+
+def test_stored_files_stay_inside_the_callers_boundary(llm, mint, seen):
+    token = mint(files=["file-acme-1"])
+    ask = lambda file_id: [{"role": "user", "content": [  # noqa: E731
+        {"type": "input_text", "text": "Summarise the attached contract."},
+        {"type": "input_file", "file_id": file_id}]}]
+    r = oai(llm, token).responses.create(model="gpt-4o-mini", input=ask("file-acme-1"))
+    assert r.output_text == "Your order o-1 has shipped."
+    assert [e["path"] for e in seen.bodies()] == ["/v1/responses"]
+    # Another customer's upload: the SDK raises with aigate's reason, the model sees nothing.
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        oai(llm, token).responses.create(model="gpt-4o-mini", input=ask("file-globex-7"))
+    assert denied(exc, "data_boundary", llm)["rule"] == "data.files"
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        oai(llm, token).chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Summarise"}, {"type": "file", "file": {"file_id": "file-globex-7"}}]}])
+    denied(exc, "data_boundary", llm)
+    with pytest.raises(anthropic.PermissionDeniedError) as exc:
+        claude(llm, token).messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": [
+            {"type": "document", "source": {"type": "file", "file_id": "file-globex-7"}},
+            {"type": "text", "text": "Summarise"}]}])
+    denied(exc, "data_boundary", llm)
+    assert len(seen.bodies()) == 1
 
 
 def test_identity_failures_are_authentication_errors(llm, mint, rogue_keys, seen):
