@@ -501,6 +501,21 @@ fn approval_reasons() {
         Reason::ApprovalMismatch
     );
     assert!(with(&g).allowed());
+    // The approval header twice (each line a valid grant for the call): which one a proxy
+    // or an upstream would read is anyone's guess, so neither is used, and neither is spent.
+    let (a, b) = (
+        w.grant(json!({"args_digest": digest, "jti": "j11"})),
+        w.grant(json!({"args_digest": digest, "jti": "j12"})),
+    );
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), a.clone().into_bytes()));
+    h.push(("X-Aigate-Approval".into(), b.into_bytes()));
+    let denial = w.decide(&h, Some(&body)).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ApprovalInvalid, "approval.header")
+    );
+    assert!(with(&a).allowed(), "the refused request spent nothing");
 }
 
 #[test]

@@ -194,6 +194,37 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
 }
 
 #[test]
+fn readiness_markdown_names_what_blocks_the_release() {
+    // External impact with no approval service, and an agent whose ceiling is everything.
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy.as_object_mut().unwrap().remove("approval");
+    policy["workloads"][0]["scopes"] = json!(["*"]);
+    let policy = tmp("unready-policy.json", &policy.to_string());
+    let cases = tmp("no-cases.json", r#"{"now": 1800000100, "cases": []}"#);
+    let out = aigate(&["readiness", &policy, "--cases", &cases]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.starts_with("# aigate readiness: NOT READY"), "{text}");
+    assert!(text.contains("- lints: 1 error(s)"), "{text}");
+    assert!(
+        text.contains(
+            "| error | `no-bare-star` | what may it do | workload ceiling \"support-agent\" allows every scope"
+        ),
+        "{text}"
+    );
+    // Fail closed, so a warning: the tool can never run without an approval service.
+    assert!(
+        text.contains("| warning | `external-approval` | what may it do | external-impact tool \"send_email\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("No cases: a policy is not ready until its known outcomes replay."),
+        "{text}"
+    );
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -133,6 +133,7 @@ class RecordHttp:
             rpc_methods=methods,
             decision_id=headers.get("x-aigate-decision-id"),
             authorization=bool(headers.get("authorization")),
+            approval=bool(headers.get("x-aigate-approval")),
         )
         replayed = False
 

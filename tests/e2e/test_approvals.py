@@ -109,19 +109,51 @@ def test_round_trip_with_the_cli(gw, service, mint, record):
     assert sent(record) == []
     assert_audit(gw, did, decision="deny", reason="approval_required", args_digest=digest, approver=None)
 
-    # 2. A human approves exactly these arguments; the retry goes through, once.
+    # 2. A human approves exactly these arguments; the retry goes through, once, and the
+    #    grant itself stays at the gateway.
     grant = service.approve(EMAIL)
     out = send_email(gw, grant, token)
     assert out.error is None, out.error
     assert not out.result.is_error, out.result
     did = assert_decision_id(out.wire.last("tools/call").decision_id)
     assert len(sent(record)) == 1
+    forwarded = [e for e in record.new() if e["kind"] == "http"]
+    assert forwarded and not any(e["approval"] for e in forwarded), forwarded
     rec = assert_audit(gw, did, decision="allow", tool="send_email", approver="bob@example.com", args_digest=digest)
     assert "Refund of 20 EUR" not in json.dumps(rec)
 
     # 3. The same grant again (a replay): refused, nothing more reaches the server.
     assert_jsonrpc_deny(send_email(gw, grant, token), "approval_replayed")
     assert len(sent(record)) == 1
+
+
+def test_the_cli_digest_is_the_gateways_for_any_number_spelling(gw, service, mint, record):
+    # The agent's SDK sends 1000.0 and 0.5; the approval service's file spells them 1e3
+    # and 5E-1 and orders the keys differently. RFC 8785 makes both one digest.
+    sent_args = {**EMAIL, "retries": 1000.0, "weight": 0.5, "tags": [1, 2.0, -0.0]}
+    out = send_email(gw, None, mint(), sent_args)
+    assert_jsonrpc_deny(out, "approval_required")
+    path = service.workdir / "approved-args-numbers.json"
+    path.write_text('{"weight": 5E-1, "tags": [1, 2, 0], "retries": 1e3, '
+                    + ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in EMAIL.items()) + "}")
+    assert out.error.data["args_digest"] == aigate("digest", str(path))
+    assert sent(record) == []
+
+
+def test_a_repeated_approval_header_is_refused(gw, service, mint, record):
+    body, headers = e2e.tool_call("send_email", EMAIL)
+    first, second = service.approve(EMAIL), service.approve(EMAIL)
+    pairs = [*headers.items(), ("authorization", f"Bearer {mint()}"),
+             ("x-aigate-approval", first), ("x-aigate-approval", second)]
+    r = httpx.post(gw.url, content=json.dumps(body).encode(), headers=pairs, timeout=20)
+    # Refused at the headers, before the body (and its JSON-RPC id) is read.
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["reason"] == "approval_invalid", r.text
+    assert_audit(gw, r.headers["x-aigate-decision-id"], decision="deny", reason="approval_invalid")
+    assert sent(record) == []
+    # Neither grant was spent.
+    out = send_email(gw, first, mint())
+    assert out.error is None and not out.result.is_error, out.error or out.result
 
 
 def test_grant_does_not_cover_other_arguments(gw, service, mint, record):
@@ -162,6 +194,7 @@ def test_grant_is_for_one_subject_and_one_tool(gw, service, mint, record):
 
 
 def test_expired_and_stale_grants_are_refused(gw, service, mint, record):
+    before = gw.metrics()
     key = _service_key(service)
     now = int(time.time())
     expired = e2e.mint_approval(key, sub="alice", tool="send_email", arguments=EMAIL, iat=now - 200, exp=now - 100)
@@ -170,6 +203,9 @@ def test_expired_and_stale_grants_are_refused(gw, service, mint, record):
     stale = e2e.mint_approval(key, sub="alice", tool="send_email", arguments=EMAIL, iat=now - 400, exp=now + 600)
     assert_jsonrpc_deny(send_email(gw, stale, mint()), "approval_expired")
     assert sent(record) == []
+    grew = e2e.metric_delta(before, gw.metrics())
+    assert grew.get(e2e.metric_key("aigate_approvals_total", result="approval_expired")) == 2, grew
+    assert grew.get(e2e.metric_key("aigate_tool_calls_total", impact="external", decision="deny")) == 2, grew
 
 
 def test_forged_grant_is_invalid(gw, service, mint, record):
