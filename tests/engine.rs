@@ -12,6 +12,53 @@ fn reason_of(w: &World, token: Option<&str>, body: &Value) -> Option<Reason> {
 }
 
 #[test]
+fn the_workload_comes_from_the_configured_claim() {
+    // RFC 8693 delegation: the agent acting for alice is the token's `act.sub`.
+    let w = World::with(|p| p["identity"]["workload"]["claim"] = json!("act.sub"));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let delegated = w.token(json!({"azp": null, "act": {"sub": "support-agent"}}));
+    let d = w.decide(&w.headers(Some(&delegated)), Some(&body));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.principal.unwrap().workload.as_deref(), Some("support-agent"));
+    // `azp` is not consulted, and an agent without a ceiling gains nothing.
+    for claims in [
+        json!({"azp": "support-agent"}),
+        json!({"azp": null, "act": {"sub": "rogue-agent"}}),
+        json!({"azp": null, "act": "support-agent"}),
+    ] {
+        let t = w.token(claims.clone());
+        assert_eq!(
+            reason_of(&w, Some(&t), &body),
+            Some(Reason::WorkloadUntrusted),
+            "{claims}"
+        );
+    }
+    let w = World::with(|p| p["identity"]["workload"]["claim"] = json!("client_id"));
+    let t = w.token(json!({"azp": null, "client_id": "support-agent"}));
+    assert_eq!(reason_of(&w, Some(&t), &body), None);
+}
+
+#[test]
+fn a_route_may_be_bound_to_a_host() {
+    let w = World::with(|p| {
+        p["routes"][0]["host"] = json!("Tools.Example.com");
+        p["unmatched"] = json!("deny");
+    });
+    let t = w.token(json!({}));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let at = |authority: &str| {
+        let mut h = w.headers(Some(&t));
+        h.retain(|(k, _)| k != ":authority");
+        h.push((":authority".into(), authority.as_bytes().to_vec()));
+        w.decide(&h, Some(&body)).denial.map(|d| d.reason)
+    };
+    assert_eq!(at("tools.example.com"), None);
+    assert_eq!(at("TOOLS.example.com:8443"), None, "case and port do not matter");
+    assert_eq!(at("admin.example.com"), Some(Reason::RouteUnmatched));
+    assert_eq!(at("tools.example.com.evil.net"), Some(Reason::RouteUnmatched));
+}
+
+#[test]
 fn allowed_calls() {
     let w = World::new();
     let t = w.token(json!({}));
@@ -99,9 +146,27 @@ fn identity_reasons() {
             Some(w.token(json!({"azp": null}))),
             Reason::WorkloadUntrusted,
         ),
+        (
+            "issued in the future",
+            Some(w.token(json!({"iat": now + 3600, "exp": now + 3900}))),
+            Reason::TokenInvalid,
+        ),
+        (
+            "expired beyond the skew",
+            Some(w.token(json!({"iat": now - 300, "exp": now - 31}))),
+            Reason::TokenExpired,
+        ),
     ];
     for (name, token, want) in rows {
         assert_eq!(reason_of(&w, token.as_deref(), &body), Some(want), "{name}");
+    }
+    // Clocks drift: within the policy's 30 s of skew a token is still (or already) good.
+    for (name, claims) in [
+        ("expired within the skew", json!({"iat": now - 300, "exp": now - 29})),
+        ("issued just ahead", json!({"iat": now + 29, "exp": now + 300})),
+        ("valid from just ahead", json!({"nbf": now + 29})),
+    ] {
+        assert_eq!(reason_of(&w, Some(&w.token(claims)), &body), None, "{name}");
     }
     // alg none, signed with nothing.
     let none = format!(
@@ -481,6 +546,11 @@ fn approval_reasons() {
         (
             "no jti",
             json!({"args_digest": digest, "jti": null}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "another issuer",
+            json!({"args_digest": digest, "iss": "https://approvals.evil.example", "jti": "j13"}),
             Reason::ApprovalInvalid,
         ),
     ];

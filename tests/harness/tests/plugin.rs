@@ -309,44 +309,71 @@ fn hostile_header_bytes_and_empty_bodies_never_trap() {
     let idp = Idp::new();
     for (mode, mut plugin) in both_hold_modes(&idp) {
         let body = tools_call(json!(1), "get_order", json!({"customer_id": "c-42"}));
-        let cases: Vec<(&str, Request)> = vec![
+        // Each case and what it gets: a status, and for a refusal its reason.
+        let cases: Vec<(&str, Request, u16, Option<&str>)> = vec![
             (
                 "non-utf8 authorization",
                 mcp_post("t", &body).set_header("authorization", b"Bearer \xff\xfe\xfd"),
+                401,
+                Some("token_invalid"),
             ),
             (
                 "non-utf8 other header",
                 mcp_post(&idp.token(), &body).header("x-junk", b"\xc3\x28\xa0\xa1"),
+                200,
+                None,
             ),
             (
                 "non-utf8 path",
                 mcp_post(&idp.token(), &body).set_header(":path", b"/mcp/\xff"),
+                404,
+                Some("route_unmatched"),
             ),
+            // The body is still read and judged as the JSON-RPC it is.
             (
                 "non-utf8 content-type",
                 mcp_post(&idp.token(), &body).set_header("content-type", b"\xff"),
+                200,
+                None,
             ),
-            ("POST without body", mcp_post(&idp.token(), "").chunks(Vec::new())),
+            (
+                "POST without body",
+                mcp_post(&idp.token(), "").chunks(Vec::new()),
+                400,
+                Some("body_malformed"),
+            ),
             (
                 "POST with one empty chunk",
                 mcp_post(&idp.token(), "").chunks(vec![Vec::new()]),
+                400,
+                Some("body_malformed"),
             ),
-            ("GET", Request::get("/mcp").bearer(&idp.token())),
+            ("GET", Request::get("/mcp").bearer(&idp.token()), 200, None),
             (
                 "no pseudo headers",
                 Request::post("/mcp").without_header(":path").without_header(":method"),
+                404,
+                Some("route_unmatched"),
             ),
             (
                 "binary body",
                 mcp_post(&idp.token(), "").chunks(vec![vec![0xff, 0x00, 0xfe]]),
+                400,
+                Some("body_malformed"),
             ),
         ];
-        for (name, request) in cases {
+        for (name, request, status, reason) in cases {
             let outcome = plugin
                 .request(request)
                 .unwrap_or_else(|e| panic!("{mode}: {name}: {e}"));
-            assert!(outcome.status().is_some(), "{mode}: {name}: no response: {outcome:?}");
+            assert_eq!(outcome.status(), Some(status), "{mode}: {name}: {outcome:?}");
             assert_decision_id(outcome.response_header("x-aigate-decision-id"), name);
+            let refused = outcome
+                .local_reply
+                .as_ref()
+                .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+                .and_then(|v| v["error"]["reason"].as_str().map(str::to_string));
+            assert_eq!(refused.as_deref(), reason, "{mode}: {name}");
         }
         assert!(plugin.failure().is_none());
     }
