@@ -96,7 +96,10 @@ def test_an_external_action_needs_a_grant_for_its_exact_body(gw, mint, approval_
     args = {"to": "bob@example.com", "subject": "Your refund"}
     token = mint()
     error = refused(post(gw, "/api/mail", token, args), gw, 403, "approval_required")
-    assert error["args_digest"] == e2e.args_digest(args)
+    digest = e2e.args_digest(args)
+    assert (error["tool"], error["subject"], error["args_digest"]) == ("send_email", "alice", digest), error
+    assert error["approval_url"] == (
+        f"https://approvals.example.com/request?tool=send_email&digest={digest}&subject=alice"), error
     seen.nothing()
     grant = e2e.mint_approval(approval_key, sub="alice", tool="send_email", arguments=args)
     r = post(gw, "/api/mail", token, args, **{"x-aigate-approval": grant})

@@ -43,6 +43,7 @@ def llm_policy(keys, approval_key) -> dict:
     policy["routes"] = [
         {"id": "chat-strip", "prefix": "/strip/v1/chat/completions", "protocol": "openai_chat", "tool_offers": "strip"},
         {"id": "messages-strip", "prefix": "/strip/v1/messages", "protocol": "anthropic_messages", "tool_offers": "strip"},
+        {"id": "responses-strip", "prefix": "/strip/v1/responses", "protocol": "openai_responses", "tool_offers": "strip"},
         {"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "owner": "assistants@example.com"},
         {"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses"},
         {"id": "messages", "prefix": "/v1/messages", "protocol": "anthropic_messages"},
@@ -272,6 +273,15 @@ def test_smuggled_tool_calls_are_judged(llm, mint, seen):
             {"type": "function_call_output", "call_id": "c1", "output": "{}"},
         ])
     denied(exc, "body_malformed", llm, status=400)
+    # A Responses conversation carrying the model's earlier call for another customer.
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        oai(llm, token).responses.create(model="gpt-4o-mini", input=[
+            {"role": "user", "content": "Where is my order?"},
+            {"type": "function_call", "call_id": "c2", "name": "get_order",
+             "arguments": json.dumps({"customer_id": "cust-2", "order_id": "o-9"})},
+            {"type": "function_call_output", "call_id": "c2", "output": "{}"},
+        ])
+    denied(exc, "binding_mismatch", llm)
     args = {"to": "alice@example.com", "subject": "Tracking", "body": "Here it is."}
     with pytest.raises(anthropic.PermissionDeniedError) as exc:
         claude(llm, token).messages.create(model="claude-haiku-4-5", max_tokens=8, messages=[
@@ -409,6 +419,22 @@ def test_strip_forwards_the_body_without_refused_tools(llm, mint, seen):
     want = json.loads(sent.bodies[-1])
     del want["tools"], want["tool_choice"]
     assert forwarded == want
+
+
+def test_strip_on_responses_cuts_only_the_refused_tools(llm, mint, seen):
+    sent = Sent()
+    tool = lambda name: {"type": "function", **CHAT_TOOLS[name]["function"]}  # noqa: E731
+    r = oai(llm, mint(), prefix="/strip", sent=sent).responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Refund o-1", tools=[tool("get_order"), tool("refund_order")],
+        parallel_tool_calls=False)
+    assert r.parse().output_text
+    original, forwarded = sent.bodies[-1], seen.one()["body"].encode()
+    want = json.loads(original)
+    want["tools"] = [tool("get_order")]
+    assert json.loads(forwarded) == want, "only the refused tool is gone"
+    assert forwarded == cut(original, [tool("refund_order")]), "every other byte is the client's"
+    audit = llm.audit_for(r.headers["x-aigate-decision-id"])
+    assert (audit["decision"], audit["refused_offers"]) == ("allow", ["refund_order"])
 
 
 def test_strip_denies_tool_choice_naming_a_stripped_tool(llm, mint, seen):

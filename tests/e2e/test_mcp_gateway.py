@@ -223,6 +223,20 @@ def _assert_call_not_forwarded(gateway, record):
         assert partial == [], partial
 
 
+def test_one_denied_call_denies_the_whole_batch(gateway, mint, record):
+    mine, headers = e2e.tool_call("get_order", {"customer_id": "cust-1", "order_id": "o-1"}, rpc_id=1)
+    theirs, _ = e2e.tool_call("get_order", {"customer_id": "cust-2", "order_id": "o-9"}, rpc_id="b")
+    r = post(gateway, [mine, theirs], {**headers, "authorization": f"Bearer {mint()}"})
+    assert r.status_code == 200, r.text
+    replies = deny_body(r)
+    assert [m["id"] for m in replies] == [1, "b"], replies
+    assert all(m["error"]["code"] == JSONRPC_POLICY_ERROR for m in replies), replies
+    assert {m["error"]["data"]["reason"] for m in replies} == {"binding_mismatch"}, replies
+    record.assert_nothing_reached(gateway)
+    rec = assert_audit(gateway, r.headers["x-aigate-decision-id"], decision="deny", reason="binding_mismatch")
+    assert [(c["tool"], c["allowed"]) for c in rec["calls"]] == [("get_order", True), ("get_order", False)], rec
+
+
 def test_wrong_customer_is_binding_mismatch(gateway, mint, record):
     out = e2e.mcp_client_call(gateway.url, mint(customer_id="cust-1"), get_order(customer_id="cust-2"))
     did = assert_jsonrpc_deny(out, "binding_mismatch")
