@@ -809,12 +809,8 @@ fn one_grant_runs_one_action_even_twice_in_a_batch() {
     let w = World::new();
     let t = w.token(json!({}));
     let args = json!({"to": "bob@example.com", "subject": "Refund"});
-    let grant = |jti: &str| w.grant(json!({"args_digest": aigate::digest::args_digest(&args).unwrap(), "jti": jti}));
-    let with = |value: String, body: &Value| {
-        let mut h = w.headers(Some(&t));
-        h.push(("x-aigate-approval".into(), value.into_bytes()));
-        w.decide(&h, Some(body))
-    };
+    let grant = |jti: &str| w.grant_for(&args, jti);
+    let with = |value: String, body: &Value| w.decide_approved(&t, &value, body);
     let twice = json!([call("send_email", args.clone()), call("send_email", args.clone())]);
     // One grant for the same e-mail sent twice: the second copy is a replay...
     let d = with(grant("twice-1"), &twice);
@@ -832,14 +828,8 @@ fn a_batch_refused_at_its_second_grant_gives_the_first_back() {
     let w = World::new();
     let t = w.token(json!({}));
     let (a, b) = (json!({"to": "a@example.com"}), json!({"to": "b@example.com"}));
-    let grant = |args: &Value, jti: &str| {
-        w.grant(json!({"args_digest": aigate::digest::args_digest(args).unwrap(), "jti": jti}))
-    };
-    let with = |value: String, body: &Value| {
-        let mut h = w.headers(Some(&t));
-        h.push(("x-aigate-approval".into(), value.into_bytes()));
-        w.decide(&h, Some(body))
-    };
+    let grant = |args: &Value, jti: &str| w.grant_for(args, jti);
+    let with = |value: String, body: &Value| w.decide_approved(&t, &value, body);
     // b's grant is spent first, alone.
     assert!(with(grant(&b, "spent-b"), &call("send_email", b.clone())).allowed());
     // A batch of a (fresh grant) and b (spent grant): a's grant is claimed first, then b's
@@ -929,14 +919,8 @@ fn one_header_carries_a_grant_per_approved_call() {
     let w = World::new();
     let t = w.token(json!({}));
     let (a, b) = (json!({"to": "a@example.com"}), json!({"to": "b@example.com"}));
-    let grant = |args: &Value, jti: &str| {
-        w.grant(json!({"args_digest": aigate::digest::args_digest(args).unwrap(), "jti": jti}))
-    };
-    let with = |value: String, body: &Value| {
-        let mut h = w.headers(Some(&t));
-        h.push(("x-aigate-approval".into(), value.into_bytes()));
-        w.decide(&h, Some(body))
-    };
+    let grant = |args: &Value, jti: &str| w.grant_for(args, jti);
+    let with = |value: String, body: &Value| w.decide_approved(&t, &value, body);
     // A batch of two approved e-mails: each call finds its own grant, in any order.
     let batch = json!([call("send_email", a.clone()), call("send_email", b.clone())]);
     let d = with(format!("{} , {}", grant(&b, "b-1"), grant(&a, "a-1")), &batch);

@@ -916,32 +916,29 @@ fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
         p["tools"]["code_interpreter"] =
             json!({"intent": "orders.read", "impact": "read", "owner": "data@example.com"});
     });
-    for (w, path, body) in [
-        (&w, CHAT, chat("file-acme-1")),
-        (&w, RESPONSES, responses("file-acme-1")),
-        (&hosted, RESPONSES, interpreter(json!(["file-acme-1", "file-acme-2"]))),
-        // A tool call's own arguments are not files: judged as the call's.
-        (&w, MESSAGES, anthropic("file-acme-2")),
+    // Each protocol: the caller's own upload passes, someone else's is refused wherever it
+    // is named. (In the Anthropic case a tool call's own `file_id` argument is no file.)
+    for (w, path, own, other) in [
+        (&w, CHAT, chat("file-acme-1"), chat("file-globex-9")),
+        (&w, RESPONSES, responses("file-acme-1"), responses("file-globex-9")),
+        (
+            &hosted,
+            RESPONSES,
+            interpreter(json!(["file-acme-1", "file-acme-2"])),
+            interpreter(json!(["file-acme-1", "file-globex-9"])),
+        ),
+        (&w, MESSAGES, anthropic("file-acme-2"), anthropic("file-globex-9")),
     ] {
         let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
-        let d = decide(w, path, &t, &body);
-        assert!(d.allowed(), "{body}: {:?}", d.denial);
-    }
-    // Someone else's upload, wherever it is named.
-    for (w, path, body) in [
-        (&w, CHAT, chat("file-globex-9")),
-        (&w, RESPONSES, responses("file-globex-9")),
-        (&hosted, RESPONSES, interpreter(json!(["file-acme-1", "file-globex-9"]))),
-        (&w, MESSAGES, anthropic("file-globex-9")),
-    ] {
-        let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
-        let denial = decide(w, path, &t, &body)
+        let d = decide(w, path, &t, &own);
+        assert!(d.allowed(), "{own}: {:?}", d.denial);
+        let denial = decide(w, path, &t, &other)
             .denial
-            .unwrap_or_else(|| panic!("{body} passed"));
+            .unwrap_or_else(|| panic!("{other} passed"));
         assert_eq!(
             (denial.reason, denial.rule.as_str()),
             (Reason::DataBoundary, "data.files"),
-            "{body}"
+            "{other}"
         );
         assert!(denial.message.contains("file-globex-9"), "{}", denial.message);
     }

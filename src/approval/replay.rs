@@ -42,34 +42,34 @@ fn slot(scope: &str, jti: &str) -> (String, u32) {
     (id, u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS)
 }
 
-/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
-/// `Ok(false)`: replay.
-pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
-    let (id, bucket) = slot(scope, jti);
-    let k = key(bucket);
+/// What a change to a bucket decided, given its current entries.
+enum Edit {
+    /// Write this text (with CAS), then answer `true`.
+    Write(String),
+    /// Answer without writing.
+    Answer(bool),
+}
+
+/// Changes bucket `k` with compare-and-swap, reading it again whenever another worker
+/// wrote in between. `missing` answers for a bucket that does not exist.
+fn update(
+    store: &dyn SharedData,
+    k: &str,
+    missing: impl Fn() -> Option<bool>,
+    mut edit: impl FnMut(&str) -> Result<Edit, String>,
+) -> Result<bool, String> {
     for _ in 0..RETRIES {
-        let Some((current, cas)) = store.get(&k) else {
-            prepare(store);
-            continue;
+        let Some((current, cas)) = store.get(k) else {
+            match missing() {
+                Some(answer) => return Ok(answer),
+                None => continue,
+            }
         };
-        let mut kept = String::with_capacity(current.len() + ENTRY);
-        for line in String::from_utf8_lossy(&current).lines() {
-            let Some((h, e)) = line.split_once(':') else { continue };
-            let Ok(e) = u64::from_str_radix(e, 16) else { continue };
-            if e <= now {
-                continue; // expired: its grant can no longer be presented anyway
-            }
-            if h == id {
-                return Ok(false);
-            }
-            kept.push_str(line);
-            kept.push('\n');
-        }
-        if kept.len() / ENTRY >= BUCKET_CAPACITY {
-            return Err("too many unexpired approvals outstanding".into());
-        }
-        kept.push_str(&format!("{id}:{:08x}\n", exp.min(u64::from(u32::MAX))));
-        match store.set(&k, kept.as_bytes(), cas) {
+        let text = match edit(&String::from_utf8_lossy(&current))? {
+            Edit::Answer(answer) => return Ok(answer),
+            Edit::Write(text) => text,
+        };
+        match store.set(k, text.as_bytes(), cas) {
             Ok(()) => return Ok(true),
             Err(SetError::CasMismatch) => continue,
             Err(SetError::Other) => return Err("shared data write failed".into()),
@@ -78,37 +78,60 @@ pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64)
     Err("approval store is contended; try again".into())
 }
 
+/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
+/// `Ok(false)`: replay.
+pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+    let (id, bucket) = slot(scope, jti);
+    // A bucket gone missing is created again (and the claim retried).
+    let missing = || {
+        prepare(store);
+        None
+    };
+    update(store, &key(bucket), missing, |current| {
+        let mut kept = String::with_capacity(current.len() + ENTRY);
+        for line in current.lines() {
+            let Some((h, e)) = line.split_once(':') else { continue };
+            let Ok(e) = u64::from_str_radix(e, 16) else { continue };
+            if e <= now {
+                continue; // expired: its grant can no longer be presented anyway
+            }
+            if h == id {
+                return Ok(Edit::Answer(false));
+            }
+            kept.push_str(line);
+            kept.push('\n');
+        }
+        if kept.len() / ENTRY >= BUCKET_CAPACITY {
+            return Err("too many unexpired approvals outstanding".into());
+        }
+        kept.push_str(&format!("{id}:{:08x}\n", exp.min(u64::from(u32::MAX))));
+        Ok(Edit::Write(kept))
+    })
+}
+
 /// Forgets a `jti` this request claimed but did not use: the request was refused after
 /// the claim (a later grant of the same request was replayed), so the grant stays usable.
 /// `Ok(false)` when it was not recorded.
 pub fn release(store: &dyn SharedData, scope: &str, jti: &str) -> Result<bool, String> {
     let (id, bucket) = slot(scope, jti);
-    let k = key(bucket);
-    for _ in 0..RETRIES {
-        let Some((current, cas)) = store.get(&k) else {
-            return Ok(false);
-        };
-        let text = String::from_utf8_lossy(&current);
-        let mut kept = String::with_capacity(text.len());
-        let mut found = false;
-        for line in text.lines() {
-            if line.split_once(':').is_some_and(|(h, _)| h == id) {
-                found = true;
-                continue;
+    update(
+        store,
+        &key(bucket),
+        || Some(false),
+        |current| {
+            let mut kept = String::with_capacity(current.len());
+            let mut found = false;
+            for line in current.lines() {
+                if line.split_once(':').is_some_and(|(h, _)| h == id) {
+                    found = true;
+                    continue;
+                }
+                kept.push_str(line);
+                kept.push('\n');
             }
-            kept.push_str(line);
-            kept.push('\n');
-        }
-        if !found {
-            return Ok(false);
-        }
-        match store.set(&k, kept.as_bytes(), cas) {
-            Ok(()) => return Ok(true),
-            Err(SetError::CasMismatch) => continue,
-            Err(SetError::Other) => return Err("shared data write failed".into()),
-        }
-    }
-    Err("approval store is contended; try again".into())
+            Ok(if found { Edit::Write(kept) } else { Edit::Answer(false) })
+        },
+    )
 }
 
 #[cfg(test)]

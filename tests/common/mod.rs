@@ -167,6 +167,18 @@ impl World {
         self.approvals.sign(&self.grant_claims(overrides))
     }
 
+    /// A grant for exactly these arguments of `send_email`, with this `jti`.
+    pub fn grant_for(&self, args: &Value, jti: &str) -> String {
+        self.grant(json!({"args_digest": aigate::digest::args_digest(args).unwrap(), "jti": jti}))
+    }
+
+    /// Decides an MCP request of `token` carrying `approval` (one or more grants).
+    pub fn decide_approved(&self, token: &str, approval: &str, body: &Value) -> Decision {
+        let mut h = self.headers(Some(token));
+        h.push(("x-aigate-approval".into(), approval.as_bytes().to_vec()));
+        self.decide(&h, Some(body))
+    }
+
     pub fn headers(&self, token: Option<&str>) -> Vec<(String, Vec<u8>)> {
         let mut h = vec![
             (":method".to_string(), b"POST".to_vec()),
