@@ -884,6 +884,69 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
 }
 
 #[test]
+fn approving_a_remote_mcp_call_is_judged_as_the_call() {
+    // The provider asked to run a tool of a remote MCP server; the client approves it.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read email.send"}));
+    let approve = |name: &str, args: &Value, approve: Value| {
+        json!({"model": "gpt-4o-mini",
+               "tools": [{"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp"}],
+               "input": [
+                   {"role": "user", "content": "Where is my order?"},
+                   {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "crm", "name": name,
+                    "arguments": args.to_string()},
+                   {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": approve}]})
+    };
+    let mine = json!({"customer_id": "c-42"});
+    let d = decide(&w, RESPONSES, &t, &approve("get_order", &mine, json!(true)));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        d.calls.iter().map(|c| (c.tool.as_str(), c.allowed)).collect::<Vec<_>>(),
+        [("get_order", true)]
+    );
+    // Approved for another customer, a tool not in the catalogue, an external action
+    // without a human's grant: the agent cannot wave them through.
+    let email = json!({"to": "bob@example.com", "subject": "Refund"});
+    for (name, args, want) in [
+        ("get_order", json!({"customer_id": "c-99"}), Reason::BindingMismatch),
+        ("delete_account", json!({}), Reason::ToolUnknown),
+        ("send_email", email.clone(), Reason::ApprovalRequired),
+    ] {
+        assert_eq!(
+            reason(&w, RESPONSES, &t, &approve(name, &args, json!(true))),
+            Some(want),
+            "{name}"
+        );
+        // Declining is always fine.
+        assert!(
+            decide(&w, RESPONSES, &t, &approve(name, &args, json!(false))).allowed(),
+            "{name}"
+        );
+    }
+    // With a grant for exactly that e-mail, approving it goes through, once.
+    let grant = w.grant_for(&email, "remote-1");
+    assert!(with_grant(&w, RESPONSES, &t, &grant, &approve("send_email", &email, json!(true))).allowed());
+    assert_eq!(
+        with_grant(&w, RESPONSES, &t, &grant, &approve("send_email", &email, json!(true)))
+            .denial
+            .map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+    // Approving a request the provider keeps (not in input): not judgeable, refused.
+    let mut unseen = approve("get_order", &mine, json!(true));
+    unseen["input"].as_array_mut().unwrap().remove(1);
+    let denial = decide(&w, RESPONSES, &t, &unseen).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::DataBoundary, "routes.responses.provider_state")
+    );
+    assert_eq!(
+        reason(&w, RESPONSES, &t, &approve("get_order", &mine, json!("yes"))),
+        Some(Reason::BodyMalformed)
+    );
+}
+
+#[test]
 fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
     let w = llm_world();
     // The caller's uploads, as the token lists them.

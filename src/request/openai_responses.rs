@@ -18,6 +18,9 @@ const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prom
 /// An `input` item naming a stored item by id (provider state too).
 const ITEM_REFERENCE: &str = "an item_reference in input";
 
+/// An approval of a remote MCP call whose request the provider keeps (provider state).
+const UNSEEN_APPROVAL: &str = "an mcp_approval_response approving a request not in input";
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -230,6 +233,8 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     // A model turn is a run of model items; only the last run's calls are new.
     let (mut turn, mut in_model, mut last_model_turn) = (0usize, false, None);
     let mut turns = Vec::new();
+    // Remote MCP calls the provider asked to run (by request id), and the ids approved.
+    let (mut asked, mut approved) = (Vec::new(), Vec::new());
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -253,6 +258,29 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             Side::Client => in_model = false,
             Side::Neither => {}
         }
+        match kind.as_deref() {
+            Some("mcp_approval_request") => {
+                asked.push(asked_call(&mut item, limits)?);
+                continue;
+            }
+            Some("mcp_approval_response") => {
+                match item.get("approve") {
+                    Some(Value::Bool(true)) => approved
+                        .push(llm::opt_string(&mut item, "approval_request_id", RULE)?.ok_or_else(|| {
+                            malformed(RULE, "an mcp_approval_response names its approval_request_id")
+                        })?),
+                    Some(Value::Bool(false)) => {}
+                    _ => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp_approval_response's approve must be true or false",
+                        ))
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
         let Some(call) = (match kind.as_deref() {
             Some(kind) => item_call(&mut item, kind, limits)?,
             None => None,
@@ -263,7 +291,32 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         turns.push(turn);
     }
     llm::mark_latest(&mut r.calls, &turns, last_model_turn);
+    // Approving a remote MCP call lets the provider run it now: it is judged as a call of
+    // this turn (catalogue, scope, bindings, constraints; a human grant for external
+    // impact). An approval whose request the provider keeps cannot be judged.
+    for id in approved {
+        match asked.iter().find(|(asked_id, _)| *asked_id == id) {
+            Some((_, call)) => r.calls.push(call.clone()),
+            None if !r.provider_state.contains(&UNSEEN_APPROVAL) => r.provider_state.push(UNSEEN_APPROVAL),
+            None => {}
+        }
+    }
     Ok(())
+}
+
+/// An `mcp_approval_request` item: its id, and the remote call it asks to run (the tool
+/// by name, its arguments as JSON text), as a call of the latest turn.
+fn asked_call(item: &mut Map<String, Value>, limits: &Limits) -> Result<(String, LlmCall), Denial> {
+    let id =
+        llm::opt_string(item, "id", RULE)?.ok_or_else(|| malformed(RULE, "an mcp_approval_request needs its id"))?;
+    let name = name(item)?;
+    let arguments = llm::opt_string(item, "arguments", RULE)?.unwrap_or_else(|| "{}".into());
+    let call = LlmCall {
+        name,
+        arguments: llm::json_arguments(&arguments, limits, RULE)?,
+        latest: true,
+    };
+    Ok((id, call))
 }
 
 #[cfg(test)]
