@@ -424,6 +424,22 @@ pub struct McpServerRuleDoc {
     pub scope: String,
     #[serde(default)]
     pub owner: Option<String>,
+    /// May the provider run this server's tools without asking the client first? Default
+    /// `approved`: only when every call comes back for approval (and is judged then).
+    #[serde(default)]
+    pub provider_calls: ProviderCalls,
+}
+
+/// Calls a model provider makes to a remote MCP server for the caller: `approved` only
+/// when the provider asks before each (OpenAI `require_approval: "always"`), so aigate
+/// judges the approval; `any` also lets it run them unseen (Anthropic's MCP connector,
+/// `require_approval: "never"`).
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderCalls {
+    #[default]
+    Approved,
+    Any,
 }
 
 #[derive(Debug, Deserialize)]

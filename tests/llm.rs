@@ -260,7 +260,7 @@ fn allowed_requests_for_each_protocol() {
                 vec![
                     resp_tool("get_order"),
                     json!({"type": "file_search", "vector_store_ids": ["vs_acme_kb"]}),
-                    json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/sse", "require_approval": "never"}),
+                    json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/sse", "require_approval": "always"}),
                 ],
                 vec![],
             ),
@@ -855,7 +855,39 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
         let d = decide(&w, RESPONSES, &t, &body);
         assert!(d.allowed(), "{body}: {:?}", d.denial);
     }
-    assert!(decide(&w, MESSAGES, &t, &anthropic_mcp("https://mcp.example.com/acme/mcp")).allowed());
+    // Calls the provider would run without asking (Anthropic's connector, OpenAI with
+    // require_approval "never" or a filter) are never seen: refused unless the rule says so.
+    let unasked = |approval: Value| {
+        responses_body(
+            "gpt-4o-mini",
+            vec![
+                json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/sse",
+                        "require_approval": approval}),
+            ],
+            vec![],
+        )
+    };
+    let any = World::with(|p| {
+        llm_policy(p);
+        p["data"]["mcp_servers"][0]["provider_calls"] = json!("any");
+    });
+    for (path, body) in [
+        (MESSAGES, anthropic_mcp("https://mcp.example.com/acme/mcp")),
+        (RESPONSES, unasked(json!("never"))),
+        (RESPONSES, unasked(json!({"never": {"tool_names": ["lookup"]}}))),
+    ] {
+        let denial = decide(&w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "data.mcp_servers.crm.provider_calls"),
+            "{body}"
+        );
+        let t = any.token(json!({"scope": "orders.read docs.read"}));
+        assert!(decide(&any, path, &t, &body).allowed(), "{body}");
+    }
+    assert!(decide(&w, RESPONSES, &t, &unasked(json!("always"))).allowed());
     let rows = [
         (RESPONSES, store(json!(["vs_globex_kb"]))),
         (RESPONSES, store(json!(["vs_acme_kb", "vs_other"]))),
@@ -875,6 +907,7 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
     ];
     for (path, body) in rows {
         assert_eq!(reason(&w, path, &t, &body), Some(Reason::DataBoundary), "{body}");
+        assert_eq!(reason(&any, path, &t, &body), Some(Reason::DataBoundary), "{body}");
     }
     // The store is the caller's, the scope that opens it is not granted.
     let no_docs = w.token(json!({"scope": "orders.read"}));

@@ -241,6 +241,8 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     );
     policy["routes"][0]["lists"] = json!("pass");
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
+    policy["data"]["mcp_servers"] = json!([{"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/",
+                                            "scope": "docs.read", "owner": "crm@example.com", "provider_calls": "any"}]);
     let policy = tmp("lax-policy.json", &policy.to_string());
     let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
                         "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
@@ -279,6 +281,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
         ("action-extra-input", "warning"),
+        ("provider-calls", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }

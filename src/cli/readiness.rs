@@ -349,6 +349,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         );
     }
     for r in p
+        .mcp_servers
+        .iter()
+        .filter(|r| r.provider_calls == crate::config::ProviderCalls::Any)
+    {
+        add(
+            "provider-calls",
+            Warning,
+            Do,
+            format!(
+                "remote MCP servers of data.mcp_servers {:?} may have their tools run by the model provider \
+                 without asking: those calls are never judged",
+                r.id
+            ),
+        );
+    }
+    for r in p
         .routes
         .iter()
         .filter(|r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow)

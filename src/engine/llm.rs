@@ -6,7 +6,7 @@
 
 use super::{Awaiting, Call, Decision};
 use crate::authz::{self, shown};
-use crate::config::{Impact, Protocol, ProviderState, ToolOffers};
+use crate::config::{Impact, Protocol, ProviderCalls, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::Policy;
@@ -51,8 +51,21 @@ pub(super) fn judge(
     }
     for server in &req.mcp_servers {
         match server {
-            McpServer::Url(url) => {
-                d.use_data(policy, principal, authz::mcp_server(policy, principal, url))?;
+            McpServer::Url { url, asks } => {
+                let rule = authz::mcp_server(policy, principal, url);
+                // Calls the provider runs without asking are never seen: only where the
+                // rule accepts that.
+                if let Ok(r) = &rule {
+                    if !asks && r.provider_calls == ProviderCalls::Approved {
+                        return Err(Denial::new(
+                            Reason::DataBoundary,
+                            format!("data.mcp_servers.{}.provider_calls", r.id),
+                            "the provider would run this MCP server's tools without asking, unseen by aigate: \
+                             leave require_approval at \"always\" so each call comes back to be judged",
+                        ));
+                    }
+                }
+                d.use_data(policy, principal, rule)?;
             }
             McpServer::Connector(id) => {
                 return Err(Denial::new(

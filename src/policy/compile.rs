@@ -619,6 +619,7 @@ impl Checker {
                     url_prefix,
                     scope: r.scope,
                     owner: r.owner,
+                    provider_calls: r.provider_calls,
                 }
             })
             .collect()

@@ -9,7 +9,9 @@ pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
 pub use scope::Pattern;
 
-use crate::config::{ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderState, ToolOffers};
+use crate::config::{
+    ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState, ToolOffers,
+};
 use crate::jws::KeySet;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -181,6 +183,8 @@ pub struct McpServerRule {
     pub url_prefix: Vec<TemplatePart>,
     pub scope: String,
     pub owner: Option<String>,
+    /// Whether the provider may run the server's tools without asking first.
+    pub provider_calls: ProviderCalls,
 }
 
 /// MCP prompts (`prompts/get`, by name) a scope opens.

@@ -72,7 +72,8 @@ fn servers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     for s in opt_array(Some(v), RULE, "mcp_servers")? {
         let mut s = obj(s, RULE, "an MCP server")?;
         let url = llm::opt_string(&mut s, "url", RULE)?.ok_or_else(|| malformed(RULE, "an MCP server needs a url"))?;
-        r.mcp_servers.push(McpServer::Url(url));
+        // The MCP connector runs the server's tools itself, never asking first.
+        r.mcp_servers.push(McpServer::Url { url, asks: false });
     }
     Ok(())
 }
@@ -149,7 +150,13 @@ mod tests {
         let r = parse(body.to_string().as_bytes(), &limits()).unwrap();
         let offered: Vec<_> = r.offers.iter().map(|o| (o.name.as_str(), o.index)).collect();
         assert_eq!(offered, [("get_order", 0), ("web_search", 1)]);
-        assert_eq!(r.mcp_servers, [McpServer::Url("https://mcp.example.com/acme/".into())]);
+        assert_eq!(
+            r.mcp_servers,
+            [McpServer::Url {
+                url: "https://mcp.example.com/acme/".into(),
+                asks: false
+            }]
+        );
         assert_eq!(
             r.choice,
             ToolChoice {

@@ -58,7 +58,9 @@ pub struct LlmCall {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum McpServer {
-    Url(String),
+    /// A server by URL. `asks`: the provider asks the client to approve every call before
+    /// running it (so each comes back to be judged), rather than running calls unseen.
+    Url { url: String, asks: bool },
     /// A provider-hosted connector named by id, with no URL to judge.
     Connector(String),
 }

@@ -75,7 +75,10 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                     llm::opt_string(&mut t, "server_url", RULE)?,
                     llm::opt_string(&mut t, "connector_id", RULE)?,
                 ) {
-                    (Some(url), _) => McpServer::Url(url),
+                    (Some(url), _) => McpServer::Url {
+                        url,
+                        asks: asks_before_calls(t.get("require_approval")),
+                    },
                     (None, Some(id)) => McpServer::Connector(id),
                     (None, None) => return Err(malformed(RULE, "an mcp tool needs server_url or connector_id")),
                 };
@@ -92,6 +95,16 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
         });
     }
     Ok(())
+}
+
+/// Does an `mcp` tool make the provider ask before every call? Only when `require_approval`
+/// is absent or `"always"`: `"never"` and filters let some calls run unseen.
+fn asks_before_calls(require_approval: Option<&Value>) -> bool {
+    match require_approval {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s == "always",
+        Some(_) => false,
+    }
 }
 
 /// The catalogue name a choice entry names; `None` for data tools, judged elsewhere.
@@ -355,7 +368,13 @@ mod tests {
         let offered: Vec<_> = r.offers.iter().map(|o| (o.name.as_str(), o.index)).collect();
         assert_eq!(offered, [("get_order", 0), ("web_search_preview", 3)]);
         assert_eq!(r.vector_stores, ["vs_1", "vs_2"]);
-        assert_eq!(r.mcp_servers, [McpServer::Url("https://mcp.example.com/acme/".into())]);
+        assert_eq!(
+            r.mcp_servers,
+            [McpServer::Url {
+                url: "https://mcp.example.com/acme/".into(),
+                asks: true
+            }]
+        );
         assert_eq!(
             r.choice,
             ToolChoice {

@@ -197,7 +197,7 @@ def test_responses_and_messages_allowed_with_data_tools(llm, mint, seen):
         model="gpt-4o-mini", input=[{"role": "user", "content": "What is our refund policy?"}],
         tools=[{"type": "file_search", "vector_store_ids": ["vs_acme_kb"]},
                {"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp",
-                "require_approval": "never"}],
+                "require_approval": "always"}],
     )
     assert r.output_text == "Your order o-1 has shipped."
     m = claude(llm, token).messages.create(
@@ -359,6 +359,12 @@ def test_data_boundary(llm, mint, seen):
             model="claude-haiku-4-5", max_tokens=8, messages=[{"role": "user", "content": "hi"}],
             extra_body={"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/globex/mcp", "name": "crm"}]})
     denied(exc, "data_boundary", llm)
+    # A server whose tools the provider would run without asking: those calls are never seen.
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        oai(llm, token).responses.create(model="gpt-4o-mini", input="hi", tools=[
+            {"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp",
+             "require_approval": "never"}])
+    assert denied(exc, "data_boundary", llm)["rule"] == "data.mcp_servers.crm.provider_calls"
     # State the provider keeps is invisible to aigate: refused unless the route allows it.
     with pytest.raises(openai.PermissionDeniedError) as exc:
         oai(llm, token).responses.create(model="gpt-4o-mini", input="and then?", previous_response_id="resp_123")
