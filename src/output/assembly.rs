@@ -2,8 +2,9 @@
 //! refused where two readings of the stream could differ:
 //! - Chat: `delta.tool_calls` pieces joined per choice and index (names and arguments are
 //!   concatenated, as the OpenAI SDK does).
-//! - Responses: each call's `output_item.done` item, cross-checked with the argument
-//!   pieces (`added` item, `*.delta`, `*.done` events) a client may read instead, and the
+//! - Responses: each call's `output_item.done` item, cross-checked with what a client may
+//!   read instead (the `added` item's type and name, the argument pieces of the `added`
+//!   item, `*.delta` and `*.done` events), and the
 //!   calls of the final `response`. A call announced and never finished is refused.
 //! - Anthropic: events whose name and `type` agree (the SDK skips `ping` and unnamed
 //!   events, and reads the rest by `type`); content blocks by position, as the SDK keeps
@@ -43,6 +44,9 @@ struct Pieces {
 /// A Responses call item announced by its events.
 #[derive(Default)]
 struct Announced {
+    /// The item's type and name as the `added` item (or a `*.done` event) gives them.
+    kind: Option<String>,
+    name: Option<String>,
     /// Arguments (or custom input) from the `added` item and the `*.delta` events.
     pieces: String,
     /// From the `*.done` event.
@@ -134,6 +138,8 @@ impl Assembly {
                 };
                 let a = self.announced.entry(index).or_default();
                 join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
+                a.kind = item.get("type").and_then(Value::as_str).map(str::to_string);
+                a.name = item.get("name").and_then(Value::as_str).map(str::to_string);
                 Ok(true)
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
@@ -145,7 +151,14 @@ impl Assembly {
                     .get("arguments")
                     .or_else(|| data.get("input"))
                     .and_then(Value::as_str);
-                self.announced.entry(index).or_default().done = text.map(str::to_string);
+                let a = self.announced.entry(index).or_default();
+                a.done = text.map(str::to_string);
+                if let Some(name) = data.get("name").and_then(Value::as_str) {
+                    if a.name.as_deref().is_some_and(|n| n != name) {
+                        return Err(malformed(RULE, "the answer's events disagree about a tool call's name"));
+                    }
+                    a.name = Some(name.to_string());
+                }
                 Ok(true)
             }
             "response.output_item.done" => {
@@ -164,6 +177,13 @@ impl Assembly {
                     return Ok(false);
                 };
                 let a = self.announced.entry(index).or_default();
+                // A client may act on the `added` item's name: it must be the one judged.
+                if a.kind.as_deref().is_some_and(|k| k != kind) || a.name.as_deref().is_some_and(|n| n != call.name) {
+                    return Err(malformed(
+                        RULE,
+                        "the answer's events disagree about which tool a call is",
+                    ));
+                }
                 let pieces = (!a.pieces.is_empty()).then_some(&a.pieces);
                 if [pieces, a.done.as_ref()]
                     .into_iter()

@@ -334,6 +334,33 @@ fn responses_streams_judge_done_items_and_the_final_response() {
     let (_, end) = run(Protocol::OpenaiResponses, &disagree, 7, true);
     assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
 
+    // So must the tool they name: a client acting on the `added` item (or the arguments'
+    // `done` event) would run refund_order where the finished item says get_order.
+    let announced_as = |name: &str| {
+        json!({"type": "response.output_item.added", "output_index": 1,
+               "item": {"type": "function_call", "id": "fc", "call_id": "c1", "name": name, "arguments": ""}})
+    };
+    let named_done = json!({"type": "response.function_call_arguments.done", "output_index": 1,
+                            "name": "refund_order", "arguments": "{\"customer_id\":\"c-1\"}"});
+    let as_custom = json!({"type": "response.output_item.added", "output_index": 1,
+                           "item": {"type": "custom_tool_call", "id": "fc", "call_id": "c1", "name": "get_order", "input": ""}});
+    for first in [
+        vec![(Some("response.output_item.added"), announced_as("refund_order"))],
+        vec![
+            (Some("response.output_item.added"), added.clone()),
+            (Some("response.function_call_arguments.done"), named_done),
+        ],
+        vec![(Some("response.output_item.added"), as_custom)],
+    ] {
+        let mut events = first.clone();
+        events.push((
+            Some("response.output_item.done"),
+            json!({"type": "response.output_item.done", "output_index": 1, "item": item}),
+        ));
+        let (_, end) = run(Protocol::OpenaiResponses, &sse(&events), 7, true);
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{first:?}");
+    }
+
     // Argument events alone are a call: held, and refused when no item finishes it.
     let pieces_only = sse(&[(
         Some("response.function_call_arguments.done"),
