@@ -1,6 +1,8 @@
 //! Shared fixtures for the engine tests: a policy, signing keys, a plain-value host.
 #![allow(dead_code)]
 
+pub mod llm;
+
 use aigate::engine::{self, Decision, Head};
 use aigate::jws::SigningKey;
 use aigate::policy::{self, Policy};

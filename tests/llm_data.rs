@@ -1,0 +1,353 @@
+//! The data boundary of LLM requests: state the provider keeps, retrieval stores, stored
+//! files, remote MCP servers and the approval of their calls.
+
+mod common;
+
+use aigate::decision::Reason;
+use common::llm::*;
+use common::*;
+use serde_json::{json, Value};
+
+#[test]
+fn provider_kept_state_is_refused_unless_the_route_allows_it() {
+    let t = llm_world().token(json!({}));
+    let ask = json!({"model": "gpt-4o-mini", "input": "And the refund?"});
+    for (member, value) in [
+        ("previous_response_id", json!("resp_123")),
+        ("conversation", json!({"id": "conv_9"})),
+        ("prompt", json!({"id": "pmpt_1", "version": "2"})),
+    ] {
+        let mut body = ask.clone();
+        body[member] = value;
+        let d = decide(&llm_world(), RESPONSES, &t, &body);
+        let denial = d.denial.unwrap_or_else(|| panic!("{member} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state")
+        );
+        assert!(denial.message.starts_with(member), "{}", denial.message);
+        // null is no state.
+        body[member] = Value::Null;
+        assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed(), "{member}: null");
+    }
+    // An input item naming a stored item (an earlier call, say) by id: typed, or with
+    // neither type nor role, as the API also takes it.
+    let output = json!({"type": "function_call_output", "call_id": "call_1", "output": "ok"});
+    for reference in [
+        json!({"type": "item_reference", "id": "fc_123"}),
+        json!({"id": "fc_123"}),
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "input": [reference.clone(), output.clone()]});
+        let denial = decide(&llm_world(), RESPONSES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{reference} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state")
+        );
+        assert!(denial.message.contains("item_reference"), "{}", denial.message);
+    }
+    // An Anthropic container carries files and code from earlier requests.
+    for container in [
+        json!("container_011"),
+        json!({"id": "container_011"}),
+        json!({"skills": [{"type": "custom", "skill_id": "skill_1"}]}),
+    ] {
+        let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+        body["container"] = container.clone();
+        let denial = decide(&llm_world(), MESSAGES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{container} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.messages.provider_state")
+        );
+    }
+    // Messages without a type are messages, not references.
+    let body = json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "hi"}]});
+    assert!(decide(&llm_world(), RESPONSES, &t, &body).allowed());
+    // A route that allows it judges the rest of the request as usual.
+    let w = World::with(|p| {
+        llm_policy(p);
+        let r = p["routes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["id"] == "responses")
+            .unwrap();
+        r["provider_state"] = json!("allow");
+    });
+    let mut body = ask.clone();
+    body["previous_response_id"] = json!("resp_123");
+    assert!(decide(&w, RESPONSES, &t, &body).allowed());
+    body["model"] = json!("o3");
+    assert_eq!(reason(&w, RESPONSES, &t, &body), Some(Reason::ModelNotAllowed));
+    // Reading or deleting a stored response or completion has no body to judge: it is
+    // refused on a route that does not allow provider state, whoever's id it names.
+    for (path, method) in [
+        ("/v1/responses/resp_123", "GET"),
+        ("/v1/responses/resp_123/input_items", "GET"),
+        ("/v1/responses/resp_123", "DELETE"),
+        ("/v1/chat/completions/chatcmpl_9", "GET"),
+    ] {
+        let mut h = headers_for(&llm_world(), path, Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        let d = llm_world().decide_raw(&h, None);
+        let denial = d.denial.unwrap_or_else(|| panic!("{method} {path} passed"));
+        assert_eq!(denial.reason, Reason::DataBoundary, "{method} {path}");
+        assert!(denial.rule.ends_with(".provider_state"), "{}", denial.rule);
+    }
+    let mut h = headers_for(&w, "/v1/responses/resp_123", Some(&t));
+    h[0].1 = b"GET".to_vec();
+    assert!(w.decide_raw(&h, None).allowed(), "the route allows it");
+    // Only LLM routes reach a provider.
+    let e = aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["routes"][0]["provider_state"] = json!("allow"); // the MCP route
+            doc
+        }
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(e.iter().any(|x| x.path == "routes[0].provider_state"), "{e:?}");
+}
+
+#[test]
+fn data_boundary_for_vector_stores_and_mcp_servers() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read", "kb_stores": ["vs_shared_1", "vs_shared_2"]}));
+    let store = |ids: Value| {
+        responses_body(
+            "gpt-4o-mini",
+            vec![json!({"type": "file_search", "vector_store_ids": ids})],
+            vec![],
+        )
+    };
+    let mcp = |url: &str| {
+        responses_body(
+            "gpt-4o-mini",
+            vec![json!({"type": "mcp", "server_label": "crm", "server_url": url})],
+            vec![],
+        )
+    };
+    let anthropic_mcp = |url: &str| {
+        let mut b = anthropic_body("claude-haiku-4-5", &[], vec![]);
+        b["mcp_servers"] = json!([{"type": "url", "url": url, "name": "crm"}]);
+        b
+    };
+    for body in [
+        store(json!(["vs_acme_kb"])),
+        store(json!(["vs_shared_2", "vs_acme_kb"])),
+        mcp("https://mcp.example.com/acme/sse"),
+    ] {
+        let d = decide(&w, RESPONSES, &t, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+    }
+    // Calls the provider would run without asking (Anthropic's connector, OpenAI with
+    // require_approval "never" or a filter) are never seen: refused unless the rule says so.
+    let unasked = |approval: Value| {
+        responses_body(
+            "gpt-4o-mini",
+            vec![
+                json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/sse",
+                        "require_approval": approval}),
+            ],
+            vec![],
+        )
+    };
+    let any = World::with(|p| {
+        llm_policy(p);
+        p["data"]["mcp_servers"][0]["provider_calls"] = json!("any");
+    });
+    for (path, body) in [
+        (MESSAGES, anthropic_mcp("https://mcp.example.com/acme/mcp")),
+        (RESPONSES, unasked(json!("never"))),
+        (RESPONSES, unasked(json!({"never": {"tool_names": ["lookup"]}}))),
+    ] {
+        let denial = decide(&w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "data.mcp_servers.crm.provider_calls"),
+            "{body}"
+        );
+        let t = any.token(json!({"scope": "orders.read docs.read"}));
+        assert!(decide(&any, path, &t, &body).allowed(), "{body}");
+    }
+    assert!(decide(&w, RESPONSES, &t, &unasked(json!("always"))).allowed());
+    let rows = [
+        (RESPONSES, store(json!(["vs_globex_kb"]))),
+        (RESPONSES, store(json!(["vs_acme_kb", "vs_other"]))),
+        (RESPONSES, mcp("https://mcp.example.com/globex/sse")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/../globex/sse")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/%2e%2e/globex")),
+        (RESPONSES, mcp("https://mcp.example.com.evil.net/acme/")),
+        (
+            RESPONSES,
+            responses_body(
+                "gpt-4o-mini",
+                vec![json!({"type": "mcp", "server_label": "g", "connector_id": "connector_gmail"})],
+                vec![],
+            ),
+        ),
+        (MESSAGES, anthropic_mcp("https://mcp.example.com/globex/mcp")),
+    ];
+    for (path, body) in rows {
+        assert_eq!(reason(&w, path, &t, &body), Some(Reason::DataBoundary), "{body}");
+        assert_eq!(reason(&any, path, &t, &body), Some(Reason::DataBoundary), "{body}");
+    }
+    // The store is the caller's, the scope that opens it is not granted.
+    let no_docs = w.token(json!({"scope": "orders.read"}));
+    let d = decide(&w, RESPONSES, &no_docs, &store(json!(["vs_acme_kb"])));
+    assert_eq!(d.denial.as_ref().unwrap().reason, Reason::ScopeMissing);
+    assert_eq!(d.denial.unwrap().rule, "data.vector_stores.tenant-kb");
+}
+
+#[test]
+fn approving_a_remote_mcp_call_is_judged_as_the_call() {
+    // The provider asked to run a tool of a remote MCP server; the client approves it.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read email.send"}));
+    let approve = |name: &str, args: &Value, approve: Value| {
+        json!({"model": "gpt-4o-mini",
+               "tools": [{"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp"}],
+               "input": [
+                   {"role": "user", "content": "Where is my order?"},
+                   {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "crm", "name": name,
+                    "arguments": args.to_string()},
+                   {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": approve}]})
+    };
+    let mine = json!({"customer_id": "c-42"});
+    let d = decide(&w, RESPONSES, &t, &approve("get_order", &mine, json!(true)));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        d.calls.iter().map(|c| (c.tool.as_str(), c.allowed)).collect::<Vec<_>>(),
+        [("get_order", true)]
+    );
+    // Approved for another customer, a tool not in the catalogue, an external action
+    // without a human's grant: the agent cannot wave them through.
+    let email = json!({"to": "bob@example.com", "subject": "Refund"});
+    for (name, args, want) in [
+        ("get_order", json!({"customer_id": "c-99"}), Reason::BindingMismatch),
+        ("delete_account", json!({}), Reason::ToolUnknown),
+        ("send_email", email.clone(), Reason::ApprovalRequired),
+    ] {
+        assert_eq!(
+            reason(&w, RESPONSES, &t, &approve(name, &args, json!(true))),
+            Some(want),
+            "{name}"
+        );
+        // Declining is always fine.
+        assert!(
+            decide(&w, RESPONSES, &t, &approve(name, &args, json!(false))).allowed(),
+            "{name}"
+        );
+    }
+    // With a grant for exactly that e-mail, approving it goes through, once.
+    let grant = w.grant_for(&email, "remote-1");
+    assert!(with_grant(&w, RESPONSES, &t, &grant, &approve("send_email", &email, json!(true))).allowed());
+    assert_eq!(
+        with_grant(&w, RESPONSES, &t, &grant, &approve("send_email", &email, json!(true)))
+            .denial
+            .map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+    // Approving a request the provider keeps (not in input): not judgeable, refused.
+    let mut unseen = approve("get_order", &mine, json!(true));
+    unseen["input"].as_array_mut().unwrap().remove(1);
+    let denial = decide(&w, RESPONSES, &t, &unseen).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::DataBoundary, "routes.responses.provider_state")
+    );
+    assert_eq!(
+        reason(&w, RESPONSES, &t, &approve("get_order", &mine, json!("yes"))),
+        Some(Reason::BodyMalformed)
+    );
+}
+
+#[test]
+fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
+    let w = llm_world();
+    // The caller's uploads, as the token lists them.
+    let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
+    let chat = |id: &str| {
+        json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "Summarise this"},
+            {"type": "file", "file": {"file_id": id}}]}]})
+    };
+    let responses = |id: &str| {
+        json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": "What does it say?"},
+            {"type": "input_image", "file_id": "file-acme-2", "detail": "auto"},
+            {"type": "input_file", "file_id": id}]}]})
+    };
+    let interpreter = |ids: Value| {
+        json!({"model": "gpt-4o-mini", "input": "Plot it",
+               "tools": [{"type": "code_interpreter", "container": {"type": "auto", "file_ids": ids}}]})
+    };
+    let anthropic = |id: &str| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 64, "messages": [
+            {"role": "user", "content": [{"type": "document", "source": {"type": "file", "file_id": "file-acme-1"}}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_order",
+                                               "input": {"customer_id": "c-42", "file_id": "not-a-file"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [
+                {"type": "image", "source": {"type": "file", "file_id": id}}]}]}]})
+    };
+    let hosted = World::with(|p| {
+        llm_policy(p);
+        p["tools"]["code_interpreter"] =
+            json!({"intent": "orders.read", "impact": "read", "owner": "data@example.com"});
+    });
+    // Each protocol: the caller's own upload passes, someone else's is refused wherever it
+    // is named. (In the Anthropic case a tool call's own `file_id` argument is no file.)
+    for (w, path, own, other) in [
+        (&w, CHAT, chat("file-acme-1"), chat("file-globex-9")),
+        (&w, RESPONSES, responses("file-acme-1"), responses("file-globex-9")),
+        (
+            &hosted,
+            RESPONSES,
+            interpreter(json!(["file-acme-1", "file-acme-2"])),
+            interpreter(json!(["file-acme-1", "file-globex-9"])),
+        ),
+        (&w, MESSAGES, anthropic("file-acme-2"), anthropic("file-globex-9")),
+    ] {
+        let t = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1", "file-acme-2"]}));
+        let d = decide(w, path, &t, &own);
+        assert!(d.allowed(), "{own}: {:?}", d.denial);
+        let denial = decide(w, path, &t, &other)
+            .denial
+            .unwrap_or_else(|| panic!("{other} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "data.files"),
+            "{other}"
+        );
+        assert!(denial.message.contains("file-globex-9"), "{}", denial.message);
+    }
+    // The file is the caller's, the scope that opens it is not granted.
+    let no_docs = w.token(json!({"scope": "orders.read", "files": ["file-acme-1"]}));
+    let d = decide(&w, CHAT, &no_docs, &chat("file-acme-1"));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ScopeMissing, "data.files.uploads")
+    );
+    // Without a data.files rule, no stored file is inside anyone's boundary.
+    assert_eq!(
+        reason(&World::with(llm_policy_without_files), CHAT, &t, &chat("file-acme-1")),
+        Some(Reason::DataBoundary)
+    );
+    // A file id that is not text is no request aigate can judge.
+    let mut bad = chat("x");
+    bad["messages"][0]["content"][1]["file"]["file_id"] = json!(7);
+    assert_eq!(reason(&w, CHAT, &t, &bad), Some(Reason::BodyMalformed));
+}
+
+fn llm_policy_without_files(p: &mut Value) {
+    llm_policy(p);
+    p["data"].as_object_mut().unwrap().remove("files");
+}
