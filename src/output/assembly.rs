@@ -61,6 +61,8 @@ pub(super) struct Assembly {
     chat: BTreeMap<(u64, u64), Pieces>,
     /// Anthropic: content blocks in order (`None` for a block that is not a tool call).
     blocks: Vec<Option<Pieces>>,
+    /// Anthropic: the `message_start` event has been read.
+    started: bool,
     /// Responses: calls by output index, and the calls delivered whole.
     announced: BTreeMap<u64, Announced>,
     whole: Vec<LlmCall>,
@@ -69,6 +71,13 @@ pub(super) struct Assembly {
 impl Assembly {
     /// Reads one event; `true` when it belongs to a tool call.
     pub(super) fn event(&mut self, protocol: Protocol, event: &[u8], limits: &Limits) -> Result<bool, Denial> {
+        // Where calls are assembled, every reader must see the same events.
+        if events::bom_opens_a_line(event) {
+            return Err(malformed(
+                RULE,
+                "a byte-order mark opens a line of the answer: clients read it differently",
+            ));
+        }
         let (name, data) =
             events::fields(event).ok_or_else(|| malformed(RULE, "an event of the answer is not UTF-8"))?;
         if data.is_empty() || data == "[DONE]" {
@@ -237,6 +246,12 @@ impl Assembly {
         let index = data.get("index").and_then(Value::as_u64);
         match kind {
             "message_start" => {
+                // The SDK keeps the first message_start only; a second one must not add
+                // blocks (it would shift aigate's numbering away from the SDK's).
+                if self.started {
+                    return Err(malformed(RULE, "the answer starts its message twice"));
+                }
+                self.started = true;
                 let content = data
                     .get("message")
                     .and_then(|m| m.get("content"))

@@ -94,6 +94,17 @@ fn event_end(buf: &[u8], scan: Scan) -> Result<usize, Scan> {
     Err(Scan { line_start, at: i })
 }
 
+/// Does a byte-order mark open a line of this event? Decoders disagree on it: the
+/// JavaScript SDKs drop it, the Python SDKs keep it as part of the field name (and so
+/// ignore the line), so two clients may read different events.
+pub fn bom_opens_a_line(event: &[u8]) -> bool {
+    const BOM: &[u8] = "\u{feff}".as_bytes();
+    event.starts_with(BOM)
+        || event
+            .windows(BOM.len() + 1)
+            .any(|w| matches!(w.first(), Some(b'\n' | b'\r')) && w.get(1..) == Some(BOM))
+}
+
 /// The `event` name and the joined `data` lines of one event. A byte-order mark opening a
 /// line is dropped, as some clients' decoders drop it (the JavaScript SDKs decode line by
 /// line): a field it hid from one reader must not be hidden from aigate.

@@ -648,11 +648,42 @@ fn anthropic_events_are_read_by_name_and_type_together() {
 }
 
 #[test]
-fn a_byte_order_mark_does_not_hide_a_call() {
-    let body = "\u{feff}data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"get_order\",\"arguments\":\"{}\"}}]}}]}\n\n";
-    let (passed, end) = run(Protocol::OpenaiChat, body.as_bytes(), 16, true);
-    assert!(passed.is_empty());
-    assert_eq!(names(&end.calls.unwrap()), [("get_order", &json!({}))]);
+fn a_byte_order_mark_opening_a_line_refuses_the_answer() {
+    // The JavaScript SDKs drop it, the Python SDKs keep it in the field name and ignore the
+    // line: an event one client reads and another skips cannot be judged for both.
+    let call = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"get_order\",\"arguments\":\"{}\"}}]}}]}\n\n";
+    for body in [
+        format!("\u{feff}{call}"),
+        format!("data: {{}}\n\n\u{feff}{call}"),
+        format!("event: x\r\u{feff}{call}"),
+    ] {
+        let (passed, end) = run(Protocol::OpenaiChat, body.as_bytes(), 16, true);
+        assert!(!passed.ends_with(call.as_bytes()), "{body:?}");
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{body:?}");
+    }
+    let anthropic = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let (_, end) = run(
+        Protocol::AnthropicMessages,
+        format!("\u{feff}{anthropic}").as_bytes(),
+        16,
+        true,
+    );
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
+}
+
+#[test]
+fn a_second_message_start_refuses_the_answer() {
+    // The SDK keeps the first; blocks of a second would shift aigate's numbering.
+    let start = |content: Value| {
+        (
+            Some("message_start"),
+            json!({"type": "message_start", "message": {"id": "m", "content": content}}),
+        )
+    };
+    let tool = json!({"type": "tool_use", "id": "t", "name": "get_order", "input": {}});
+    let body = sse(&[start(json!([])), start(json!([tool]))]);
+    let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
+    assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed);
 }
 
 #[test]
