@@ -371,7 +371,8 @@ fn judge_action(
         ));
     };
     if route.extra_input == ExtraInput::Deny {
-        if let Some(what) = extra_input(&route.prefix, headers.text(":path").unwrap_or("")) {
+        let has_body = !body.iter().all(u8::is_ascii_whitespace);
+        if let Some(what) = extra_input(&route.prefix, headers, has_body) {
             d.calls.push(Call::new(policy, tool));
             return Err(Denial::new(
                 Reason::ArgumentViolation,
@@ -412,13 +413,32 @@ fn judge_action(
 
 /// What of an action's request is input outside its body: a query string, or a path below
 /// the route's prefix (a trailing `/` alone is none).
-fn extra_input(prefix: &str, path: &str) -> Option<&'static str> {
+fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
+    let path = headers.text(":path").unwrap_or("");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if !query.is_empty() {
         return Some("the query string");
     }
     let below = path.get(prefix.trim_end_matches('/').len()..).unwrap_or("");
-    (!below.trim_start_matches('/').is_empty()).then_some("the path below the route's prefix")
+    if !below.trim_start_matches('/').is_empty() {
+        return Some("the path below the route's prefix");
+    }
+    // A body the endpoint would parse as a form (or anything but JSON) holds other
+    // arguments than the JSON aigate judged: `{"x":"&amount=100000&"}` is both.
+    match headers.one("content-type") {
+        Ok(None) => None,
+        Ok(Some(v)) if !has_body || is_json_type(v) => None,
+        _ => Some("a body that is not declared JSON"),
+    }
+}
+
+/// `application/json` or a `+json` type, parameters allowed.
+fn is_json_type(value: &[u8]) -> bool {
+    let Ok(v) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Judges one tool call (scope, bindings, constraints) and records it for metrics and

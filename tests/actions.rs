@@ -138,6 +138,41 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             ["refund_order"]
         );
     }
+    // A body the endpoint would read as a form: the JSON says 5, the form says 100000.
+    let typed = |content_type: Option<&str>, body: &[u8]| {
+        let mut h = request(&w, "/api/refunds", "POST", &[]);
+        h.retain(|(k, _)| k != "content-type");
+        if let Some(t) = content_type {
+            h.push(("content-type".into(), t.as_bytes().to_vec()));
+        }
+        w.decide_raw(&h, Some(body))
+    };
+    let sneaky = br#"{"customer_id":"c-42","amount":5,"x":"&amount=100000&customer_id=c-99&"}"#;
+    for t in [
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        "text/plain",
+    ] {
+        let denial = typed(Some(t), sneaky).denial.unwrap_or_else(|| panic!("{t} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ArgumentViolation, "routes.refunds.extra_input"),
+            "{t}"
+        );
+        assert!(
+            denial.message.starts_with("a body that is not declared JSON"),
+            "{}",
+            denial.message
+        );
+    }
+    for t in [
+        Some("application/json; charset=utf-8"),
+        Some("Application/JSON"),
+        Some("application/merge-patch+json"),
+        None,
+    ] {
+        assert!(typed(t, sneaky).allowed(), "{t:?}");
+    }
     // A route that allows it passes that input unjudged; the body is still judged.
     let w = World::with(|p| {
         let mut routes = world_routes();
