@@ -47,6 +47,30 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
         );
         assert!(denial.message.contains("item_reference"), "{}", denial.message);
     }
+    // So does a hosted tool's container named by id, in Responses.
+    let hosted = World::with(|p| {
+        llm_policy(p);
+        p["tools"]["code_interpreter"] = json!({"intent": "orders.read", "impact": "read"});
+        p["tools"]["shell"] = json!({"intent": "orders.read", "impact": "read"});
+    });
+    for tool in [
+        json!({"type": "code_interpreter", "container": "cntr_abc"}),
+        json!({"type": "code_interpreter", "container": {"type": "container_reference", "container_id": "cntr_abc"}}),
+        json!({"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_abc"}}),
+    ] {
+        let body = json!({"model": "gpt-4o-mini", "input": "Plot it", "tools": [tool.clone()]});
+        let denial = decide(&hosted, RESPONSES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{tool} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state"),
+            "{tool}"
+        );
+    }
+    let fresh = json!({"model": "gpt-4o-mini", "input": "Plot it",
+                       "tools": [{"type": "code_interpreter", "container": {"type": "auto"}}]});
+    assert!(decide(&hosted, RESPONSES, &t, &fresh).allowed());
     // An Anthropic container carries files and code from earlier requests.
     for container in [
         json!("container_011"),
@@ -82,6 +106,18 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
     assert!(decide(&w, RESPONSES, &t, &body).allowed());
     body["model"] = json!("o3");
     assert_eq!(reason(&w, RESPONSES, &t, &body), Some(Reason::ModelNotAllowed));
+    // A stored prompt's variables come from the client: the files they name are judged.
+    let docs = w.token(json!({"scope": "orders.read docs.read", "files": ["file-acme-1"]}));
+    let prompt = |file: &str| {
+        json!({"model": "gpt-4o-mini", "input": "hi", "prompt": {"id": "pmpt_1",
+               "variables": {"doc": {"type": "input_file", "file_id": file}}}})
+    };
+    assert!(decide(&w, RESPONSES, &docs, &prompt("file-acme-1")).allowed());
+    let denial = decide(&w, RESPONSES, &docs, &prompt("file-globex-9")).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::DataBoundary, "data.files")
+    );
     // Reading or deleting a stored response or completion has no body to judge: it is
     // refused on a route that does not allow provider state, whoever's id it names.
     for (path, method) in [
@@ -195,6 +231,16 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
         ),
         (MESSAGES, anthropic_mcp("https://mcp.example.com/globex/mcp")),
     ];
+    // A URL and a connector in one tool: which the provider calls is not aigate's to guess.
+    let both = responses_body(
+        "gpt-4o-mini",
+        vec![
+            json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/sse",
+                    "connector_id": "connector_gmail"}),
+        ],
+        vec![],
+    );
+    assert_eq!(reason(&w, RESPONSES, &t, &both), Some(Reason::BodyMalformed));
     for (path, body) in rows {
         assert_eq!(reason(&w, path, &t, &body), Some(Reason::DataBoundary), "{body}");
         assert_eq!(reason(&any, path, &t, &body), Some(Reason::DataBoundary), "{body}");
@@ -267,6 +313,12 @@ fn approving_a_remote_mcp_call_is_judged_as_the_call() {
         reason(&w, RESPONSES, &t, &approve("get_order", &mine, json!("yes"))),
         Some(Reason::BodyMalformed)
     );
+    // Two requests with one id: which the approval approves is the provider's guess.
+    let mut twice = approve("get_order", &mine, json!(true));
+    let other = json!({"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "crm",
+                       "name": "delete_account", "arguments": "{}"});
+    twice["input"].as_array_mut().unwrap().insert(2, other);
+    assert_eq!(reason(&w, RESPONSES, &t, &twice), Some(Reason::BodyMalformed));
 }
 
 #[test]

@@ -18,6 +18,9 @@ const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prom
 /// An `input` item naming a stored item by id (provider state too).
 const ITEM_REFERENCE: &str = "an item_reference in input";
 
+/// A container (code interpreter, shell) named by id: files and state of earlier requests.
+const STORED_CONTAINER: &str = "a tool's container given by id";
+
 /// An approval of a remote MCP call whose request the provider keeps (provider state).
 const UNSEEN_APPROVAL: &str = "an mcp_approval_response approving a request not in input";
 
@@ -43,6 +46,10 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 if let Some(state) = PROVIDER_STATE.iter().find(|s| **s == k).filter(|_| !value.is_null()) {
                     r.provider_state.push(state);
                 }
+                // A stored prompt's variables come from the client and may name files.
+                if k == "prompt" {
+                    llm::collect_files(&value, &mut r.files, RULE)?;
+                }
             }
         }
     }
@@ -58,6 +65,9 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
         let mut t = obj(t, RULE, "a tool")?;
         let kind = llm::opt_string(&mut t, "type", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a type"))?;
+        if names_stored_container(&t) && !r.provider_state.contains(&STORED_CONTAINER) {
+            r.provider_state.push(STORED_CONTAINER);
+        }
         let name = match kind.as_str() {
             "function" | "custom" => name(&mut t)?,
             "file_search" => {
@@ -75,7 +85,14 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                     llm::opt_string(&mut t, "server_url", RULE)?,
                     llm::opt_string(&mut t, "connector_id", RULE)?,
                 ) {
-                    (Some(url), _) => McpServer::Url {
+                    // Which one the provider would call is not aigate's to guess.
+                    (Some(_), Some(_)) => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp tool names a server_url or a connector_id, not both",
+                        ))
+                    }
+                    (Some(url), None) => McpServer::Url {
                         url,
                         asks: asks_before_calls(t.get("require_approval")),
                     },
@@ -95,6 +112,20 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
         });
     }
     Ok(())
+}
+
+/// Does a hosted tool run in a container named by id (`container: "cntr_…"`, or an
+/// `environment` of type `container_reference`) rather than a fresh one?
+fn names_stored_container(t: &Map<String, Value>) -> bool {
+    let reference = |v: Option<&Value>| {
+        v.and_then(Value::as_object).is_some_and(|m| {
+            m.get("type").and_then(Value::as_str) == Some("container_reference") || m.contains_key("container_id")
+        })
+    };
+    // (A computer-use tool's `environment` is a string naming a kind of machine.)
+    matches!(t.get("container"), Some(Value::String(_)))
+        || reference(t.get("container"))
+        || reference(t.get("environment"))
 }
 
 /// Does an `mcp` tool make the provider ask before every call? Only when `require_approval`
@@ -273,7 +304,12 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         }
         match kind.as_deref() {
             Some("mcp_approval_request") => {
-                asked.push(asked_call(&mut item, limits)?);
+                let (id, call) = asked_call(&mut item, limits)?;
+                // Which of two requests with one id an approval approves is the provider's guess.
+                if asked.iter().any(|(seen, _)| *seen == id) {
+                    return Err(malformed(RULE, "two mcp_approval_request items share an id"));
+                }
+                asked.push((id, call));
                 continue;
             }
             Some("mcp_approval_response") => {
