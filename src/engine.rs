@@ -370,8 +370,8 @@ fn judge_action(
             "action route without a tool",
         ));
     };
+    let has_body = !body.iter().all(u8::is_ascii_whitespace);
     if route.extra_input == ExtraInput::Deny {
-        let has_body = !body.iter().all(u8::is_ascii_whitespace);
         if let Some(what) = extra_input(&route.prefix, headers, has_body) {
             d.calls.push(Call::new(policy, tool));
             return Err(Denial::new(
@@ -381,7 +381,7 @@ fn judge_action(
             ));
         }
     }
-    let args = if body.iter().all(u8::is_ascii_whitespace) {
+    let args = if !has_body {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
         crate::json::parse(body, policy.limits.max_json_depth)
