@@ -332,21 +332,42 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "models.allow lets every caller use any model (\"*\")".into(),
         );
     }
-    for r in p
-        .routes
-        .iter()
-        .filter(|r| r.provider_state == crate::config::ProviderState::Allow)
-    {
-        add(
+    // Route settings that let something through unjudged: one warning per route using one.
+    type Applies = fn(&crate::policy::Route) -> bool;
+    let unjudged: [(&str, Question, Applies, &str); 4] = [
+        (
             "provider-state",
-            Warning,
             See,
-            format!(
-                "route {:?} lets requests reach state the provider keeps (previous_response_id, \
-                 conversation, stored prompts and objects), which aigate cannot judge",
-                r.id
-            ),
-        );
+            |r| r.provider_state == crate::config::ProviderState::Allow,
+            "lets requests reach state the provider keeps (previous_response_id, conversation, \
+             stored prompts and objects), which aigate cannot judge",
+        ),
+        (
+            "action-extra-input",
+            Do,
+            |r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow,
+            "passes a query string, a path below its prefix and non-JSON bodies unjudged: an upstream \
+             that reads parameters from them acts on values aigate never saw",
+        ),
+        (
+            "model-calls",
+            Do,
+            |r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass,
+            "passes the model's answers unread: a tool call the model was talked into reaches the \
+             client unjudged",
+        ),
+        (
+            "mcp-lists",
+            See,
+            |r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
+            "shows the agent every tool, prompt and resource the server lists, including those it \
+             may not use",
+        ),
+    ];
+    for (lint, question, applies, finding) in unjudged {
+        for r in p.routes.iter().filter(|r| applies(r)) {
+            add(lint, Warning, question, format!("route {:?} {finding}", r.id));
+        }
     }
     for r in p
         .mcp_servers
@@ -360,54 +381,6 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             format!(
                 "remote MCP servers of data.mcp_servers {:?} may have their tools run by the model provider \
                  without asking: those calls are never judged",
-                r.id
-            ),
-        );
-    }
-    for r in p
-        .routes
-        .iter()
-        .filter(|r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow)
-    {
-        add(
-            "action-extra-input",
-            Warning,
-            Do,
-            format!(
-                "action route {:?} passes a query string and path below its prefix unjudged: an upstream \
-                 that reads parameters from them acts on values aigate never saw",
-                r.id
-            ),
-        );
-    }
-    for r in p
-        .routes
-        .iter()
-        .filter(|r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass)
-    {
-        add(
-            "model-calls",
-            Warning,
-            Do,
-            format!(
-                "route {:?} passes the model's answers unread: a tool call the model was talked \
-                 into reaches the client unjudged",
-                r.id
-            ),
-        );
-    }
-    for r in p
-        .routes
-        .iter()
-        .filter(|r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass)
-    {
-        add(
-            "mcp-lists",
-            Warning,
-            See,
-            format!(
-                "route {:?} shows the agent every tool, prompt and resource the server lists, \
-                 including those it may not use",
                 r.id
             ),
         );
