@@ -369,7 +369,7 @@ def sanity(envoys: dict[str, Envoy], idp: Idp, token: str) -> list[str]:
         status, headers, resp = post(e.front, body, token)
         if status != 200:
             raise RuntimeError(f"{name}: the benchmark request got {status}: {resp[:300]!r}")
-        if name.startswith("probe:") and "stamp" in name and "x-probe-id" not in {k.lower() for k in headers}:
+        if name.startswith("probe:") and "reply" in name and "x-probe-id" not in {k.lower() for k in headers}:
             raise RuntimeError(f"{name}: 200 without x-probe-id: is the probe in the chain?")
         if name.startswith("aigate") and "x-aigate-decision-id" not in {k.lower() for k in headers}:
             raise RuntimeError(f"{name}: 200 without x-aigate-decision-id: is aigate in the chain?")

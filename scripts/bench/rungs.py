@@ -23,7 +23,7 @@ RUNG_NOTES = {
     "upstream": "the fixed upstream alone (wrk straight to the upstream listener)",
 }
 # --profile: the no-op filter doing aigate's host interactions, one more step per rung.
-PROBE_STEPS = ["headers", "hold", "body", "time", "metrics", "log", "property", "stamp"]
+PROBE_STEPS = ["headers", "hold", "body", "time", "metrics", "log", "property", "stamp", "reply"]
 PROBE_NOTES = {
     "headers": "read the request headers (1 host call)",
     "hold": "pause at headers until the body is buffered, then continue",
@@ -32,7 +32,8 @@ PROBE_NOTES = {
     "metrics": "3 counter increments + 1 histogram record",
     "log": "a 600-byte info line to Envoy's log (the audit line)",
     "property": "a 600-byte filter-state property (the decision record)",
-    "stamp": "set a request and a response header (the decision id)",
+    "stamp": "set a request header (the decision id, for the upstream)",
+    "reply": "set a response header (the decision id, for the client)",
 }
 
 

@@ -16,7 +16,8 @@
 //! - `metrics`    increment three counters and record a histogram value
 //! - `log`        hand a 600-byte info line to the host log (aigate's audit line)
 //! - `property`   set a 600-byte filter-state property (aigate's decision record)
-//! - `stamp`      set a request header and a response header (the decision id)
+//! - `stamp`      set a request header (the decision id, for the upstream)
+//! - `reply`      set a response header (the decision id, for the client)
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -38,6 +39,7 @@ struct Steps {
     log: bool,
     property: bool,
     stamp: bool,
+    reply: bool,
 }
 
 #[derive(Default)]
@@ -70,6 +72,7 @@ impl RootContext for Root {
                 "log" => s.log = true,
                 "property" => s.property = true,
                 "stamp" => s.stamp = true,
+                "reply" => s.reply = true,
                 _ => return false,
             }
         }
@@ -161,7 +164,7 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.probe.steps.stamp {
+        if self.probe.steps.reply {
             self.set_http_response_header("x-probe-id", Some("0123456789abcdef0123456789abcdef"));
         }
         Action::Continue
