@@ -4,8 +4,7 @@
 use crate::config::{Impact, Mode, Protocol};
 use crate::engine::{Call, Decision, Stage};
 use crate::policy::Policy;
-use serde::Serialize;
-use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 pub fn protocol_label(p: Option<Protocol>) -> &'static str {
@@ -43,114 +42,175 @@ pub fn verdict(policy: &Policy, d: &Decision) -> &'static str {
     }
 }
 
-/// One audit line. Fields are written in this order, absent ones as `null`, so every line
-/// has the same shape; `refused_offers` and `calls` appear only when there is something to list.
-#[derive(Serialize)]
-struct Record<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    time: String,
-    decision_id: &'a str,
-    /// `request`, or `answer` for the judgement of a model's answer to it (same decision id).
-    stage: &'static str,
-    decision: &'static str,
-    reason: Option<&'static str>,
-    rule: Cow<'a, str>,
-    mode: &'static str,
-    protocol: &'static str,
-    route: Option<&'a str>,
-    http_method: &'a str,
-    method: Option<&'a str>,
-    model: Option<&'a str>,
-    tool: Option<&'a str>,
-    intent: Option<&'a str>,
-    impact: Option<&'static str>,
-    prompt: Option<&'a str>,
-    subject: Option<&'a str>,
-    workload: Option<&'a str>,
-    tenant: Option<&'a str>,
-    session: Option<&'a str>,
-    owner: &'a str,
-    approver: Option<&'a str>,
-    args_digest: Option<&'a str>,
-    policy_hash: &'a str,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    refused_offers: &'a [String],
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    calls: Vec<CallRecord<'a>>,
-    /// An MCP list answer: how many items the caller was not shown.
-    #[serde(skip_serializing_if = "is_zero")]
-    hidden: usize,
+/// A decision id: the worker's random prefix and its request counter, 32 lowercase hex
+/// digits (the same text as `format!("{prefix:016x}{n:016x}")`, without the formatter).
+pub fn decision_id(prefix: u64, n: u64) -> String {
+    let mut id = String::with_capacity(32);
+    for word in [prefix, n] {
+        for shift in (0..16).rev() {
+            let digit = ((word >> (shift * 4)) & 0xf) as u32;
+            id.push(char::from_digit(digit, 16).unwrap_or('0'));
+        }
+    }
+    id
 }
 
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-/// A batch or a conversation judges several calls: each is listed.
-#[derive(Serialize)]
-struct CallRecord<'a> {
-    tool: &'a str,
-    intent: Option<&'a str>,
-    allowed: bool,
-}
-
-/// The audit record for a decision, as one line of JSON. Written straight from the
-/// decision (no intermediate JSON tree): it runs on every request.
+/// The audit record for a decision, as one line of JSON. Fields are written in this order,
+/// absent ones as `null`, so every line has the same shape; `refused_offers` and `calls`
+/// appear only when there is something to list, `hidden` only when an MCP list answer
+/// hid items from the caller.
+///
+/// Written by hand into one buffer, without a serialiser: the line is built on every
+/// request, and inside the VM a generic serialiser costs more than the decision it records.
 pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) -> String {
     let route = d.route.and_then(|i| policy.routes.get(i));
     let call = deciding_call(d);
     let p = d.principal.as_ref();
-    let calls = if d.calls.len() > 1 {
-        d.calls
-            .iter()
-            .map(|c| CallRecord {
-                tool: &c.tool,
-                intent: c.intent.as_deref(),
-                allowed: c.allowed,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let rec = Record {
-        kind: "aigate.decision",
-        time: humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos)).to_string(),
-        decision_id,
-        stage: stage_label(d.stage),
-        decision: verdict(policy, d),
-        reason: d.denial.as_ref().map(|x| x.reason.as_str()),
-        rule: d
-            .denial
-            .as_ref()
-            .map_or_else(|| Cow::Owned(allow_rule(d, policy)), |x| Cow::Borrowed(x.rule.as_str())),
-        mode: match policy.mode {
+    let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(now_nanos));
+    let mut w = Line::with_capacity(640 + 64 * d.calls.len() + 32 * d.refused_offers.len());
+    w.text("type", Some("aigate.decision"));
+    w.open_field("time");
+    w.out.push('"');
+    // RFC 3339 in UTC: digits, dashes, colons and a dot, nothing to escape.
+    let _ = write!(w.out, "{time}");
+    w.out.push('"');
+    w.text("decision_id", Some(decision_id));
+    // `request`, or `answer` for the judgement of a model's answer to it (same decision id).
+    w.text("stage", Some(stage_label(d.stage)));
+    w.text("decision", Some(verdict(policy, d)));
+    w.text("reason", d.denial.as_ref().map(|x| x.reason.as_str()));
+    match &d.denial {
+        Some(x) => w.text("rule", Some(&x.rule)),
+        None => allow_rule(&mut w, d, policy),
+    }
+    w.text(
+        "mode",
+        Some(match policy.mode {
             Mode::Enforce => "enforce",
             Mode::Monitor => "monitor",
-        },
-        protocol: protocol_label(d.protocol),
-        route: route.map(|r| r.id.as_str()),
-        http_method: &d.http_method,
-        method: d.rpc_method.as_deref(),
-        model: d.model.as_deref(),
-        tool: call.map(|c| c.tool.as_str()),
-        intent: call.and_then(|c| c.intent.as_deref()),
-        impact: call.and_then(|c| c.impact).map(impact_label),
-        prompt: d.prompt.as_deref(),
-        subject: p.map(|p| p.subject.as_str()),
-        workload: p.and_then(|p| p.workload.as_deref()),
-        tenant: p.and_then(|p| p.tenant.as_deref()),
-        session: p.and_then(|p| p.session.as_deref()),
-        owner: accountable_owner(policy, d),
-        approver: call.and_then(|c| c.approver.as_deref()),
-        args_digest: call.and_then(|c| c.args_digest.as_deref()),
-        policy_hash: &policy.hash,
-        refused_offers: &d.refused_offers,
-        calls,
-        hidden: d.hidden,
-    };
-    // Only strings, booleans and arrays of them: serialising cannot fail.
-    serde_json::to_string(&rec).unwrap_or_default()
+        }),
+    );
+    w.text("protocol", Some(protocol_label(d.protocol)));
+    w.text("route", route.map(|r| r.id.as_str()));
+    w.text("http_method", Some(&d.http_method));
+    w.text("method", d.rpc_method.as_deref());
+    w.text("model", d.model.as_deref());
+    w.text("tool", call.map(|c| c.tool.as_str()));
+    w.text("intent", call.and_then(|c| c.intent.as_deref()));
+    w.text("impact", call.and_then(|c| c.impact).map(impact_label));
+    w.text("prompt", d.prompt.as_deref());
+    w.text("subject", p.map(|p| p.subject.as_str()));
+    w.text("workload", p.and_then(|p| p.workload.as_deref()));
+    w.text("tenant", p.and_then(|p| p.tenant.as_deref()));
+    w.text("session", p.and_then(|p| p.session.as_deref()));
+    w.text("owner", Some(accountable_owner(policy, d)));
+    w.text("approver", call.and_then(|c| c.approver.as_deref()));
+    w.text("args_digest", call.and_then(|c| c.args_digest.as_deref()));
+    w.text("policy_hash", Some(&policy.hash));
+    if !d.refused_offers.is_empty() {
+        w.open_field("refused_offers");
+        w.out.push('[');
+        for (i, tool) in d.refused_offers.iter().enumerate() {
+            if i > 0 {
+                w.out.push(',');
+            }
+            push_json_string(&mut w.out, tool);
+        }
+        w.out.push(']');
+    }
+    // A batch or a conversation judges several calls: each is listed.
+    if d.calls.len() > 1 {
+        w.open_field("calls");
+        w.out.push('[');
+        for (i, c) in d.calls.iter().enumerate() {
+            w.out.push_str(if i > 0 { ",{\"tool\":" } else { "{\"tool\":" });
+            push_json_string(&mut w.out, &c.tool);
+            w.out.push_str(",\"intent\":");
+            match c.intent.as_deref() {
+                Some(intent) => push_json_string(&mut w.out, intent),
+                None => w.out.push_str("null"),
+            }
+            w.out.push_str(if c.allowed {
+                ",\"allowed\":true}"
+            } else {
+                ",\"allowed\":false}"
+            });
+        }
+        w.out.push(']');
+    }
+    // An MCP list answer: how many items the caller was not shown.
+    if d.hidden > 0 {
+        w.open_field("hidden");
+        let _ = write!(w.out, "{}", d.hidden);
+    }
+    w.out.push('}');
+    w.out
+}
+
+/// A JSON object being written field by field; keys are this module's own names, which
+/// need no escaping.
+struct Line {
+    out: String,
+}
+
+impl Line {
+    fn with_capacity(n: usize) -> Line {
+        let mut out = String::with_capacity(n);
+        out.push('{');
+        Line { out }
+    }
+
+    fn open_field(&mut self, key: &str) {
+        if self.out.len() > 1 {
+            self.out.push(',');
+        }
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    fn text(&mut self, key: &str, value: Option<&str>) {
+        self.open_field(key);
+        match value {
+            Some(v) => push_json_string(&mut self.out, v),
+            None => self.out.push_str("null"),
+        }
+    }
+}
+
+/// Appends `s` as a JSON string, escaped exactly as serde_json escapes (quote, backslash
+/// and control characters; everything else as is), so a line reads back to the same text.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    push_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of a JSON string: `s` escaped, without the quotes. Runs of plain text are
+/// copied whole; most audit values are all plain.
+fn push_escaped(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut plain = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !matches!(b, 0x00..=0x1f | b'"' | b'\\') {
+            continue;
+        }
+        out.push_str(&s[plain..i]);
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            _ => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
+        plain = i + 1;
+    }
+    out.push_str(&s[plain..]);
 }
 
 /// The deciding call: the denied one, else the last judged (batches list them all).
@@ -166,15 +226,141 @@ pub fn accountable_owner<'a>(policy: &'a Policy, d: &'a Decision) -> &'a str {
     policy.owner_for(tool, d.data.as_ref().and_then(|u| u.owner.as_deref()), route)
 }
 
-fn allow_rule(d: &Decision, policy: &Policy) -> String {
-    if let Some(c) = d.calls.last() {
-        return format!("tools.{}", c.tool);
+/// The rule an allowed request went by: the last tool called, else the data rule, else
+/// the route (`unmatched` when none matched and unmatched requests are allowed).
+fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
+    let (prefix, name) = if let Some(c) = d.calls.last() {
+        ("tools.", c.tool.as_str())
+    } else if let Some(u) = &d.data {
+        ("", u.rule.as_str())
+    } else if let Some(r) = d.route.and_then(|i| policy.routes.get(i)) {
+        ("routes.", r.id.as_str())
+    } else {
+        ("", "unmatched")
+    };
+    w.open_field("rule");
+    w.out.push('"');
+    w.out.push_str(prefix); // needs no escaping
+    push_escaped(&mut w.out, name);
+    w.out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_ids_are_the_prefix_and_counter_in_hex() {
+        for (p, n) in [(0, 0), (u64::MAX, 1), (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210)] {
+            assert_eq!(decision_id(p, n), format!("{p:016x}{n:016x}"));
+        }
     }
-    if let Some(u) = &d.data {
-        return u.rule.clone();
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut every_ascii = String::new();
+        for c in 0u8..0x80 {
+            every_ascii.push(c as char);
+        }
+        for s in [
+            "",
+            "plain",
+            every_ascii.as_str(),
+            "quote \" backslash \\ slash / end",
+            "\u{7f}\u{80}é漢字🙂\u{2028}\u{2029}\u{feff}",
+            "\u{0}\u{1f}\n\r\t\u{8}\u{c}",
+        ] {
+            let mut ours = String::new();
+            push_json_string(&mut ours, s);
+            assert_eq!(ours, serde_json::to_string(s).unwrap(), "{s:?}");
+        }
     }
-    match d.route.and_then(|i| policy.routes.get(i)) {
-        Some(r) => format!("routes.{}", r.id),
-        None => "unmatched".into(),
+
+    #[test]
+    fn a_line_reads_back_with_every_field_in_order() {
+        let doc = serde_json::json!({
+            "default_owner": "o",
+            "routes": [{"id": "r1", "prefix": "/mcp", "protocol": "mcp"}],
+            "identity": {"source": "jwt", "jwt": {"issuers": [{"issuer": "https://idp", "audiences": ["aigate"],
+                "jwks": {"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
+                                   "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}]}}]}}
+        });
+        let policy = crate::policy::compile(doc.to_string().as_bytes()).unwrap();
+        let mut d = Decision {
+            route: Some(0),
+            protocol: Some(Protocol::Mcp),
+            http_method: "POST".into(),
+            rpc_method: Some("tools/call".into()),
+            refused_offers: vec!["a\nb".into()],
+            hidden: 2,
+            ..Decision::default()
+        };
+        for (tool, allowed) in [("first", true), ("second\u{1}", false)] {
+            d.calls.push(Call {
+                tool: tool.into(),
+                intent: None,
+                impact: Some(Impact::Read),
+                owner: None,
+                args_digest: None,
+                approver: None,
+                allowed,
+            });
+        }
+        let line = record(&policy, &d, "id\"x", 1_700_000_000_123_000_000);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "type",
+            "time",
+            "decision_id",
+            "stage",
+            "decision",
+            "reason",
+            "rule",
+            "mode",
+            "protocol",
+            "route",
+            "http_method",
+            "method",
+            "model",
+            "tool",
+            "intent",
+            "impact",
+            "prompt",
+            "subject",
+            "workload",
+            "tenant",
+            "session",
+            "owner",
+            "approver",
+            "args_digest",
+            "policy_hash",
+            "refused_offers",
+            "calls",
+            "hidden",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(got, expected);
+        // In writing order: the order operators' parsers and our docs rely on.
+        let order: Vec<usize> = ["type", "time", "decision_id", "rule", "policy_hash", "calls", "hidden"]
+            .iter()
+            .map(|k| line.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{line}");
+        assert_eq!(v["time"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["decision_id"], "id\"x");
+        assert_eq!(v["route"], "r1");
+        assert_eq!(v["reason"], serde_json::Value::Null);
+        assert_eq!(v["rule"], "tools.second\u{1}");
+        assert_eq!(v["tool"], "second\u{1}", "the denied call decides");
+        assert_eq!(v["refused_offers"], serde_json::json!(["a\nb"]));
+        assert_eq!(
+            v["calls"],
+            serde_json::json!([{"tool": "first", "intent": null, "allowed": true},
+                               {"tool": "second\u{1}", "intent": null, "allowed": false}])
+        );
+        assert_eq!(v["hidden"], 2);
     }
 }

@@ -120,7 +120,7 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let n = self.shared.counter.get().wrapping_add(1);
         self.shared.counter.set(n);
-        self.decision_id = format!("{:016x}{:016x}", self.shared.id_prefix, n);
+        self.decision_id = audit::decision_id(self.shared.id_prefix, n);
         self.headers = Headers::new(self.get_http_request_headers_bytes());
         let policy = &self.shared.policy;
         let host = WorkerHost {

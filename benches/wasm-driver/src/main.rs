@@ -98,7 +98,7 @@ fn one(
     host: &DriverHost,
     n: u64,
 ) {
-    let decision_id = format!("{:016x}{:016x}", 0x1234_5678_9abc_def0u64, n);
+    let decision_id = aigate::audit::decision_id(0x1234_5678_9abc_def0, n);
     let headers = Headers::new(pairs.to_vec());
     let d = match engine::on_headers(policy, &headers, host, true) {
         Head::Decided(d) => d,
