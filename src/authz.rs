@@ -4,7 +4,7 @@
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::{
-    Constraint, DataRule, McpServerRule, Pattern, Policy, PromptRule, ResourceRule, StoreRule, TemplatePart, Tool,
+    Constraint, DataRule, McpServerRule, PatternRef, Policy, PromptRule, ResourceRule, StoreRule, TemplatePart, Tool,
 };
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
@@ -19,18 +19,17 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
             format!("tool {name:?} is not in the catalogue"),
         )
     })?;
-    let rule = format!("tools.{name}");
     if !principal.grants(policy, &tool.intent) {
         let mut d = Denial::new(
             Reason::ScopeMissing,
-            rule,
+            format!("tools.{name}"),
             format!("calling {name:?} needs a scope granting intent {:?}", tool.intent),
         );
         d.required_scope = Some(tool.intent.clone());
         return Err(d);
     }
     for (ptr, claim) in &tool.bind {
-        let arg = args.pointer(ptr);
+        let arg = ptr.find(args);
         let bound = principal.attribute(claim);
         let holds = match (arg, &bound) {
             (Some(a), Some(b)) => same_value(a, b),
@@ -39,16 +38,16 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
         if !holds {
             return Err(Denial::new(
                 Reason::BindingMismatch,
-                format!("{rule}.bind.{ptr}"),
+                format!("tools.{name}.bind.{ptr}"),
                 format!("argument {ptr} must equal the caller's {claim:?} claim"),
             ));
         }
     }
     for (ptr, c) in &tool.constraints {
-        if let Err(why) = check(c, args.pointer(ptr)) {
+        if let Err(why) = check(c, ptr.find(args)) {
             return Err(Denial::new(
                 Reason::ArgumentViolation,
-                format!("{rule}.constraints.{ptr}"),
+                format!("tools.{name}.constraints.{ptr}"),
                 format!("argument {ptr} {why}"),
             ));
         }
@@ -171,7 +170,7 @@ pub fn model(policy: &Policy, principal: &Principal, model: &str) -> Result<(), 
 /// carry it (or a pattern covering its name) and so must the workload's ceiling.
 fn holds(policy: &Policy, principal: &Principal, scope: &str) -> bool {
     let covers = |held: &String| {
-        held == scope || (!policy.scopes.contains_key(held) && Pattern::parse(held).is_ok_and(|p| p.matches(scope)))
+        held == scope || (!policy.scopes.contains_key(held) && PatternRef::parse(held).is_ok_and(|p| p.matches(scope)))
     };
     let ceiling = match principal.ceiling.and_then(|i| policy.ceilings.get(i)) {
         Some(c) => c.scopes.iter().any(covers),

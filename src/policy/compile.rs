@@ -418,7 +418,7 @@ impl Checker {
                     .map(|(ptr, c)| {
                         let cpath = format!("{path}.constraints.{ptr}");
                         self.pointer(&cpath, &ptr);
-                        (ptr, self.constraint(&cpath, c))
+                        (ArgPath::new(&ptr), self.constraint(&cpath, c))
                     })
                     .collect();
                 let bind = t
@@ -428,7 +428,7 @@ impl Checker {
                         let bpath = format!("{path}.bind.{ptr}");
                         self.pointer(&bpath, &ptr);
                         self.non_empty(&bpath, &claim);
-                        (ptr, claim)
+                        (ArgPath::new(&ptr), claim)
                     })
                     .collect();
                 let tool = Tool {

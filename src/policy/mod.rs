@@ -7,7 +7,7 @@ mod scope;
 
 pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;
-pub use scope::Pattern;
+pub use scope::{Pattern, PatternRef};
 
 use crate::config::{
     ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState, ToolOffers,
@@ -138,9 +138,60 @@ pub struct Tool {
     pub intent: String,
     pub impact: Impact,
     pub owner: Option<String>,
-    pub constraints: Vec<(String, Constraint)>,
-    /// (argument JSON pointer, claim name)
-    pub bind: Vec<(String, String)>,
+    pub constraints: Vec<(ArgPath, Constraint)>,
+    /// (argument, claim name)
+    pub bind: Vec<(ArgPath, String)>,
+}
+
+/// An argument named by a JSON pointer (RFC 6901), split into its reference tokens once,
+/// when the policy is compiled, rather than on every call judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgPath {
+    text: String,
+    tokens: Vec<String>,
+}
+
+impl ArgPath {
+    /// `pointer` as written in the policy; the compiler has checked that it starts with '/'.
+    pub fn new(pointer: &str) -> ArgPath {
+        let tokens = pointer
+            .split('/')
+            .skip(1)
+            // `~1` first: `~01` names the key `~1`, not `/`.
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        ArgPath {
+            text: pointer.to_string(),
+            tokens,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The value the pointer names in `doc`, as `serde_json::Value::pointer` finds it: an
+    /// array index is decimal digits without a sign or leading zeros.
+    pub fn find<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        self.tokens.iter().try_fold(doc, |at, token| match at {
+            Value::Object(map) => map.get(token),
+            Value::Array(items) => {
+                let canonical = !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
+                token
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|_| canonical)
+                    .and_then(|i| items.get(i))
+            }
+            _ => None,
+        })
+    }
+}
+
+impl std::fmt::Display for ArgPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -325,7 +376,7 @@ impl Policy {
     pub fn scope_grants(&self, held: &str, wanted: &str) -> bool {
         match self.scopes.get(held) {
             Some(patterns) => patterns.iter().any(|p| p.matches(wanted)),
-            None => Pattern::parse(held).is_ok_and(|p| p.matches(wanted)),
+            None => PatternRef::parse(held).is_ok_and(|p| p.matches(wanted)),
         }
     }
 
@@ -379,5 +430,40 @@ impl Policy {
             .or(data)
             .or_else(|| route.and_then(|r| r.owner.as_deref()))
             .unwrap_or(&self.default_owner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ArgPath;
+    use serde_json::json;
+
+    #[test]
+    fn argument_paths_find_what_json_pointers_find() {
+        let doc = json!({"a": {"b": [10, {"c": 1}]}, "x/y": 2, "m~n": 3, "~1": 4, "": {"": 5},
+                         "list": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]});
+        for p in [
+            "/a",
+            "/a/b",
+            "/a/b/0",
+            "/a/b/1/c",
+            "/a/b/2",
+            "/a/b/01",
+            "/a/b/+1",
+            "/a/b/-",
+            "/x~1y",
+            "/m~0n",
+            "/~01",
+            "/",
+            "//",
+            "/list/10",
+            "/list/010",
+            "/list/1e1",
+            "/missing",
+            "/a/b/0/deeper",
+        ] {
+            assert_eq!(ArgPath::new(p).find(&doc), doc.pointer(p), "{p}");
+        }
+        assert_eq!(ArgPath::new("/x~1y").to_string(), "/x~1y", "shown as written");
     }
 }

@@ -71,8 +71,10 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
 /// An encoded `.`, `/` or `\` in a path or URI: once decoded, a segment that a prefix test
 /// on the encoded text did not see.
 pub fn encoded_separator(text: &str) -> bool {
-    let lower = text.to_ascii_lowercase();
-    ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e))
+    text.as_bytes().windows(3).any(|w| match *w {
+        [b'%', hi, lo] => matches!((hi, lo.to_ascii_lowercase()), (b'2', b'e' | b'f') | (b'5', b'c')),
+        _ => false,
+    })
 }
 
 /// A header that must appear at most once appeared several times.
@@ -135,5 +137,22 @@ impl SharedData for MemoryShared {
         self.version.set(version);
         entries.insert(key.to_string(), (value.to_vec(), version));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoded_separator;
+
+    #[test]
+    fn encoded_separators_are_found_in_either_case() {
+        for yes in ["%2e", "%2E", "a/%2f", "%2F", "x%5cy", "%5C", "%%2e", "%252%2e"] {
+            assert!(encoded_separator(yes), "{yes}");
+        }
+        for no in [
+            "", "%", "%2", "%5", "%25", "%2g", "%5d", "2e", "%%", "%e2", "/a/b.c", "é%2",
+        ] {
+            assert!(!encoded_separator(no), "{no}");
+        }
     }
 }
