@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh            full run, about 20 minutes: 3 interleaved rounds, 10 s per
 #                               run after a 2 s warm-up, 1 KiB / 16 KiB / 256 KiB / 1 MiB,
-#                               token-cache miss and audit-off variants at 1 KiB, a long
+#                               token-cache miss and audit-off variants at 1 KiB, the floor
+#                               (the no-op filter making aigate's host calls), a long
 #                               run for worker memory (a million requests), criterion micro-benchmarks
 #   scripts/bench.sh --quick    about 3 minutes, one round of 3 s runs; writes
 #                               bench/RESULTS-quick.md (not committed)
@@ -93,7 +94,7 @@ if [ "$profile" = 1 ]; then
   fi
 elif [ "$quick" = 1 ]; then
   out=bench/RESULTS-quick.md json=bench/results-quick.json
-  ladder=(--rounds 1 --seconds 3 --warmup 1 --extras aigate-miss --memory-seconds 15)
+  ladder=(--rounds 1 --seconds 3 --warmup 1 --extras aigate-miss,floor --memory-seconds 15)
 else
   out=bench/RESULTS.md json=bench/results.json
   ladder=()

@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from report import parse_criterion, profile_report, report
-from rungs import ENVOY_CPU, KIB, LADDER, LOAD_CPU, Run, fmt_size, logs_per_request, note, probe_rungs
+from rungs import (ENVOY_CPU, KIB, LADDER, LOAD_CPU, Run, floor_probe, fmt_size, logs_per_request, note,
+                   probe_rungs)
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH_CFG = REPO / "envoy" / "bench"
@@ -516,6 +517,8 @@ def ladder_plan(rounds: int, sizes: list[int], extras: list[str]) -> list[Step]:
         for extra in extras:
             if extra == "aigate-miss":
                 plan.append(Step(rnd, extra, "aigate", KIB, "miss"))
+            elif extra == "floor":
+                plan.append(Step(rnd, extra, floor_probe(), KIB))
             else:
                 plan.append(Step(rnd, extra, extra, KIB))
     return plan
@@ -566,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=10)
     p.add_argument("--warmup", type=float, default=2)
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--extras", default="aigate-miss,aigate-quiet",
+    p.add_argument("--extras", default="aigate-miss,aigate-quiet,floor",
                    help="extra 1 KiB rungs (comma-separated; empty for none)")
     p.add_argument("--memory-seconds", type=float, default=600,
                    help="long run for worker memory (stops early at --memory-requests)")

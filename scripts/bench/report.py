@@ -238,11 +238,20 @@ def goals(ratios: dict, s: dict, memory: dict | None, sizes: list[int]) -> str:
 
     r1 = ratios.get(KIB)
     ins = lambda r, k: "" if r[k] != r[k] else f"; instructions {r[k]:.3f}"  # noqa: E731
+    # The same ratios for the floor rung: what aigate's host calls alone leave of the goal.
+    floor, bare, noop = (s.get(f"{r}@{KIB}") for r in ("floor", "bare", "noop"))
+
+    def host_floor(base: dict | None) -> str:
+        if not (floor and base):
+            return ""
+        by_ins = "" if floor["instr"] != floor["instr"] else f", instructions {base['instr'] / floor['instr']:.3f}"
+        return f" (floor, aigate's host calls without its computation: req/s {floor['rps'] / base['rps']:.3f}{by_ins})"
+
     if r1:
-        out.append(f"| aigate (cached token) ≥ 0.90 × bare req/s at 1 KiB | req/s {r1['bare']:.3f}{ins(r1, 'ins_bare')} "
-                   f"| {mark(r1['bare'] >= 0.90)} |")
-        out.append(f"| aigate ≥ 0.95 × no-op wasm req/s at 1 KiB | req/s {r1['noop']:.3f}{ins(r1, 'ins_noop')} "
-                   f"| {mark(r1['noop'] >= 0.95)} |")
+        out.append(f"| aigate (cached token) ≥ 0.90 × bare req/s at 1 KiB | req/s {r1['bare']:.3f}{ins(r1, 'ins_bare')}"
+                   f"{host_floor(bare)} | {mark(r1['bare'] >= 0.90)} |")
+        out.append(f"| aigate ≥ 0.95 × no-op wasm req/s at 1 KiB | req/s {r1['noop']:.3f}{ins(r1, 'ins_noop')}"
+                   f"{host_floor(noop)} | {mark(r1['noop'] >= 0.95)} |")
     nat = [(sz, r["native"], r["ins_native"]) for sz, r in sorted(ratios.items())]
     if nat:
         txt = ", ".join(f"{fmt_size(sz)}: {q:.2f}× req/s" + ("" if i != i else f" ({i:.2f}× by instructions)")

@@ -21,6 +21,9 @@ RUNG_NOTES = {
     "aigate-miss": "aigate, every request a token not in the cache (2048 tokens in rotation)",
     "aigate-quiet": "aigate with the audit log line dropped by Envoy (wasm logger at warn)",
     "upstream": "the fixed upstream alone (wrk straight to the upstream listener)",
+    "floor": "the no-op filter making every host call aigate makes (headers, hold, body, clock, "
+             "metrics, log, filter state, decision-id headers) and computing nothing: the best a "
+             "plugin with aigate's duties can do in this host",
 }
 # --profile: the no-op filter doing aigate's host interactions, one more step per rung.
 PROBE_STEPS = ["headers", "hold", "body", "time", "metrics", "log", "property", "stamp", "reply"]
@@ -35,6 +38,11 @@ PROBE_NOTES = {
     "stamp": "set a request header (the decision id, for the upstream)",
     "reply": "set a response header (the decision id, for the client)",
 }
+
+
+def floor_probe() -> str:
+    """The Envoy behind the `floor` rung: the probe with every step."""
+    return "probe:" + ",".join(PROBE_STEPS)
 
 
 def probe_rungs() -> list[str]:
