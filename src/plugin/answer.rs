@@ -137,6 +137,35 @@ impl Http {
         self.answer = Some(answer);
     }
 
+    /// The upstream answered a request whose verdict was still pending: with `hold: body`
+    /// its head went ahead, and an upstream that acts on the head alone (a GET handler, an
+    /// action that takes no body) answers before the body is complete. Never judged, the
+    /// request is refused now and its answer withheld: the client gets the denial in place
+    /// of the answer, and the rest of the request body is never forwarded.
+    pub(super) fn answer_unjudged(&mut self, mut request: Decision) {
+        request.denial = Some(Denial::new(
+            Reason::BodyMalformed,
+            "hold",
+            "the upstream answered before the request body was complete, so aigate never judged the request; its answer is withheld",
+        ));
+        self.record(&request, "aigate_decision");
+        if !self.enforcing() {
+            return;
+        }
+        self.body_refused = true;
+        if let Some(denial) = &request.denial {
+            let reply = response::render(&self.shared.policy, &request, denial, &self.decision_id);
+            set_response_header(":status", Some(&reply.status.to_string()));
+            for (name, value) in &reply.headers {
+                set_response_header(name, Some(value));
+            }
+        }
+        set_response_header("content-length", None);
+        set_response_header("content-encoding", None);
+        set_response_header("transfer-encoding", None);
+        self.answer = Some(Answer::Refused(request));
+    }
+
     /// One piece of the answer (`size` bytes held by the host now).
     pub(super) fn answer_body(&mut self, size: usize, end_of_stream: bool) -> Action {
         let Some(answer) = self.answer.take() else {

@@ -84,6 +84,7 @@ impl RootContext for Root {
             decision_id: String::new(),
             body_size: 0,
             headers_gone: false,
+            body_refused: false,
             judging: None,
             answer: None,
             answer_buffered: 0,
@@ -106,6 +107,8 @@ struct Http {
     body_size: usize,
     /// The request headers went upstream before the verdict (`hold: body`).
     headers_gone: bool,
+    /// Refused before its body was complete: the rest of the body is held, never forwarded.
+    body_refused: bool,
     /// An allowed request whose answer is judged, until the response head arrives.
     judging: Option<Decision>,
     answer: Option<answer::Answer>,
@@ -154,7 +157,12 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.pending.is_none() {
-            return Action::Continue;
+            // Refused while its body was still arriving: none of it goes upstream.
+            return if self.body_refused {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
         self.body_size = body_size;
         if body_size > self.shared.policy.limits.max_body_bytes {
@@ -169,7 +177,11 @@ impl HttpContext for Http {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A request with trailers has no end-of-stream body callback: decide here.
         if self.pending.is_none() {
-            return Action::Continue;
+            return if self.body_refused {
+                Action::Pause
+            } else {
+                Action::Continue
+            };
         }
         self.decide_with_body()
     }
@@ -177,6 +189,12 @@ impl HttpContext for Http {
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if !self.decision_id.is_empty() {
             self.set_http_response_header(DECISION_HEADER, Some(&self.decision_id));
+        }
+        if self.headers_gone && self.pending.is_some() && upstream_answered() {
+            if let Some(pending) = self.pending.take() {
+                self.answer_unjudged(pending);
+            }
+            return Action::Continue;
         }
         if let Some(request) = self.judging.take().filter(|_| !end_of_stream) {
             self.answer_head(request);
@@ -291,6 +309,16 @@ impl Host for WorkerHost<'_> {
     }
     fn token_cache(&self) -> Option<&TokenCache> {
         Some(self.tokens)
+    }
+}
+
+/// Whether the response being encoded is the upstream's (Envoy's `response.code_details`
+/// is `via_upstream`) rather than one Envoy made itself (a timeout, a body over its buffer
+/// limit). Unknown counts as the upstream's: the caller then withholds the answer.
+fn upstream_answered() -> bool {
+    match proxy_wasm::hostcalls::get_property(vec!["response", "code_details"]) {
+        Ok(Some(details)) => details == b"via_upstream",
+        _ => true,
     }
 }
 

@@ -4,7 +4,8 @@
 (`…/messages`), answering canned completions, plain JSON or server-sent events when the
 request says `"stream": true`. Paths are matched by their ending, so a gateway route prefix
 such as `/strip/v1/…` reaches it unchanged. Paths under `/api/` stand for REST tool
-endpoints (aigate `action` routes) and answer 200.
+endpoints (aigate `action` routes) and answer 200; those under `/api/early` answer as soon
+as the request head arrives, without reading the body.
 
 A test can steer the model as a prompt injection would: a last user message ending in
 `CALL <tool> <JSON arguments>` is answered with that tool call (after a few words of
@@ -277,6 +278,13 @@ def build_app(record_path: str):
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
+            return
+        if scope["path"].startswith("/api/early"):
+            # An endpoint that acts on the request line alone and answers at once, before
+            # (and without) reading the body.
+            recorder.write(kind="http", method=scope["method"], path=scope["path"], complete=False,
+                           body="", body_bytes=0, acted_on_head=True)
+            await reply(send, 200, json.dumps({"done": True, "path": scope["path"]}).encode())
             return
         chunks: list[bytes] = []
         complete = False

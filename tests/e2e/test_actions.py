@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ def gw(request, workdir, keys, approval_key, model_server, wasm_module, start_en
          "tool": "refund_order", "owner": "payments-api@example.com"},
         {"id": "mail", "prefix": "/api/mail", "methods": ["POST"], "protocol": "action", "tool": "send_email"},
         {"id": "orders", "prefix": "/api/orders", "protocol": "action", "tool": "get_order"},
+        {"id": "early", "prefix": "/api/early", "methods": ["POST"], "protocol": "action", "tool": "refund_order"},
     ]
     envoy = e2e.Envoy(workdir, request.param, policy, model_server.port, name=f"actions-{request.param}")
     yield start_envoy(envoy)
@@ -139,3 +141,40 @@ def test_a_crafted_path_is_judged_as_the_endpoint_it_reaches(gw, mint, seen):
     status, headers, body = raw_post(gw, "/api/orders-export", token, {"customer_id": "cust-1"})
     assert status == 404 and json.loads(body)["error"]["reason"] == "route_unmatched", body
     seen.nothing()
+
+
+def test_an_answer_to_a_request_not_yet_judged_never_reaches_the_client(gw, mint, seen):
+    # The body arrives a second after the head. With `hold: body` the head goes ahead, and
+    # this endpoint answers on the request line alone: its answer must not reach the client,
+    # and the request must still be decided, audited and counted.
+    conn = http.client.HTTPConnection("127.0.0.1", gw.listen_port, timeout=20)
+    try:
+        conn.putrequest("POST", "/api/early")
+        for name, value in (("authorization", f"Bearer {mint(scope='orders.read')}"),
+                            ("content-type", "application/json"), ("content-length", "2")):
+            conn.putheader(name, value)
+        conn.endheaders()
+        time.sleep(1.0)
+        try:
+            conn.send(b"{}")
+        except OSError:
+            pass  # Envoy may have answered and closed already
+        r = conn.getresponse()
+        status, headers, body = r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+    error = json.loads(body)["error"]
+    audit = gw.audit_for(headers["x-aigate-decision-id"])
+    assert (audit["decision"], audit["route"]) == ("deny", "early"), audit
+    if gw.variant == "headers":
+        # Nothing went upstream before the verdict: judged whole, refused for its scope.
+        assert (status, error["reason"]) == (403, "scope_missing"), body
+        assert seen.rec.since(seen.start) == []
+    else:
+        assert (status, error["reason"], error["rule"]) == (400, "body_malformed", "hold"), body
+        assert (audit["reason"], audit["rule"]) == ("body_malformed", "hold")
+        assert b"done" not in body, "the endpoint's answer was withheld"
+        heads = seen.rec.since(seen.start)
+        assert [(e["path"], e["complete"]) for e in heads] == [("/api/early", False)], heads
+        key = e2e.metric_key("aigate_requests_total", protocol="action", decision="deny", reason="body_malformed")
+        assert gw.metrics().get(key, 0) >= 1
