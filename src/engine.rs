@@ -411,9 +411,17 @@ fn judge_action(
     }
 }
 
-/// What of an action's request is input outside its body: a query string, or a path below
-/// the route's prefix (a trailing `/` alone is none).
+/// Headers that web frameworks (Rack, Express, ASP.NET Core, gorilla…) read as the request's
+/// method: the endpoint would run another action than the route judged.
+const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+
+/// What of an action's request is input outside its body: a query string, a path below
+/// the route's prefix (a trailing `/` alone is none), a method override, a body not
+/// declared as UTF-8 JSON.
 fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
+    if METHOD_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
+        return Some("a method override header");
+    }
     let path = headers.text(":path").unwrap_or("");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     if !query.is_empty() {
@@ -424,21 +432,33 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
         return Some("the path below the route's prefix");
     }
     // A body the endpoint would parse as a form (or anything but JSON) holds other
-    // arguments than the JSON aigate judged: `{"x":"&amount=100000&"}` is both.
+    // arguments than the JSON aigate judged: `{"x":"&amount=100000&"}` is both. Rack reads
+    // a POST without a content type as a form, so a body must say it is JSON.
+    if !has_body {
+        return None;
+    }
     match headers.one("content-type") {
-        Ok(None) => None,
-        Ok(Some(v)) if !has_body || is_json_type(v) => None,
+        Ok(Some(v)) if is_json_type(v) => None,
         _ => Some("a body that is not declared JSON"),
     }
 }
 
-/// `application/json` or a `+json` type, parameters allowed.
+/// `application/json` or a `+json` type, in UTF-8: a `charset` parameter, if any, must be
+/// `utf-8`. An endpoint that decodes by the declared charset (UTF-7, Shift_JIS…) would read
+/// other text than the UTF-8 aigate parsed.
 fn is_json_type(value: &[u8]) -> bool {
     let Ok(v) = std::str::from_utf8(value) else {
         return false;
     };
-    let essence = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let mut parts = v.split(';');
+    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
+    json && parts.all(|p| match p.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => true,
+    })
 }
 
 /// Judges one tool call (scope, bindings, constraints) and records it for metrics and

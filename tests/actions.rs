@@ -148,16 +148,22 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         w.decide_raw(&h, Some(body))
     };
     let sneaky = br#"{"customer_id":"c-42","amount":5,"x":"&amount=100000&customer_id=c-99&"}"#;
+    // Rack reads a POST without a content type as a form; an endpoint decoding by the
+    // declared charset reads UTF-7 `+ACI-` as a quote.
     for t in [
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=x",
-        "text/plain",
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/plain"),
+        None,
+        Some("application/json; charset=utf-7"),
+        Some("application/json; charset=\"Shift_JIS\""),
+        Some("application/json;charset=utf-16"),
     ] {
-        let denial = typed(Some(t), sneaky).denial.unwrap_or_else(|| panic!("{t} passed"));
+        let denial = typed(t, sneaky).denial.unwrap_or_else(|| panic!("{t:?} passed"));
         assert_eq!(
             (denial.reason, denial.rule.as_str()),
             (Reason::ArgumentViolation, "routes.refunds.extra_input"),
-            "{t}"
+            "{t:?}"
         );
         assert!(
             denial.message.starts_with("a body that is not declared JSON"),
@@ -167,11 +173,33 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
     }
     for t in [
         Some("application/json; charset=utf-8"),
+        Some("application/json; charset=\"UTF-8\""),
         Some("Application/JSON"),
         Some("application/merge-patch+json"),
-        None,
     ] {
         assert!(typed(t, sneaky).allowed(), "{t:?}");
+    }
+    // Without a body there is nothing to declare.
+    let mut bare = request(&w, "/api/refunds", "POST", &[]);
+    bare.retain(|(k, _)| k != "content-type");
+    assert_eq!(
+        w.decide_raw(&bare, None).denial.map(|x| x.reason),
+        Some(Reason::BindingMismatch),
+        "judged as a call with no arguments"
+    );
+    // A method override makes the endpoint run another action than the route judged.
+    for header in ["x-http-method-override", "X-HTTP-Method", "x-method-override"] {
+        let h = request(&w, "/api/refunds", "POST", &[(header, "DELETE")]);
+        let denial = w
+            .decide_raw(&h, Some(sneaky))
+            .denial
+            .unwrap_or_else(|| panic!("{header} passed"));
+        assert_eq!(denial.rule, "routes.refunds.extra_input", "{header}");
+        assert!(
+            denial.message.starts_with("a method override header"),
+            "{}",
+            denial.message
+        );
     }
     // A route that allows it passes that input unjudged; the body is still judged.
     let w = World::with(|p| {
