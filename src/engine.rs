@@ -384,7 +384,7 @@ fn judge_action(
     let args = if !has_body {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
-        crate::json::parse(body, policy.limits.max_json_depth)
+        crate::json::parse_request(body, policy.limits.max_json_depth)
             .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))
             .and_then(|v| match v {
                 Value::Object(_) => Ok(v),

@@ -4,6 +4,11 @@
 //! show one value to aigate and another to an upstream parser that keeps the first.
 //! This parser refuses duplicate keys (compared after unescaping, so `"a"` and
 //! `"\u0061"` collide) and bounds nesting depth, and otherwise yields a normal `Value`.
+//!
+//! Requests are parsed more strictly still ([`parse_request`]): Go's `encoding/json` and
+//! ASP.NET Core bind object keys case-insensitively, last one winning, so
+//! `{"name":"get_order","Name":"send_email"}` would be `send_email` to a Go MCP server.
+//! Keys of one object that differ only in case (as those parsers fold them) are refused.
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -18,6 +23,8 @@ pub enum JsonError {
     TooDeep,
     /// The same key twice in one object.
     DuplicateKey(String),
+    /// Two keys of one object that differ only in case (request bodies).
+    KeysDifferInCase(String),
     /// Any other syntax error (message from the parser, with position).
     Syntax(String),
 }
@@ -28,6 +35,10 @@ impl fmt::Display for JsonError {
             JsonError::NotUtf8 => f.write_str("body is not valid UTF-8"),
             JsonError::TooDeep => f.write_str("JSON nesting exceeds the depth limit"),
             JsonError::DuplicateKey(k) => write!(f, "duplicate JSON key {k:?}"),
+            JsonError::KeysDifferInCase(k) => write!(
+                f,
+                "JSON key {k:?} differs from another key of its object only in case, which parsers that ignore case read as one key"
+            ),
             JsonError::Syntax(m) => write!(f, "invalid JSON: {m}"),
         }
     }
@@ -35,17 +46,62 @@ impl fmt::Display for JsonError {
 
 const DUPLICATE: &str = "\u{0}duplicate key:";
 const TOO_DEEP: &str = "\u{0}too deep";
+const CASE: &str = "\u{0}keys differ in case:";
 
 /// Parses `bytes` as one JSON document with at most `max_depth` levels of nesting.
 pub fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    parse_with(bytes, max_depth, false)
+}
+
+/// Parses a request body (or arguments a request carries): as [`parse`], and keys of one
+/// object must not differ only in case.
+pub fn parse_request(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    parse_with(bytes, max_depth, true)
+}
+
+fn parse_with(bytes: &[u8], max_depth: usize, fold_keys: bool) -> Result<Value, JsonError> {
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::NotUtf8)?;
     let mut de = serde_json::Deserializer::from_str(text);
     // serde_json's own recursion guard (128) stays on as a backstop.
-    let value = Strict { depth_left: max_depth }
-        .deserialize(&mut de)
-        .map_err(classify)?;
+    let value = Strict {
+        depth_left: max_depth,
+        fold_keys,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
     de.end().map_err(classify)?;
     Ok(value)
+}
+
+/// A key as parsers that ignore case compare it: Go's `encoding/json` folds each letter
+/// through lower then upper case with one-to-one mappings only, so the Kelvin sign is `K`
+/// and the long s is `S`, while `ß` stays `ß`.
+fn folded(key: &str) -> String {
+    fn one(mut mapped: impl Iterator<Item = char>, c: char) -> char {
+        match (mapped.next(), mapped.next()) {
+            (Some(m), None) => m,
+            _ => c,
+        }
+    }
+    key.chars()
+        .map(|c| {
+            let lower = one(c.to_lowercase(), c);
+            one(lower.to_uppercase(), lower)
+        })
+        .collect()
+}
+
+/// Whether some other key of `map` folds to the same text as one of its keys; only keys
+/// with an upper-case or non-ASCII letter can collide with another, so most objects skip it.
+fn case_collision(map: &Map<String, Value>) -> Option<&str> {
+    if !map
+        .keys()
+        .any(|k| k.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()))
+    {
+        return None;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(map.len());
+    map.keys().find(|k| !seen.insert(folded(k))).map(String::as_str)
 }
 
 fn classify(e: serde_json::Error) -> JsonError {
@@ -54,20 +110,26 @@ fn classify(e: serde_json::Error) -> JsonError {
         let key = rest.split(" at line ").next().unwrap_or(rest);
         return JsonError::DuplicateKey(key.to_string());
     }
+    if let Some(rest) = msg.strip_prefix(CASE) {
+        let key = rest.split(" at line ").next().unwrap_or(rest);
+        return JsonError::KeysDifferInCase(key.to_string());
+    }
     if msg.starts_with(TOO_DEEP) || msg.starts_with("recursion limit exceeded") {
         return JsonError::TooDeep;
     }
     JsonError::Syntax(msg)
 }
 
+#[derive(Clone, Copy)]
 struct Strict {
     depth_left: usize,
+    fold_keys: bool,
 }
 
 impl Strict {
     fn nested<E: serde::de::Error>(&self) -> Result<Strict, E> {
         match self.depth_left.checked_sub(1) {
-            Some(depth_left) => Ok(Strict { depth_left }),
+            Some(depth_left) => Ok(Strict { depth_left, ..*self }),
             None => Err(E::custom(TOO_DEEP)),
         }
     }
@@ -111,9 +173,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Strict {
-            depth_left: inner.depth_left,
-        })? {
+        while let Some(v) = seq.next_element_seed(inner)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -125,10 +185,13 @@ impl<'de> Visitor<'de> for Strict {
             if out.contains_key(&key) {
                 return Err(A::Error::custom(format_args!("{DUPLICATE}{key}")));
             }
-            let v = map.next_value_seed(Strict {
-                depth_left: inner.depth_left,
-            })?;
+            let v = map.next_value_seed(inner)?;
             out.insert(key, v);
+        }
+        if self.fold_keys {
+            if let Some(key) = case_collision(&out) {
+                return Err(A::Error::custom(format_args!("{CASE}{key}")));
+            }
         }
         Ok(Value::Object(out))
     }
@@ -148,6 +211,29 @@ mod tests {
     fn refuses_duplicate_keys_after_unescaping() {
         let e = parse(br#"{"name":"a","n\u0061me":"b"}"#, 8).unwrap_err();
         assert_eq!(e, JsonError::DuplicateKey("name".into()));
+    }
+
+    #[test]
+    fn requests_refuse_keys_that_differ_only_in_case() {
+        for doc in [
+            r#"{"name":"get_order","Name":"send_email"}"#,
+            r#"{"params":{"arguments":{"amount":5,"AMOUNT":100000}}}"#,
+            r#"[{"ok":1},{"id":1,"iD":2}]"#,
+            // Go folds the Kelvin sign to K and the long s to S.
+            "{\"kind\":1,\"\u{212a}ind\":2}",
+            "{\"session\":1,\"\u{17f}ession\":2}",
+        ] {
+            let e = parse_request(doc.as_bytes(), 8).unwrap_err();
+            assert!(matches!(e, JsonError::KeysDifferInCase(_)), "{doc}: {e:?}");
+            assert!(parse(doc.as_bytes(), 8).is_ok(), "answers are not held to it: {doc}");
+        }
+        for doc in [
+            r#"{"inputSchema":{},"name":"x","Nam":"y","userId":1,"user_id":2}"#,
+            r#"{"a":{"B":1},"b":{"A":1}}"#,
+            "{\"straße\":1,\"strasse\":2}",
+        ] {
+            assert!(parse_request(doc.as_bytes(), 8).is_ok(), "{doc}");
+        }
     }
 
     #[test]

@@ -358,6 +358,9 @@ fn action_reasons() {
         ("prompt without name", rpc("prompts/get", json!({})), Reason::BodyMalformed),
         ("prompt name not text", rpc("prompts/get", json!({"name": 7})), Reason::BodyMalformed),
         ("batch with one bad", json!([call("get_order", json!({"customer_id": "c-42"})), call("drop_tables", json!({}))]), Reason::ToolUnknown),
+        // A Go server binds keys case-insensitively, the last one winning: it would run send_email.
+        ("name in two cases", json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_order", "Name": "send_email", "arguments": {"customer_id": "c-42"}}}), Reason::BodyMalformed),
+        ("argument in two cases", call("get_order", json!({"customer_id": "c-42", "Customer_ID": "c-99"})), Reason::BodyMalformed),
     ];
     for (name, body, want) in rows {
         assert_eq!(reason_of(&w, Some(&t), &body), Some(want), "{name}");

@@ -117,7 +117,7 @@ pub fn malformed(rule: &'static str, message: impl Into<String>) -> Denial {
 
 /// Parses the body strictly and requires an object.
 pub fn object(body: &[u8], limits: &Limits, rule: &'static str) -> Result<Map<String, Value>, Denial> {
-    match crate::json::parse(body, limits.max_json_depth) {
+    match crate::json::parse_request(body, limits.max_json_depth) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(malformed(rule, "the request body must be a JSON object")),
         Err(e) => Err(Denial::new(Reason::BodyMalformed, "limits", e.to_string())),
@@ -162,9 +162,10 @@ pub fn opt_string(m: &mut Map<String, Value>, key: &str, rule: &'static str) -> 
 }
 
 /// OpenAI sends function arguments as a JSON *string*: parsed as strictly as a body
-/// (duplicate keys, depth), and it must hold an object.
+/// (duplicate keys, keys differing only in case, depth), in a request or in a model's
+/// answer (the agent runs the call with its own parser), and it must hold an object.
 pub fn json_arguments(text: &str, limits: &Limits, rule: &'static str) -> Result<Value, Denial> {
-    match crate::json::parse(text.as_bytes(), limits.max_json_depth) {
+    match crate::json::parse_request(text.as_bytes(), limits.max_json_depth) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(malformed(rule, "function arguments must be a JSON object")),
         Err(e) => Err(malformed(rule, format!("function arguments: {e}"))),
