@@ -349,3 +349,28 @@ fn a_path_is_judged_as_the_endpoint_it_names() {
     let d = w.decide(&request(&w, "/api/orders/o%201", "GET", &[]), None);
     assert_eq!(d.route.map(|i| w.policy.routes[i].id.as_str()), Some("orders"));
 }
+
+#[test]
+fn a_path_in_another_case_or_with_segment_parameters_is_judged_as_the_route_it_reaches() {
+    let w = world();
+    let over = json!({"customer_id": "c-42", "amount": 500});
+    // Express and ASP.NET route /API/Refunds to the refunds endpoint: judged as it.
+    for path in ["/API/Refunds", "/Api/refunds/"] {
+        let d = w.decide(&request(&w, path, "POST", &[]), Some(&over));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ArgumentViolation), "{path}");
+        assert_eq!(d.calls.first().map(|c| c.tool.as_str()), Some("refund_order"), "{path}");
+    }
+    // Tomcat and Spring drop `;` parameters: the route is found, and the parameter is input
+    // aigate does not judge.
+    for path in ["/api/refunds;jsessionid=1", "/api;x/refunds"] {
+        let d = w.decide(
+            &request(&w, path, "POST", &[]),
+            Some(&json!({"customer_id": "c-42", "amount": 5})),
+        );
+        let denial = d.denial.unwrap_or_else(|| panic!("{path} passed"));
+        assert_eq!(denial.rule, "routes.refunds.extra_input", "{path}");
+    }
+    // Still whole segments only.
+    let d = w.decide(&request(&w, "/API/refunds-admin", "POST", &[]), Some(&over));
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::RouteUnmatched));
+}

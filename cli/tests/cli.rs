@@ -281,6 +281,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
         ("action-extra-input", "warning"),
+        ("action-hold-body", "warning"),
         ("provider-calls", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");

@@ -369,6 +369,25 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             add(lint, Warning, question, format!("route {:?} {finding}", r.id));
         }
     }
+    if p.hold == crate::config::Hold::Body {
+        for r in p
+            .routes
+            .iter()
+            .filter(|r| r.protocol == crate::config::Protocol::Action)
+        {
+            add(
+                "action-hold-body",
+                Warning,
+                Do,
+                format!(
+                    "route {:?} is a REST action and the policy holds only the body (hold: body): its \
+                     endpoint gets the request line before the verdict, and one that acts without reading \
+                     the body acts on requests aigate then refuses; use hold: headers where the host allows it",
+                    r.id
+                ),
+            );
+        }
+    }
     for r in p
         .mcp_servers
         .iter()

@@ -272,11 +272,25 @@ impl NamePattern {
 
 /// Is `path` the route prefix or below it? A prefix matches whole segments: `/api/orders`
 /// covers `/api/orders` and `/api/orders/o-1`, not `/api/orders-admin`.
+/// Whether `path` is `prefix` or below it, whole segments only. Letters compare without
+/// case: Express, ASP.NET and IIS route `/Api/Refunds` to `/api/refunds`, so it is judged
+/// as that route rather than passed as no route at all.
 fn under_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with('/') || rest.starts_with('/'),
-        None => false,
+    let (Some(head), Some(rest)) = (path.as_bytes().get(..prefix.len()), path.as_bytes().get(prefix.len()..)) else {
+        return false;
+    };
+    head.eq_ignore_ascii_case(prefix.as_bytes())
+        && (rest.is_empty() || prefix.ends_with('/') || rest.first() == Some(&b'/'))
+}
+
+/// The path as routed by servers that drop `;` parameters from segments (Tomcat, Spring,
+/// Jetty: `/api/refunds;jsessionid=1` is `/api/refunds`).
+fn without_segment_parameters(path: &str) -> std::borrow::Cow<'_, str> {
+    if !path.contains(';') {
+        return std::borrow::Cow::Borrowed(path);
     }
+    let segments: Vec<&str> = path.split('/').map(|seg| seg.split(';').next().unwrap_or("")).collect();
+    std::borrow::Cow::Owned(segments.join("/"))
 }
 
 /// What every data rule has: the rule named in decisions, the scope that opens it and
@@ -364,8 +378,9 @@ impl Policy {
                 host
             }
         });
+        let path = without_segment_parameters(path);
         self.routes.iter().position(|r| {
-            under_prefix(path, &r.prefix)
+            under_prefix(&path, &r.prefix)
                 && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
                 && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
         })
