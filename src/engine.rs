@@ -196,6 +196,30 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         }
     }
 
+    // On an LLM route only a POST to the route's own endpoint is a request aigate judges.
+    // Another method, or a path below it, reads, cancels or deletes what the provider stored
+    // (a response, a completion, a batch and its results) or reaches another endpoint: not
+    // visible to aigate, and another user's if the id is. A body does not change that: web
+    // servers ignore a GET's body.
+    let route = d.route.and_then(|i| policy.routes.get(i));
+    if let Some(r) = route.filter(|r| r.protocol.is_llm() && r.provider_state == ProviderState::Deny) {
+        let elsewhere = if method != "POST" {
+            Some("a request other than a POST")
+        } else if below_prefix(path, &r.prefix) {
+            Some("a request to a path below the route's endpoint")
+        } else {
+            None
+        };
+        if let Some(what) = elsewhere {
+            return Head::Decided(d.deny(Denial::new(
+                Reason::DataBoundary,
+                format!("routes.{}.provider_state", r.id),
+                format!(
+                    "{what} reads or changes what the provider stored, or reaches another endpoint, which aigate cannot judge; this route does not allow it"
+                ),
+            )));
+        }
+    }
     if has_body {
         return Head::NeedBody(d);
     }
@@ -207,16 +231,6 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     if method == "POST" {
         let rule = crate::audit::protocol_label(d.protocol);
         return Head::Decided(d.deny(Denial::new(Reason::BodyMalformed, rule, "a POST needs a JSON body")));
-    }
-    // On an LLM route a GET or DELETE reads or deletes what the provider stored (a response, a
-    // completion, a batch): not visible to aigate, and another user's if the id is.
-    let route = d.route.and_then(|i| policy.routes.get(i));
-    if let Some(r) = route.filter(|r| r.protocol.is_llm() && r.provider_state == ProviderState::Deny) {
-        return Head::Decided(d.deny(Denial::new(
-            Reason::DataBoundary,
-            format!("routes.{}.provider_state", r.id),
-            "a request without a body reads or changes what the provider stored, which aigate cannot judge; this route does not allow it",
-        )));
     }
     // MCP's GET (server stream) and DELETE (end session) carry no action.
     Head::Decided(d)
@@ -415,6 +429,12 @@ fn judge_action(
 /// method: the endpoint would run another action than the route judged.
 const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
+/// Whether `path` goes below `prefix` (a trailing `/` alone does not; `;` parameters do).
+fn below_prefix(path: &str, prefix: &str) -> bool {
+    let below = path.get(prefix.trim_end_matches('/').len()..).unwrap_or("");
+    !below.trim_start_matches('/').is_empty()
+}
+
 /// What of an action's request is input outside its body: a query string, a path below
 /// the route's prefix (a trailing `/` alone is none), a method override, a body not
 /// declared as UTF-8 JSON.
@@ -427,8 +447,7 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
     if !query.is_empty() {
         return Some("the query string");
     }
-    let below = path.get(prefix.trim_end_matches('/').len()..).unwrap_or("");
-    if !below.trim_start_matches('/').is_empty() {
+    if below_prefix(path, prefix) {
         return Some("the path below the route's prefix");
     }
     // A body the endpoint would parse as a form (or anything but JSON) holds other

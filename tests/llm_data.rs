@@ -133,6 +133,37 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
         assert_eq!(denial.reason, Reason::DataBoundary, "{method} {path}");
         assert!(denial.rule.ends_with(".provider_state"), "{}", denial.rule);
     }
+    // A body changes nothing (servers ignore a GET's body), and a POST below the route's
+    // endpoint cancels a response or creates a batch of requests aigate never reads.
+    for (path, method, body) in [
+        ("/v1/responses/resp_123", "GET", json!({"model": "gpt-4o-mini"})),
+        ("/v1/responses/resp_123", "DELETE", json!({"model": "gpt-4o-mini"})),
+        ("/v1/responses/resp_123/cancel", "POST", json!({"model": "gpt-4o-mini"})),
+        (
+            "/v1/messages/batches",
+            "POST",
+            json!({"model": "claude-haiku-4-5", "requests": [{"custom_id": "a",
+            "params": {"model": "claude-haiku-4-5", "max_tokens": 9, "messages": [],
+                       "mcp_servers": [{"type": "url", "url": "https://evil.example.com/", "name": "x"}]}}]}),
+        ),
+        (
+            "/v1/messages/batches/msgbatch_1/results",
+            "GET",
+            json!({"model": "claude-haiku-4-5"}),
+        ),
+    ] {
+        let mut h = headers_for(&llm_world(), path, Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        let d = llm_world().decide(&h, Some(&body));
+        let denial = d.denial.unwrap_or_else(|| panic!("{method} {path} with a body passed"));
+        assert_eq!(denial.reason, Reason::DataBoundary, "{method} {path}");
+        assert!(denial.rule.ends_with(".provider_state"), "{}", denial.rule);
+    }
+    let h = headers_for(&llm_world(), "/v1/responses/", Some(&t));
+    assert!(
+        llm_world().decide(&h, Some(&ask)).allowed(),
+        "a trailing slash is the endpoint"
+    );
     let mut h = headers_for(&w, "/v1/responses/resp_123", Some(&t));
     h[0].1 = b"GET".to_vec();
     assert!(w.decide_raw(&h, None).allowed(), "the route allows it");
