@@ -230,8 +230,11 @@ pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> R
             "remote MCP server is outside the caller's data boundary",
         )
     };
-    // Dot segments and encoded separators would let a URL leave its prefix upstream.
-    if dot_segments(url) || crate::request::encoded_separator(url) {
+    // Dot segments and encoded separators would let a URL leave its prefix upstream, and so
+    // would whitespace or controls (URL parsers drop tabs and newlines: `.\t.` is `..`) or an
+    // encoded percent (`%252e` is `%2e` once decoded).
+    let unclean = url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.to_ascii_lowercase().contains("%25");
+    if unclean || dot_segments(url) || crate::request::encoded_separator(url) {
         return Err(outside());
     }
     policy
@@ -322,8 +325,21 @@ fn stays_put(template: &str) -> bool {
     !dot_segments(&literal) && !crate::request::encoded_separator(&literal)
 }
 
+/// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`) or URL parsers
+/// that drop tabs and newlines (`.\t.`) read it.
 fn dot_segments(uri: &str) -> bool {
-    uri.split(['/', '\\']).any(|seg| seg == ".." || seg == ".")
+    uri.split(['/', '\\']).any(|seg| {
+        let read = seg.split(';').next().unwrap_or("");
+        let (mut n, mut only_dots) = (0, true);
+        for c in read.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')) {
+            n += 1;
+            only_dots &= c == '.';
+            if n > 2 {
+                break;
+            }
+        }
+        only_dots && (n == 1 || n == 2)
+    })
 }
 
 /// Like `fill`, but a template that is a single claim holding an array of strings
@@ -389,4 +405,21 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_segments;
+
+    #[test]
+    fn dot_segments_as_lenient_parsers_read_them() {
+        for yes in [
+            "a/../b", "a/./b", "..", "a\\..\\b", "a/.\t./b", "a/.\n/b", "a/..;x/b", "a/.;/b",
+        ] {
+            assert!(dot_segments(yes), "{yes:?}");
+        }
+        for no in ["a/..a/b", "a/.../b", "a/a../b", "a/.b", "", "a//b", "a/;../b"] {
+            assert!(!dot_segments(no), "{no:?}");
+        }
+    }
 }

@@ -91,6 +91,11 @@ fn folded(key: &str) -> String {
         .collect()
 }
 
+/// Whether two keys are one to a parser that ignores case (see [`folded`]).
+pub fn same_key_ignoring_case(a: &str, b: &str) -> bool {
+    a.len().abs_diff(b.len()) <= 4 && folded(a) == folded(b)
+}
+
 /// Whether some other key of `map` folds to the same text as one of its keys; only keys
 /// with an upper-case or non-ASCII letter can collide with another, so most objects skip it.
 fn case_collision(map: &Map<String, Value>) -> Option<&str> {

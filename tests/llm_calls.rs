@@ -512,14 +512,29 @@ fn chat_web_search_options_offer_the_hosted_web_search() {
     // strip removes the whole member; the rest of the body keeps its bytes.
     let strip = "/strip/v1/chat/completions";
     let h = headers_for(&w, strip, Some(&orders_only));
-    let raw =
-        r#"{"model":"gpt-4o-mini-search-preview","web_search_options":{"search_context_size":"low"},"messages":[]}"#;
+    let raw = r#"{"model":"gpt-4o-mini","web_search_options":{"search_context_size":"low"},"messages":[]}"#;
     let d = w.decide_raw(&h, Some(raw.as_bytes()));
     assert!(d.allowed(), "{:?}", d.denial);
     assert_eq!(d.refused_offers, ["web_search"]);
     assert_eq!(
         String::from_utf8(d.rewrite.unwrap()).unwrap(),
-        r#"{"model":"gpt-4o-mini-search-preview","messages":[]}"#
+        r#"{"model":"gpt-4o-mini","messages":[]}"#
+    );
+    // A search model searches without the member: it is the offer, and nothing strips it.
+    for raw in [
+        r#"{"model":"gpt-4o-mini-search-preview","web_search_options":{"search_context_size":"low"},"messages":[]}"#,
+        r#"{"model":"gpt-4o-mini-search-preview","messages":[]}"#,
+    ] {
+        let d = w.decide_raw(&h, Some(raw.as_bytes()));
+        let denial = d.denial.unwrap_or_else(|| panic!("{raw} passed"));
+        assert_eq!(denial.reason, Reason::ToolOfferDenied, "{raw}");
+        assert_eq!(d.refused_offers, ["web_search"]);
+    }
+    let plain = json!({"model": "gpt-4o-search-preview-2025-03-11", "messages": [{"role": "user", "content": "news"}]});
+    assert_eq!(reason(&w, CHAT, &orders_only, &plain), Some(Reason::ToolOfferDenied));
+    assert!(
+        decide(&w, CHAT, &searcher, &plain).allowed(),
+        "a caller who may search may use it"
     );
     // Usable, it stays while refused tools go.
     let h = headers_for(&w, strip, Some(&searcher));
@@ -530,8 +545,9 @@ fn chat_web_search_options_offer_the_hosted_web_search() {
         String::from_utf8(d.rewrite.unwrap()).unwrap(),
         r#"{"model":"gpt-4o-mini-search-preview","web_search_options":{},"messages":[]}"#
     );
-    // null is no offer; another type is malformed.
+    // null is no offer (of a model that does not search by itself); another type is malformed.
     let mut off = body.clone();
+    off["model"] = json!("gpt-4o-mini");
     off["web_search_options"] = Value::Null;
     assert!(decide(&w, CHAT, &orders_only, &off).allowed());
     off["web_search_options"] = json!(true);

@@ -251,6 +251,12 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
         (RESPONSES, mcp("https://mcp.example.com/globex/sse")),
         (RESPONSES, mcp("https://mcp.example.com/acme/../globex/sse")),
         (RESPONSES, mcp("https://mcp.example.com/acme/%2e%2e/globex")),
+        // URL parsers drop tabs and newlines; servers drop `;` parameters; %25 decodes to %.
+        (RESPONSES, mcp("https://mcp.example.com/acme/.\t./globex/")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/.\n./globex/")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/..;/globex/")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/%252e%252e/globex/")),
+        (RESPONSES, mcp("https://mcp.example.com/acme/ /x")),
         (RESPONSES, mcp("https://mcp.example.com.evil.net/acme/")),
         (
             RESPONSES,
@@ -433,4 +439,63 @@ fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
 fn llm_policy_without_files(p: &mut Value) {
     llm_policy(p);
     p["data"].as_object_mut().unwrap().remove("files");
+}
+
+#[test]
+fn an_earlier_audio_answer_named_by_id_is_provider_state() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    let body = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "assistant", "audio": {"id": "audio_OTHER"}},
+        {"role": "user", "content": "repeat that"}]});
+    let denial = decide(&w, CHAT, &t, &body).denial.expect("an audio id passed");
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::DataBoundary, "routes.chat.provider_state")
+    );
+    let plain = json!({"model": "gpt-4o-mini", "messages": [
+        {"role": "assistant", "audio": null, "content": "ok"}, {"role": "user", "content": "hi"}]});
+    assert!(decide(&w, CHAT, &t, &plain).allowed());
+}
+
+#[test]
+fn a_member_aigate_reads_spelled_in_another_case_is_refused() {
+    // A provider rejects `Tools`; a server on a parser that ignores case (Go) reads it as
+    // the tools aigate would have judged.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let offer = json!([{"type": "function", "function": {"name": "send_email", "parameters": {}}}]);
+    for (path, body) in [
+        (
+            CHAT,
+            json!({"model": "gpt-4o-mini", "Tools": offer, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            CHAT,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "assistant", "Tool_Calls": [
+            {"id": "c", "type": "function", "function": {"name": "send_email", "arguments": "{}"}}]}]}),
+        ),
+        (
+            RESPONSES,
+            json!({"model": "gpt-4o-mini", "input": "hi", "TOOLS": [{"type": "function", "name": "send_email"}]}),
+        ),
+        (
+            RESPONSES,
+            json!({"model": "gpt-4o-mini", "input": "hi", "Previous_Response_Id": "resp_1"}),
+        ),
+        (
+            MESSAGES,
+            json!({"model": "claude-haiku-4-5", "max_tokens": 9, "messages": [], "Mcp_Servers": []}),
+        ),
+    ] {
+        let denial = decide(&w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body} passed"));
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{body}");
+        assert!(denial.message.contains("only in case"), "{}", denial.message);
+    }
+    // Members aigate does not read pass in any case.
+    let other =
+        json!({"model": "gpt-4o-mini", "Metadata": {}, "messages": [{"role": "user", "content": "hi", "Name": "a"}]});
+    assert!(decide(&w, CHAT, &t, &other).allowed());
 }

@@ -116,6 +116,17 @@ fn offers(
             ),
         ));
     }
+    // The model itself is the offer (a search model): nothing to strip.
+    if req.offers.iter().zip(&refused).any(|(o, r)| *r && o.list == "model") {
+        return Err(Denial::new(
+            Reason::ToolOfferDenied,
+            rule,
+            format!(
+                "model {} searches the web on every request, and this caller may not use web_search",
+                shown(&req.model)
+            ),
+        ));
+    }
     if let Some(n) = req.choice.names.iter().find(|n| d.refused_offers.contains(n)) {
         return Err(Denial::new(
             Reason::ToolOfferDenied,

@@ -27,12 +27,23 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
             }
-            _ => {}
+            other => llm::refuse_miscased(other, &READ, RULE)?,
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
     Ok(r)
 }
+
+/// The top-level members aigate reads.
+const READ: [&str; 7] = [
+    "model",
+    "stream",
+    "tools",
+    "tool_choice",
+    "mcp_servers",
+    "container",
+    "messages",
+];
 
 fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
     llm::opt_string(m, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))

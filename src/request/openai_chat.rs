@@ -30,11 +30,27 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value, limits)?
             }
-            _ => {}
+            other => llm::refuse_miscased(other, &READ, RULE)?,
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    // Search models search the web on every request, `web_search_options` or not: the
+    // model is an offer of the hosted tool, one that stripping cannot take away.
+    if is_search_model(&r.model) {
+        r.offers.push(Offer {
+            name: WEB_SEARCH.to_string(),
+            list: "model",
+            index: 0,
+        });
+    }
     Ok(r)
+}
+
+/// OpenAI's search models (`gpt-4o-search-preview`, `gpt-5-search-api` and their dated
+/// snapshots).
+fn is_search_model(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    m.contains("-search-preview") || m.contains("-search-api")
 }
 
 /// The name in a tool, a forced choice or an allowed-tools entry: `{"type": "function",
@@ -140,11 +156,35 @@ fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
     Ok(())
 }
 
+/// The top-level members aigate reads.
+const READ: [&str; 8] = [
+    "model",
+    "stream",
+    "tools",
+    "functions",
+    "tool_choice",
+    "function_call",
+    "web_search_options",
+    "messages",
+];
+
+/// The members of a message aigate reads.
+const MESSAGE_READ: [&str; 5] = ["role", "content", "tool_calls", "function_call", "audio"];
+
 fn messages(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let mut turns = Vec::new();
     let mut last_turn = None;
     for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
         let mut m = obj(m, RULE, "a message")?;
+        for key in m.keys() {
+            llm::refuse_miscased(key, &MESSAGE_READ, RULE)?;
+        }
+        // An earlier audio answer named by id is kept by the provider, not in the request.
+        if m.get("audio").and_then(|a| a.get("id")).is_some_and(|id| !id.is_null())
+            && !r.provider_state.contains(&"messages[].audio.id")
+        {
+            r.provider_state.push("messages[].audio.id");
+        }
         // Each assistant message is one model turn; only the last one's calls are new.
         if m.get("role").and_then(Value::as_str) == Some("assistant") {
             last_turn = Some(i);

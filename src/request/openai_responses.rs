@@ -14,6 +14,17 @@ const RULE: &str = "openai_responses";
 /// Members that continue state OpenAI keeps: an earlier response, a conversation, a stored
 /// prompt template.
 const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+/// The top-level members aigate reads.
+const READ: [&str; 8] = [
+    "model",
+    "stream",
+    "tools",
+    "tool_choice",
+    "input",
+    "previous_response_id",
+    "conversation",
+    "prompt",
+];
 
 /// An `input` item naming a stored item by id (provider state too).
 const ITEM_REFERENCE: &str = "an item_reference in input";
@@ -43,6 +54,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 input(&mut r, value, limits)?
             }
             k => {
+                llm::refuse_miscased(k, &READ, RULE)?;
                 if let Some(state) = PROVIDER_STATE.iter().find(|s| **s == k).filter(|_| !value.is_null()) {
                     r.provider_state.push(state);
                 }

@@ -64,7 +64,7 @@ pub fn hosted_policy(p: &mut Value) {
     p["models"]["allow"]
         .as_array_mut()
         .unwrap()
-        .push(json!("gpt-4o-mini-search-preview"));
+        .extend([json!("gpt-4o-mini-search-preview"), json!("gpt-4o-search-preview*")]);
     let tools = p["tools"].as_object_mut().unwrap();
     for (name, tool) in [
         (
