@@ -333,59 +333,48 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         );
     }
     // Route settings that let something through unjudged: one warning per route using one.
-    type Applies = fn(&crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 4] = [
+    type Applies = fn(&Policy, &crate::policy::Route) -> bool;
+    let unjudged: [(&str, Question, Applies, &str); 5] = [
         (
             "provider-state",
             See,
-            |r| r.provider_state == crate::config::ProviderState::Allow,
+            |_, r| r.provider_state == crate::config::ProviderState::Allow,
             "lets requests reach state the provider keeps (previous_response_id, conversation, \
              stored prompts and objects), which aigate cannot judge",
         ),
         (
             "action-extra-input",
             Do,
-            |r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow,
+            |_, r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow,
             "passes a query string, a path below its prefix and non-JSON bodies unjudged: an upstream \
              that reads parameters from them acts on values aigate never saw",
         ),
         (
             "model-calls",
             Do,
-            |r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass,
+            |_, r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass,
             "passes the model's answers unread: a tool call the model was talked into reaches the \
              client unjudged",
         ),
         (
             "mcp-lists",
             See,
-            |r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
+            |_, r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
             "shows the agent every tool, prompt and resource the server lists, including those it \
              may not use",
         ),
+        (
+            "action-hold-body",
+            Do,
+            |p, r| p.hold == crate::config::Hold::Body && r.protocol == crate::config::Protocol::Action,
+            "is a REST action and the policy holds only the body (hold: body): its endpoint gets the \
+             request line before the verdict, and one that acts without reading the body acts on \
+             requests aigate then refuses; use hold: headers where the host allows it",
+        ),
     ];
     for (lint, question, applies, finding) in unjudged {
-        for r in p.routes.iter().filter(|r| applies(r)) {
+        for r in p.routes.iter().filter(|r| applies(p, r)) {
             add(lint, Warning, question, format!("route {:?} {finding}", r.id));
-        }
-    }
-    if p.hold == crate::config::Hold::Body {
-        for r in p
-            .routes
-            .iter()
-            .filter(|r| r.protocol == crate::config::Protocol::Action)
-        {
-            add(
-                "action-hold-body",
-                Warning,
-                Do,
-                format!(
-                    "route {:?} is a REST action and the policy holds only the body (hold: body): its \
-                     endpoint gets the request line before the verdict, and one that acts without reading \
-                     the body acts on requests aigate then refuses; use hold: headers where the host allows it",
-                    r.id
-                ),
-            );
         }
     }
     for r in p
