@@ -230,11 +230,7 @@ pub fn mcp_server<'p>(policy: &'p Policy, principal: &Principal, url: &str) -> R
             "remote MCP server is outside the caller's data boundary",
         )
     };
-    // Dot segments and encoded separators would let a URL leave its prefix upstream, and so
-    // would whitespace or controls (URL parsers drop tabs and newlines: `.\t.` is `..`) or an
-    // encoded percent (`%252e` is `%2e` once decoded).
-    let unclean = url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.to_ascii_lowercase().contains("%25");
-    if unclean || dot_segments(url) || crate::request::encoded_separator(url) {
+    if leaves_its_prefix(url) {
         return Err(outside());
     }
     policy
@@ -303,7 +299,8 @@ pub fn data_scope(policy: &Policy, principal: &Principal, rule: &dyn DataRule) -
 }
 
 /// A URI template whose expressions are all simple and whose literal text has no dot
-/// segment or encoded separator: however it is filled, it names a URI below its fixed part.
+/// segment, encoded separator or other way out (`leaves_its_prefix`): however it is filled,
+/// it names a URI below its fixed part.
 fn stays_put(template: &str) -> bool {
     let mut literal = String::new();
     let mut rest = template;
@@ -322,7 +319,18 @@ fn stays_put(template: &str) -> bool {
         rest = tail;
     }
     literal.push_str(rest);
-    !dot_segments(&literal) && !crate::request::encoded_separator(&literal)
+    !leaves_its_prefix(&literal)
+}
+
+/// Whether a URI that passes a prefix test may reach something outside the prefix once a
+/// server reads it: dot segments, encoded separators, whitespace or controls (URL parsers
+/// drop tabs and newlines: `.\t.` is `..`), an encoded percent (`%252e` is `%2e` once
+/// decoded).
+fn leaves_its_prefix(uri: &str) -> bool {
+    uri.chars().any(|c| c.is_whitespace() || c.is_control())
+        || uri.to_ascii_lowercase().contains("%25")
+        || dot_segments(uri)
+        || crate::request::encoded_separator(uri)
 }
 
 /// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`) or URL parsers
@@ -364,7 +372,7 @@ fn fill_each(parts: &[TemplatePart], principal: &Principal) -> Vec<String> {
 pub fn resource<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Result<&'p ResourceRule, Denial> {
     // Dot segments, plain or encoded, would let "docs://acme/../other/" pass a prefix test
     // on a server that decodes the URI before resolving it.
-    if dot_segments(uri) || crate::request::encoded_separator(uri) {
+    if leaves_its_prefix(uri) {
         return Err(Denial::new(
             Reason::DataBoundary,
             "data.resources",

@@ -355,6 +355,11 @@ fn judge_mcp(
             mcp::McpAction::ResourceRead { uri } => {
                 d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
             }
+            mcp::McpAction::Subscribe { uris } => {
+                for uri in uris {
+                    d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
+                }
+            }
             mcp::McpAction::PromptGet { name } => {
                 let rule = authz::prompt(policy, &name);
                 d.prompt = Some(name);

@@ -78,6 +78,10 @@ fn allowed_calls() {
         rpc("resources/subscribe", json!({"uri": "docs://acme/handbook.md"})),
         rpc("resources/unsubscribe", json!({"uri": "docs://globex/anything"})),
         rpc(
+            "subscriptions/listen",
+            json!({"notifications": {"resourceSubscriptions": ["docs://acme/handbook.md"], "toolsListChanged": true}}),
+        ),
+        rpc(
             "completion/complete",
             json!({"ref": {"type": "ref/prompt", "name": "support_reply"}, "argument": {"name": "order_id", "value": "o-"}}),
         ),
@@ -345,6 +349,8 @@ fn action_reasons() {
         ("prefix trick", rpc("resources/read", json!({"uri": "docs://acmeevil/x"})), Reason::DataBoundary),
         ("encoded slash", rpc("resources/read", json!({"uri": "docs://acme/..%2Fglobex/secret"})), Reason::DataBoundary),
         ("encoded backslash", rpc("resources/read", json!({"uri": "docs://acme/..%5cglobex/secret"})), Reason::DataBoundary),
+        ("encoded percent", rpc("resources/read", json!({"uri": "docs://acme/%252e%252e/globex/secret"})), Reason::DataBoundary),
+        ("tab in a dot segment", rpc("resources/read", json!({"uri": "docs://acme/.	./globex/secret"})), Reason::DataBoundary),
         ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),
@@ -361,6 +367,9 @@ fn action_reasons() {
         // A Go server binds keys case-insensitively, the last one winning: it would run send_email.
         ("name in two cases", json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "get_order", "Name": "send_email", "arguments": {"customer_id": "c-42"}}}), Reason::BodyMalformed),
         ("argument in two cases", call("get_order", json!({"customer_id": "c-42", "Customer_ID": "c-99"})), Reason::BodyMalformed),
+        // With no lower-case `method` and an `error`, this read as a client's answer; a Go server runs it.
+        ("method in another case", json!({"jsonrpc": "2.0", "id": 1, "Method": "tools/call", "params": {"name": "send_email", "arguments": {}}, "error": {"code": 0, "message": ""}}), Reason::BodyMalformed),
+        ("listen to another tenant", rpc("subscriptions/listen", json!({"notifications": {"resourceSubscriptions": ["docs://acme/a", "docs://globex/plan.md"]}})), Reason::DataBoundary),
     ];
     for (name, body, want) in rows {
         assert_eq!(reason_of(&w, Some(&t), &body), Some(want), "{name}");

@@ -27,7 +27,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
             }
-            other => llm::refuse_miscased(other, &READ, RULE)?,
+            other => crate::request::refuse_miscased(other, &READ, RULE)?,
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;

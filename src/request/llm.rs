@@ -111,22 +111,6 @@ fn push_file(into: &mut Vec<String>, id: &str) {
     }
 }
 
-/// Refuses a member spelled like one aigate reads but in another case (`"Tools"`): a
-/// provider ignores it, while a compatible server built on a parser that ignores case
-/// (Go's `encoding/json`, as in Ollama) reads it as the member aigate did not judge.
-pub fn refuse_miscased(key: &str, read: &[&str], rule: &'static str) -> Result<(), Denial> {
-    match read
-        .iter()
-        .find(|k| **k != key && crate::json::same_key_ignoring_case(k, key))
-    {
-        Some(k) => Err(malformed(
-            rule,
-            format!("member {key:?} differs from {k:?} only in case: send {k:?}"),
-        )),
-        None => Ok(()),
-    }
-}
-
 pub fn malformed(rule: &'static str, message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, rule, message)
 }

@@ -13,6 +13,11 @@ pub enum McpAction {
     ResourceRead {
         uri: String,
     },
+    /// `subscriptions/listen`: a stream of the updates of each resource named, which is
+    /// reading them.
+    Subscribe {
+        uris: Vec<String>,
+    },
     PromptGet {
         name: String,
     },
@@ -58,13 +63,19 @@ pub struct McpBody {
 }
 
 /// Methods whose `params` carry what is judged: anything but an object is malformed.
-const JUDGED: [&str; 5] = [
+const JUDGED: [&str; 6] = [
     "tools/call",
     "resources/read",
     "resources/subscribe",
     "prompts/get",
     "completion/complete",
+    "subscriptions/listen",
 ];
+
+/// The members of a JSON-RPC message aigate reads.
+const MESSAGE_READ: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+/// The members of `params` (and of a completion's `ref`) aigate reads.
+const PARAMS_READ: [&str; 6] = ["name", "arguments", "uri", "ref", "type", "notifications"];
 
 fn malformed(message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, "mcp", message)
@@ -97,6 +108,9 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     let Value::Object(mut obj) = item else {
         return Err(malformed("a JSON-RPC message must be an object"));
     };
+    for key in obj.keys() {
+        crate::request::refuse_miscased(key, &MESSAGE_READ, "mcp")?;
+    }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         return Err(malformed("\"jsonrpc\" must be \"2.0\""));
     }
@@ -127,12 +141,19 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         Some(Value::String(m)) => m,
         Some(_) => return Err(malformed("\"method\" must be a string")),
     };
+    // A request's id must not be null (MCP); only an error answer may carry one.
+    if id == Some(Value::Null) {
+        return Err(malformed("a request's \"id\" must be a string or an integer, not null"));
+    }
     let mut params = match obj.remove("params") {
         None => serde_json::Map::new(),
         Some(Value::Object(p)) => p,
         Some(_) if JUDGED.contains(&method.as_str()) => return Err(malformed(format!("{method} needs object params"))),
         Some(_) => serde_json::Map::new(),
     };
+    for key in params.keys() {
+        crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
+    }
     let action =
         match method.as_str() {
             "tools/call" => {
@@ -159,6 +180,9 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 let Some(Value::Object(mut r)) = params.remove("ref") else {
                     return Err(malformed("completion/complete needs params.ref as an object"));
                 };
+                for key in r.keys() {
+                    crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
+                }
                 match (r.remove("type"), r.remove("name"), r.remove("uri")) {
                     (Some(Value::String(t)), Some(Value::String(name)), _) if t == "ref/prompt" => {
                         McpAction::PromptGet { name }
@@ -177,6 +201,9 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 };
                 McpAction::PromptGet { name }
             }
+            "subscriptions/listen" => McpAction::Subscribe {
+                uris: subscribed(params.remove("notifications"))?,
+            },
             "tools/list" => McpAction::List(Listing::Tools),
             "resources/list" => McpAction::List(Listing::Resources),
             "resources/templates/list" => McpAction::List(Listing::ResourceTemplates),
@@ -188,6 +215,30 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         method: Some(method),
         action,
     })
+}
+
+/// The resources a `subscriptions/listen` asks to follow:
+/// `notifications.resourceSubscriptions[]`, each a URI.
+fn subscribed(notifications: Option<Value>) -> Result<Vec<String>, Denial> {
+    let mut n = match notifications {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(n)) => n,
+        Some(_) => return Err(malformed("subscriptions/listen params.notifications must be an object")),
+    };
+    for key in n.keys() {
+        crate::request::refuse_miscased(key, &["resourceSubscriptions"], "mcp")?;
+    }
+    match n.remove("resourceSubscriptions") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|u| match u {
+                Value::String(u) => Ok(u),
+                _ => Err(malformed("resourceSubscriptions must hold URIs as strings")),
+            })
+            .collect(),
+        Some(_) => Err(malformed("resourceSubscriptions must be an array")),
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +282,21 @@ mod tests {
     }
 
     #[test]
+    fn listening_to_resources_names_each_one() {
+        let b = br#"{"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["docs://acme/a","docs://globex/b"],"toolsListChanged":true},"_meta":{}}}"#;
+        let m = parse(b, &limits()).unwrap();
+        assert_eq!(
+            m.messages[0].action,
+            McpAction::Subscribe {
+                uris: vec!["docs://acme/a".into(), "docs://globex/b".into()]
+            }
+        );
+        // An error answer may carry a null id; a response carries no action.
+        let b = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#;
+        assert_eq!(parse(b, &limits()).unwrap().messages[0].action, McpAction::Other);
+    }
+
+    #[test]
     fn integer_and_string_ids_are_kept_exactly() {
         for id in [
             json!(18446744073709551615u64),
@@ -260,6 +326,13 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1}"#,
             br#"[1]"#,
             br#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#,
+            // Go servers read these members whatever their case.
+            br#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"x"},"error":{"code":0,"message":""}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","Arguments":{"a":1}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"docs://a/b","URI":"docs://b/c"}}"#,
+            br#"{"jsonrpc":"2.0","id":null,"method":"tools/call","params":{"name":"x"}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[5]}}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{"ResourceSubscriptions":["docs://b/c"]}}}"#,
             br#"[{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"},{"jsonrpc":"2.0","method":"a"}]"#,
         ] {
             let e = parse(b, &limits()).unwrap_err();

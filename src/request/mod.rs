@@ -77,6 +77,24 @@ pub fn encoded_separator(text: &str) -> bool {
     })
 }
 
+/// Refuses a member spelled like one aigate reads but in another case (`"Method"`,
+/// `"Tools"`): the reference servers refuse or ignore it, while a server built on a parser
+/// that ignores case (Go's `encoding/json`: mcp-go, Ollama) reads it as the member aigate
+/// did not judge.
+pub fn refuse_miscased(key: &str, read: &[&str], rule: &'static str) -> Result<(), crate::decision::Denial> {
+    match read
+        .iter()
+        .find(|k| **k != key && crate::json::same_key_ignoring_case(k, key))
+    {
+        Some(k) => Err(crate::decision::Denial::new(
+            crate::decision::Reason::BodyMalformed,
+            rule,
+            format!("member {key:?} differs from {k:?} only in case: send {k:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A header that must appear at most once appeared several times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repeated;

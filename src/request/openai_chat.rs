@@ -30,7 +30,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value, limits)?
             }
-            other => llm::refuse_miscased(other, &READ, RULE)?,
+            other => crate::request::refuse_miscased(other, &READ, RULE)?,
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
@@ -177,7 +177,7 @@ fn messages(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial>
     for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
         let mut m = obj(m, RULE, "a message")?;
         for key in m.keys() {
-            llm::refuse_miscased(key, &MESSAGE_READ, RULE)?;
+            crate::request::refuse_miscased(key, &MESSAGE_READ, RULE)?;
         }
         // An earlier audio answer named by id is kept by the provider, not in the request.
         if m.get("audio").and_then(|a| a.get("id")).is_some_and(|id| !id.is_null())

@@ -54,7 +54,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 input(&mut r, value, limits)?
             }
             k => {
-                llm::refuse_miscased(k, &READ, RULE)?;
+                crate::request::refuse_miscased(k, &READ, RULE)?;
                 if let Some(state) = PROVIDER_STATE.iter().find(|s| **s == k).filter(|_| !value.is_null()) {
                     r.provider_state.push(state);
                 }
