@@ -93,7 +93,11 @@ fn folded(key: &str) -> String {
 
 /// Whether two keys are one to a parser that ignores case (see [`folded`]).
 pub fn same_key_ignoring_case(a: &str, b: &str) -> bool {
-    a.len().abs_diff(b.len()) <= 4 && folded(a) == folded(b)
+    if a.is_ascii() && b.is_ascii() {
+        // No allocation on the common path: only ASCII letters fold within ASCII.
+        return a.eq_ignore_ascii_case(b);
+    }
+    folded(a) == folded(b)
 }
 
 /// Whether some other key of `map` folds to the same text as one of its keys; only keys
