@@ -157,12 +157,7 @@ impl HttpContext for Http {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.pending.is_none() {
-            // Refused while its body was still arriving: none of it goes upstream.
-            return if self.body_refused {
-                Action::Pause
-            } else {
-                Action::Continue
-            };
+            return self.decided();
         }
         self.body_size = body_size;
         if body_size > self.shared.policy.limits.max_body_bytes {
@@ -177,11 +172,7 @@ impl HttpContext for Http {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A request with trailers has no end-of-stream body callback: decide here.
         if self.pending.is_none() {
-            return if self.body_refused {
-                Action::Pause
-            } else {
-                Action::Continue
-            };
+            return self.decided();
         }
         self.decide_with_body()
     }
@@ -213,6 +204,16 @@ impl HttpContext for Http {
 }
 
 impl Http {
+    /// The request's body after its verdict: forwarded, unless the request was refused
+    /// while its body was still arriving (none of it goes upstream then).
+    fn decided(&self) -> Action {
+        if self.body_refused {
+            Action::Pause
+        } else {
+            Action::Continue
+        }
+    }
+
     fn decide_with_body(&mut self) -> Action {
         let Some(pending) = self.pending.take() else {
             return Action::Continue;
