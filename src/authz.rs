@@ -328,7 +328,7 @@ fn stays_put(template: &str) -> bool {
 /// decoded).
 fn leaves_its_prefix(uri: &str) -> bool {
     uri.chars().any(|c| c.is_whitespace() || c.is_control())
-        || uri.to_ascii_lowercase().contains("%25")
+        || uri.contains("%25")
         || dot_segments(uri)
         || crate::request::encoded_separator(uri)
 }

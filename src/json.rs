@@ -83,6 +83,9 @@ fn folded(key: &str) -> String {
             _ => c,
         }
     }
+    if key.is_ascii() {
+        return key.to_ascii_uppercase();
+    }
     key.chars()
         .map(|c| {
             let lower = one(c.to_lowercase(), c);

@@ -143,22 +143,21 @@ impl Http {
     /// request is refused now and its answer withheld: the client gets the denial in place
     /// of the answer, and the rest of the request body is never forwarded.
     pub(super) fn answer_unjudged(&mut self, mut request: Decision) {
-        request.denial = Some(Denial::new(
+        let denial = Denial::new(
             Reason::BodyMalformed,
             "hold",
             "the upstream answered before the request body was complete, so aigate never judged the request; its answer is withheld",
-        ));
+        );
+        let reply = response::render(&self.shared.policy, &request, &denial, &self.decision_id);
+        request.denial = Some(denial);
         self.record(&request, "aigate_decision");
         if !self.enforcing() {
             return;
         }
         self.body_refused = true;
-        if let Some(denial) = &request.denial {
-            let reply = response::render(&self.shared.policy, &request, denial, &self.decision_id);
-            set_response_header(":status", Some(&reply.status.to_string()));
-            for (name, value) in &reply.headers {
-                set_response_header(name, Some(value));
-            }
+        set_response_header(":status", Some(&reply.status.to_string()));
+        for (name, value) in &reply.headers {
+            set_response_header(name, Some(value));
         }
         set_response_header("content-length", None);
         set_response_header("content-encoding", None);

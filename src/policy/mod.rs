@@ -166,10 +166,6 @@ impl ArgPath {
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
     /// The value the pointer names in `doc`, as `serde_json::Value::pointer` finds it: an
     /// array index is decimal digits without a sign or leading zeros.
     pub fn find<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
