@@ -42,6 +42,8 @@ finish() {
     echo "  all steps passed"
   fi
   printf '  total time: %dm%02ds\n' $((total / 60)) $((total % 60))
+  # Disk is the resource a clean clone runs out of first: show what the builds took.
+  echo "  target/: $(du -sh target 2>/dev/null | cut -f1); free on its disk: $(df -h --output=avail . 2>/dev/null | tail -1 | tr -d ' ')"
   exit $rc
 }
 trap finish EXIT
@@ -56,6 +58,8 @@ run() {
 }
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# One build per run: incremental caches would only add gigabytes to a clean clone's disk use.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 if [ "$skip_setup" = 0 ]; then
   run "setup" bash scripts/setup.sh
