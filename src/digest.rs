@@ -23,7 +23,7 @@
 //! Integers that `serde_json` keeps as integers (anything written without a fraction or
 //! exponent that fits in `i64`/`u64`) must lie within ±(2^53 − 1), the range in which a
 //! double holds every integer exactly (JavaScript's `Number.MAX_SAFE_INTEGER`). Outside
-//! it they are **refused** with [`DigestError::IntegerOutOfRange`] rather than rounded
+//! it they are **refused** with [`DigestError::NumberOutOfRange`] rather than rounded
 //! to the nearest double as JCS would do: rounding would let an approval granted for
 //! `9007199254740993` also cover `9007199254740992`, while the upstream tool may well
 //! read them as different ids; refusing also agrees with implementations such as
@@ -35,6 +35,12 @@
 //! example `123456789012345678901` → `123456789012345680000`), which `serde_json`
 //! (built without `arbitrary_precision`) turns into doubles while parsing, so they can
 //! no longer be told apart from `1.2345678901234568e20`.
+//!
+//! [`args_digest`], what an approval binds, goes one step further and refuses every
+//! number of magnitude 2^53 or more, doubles included: otherwise a grant for
+//! `{"account": 18446744073709551616}` would also cover `18446744073709553000` (one
+//! double), which a Python or Go upstream reads as another account. [`canonical_json`]
+//! stays RFC 8785 for such doubles.
 //!
 //! Which double a decimal text denotes is decided by the parser, not here: for the
 //! digest to match other implementations, `serde_json` must round correctly, which it
@@ -57,8 +63,9 @@ pub const MAX_DEPTH: usize = 512;
 /// Why a value has no canonical form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DigestError {
-    /// An integer outside ±(2^53 − 1); carries the integer as written.
-    IntegerOutOfRange(String),
+    /// An integer outside ±(2^53 − 1), or (in [`args_digest`]) any number of such a
+    /// magnitude; carries the number as written or as canonicalised.
+    NumberOutOfRange(String),
     /// NaN or an infinity (not representable in JSON; `serde_json::Value` never holds
     /// one, but `Number` is matched defensively).
     NonFiniteNumber,
@@ -69,9 +76,9 @@ pub enum DigestError {
 impl fmt::Display for DigestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DigestError::IntegerOutOfRange(n) => write!(
+            DigestError::NumberOutOfRange(n) => write!(
                 f,
-                "integer {n} is outside ±(2^53-1) and has no exact RFC 8785 form; send it as a string"
+                "number {n} is outside ±(2^53-1), where readers disagree on its value; send it as a string"
             ),
             DigestError::NonFiniteNumber => f.write_str("NaN and infinities have no JSON form"),
             DigestError::TooDeep => {
@@ -87,7 +94,7 @@ impl std::error::Error for DigestError {}
 ///
 /// # Errors
 ///
-/// [`DigestError::IntegerOutOfRange`] for an integer outside ±(2^53 − 1) (see the module
+/// [`DigestError::NumberOutOfRange`] for an integer outside ±(2^53 − 1) (see the module
 /// documentation), [`DigestError::TooDeep`] past [`MAX_DEPTH`] levels of nesting.
 pub fn canonical_json(value: &Value) -> Result<String, DigestError> {
     let mut out = String::with_capacity(128);
@@ -102,7 +109,25 @@ pub fn canonical_json(value: &Value) -> Result<String, DigestError> {
 /// As [`canonical_json`].
 pub fn args_digest(value: &Value) -> Result<String, DigestError> {
     let canonical = canonical_json(value)?;
+    // canonical_json bounded the depth, so this walk's recursion is bounded too.
+    if let Some(n) = beyond_exact_range(value) {
+        return Err(DigestError::NumberOutOfRange(n));
+    }
     Ok(URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes())))
+}
+
+/// The first number of magnitude 2^53 or more in `value` (only doubles can be: larger
+/// integers are refused while canonicalising), canonicalised.
+fn beyond_exact_range(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.abs() > MAX_SAFE_INTEGER as f64)
+            .map(|f| ryu_js::Buffer::new().format(f).to_string()),
+        Value::Array(items) => items.iter().find_map(beyond_exact_range),
+        Value::Object(members) => members.values().find_map(beyond_exact_range),
+        _ => None,
+    }
 }
 
 fn write_value(out: &mut String, value: &Value, depth: usize) -> Result<(), DigestError> {
@@ -196,12 +221,12 @@ fn name_less(members: &[Member<'_>], a: usize, b: usize) -> bool {
 fn write_number(out: &mut String, n: &Number) -> Result<(), DigestError> {
     let double = if let Some(u) = n.as_u64() {
         if u > MAX_SAFE_INTEGER {
-            return Err(DigestError::IntegerOutOfRange(u.to_string()));
+            return Err(DigestError::NumberOutOfRange(u.to_string()));
         }
         u as f64 // exact: u < 2^53
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(DigestError::IntegerOutOfRange(i.to_string()));
+            return Err(DigestError::NumberOutOfRange(i.to_string()));
         }
         i as f64 // exact: |i| < 2^53
     } else {
@@ -464,12 +489,37 @@ mod tests {
             let value: Value = serde_json::from_str(text).unwrap();
             assert_eq!(
                 canonical_json(&value),
-                Err(DigestError::IntegerOutOfRange(text.to_string())),
+                Err(DigestError::NumberOutOfRange(text.to_string())),
                 "input {text}"
             );
             assert!(args_digest(&json!({ "id": value })).is_err());
         }
         assert_eq!(canonical_json(&json!(MAX_SAFE_INTEGER)).unwrap(), "9007199254740991");
+    }
+
+    /// Beyond ±2^64 an integer literal becomes a double while parsing: RFC 8785 keeps it,
+    /// but an approval cannot bind it (one double, many integers), nor a double that big.
+    #[test]
+    fn approvals_refuse_every_number_beyond_the_exact_range() {
+        for (text, shown) in [
+            ("18446744073709551616", "18446744073709552000"),
+            ("18446744073709553000", "18446744073709552000"),
+            ("-123456789012345678901", "-123456789012345680000"),
+            ("1e30", "1e+30"),
+            ("9007199254740992.0", "9007199254740992"),
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert!(canonical_json(&value).is_ok(), "{text}");
+            assert_eq!(
+                args_digest(&json!({"to": "x", "account": [value]})),
+                Err(DigestError::NumberOutOfRange(shown.to_string())),
+                "input {text}"
+            );
+        }
+        for text in ["9007199254740991.0", "-9007199254740991", "1.5e15", "0.1", "1e-300"] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert!(args_digest(&json!({ "n": value })).is_ok(), "{text}");
+        }
     }
 
     #[test]

@@ -349,7 +349,7 @@ fn judge_mcp(
         match m.action {
             mcp::McpAction::ToolCall { name, arguments } => {
                 if let Some(tool) = judge_call(policy, d, principal, name, &arguments)? {
-                    external.push(Awaiting::claim(d, tool, arguments));
+                    external.push(Awaiting::claim(d, tool, arguments, approval::Gate::Action));
                 }
             }
             mcp::McpAction::ResourceRead { uri } => {
@@ -417,7 +417,7 @@ fn judge_action(
     match args {
         Ok(args) => match judge_call(policy, d, principal, tool, &args)? {
             Some(external) => {
-                let pending = vec![Awaiting::claim(d, external, args)];
+                let pending = vec![Awaiting::claim(d, external, args, approval::Gate::Action)];
                 claim_grants(policy, d, principal, headers, host, pending)
             }
             None => Ok(()),
@@ -511,16 +511,19 @@ struct Awaiting<'p> {
     tool: &'p Tool,
     args: Value,
     use_: approval::Use,
+    /// Where a claimed grant is spent.
+    gate: approval::Gate,
 }
 
 impl<'p> Awaiting<'p> {
-    /// The call just recorded last in `d.calls`, happening now: its grant is consumed.
-    fn claim(d: &Decision, tool: &'p Tool, args: Value) -> Self {
+    /// The call just recorded last in `d.calls`, happening now: its grant is consumed at `gate`.
+    fn claim(d: &Decision, tool: &'p Tool, args: Value, gate: approval::Gate) -> Self {
         Awaiting {
             call: d.calls.len().checked_sub(1),
             tool,
             args,
             use_: approval::Use::Claim,
+            gate,
         }
     }
 
@@ -532,6 +535,7 @@ impl<'p> Awaiting<'p> {
             tool,
             args,
             use_: approval::Use::Recall,
+            gate: approval::Gate::Conversation,
         }
     }
 }
@@ -570,22 +574,18 @@ fn claim_grants(
         }
         grant.result?;
         if let Some(ticket) = grant.ticket {
-            tickets.push(ticket);
+            tickets.push((ticket, a.gate));
             covers.push(index);
         }
     }
-    let gate = match d.protocol {
-        Some(p) if p.is_llm() => approval::Gate::Conversation,
-        _ => approval::Gate::Action,
-    };
-    for (n, ticket) in tickets.iter().enumerate() {
-        if let Err(denial) = approval::redeem(policy, host, ticket, gate) {
+    for (n, (ticket, gate)) in tickets.iter().enumerate() {
+        if let Err(denial) = approval::redeem(policy, host, ticket, *gate) {
             if let Some(call) = covers.get(n).copied().flatten().and_then(|i| d.calls.get_mut(i)) {
                 call.allowed = false;
             }
             // All or none: the grants this request claimed before this one were not used.
-            for earlier in tickets.iter().take(n) {
-                approval::unredeem(policy, host, earlier, gate);
+            for (earlier, gate) in tickets.iter().take(n) {
+                approval::unredeem(policy, host, earlier, *gate);
             }
             return Err(denial);
         }

@@ -39,6 +39,37 @@ fn the_workload_comes_from_the_configured_claim() {
 }
 
 #[test]
+fn a_token_cannot_claim_a_spiffe_id_that_only_a_certificate_proves() {
+    // The policy trusts example.org's mTLS workloads; an agent's delegation token names
+    // the SVID of a workload with a wide ceiling, with no certificate behind it.
+    let w = World::with(|p| {
+        p["identity"]["workload"]["claim"] = json!("act.sub");
+        p["workloads"].as_array_mut().unwrap().insert(
+            0,
+            json!({"id": "root", "match": "spiffe://example.org/ns/admin/sa/root", "scopes": ["*"]}),
+        );
+    });
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    for svid in [
+        "spiffe://example.org/ns/admin/sa/root",
+        "SPIFFE://example.org/ns/admin/sa/root",
+    ] {
+        let t = w.token(json!({"azp": null, "act": {"sub": svid}}));
+        let d = w.decide(&w.headers(Some(&t)), Some(&body)).denial.unwrap();
+        assert_eq!(
+            (d.reason, d.rule.as_str()),
+            (Reason::WorkloadUntrusted, "identity.workload.claim"),
+            "{svid}"
+        );
+    }
+    // Presented by mTLS, the same ID is the workload.
+    let mut w = w;
+    w.host.peer = Some("spiffe://example.org/ns/admin/sa/root".into());
+    let t = w.token(json!({"azp": null, "act": {"sub": "spiffe://example.org/ns/admin/sa/root"}}));
+    assert!(w.decide(&w.headers(Some(&t)), Some(&body)).allowed());
+}
+
+#[test]
 fn a_route_may_be_bound_to_a_host() {
     let w = World::with(|p| {
         p["routes"][0]["host"] = json!("Tools.Example.com");
@@ -187,6 +218,37 @@ fn identity_reasons() {
     let mut h = w.headers(Some(&t));
     h.push(("authorization".into(), format!("Bearer {t}").into_bytes()));
     assert_eq!(w.decide(&h, Some(&body)).denial.unwrap().reason, Reason::TokenInvalid);
+    // A host that cannot tell the time cannot check expiry: fail closed.
+    let mut stopped = World::new();
+    stopped.host.now = 0;
+    let old = w.token(json!({"iat": null, "exp": now - 86_400}));
+    let d = stopped
+        .decide(&stopped.headers(Some(&old)), Some(&body))
+        .denial
+        .unwrap();
+    assert_eq!((d.reason, d.rule.as_str()), (Reason::InternalError, "identity"));
+}
+
+#[test]
+fn identity_from_jwt_authn_refuses_a_second_authorization_header() {
+    // Envoy verified one token; with two headers the upstream may act on the other.
+    let mut w = World::with(|p| {
+        let identity = p["identity"].as_object_mut().unwrap();
+        identity.remove("jwt");
+        identity.insert("source".into(), json!("jwt_authn"));
+        identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
+    });
+    w.host.payload = Some(w.claims(json!({})));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let one = w.headers(Some("verified-by-envoy"));
+    assert!(w.decide(&one, Some(&body)).allowed());
+    let mut two = one.clone();
+    two.push(("Authorization".into(), b"Bearer someone-else".to_vec()));
+    let d = w.decide(&two, Some(&body)).denial.unwrap();
+    assert_eq!(
+        (d.reason, d.rule.as_str()),
+        (Reason::TokenInvalid, "identity.jwt_authn")
+    );
 }
 
 #[test]
@@ -898,7 +960,7 @@ fn a_list_argument_is_declared_by_max_items() {
 }
 
 #[test]
-fn a_used_grant_is_remembered_only_while_it_could_be_accepted() {
+fn a_used_grant_is_remembered_until_no_policy_could_accept_it() {
     use aigate::request::SharedData;
     let w = World::new(); // approval.max_age_seconds: 600
     let t = w.token(json!({}));
@@ -911,7 +973,9 @@ fn a_used_grant_is_remembered_only_while_it_could_be_accepted() {
     let mut h = w.headers(Some(&t));
     h.push(("x-aigate-approval".into(), grant.into_bytes()));
     assert!(w.decide(&h, Some(&call("send_email", args))).allowed());
-    // The single entry in the replay store expires with max_age, not with the grant's exp.
+    // The single entry in the replay store expires a day (the longest max_age a policy may
+    // set) after iat, not with the grant's exp, nor with this policy's max_age: a reload
+    // raising max_age_seconds must not make the spent grant good again.
     let expiries: Vec<u64> = (0..aigate::approval::replay::BUCKETS)
         .filter_map(|b| w.host.get(&format!("aigate.approvals.{b}")))
         .flat_map(|(v, _)| {
@@ -923,7 +987,38 @@ fn a_used_grant_is_remembered_only_while_it_could_be_accepted() {
         })
         .filter_map(|line| line.split_once(':').map(|(_, e)| u64::from_str_radix(e, 16).unwrap()))
         .collect();
-    assert_eq!(expiries, vec![now - 5 + 600 + 1]);
+    assert_eq!(expiries, vec![now - 5 + aigate::approval::MAX_AGE_CEILING + 1]);
+}
+
+#[test]
+fn approval_config_errors_name_their_path() {
+    let errs = |pointer: &str, value: Value| {
+        let mut doc = policy_doc();
+        *doc.pointer_mut(pointer).unwrap() = value;
+        match aigate::policy::compile(doc.to_string().as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }
+    };
+    let idp = policy_doc()["identity"]["jwt"]["issuers"][0]["issuer"].clone();
+    let age = "approval.max_age_seconds: must be between 1 and 86400";
+    for (pointer, value, want) in [
+        ("/approval/max_age_seconds", json!(0), age),
+        ("/approval/max_age_seconds", json!(86401), age),
+        // A grant signed by the identity provider would be an access token too.
+        (
+            "/approval/issuer",
+            idp,
+            "approval.issuer: must differ from every identity.jwt issuer",
+        ),
+    ] {
+        let e = errs(pointer, value.clone());
+        assert!(
+            e.iter().any(|m| m.contains(want)),
+            "{pointer} = {value}: want {want}, got {e:?}"
+        );
+    }
+    assert!(errs("/approval/max_age_seconds", json!(86400)).is_empty());
 }
 
 #[test]

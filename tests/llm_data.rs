@@ -4,6 +4,7 @@
 mod common;
 
 use aigate::decision::Reason;
+use aigate::engine::Decision;
 use common::llm::*;
 use common::*;
 use serde_json::{json, Value};
@@ -289,20 +290,24 @@ fn data_boundary_for_vector_stores_and_mcp_servers() {
     assert_eq!(d.denial.unwrap().rule, "data.vector_stores.tenant-kb");
 }
 
+/// A Responses request whose client answers the provider's request to run `name` with
+/// `args` on the remote MCP server `crm`.
+fn remote_approval(name: &str, args: &Value, approve: Value) -> Value {
+    json!({"model": "gpt-4o-mini",
+           "tools": [{"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp"}],
+           "input": [
+               {"role": "user", "content": "Where is my order?"},
+               {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "crm", "name": name,
+                "arguments": args.to_string()},
+               {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": approve}]})
+}
+
 #[test]
 fn approving_a_remote_mcp_call_is_judged_as_the_call() {
     // The provider asked to run a tool of a remote MCP server; the client approves it.
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read docs.read email.send"}));
-    let approve = |name: &str, args: &Value, approve: Value| {
-        json!({"model": "gpt-4o-mini",
-               "tools": [{"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/mcp"}],
-               "input": [
-                   {"role": "user", "content": "Where is my order?"},
-                   {"type": "mcp_approval_request", "id": "mcpr_1", "server_label": "crm", "name": name,
-                    "arguments": args.to_string()},
-                   {"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": approve}]})
-    };
+    let approve = remote_approval;
     let mine = json!({"customer_id": "c-42"});
     let d = decide(&w, RESPONSES, &t, &approve("get_order", &mine, json!(true)));
     assert!(d.allowed(), "{:?}", d.denial);
@@ -338,14 +343,33 @@ fn approving_a_remote_mcp_call_is_judged_as_the_call() {
             .map(|x| x.reason),
         Some(Reason::ApprovalReplayed)
     );
-    // Approving a request the provider keeps (not in input): not judgeable, refused.
-    let mut unseen = approve("get_order", &mine, json!(true));
+    // Approving a request the provider keeps (not in input): not judgeable, refused, even
+    // on a route that accepts provider state (it would run an action nobody judged).
+    let mut unseen = approve("send_email", &email, json!(true));
     unseen["input"].as_array_mut().unwrap().remove(1);
-    let denial = decide(&w, RESPONSES, &t, &unseen).denial.unwrap();
-    assert_eq!(
-        (denial.reason, denial.rule.as_str()),
-        (Reason::DataBoundary, "routes.responses.provider_state")
-    );
+    let stateful = World::with(|p| {
+        llm_policy(p);
+        let routes = p["routes"].as_array_mut().unwrap();
+        let r = routes.iter_mut().find(|r| r["id"] == "responses").unwrap();
+        r["provider_state"] = json!("allow");
+    });
+    for (w, t) in [
+        (&w, &t),
+        (
+            &stateful,
+            &stateful.token(json!({"scope": "orders.read docs.read email.send"})),
+        ),
+    ] {
+        let denial = decide(w, RESPONSES, t, &unseen).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "mcp_approval_response")
+        );
+        assert!(denial.message.contains("not in input"), "{}", denial.message);
+    }
+    // Declining one is fine.
+    unseen["input"][1]["approve"] = json!(false);
+    assert!(decide(&w, RESPONSES, &t, &unseen).allowed());
     assert_eq!(
         reason(&w, RESPONSES, &t, &approve("get_order", &mine, json!("yes"))),
         Some(Reason::BodyMalformed)
@@ -356,6 +380,52 @@ fn approving_a_remote_mcp_call_is_judged_as_the_call() {
                        "name": "delete_account", "arguments": "{}"});
     twice["input"].as_array_mut().unwrap().insert(2, other);
     assert_eq!(reason(&w, RESPONSES, &t, &twice), Some(Reason::BodyMalformed));
+}
+
+#[test]
+fn a_remote_approval_spends_the_grant_an_mcp_call_would() {
+    // The catalogue's send_email is reachable through the MCP route and, by name, on the
+    // remote server the provider calls: approving it there runs the action as surely as
+    // calling it here. One grant runs it once, whichever way comes first.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read email.send"}));
+    let email = json!({"to": "bob@example.com", "subject": "Refund"});
+    let remote = remote_approval("send_email", &email, json!(true));
+    let spent = |d: Decision| d.denial.map(|x| x.reason);
+
+    let grant = w.grant_for(&email, "mcp-then-remote");
+    assert!(w
+        .decide_approved(&t, &grant, &call("send_email", email.clone()))
+        .allowed());
+    assert_eq!(
+        spent(with_grant(&w, RESPONSES, &t, &grant, &remote)),
+        Some(Reason::ApprovalReplayed)
+    );
+
+    let grant = w.grant_for(&email, "remote-then-mcp");
+    let d = with_grant(&w, RESPONSES, &t, &grant, &remote);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        d.calls.iter().map(|c| (c.tool.as_str(), c.allowed)).collect::<Vec<_>>(),
+        [("send_email", true)]
+    );
+    assert_eq!(
+        spent(w.decide_approved(&t, &grant, &call("send_email", email.clone()))),
+        Some(Reason::ApprovalReplayed)
+    );
+
+    // A call the client ran through aigate and now reports to the model is not run again:
+    // the same grant tells the model (the conversation gate), once.
+    let grant = w.grant_for(&email, "run-then-report");
+    assert!(w
+        .decide_approved(&t, &grant, &call("send_email", email.clone()))
+        .allowed());
+    let report = json!({"model": "gpt-4o-mini", "input": [
+        {"role": "user", "content": "Send the refund e-mail"},
+        {"type": "function_call", "call_id": "call_1", "name": "send_email", "arguments": email.to_string()},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sent"}]});
+    let d = with_grant(&w, RESPONSES, &t, &grant, &report);
+    assert!(d.allowed(), "{:?}", d.denial);
 }
 
 #[test]

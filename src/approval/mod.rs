@@ -34,6 +34,11 @@ fn deny(reason: Reason, message: impl Into<String>) -> Result<(), Denial> {
     Err(Denial::new(reason, RULE, message))
 }
 
+/// The longest `approval.max_age_seconds` a policy may set. A used grant is remembered
+/// until this long after its `iat` (or its `exp`, if sooner) whatever the policy says, so
+/// a reload that raises `max_age_seconds` cannot make a spent grant acceptable again.
+pub const MAX_AGE_CEILING: u64 = 86_400;
+
 /// How a call's grant is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Use {
@@ -260,20 +265,22 @@ fn verify(
         return fail(Reason::ApprovalMismatch, "approval was granted for other arguments");
     }
     if use_ == Use::Claim {
-        // Remembered until it could no longer be accepted: its exp, or max_age after iat if
-        // that comes first, so a grant minted with a year-long exp does not hold a slot for a year.
+        // Remembered until no policy could accept it again: its exp, or the longest max_age
+        // any policy may set after iat if that comes first (a reload may raise max_age), so
+        // a grant minted with a year-long exp does not hold a slot for a year.
         grant.ticket = Some(Ticket {
             jti: jti.to_string(),
-            refused_after: exp.min(iat.saturating_add(cfg.max_age).saturating_add(1)),
+            refused_after: exp.min(iat.saturating_add(MAX_AGE_CEILING).saturating_add(1)),
         });
     }
     (Ok(()), true)
 }
 
 /// Where a grant is consumed. Each gate accepts a grant once: an action is approved once
-/// to run it (MCP `tools/call`, a REST action) and once to report it in an LLM conversation,
-/// so an application that runs the tool through aigate and then tells the model needs one
-/// grant, not two.
+/// to run it (MCP `tools/call`, a REST action, a remote MCP call a Responses request
+/// approves) and once to report a call the client ran in an LLM conversation, so an
+/// application that runs the tool through aigate and then tells the model needs one
+/// grant, not two; running the action a second time needs another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
     Action,

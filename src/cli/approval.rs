@@ -81,8 +81,11 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     // Accept the `keygen` output as is, or a bare private JWK.
     let jwk = jwk.get("private").cloned().unwrap_or(jwk);
     let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", a.key.display()))?;
-    if a.ttl == 0 {
-        return Err("--ttl must be positive".into());
+    if a.ttl == 0 || a.ttl > crate::approval::MAX_AGE_CEILING {
+        return Err(format!(
+            "--ttl must be between 1 and {} seconds: an approval is for an action about to happen",
+            crate::approval::MAX_AGE_CEILING
+        ));
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -78,7 +78,7 @@ enum Command {
         /// Who approved (named in the audit record).
         #[arg(long)]
         approver: String,
-        /// Lifetime in seconds.
+        /// Lifetime in seconds (1 to 86400).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
         #[arg(long, default_value = "https://approvals.example.com")]

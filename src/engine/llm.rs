@@ -5,6 +5,7 @@
 //! anything is forwarded.
 
 use super::{Awaiting, Call, Decision};
+use crate::approval::Gate;
 use crate::authz::{self, shown};
 use crate::config::{Impact, Protocol, ProviderCalls, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
@@ -34,6 +35,16 @@ pub(super) fn judge(
     d.stream = req.stream;
     authz::model(policy, principal, &req.model)?;
     let route = d.route.and_then(|i| policy.routes.get(i));
+    // Whatever the route accepts of provider state: approving a call aigate cannot see
+    // would let the provider run an action nobody judged.
+    if req.approves_unseen {
+        return Err(Denial::new(
+            Reason::DataBoundary,
+            "mcp_approval_response",
+            "an mcp_approval_response approves a call whose mcp_approval_request is not in input \
+             (the provider keeps it), so aigate cannot judge what it would run: send the request item in input",
+        ));
+    }
     if let (Some(state), Some(r)) = (req.provider_state.first(), route) {
         if r.provider_state == ProviderState::Deny {
             return Err(Denial::new(
@@ -80,7 +91,7 @@ pub(super) fn judge(
         }
     }
     offers(policy, d, principal, &req, body)?;
-    calls(policy, d, principal, headers, host, req.calls)
+    calls(policy, d, principal, headers, host, req.calls, req.approved_remote)
 }
 
 /// Tools offered to the model: all usable, or per route `deny` the request or `strip` them.
@@ -215,6 +226,11 @@ fn strip(body: &[u8], req: &LlmRequest, refused: &[bool], rule: &str) -> Result<
 /// but is not consumed again; the client decides which turn is latest, so an invented
 /// later turn cannot make an unapproved action history. Only latest calls are recorded
 /// (and counted), plus a denied one.
+///
+/// A grant for a call the client ran is spent at the conversation gate: the same action
+/// may have spent it at the action gate when it ran through aigate. A remote MCP call the
+/// request approves runs now, at the provider: its grant is spent at the action gate, so
+/// one grant cannot run an action both there and through an MCP or REST route.
 fn calls(
     policy: &Policy,
     d: &mut Decision,
@@ -222,6 +238,7 @@ fn calls(
     headers: &Headers,
     host: &dyn Host,
     calls: Vec<LlmCall>,
+    approved_remote: Vec<LlmCall>,
 ) -> Result<(), Denial> {
     let mut pending = Vec::new();
     for c in calls {
@@ -242,7 +259,12 @@ fn calls(
         call.allowed = true;
         d.calls.push(call);
         if tool.impact == Impact::External {
-            pending.push(Awaiting::claim(d, tool, c.arguments));
+            pending.push(Awaiting::claim(d, tool, c.arguments, Gate::Conversation));
+        }
+    }
+    for c in approved_remote {
+        if let Some(tool) = super::judge_call(policy, d, principal, c.name, &c.arguments)? {
+            pending.push(Awaiting::claim(d, tool, c.arguments, Gate::Action));
         }
     }
     super::claim_grants(policy, d, principal, headers, host, pending)

@@ -66,6 +66,14 @@ pub(crate) fn claim_path<'a>(claims: &'a Map<String, Value>, path: &str) -> Opti
 pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Result<Principal, Denial> {
     let id = &policy.identity;
     let now = host.now();
+    if now == 0 {
+        // The host could not tell the time: expiry cannot be checked.
+        return Err(Denial::new(
+            Reason::InternalError,
+            "identity",
+            "the host clock is unavailable",
+        ));
+    }
     let claims = token::claims(id, headers, host, now)?;
     token::check_times(id, &claims, now)?;
 
@@ -158,6 +166,16 @@ fn workload(policy: &Policy, claims: &Map<String, Value>, host: &dyn Host) -> Re
             cur = cur.and_then(Value::as_object).and_then(|o| o.get(p));
         }
         if let Some(Value::String(w)) = cur {
+            // A SPIFFE ID is proven by a certificate, not asserted in a token: a stolen
+            // delegation token (`act.sub` is often the actor's SVID) must not bring an
+            // mTLS workload's ceiling from outside the mesh.
+            if !src.trust_domains.is_empty() && w.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("spiffe:")) {
+                return Err(Denial::new(
+                    Reason::WorkloadUntrusted,
+                    "identity.workload.claim",
+                    "the workload claim names a SPIFFE ID, which only an mTLS peer certificate proves",
+                ));
+            }
             if !w.is_empty() {
                 return Ok(Some(w.clone()));
             }

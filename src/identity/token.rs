@@ -12,6 +12,14 @@ use std::rc::Rc;
 pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, now: u64) -> Result<Claims, Denial> {
     match &id.token {
         TokenSource::JwtAuthn { namespace, payload_key } => {
+            // jwt_authn verified one of them; the upstream might read the other.
+            if headers.get_all("authorization").nth(1).is_some() {
+                return Err(Denial::new(
+                    Reason::TokenInvalid,
+                    "identity.jwt_authn",
+                    "the Authorization header appears more than once",
+                ));
+            }
             host.jwt_payload(namespace, payload_key).map(Rc::new).ok_or_else(|| {
                 Denial::new(
                     Reason::Unauthenticated,

@@ -127,6 +127,14 @@ impl Checker {
         let prompts = self.prompts(doc.data.prompts);
         let limits = self.limits(doc.limits);
         let approval = doc.approval.and_then(|a| self.approval(a));
+        if let (Some(a), TokenSource::Jwt { issuers, .. }) = (&approval, &identity.token) {
+            if issuers.iter().any(|i| i.issuer == a.issuer) {
+                self.err(
+                    "approval.issuer",
+                    "must differ from every identity.jwt issuer: an approval grant must never pass as an access token",
+                );
+            }
+        }
         Policy {
             mode: doc.mode,
             hold: doc.hold,
@@ -646,8 +654,14 @@ impl Checker {
         self.header_name("approval.header", &a.header);
         self.non_empty("approval.issuer", &a.issuer);
         self.non_empty("approval.audience", &a.audience);
-        if a.max_age_seconds == 0 {
-            self.err("approval.max_age_seconds", "must be positive");
+        if a.max_age_seconds == 0 || a.max_age_seconds > crate::approval::MAX_AGE_CEILING {
+            self.err(
+                "approval.max_age_seconds",
+                format!(
+                    "must be between 1 and {} (a day): an approval is for an action about to happen",
+                    crate::approval::MAX_AGE_CEILING
+                ),
+            );
         }
         if let Some(url) = &a.request_url {
             if let Err(m) = parse_template(url) {

@@ -25,6 +25,12 @@ pub struct LlmRequest {
     /// Members that continue state the provider keeps (`previous_response_id`, …): what
     /// they stand for is not in the body, so aigate cannot judge it.
     pub provider_state: Vec<&'static str>,
+    /// Remote MCP calls this request approves (Responses `mcp_approval_response`): the
+    /// provider runs each one on receiving the approval, so they are actions taken now.
+    pub approved_remote: Vec<LlmCall>,
+    /// An approval names a request the body does not hold (the provider keeps it), so the
+    /// call it lets the provider run cannot be judged.
+    pub approves_unseen: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -32,9 +32,6 @@ const ITEM_REFERENCE: &str = "an item_reference in input";
 /// A container (code interpreter, shell) named by id: files and state of earlier requests.
 const STORED_CONTAINER: &str = "a tool's container given by id";
 
-/// An approval of a remote MCP call whose request the provider keeps (provider state).
-const UNSEEN_APPROVAL: &str = "an mcp_approval_response approving a request not in input";
-
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -352,14 +349,13 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         turns.push(turn);
     }
     llm::mark_latest(&mut r.calls, &turns, last_model_turn);
-    // Approving a remote MCP call lets the provider run it now: it is judged as a call of
-    // this turn (catalogue, scope, bindings, constraints; a human grant for external
-    // impact). An approval whose request the provider keeps cannot be judged.
+    // Approving a remote MCP call lets the provider run it now: it is an action of this
+    // request (catalogue, scope, bindings, constraints; a human grant for external impact).
+    // An approval whose request the provider keeps cannot be judged.
     for id in approved {
         match asked.iter().find(|(asked_id, _)| *asked_id == id) {
-            Some((_, call)) => r.calls.push(call.clone()),
-            None if !r.provider_state.contains(&UNSEEN_APPROVAL) => r.provider_state.push(UNSEEN_APPROVAL),
-            None => {}
+            Some((_, call)) => r.approved_remote.push(call.clone()),
+            None => r.approves_unseen = true,
         }
     }
     Ok(())
