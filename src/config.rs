@@ -105,6 +105,20 @@ pub struct RouteDoc {
     /// Default `filter`.
     #[serde(default)]
     pub lists: Option<Lists>,
+    /// MCP routes: may a request use a JSON-RPC method aigate does not know (a later
+    /// protocol revision's, a server's own extension)? Default `deny`.
+    #[serde(default)]
+    pub unknown_methods: Option<UnknownMethods>,
+}
+
+/// `deny` MCP methods aigate does not know (`tool_unknown`: what they do cannot be
+/// judged), or `pass` them unjudged.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownMethods {
+    #[default]
+    Deny,
+    Pass,
 }
 
 /// An action's arguments are its JSON body; a query string or a path below the route's

@@ -11,7 +11,7 @@ pub use output::{judges_answer, on_answer, on_listing, visible, whole_answer};
 
 use crate::approval;
 use crate::authz;
-use crate::config::{ExtraInput, Impact, Protocol, ProviderState};
+use crate::config::{ExtraInput, Impact, Protocol, ProviderState, UnknownMethods};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::policy::{DataRule, Policy, Tool};
@@ -367,6 +367,19 @@ fn judge_mcp(
             }
             mcp::McpAction::List(listing) => d.lists.extend(m.id.map(|id| (id, listing))),
             mcp::McpAction::Other => {}
+            mcp::McpAction::Unknown => {
+                let route = d.route.and_then(|i| policy.routes.get(i));
+                if route.is_none_or(|r| r.unknown_methods == UnknownMethods::Deny) {
+                    return Err(Denial::new(
+                        Reason::ToolUnknown,
+                        route.map_or("routes".into(), |r| format!("routes.{}.unknown_methods", r.id)),
+                        format!(
+                            "MCP method {} is not one aigate knows, so what it does cannot be judged",
+                            authz::shown(m.method.as_deref().unwrap_or_default())
+                        ),
+                    ));
+                }
+            }
         }
     }
     claim_grants(policy, d, principal, headers, host, external)

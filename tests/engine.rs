@@ -70,6 +70,62 @@ fn a_token_cannot_claim_a_spiffe_id_that_only_a_certificate_proves() {
 }
 
 #[test]
+fn mcp_methods_aigate_does_not_know_are_refused_unless_the_route_passes_them() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    // What MCP clients send that carries nothing to judge passes.
+    for method in [
+        "initialize",
+        "server/discover",
+        "ping",
+        "logging/setLevel",
+        "resources/unsubscribe",
+        "tasks/get",
+        "tasks/result",
+        "notifications/initialized",
+        "notifications/cancelled",
+    ] {
+        assert_eq!(reason_of(&w, Some(&t), &rpc(method, json!({}))), None, "{method}");
+    }
+    // A server extension, a later revision's method, a misspelt one: what it does is unknown.
+    for method in ["tools/execute", "acme/run_sql", "Tools/call", "notifications", ""] {
+        let d = w.decide(&w.headers(Some(&t)), Some(&rpc(method, json!({"name": "drop_tables"}))));
+        let denial = d.denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ToolUnknown, "routes.support-mcp.unknown_methods"),
+            "{method:?}"
+        );
+        assert!(denial.message.contains(&format!("{method:?}")), "{}", denial.message);
+    }
+    // One unknown element denies its batch.
+    let batch = json!([rpc("ping", json!({})), rpc("acme/run_sql", json!({}))]);
+    assert_eq!(reason_of(&w, Some(&t), &batch), Some(Reason::ToolUnknown));
+    // A route that accepts them passes them unjudged (the release gate warns).
+    let lax = World::with(|p| p["routes"][0]["unknown_methods"] = json!("pass"));
+    let t = lax.token(json!({}));
+    assert_eq!(reason_of(&lax, Some(&t), &rpc("acme/run_sql", json!({}))), None);
+    let errs = aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["routes"].as_array_mut().unwrap().push(
+                json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat",
+                             "unknown_methods": "pass"}),
+            );
+            doc.to_string()
+        }
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        errs.iter().any(|e| e
+            .to_string()
+            .contains("routes[1].unknown_methods: applies only to MCP routes")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn a_route_may_be_bound_to_a_host() {
     let w = World::with(|p| {
         p["routes"][0]["host"] = json!("Tools.Example.com");
@@ -333,9 +389,15 @@ fn session_binding() {
         w.decide(&other, Some(&body)).denial.unwrap().reason,
         Reason::SessionMismatch
     );
-    // Without a session header only `initialize` may pass (the server assigns the session).
+    // Without a session header only `initialize` may pass: the server assigns the session.
+    // A stateless client's `server/discover` probe is refused, so the client falls back to
+    // the handshake that starts one.
     assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::SessionMismatch));
     assert!(reason_of(&w, Some(&t), &rpc("initialize", json!({}))).is_none());
+    assert_eq!(
+        reason_of(&w, Some(&t), &rpc("server/discover", json!({}))),
+        Some(Reason::SessionMismatch)
+    );
     let unbound = w.token(json!({}));
     assert_eq!(
         w.decide(&h_with(&w, &unbound, "mcp-session-id", "s-1"), Some(&body))

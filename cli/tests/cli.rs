@@ -240,6 +240,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email", "extra_input": "allow"}),
     );
     policy["routes"][0]["lists"] = json!("pass");
+    policy["routes"][0]["unknown_methods"] = json!("pass");
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     policy["data"]["mcp_servers"] = json!([{"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/",
                                             "scope": "docs.read", "owner": "crm@example.com", "provider_calls": "any"}]);
@@ -280,6 +281,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("no-bare-star", "warning"),
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
+        ("mcp-unknown-methods", "warning"),
         ("action-extra-input", "warning"),
         ("action-hold-body", "warning"),
         ("provider-calls", "warning"),

@@ -334,7 +334,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 5] = [
+    let unjudged: [(&str, Question, Applies, &str); 6] = [
         (
             "provider-state",
             See,
@@ -362,6 +362,15 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             |_, r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
             "shows the agent every tool, prompt and resource the server lists, including those it \
              may not use",
+        ),
+        (
+            "mcp-unknown-methods",
+            Do,
+            |_, r| {
+                r.protocol == crate::config::Protocol::Mcp && r.unknown_methods == crate::config::UnknownMethods::Pass
+            },
+            "passes MCP methods aigate does not know unjudged: a server extension or a later \
+             protocol revision's method may act or read data nobody checked",
         ),
         (
             "action-hold-body",

@@ -201,6 +201,9 @@ impl Checker {
                 if r.lists.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.lists"), "applies only to MCP routes");
                 }
+                if r.unknown_methods.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.unknown_methods"), "applies only to MCP routes");
+                }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {
                         self.err(format!("{path}.tool"), "an action route names its catalogued tool");
@@ -222,6 +225,7 @@ impl Checker {
                     provider_state: r.provider_state.unwrap_or_default(),
                     model_calls: r.model_calls.unwrap_or_default(),
                     lists: r.lists.unwrap_or_default(),
+                    unknown_methods: r.unknown_methods.unwrap_or_default(),
                     extra_input: r.extra_input.unwrap_or_default(),
                 }
             })

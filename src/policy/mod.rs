@@ -11,6 +11,7 @@ pub use scope::{Pattern, PatternRef};
 
 use crate::config::{
     ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState, ToolOffers,
+    UnknownMethods,
 };
 use crate::jws::KeySet;
 use serde_json::Value;
@@ -63,6 +64,8 @@ pub struct Route {
     pub model_calls: ModelCalls,
     /// MCP routes: whether list answers are filtered to what the caller may use.
     pub lists: Lists,
+    /// MCP routes: whether methods aigate does not know pass unjudged.
+    pub unknown_methods: UnknownMethods,
     /// `action` routes: whether a query string or a path below the prefix may pass unjudged.
     pub extra_input: ExtraInput,
 }

@@ -23,8 +23,11 @@ pub enum McpAction {
     },
     /// A list of what the server offers: its answer shows the agent tools and data.
     List(Listing),
-    /// `initialize`, `ping`, notifications, responses to the server…
+    /// `initialize`, `ping`, notifications, responses to the server…: nothing to judge.
     Other,
+    /// A method aigate does not know (a later protocol revision's, a server's extension):
+    /// what it does cannot be judged.
+    Unknown,
 }
 
 /// The MCP lists whose items aigate can judge.
@@ -70,6 +73,22 @@ const JUDGED: [&str; 6] = [
     "prompts/get",
     "completion/complete",
     "subscriptions/listen",
+];
+
+/// Client requests that carry nothing to judge (MCP 2025-11-25): they pass. Any other
+/// method but a notification, a judged one or a list is `McpAction::Unknown`.
+const PASSING: [&str; 9] = [
+    "initialize",
+    // The stateless protocol's initialize: the server's versions and capabilities.
+    "server/discover",
+    "ping",
+    "resources/unsubscribe",
+    "logging/setLevel",
+    // A task's status and result belong to a tools/call judged when the task was created.
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
 ];
 
 /// The members of a JSON-RPC message aigate reads.
@@ -208,7 +227,8 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
             "resources/list" => McpAction::List(Listing::Resources),
             "resources/templates/list" => McpAction::List(Listing::ResourceTemplates),
             "prompts/list" => McpAction::List(Listing::Prompts),
-            _ => McpAction::Other,
+            m if PASSING.contains(&m) || m.starts_with("notifications/") => McpAction::Other,
+            _ => McpAction::Unknown,
         };
     Ok(McpMessage {
         id,

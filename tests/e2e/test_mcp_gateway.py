@@ -256,6 +256,22 @@ def test_unknown_tool_is_denied(gateway, mint, record):
     assert_audit(gateway, did, decision="deny", reason="tool_unknown")
 
 
+def test_unknown_method_is_denied(gateway, mint, record):
+    """A method aigate does not know (a server extension) cannot be judged: refused."""
+    body = {"jsonrpc": "2.0", "id": "x-1", "method": "acme/run_sql", "params": {"sql": "DELETE FROM orders"}}
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    r = post(gateway, body, {**headers, "authorization": f"Bearer {mint()}"})
+    assert r.status_code == 200, r.text
+    doc = deny_body(r)
+    did = assert_decision_id(r.headers.get("x-aigate-decision-id"))
+    assert doc["id"] == "x-1" and doc["error"]["code"] == JSONRPC_POLICY_ERROR, doc
+    assert doc["error"]["data"]["reason"] == "tool_unknown", doc
+    assert doc["error"]["data"]["rule"] == "routes.support-mcp.unknown_methods", doc
+    assert '"acme/run_sql"' in doc["error"]["message"], doc
+    record.assert_nothing_reached(gateway)
+    assert_audit(gateway, did, decision="deny", reason="tool_unknown", method="acme/run_sql")
+
+
 def test_unknown_tool_through_sdk(gateway, mint, record):
     out = e2e.mcp_client_call(gateway.url, mint(), lambda c: c.call_tool("delete_all_orders", {"customer_id": "cust-1"}))
     assert_jsonrpc_deny(out, "tool_unknown")
