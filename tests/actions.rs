@@ -322,6 +322,9 @@ fn a_path_is_judged_as_the_endpoint_it_names() {
         "/api/orders/%2e%2e/refunds",
         "/api/orders%2Frefunds",
         "/api/orders/..%2F..%2Frefunds",
+        "/api/orders/..;/refunds",
+        "/api/orders/..;jsessionid=1/refunds",
+        "/api/orders/.;x/refunds",
         "/api\\refunds",
         "api/refunds",
     ] {

@@ -59,7 +59,13 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if path.contains("//") {
         return Some("contains an empty segment (//)");
     }
-    if path.split('/').any(|seg| seg == "." || seg == "..") {
+    // `..;x` is a dot segment too for servers that drop `;` parameters (Tomcat, Spring,
+    // Jetty), as route matching does: `/mcp/..;/api/refunds` reaches `/api/refunds`.
+    if path
+        .split('/')
+        .map(|seg| seg.split(';').next().unwrap_or(seg))
+        .any(|seg| seg == "." || seg == "..")
+    {
         return Some("contains a dot segment");
     }
     if encoded_separator(path) {

@@ -446,6 +446,20 @@ def test_unmatched_route_is_404(gateway, mint, record):
     record.assert_nothing_reached(gateway)
 
 
+@pytest.mark.parametrize("segment", ["%2e%2e;", "..;", "..;jsessionid=1"])
+def test_a_parameter_dot_segment_cannot_leave_the_route(gateway, mint, record, segment):
+    """Envoy's path normalisation leaves `..;` alone, and Tomcat, Spring or Jetty serve
+    `/mcp/..;/admin/export` as `/admin/export`: judging it as the MCP route it names would
+    let a notification-shaped body reach another endpoint."""
+    body = {"jsonrpc": "2.0", "method": "notifications/initialized", "customer_id": "cust-9", "amount": 100000}
+    url = gateway.url + f"/{segment}/admin/export"
+    r = httpx.post(url, content=json.dumps(body).encode(), timeout=10,
+                   headers={"authorization": f"Bearer {mint()}", "content-type": "application/json"})
+    assert r.status_code == 404, (r.status_code, r.text)
+    assert deny_body(r)["error"]["reason"] == "route_unmatched"
+    record.assert_nothing_reached(gateway)
+
+
 # --------------------------------------------------------------------------- metrics, audit
 
 
