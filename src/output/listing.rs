@@ -9,7 +9,7 @@
 //! comes back as `0`, `1.0` as `1`), repeat an id in a batch, or have a list replayed on
 //! another stream.
 
-use super::events::{fields, Events};
+use super::events::{bom_opens_a_line, fields, Events};
 use super::RULE;
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
@@ -24,11 +24,19 @@ pub type Keep<'a> = &'a dyn Fn(Listing, &Map<String, Value>) -> bool;
 /// list results: the rewritten document and how many items went, or `None` when nothing
 /// did (the body then passes as it is).
 pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
-    let mut doc = crate::json::parse(body, limits.max_json_depth)
+    // Keys differing only in case are refused as in requests: clients built on Go's
+    // encoding/json (mcp-go) read `"Tools"` or an item's `"Name"` as the member aigate judged.
+    let mut doc = crate::json::parse_request(body, limits.max_json_depth)
         .map_err(|e| malformed(RULE, format!("the server's answer: {e}")))?;
     let hidden = match &mut doc {
-        Value::Array(messages) => messages.iter_mut().map(|m| filter_message(m, keep)).sum(),
-        message => filter_message(message, keep),
+        Value::Array(messages) => {
+            let mut hidden = 0;
+            for m in messages {
+                hidden += filter_message(m, keep)?;
+            }
+            hidden
+        }
+        message => filter_message(message, keep)?,
     };
     if hidden == 0 {
         return Ok(None);
@@ -45,13 +53,32 @@ const LISTINGS: [Listing; 4] = [
     Listing::Prompts,
 ];
 
-fn filter_message(m: &mut Value, keep: Keep) -> usize {
+/// The members of a list answer aigate reads, at each level: the message, its result,
+/// and an item.
+const MESSAGE_READ: [&str; 1] = ["result"];
+const RESULT_READ: [&str; 5] = ["tools", "resources", "resourceTemplates", "prompts", "cacheScope"];
+const ITEM_READ: [&str; 3] = ["name", "uri", "uriTemplate"];
+
+fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Denial> {
+    object
+        .keys()
+        .try_for_each(|key| crate::request::refuse_miscased(key, read, RULE))
+}
+
+fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
+    if let Some(message) = m.as_object() {
+        refuse_miscased(message, &MESSAGE_READ)?;
+    }
     let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) else {
-        return 0;
+        return Ok(0);
     };
+    refuse_miscased(result, &RESULT_READ)?;
     let mut hidden = 0;
     for listing in LISTINGS {
         if let Some(items) = result.get_mut(listing.items_key()).and_then(Value::as_array_mut) {
+            for item in items.iter().filter_map(Value::as_object) {
+                refuse_miscased(item, &ITEM_READ)?;
+            }
             let before = items.len();
             items.retain(|item| item.as_object().is_some_and(|o| keep(listing, o)));
             hidden += before - items.len();
@@ -61,7 +88,7 @@ fn filter_message(m: &mut Value, keep: Keep) -> usize {
     if hidden > 0 && result.contains_key("cacheScope") {
         result.insert("cacheScope".into(), Value::String("private".into()));
     }
-    hidden
+    Ok(hidden)
 }
 
 /// A list answer streamed as server-sent events: each complete event passes, its message
@@ -84,6 +111,11 @@ impl ListStream {
             hidden: 0,
             failure: None,
         }
+    }
+
+    /// How many items were hidden so far.
+    pub fn hidden(&self) -> usize {
+        self.hidden
     }
 
     /// Takes the next piece; returns what to pass on in its place, or `None` to pass it on
@@ -153,6 +185,14 @@ impl ListStream {
 
 /// One event with its message filtered: its other fields kept, its data in one line.
 fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
+    // Every reader must see the same message: a line a BOM opens is data to some clients'
+    // decoders and an unknown field to others' (the Python SDK's).
+    if bom_opens_a_line(event) {
+        return Err(malformed(
+            RULE,
+            "a byte-order mark opens a line of the server's answer: clients read it differently",
+        ));
+    }
     let (_, data) = fields(event).ok_or_else(|| malformed(RULE, "an event of the server's answer is not UTF-8"))?;
     if data.trim().is_empty() {
         return Ok(None);

@@ -516,6 +516,21 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
     );
     let e = listing::filter(b"{\"id\":1,\"id\":2}", &limits(), &keep_even_names).unwrap_err();
     assert_eq!(e.reason, Reason::BodyMalformed);
+
+    // A member aigate reads spelled in another case is refused, alone or beside the real
+    // one: a Go client (encoding/json) reads it as the member itself.
+    for answer in [
+        json!({"jsonrpc": "2.0", "id": 1, "Result": {"tools": [{"name": "t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"Tools": [{"name": "t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [], "Tools": [{"name": "t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0", "Name": "t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"resources": [{"uri": "docs://a", "URI": "docs://b"}]}}),
+        json!([all_seen.clone(), {"jsonrpc": "2.0", "id": 2, "result": {"Prompts": [{"name": "p1"}]}}]),
+    ] {
+        let e = listing::filter(&bytes(&answer), &limits(), &keep_even_names).unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{answer}");
+        assert!(e.message.contains("only in case"), "{}", e.message);
+    }
 }
 
 #[test]
@@ -553,6 +568,18 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         Some(Vec::new())
     );
     assert_eq!(s.finish(&keep_even_names).0.unwrap_err().reason, Reason::BodyMalformed);
+    // A byte-order mark opening a line: the Python SDK ignores that line, others read it
+    // as data, so the two would see different messages. Refused, as the first event too.
+    for body in [
+        format!("\u{feff}data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"wrap\":\ndata: {answer}\n\u{feff}data: }}}}\n\n"),
+        format!("event: message\n\u{feff}data: {answer}\n\n"),
+    ] {
+        let mut s = listing::ListStream::new(&limits(), true);
+        assert_eq!(s.feed(body.as_bytes(), &keep_even_names), Some(Vec::new()), "{body:?}");
+        let (hidden, rest) = s.finish(&keep_even_names);
+        assert_eq!(hidden.unwrap_err().reason, Reason::BodyMalformed);
+        assert!(rest.is_empty());
+    }
 }
 
 #[test]

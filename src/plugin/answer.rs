@@ -100,18 +100,30 @@ impl Http {
             },
             (false, label) => label.as_deref().and_then(output::format),
         };
+        // A whole answer declared larger than aigate reads is refused while its status can
+        // still change (the head goes on before the body arrives).
+        let declared_too_large = format == Some(Format::Json)
+            && response_header("content-length")
+                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > policy.limits.max_body_bytes as u64);
         if enforce {
             // The answer may be rewritten: the host frames it anew.
             set_response_header("content-length", None);
         }
         let answer = match format {
-            Some(Format::Json) => Answer::Json(request),
+            Some(Format::Json) if !declared_too_large => Answer::Json(request),
             Some(Format::EventStream) if protocol == Protocol::Mcp => {
                 Answer::Listing(request, ListStream::new(&policy.limits, enforce))
             }
             Some(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
-            None => {
-                let denial = if encoded {
+            _ => {
+                let denial = if declared_too_large {
+                    Denial::new(
+                        Reason::BodyTooLarge,
+                        "limits.max_body_bytes",
+                        format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
+                    )
+                } else if encoded {
                     Denial::new(
                         Reason::EncodingUnsupported,
                         "model_calls",
@@ -163,6 +175,37 @@ impl Http {
         set_response_header("content-encoding", None);
         set_response_header("transfer-encoding", None);
         self.answer = Some(Answer::Refused(request));
+    }
+
+    /// The request ended before its body was complete: never judged, recorded as refused
+    /// (nothing more of it was forwarded).
+    pub(super) fn request_unfinished(&mut self, mut request: Decision) {
+        request.denial = Some(Denial::new(
+            Reason::BodyMalformed,
+            "body",
+            "the request ended before its body was complete, so aigate never judged it",
+        ));
+        self.record(&request, "aigate_decision");
+    }
+
+    /// The stream ended before the answer did. A list answer's events passed filtered as
+    /// they came: its count so far is recorded. A whole answer, or a model's held tool
+    /// calls, never reached the client: recorded as refused.
+    pub(super) fn answer_unfinished(&mut self, answer: Answer) {
+        let policy = &self.shared.policy;
+        let cut = || {
+            Denial::new(
+                Reason::BodyMalformed,
+                "answer",
+                "the answer ended before it was complete; what aigate held of it never reached the client",
+            )
+        };
+        let d = match answer {
+            Answer::Listing(request, stream) => engine::on_listing(&request, Ok(stream.hidden())),
+            Answer::Json(request) | Answer::Stream(request, _) => refused(policy, &request, cut()),
+            Answer::Refused(_) => return, // recorded when it was refused
+        };
+        self.record(&d, "aigate_answer");
     }
 
     /// One piece of the answer (`size` bytes held by the host now).

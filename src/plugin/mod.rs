@@ -201,6 +201,19 @@ impl HttpContext for Http {
         self.answer_trailers();
         Action::Continue
     }
+
+    /// The stream is over, however it ended. A request that never got its verdict (its
+    /// client stopped mid-body; with `hold: body` its head went upstream) or an answer that
+    /// never reached its end (either side closed the stream) still gets its audit line and
+    /// is counted: every decision id that left aigate has a record.
+    fn on_log(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.request_unfinished(pending);
+        }
+        if let Some(answer) = self.answer.take() {
+            self.answer_unfinished(answer);
+        }
+    }
 }
 
 impl Http {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import socket
 import time
 
 import httpx
@@ -458,6 +459,30 @@ def test_a_parameter_dot_segment_cannot_leave_the_route(gateway, mint, record, s
     assert r.status_code == 404, (r.status_code, r.text)
     assert deny_body(r)["error"]["reason"] == "route_unmatched"
     record.assert_nothing_reached(gateway)
+
+
+def test_a_request_abandoned_mid_body_is_recorded(gateway, mint, record):
+    """The client sends the head and part of the body, then goes: never judged, but (with
+    hold: body its head went upstream carrying a decision id) it is audited and counted."""
+    subject = f"abandoner-{time.monotonic_ns()}"
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "refund_order", "arguments": {"customer_id": "cust-9", "amount": 100000}}}).encode()
+    url = httpx.URL(gateway.url)
+    head = (f"POST {url.path} HTTP/1.1\r\nHost: {url.host}\r\nAuthorization: Bearer {mint(sub=subject)}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    before = gateway.metrics()
+    with socket.create_connection((url.host, url.port), timeout=5) as s:
+        s.sendall(head + body[:40])
+        time.sleep(0.3)
+    lines = gateway.audit_lines_until(lambda a: a.get("subject") == subject, count=1)
+    assert len(lines) == 1, lines
+    rec = lines[0]
+    assert (rec["decision"], rec["reason"], rec["rule"], rec["stage"]) == ("deny", "body_malformed", "body", "request"), rec
+    delta = e2e.metric_delta(before, gateway.metrics())
+    key = e2e.metric_key("aigate_requests_total", protocol="mcp", decision="deny", reason="body_malformed")
+    assert delta.get(key) == 1, delta
+    # Nothing of the call was acted on.
+    assert [e for e in record.new() if "tools/call" in e.get("rpc_methods", [])] == []
 
 
 # --------------------------------------------------------------------------- metrics, audit

@@ -132,6 +132,7 @@ fn drive(plugin: &mut Plugin, ctx: u32, request: &Request, flow: &mut Flow) -> R
             up.headers.clone(),
             &up.body_chunks,
             up.trailers.clone(),
+            up.cut,
         )?;
     } else {
         flow.outcome.stalled = true;
@@ -479,7 +480,7 @@ fn send_local_reply(plugin: &mut Plugin, ctx: u32, flow: &mut Flow, reply: Local
     } else {
         vec![reply.body.clone()]
     };
-    encode_response(plugin, ctx, flow, headers, &body, None)
+    encode_response(plugin, ctx, flow, headers, &body, None, false)
 }
 
 fn encode_response(
@@ -489,12 +490,14 @@ fn encode_response(
     headers: HeaderMap,
     body_chunks: &[Vec<u8>],
     trailers: Option<HeaderMap>,
+    cut: bool,
 ) -> Result<(), HarnessError> {
     flow.resp_started = true;
+    let trailers = trailers.filter(|_| !cut);
     let has_body = !body_chunks.is_empty();
     let has_trailers = trailers.is_some();
     let n = headers.len();
-    let eos = !has_body && !has_trailers;
+    let eos = !has_body && !has_trailers && !cut;
     {
         let s = stream(plugin);
         s.response_headers = MapSlot {
@@ -524,7 +527,7 @@ fn encode_response(
 
     let chunks = body_chunks.len();
     for (i, chunk) in body_chunks.iter().enumerate() {
-        let eos = i + 1 == chunks && !has_trailers;
+        let eos = i + 1 == chunks && !has_trailers && !cut;
         let size = {
             let buffering = flow.resp_buffering;
             let s = stream(plugin);

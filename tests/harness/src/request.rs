@@ -47,6 +47,9 @@ pub struct UpstreamResponse {
     pub headers: HeaderMap,
     pub body_chunks: Vec<Vec<u8>>,
     pub trailers: Option<HeaderMap>,
+    /// The stream is reset after the last chunk: no end of stream, no trailers (a client
+    /// or upstream that goes away mid-answer).
+    pub cut: bool,
 }
 
 impl Default for UpstreamResponse {
@@ -61,6 +64,7 @@ impl Default for UpstreamResponse {
             ]),
             body_chunks: vec![body],
             trailers: None,
+            cut: false,
         }
     }
 }
@@ -71,11 +75,18 @@ impl UpstreamResponse {
             headers: HeaderMap::from_pairs([(":status", status.to_string())]),
             body_chunks: Vec::new(),
             trailers: None,
+            cut: false,
         }
     }
 
     pub fn header(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
         self.headers.add(name, value);
+        self
+    }
+
+    /// Resets the stream after the last chunk instead of ending it.
+    pub fn cut(mut self) -> Self {
+        self.cut = true;
         self
     }
 

@@ -208,6 +208,16 @@ fn an_unreadable_answer_is_replaced_by_an_error() {
             "{mode}"
         );
 
+        // A whole answer declared larger than aigate reads: refused at its head, so its
+        // status still changes.
+        let mut huge = completion("c-42");
+        huge.resize(1024 * 1024 + 1, b' ');
+        let outcome = plugin.request(chat_request(&idp, json_answer(&huge))).unwrap();
+        assert_eq!(outcome.status(), Some(502), "{mode}");
+        let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        assert_eq!(body["error"]["code"], "body_too_large", "{mode}: {body}");
+        assert!(!outcome.response_body_str().contains("get_order"), "{mode}");
+
         // A provider error carries no calls: it passes as it is.
         let error = br#"{"error":{"message":"rate limited"}}"#;
         let limited = UpstreamResponse::new(429)
@@ -315,6 +325,58 @@ fn mcp_tool_lists_show_only_the_tools_the_caller_may_call() {
         let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
         let outcome = plugin.request(mcp_post(&idp.token(), &call)).unwrap();
         assert_eq!(audit_lines(&outcome).len(), 1, "{mode}");
+    }
+}
+
+#[test]
+fn an_answer_cut_short_still_leaves_its_audit_line() {
+    let idp = Idp::new();
+    let listed = json!({"jsonrpc": "2.0", "id": 3, "result": {"tools": [
+        {"name": "get_order"}, {"name": "refund_order"}, {"name": "debug_shell"}
+    ]}});
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}).to_string();
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        // MCP clients close an event stream once their answer has come: the events that
+        // passed were filtered, and the count is recorded when the stream goes.
+        let events = format!("event: message\ndata: {listed}\n\n");
+        let answer = tools_list_answer("text/event-stream", events.into_bytes()).cut();
+        let outcome = plugin.request(mcp_post(&idp.token(), &list).upstream(answer)).unwrap();
+        assert!(!outcome.response_body_str().contains("refund_order"), "{mode}");
+        let audits = audit_lines(&outcome);
+        assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
+        assert_eq!(
+            (
+                audits[1]["stage"].as_str(),
+                audits[1]["decision"].as_str(),
+                audits[1]["hidden"].as_u64()
+            ),
+            (Some("answer"), Some("allow"), Some(2)),
+            "{mode}: {}",
+            audits[1]
+        );
+    }
+    // A whole answer cut short never reached the client: recorded as refused, counted.
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let mut answer = json_answer(&completion("c-42"));
+        answer.body_chunks = vec![answer.body_chunks[0][..20].to_vec()];
+        let outcome = plugin.request(chat_request(&idp, answer.cut())).unwrap();
+        let audits = audit_lines(&outcome);
+        assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
+        assert_eq!(
+            (
+                audits[1]["stage"].as_str(),
+                audits[1]["decision"].as_str(),
+                audits[1]["reason"].as_str()
+            ),
+            (Some("answer"), Some("deny"), Some("body_malformed")),
+            "{mode}: {}",
+            audits[1]
+        );
+        assert_eq!(
+            plugin.metric(&answers_metric("deny", "body_malformed")),
+            Some(1),
+            "{mode}"
+        );
     }
 }
 
