@@ -1,7 +1,7 @@
 //! Tool calls put together from a stream's events the way the SDKs put them together, and
 //! refused where two readings of the stream could differ:
-//! - Chat: `delta.tool_calls` pieces joined per choice and index (names and arguments are
-//!   concatenated, as the OpenAI SDK does).
+//! - Chat: `delta.tool_calls` pieces joined per choice and integer index, arguments
+//!   concatenated as the OpenAI SDK does; a name given in more than one piece is refused.
 //! - Responses: each call's `output_item.done` item, cross-checked with what a client may
 //!   read instead (the `added` item's type and name, the argument pieces of the `added`
 //!   item, `*.delta` and `*.done` events), and the
@@ -90,46 +90,53 @@ impl Assembly {
             Err(e) => return Err(malformed(RULE, format!("an event of the answer: {e}"))),
         };
         match protocol {
-            Protocol::OpenaiChat => Ok(self.chat(data)),
+            Protocol::OpenaiChat => self.chat(data),
             Protocol::OpenaiResponses => self.responses(data, limits),
             Protocol::AnthropicMessages => self.anthropic(name, data),
             Protocol::Mcp | Protocol::Action => Ok(false),
         }
     }
 
-    fn chat(&mut self, data: Map<String, Value>) -> bool {
+    /// Chat pieces are filed by choice and call index, which must be integers as the SDKs
+    /// key them (`1.0` is index 1 to Python and JavaScript, not a position); a name comes
+    /// whole in one piece, as OpenAI sends it, since clients join name pieces differently
+    /// (one keeps the first, another the last, another all), so a split name could be read
+    /// as another tool than the one judged.
+    fn chat(&mut self, data: Map<String, Value>) -> Result<bool, Denial> {
+        let index = |v: Option<&Value>, what: &str| match v {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| malformed(RULE, format!("a {what} index of the answer is not an unsigned integer"))),
+        };
         let mut call = false;
         for choice in data.get("choices").and_then(Value::as_array).into_iter().flatten() {
-            let c = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let c = index(choice.get("index"), "choice")?.unwrap_or(0);
             let Some(delta) = choice.get("delta") else { continue };
-            for (i, t) in delta
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let i = t.get("index").and_then(Value::as_u64).unwrap_or(i as u64);
+            for t in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+                let i = index(t.get("index"), "tool call")?
+                    .ok_or_else(|| malformed(RULE, "a tool call piece of the answer has no index"))?;
                 let p = self.chat.entry((c, i)).or_default();
                 if let Some(f) = t.get("function") {
-                    join(&mut p.name, f.get("name"));
+                    name_piece(&mut p.name, f.get("name"))?;
                     join(&mut p.arguments, f.get("arguments"));
                 }
                 if let Some(f) = t.get("custom") {
                     p.custom = true;
-                    join(&mut p.name, f.get("name"));
+                    name_piece(&mut p.name, f.get("name"))?;
                     join(&mut p.arguments, f.get("input"));
                 }
                 call = true;
             }
             if let Some(f) = delta.get("function_call").filter(|f| !f.is_null()) {
                 let p = self.chat.entry((c, u64::MAX)).or_default();
-                join(&mut p.name, f.get("name"));
+                name_piece(&mut p.name, f.get("name"))?;
                 join(&mut p.arguments, f.get("arguments"));
                 call = true;
             }
         }
-        call
+        Ok(call)
     }
 
     fn responses(&mut self, mut data: Map<String, Value>, limits: &Limits) -> Result<bool, Denial> {
@@ -345,6 +352,20 @@ impl Assembly {
 }
 
 /// Appends a string piece; anything else adds nothing.
+/// A Chat call's name: given once (an empty piece aside).
+fn name_piece(name: &mut String, piece: Option<&Value>) -> Result<(), Denial> {
+    match piece.and_then(Value::as_str) {
+        Some(s) if !s.is_empty() && !name.is_empty() => Err(malformed(
+            RULE,
+            "a tool call's name comes in pieces: clients join them differently",
+        )),
+        _ => {
+            join(name, piece);
+            Ok(())
+        }
+    }
+}
+
 fn join(to: &mut String, piece: Option<&Value>) {
     if let Some(s) = piece.and_then(Value::as_str) {
         to.push_str(s);

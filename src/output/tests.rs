@@ -231,6 +231,44 @@ fn chat_stream() -> (Vec<u8>, usize) {
 }
 
 #[test]
+fn chat_pieces_are_filed_as_the_sdks_file_them() {
+    let piece = |t: Value| chat_chunk(json!({"tool_calls": [t]}), Value::Null);
+    let start = json!({"index": 0, "id": "a", "type": "function", "function": {"name": "refund", "arguments": ""}});
+    let refused = [
+        // A name in two pieces: one client keeps the first, another the last, another both.
+        vec![
+            piece(start.clone()),
+            piece(json!({"index": 0, "function": {"name": "_status", "arguments": "{}"}})),
+        ],
+        // An index that is a position to aigate but index 1 to Python and JavaScript.
+        vec![piece(
+            json!({"index": 1.0, "id": "a", "type": "function", "function": {"name": "refund", "arguments": "{}"}}),
+        )],
+        vec![piece(
+            json!({"index": "0", "id": "a", "type": "function", "function": {"name": "refund", "arguments": "{}"}}),
+        )],
+        vec![piece(
+            json!({"id": "a", "type": "function", "function": {"name": "refund", "arguments": "{}"}}),
+        )],
+        vec![(
+            None,
+            json!({"choices": [{"index": -1, "delta": {"tool_calls": [start.clone()]}}]}),
+        )],
+    ];
+    for events in refused {
+        let (_, end) = run(Protocol::OpenaiChat, &sse(&events), 7, true);
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{events:?}");
+    }
+    // The usual shape: the name whole in the first piece (empty later name pieces are fine).
+    let events = [
+        piece(start),
+        piece(json!({"index": 0, "function": {"name": "", "arguments": "{}"}})),
+    ];
+    let (_, end) = run(Protocol::OpenaiChat, &sse(&events), 7, true);
+    assert_eq!(names(&end.calls.unwrap()), [("refund", &json!({}))]);
+}
+
+#[test]
 fn streams_pass_text_and_hold_from_the_first_call() {
     let (body, text_len) = chat_stream();
     // Every way of cutting the stream gives the same: text passed, the rest held.
