@@ -8,6 +8,7 @@ use crate::config::{Mode, Protocol};
 use crate::decision::{Denial, Reason};
 use crate::engine::{self, Decision};
 use crate::output::{self, listing::ListStream, stream::Stream, Format};
+use crate::request::Headers;
 use crate::response;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -23,10 +24,9 @@ pub(super) enum Answer {
     Refused(Decision),
 }
 
-fn response_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+/// The answer's head, read in one host call.
+fn response_head() -> Headers {
+    Headers::new(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default())
 }
 
 fn response_body(size: usize) -> Vec<u8> {
@@ -80,31 +80,43 @@ impl Http {
 
     /// At the response head: how the answer will be read, or its refusal when it cannot be.
     pub(super) fn answer_head(&mut self, request: Decision) {
+        let head = response_head();
         // An error status carries no tool calls.
-        let success = response_header(":status").is_some_and(|s| s.first() == Some(&b'2'));
+        let success = head
+            .one(":status")
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.first() == Some(&b'2'));
         if !success {
             return;
         }
         let Some(protocol) = request.protocol else { return };
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
-        let encoded =
-            response_header("content-encoding").is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let format = match (encoded, response_header("content-type")) {
+        // Given twice, a label is read one way here (the host's first value) and another by
+        // a client that joins the values or takes the last.
+        let (encoding, label) = (head.one("content-encoding"), head.one("content-type"));
+        let repeated = encoding.is_err() || label.is_err();
+        let encoded = encoding
+            .ok()
+            .flatten()
+            .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+        let format = match (encoded || repeated, label.ok().flatten()) {
             (true, _) => None,
             // A model asked for a whole answer is read as JSON when it is labelled as a
             // stream or not at all: the SDKs parse such a body as JSON regardless.
-            (false, label) if protocol.is_llm() && !request.stream => match label.as_deref().map(output::format) {
+            (false, label) if protocol.is_llm() && !request.stream => match label.map(output::format) {
                 None | Some(Some(_)) => Some(Format::Json),
                 Some(None) => None,
             },
-            (false, label) => label.as_deref().and_then(output::format),
+            (false, label) => label.and_then(output::format),
         };
         // A whole answer declared larger than aigate reads is refused while its status can
         // still change (the head goes on before the body arrives).
         let declared_too_large = format == Some(Format::Json)
-            && response_header("content-length")
-                .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok())
+            && head
+                .text("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
                 .is_some_and(|n| n > policy.limits.max_body_bytes as u64);
         if enforce {
             // The answer may be rewritten: the host frames it anew.
@@ -122,6 +134,12 @@ impl Http {
                         Reason::BodyTooLarge,
                         "limits.max_body_bytes",
                         format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
+                    )
+                } else if repeated {
+                    Denial::new(
+                        Reason::BodyMalformed,
+                        "model_calls",
+                        "the answer gives its content type or encoding more than once: clients may read it differently",
                     )
                 } else if encoded {
                     Denial::new(

@@ -208,6 +208,23 @@ fn an_unreadable_answer_is_replaced_by_an_error() {
             "{mode}"
         );
 
+        // A label given twice: the host shows aigate the first, a client may join or take
+        // the last.
+        for (name, first, second) in [
+            ("content-type", "application/json", "text/event-stream"),
+            ("content-encoding", "identity", "gzip"),
+        ] {
+            let twice = UpstreamResponse::new(200)
+                .header("content-type", "application/json")
+                .header(name, first)
+                .header(name, second)
+                .body(completion("c-42"));
+            let outcome = plugin.request(chat_request(&idp, twice)).unwrap();
+            assert_eq!(outcome.status(), Some(502), "{mode} {name}");
+            let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+            assert_eq!(body["error"]["code"], "body_malformed", "{mode} {name}: {body}");
+        }
+
         // A whole answer declared larger than aigate reads: refused at its head, so its
         // status still changes.
         let mut huge = completion("c-42");
