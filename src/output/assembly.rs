@@ -351,7 +351,6 @@ impl Assembly {
     }
 }
 
-/// Appends a string piece; anything else adds nothing.
 /// A Chat call's name: given once (an empty piece aside).
 fn name_piece(name: &mut String, piece: Option<&Value>) -> Result<(), Denial> {
     match piece.and_then(Value::as_str) {
@@ -366,6 +365,7 @@ fn name_piece(name: &mut String, piece: Option<&Value>) -> Result<(), Denial> {
     }
 }
 
+/// Appends a string piece; anything else adds nothing.
 fn join(to: &mut String, piece: Option<&Value>) {
     if let Some(s) = piece.and_then(Value::as_str) {
         to.push_str(s);
