@@ -245,6 +245,10 @@ pub struct IssuerDoc {
     pub audiences: Vec<String>,
     /// Inline JWKS (`{"keys": [...]}`).
     pub jwks: Value,
+    /// The scopes this issuer may grant (named scopes or patterns), a ceiling like a
+    /// workload's; absent, it may grant every scope.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

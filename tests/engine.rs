@@ -39,6 +39,42 @@ fn the_workload_comes_from_the_configured_claim() {
 }
 
 #[test]
+fn an_issuer_grants_no_more_than_its_scopes() {
+    // A partner's identity provider is trusted for order lookups only, whatever its tokens say.
+    let w = World::with(|p| {
+        let main = p["identity"]["jwt"]["issuers"][0].clone();
+        let mut partner = main.clone();
+        partner["issuer"] = json!("https://partner.example.com");
+        partner["scopes"] = json!(["orders.read"]);
+        p["identity"]["jwt"]["issuers"].as_array_mut().unwrap().push(partner);
+    });
+    let lookup = call("get_order", json!({"customer_id": "c-42"}));
+    let refund = call("refund_order", json!({"customer_id": "c-42", "amount": 1}));
+    let partner = w.token(json!({"iss": "https://partner.example.com", "scope": "orders.*"}));
+    assert_eq!(reason_of(&w, Some(&partner), &lookup), None);
+    let d = w.decide(&w.headers(Some(&partner)), Some(&refund)).denial.unwrap();
+    assert_eq!(d.reason, Reason::ScopeMissing);
+    // The main issuer's token with the same scopes still refunds.
+    let main = w.token(json!({"scope": "orders.*"}));
+    assert_eq!(reason_of(&w, Some(&main), &refund), None);
+    // A scope pattern that does not parse is a config error naming its path.
+    let errs = aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["identity"]["jwt"]["issuers"][0]["scopes"] = json!(["orders.*.read"]);
+            doc.to_string()
+        }
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().starts_with("identity.jwt.issuers[0].scopes[0]")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn a_token_cannot_claim_a_spiffe_id_that_only_a_certificate_proves() {
     // The policy trusts example.org's mTLS workloads; an agent's delegation token names
     // the SVID of a workload with a wide ceiling, with no certificate behind it.

@@ -241,6 +241,12 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     );
     policy["routes"][0]["lists"] = json!("pass");
     policy["routes"][0]["unknown_methods"] = json!("pass");
+    let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
+    partner["issuer"] = json!("https://partner.example.com");
+    policy["identity"]["jwt"]["issuers"]
+        .as_array_mut()
+        .unwrap()
+        .push(partner);
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     policy["data"]["mcp_servers"] = json!([{"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/",
                                             "scope": "docs.read", "owner": "crm@example.com", "provider_calls": "any"}]);
@@ -282,6 +288,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
         ("mcp-unknown-methods", "warning"),
+        ("issuer-scopes", "warning"),
         ("action-extra-input", "warning"),
         ("action-hold-body", "warning"),
         ("provider-calls", "warning"),

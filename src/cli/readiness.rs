@@ -218,6 +218,23 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "no workload ceilings: an agent may use every scope its user's token holds".into(),
         );
     }
+    // With several identity providers, each one trusted for every scope makes the weakest
+    // (a partner's, an HS256 shared secret) as strong as the main one.
+    if let crate::policy::TokenSource::Jwt { issuers, .. } = &p.identity.token {
+        if issuers.len() > 1 {
+            for i in issuers.iter().filter(|i| i.scopes.is_none()) {
+                add(
+                    "issuer-scopes",
+                    Warning,
+                    Do,
+                    format!(
+                        "issuer {:?} is one of several and may grant every scope: give it `scopes`",
+                        i.issuer
+                    ),
+                );
+            }
+        }
+    }
     let mcp = p.routes.iter().any(|r| r.protocol == crate::config::Protocol::Mcp);
     if mcp && p.identity.bind_session.is_none() {
         add(

@@ -361,6 +361,9 @@ impl Checker {
                 if iss.audiences.is_empty() || iss.audiences.iter().any(String::is_empty) {
                     self.err(format!("{path}.audiences"), "name at least one non-empty audience");
                 }
+                for (j, s) in iss.scopes.iter().flatten().enumerate() {
+                    self.pattern(&format!("{path}.scopes[{j}]"), s);
+                }
                 let keys = KeySet::from_jwks(&iss.jwks)
                     .map_err(|m| self.err(format!("{path}.jwks"), m))
                     .ok()?;
@@ -368,6 +371,7 @@ impl Checker {
                     issuer: iss.issuer,
                     audiences: iss.audiences,
                     keys,
+                    scopes: iss.scopes,
                 })
             })
             .collect();
