@@ -56,8 +56,20 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
 }
 
 /// Claims may carry ids as numbers while tools take strings (or the reverse): compare
-/// scalars by their JSON text, never structures loosely.
+/// scalars by their JSON text, never structures loosely. An empty claim (`""`, `[]`, `{}`,
+/// null) binds nothing, as it fills no template: a backend may read an empty customer id
+/// as "every customer".
 fn same_value(arg: &Value, claim: &Value) -> bool {
+    let empty = match claim {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Bool(_) | Value::Number(_) => false,
+    };
+    if empty {
+        return false;
+    }
     match (arg, claim) {
         (Value::String(a), Value::Number(b)) | (Value::Number(b), Value::String(a)) => *a == b.to_string(),
         (a, b) => a == b && !a.is_null(),

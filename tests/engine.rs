@@ -534,6 +534,17 @@ fn action_reasons() {
     for (name, body, want) in rows {
         assert_eq!(reason_of(&w, Some(&t), &body), Some(want), "{name}");
     }
+    // An empty claim binds nothing: a staff token with customer_id "" must not look up the
+    // order of customer "" (to a backend, perhaps every customer).
+    for empty in [json!(""), json!([]), json!({})] {
+        let staff = w.token(json!({"customer_id": empty.clone()}));
+        let body = call("get_order", json!({"customer_id": empty.clone()}));
+        assert_eq!(
+            reason_of(&w, Some(&staff), &body),
+            Some(Reason::BindingMismatch),
+            "{empty}"
+        );
+    }
     let full = w.token(json!({}));
     for (name, args) in [
         ("over max", json!({"customer_id": "c-42", "amount": 101})),
@@ -947,12 +958,30 @@ fn data_rule_config_errors_name_their_path() {
             json!({"resources": [{"id": "r", "uri_prefix": "docs/{tenant}/", "scope": "a"}]}),
             "data.resources[0].uri_prefix: must include a URI scheme",
         ),
+        // Filled for acme, docs://acme would also cover docs://acme-corp/…
+        (
+            json!({"resources": [{"id": "r", "uri_prefix": "docs://{tenant}", "scope": "a"}]}),
+            "data.resources[0].uri_prefix: {tenant} must be followed by a '/'",
+        ),
+        (
+            json!({"resources": [{"id": "r", "uri_prefix": "docs://{tenant}/{customer_id}", "scope": "a"}]}),
+            "data.resources[0].uri_prefix: {customer_id} must be followed by a '/'",
+        ),
+        (
+            json!({"mcp_servers": [{"id": "m", "url_prefix": "https://mcp.example.com/t-{tenant}", "scope": "a"}]}),
+            "data.mcp_servers[0].url_prefix: {tenant} must be followed by a '/'",
+        ),
     ];
     for (data, want) in rows {
         let e = errs(data.clone());
         assert!(e.iter().any(|m| m.contains(want)), "{data}: want {want}, got {e:?}");
     }
     assert!(errs(json!({"prompts": [{"id": "p", "names": ["*", "support_*"], "scope": "a"}]})).is_empty());
+    assert!(errs(
+        json!({"resources": [{"id": "r", "uri_prefix": "docs://{tenant}-archive/", "scope": "a"}],
+                        "mcp_servers": [{"id": "m", "url_prefix": "https://{tenant}.mcp.example.com/", "scope": "a"}]})
+    )
+    .is_empty());
 }
 
 #[test]

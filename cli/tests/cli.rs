@@ -243,10 +243,13 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["routes"][0]["unknown_methods"] = json!("pass");
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
     partner["issuer"] = json!("https://partner.example.com");
-    policy["identity"]["jwt"]["issuers"]
-        .as_array_mut()
-        .unwrap()
-        .push(partner);
+    let issuers = policy["identity"]["jwt"]["issuers"].as_array_mut().unwrap();
+    issuers.push(partner.clone());
+    partner["issuer"] = json!("https://wild.example.com");
+    partner["scopes"] = json!(["*"]);
+    issuers.push(partner);
+    policy["scopes"]["llm.any"] = json!({"models": ["*"]});
+    policy["identity"]["workload"] = json!({"claim": "azp"});
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     policy["data"]["mcp_servers"] = json!([{"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/",
                                             "scope": "docs.read", "owner": "crm@example.com", "provider_calls": "any"}]);
@@ -289,11 +292,30 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("mcp-lists", "warning"),
         ("mcp-unknown-methods", "warning"),
         ("issuer-scopes", "warning"),
+        ("no-bare-star", "error"),
+        ("workload-identity", "warning"),
         ("action-extra-input", "warning"),
         ("action-hold-body", "warning"),
         ("provider-calls", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
+    }
+    let messages: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "issuer \"https://wild.example.com\" may grant every scope",
+        "scope \"llm.any\" lets its holders use any model",
+        "the workload is named by a token claim only",
+        "issuer \"https://partner.example.com\" is one of several",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.contains(expected)),
+            "{expected:?} in {messages:?}"
+        );
     }
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases[0]["passed"], true);
@@ -339,6 +361,50 @@ fn readiness_refuses_unusable_input_with_exit_2() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cases[0].expect.decison"), "{err}");
     assert!(err.contains("unknown field `decison`"), "{err}");
+    // A body with a duplicate key would replay as the body that kept one of them, which the
+    // plugin refuses: the file is refused instead.
+    let dup = r#"{"cases": [{"name": "x", "request": {"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1,
+        "method": "tools/call", "params": {"name": "get_order", "name": "send_email"}}}, "expect": {"decision": "deny"}}]}"#;
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &tmp("dup-cases.json", dup),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("duplicate JSON key \"name\""), "{err}");
+}
+
+#[test]
+fn replay_from_claims_holds_an_issuer_to_its_scopes() {
+    // A partner IdP trusted for order lookups only: a case given as bare claims is judged
+    // as the plugin judges the partner's token.
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
+    partner["issuer"] = json!("https://partner.example.com");
+    partner["scopes"] = json!(["orders.read"]);
+    policy["identity"]["jwt"]["issuers"]
+        .as_array_mut()
+        .unwrap()
+        .push(partner);
+    let policy = tmp("partner-policy.json", &policy.to_string());
+    let request = json!({"path": "/mcp",
+        "claims": {"iss": "https://partner.example.com", "sub": "alice", "tenant": "acme", "customer_id": "c-42",
+                   "azp": "support-agent", "scope": "orders.read orders.refund",
+                   "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+        "body": {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                 "params": {"name": "refund_order", "arguments": {"customer_id": "c-42", "amount": 5}}}});
+    let request = tmp("partner-refund.json", &request.to_string());
+    let out = aigate(&["eval", &policy, &request, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  deny scope_missing"), "{text}");
+    assert!(
+        text.contains("issuer https://partner.example.com may not grant it"),
+        "{text}"
+    );
 }
 
 #[test]

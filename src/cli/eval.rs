@@ -22,8 +22,14 @@ fn load(policy: &Path) -> Result<Evaluator, String> {
     })
 }
 
+/// Nesting allowed in request, answer and case files (bodies sit a few levels deep).
+const CASE_FILE_DEPTH: usize = 256;
+
 fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let bytes = super::read(path)?;
+    // As strict as the plugin: a request body with a duplicate key must not replay as the
+    // body that kept the last one.
+    crate::json::parse(&bytes, CASE_FILE_DEPTH).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();

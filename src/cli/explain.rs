@@ -274,6 +274,14 @@ fn scope(policy: &Policy, p: Option<&Principal>, tool: &Tool) -> String {
             if within { "allows it" } else { "does not allow it" }
         );
     }
+    if let Some((issuer, scopes)) = p.issuer.and_then(|i| policy.identity.issuer_scopes.get(i)) {
+        let within = scopes.iter().any(|x| policy.scope_grants(x, &tool.intent));
+        let _ = write!(
+            s,
+            "; issuer {issuer} {}",
+            if within { "may grant it" } else { "may not grant it" }
+        );
+    }
     s
 }
 

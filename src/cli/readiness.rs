@@ -199,6 +199,16 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         );
     }
     if let Some(w) = &p.identity.workload {
+        if w.trust_domains.is_empty() && w.claim.is_some() {
+            add(
+                "workload-identity",
+                Warning,
+                Accountable,
+                "the workload is named by a token claim only: whoever holds a token brings its workload \
+                 (and that workload's ceiling); identify workloads by mTLS (spiffe_trust_domains)"
+                    .into(),
+            );
+        }
         if !w.trust_domains.is_empty() && w.claim.is_some() && !w.require_mtls {
             add(
                 "workload-identity",
@@ -289,6 +299,16 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             );
         }
     }
+    for (issuer, scopes) in &p.identity.issuer_scopes {
+        if scopes.iter().any(|s| s == "*") {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("issuer {issuer:?} may grant every scope (\"*\")"),
+            );
+        }
+    }
     let mut tools: Vec<_> = p.tools.values().collect();
     tools.sort_by(|a, b| a.name.cmp(&b.name));
     for t in &tools {
@@ -348,6 +368,18 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             See,
             "models.allow lets every caller use any model (\"*\")".into(),
         );
+    }
+    let mut scope_models: Vec<_> = p.scope_models.iter().collect();
+    scope_models.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, models) in scope_models {
+        if models.iter().any(|m| matches!(m, ModelPattern::Any)) {
+            add(
+                "no-bare-star",
+                Warning,
+                See,
+                format!("scope {name:?} lets its holders use any model (\"*\")"),
+            );
+        }
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;

@@ -5,7 +5,7 @@ pub mod metadata;
 mod token;
 
 use crate::decision::{Denial, Reason};
-use crate::policy::{Policy, TokenSource};
+use crate::policy::Policy;
 use crate::request::{Headers, Host, Repeated};
 use cache::Claims;
 use serde_json::{Map, Value};
@@ -21,8 +21,8 @@ pub struct Principal {
     pub scopes: Vec<String>,
     /// Index of the workload ceiling that applies, if ceilings are configured.
     pub ceiling: Option<usize>,
-    /// Index of the issuer that signed the token (`identity.jwt.issuers`), whose scope
-    /// ceiling applies too.
+    /// The scope ceiling of the token's issuer (index in `identity.issuer_scopes`), if it
+    /// has one.
     pub issuer: Option<usize>,
     /// Session presented by the request (when `bind_session` is configured).
     pub session: Option<String>,
@@ -41,17 +41,10 @@ impl Principal {
             Some(c) => c.scopes.iter().any(|s| policy.scope_grants(s, wanted)),
             None => policy.ceilings.is_empty(),
         };
-        let issuer = match &policy.identity.token {
-            TokenSource::Jwt { issuers, .. } => match self.issuer.and_then(|i| issuers.get(i)) {
-                Some(iss) => iss
-                    .scopes
-                    .as_ref()
-                    .is_none_or(|scopes| scopes.iter().any(|s| policy.scope_grants(s, wanted))),
-                // No issuer known: only where no issuer limits its scopes.
-                None => issuers.iter().all(|i| i.scopes.is_none()),
-            },
-            TokenSource::JwtAuthn { .. } => true,
-        };
+        let issuer = self
+            .issuer
+            .and_then(|i| policy.identity.issuer_scopes.get(i))
+            .is_none_or(|(_, scopes)| scopes.iter().any(|s| policy.scope_grants(s, wanted)));
         token && ceiling && issuer
     }
 
@@ -125,13 +118,12 @@ pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Resu
         }
     };
     let session = session(policy, headers, &claims)?;
-    // The token verified against the issuer its `iss` names.
-    let issuer = match &id.token {
-        TokenSource::Jwt { issuers, .. } if issuers.iter().any(|i| i.scopes.is_some()) => {
-            let iss = claims.get("iss").and_then(Value::as_str);
-            issuers.iter().position(|i| Some(i.issuer.as_str()) == iss)
-        }
-        _ => None,
+    // The token was verified against the issuer its `iss` names.
+    let issuer = if id.issuer_scopes.is_empty() {
+        None
+    } else {
+        let iss = claims.get("iss").and_then(Value::as_str);
+        id.issuer_scopes.iter().position(|(name, _)| Some(name.as_str()) == iss)
     };
     Ok(Principal {
         subject,

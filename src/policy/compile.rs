@@ -323,7 +323,15 @@ impl Checker {
                 "more than 300 seconds of skew defeats expiry",
             );
         }
+        let issuer_scopes = match &token {
+            TokenSource::Jwt { issuers, .. } => issuers
+                .iter()
+                .filter_map(|i| Some((i.issuer.clone(), i.scopes.clone()?)))
+                .collect(),
+            TokenSource::JwtAuthn { .. } => Vec::new(),
+        };
         IdentityPolicy {
+            issuer_scopes,
             token,
             subject_claim: doc.claims.subject,
             tenant_claim: doc.claims.tenant,
@@ -517,6 +525,7 @@ impl Checker {
                         Vec::new()
                     }
                 };
+                self.holes_closed(&format!("{path}.uri_prefix"), &uri_prefix);
                 if !r.uri_prefix.contains(':') {
                     self.err(
                         format!("{path}.uri_prefix"),
@@ -617,6 +626,7 @@ impl Checker {
                 self.data_rule(&path, &r.id, &r.scope);
                 let upath = format!("{path}.url_prefix");
                 let url_prefix = self.template(&upath, &r.url_prefix);
+                self.holes_closed(&upath, &url_prefix);
                 // The prefix must pin scheme and host, or `https://mcp.example.com` would
                 // also cover `https://mcp.example.com.evil.net`.
                 let pinned = ["https://", "http://"].iter().any(|scheme| {
@@ -691,6 +701,30 @@ impl Checker {
 }
 
 /// Splits `docs://{tenant}/x` into literal and `{claim}` parts.
+impl Checker {
+    /// A prefix's `{claim}` must be closed by a `/` (or `?`, `#`) later in the prefix, which
+    /// no filled value may contain: `docs://{tenant}` filled for `acme` would also cover
+    /// `docs://acme-corp/…`, while `docs://{tenant}/` covers acme's documents only.
+    fn holes_closed(&mut self, path: &str, parts: &[TemplatePart]) {
+        for (i, part) in parts.iter().enumerate() {
+            let TemplatePart::Claim(name) = part else { continue };
+            let closed = parts.iter().skip(i + 1).any(|p| match p {
+                TemplatePart::Literal(l) => l.contains(['/', '?', '#']),
+                TemplatePart::Claim(_) => false,
+            });
+            if !closed {
+                self.err(
+                    path,
+                    format!(
+                        "{{{name}}} must be followed by a '/' later in the prefix, as in \"docs://{{{name}}}/\": \
+                         otherwise the prefix filled for one value also covers longer values (acme → acme-corp)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 pub fn parse_template(s: &str) -> Result<Vec<TemplatePart>, String> {
     let mut parts = Vec::new();
     let mut rest = s;

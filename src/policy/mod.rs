@@ -80,6 +80,9 @@ pub struct IdentityPolicy {
     pub bind_session: Option<SessionBinding>,
     pub skew: u64,
     pub max_lifetime: Option<u64>,
+    /// The scope ceilings of the issuers that set one, by `iss`. They apply to the token's
+    /// claims whatever carried them (the CLI replays cases given as bare claims).
+    pub issuer_scopes: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug)]
