@@ -121,10 +121,15 @@ impl Evaluator {
         } else {
             &self.policy
         };
+        // Behind jwt_authn every claim number reaches the plugin as a double.
+        let claims = match (&req.claims, &self.policy.identity.token) {
+            (Some(c), TokenSource::JwtAuthn { .. }) => Some(crate::identity::metadata::as_metadata(c)),
+            (c, _) => c.clone(),
+        };
         let host = CaseHost {
             now,
             peer: req.peer.clone(),
-            claims: req.claims.clone(),
+            claims,
             shared: &self.shared,
             cache: &self.cache,
         };

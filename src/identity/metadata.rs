@@ -42,14 +42,33 @@ fn to_object(s: Struct, depth: usize) -> Option<Map<String, Value>> {
         .collect()
 }
 
+/// A `Struct` number (a double) as JSON: whole numbers (exp, iat) come back as integers.
+fn from_double(n: f64) -> Option<Value> {
+    if n.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&n) {
+        Some(Value::from(n as u64))
+    } else {
+        Number::from_f64(n).map(Value::Number)
+    }
+}
+
+/// A token payload as it reaches the plugin through jwt_authn's metadata, where every
+/// number travelled as a double: for replaying a payload written as JSON (`aigate eval`).
+pub fn as_metadata(claims: &Map<String, Value>) -> Map<String, Value> {
+    fn through(v: &Value) -> Value {
+        match v {
+            Value::Number(n) => n.as_f64().and_then(from_double).unwrap_or(Value::Null),
+            Value::Array(items) => Value::Array(items.iter().map(through).collect()),
+            Value::Object(m) => Value::Object(as_metadata(m)),
+            other => other.clone(),
+        }
+    }
+    claims.iter().map(|(k, v)| (k.clone(), through(v))).collect()
+}
+
 fn to_json(v: PbValue, depth: usize) -> Option<Value> {
     Some(match v.kind? {
         Kind::NullValue(_) => Value::Null,
-        // Struct numbers are doubles: whole numbers (exp, iat) come back as integers.
-        Kind::NumberValue(n) if n.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&n) => {
-            Value::from(n as u64)
-        }
-        Kind::NumberValue(n) => Number::from_f64(n).map(Value::Number)?,
+        Kind::NumberValue(n) => from_double(n)?,
         Kind::StringValue(s) => Value::String(s),
         Kind::BoolValue(b) => Value::Bool(b),
         Kind::StructValue(s) => Value::Object(to_object(s, depth)?),
@@ -110,5 +129,18 @@ mod tests {
     #[test]
     fn garbage_is_none_not_a_panic() {
         assert!(decode_struct(&[0xff, 0xff, 0xff]).is_none());
+    }
+
+    #[test]
+    fn a_json_payload_replays_as_jwt_authn_hands_it_over() {
+        let claims = serde_json::json!({"exp": 1_800_000_600.0, "iat": -5, "big": 18_446_744_073_709_551_615u64,
+                                        "nested": {"n": [2.5, 3]}, "sub": "alice"});
+        let out = Value::Object(as_metadata(claims.as_object().unwrap()));
+        assert_eq!(
+            out,
+            serde_json::json!({"exp": 1_800_000_600u64, "iat": -5.0, "big": 18_446_744_073_709_551_615.0,
+                               "nested": {"n": [2.5, 3]}, "sub": "alice"})
+        );
+        assert!(out["exp"].is_u64() && out["iat"].is_f64() && out["big"].is_f64());
     }
 }
