@@ -21,8 +21,8 @@ pub enum JsonError {
     NotUtf8,
     /// Nesting deeper than allowed.
     TooDeep,
-    /// The same key twice in one object.
-    DuplicateKey(String),
+    /// The same key twice in one object, and where the second one ends (`line 3 column 17`).
+    DuplicateKey(String, String),
     /// Two keys of one object that differ only in case (request bodies).
     KeysDifferInCase(String),
     /// Any other syntax error (message from the parser, with position).
@@ -34,7 +34,8 @@ impl fmt::Display for JsonError {
         match self {
             JsonError::NotUtf8 => f.write_str("body is not valid UTF-8"),
             JsonError::TooDeep => f.write_str("JSON nesting exceeds the depth limit"),
-            JsonError::DuplicateKey(k) => write!(f, "duplicate JSON key {k:?}"),
+            JsonError::DuplicateKey(k, at) if at.is_empty() => write!(f, "duplicate JSON key {k:?}"),
+            JsonError::DuplicateKey(k, at) => write!(f, "duplicate JSON key {k:?} at {at}"),
             JsonError::KeysDifferInCase(k) => write!(
                 f,
                 "JSON key {k:?} differs from another key of its object only in case, which parsers that ignore case read as one key"
@@ -119,8 +120,11 @@ fn case_collision(map: &Map<String, Value>) -> Option<&str> {
 fn classify(e: serde_json::Error) -> JsonError {
     let msg = e.to_string();
     if let Some(rest) = msg.strip_prefix(DUPLICATE) {
-        let key = rest.split(" at line ").next().unwrap_or(rest);
-        return JsonError::DuplicateKey(key.to_string());
+        let (key, at) = match rest.split_once(" at line ") {
+            Some((key, at)) => (key, format!("line {at}")),
+            None => (rest, String::new()),
+        };
+        return JsonError::DuplicateKey(key.to_string(), at);
     }
     if let Some(rest) = msg.strip_prefix(CASE) {
         let key = rest.split(" at line ").next().unwrap_or(rest);
@@ -222,7 +226,10 @@ mod tests {
     #[test]
     fn refuses_duplicate_keys_after_unescaping() {
         let e = parse(br#"{"name":"a","n\u0061me":"b"}"#, 8).unwrap_err();
-        assert_eq!(e, JsonError::DuplicateKey("name".into()));
+        assert!(
+            matches!(&e, JsonError::DuplicateKey(k, at) if k == "name" && at.starts_with("line 1 column ")),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -82,6 +82,13 @@ fn check_names_the_json_path_of_each_error() {
     );
     let err = String::from_utf8(aigate(&["check", &unknown]).stderr).unwrap();
     assert!(err.contains("mdoe: unknown field `mdoe`"), "{err}");
+    // A key given twice is found where it is written.
+    let twice = tmp(
+        "twice.json",
+        "{\"default_owner\":\"x\",\n\"mode\":\"enforce\",\n\"mode\":\"monitor\"}",
+    );
+    let err = String::from_utf8(aigate(&["check", &twice]).stderr).unwrap();
+    assert!(err.contains("duplicate JSON key \"mode\" at line 3 column "), "{err}");
     assert_eq!(aigate(&["check", "/nonexistent/policy.json"]).status.code(), Some(2));
 }
 
