@@ -232,7 +232,8 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     // (a partner's, an HS256 shared secret) as strong as the main one.
     if let crate::policy::TokenSource::Jwt { issuers, .. } = &p.identity.token {
         if issuers.len() > 1 {
-            for i in issuers.iter().filter(|i| i.scopes.is_none()) {
+            let limited = |i: &&crate::policy::Issuer| p.identity.issuer_scopes.iter().any(|(n, _)| *n == i.issuer);
+            for i in issuers.iter().filter(|i| !limited(i)) {
                 add(
                     "issuer-scopes",
                     Warning,

@@ -233,6 +233,14 @@ impl Checker {
     }
 
     fn identity(&mut self, doc: config::IdentityDoc) -> IdentityPolicy {
+        let issuer_scopes = match (&doc.source, &doc.jwt) {
+            (config::TokenSource::Jwt, Some(jwt)) => jwt
+                .issuers
+                .iter()
+                .filter_map(|i| Some((i.issuer.clone(), i.scopes.clone()?)))
+                .collect(),
+            _ => Vec::new(),
+        };
         let token = match doc.source {
             config::TokenSource::Jwt => {
                 if doc.jwt_authn.is_some() {
@@ -323,13 +331,6 @@ impl Checker {
                 "more than 300 seconds of skew defeats expiry",
             );
         }
-        let issuer_scopes = match &token {
-            TokenSource::Jwt { issuers, .. } => issuers
-                .iter()
-                .filter_map(|i| Some((i.issuer.clone(), i.scopes.clone()?)))
-                .collect(),
-            TokenSource::JwtAuthn { .. } => Vec::new(),
-        };
         IdentityPolicy {
             issuer_scopes,
             token,
@@ -379,7 +380,6 @@ impl Checker {
                     issuer: iss.issuer,
                     audiences: iss.audiences,
                     keys,
-                    scopes: iss.scopes,
                 })
             })
             .collect();

@@ -108,8 +108,6 @@ pub struct Issuer {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub keys: KeySet,
-    /// The scopes its tokens may grant; `None`: any.
-    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
