@@ -276,6 +276,22 @@ fn tools_list_answer(content_type: &str, body: Vec<u8>) -> UpstreamResponse {
         .body(body)
 }
 
+/// The request's audit line and then the list answer's: allowed, `hidden` items hidden.
+fn assert_list_answer_line(outcome: &aigate_harness::Outcome, hidden: u64, mode: &str) {
+    let audits = audit_lines(outcome);
+    assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
+    let answer = &audits[1];
+    assert_eq!(
+        (
+            answer["stage"].as_str(),
+            answer["decision"].as_str(),
+            answer["hidden"].as_u64()
+        ),
+        (Some("answer"), Some("allow"), Some(hidden)),
+        "{mode}: {answer}"
+    );
+}
+
 fn listed_tools(message: &Value) -> Vec<&str> {
     message["result"]["tools"]
         .as_array()
@@ -304,18 +320,7 @@ fn mcp_tool_lists_show_only_the_tools_the_caller_may_call() {
         let body: Value = serde_json::from_slice(outcome.response_body()).unwrap();
         assert_eq!(listed_tools(&body), ["get_order", "send_email"], "{mode}");
         assert_eq!(outcome.response_header("content-length"), None, "{mode}");
-        let audits = audit_lines(&outcome);
-        assert_eq!(audits.len(), 2, "{mode}");
-        assert_eq!(
-            (
-                audits[1]["stage"].as_str(),
-                audits[1]["decision"].as_str(),
-                audits[1]["hidden"].as_u64()
-            ),
-            (Some("answer"), Some("allow"), Some(2)),
-            "{mode}: {}",
-            audits[1]
-        );
+        assert_list_answer_line(&outcome, 2, mode);
         assert_eq!(
             plugin.metric("protocol=.=mcp;.;decision=.=allow;.;reason=.=none;.;aigate_answers_total"),
             Some(1),
@@ -359,18 +364,7 @@ fn an_answer_cut_short_still_leaves_its_audit_line() {
         let answer = tools_list_answer("text/event-stream", events.into_bytes()).cut();
         let outcome = plugin.request(mcp_post(&idp.token(), &list).upstream(answer)).unwrap();
         assert!(!outcome.response_body_str().contains("refund_order"), "{mode}");
-        let audits = audit_lines(&outcome);
-        assert_eq!(audits.len(), 2, "{mode}: {audits:?}");
-        assert_eq!(
-            (
-                audits[1]["stage"].as_str(),
-                audits[1]["decision"].as_str(),
-                audits[1]["hidden"].as_u64()
-            ),
-            (Some("answer"), Some("allow"), Some(2)),
-            "{mode}: {}",
-            audits[1]
-        );
+        assert_list_answer_line(&outcome, 2, mode);
     }
     // A whole answer cut short never reached the client: recorded as refused, counted.
     for (mode, mut plugin) in plugins(&idp, "enforce") {
