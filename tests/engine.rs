@@ -874,6 +874,32 @@ fn audit_names_the_accountable_owner_and_no_secrets() {
     assert_eq!(v["tenant"], "acme");
     assert_eq!(v["policy_hash"], w.policy.hash);
     assert_eq!(v["policy_hash"].as_str().unwrap().len(), 64);
+    // A control plane that re-serialises the policy (spacing, key order, escapes) leaves
+    // its hash as the release gate reported it; another policy has another hash.
+    let doc = policy_doc();
+    let compact = aigate::policy::compile(doc.to_string().as_bytes()).unwrap();
+    let reordered = format!(
+        "{{\n  {}\n}}",
+        doc.as_object()
+            .unwrap()
+            .iter()
+            .rev()
+            .map(|(k, v)| format!("\"{k}\" : {}", serde_json::to_string_pretty(v).unwrap()))
+            .collect::<Vec<_>>()
+            .join(",\n  ")
+            .replace("\"default_owner\"", "\"default\\u005fowner\"")
+    );
+    assert_ne!(reordered, doc.to_string());
+    assert_eq!(
+        aigate::policy::compile(reordered.as_bytes()).map(|p| p.hash).ok(),
+        Some(compact.hash.clone())
+    );
+    let mut other = doc.clone();
+    other["default_owner"] = json!("someone-else@example.com");
+    assert_ne!(
+        aigate::policy::compile(other.to_string().as_bytes()).unwrap().hash,
+        compact.hash
+    );
     assert!(!line.contains("secret-order") && !line.contains(&t), "{line}");
 
     let d = w.decide(&w.headers(Some(&t)), Some(&call("drop_tables", json!({}))));

@@ -31,6 +31,13 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
             message: e.to_string(),
         }]
     })?;
+    // The hash of the canonical form (RFC 8785), so a policy that Istio or Envoy Gateway
+    // re-serialises (key order, spacing, number spelling) keeps the hash the release gate
+    // reported; a document without one (an integer beyond 2^53) is hashed as written.
+    let hash = match crate::digest::canonical_json(&value) {
+        Ok(canonical) => hex(&Sha256::digest(canonical.as_bytes())),
+        Err(_) => hex(&Sha256::digest(bytes)),
+    };
     let doc: PolicyDoc = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         vec![ConfigError {
@@ -39,7 +46,7 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
         }]
     })?;
     let mut c = Checker::default();
-    let policy = c.policy(doc, bytes);
+    let policy = c.policy(doc, hash);
     if c.errors.is_empty() {
         Ok(policy)
     } else {
@@ -76,7 +83,7 @@ impl Checker {
         self.pattern(&format!("{path}.scope"), scope);
     }
 
-    fn policy(&mut self, doc: PolicyDoc, bytes: &[u8]) -> Policy {
+    fn policy(&mut self, doc: PolicyDoc, hash: String) -> Policy {
         self.non_empty("default_owner", &doc.default_owner);
         let routes = self.routes(doc.routes);
         let identity = self.identity(doc.identity);
@@ -154,7 +161,7 @@ impl Checker {
             prompts,
             limits,
             approval,
-            hash: hex(&Sha256::digest(bytes)),
+            hash,
         }
     }
 

@@ -40,7 +40,8 @@ pub struct Policy {
     pub prompts: Vec<PromptRule>,
     pub limits: Limits,
     pub approval: Option<ApprovalPolicy>,
-    /// Hex SHA-256 of the configuration bytes as loaded: names the policy in audit records.
+    /// Hex SHA-256 of the configuration's RFC 8785 canonical form: names the policy in audit
+    /// records, whatever spacing or key order the host delivered it in.
     pub hash: String,
 }
 

@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 import socket
+import subprocess
 import time
 
 import httpx
@@ -111,6 +112,22 @@ def test_allowed_get_order_reaches_server(gateway, mint, record, alg):
         workload="support-agent", owner="orders-team@example.com", mode="enforce",
     )
     assert re.match(r"^[0-9a-f]{64}$", rec.get("policy_hash", "")), rec
+
+
+def test_audit_names_the_policy_hash_the_release_gate_reports(gateway, mint, tmp_path):
+    """The policy Envoy loaded (rendered into its YAML) and the same policy written another
+    way (indented, keys sorted) for `aigate check` carry one hash."""
+    out = e2e.mcp_client_call(gateway.url, mint(), get_order())
+    assert out.error is None, out.error
+    did = out.wire.exchanges[-1].decision_id
+    policy_file = tmp_path / "policy.json"
+    loaded = e2e.envoy_config.policy_for_variant(gateway.variant, gateway.policy)
+    policy_file.write_text(json.dumps(loaded, indent=4, sort_keys=True))
+    check = subprocess.run([str(e2e.REPO / "target" / "release" / "aigate"), "check", str(policy_file)],
+                           capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr
+    reported = re.search(r"sha256:([0-9a-f]{64})", check.stdout).group(1)
+    assert gateway.audit_for(did)["policy_hash"] == reported
 
 
 def test_every_response_carries_a_decision_id(gateway, mint):
