@@ -149,6 +149,27 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 60);
         let digest = aigate::digest::args_digest(&json!({"subject": "hi", "to": "bob@example.com"})).unwrap();
         assert_eq!(claims["args_digest"], digest.as_str());
+        // A grant is for an action about to happen: at most a day, and never a wrapped exp.
+        for ttl in ["0", "86401", "18446744073709551000"] {
+            let out = aigate(&[
+                "approve",
+                "--key",
+                &key,
+                "--sub",
+                "alice",
+                "--tool",
+                "send_email",
+                "--args",
+                &args,
+                "--approver",
+                "carol@example.com",
+                "--ttl",
+                ttl,
+            ]);
+            assert!(!out.status.success(), "--ttl {ttl}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("--ttl must be between 1 and 86400"), "--ttl {ttl}: {err}");
+        }
     }
 }
 
