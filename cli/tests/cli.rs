@@ -120,23 +120,27 @@ fn approve_mints_a_grant_the_engine_verifies() {
         let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
         let key = tmp(&format!("key-{alg}.json"), &keys.to_string());
         let args = tmp("args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
-        let out = aigate(&[
-            "approve",
-            "--key",
-            &key,
-            "--sub",
-            "alice",
-            "--tool",
-            "send_email",
-            "--args",
-            &args,
-            "--approver",
-            "carol@example.com",
-            "--ttl",
-            "60",
-            "--jti",
-            "g-1",
-        ]);
+        // The same grant request, for a lifetime of `ttl` seconds.
+        let approve = |ttl: &str| {
+            aigate(&[
+                "approve",
+                "--key",
+                &key,
+                "--sub",
+                "alice",
+                "--tool",
+                "send_email",
+                "--args",
+                &args,
+                "--approver",
+                "carol@example.com",
+                "--ttl",
+                ttl,
+                "--jti",
+                "g-1",
+            ])
+        };
+        let out = approve("60");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let grant = String::from_utf8(out.stdout).unwrap();
         let set = aigate::jws::KeySet::from_jwks(&keys["public"]).unwrap();
@@ -151,21 +155,7 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(claims["args_digest"], digest.as_str());
         // A grant is for an action about to happen: at most a day, and never a wrapped exp.
         for ttl in ["0", "86401", "18446744073709551000"] {
-            let out = aigate(&[
-                "approve",
-                "--key",
-                &key,
-                "--sub",
-                "alice",
-                "--tool",
-                "send_email",
-                "--args",
-                &args,
-                "--approver",
-                "carol@example.com",
-                "--ttl",
-                ttl,
-            ]);
+            let out = approve(ttl);
             assert!(!out.status.success(), "--ttl {ttl}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("--ttl must be between 1 and 86400"), "--ttl {ttl}: {err}");
