@@ -232,6 +232,8 @@ struct Key {
     kid: Option<String>,
     alg: Alg,
     material: Material,
+    /// RFC 7638 thumbprint: the key recognised whatever else its JWK says (kid, alg, use).
+    thumbprint: String,
 }
 
 impl Key {
@@ -319,6 +321,12 @@ impl KeySet {
     /// Always false: an empty set is refused at construction.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Each key's `kid` and RFC 7638 thumbprint (base64url of SHA-256), in JWKS order:
+    /// the same key in two sets has the same thumbprint.
+    pub fn thumbprints(&self) -> impl Iterator<Item = (Option<&str>, &str)> + '_ {
+        self.keys.iter().map(|k| (k.kid.as_deref(), k.thumbprint.as_str()))
     }
 
     /// The algorithms this set can verify, one entry per key.
@@ -491,7 +499,7 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
             ));
         }
     }
-    let material = match alg {
+    let (material, members) = match alg {
         Alg::Rs256 => {
             let n = rsa::BigUint::from_bytes_be(&required_bytes(obj, "n")?);
             let e = rsa::BigUint::from_bytes_be(&required_bytes(obj, "e")?);
@@ -501,14 +509,24 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
                     "RSA modulus is {bits} bits; at least {MIN_RSA_BITS} are required"
                 ));
             }
+            let members = format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                b64_encode(&e.to_bytes_be()),
+                b64_encode(&n.to_bytes_be())
+            );
             let key = rsa::RsaPublicKey::new(n, e).map_err(|e| format!("invalid RSA key: {e}"))?;
-            Material::Rsa(rsa::pkcs1v15::VerifyingKey::new(key))
+            (Material::Rsa(rsa::pkcs1v15::VerifyingKey::new(key)), members)
         }
         Alg::Es256 => {
             require_crv(obj, kty, "P-256")?;
             let x: [u8; 32] = fixed_bytes(obj, "x")?;
             let y: [u8; 32] = fixed_bytes(obj, "y")?;
-            Material::Ec(ec_point(&x, &y)?)
+            let members = format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                b64_encode(&x),
+                b64_encode(&y)
+            );
+            (Material::Ec(ec_point(&x, &y)?), members)
         }
         Alg::EdDsa => {
             require_crv(obj, kty, "Ed25519")?;
@@ -518,11 +536,25 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
             if key.is_weak() {
                 return Err("x is a small-order (weak) Ed25519 key".into());
             }
-            Material::Ed(key)
+            let members = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64_encode(&x));
+            (Material::Ed(key), members)
         }
-        Alg::Hs256 => Material::Oct(hmac_key(obj)?),
+        Alg::Hs256 => {
+            let (mac, k) = hmac_key(obj)?;
+            (
+                Material::Oct(mac),
+                format!(r#"{{"k":"{}","kty":"oct"}}"#, b64_encode(&k)),
+            )
+        }
     };
-    Ok(Key { kid, alg, material })
+    // The members are base64url text and fixed names: already RFC 7638's canonical JSON.
+    let thumbprint = b64_encode(&<Sha256 as sha2::Digest>::digest(members.as_bytes()));
+    Ok(Key {
+        kid,
+        alg,
+        material,
+        thumbprint,
+    })
 }
 
 fn ec_point(x: &[u8; 32], y: &[u8; 32]) -> Result<p256::ecdsa::VerifyingKey, String> {
@@ -530,7 +562,8 @@ fn ec_point(x: &[u8; 32], y: &[u8; 32]) -> Result<p256::ecdsa::VerifyingKey, Str
     p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| "x, y is not a point on P-256".to_string())
 }
 
-fn hmac_key(obj: &Map<String, Value>) -> Result<HmacSha256, String> {
+/// The HMAC state and the secret it was made from (for the thumbprint; not kept).
+fn hmac_key(obj: &Map<String, Value>) -> Result<(HmacSha256, Vec<u8>), String> {
     let k = required_bytes(obj, "k")?;
     if k.len() < MIN_HMAC_KEY_BYTES {
         return Err(format!(
@@ -538,7 +571,8 @@ fn hmac_key(obj: &Map<String, Value>) -> Result<HmacSha256, String> {
             k.len()
         ));
     }
-    HmacSha256::new_from_slice(&k).map_err(|_| "unusable HMAC key".to_string())
+    let mac = HmacSha256::new_from_slice(&k).map_err(|_| "unusable HMAC key".to_string())?;
+    Ok((mac, k))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -601,7 +635,7 @@ impl SigningKey {
                 }
                 SigningMaterial::Ec(key)
             }
-            Alg::Hs256 => SigningMaterial::Oct(hmac_key(obj)?),
+            Alg::Hs256 => SigningMaterial::Oct(hmac_key(obj)?.0),
         };
         Ok(SigningKey { kid, alg, material })
     }
@@ -1331,5 +1365,28 @@ mod tests {
             JwsError::Malformed("invalid base64url").to_string(),
             "malformed token: invalid base64url"
         );
+    }
+    #[test]
+    fn thumbprints_follow_rfc_7638() {
+        // RFC 7638 §3.1: the thumbprint ignores kid, alg and use.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let set = KeySet::from_jwks(&json!({"keys": [
+            {"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS256", "kid": "2011-04-29"},
+            {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+        ]}))
+        .unwrap();
+        let prints: Vec<_> = set.thumbprints().collect();
+        assert_eq!(
+            prints,
+            vec![
+                (Some("2011-04-29"), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"),
+                // RFC 8037 §A.3.
+                (None, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"),
+            ]
+        );
+        // An HMAC secret is recognised too, whatever its kid.
+        let a = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "kid": "a", "k": A1_KEY}]})).unwrap();
+        let b = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "kid": "b", "k": A1_KEY, "alg": "HS256"}]})).unwrap();
+        assert_eq!(a.thumbprints().next().unwrap().1, b.thumbprints().next().unwrap().1);
     }
 }

@@ -1154,6 +1154,8 @@ fn approval_config_errors_name_their_path() {
         }
     };
     let idp = policy_doc()["identity"]["jwt"]["issuers"][0]["issuer"].clone();
+    let mut idp_key_as_approvals = policy_doc()["identity"]["jwt"]["issuers"][0]["jwks"]["keys"][0].clone();
+    idp_key_as_approvals["kid"] = json!("approvals-9");
     let age = "approval.max_age_seconds: must be between 1 and 86400";
     for (pointer, value, want) in [
         ("/approval/max_age_seconds", json!(0), age),
@@ -1161,8 +1163,32 @@ fn approval_config_errors_name_their_path() {
         // A grant signed by the identity provider would be an access token too.
         (
             "/approval/issuer",
-            idp,
+            idp.clone(),
             "approval.issuer: must differ from every identity.jwt issuer",
+        ),
+        // Nor by another spelling of it.
+        (
+            "/approval/issuer",
+            json!(format!("{}/", idp.as_str().unwrap().to_uppercase())),
+            "approval.issuer: must differ from every identity.jwt issuer",
+        ),
+        // The identity provider's key, under another kid: it could sign approvals.
+        (
+            "/approval/jwks",
+            json!({"keys": [idp_key_as_approvals]}),
+            "approval.jwks.keys[0]: is also a key of identity issuer",
+        ),
+        // An owner answers for something only if it names someone.
+        (
+            "/tools/send_email/owner",
+            json!(" "),
+            "tools.send_email.owner: must not be empty",
+        ),
+        ("/routes/0/owner", json!(""), "routes[0].owner: must not be empty"),
+        (
+            "/data/resources/0/owner",
+            json!(""),
+            "data.resources[0].owner: must not be empty",
         ),
     ] {
         let e = errs(pointer, value.clone());

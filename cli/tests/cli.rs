@@ -243,6 +243,98 @@ fn readiness_markdown_names_what_blocks_the_release() {
 }
 
 #[test]
+fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    // Sample keys whose private halves are printed in the RFCs, under kids of our own.
+    policy["identity"]["jwt"]["issuers"][0]["jwks"] = json!({"keys": [{"kty": "OKP", "crv": "Ed25519",
+        "kid": "idp-prod", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
+    policy["approval"]["jwks"] = json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "approvals-prod",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+    policy["routes"].as_array_mut().unwrap().push(
+        json!({"id": "anything", "prefix": "/", "protocol": "action", "tool": "get_order", "extra_input": "allow"}),
+    );
+    policy["data"]["resources"][0]["uri_prefix"] = json!("docs://");
+    let policy = tmp("published-key-policy.json", &policy.to_string());
+    let out = aigate(&[
+        "readiness",
+        &policy,
+        "--cases",
+        &repo("examples/cases.json"),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "not ready exits 1");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings: Vec<(&str, &str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["lint"].as_str().unwrap(),
+                f["level"].as_str().unwrap(),
+                f["message"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let has = |lint: &str, level: &str, text: &str| {
+        findings
+            .iter()
+            .any(|(l, v, m)| *l == lint && *v == level && m.contains(text))
+    };
+    assert!(
+        has(
+            "published-key",
+            "error",
+            "identity issuer \"https://idp.example.com\" trusts key \"idp-prod\", the Ed25519 example key of RFC 8037"
+        ),
+        "{findings:?}"
+    );
+    assert!(
+        has(
+            "published-key",
+            "error",
+            "the approval service trusts key \"approvals-prod\", the P-256 example key of RFC 7515 (appendix A.3)"
+        ),
+        "{findings:?}"
+    );
+    assert!(
+        has("fail-closed", "error", "route \"anything\" is a REST action at \"/\""),
+        "{findings:?}"
+    );
+    assert!(
+        has(
+            "tenant-boundary",
+            "warning",
+            "data.resources.tenant-docs names no claim"
+        ),
+        "{findings:?}"
+    );
+    // The shipped example's keys are none of these, and its data is per tenant.
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &repo("examples/cases.json"),
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lints: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["lint"].as_str().unwrap())
+        .collect();
+    assert!(
+        !lints.contains(&"published-key") && !lints.contains(&"tenant-boundary"),
+        "{lints:?}"
+    );
+    assert_eq!(report["ready"], true);
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -2,7 +2,7 @@
 //! judged offline, by the same engine the plugin runs.
 
 use super::case::{Evaluator, Outcome, Request};
-use super::{explain, readiness};
+use super::{explain, lint, readiness};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -158,7 +158,7 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let findings = readiness::lint(&evaluator.policy);
+    let findings = lint::lint(&evaluator.policy);
     let results = readiness::replay(&evaluator, &corpus, now_or_clock(now));
     let report = readiness::report(&evaluator.policy, findings, results);
     let text = if as_json {

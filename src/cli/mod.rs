@@ -5,6 +5,7 @@ mod case;
 mod check;
 mod eval;
 mod explain;
+mod lint;
 mod readiness;
 
 use clap::{Parser, Subcommand};

@@ -73,13 +73,47 @@ impl Checker {
         }
     }
 
+    /// An owner, when named, must name someone: an empty one answers for nothing.
+    fn owner(&mut self, path: &str, owner: &Option<String>) {
+        if let Some(o) = owner {
+            self.non_empty(&format!("{path}.owner"), o);
+        }
+    }
+
+    /// The approval service and the identity providers must be distinct authorities: an
+    /// approval grant must never pass as an access token, and whoever can sign access
+    /// tokens must not be able to sign approvals. Issuers are compared without a trailing
+    /// `/`, keys by their RFC 7638 thumbprint (whatever their kid).
+    fn apart(&mut self, approval: &ApprovalPolicy, issuers: &[Issuer]) {
+        let bare = |s: &str| s.trim_end_matches('/').to_ascii_lowercase();
+        if issuers.iter().any(|i| bare(&i.issuer) == bare(&approval.issuer)) {
+            self.err(
+                "approval.issuer",
+                "must differ from every identity.jwt issuer: an approval grant must never pass as an access token",
+            );
+        }
+        for (k, (_, print)) in approval.keys.thumbprints().enumerate() {
+            let shared = issuers.iter().find(|i| i.keys.thumbprints().any(|(_, p)| p == print));
+            if let Some(i) = shared {
+                self.err(
+                    format!("approval.jwks.keys[{k}]"),
+                    format!(
+                        "is also a key of identity issuer {:?}: whoever signs access tokens could sign approvals",
+                        i.issuer
+                    ),
+                );
+            }
+        }
+    }
+
     fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
         Pattern::parse(s).map_err(|m| self.err(path, m)).ok()
     }
 
     /// What every data rule must have: an id to be named by, and the scope that opens it.
-    fn data_rule(&mut self, path: &str, id: &str, scope: &str) {
+    fn data_rule(&mut self, path: &str, id: &str, scope: &str, owner: &Option<String>) {
         self.non_empty(&format!("{path}.id"), id);
+        self.owner(path, owner);
         self.pattern(&format!("{path}.scope"), scope);
     }
 
@@ -135,12 +169,7 @@ impl Checker {
         let limits = self.limits(doc.limits);
         let approval = doc.approval.and_then(|a| self.approval(a));
         if let (Some(a), TokenSource::Jwt { issuers, .. }) = (&approval, &identity.token) {
-            if issuers.iter().any(|i| i.issuer == a.issuer) {
-                self.err(
-                    "approval.issuer",
-                    "must differ from every identity.jwt issuer: an approval grant must never pass as an access token",
-                );
-            }
+            self.apart(a, issuers);
         }
         Policy {
             mode: doc.mode,
@@ -175,6 +204,7 @@ impl Checker {
             .map(|(i, r)| {
                 let path = format!("routes[{i}]");
                 self.non_empty(&format!("{path}.id"), &r.id);
+                self.owner(&path, &r.owner);
                 if ids.contains(&r.id) {
                     self.err(format!("{path}.id"), format!("duplicate route id {:?}", r.id));
                 }
@@ -437,6 +467,7 @@ impl Checker {
         docs.into_iter()
             .map(|(name, t)| {
                 let path = format!("tools.{name}");
+                self.owner(&path, &t.owner);
                 if name.is_empty() {
                     self.err(&path, "tool name must not be empty");
                 }
@@ -524,7 +555,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.resources[{i}]");
-                self.data_rule(&path, &r.id, &r.scope);
+                self.data_rule(&path, &r.id, &r.scope, &r.owner);
                 let uri_prefix = match parse_template(&r.uri_prefix) {
                     Ok(parts) => parts,
                     Err(m) => {
@@ -573,7 +604,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.{kind}[{i}]");
-                self.data_rule(&path, &r.id, &r.scope);
+                self.data_rule(&path, &r.id, &r.scope, &r.owner);
                 if r.ids.is_empty() {
                     self.err(format!("{path}.ids"), "list at least one id or template");
                 }
@@ -603,7 +634,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.prompts[{i}]");
-                self.data_rule(&path, &r.id, &r.scope);
+                self.data_rule(&path, &r.id, &r.scope, &r.owner);
                 if r.names.is_empty() {
                     self.err(format!("{path}.names"), "list at least one prompt name");
                 }
@@ -630,7 +661,7 @@ impl Checker {
             .enumerate()
             .map(|(i, r)| {
                 let path = format!("data.mcp_servers[{i}]");
-                self.data_rule(&path, &r.id, &r.scope);
+                self.data_rule(&path, &r.id, &r.scope, &r.owner);
                 let upath = format!("{path}.url_prefix");
                 let url_prefix = self.template(&upath, &r.url_prefix);
                 self.holes_closed(&upath, &url_prefix);

@@ -1,0 +1,495 @@
+//! The release gate's lints: how a policy answers the three questions (what may the AI
+//! see, what may it do, who is accountable). An error keeps a policy from being ready;
+//! a warning is reported and does not block.
+
+use crate::config::{Impact, Mode};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, TokenSource};
+use serde::Serialize;
+
+/// Longest token lifetime that counts as short-lived (one hour).
+pub const MAX_TOKEN_LIFETIME: u64 = 3600;
+/// Longest approval max_age before a warning (fifteen minutes).
+pub const MAX_APPROVAL_AGE: u64 = 900;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+}
+
+/// Which of the three questions a lint is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Question {
+    See,
+    Do,
+    Accountable,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub lint: &'static str,
+    pub level: Level,
+    pub question: Question,
+    pub message: String,
+}
+
+pub fn lint(p: &Policy) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let mut add = |lint, level, question, message: String| {
+        f.push(Finding {
+            lint,
+            level,
+            question,
+            message,
+        })
+    };
+    use Level::{Error, Warning};
+    use Question::{Accountable, Do, See};
+
+    if p.mode == Mode::Monitor {
+        add(
+            "fail-closed",
+            Error,
+            Do,
+            "mode is monitor: denials are only recorded, nothing is blocked".into(),
+        );
+    }
+    if p.unmatched_allow {
+        add(
+            "fail-closed",
+            Error,
+            See,
+            "unmatched: allow passes requests no route covers without judging them".into(),
+        );
+    }
+    // An action route at `/` that passes extra input takes every path no earlier route
+    // takes, whatever it is, as its one tool: `unmatched: allow` by another name.
+    for r in p.routes.iter().filter(|r| {
+        r.protocol == crate::config::Protocol::Action
+            && r.extra_input == crate::config::ExtraInput::Allow
+            && r.prefix.trim_end_matches('/').is_empty()
+    }) {
+        add(
+            "fail-closed",
+            Error,
+            Do,
+            format!(
+                "route {:?} is a REST action at \"/\" with extra_input: allow: every request no earlier route \
+                 takes is judged as its tool, whatever endpoint it reaches",
+                r.id
+            ),
+        );
+    }
+    for (whose, kid) in published_keys(p) {
+        add(
+            "published-key",
+            Error,
+            Accountable,
+            format!(
+                "{whose} trusts {}: its private half is public, so anyone can sign with it",
+                kid
+            ),
+        );
+    }
+
+    // Who is accountable: identity and owners.
+    match p.identity.max_lifetime {
+        None => add(
+            "short-lived-tokens",
+            Error,
+            Accountable,
+            "identity.max_token_lifetime_seconds is not set: long-lived tokens are accepted".into(),
+        ),
+        Some(s) if s > MAX_TOKEN_LIFETIME => add(
+            "short-lived-tokens",
+            Error,
+            Accountable,
+            format!("identity.max_token_lifetime_seconds is {s}: tokens should live at most {MAX_TOKEN_LIFETIME}s"),
+        ),
+        Some(_) => {}
+    }
+    if p.identity.workload.is_none() {
+        add(
+            "workload-identity",
+            Warning,
+            Accountable,
+            "identity.workload is not set: requests are not tied to a calling workload".into(),
+        );
+    }
+    if let Some(w) = &p.identity.workload {
+        if w.trust_domains.is_empty() && w.claim.is_some() {
+            add(
+                "workload-identity",
+                Warning,
+                Accountable,
+                "the workload is named by a token claim only: whoever holds a token brings its workload \
+                 (and that workload's ceiling); identify workloads by mTLS (spiffe_trust_domains)"
+                    .into(),
+            );
+        }
+        if !w.trust_domains.is_empty() && w.claim.is_some() && !w.require_mtls {
+            add(
+                "workload-identity",
+                Warning,
+                Accountable,
+                "a caller without a client certificate is identified by its token's workload claim: \
+                 set identity.workload.require_mtls where every caller comes through the mesh"
+                    .into(),
+            );
+        }
+    }
+    if p.ceilings.is_empty() {
+        add(
+            "workload-ceilings",
+            Warning,
+            Do,
+            "no workload ceilings: an agent may use every scope its user's token holds".into(),
+        );
+    }
+    // With several identity providers, each one trusted for every scope makes the weakest
+    // (a partner's, an HS256 shared secret) as strong as the main one.
+    if let crate::policy::TokenSource::Jwt { issuers, .. } = &p.identity.token {
+        if issuers.len() > 1 {
+            let limited = |i: &&crate::policy::Issuer| p.identity.issuer_scopes.iter().any(|(n, _)| *n == i.issuer);
+            for i in issuers.iter().filter(|i| !limited(i)) {
+                add(
+                    "issuer-scopes",
+                    Warning,
+                    Do,
+                    format!(
+                        "issuer {:?} is one of several and may grant every scope: give it `scopes`",
+                        i.issuer
+                    ),
+                );
+            }
+        }
+    }
+    let mcp = p.routes.iter().any(|r| r.protocol == crate::config::Protocol::Mcp);
+    if mcp && p.identity.bind_session.is_none() {
+        add(
+            "session-bound",
+            Warning,
+            Accountable,
+            "identity.bind_session is not set: a token is not bound to one MCP session".into(),
+        );
+    }
+    if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
+        if issuers.iter().any(|i| i.audiences.iter().any(|a| a == "*")) {
+            add(
+                "token-audience",
+                Error,
+                Accountable,
+                "an issuer accepts audience \"*\"".into(),
+            );
+        }
+    }
+    if p.identity.skew > 60 {
+        add(
+            "short-lived-tokens",
+            Warning,
+            Accountable,
+            format!(
+                "identity.clock_skew_seconds is {}: more than a minute of grace",
+                p.identity.skew
+            ),
+        );
+    }
+
+    // What may it do: scopes, tools, approvals.
+    let mut named: Vec<(&String, &Vec<Pattern>)> = p.scopes.iter().collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, patterns) in named {
+        if patterns.iter().any(|x| matches!(x, Pattern::Any)) {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("scope {name:?} grants every intent (\"*\")"),
+            );
+        }
+    }
+    for c in &p.ceilings {
+        if c.scopes.iter().any(|s| s == "*") {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("workload ceiling {:?} allows every scope (\"*\")", c.id),
+            );
+        }
+    }
+    for (issuer, scopes) in &p.identity.issuer_scopes {
+        if scopes.iter().any(|s| s == "*") {
+            add(
+                "no-bare-star",
+                Error,
+                Do,
+                format!("issuer {issuer:?} may grant every scope (\"*\")"),
+            );
+        }
+    }
+    let mut tools: Vec<_> = p.tools.values().collect();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in &tools {
+        if t.impact == Impact::External {
+            if t.owner.is_none() {
+                add(
+                    "external-owner",
+                    Error,
+                    Accountable,
+                    format!("external-impact tool {:?} names no owner of its own", t.name),
+                );
+            }
+            if p.approval.is_none() {
+                add(
+                    "external-approval",
+                    Warning,
+                    Do,
+                    format!(
+                        "external-impact tool {:?} can never run: no approval section to verify grants",
+                        t.name
+                    ),
+                );
+            }
+        }
+        if t.impact != Impact::Read && t.bind.is_empty() {
+            add(
+                "bound-arguments",
+                Warning,
+                Do,
+                format!(
+                    "{} tool {:?} binds no argument to the caller (bind)",
+                    crate::audit::impact_label(t.impact),
+                    t.name
+                ),
+            );
+        }
+    }
+    if let Some(a) = &p.approval {
+        if a.max_age > MAX_APPROVAL_AGE {
+            add(
+                "approval-max-age",
+                Warning,
+                Do,
+                format!(
+                    "approval.max_age_seconds is {}: grants should be used within minutes",
+                    a.max_age
+                ),
+            );
+        }
+    }
+
+    // What may it see: models and data.
+    if p.models.iter().any(|m| matches!(m, ModelPattern::Any)) {
+        add(
+            "no-bare-star",
+            Warning,
+            See,
+            "models.allow lets every caller use any model (\"*\")".into(),
+        );
+    }
+    let mut scope_models: Vec<_> = p.scope_models.iter().collect();
+    scope_models.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, models) in scope_models {
+        if models.iter().any(|m| matches!(m, ModelPattern::Any)) {
+            add(
+                "no-bare-star",
+                Warning,
+                See,
+                format!("scope {name:?} lets its holders use any model (\"*\")"),
+            );
+        }
+    }
+    // Route settings that let something through unjudged: one warning per route using one.
+    type Applies = fn(&Policy, &crate::policy::Route) -> bool;
+    let unjudged: [(&str, Question, Applies, &str); 6] = [
+        (
+            "provider-state",
+            See,
+            |_, r| r.provider_state == crate::config::ProviderState::Allow,
+            "lets requests reach state the provider keeps (previous_response_id, conversation, \
+             stored prompts and objects), which aigate cannot judge",
+        ),
+        (
+            "action-extra-input",
+            Do,
+            |_, r| r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow,
+            "passes a query string, a path below its prefix and non-JSON bodies unjudged: an upstream \
+             that reads parameters from them acts on values aigate never saw",
+        ),
+        (
+            "model-calls",
+            Do,
+            |_, r| r.protocol.is_llm() && r.model_calls == crate::config::ModelCalls::Pass,
+            "passes the model's answers unread: a tool call the model was talked into reaches the \
+             client unjudged",
+        ),
+        (
+            "mcp-lists",
+            See,
+            |_, r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
+            "shows the agent every tool, prompt and resource the server lists, including those it \
+             may not use",
+        ),
+        (
+            "mcp-unknown-methods",
+            Do,
+            |_, r| {
+                r.protocol == crate::config::Protocol::Mcp && r.unknown_methods == crate::config::UnknownMethods::Pass
+            },
+            "passes MCP methods aigate does not know unjudged: a server extension or a later \
+             protocol revision's method may act or read data nobody checked",
+        ),
+        (
+            "action-hold-body",
+            Do,
+            |p, r| p.hold == crate::config::Hold::Body && r.protocol == crate::config::Protocol::Action,
+            "is a REST action and the policy holds only the body (hold: body): its endpoint gets the \
+             request line before the verdict, and one that acts without reading the body acts on \
+             requests aigate then refuses; use hold: headers where the host allows it",
+        ),
+    ];
+    for (lint, question, applies, finding) in unjudged {
+        for r in p.routes.iter().filter(|r| applies(p, r)) {
+            add(lint, Warning, question, format!("route {:?} {finding}", r.id));
+        }
+    }
+    for r in p
+        .mcp_servers
+        .iter()
+        .filter(|r| r.provider_calls == crate::config::ProviderCalls::Any)
+    {
+        add(
+            "provider-calls",
+            Warning,
+            Do,
+            format!(
+                "remote MCP servers of data.mcp_servers {:?} may have their tools run by the model provider \
+                 without asking: those calls are never judged",
+                r.id
+            ),
+        );
+    }
+    for r in &p.prompts {
+        if r.names
+            .iter()
+            .any(|n| matches!(n, NamePattern::Prefix(stem) if stem.is_empty()))
+        {
+            add(
+                "no-bare-star",
+                Warning,
+                See,
+                format!("{} opens every prompt of the server (\"*\")", r.rule()),
+            );
+        }
+    }
+    // Data a scope opens to every holder alike, whatever their tenant or customer.
+    let shared = |parts: &[crate::policy::TemplatePart]| {
+        !parts.iter().any(|t| matches!(t, crate::policy::TemplatePart::Claim(_)))
+    };
+    let resources = p
+        .resources
+        .iter()
+        .filter(|r| shared(&r.uri_prefix))
+        .map(|r| r as &dyn DataRule);
+    let servers = p
+        .mcp_servers
+        .iter()
+        .filter(|r| shared(&r.url_prefix))
+        .map(|r| r as &dyn DataRule);
+    for rule in resources.chain(servers) {
+        add(
+            "tenant-boundary",
+            Warning,
+            See,
+            format!(
+                "{} names no claim ({{tenant}}, …): every holder of scope {:?} reaches the same data, \
+                 whoever they act for; fine for data shared by design",
+                rule.rule(),
+                rule.scope()
+            ),
+        );
+    }
+    for rule in p.data_rules() {
+        if rule.owner().is_none() {
+            add(
+                "data-owner",
+                Warning,
+                Accountable,
+                format!(
+                    "{} names no owner: the route's or the default owner answers for its data",
+                    rule.rule()
+                ),
+            );
+        }
+    }
+    f
+}
+
+/// Keys published with their private half: the examples of the JOSE RFCs and of common
+/// tools. A policy that trusts one accepts whatever anyone signs with it: sample keys
+/// copied into a deployment are a classic way for a token check to become no check.
+const PUBLISHED_KEYS: [(&str, &str); 6] = [
+    (
+        "the Ed25519 example key of RFC 8037 (appendix A)",
+        r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
+    ),
+    (
+        "the HMAC example key of RFC 7515 (appendix A.1)",
+        r#"{"kty":"oct","k":"AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow"}"#,
+    ),
+    (
+        "the RSA example key of RFC 7515 (appendix A.2)",
+        r#"{"kty":"RSA","e":"AQAB","n":"ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ"}"#,
+    ),
+    (
+        "the P-256 example key of RFC 7515 (appendix A.3)",
+        r#"{"kty":"EC","crv":"P-256","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}"#,
+    ),
+    (
+        "the RSA example key of RFC 7517 (appendix A.1, kid 2011-04-29)",
+        r#"{"kty":"RSA","e":"AQAB","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}"#,
+    ),
+    (
+        "jwt.io's default HS256 secret",
+        // base64url of "a-string-secret-at-least-256-bits-long"
+        r#"{"kty":"oct","k":"YS1zdHJpbmctc2VjcmV0LWF0LWxlYXN0LTI1Ni1iaXRzLWxvbmc"}"#,
+    ),
+];
+
+/// (who trusts it, which published key) for every identity or approval key that is one
+/// of [`PUBLISHED_KEYS`], compared by RFC 7638 thumbprint.
+fn published_keys(p: &Policy) -> Vec<(String, String)> {
+    let known: Vec<(&str, String)> = PUBLISHED_KEYS
+        .iter()
+        .filter_map(|(name, jwk)| {
+            let jwk: serde_json::Value = serde_json::from_str(jwk).ok()?;
+            let set = crate::jws::KeySet::from_jwks(&serde_json::json!({ "keys": [jwk] })).ok()?;
+            let print = set.thumbprints().next()?.1.to_string();
+            Some((*name, print))
+        })
+        .collect();
+    let mut sets: Vec<(String, &crate::jws::KeySet)> = Vec::new();
+    if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
+        sets.extend(
+            issuers
+                .iter()
+                .map(|i| (format!("identity issuer {:?}", i.issuer), &i.keys)),
+        );
+    }
+    if let Some(a) = &p.approval {
+        sets.push(("the approval service".to_string(), &a.keys));
+    }
+    let mut out = Vec::new();
+    for (whose, set) in sets {
+        for (kid, print) in set.thumbprints() {
+            if let Some((name, _)) = known.iter().find(|(_, k)| k == print) {
+                let key = kid.map_or_else(|| (*name).to_string(), |kid| format!("key {kid:?}, {name}"));
+                out.push((whose.clone(), key));
+            }
+        }
+    }
+    out
+}
