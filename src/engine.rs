@@ -427,6 +427,21 @@ fn judge_action(
                 )),
             })
     };
+    // Laravel and Symfony (and Express's method-override set to read the body) take the
+    // method from a `_method` member: the body form of the override headers.
+    let overridden = route.extra_input == ExtraInput::Deny
+        && args.as_ref().is_ok_and(|a| {
+            a.as_object()
+                .is_some_and(|o| o.keys().any(|k| k.eq_ignore_ascii_case("_method")))
+        });
+    if overridden {
+        d.calls.push(Call::new(policy, tool));
+        return Err(Denial::new(
+            Reason::ArgumentViolation,
+            format!("routes.{}.extra_input", route.id),
+            "a method override member (_method) carries input aigate does not judge: send the action's arguments in its JSON body",
+        ));
+    }
     match args {
         Ok(args) => match judge_call(policy, d, principal, tool, &args)? {
             Some(external) => {

@@ -138,6 +138,22 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             ["refund_order"]
         );
     }
+    // Laravel and Symfony read the method from the body too.
+    for key in ["_method", "_METHOD"] {
+        let mut overriding = args.clone();
+        overriding[key] = json!("DELETE");
+        let d = w.decide(&request(&w, "/api/refunds", "POST", &[]), Some(&overriding));
+        let denial = d.denial.expect("a method override member passed");
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ArgumentViolation, "routes.refunds.extra_input")
+        );
+        assert!(
+            denial.message.starts_with("a method override member (_method)"),
+            "{}",
+            denial.message
+        );
+    }
     // A body the endpoint would read as a form: the JSON says 5, the form says 100000.
     let typed = |content_type: Option<&str>, body: &[u8]| {
         let mut h = request(&w, "/api/refunds", "POST", &[]);
@@ -327,6 +343,10 @@ fn a_path_is_judged_as_the_endpoint_it_names() {
         "/api/orders/.;x/refunds",
         "/api\\refunds",
         "api/refunds",
+        // Decoded by servers before routing: /api/refunds, and /api/refunds;x.
+        "/api/r%65funds",
+        "/%61pi/refunds",
+        "/api/refunds%3Bx",
     ] {
         let d = w.decide(&request(&w, path, "POST", &[]), Some(&refund));
         let denial = d.denial.clone().unwrap_or_else(|| panic!("{path} passed"));

@@ -207,6 +207,18 @@ fn mcp_lists_show_what_the_caller_may_use() {
     assert!(d.allowed(), "{:?}", d.denial);
     assert_eq!(d.lists, vec![(json!(1), Listing::Tools), (json!(2), Listing::Prompts)]);
     assert!(engine::judges_answer(&w.policy, &d));
+    // In monitor mode a caller without a credential is forwarded: its answer has no
+    // principal to be held to, so it is not judged (rather than judged as a failure).
+    let monitored = World::with(|p| p["mode"] = json!("monitor"));
+    let mut anonymous = monitored.headers(None);
+    for (k, v) in anonymous.iter_mut() {
+        if k == ":method" {
+            *v = b"GET".to_vec(); // the server's event stream: judged whatever it lists
+        }
+    }
+    let shadow = monitored.decide(&anonymous, None);
+    assert_eq!(shadow.denial.as_ref().map(|x| x.reason), Some(Reason::Unauthenticated));
+    assert!(shadow.principal.is_none() && !engine::judges_answer(&monitored.policy, &shadow));
     let p = d.principal.as_ref().unwrap();
     let item = |v: Value| v.as_object().unwrap().clone();
     let seen = |listing, v: Value| visible(&w.policy, p, listing, &item(v));

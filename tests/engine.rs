@@ -177,8 +177,59 @@ fn a_route_may_be_bound_to_a_host() {
     };
     assert_eq!(at("tools.example.com"), None);
     assert_eq!(at("TOOLS.example.com:8443"), None, "case and port do not matter");
+    assert_eq!(at("tools.example.com."), None, "nor the root's dot");
+    assert_eq!(at("tools.example.com.:8443"), None);
     assert_eq!(at("admin.example.com"), Some(Reason::RouteUnmatched));
     assert_eq!(at("tools.example.com.evil.net"), Some(Reason::RouteUnmatched));
+}
+
+#[test]
+fn route_hosts_and_prefixes_that_could_never_match_are_refused() {
+    let errs = |field: &str, value: &str| {
+        let mut doc = policy_doc();
+        doc["routes"][0][field] = json!(value);
+        match aigate::policy::compile(doc.to_string().as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }
+    };
+    for (field, value, want) in [
+        ("host", "admin.example.com:443", "routes[0].host: must not carry a port"),
+        ("host", "admin.example.com.", "routes[0].host: must not end with '.'"),
+        (
+            "host",
+            "https://admin.example.com",
+            "routes[0].host: must be a host name",
+        ),
+        ("prefix", "mcp", "routes[0].prefix: must start with '/'"),
+        (
+            "prefix",
+            "/api/refunds?x",
+            "routes[0].prefix: contains a query or fragment",
+        ),
+        ("prefix", "/api;v=1", "routes[0].prefix: contains ';'"),
+        (
+            "prefix",
+            "/a%2fb",
+            "routes[0].prefix: contains an encoded dot, slash or backslash",
+        ),
+        ("prefix", "/a/../b", "routes[0].prefix: contains a dot segment"),
+        ("prefix", "/m%63p", "routes[0].prefix: percent-encodes a letter"),
+    ] {
+        let e = errs(field, value);
+        assert!(
+            e.iter().any(|m| m.starts_with(want)),
+            "{field} = {value}: want {want}, got {e:?}"
+        );
+    }
+    for (field, value) in [
+        ("host", "[::1]"),
+        ("host", "Tools.Example.com"),
+        ("prefix", "/mcp/"),
+        ("prefix", "/"),
+    ] {
+        assert_eq!(errs(field, value), Vec::<String>::new(), "{field} = {value}");
+    }
 }
 
 #[test]

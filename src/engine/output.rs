@@ -17,9 +17,11 @@ use serde_json::{Map, Value};
 
 /// Whether the answer to this allowed request is judged. On MCP routes: the answers to
 /// requests holding a list request, and the server's event streams (`GET`), which carry
-/// answers replayed after a dropped connection.
+/// answers replayed after a dropped connection. Only with a principal: answers are held to
+/// the caller's, and in monitor mode a request refused for its identity is forwarded without one.
 pub fn judges_answer(policy: &Policy, d: &Decision) -> bool {
-    policy.judges_answers(d.route)
+    d.principal.is_some()
+        && policy.judges_answers(d.route)
         && (d.protocol != Some(Protocol::Mcp) || !d.lists.is_empty() || d.http_method == "GET")
 }
 

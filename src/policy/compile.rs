@@ -106,6 +106,38 @@ impl Checker {
         }
     }
 
+    /// A prefix a request path can match: paths with a query, a fragment, `;` parameters
+    /// or what `request::path_problem` refuses never reach route matching, so such a
+    /// prefix would be a route that silently never applies.
+    fn route_prefix(&mut self, path: &str, prefix: &str) {
+        if !prefix.starts_with('/') {
+            return self.err(path, "must start with '/'");
+        }
+        let problem = if prefix.contains(['?', '#']) {
+            Some("contains a query or fragment")
+        } else if prefix.contains(';') {
+            Some("contains ';' (segment parameters are ignored when matching)")
+        } else {
+            crate::request::path_problem(prefix)
+        };
+        if let Some(p) = problem {
+            self.err(path, format!("{p}: no request path can match it"));
+        }
+    }
+
+    /// A host a request's authority can match: the port and one trailing dot are dropped
+    /// from the request's before comparing, so a host written with either never matches.
+    fn route_host(&mut self, path: &str, host: &str) {
+        let bracketed = host.starts_with('[') && host.ends_with(']');
+        if host.trim().is_empty() || host.contains(['/', ' ', '@']) {
+            self.err(path, "must be a host name");
+        } else if host.contains(':') && !bracketed {
+            self.err(path, "must not carry a port (ports are ignored when matching)");
+        } else if host.ends_with('.') {
+            self.err(path, "must not end with '.' (a trailing dot is ignored when matching)");
+        }
+    }
+
     fn pattern(&mut self, path: &str, s: &str) -> Option<Pattern> {
         Pattern::parse(s).map_err(|m| self.err(path, m)).ok()
     }
@@ -209,8 +241,9 @@ impl Checker {
                     self.err(format!("{path}.id"), format!("duplicate route id {:?}", r.id));
                 }
                 ids.push(r.id.clone());
-                if !r.prefix.starts_with('/') {
-                    self.err(format!("{path}.prefix"), "must start with '/'");
+                self.route_prefix(&format!("{path}.prefix"), &r.prefix);
+                if let Some(h) = &r.host {
+                    self.route_host(&format!("{path}.host"), h);
                 }
                 let methods = r
                     .methods

@@ -273,8 +273,6 @@ impl NamePattern {
     }
 }
 
-/// Is `path` the route prefix or below it? A prefix matches whole segments: `/api/orders`
-/// covers `/api/orders` and `/api/orders/o-1`, not `/api/orders-admin`.
 /// Whether `path` is `prefix` or below it, whole segments only. Letters compare without
 /// case: Express, ASP.NET and IIS route `/Api/Refunds` to `/api/refunds`, so it is judged
 /// as that route rather than passed as no route at all.
@@ -381,6 +379,9 @@ impl Policy {
                 host
             }
         });
+        // `admin.example.com.` is the same host, fully qualified: resolvers and Envoy's
+        // virtual hosts treat it so, and it must not slip past a host-scoped route.
+        let host = host.strip_suffix('.').unwrap_or(host);
         let path = without_segment_parameters(path);
         self.routes.iter().position(|r| {
             under_prefix(&path, &r.prefix)

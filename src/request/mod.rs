@@ -71,7 +71,28 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
     if encoded_separator(path) {
         return Some("contains an encoded dot, slash or backslash");
     }
+    // Servers decode `%63` to `c` (RFC 3986 §6.2.2.2) before routing: `/m%63p` is served
+    // as `/mcp`, so it would be judged as no route (or another) and run as this one.
+    // `%3B` is `;`, whose parameters servers drop.
+    if needless_encoding(path) {
+        return Some("percent-encodes a letter, digit, '-', '_', '~' or ';'");
+    }
     None
+}
+
+/// A `%XX` that decodes to an unreserved character (or `;`): no client needs to encode one.
+fn needless_encoding(path: &str) -> bool {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    path.as_bytes().windows(3).any(|w| match *w {
+        [b'%', hi, lo] => match (hex(hi), hex(lo)) {
+            (Some(h), Some(l)) => {
+                let c = char::from_u32(h * 16 + l).unwrap_or('%');
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | ';')
+            }
+            _ => false,
+        },
+        _ => false,
+    })
 }
 
 /// An encoded `.`, `/` or `\` in a path or URI: once decoded, a segment that a prefix test
@@ -167,6 +188,28 @@ impl SharedData for MemoryShared {
 #[cfg(test)]
 mod tests {
     use super::encoded_separator;
+
+    #[test]
+    fn needlessly_encoded_paths_are_refused() {
+        for yes in [
+            "/m%63p",
+            "/%6Dcp",
+            "/mcp/%61dmin",
+            "/api/x%3Bjsessionid=1",
+            "/a%7e",
+            "/a%2D",
+            "/a%5F",
+        ] {
+            assert_eq!(
+                super::path_problem(yes),
+                Some("percent-encodes a letter, digit, '-', '_', '~' or ';'"),
+                "{yes}"
+            );
+        }
+        for no in ["/mcp", "/files/a%20b", "/a%25", "/q%3F", "/%", "/%6", "/%zz", "/é"] {
+            assert_eq!(super::path_problem(no), None, "{no}");
+        }
+    }
 
     #[test]
     fn encoded_separators_are_found_in_either_case() {
