@@ -364,8 +364,8 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["data"]["mcp_servers"] = json!([{"id": "crm", "url_prefix": "https://mcp.example.com/{tenant}/",
                                             "scope": "docs.read", "owner": "crm@example.com", "provider_calls": "any"}]);
     let policy = tmp("lax-policy.json", &policy.to_string());
-    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
-                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let claims = json!({"iss": "https://idp.example.com", "sub": "alice", "tenant": "acme", "customer_id": "c-42",
+                        "azp": "support-agent", "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
     let cases = json!({"now": 1_800_000_100u64, "cases": [
         {"name": "own order", "request": {"path": "/mcp", "claims": claims,
             "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
@@ -514,6 +514,45 @@ fn replay_from_claims_holds_an_issuer_to_its_scopes() {
     assert!(
         text.contains("issuer https://partner.example.com may not grant it"),
         "{text}"
+    );
+    // Claims stand for a signed token: an issuer or audience the policy does not trust is
+    // refused as the plugin refuses the token; with two issuers, a case names its own.
+    let mut request: Value = serde_json::from_str(&std::fs::read_to_string(&request).unwrap()).unwrap();
+    for (iss, aud, want) in [
+        (
+            json!("https://stranger.example.com"),
+            None,
+            "decision  deny token_invalid",
+        ),
+        (
+            json!("https://idp.example.com"),
+            Some(json!("someone-else")),
+            "decision  deny token_invalid",
+        ),
+        (
+            json!("https://idp.example.com"),
+            Some(json!(["someone-else", "aigate"])),
+            "decision  allow",
+        ),
+    ] {
+        request["claims"]["iss"] = iss;
+        match aud {
+            Some(a) => request["claims"]["aud"] = a,
+            None => drop(request["claims"].as_object_mut().unwrap().remove("aud")),
+        }
+        let file = tmp("claims-addressed.json", &request.to_string());
+        let out = aigate(&["eval", &policy, &file, "--now", "1800000100"]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with(want), "{request}: {text}");
+    }
+    request["claims"].as_object_mut().unwrap().remove("iss");
+    let file = tmp("claims-unaddressed.json", &request.to_string());
+    let out = aigate(&["eval", &policy, &file, "--now", "1800000100"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("claims must name their iss: the policy trusts several issuers"),
+        "{err}"
     );
 }
 

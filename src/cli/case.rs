@@ -58,6 +58,27 @@ fn default_host() -> String {
     "aigate.local".into()
 }
 
+/// Claims without `iss` stand for a token of the policy's only issuer, and without `aud`
+/// for one addressed to their issuer's first audience: a corpus need not repeat them.
+/// With several issuers a case must say whose token it is (each may be held to its own
+/// scopes). Given values are judged as given: an untrusted `iss` or a foreign `aud` is
+/// `token_invalid`, as in the plugin.
+fn addressed(mut claims: Map<String, Value>, issuers: &[crate::policy::Issuer]) -> Result<Map<String, Value>, String> {
+    let issuer = match (claims.get("iss").and_then(Value::as_str), issuers) {
+        (Some(iss), _) => issuers.iter().find(|i| i.issuer == iss),
+        (None, [only]) if !claims.contains_key("iss") => {
+            claims.insert("iss".into(), Value::String(only.issuer.clone()));
+            Some(only)
+        }
+        (None, _) if claims.contains_key("iss") => None,
+        (None, _) => return Err("claims must name their iss: the policy trusts several issuers".into()),
+    };
+    if let (false, Some(aud)) = (claims.contains_key("aud"), issuer.and_then(|i| i.audiences.first())) {
+        claims.insert("aud".into(), Value::String(aud.clone()));
+    }
+    Ok(claims)
+}
+
 /// What the engine decided and what the client (and the upstream) would see.
 pub struct Outcome {
     pub decision: Decision,
@@ -83,11 +104,20 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(bytes: &[u8]) -> Result<Evaluator, Vec<policy::ConfigError>> {
         let policy = policy::compile(bytes)?;
+        // Claims stand for a signed token: behind jwt_authn as Envoy hands them over, else
+        // still held to the issuers and audiences the policy trusts.
         let mut from_claims = policy::compile(bytes)?;
-        from_claims.identity.token = TokenSource::JwtAuthn {
-            namespace: String::new(),
-            payload_key: String::new(),
-        };
+        if let TokenSource::Jwt { issuers, .. } = std::mem::replace(
+            &mut from_claims.identity.token,
+            TokenSource::Vouched { issuers: Vec::new() },
+        ) {
+            from_claims.identity.token = TokenSource::Vouched { issuers };
+        } else {
+            from_claims.identity.token = TokenSource::JwtAuthn {
+                namespace: String::new(),
+                payload_key: String::new(),
+            };
+        }
         // Shared by the cases of one run, as a worker's shared data would be: a grant
         // replayed by a later case is refused.
         let shared = MemoryShared::default();
@@ -122,8 +152,9 @@ impl Evaluator {
             &self.policy
         };
         // Behind jwt_authn every claim number reaches the plugin as a double.
-        let claims = match (&req.claims, &self.policy.identity.token) {
+        let claims = match (&req.claims, &self.from_claims.identity.token) {
             (Some(c), TokenSource::JwtAuthn { .. }) => Some(crate::identity::metadata::as_metadata(c)),
+            (Some(c), TokenSource::Vouched { issuers }) => Some(addressed(c.clone(), issuers)?),
             (c, _) => c.clone(),
         };
         let host = CaseHost {

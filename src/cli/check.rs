@@ -68,6 +68,7 @@ pub fn summary(p: &Policy) -> String {
             issuers.iter().map(|i| i.keys.len()).sum::<usize>()
         ),
         TokenSource::JwtAuthn { .. } => "jwt verified by Envoy jwt_authn".to_string(),
+        TokenSource::Vouched { .. } => "token payloads taken as signed".to_string(),
     };
     out.push_str(&format!("identity   {identity}\n"));
     if let Some(max) = p.identity.max_lifetime {

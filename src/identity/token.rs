@@ -28,6 +28,14 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
                 )
             })
         }
+        TokenSource::Vouched { issuers } => {
+            let rule = "identity.jwt";
+            let claims = host
+                .jwt_payload("", "")
+                .ok_or_else(|| Denial::new(Reason::Unauthenticated, rule, "a bearer token is required"))?;
+            accepted(&claims, trusted_issuer(issuers, &claims, rule)?, rule)?;
+            Ok(Rc::new(claims))
+        }
         TokenSource::Jwt { header, issuers } => {
             let rule = "identity.jwt";
             let raw = match headers.one(header) {
@@ -61,12 +69,27 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
 fn verified(token: &str, issuers: &[Issuer], rule: &'static str) -> Result<Map<String, Value>, Denial> {
     let invalid = |e: JwsError| Denial::new(Reason::TokenInvalid, rule, format!("token rejected: {e}"));
     let unverified = jws::peek_claims(token).map_err(invalid)?;
-    let iss = unverified.get("iss").and_then(Value::as_str).unwrap_or("");
-    let issuer = issuers
+    let issuer = trusted_issuer(issuers, &unverified, rule)?;
+    let claims = issuer.keys.verify(token).map_err(invalid)?;
+    accepted(&claims, issuer, rule)?;
+    Ok(claims)
+}
+
+/// The configured issuer a token's `iss` names.
+fn trusted_issuer<'a>(
+    issuers: &'a [Issuer],
+    claims: &Map<String, Value>,
+    rule: &'static str,
+) -> Result<&'a Issuer, Denial> {
+    let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+    issuers
         .iter()
         .find(|i| i.issuer == iss)
-        .ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "token issuer is not trusted"))?;
-    let claims = issuer.keys.verify(token).map_err(invalid)?;
+        .ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "token issuer is not trusted"))
+}
+
+/// Whether the token's `aud` (a string or a list) names an audience its issuer may address.
+fn accepted(claims: &Map<String, Value>, issuer: &Issuer, rule: &'static str) -> Result<(), Denial> {
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
         Some(Value::Array(list)) => list
@@ -75,14 +98,15 @@ fn verified(token: &str, issuers: &[Issuer], rule: &'static str) -> Result<Map<S
             .any(|a| issuer.audiences.iter().any(|x| x == a)),
         _ => false,
     };
-    if !aud_ok {
-        return Err(Denial::new(
+    if aud_ok {
+        Ok(())
+    } else {
+        Err(Denial::new(
             Reason::TokenInvalid,
             rule,
             "token audience is not accepted here",
-        ));
+        ))
     }
-    Ok(claims)
 }
 
 fn bearer(raw: &[u8]) -> Option<&str> {

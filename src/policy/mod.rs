@@ -92,13 +92,17 @@ pub enum TokenSource {
     Jwt { header: String, issuers: Vec<Issuer> },
     /// Payload already verified by Envoy's jwt_authn, read from dynamic metadata.
     JwtAuthn { namespace: String, payload_key: String },
+    /// A token payload taken as signed (the CLI's replay of bare `claims`), standing in
+    /// for a token of `Jwt`: its issuer and audience are still held to `issuers`, as a
+    /// signed token's would be. Never built from a policy document.
+    Vouched { issuers: Vec<Issuer> },
 }
 
 impl TokenSource {
     /// Label value for `aigate_identity_total{source}`.
     pub fn label(&self) -> &'static str {
         match self {
-            TokenSource::Jwt { .. } => "jwt",
+            TokenSource::Jwt { .. } | TokenSource::Vouched { .. } => "jwt",
             TokenSource::JwtAuthn { .. } => "jwt_authn",
         }
     }
