@@ -109,7 +109,7 @@ fn digest_is_the_engines_digest() {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&b).unwrap()).unwrap();
     assert_eq!(da.trim(), aigate::digest::args_digest(&v).unwrap());
     let dup = tmp("dup.json", r#"{"to":"a","to":"b"}"#);
-    assert_eq!(aigate(&["digest", &dup]).status.code(), Some(1));
+    assert_eq!(aigate(&["digest", &dup]).status.code(), Some(2));
 }
 
 #[test]
@@ -159,7 +159,32 @@ fn approve_mints_a_grant_the_engine_verifies() {
             assert!(!out.status.success(), "--ttl {ttl}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(err.contains("--ttl must be between 1 and 86400"), "--ttl {ttl}: {err}");
+            assert_eq!(out.status.code(), Some(2), "unusable input exits 2");
         }
+        // A grant for a case file replayed at a pinned clock is issued at that time.
+        let out = aigate(&[
+            "approve",
+            "--key",
+            &key,
+            "--sub",
+            "alice",
+            "--tool",
+            "send_email",
+            "--args",
+            &args,
+            "--approver",
+            "carol@example.com",
+            "--iat",
+            "1800000000",
+            "--ttl",
+            "300",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+        assert_eq!(
+            (claims["iat"].as_u64(), claims["exp"].as_u64()),
+            (Some(1_800_000_000), Some(1_800_000_300))
+        );
     }
 }
 

@@ -74,6 +74,7 @@ pub struct Approve<'a> {
     pub approver: String,
     pub ttl: u64,
     pub jti: Option<String>,
+    pub iat: Option<u64>,
 }
 
 pub fn approve(a: Approve<'_>) -> Result<String, String> {
@@ -87,10 +88,13 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
             crate::approval::MAX_AGE_CEILING
         ));
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
+    let now = match a.iat {
+        Some(t) => t,
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs(),
+    };
     let jti = match a.jti {
         Some(j) => j,
         None => b64(&random::<16>()?),
@@ -103,7 +107,10 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     claims.insert("args_digest".into(), json!(digest(a.args)?));
     claims.insert("approver".into(), json!(a.approver));
     claims.insert("iat".into(), json!(now));
-    claims.insert("exp".into(), json!(now + a.ttl));
+    let exp = now
+        .checked_add(a.ttl)
+        .ok_or("--iat plus --ttl is past the end of time")?;
+    claims.insert("exp".into(), json!(exp));
     claims.insert("jti".into(), json!(jti));
     Ok(key.sign(&claims))
 }

@@ -89,6 +89,10 @@ enum Command {
         /// Grant id (random when omitted).
         #[arg(long)]
         jti: Option<String>,
+        /// Issue time, Unix seconds (default: the clock), for grants in case files
+        /// replayed at a pinned `now`.
+        #[arg(long)]
+        iat: Option<u64>,
     },
     /// Generate an approval-service signing key (private JWK and public JWKS).
     Keygen {
@@ -131,6 +135,7 @@ pub fn main() -> ExitCode {
             iss,
             aud,
             jti,
+            iat,
         } => print(approval::approve(approval::Approve {
             key: &key,
             issuer: iss,
@@ -141,6 +146,7 @@ pub fn main() -> ExitCode {
             approver,
             ttl,
             jti,
+            iat,
         })),
         Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
     }
@@ -157,9 +163,11 @@ fn print(result: Result<String, String>) -> ExitCode {
             println!("{out}");
             ExitCode::SUCCESS
         }
+        // digest, approve and keygen have no verdict to give: a failure is input they
+        // cannot use (a file, a key, arguments), exit 2 as for every command.
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(1)
+            ExitCode::from(2)
         }
     }
 }
