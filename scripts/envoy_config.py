@@ -124,15 +124,8 @@ def render(
     }
     if variant == "jwt_authn":
         if jwt_provider is None:
-            # Fall back to the policy's own issuer list, if it carries one.
-            issuers = policy.get("identity", {}).get("jwt", {}).get("issuers", [])
-            if not issuers:
-                raise RenderError("variant jwt_authn needs a jwt provider (issuer, audiences, jwks)")
-            jwt_provider = {
-                "issuer": issuers[0]["issuer"],
-                "audiences": issuers[0]["audiences"],
-                "jwks": issuers[0]["jwks"],
-            }
+            # A jwt_authn policy carries no issuers of its own: Envoy's provider is separate.
+            raise RenderError("variant jwt_authn needs --jwt-provider (issuer, audiences, jwks)")
         payload_key = policy.get("identity", {}).get("jwt_authn", {}).get("payload_key")
         if not payload_key:
             raise RenderError("policy identity.jwt_authn.payload_key is required for jwt_authn")
@@ -184,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-wasm", action="store_true", help="omit the aigate filter (debugging only)")
     p.add_argument("-o", "--output", help="write here (default stdout)")
     p.add_argument("--check", action="store_true", help="exit 1 if --output differs from the rendering")
+    p.add_argument("--policy-out", help="also write the policy exactly as embedded (with hold and --jwks "
+                   "filled in): the file to give `aigate readiness`, whose policy_hash the audit lines name")
     a = p.parse_args(argv)
     try:
         policy = json.loads(Path(a.policy).read_text())
@@ -212,10 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         if not a.output:
             print("envoy_config: --check needs --output", file=sys.stderr)
             return 2
-        if Path(a.output).read_text() != text:
+        if not Path(a.output).is_file() or Path(a.output).read_text() != text:
             print(f"envoy_config: {a.output} is out of date; re-render it", file=sys.stderr)
             return 1
         return 0
+    if a.policy_out:
+        Path(a.policy_out).write_text(json.dumps(policy_for_variant(a.variant, policy), indent=2) + "\n")
     if a.output:
         Path(a.output).write_text(text)
     else:
