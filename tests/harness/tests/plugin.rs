@@ -579,8 +579,8 @@ fn an_internal_failure_denies_and_is_counted() {
     ] {
         let mut policy = policy(&idp);
         policy["hold"] = json!(mode.trim_start_matches("hold="));
-        // The IdP's key doubles as the approval service's here.
-        policy["approval"]["jwks"] = json!({"keys": [idp.public_jwk.clone()]});
+        let approvals = Idp::signer(9, "approvals-1");
+        policy["approval"]["jwks"] = json!({"keys": [approvals.public_jwk.clone()]});
         let mut plugin = load(&policy, std::mem::take(&mut p));
         let args = json!({"to": "bob@example.com", "subject": "Refund"});
         let body = tools_call(json!(7), "send_email", args);
@@ -598,7 +598,7 @@ fn an_internal_failure_denies_and_is_counted() {
         ] {
             claims.insert(k.into(), v);
         }
-        let grant = idp.sign(&claims);
+        let grant = approvals.sign(&claims);
         let full: String = (0..1024).map(|i| format!("{i:016x}:ffffffff\n")).collect();
         for b in 0..64 {
             plugin

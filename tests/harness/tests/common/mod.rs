@@ -23,6 +23,7 @@ pub fn requests_metric(protocol: &str, decision: &str, reason: &str) -> String {
 
 pub struct Idp {
     key: SigningKey,
+    kid: &'static str,
     pub public_jwk: Value,
 }
 
@@ -33,16 +34,21 @@ fn b64(bytes: &[u8]) -> String {
 impl Idp {
     /// A fixed Ed25519 key, so failures are reproducible.
     pub fn new() -> Idp {
-        let key = SigningKey::from_bytes(&[7u8; 32]);
+        Idp::signer(7, "test-1")
+    }
+
+    /// Another fixed Ed25519 signer (an approval service, say), from a seed byte.
+    pub fn signer(seed: u8, kid: &'static str) -> Idp {
+        let key = SigningKey::from_bytes(&[seed; 32]);
         let public_jwk = json!({
             "kty": "OKP",
             "crv": "Ed25519",
             "x": b64(key.verifying_key().as_bytes()),
-            "kid": "test-1",
+            "kid": kid,
             "alg": "EdDSA",
             "use": "sig",
         });
-        Idp { key, public_jwk }
+        Idp { key, kid, public_jwk }
     }
 
     /// Default claims for the support agent acting for alice, valid from `NOW` for 5 min.
@@ -64,9 +70,9 @@ impl Idp {
         }
     }
 
-    /// A compact JWS: `{"alg":"EdDSA","kid":"test-1","typ":"JWT"}`.`claims`.`signature`.
+    /// A compact JWS: `{"alg":"EdDSA","kid":…,"typ":"JWT"}`.`claims`.`signature`.
     pub fn sign(&self, claims: &Map<String, Value>) -> String {
-        let header = json!({"alg": "EdDSA", "kid": "test-1", "typ": "JWT"}).to_string();
+        let header = json!({"alg": "EdDSA", "kid": self.kid, "typ": "JWT"}).to_string();
         let payload = Value::Object(claims.clone()).to_string();
         let input = format!("{}.{}", b64(header.as_bytes()), b64(payload.as_bytes()));
         let signature = self.key.sign(input.as_bytes());
