@@ -430,6 +430,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("no-bare-star", "error"),
         ("workload-identity", "warning"),
         ("action-extra-input", "warning"),
+        ("action-methods", "warning"),
         ("action-hold-body", "warning"),
         ("provider-calls", "warning"),
     ] {

@@ -304,7 +304,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 6] = [
+    let unjudged: [(&str, Question, Applies, &str); 7] = [
         (
             "provider-state",
             See,
@@ -341,6 +341,13 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             },
             "passes MCP methods aigate does not know unjudged: a server extension or a later \
              protocol revision's method may act or read data nobody checked",
+        ),
+        (
+            "action-methods",
+            Do,
+            |_, r| r.protocol == crate::config::Protocol::Action && r.methods.is_empty(),
+            "is a REST action for every method: a DELETE or PUT to its endpoint is judged as its one \
+             tool, whatever the endpoint does with that method; list the methods it serves (methods)",
         ),
         (
             "action-hold-body",
