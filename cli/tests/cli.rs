@@ -280,6 +280,9 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
         json!({"id": "anything", "prefix": "/", "protocol": "action", "tool": "get_order", "extra_input": "allow"}),
     );
     policy["data"]["resources"][0]["uri_prefix"] = json!("docs://");
+    // No workload identity: a user's token works from any agent.
+    policy["identity"].as_object_mut().unwrap().remove("workload");
+    policy.as_object_mut().unwrap().remove("workloads");
     let policy = tmp("published-key-policy.json", &policy.to_string());
     let out = aigate(&[
         "readiness",
@@ -334,6 +337,10 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
             "warning",
             "data.resources.tenant-docs names no claim"
         ),
+        "{findings:?}"
+    );
+    assert!(
+        has("workload-identity", "error", "identity.workload is not set"),
         "{findings:?}"
     );
     // The shipped example's keys are none of these, and its data is per tenant.

@@ -110,12 +110,15 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         ),
         Some(_) => {}
     }
+    // Every request is tied to the agent that sends it, not only to a user's token.
     if p.identity.workload.is_none() {
         add(
             "workload-identity",
-            Warning,
+            Error,
             Accountable,
-            "identity.workload is not set: requests are not tied to a calling workload".into(),
+            "identity.workload is not set: requests are not tied to a calling workload, so a user's \
+             token works from any agent"
+                .into(),
         );
     }
     if let Some(w) = &p.identity.workload {
