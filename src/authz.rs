@@ -58,14 +58,17 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
 /// Claims may carry ids as numbers while tools take strings (or the reverse): compare
 /// scalars by their JSON text, never structures loosely. An empty claim (`""`, `[]`, `{}`,
 /// null) binds nothing, as it fills no template: a backend may read an empty customer id
-/// as "every customer".
+/// as "every customer". Nor does a number that is not an exact integer: behind jwt_authn
+/// every claim number travelled as a double, and an id of 2^53 or more came out rounded,
+/// equal to the rounded form of other ids.
 fn same_value(arg: &Value, claim: &Value) -> bool {
     let empty = match claim {
         Value::Null => true,
         Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
-        Value::Bool(_) | Value::Number(_) => false,
+        Value::Number(n) => n.is_f64(),
+        Value::Bool(_) => false,
     };
     if empty {
         return false;
@@ -414,7 +417,8 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
             TemplatePart::Claim(c) => {
                 let v = match principal.attribute(c)? {
                     Value::String(s) => s,
-                    Value::Number(n) => n.to_string(),
+                    // Only exact integers name something (see `same_value`).
+                    Value::Number(n) if !n.is_f64() => n.to_string(),
                     _ => return None,
                 };
                 if v.is_empty() || v.contains(['/', '\\', '?', '#']) {

@@ -395,6 +395,38 @@ fn identity_from_jwt_authn_refuses_a_second_authorization_header() {
 }
 
 #[test]
+fn a_claim_number_rounded_behind_jwt_authn_binds_nothing() {
+    // Envoy hands the payload over as doubles: a Snowflake-style id of 2^53 or more comes
+    // out rounded, and equal to the rounded form of its neighbours.
+    let mut w = World::with(|p| {
+        let identity = p["identity"].as_object_mut().unwrap();
+        identity.remove("jwt");
+        identity.insert("source".into(), json!("jwt_authn"));
+        identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
+    });
+    let claims = w.claims(json!({"customer_id": 1_234_567_890_123_456_789u64}));
+    w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
+    let headers = w.headers(Some("verified-by-envoy"));
+    for args in [
+        r#"{"customer_id":1234567890123456700.0}"#,
+        r#"{"customer_id":1234567890123456800.0}"#,
+        r#"{"customer_id":1234567890123456789}"#,
+        r#"{"customer_id":"1.2345678901234568e18"}"#,
+    ] {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_order","arguments":{args}}}}}"#
+        );
+        let d = w.decide_raw(&headers, Some(body.as_bytes()));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch), "{args}");
+    }
+    // An id that survives the double exactly still binds.
+    let claims = w.claims(json!({"customer_id": 4242}));
+    w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
+    let d = w.decide(&headers, Some(&call("get_order", json!({"customer_id": 4242}))));
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
 fn workload_from_mtls_spiffe_id() {
     let mut w = World::new();
     let body = call("get_order", json!({"customer_id": "c-42"}));
