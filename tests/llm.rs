@@ -237,6 +237,77 @@ fn strip_treats_a_null_tool_list_as_empty() {
 }
 
 #[test]
+fn strip_keeps_each_setting_with_its_own_list() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let h = headers_for(&w, "/strip/v1/chat/completions", Some(&t));
+    // `tools` emptied, the legacy `functions` kept: tool_choice and parallel_tool_calls
+    // go with `tools`, function_call stays with `functions`.
+    let body = r#"{"model":"gpt-4o-mini","messages":[],"tools":[{"type":"function","function":{"name":"send_email"}}],"tool_choice":"auto","parallel_tool_calls":true,"functions":[{"name":"get_order"}],"function_call":"auto"}"#;
+    let d = w.decide_raw(&h, Some(body.as_bytes()));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        String::from_utf8(d.rewrite.unwrap()).unwrap(),
+        r#"{"model":"gpt-4o-mini","messages":[],"functions":[{"name":"get_order"}],"function_call":"auto"}"#
+    );
+    // And the reverse.
+    let body = r#"{"model":"gpt-4o-mini","messages":[],"tools":[{"type":"function","function":{"name":"get_order"}}],"tool_choice":"auto","functions":[{"name":"send_email"}],"function_call":"auto"}"#;
+    let d = w.decide_raw(&h, Some(body.as_bytes()));
+    assert_eq!(
+        String::from_utf8(d.rewrite.unwrap()).unwrap(),
+        r#"{"model":"gpt-4o-mini","messages":[],"tools":[{"type":"function","function":{"name":"get_order"}}],"tool_choice":"auto"}"#
+    );
+}
+
+#[test]
+fn strip_refuses_an_anthropic_conversation_left_without_tools_for_its_tool_calls() {
+    // Anthropic refuses tool_use blocks without tools: the request could not be served.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let h = headers_for(&w, "/strip/v1/messages", Some(&t));
+    let body = json!({"model": "claude-haiku-4-5", "max_tokens": 10,
+    "tools": [{"name": "send_email", "input_schema": {}}],
+    "messages": [
+        {"role": "user", "content": "order o-1?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "get_order", "input": {"customer_id": "c-42"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "shipped"}]}
+    ]});
+    let d = w.decide(&h, Some(&body));
+    let denial = d.denial.expect("forwarded a conversation the provider refuses");
+    assert_eq!(denial.reason, Reason::ToolOfferDenied);
+    assert!(
+        denial.message.starts_with("the conversation holds tool calls"),
+        "{}",
+        denial.message
+    );
+    // With a usable tool left it is served, stripped.
+    let mut body = body;
+    body["tools"] = json!([{"name": "send_email", "input_schema": {}}, {"name": "get_order", "input_schema": {}}]);
+    let d = w.decide(&h, Some(&body));
+    assert!(d.allowed() && d.rewrite.is_some(), "{:?}", d.denial);
+}
+
+#[test]
+fn many_offers_are_judged_and_stripped_one_by_one() {
+    // Tens of thousands of offers fit in a body: each is judged once, and stripping cuts
+    // exactly the refused ones (the cost stays linear; see bench/).
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let h = headers_for(&w, "/strip/v1/responses", Some(&t));
+    let n = 25_000;
+    let mut tools: Vec<Value> = (0..n)
+        .map(|i| json!({"type": "function", "name": format!("f{i}")}))
+        .collect();
+    tools[n / 2] = json!({"type": "function", "name": "get_order"});
+    let body = json!({"model": "gpt-4o-mini", "input": "x", "tools": tools});
+    let d = w.decide(&h, Some(&body));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.refused_offers.len(), n - 1);
+    let forwarded: Value = serde_json::from_slice(&d.rewrite.unwrap()).unwrap();
+    assert_eq!(forwarded["tools"], json!([{"type": "function", "name": "get_order"}]));
+}
+
+#[test]
 fn strip_denies_a_tool_choice_naming_a_stripped_tool() {
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read"}));

@@ -58,6 +58,10 @@ fn provider_kept_state_is_refused_unless_the_route_allows_it() {
         json!({"type": "code_interpreter", "container": "cntr_abc"}),
         json!({"type": "code_interpreter", "container": {"type": "container_reference", "container_id": "cntr_abc"}}),
         json!({"type": "shell", "environment": {"type": "container_reference", "container_id": "cntr_abc"}}),
+        // A fresh container that mounts a skill uploaded earlier, by id.
+        json!({"type": "shell", "environment": {"type": "container_auto",
+               "skills": [{"type": "skill_reference", "skill_id": "skill_other"}]}}),
+        json!({"type": "code_interpreter", "container": {"type": "auto", "skills": [{"skill_id": "skill_other"}]}}),
     ] {
         let body = json!({"model": "gpt-4o-mini", "input": "Plot it", "tools": [tool.clone()]});
         let denial = decide(&hosted, RESPONSES, &t, &body)

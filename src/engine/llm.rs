@@ -13,6 +13,7 @@ use crate::identity::Principal;
 use crate::policy::Policy;
 use crate::request::llm::{LlmCall, LlmRequest, McpServer, TOOL_SETTINGS};
 use crate::request::{anthropic, openai_chat, openai_responses, splice, Headers, Host};
+use std::collections::{HashMap, HashSet};
 
 pub(super) fn judge(
     policy: &Policy,
@@ -90,17 +91,19 @@ pub(super) fn judge(
             }
         }
     }
-    offers(policy, d, principal, &req, body)?;
+    offers(policy, d, principal, &req, body, protocol)?;
     calls(policy, d, principal, headers, host, req.calls, req.approved_remote)
 }
 
 /// Tools offered to the model: all usable, or per route `deny` the request or `strip` them.
+/// Linear in the number of offers: a body may hold tens of thousands.
 fn offers(
     policy: &Policy,
     d: &mut Decision,
     principal: &Principal,
     req: &LlmRequest,
     body: &[u8],
+    protocol: Protocol,
 ) -> Result<(), Denial> {
     let refused: Vec<bool> = req
         .offers
@@ -110,42 +113,54 @@ fn offers(
     if !refused.contains(&true) {
         return Ok(());
     }
+    let mut named = HashSet::new();
     for (o, _) in req.offers.iter().zip(&refused).filter(|(_, r)| **r) {
-        if !d.refused_offers.contains(&o.name) {
+        if named.insert(o.name.as_str()) {
             d.refused_offers.push(o.name.clone());
         }
     }
     let route = d.route.and_then(|i| policy.routes.get(i));
     let rule = route.map_or_else(|| "tool_offers".to_string(), |r| format!("routes.{}.tool_offers", r.id));
+    let refuse = |message: String| Err(Denial::new(Reason::ToolOfferDenied, rule.clone(), message));
     if route.map(|r| r.tool_offers) != Some(ToolOffers::Strip) {
-        return Err(Denial::new(
-            Reason::ToolOfferDenied,
-            rule,
-            format!(
-                "the request offers the model tools this caller may not use: {}",
-                listed(&d.refused_offers)
-            ),
+        return refuse(format!(
+            "the request offers the model tools this caller may not use: {}",
+            listed(&d.refused_offers)
         ));
     }
     // The model itself is the offer (a search model): nothing to strip.
     if req.offers.iter().zip(&refused).any(|(o, r)| *r && o.list == "model") {
-        return Err(Denial::new(
-            Reason::ToolOfferDenied,
-            rule,
-            format!(
-                "model {} searches the web on every request, and this caller may not use web_search",
-                shown(&req.model)
-            ),
+        return refuse(format!(
+            "model {} searches the web on every request, and this caller may not use web_search",
+            shown(&req.model)
         ));
     }
-    if let Some(n) = req.choice.names.iter().find(|n| d.refused_offers.contains(n)) {
-        return Err(Denial::new(
-            Reason::ToolOfferDenied,
-            rule,
-            format!("tool_choice names {}, which this caller may not use", shown(n)),
-        ));
+    if let Some(n) = req.choice.names.iter().find(|n| named.contains(n.as_str())) {
+        return refuse(format!("tool_choice names {}, which this caller may not use", shown(n)));
     }
-    d.rewrite = Some(strip(body, req, &refused, &rule)?);
+    let stripped = strip(body, req, &refused).ok_or_else(|| {
+        Denial::new(
+            Reason::InternalError,
+            "engine.strip",
+            "could not rewrite the request body",
+        )
+    })?;
+    // A forced choice whose list is gone cannot be served (which setting forced is not
+    // recorded: either list emptied refuses it).
+    if req.choice.forces && !stripped.emptied.is_empty() {
+        return refuse(
+            "tool_choice demands a tool call, but none of the offered tools is usable by this caller".into(),
+        );
+    }
+    // Anthropic refuses a conversation holding tool_use blocks without tools to match.
+    if protocol == Protocol::AnthropicMessages && stripped.emptied.contains(&"tools") && !req.calls.is_empty() {
+        return refuse(
+            "the conversation holds tool calls, which the provider refuses without tools, and none of the \
+             offered tools is usable by this caller"
+                .into(),
+        );
+    }
+    d.rewrite = Some(stripped.body);
     Ok(())
 }
 
@@ -158,64 +173,67 @@ fn listed(names: &[String]) -> String {
     s
 }
 
-/// The body without the refused tools. Everything else keeps its bytes. When no tool is
-/// left, the settings providers refuse without tools go too (`tool_choice`, …), unless
-/// the choice demands a tool call: then the request cannot be served.
-fn strip(body: &[u8], req: &LlmRequest, refused: &[bool], rule: &str) -> Result<Vec<u8>, Denial> {
-    let internal = || {
-        Denial::new(
-            Reason::InternalError,
-            "engine.strip",
-            "could not rewrite the request body",
-        )
-    };
-    let members = splice::members(body).ok_or_else(internal)?;
+/// A request body with the refused offers cut out.
+struct Stripped {
+    body: Vec<u8>,
+    /// The lists (`tools`, `functions`) that lost every element, and were dropped.
+    emptied: Vec<&'static str>,
+}
+
+/// The body without the refused tools. Everything else keeps its bytes. A list left with
+/// no tool goes, with the settings providers refuse without it (`tool_choice` and
+/// `parallel_tool_calls` with `tools`, `function_call` with `functions`).
+fn strip(body: &[u8], req: &LlmRequest, refused: &[bool]) -> Option<Stripped> {
+    // Per list (or member), the indexes to cut: one pass over the offers.
+    let mut removals: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (o, _) in req.offers.iter().zip(refused).filter(|(_, r)| **r) {
+        removals.entry(o.list).or_default().push(o.index);
+    }
+    let members = splice::members(body)?;
     let mut cuts = Vec::new();
     let mut drop = vec![false; members.len()];
-    let mut tools_left = false;
+    let mut emptied = Vec::new();
     for (m, drop) in members.iter().zip(drop.iter_mut()) {
-        if m.key != "tools" && m.key != "functions" {
+        let list = match m.key.as_str() {
+            "tools" => "tools",
+            "functions" => "functions",
             // A member that is one offer by itself (`web_search_options`) goes whole.
-            *drop = req.offers.iter().zip(refused).any(|(o, r)| *r && o.list == m.key);
-            continue;
-        }
+            key => {
+                *drop = removals.contains_key(key);
+                continue;
+            }
+        };
         // `"tools": null` offers nothing: it is dropped like an emptied list.
         let null = body.get(m.value.0..m.value.1) == Some(b"null".as_slice());
         let elements = if null {
             Vec::new()
         } else {
-            splice::elements(body, m.value).ok_or_else(internal)?
+            splice::elements(body, m.value)?
         };
-        let remove: Vec<bool> = (0..elements.len())
-            .map(|i| {
-                req.offers
-                    .iter()
-                    .zip(refused)
-                    .any(|(o, r)| *r && o.list == m.key && o.index == i)
-            })
-            .collect();
+        let mut remove = vec![false; elements.len()];
+        for i in removals.get(list).into_iter().flatten() {
+            if let Some(r) = remove.get_mut(*i) {
+                *r = true;
+            }
+        }
         if remove.iter().all(|r| *r) {
             *drop = true;
+            emptied.push(list);
         } else {
-            tools_left = true;
             cuts.extend(splice::cuts(&elements, &remove));
         }
     }
-    if !tools_left {
-        if req.choice.forces {
-            return Err(Denial::new(
-                Reason::ToolOfferDenied,
-                rule,
-                "tool_choice demands a tool call, but none of the offered tools is usable by this caller",
-            ));
-        }
-        for (m, drop) in members.iter().zip(drop.iter_mut()) {
-            *drop |= TOOL_SETTINGS.contains(&m.key.as_str());
-        }
+    for (m, drop) in members.iter().zip(drop.iter_mut()) {
+        *drop |= TOOL_SETTINGS
+            .iter()
+            .any(|(setting, list)| m.key == *setting && emptied.contains(list));
     }
     let spans: Vec<splice::Span> = members.iter().map(|m| (m.start, m.value.1)).collect();
     cuts.extend(splice::cuts(&spans, &drop));
-    splice::apply(body, cuts).ok_or_else(internal)
+    Some(Stripped {
+        body: splice::apply(body, cuts)?,
+        emptied,
+    })
 }
 
 /// Tool calls in the conversation are judged like MCP calls: a conversation cannot

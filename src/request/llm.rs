@@ -71,8 +71,13 @@ pub enum McpServer {
     Connector(String),
 }
 
-/// Top-level members a provider refuses once no tools remain: removed with the last tool.
-pub const TOOL_SETTINGS: [&str; 3] = ["tool_choice", "function_call", "parallel_tool_calls"];
+/// Top-level settings a provider refuses once their list is gone, with that list:
+/// removed with its last tool.
+pub const TOOL_SETTINGS: [(&str, &str); 3] = [
+    ("tool_choice", "tools"),
+    ("parallel_tool_calls", "tools"),
+    ("function_call", "functions"),
+];
 
 /// Collects the provider-stored files a part of the request names: every `file_id` string
 /// and `file_ids` array at any depth (content parts nest, in tool results too, and new

@@ -32,6 +32,9 @@ const ITEM_REFERENCE: &str = "an item_reference in input";
 /// A container (code interpreter, shell) named by id: files and state of earlier requests.
 const STORED_CONTAINER: &str = "a tool's container given by id";
 
+/// A skill uploaded earlier (files and instructions the provider keeps) mounted by id.
+const STORED_SKILL: &str = "a stored skill given by id";
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -76,6 +79,9 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
         let kind = llm::opt_string(&mut t, "type", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a type"))?;
         if names_stored_container(&t) && !r.provider_state.contains(&STORED_CONTAINER) {
             r.provider_state.push(STORED_CONTAINER);
+        }
+        if mounts_stored_skill(&t) && !r.provider_state.contains(&STORED_SKILL) {
+            r.provider_state.push(STORED_SKILL);
         }
         let name = match kind.as_str() {
             "function" | "custom" => name(&mut t)?,
@@ -135,6 +141,21 @@ fn names_stored_container(t: &Map<String, Value>) -> bool {
     matches!(t.get("container"), Some(Value::String(_)))
         || reference(t.get("container"))
         || reference(t.get("environment"))
+}
+
+/// Does a hosted tool's container or environment mount a skill by id (`skills: [{"type":
+/// "skill_reference", "skill_id": …}]`)? Its files and instructions are whatever was
+/// uploaded with the application's key, another tenant's included.
+fn mounts_stored_skill(t: &Map<String, Value>) -> bool {
+    let by_id = |skill: &Value| {
+        skill.get("type").and_then(Value::as_str) == Some("skill_reference") || skill.get("skill_id").is_some()
+    };
+    ["container", "environment"].iter().any(|k| {
+        t.get(*k)
+            .and_then(|v| v.get("skills"))
+            .and_then(Value::as_array)
+            .is_some_and(|skills| skills.iter().any(by_id))
+    })
 }
 
 /// Does an `mcp` tool make the provider ask before every call? Only when `require_approval`
