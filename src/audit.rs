@@ -80,7 +80,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     w.text("decision", Some(verdict(policy, d)));
     w.text("reason", d.denial.as_ref().map(|x| x.reason.as_str()));
     match &d.denial {
-        Some(x) => w.text("rule", Some(&x.rule)),
+        Some(x) => w.name("rule", Some(&x.rule)),
         None => allow_rule(&mut w, d, policy),
     }
     w.text(
@@ -92,17 +92,17 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     );
     w.text("protocol", Some(protocol_label(d.protocol)));
     w.text("route", route.map(|r| r.id.as_str()));
-    w.text("http_method", Some(&d.http_method));
-    w.text("method", d.rpc_method.as_deref());
-    w.text("model", d.model.as_deref());
-    w.text("tool", call.map(|c| c.tool.as_str()));
+    w.name("http_method", Some(&d.http_method));
+    w.name("method", d.rpc_method.as_deref());
+    w.name("model", d.model.as_deref());
+    w.name("tool", call.map(|c| c.tool.as_str()));
     w.text("intent", call.and_then(|c| c.intent.as_deref()));
     w.text("impact", call.and_then(|c| c.impact).map(impact_label));
-    w.text("prompt", d.prompt.as_deref());
+    w.name("prompt", d.prompt.as_deref());
     w.text("subject", p.map(|p| p.subject.as_str()));
     w.text("workload", p.and_then(|p| p.workload.as_deref()));
     w.text("tenant", p.and_then(|p| p.tenant.as_deref()));
-    w.text("session", p.and_then(|p| p.session.as_deref()));
+    w.name("session", p.and_then(|p| p.session.as_deref()));
     w.text("owner", Some(accountable_owner(policy, d)));
     w.text("approver", call.and_then(|c| c.approver.as_deref()));
     w.text("args_digest", call.and_then(|c| c.args_digest.as_deref()));
@@ -110,21 +110,22 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     if !d.refused_offers.is_empty() {
         w.open_field("refused_offers");
         w.out.push('[');
-        for (i, tool) in d.refused_offers.iter().enumerate() {
+        for (i, tool) in d.refused_offers.iter().take(MAX_LISTED).enumerate() {
             if i > 0 {
                 w.out.push(',');
             }
-            push_json_string(&mut w.out, tool);
+            push_name(&mut w.out, tool);
         }
         w.out.push(']');
+        w.omitted("refused_offers_omitted", d.refused_offers.len());
     }
     // A batch or a conversation judges several calls: each is listed.
     if d.calls.len() > 1 {
         w.open_field("calls");
         w.out.push('[');
-        for (i, c) in d.calls.iter().enumerate() {
+        for (i, c) in d.calls.iter().take(MAX_LISTED).enumerate() {
             w.out.push_str(if i > 0 { ",{\"tool\":" } else { "{\"tool\":" });
-            push_json_string(&mut w.out, &c.tool);
+            push_name(&mut w.out, &c.tool);
             w.out.push_str(",\"intent\":");
             match c.intent.as_deref() {
                 Some(intent) => push_json_string(&mut w.out, intent),
@@ -137,6 +138,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
             });
         }
         w.out.push(']');
+        w.omitted("calls_omitted", d.calls.len());
     }
     // An MCP list answer: how many items the caller was not shown.
     if d.hidden > 0 {
@@ -169,12 +171,54 @@ impl Line {
         self.out.push_str("\":");
     }
 
+    /// A name the caller chose (a tool, a method, a model): at most [`MAX_NAME`] characters.
+    fn name(&mut self, key: &str, value: Option<&str>) {
+        self.open_field(key);
+        match value {
+            Some(v) => push_name(&mut self.out, v),
+            None => self.out.push_str("null"),
+        }
+    }
+
+    /// How many entries of a list past [`MAX_LISTED`] were left out, when any were.
+    fn omitted(&mut self, key: &str, len: usize) {
+        if len > MAX_LISTED {
+            self.open_field(key);
+            let _ = write!(self.out, "{}", len - MAX_LISTED);
+        }
+    }
+
     fn text(&mut self, key: &str, value: Option<&str>) {
         self.open_field(key);
         match value {
             Some(v) => push_json_string(&mut self.out, v),
             None => self.out.push_str("null"),
         }
+    }
+}
+
+/// Longest caller-chosen name an audit line carries whole; longer ones end in `…`, so one
+/// request cannot write a megabyte into the log.
+pub const MAX_NAME: usize = 256;
+
+/// Most entries of `refused_offers` or `calls` a line lists; the rest are counted.
+pub const MAX_LISTED: usize = 64;
+
+/// Appends a caller-chosen name as a JSON string, cut to [`MAX_NAME`] characters.
+fn push_name(out: &mut String, s: &str) {
+    out.push('"');
+    push_cut(out, s);
+    out.push('"');
+}
+
+/// Appends `s` escaped (no quotes), cut to [`MAX_NAME`] characters with a `…`.
+fn push_cut(out: &mut String, s: &str) {
+    match s.char_indices().nth(MAX_NAME) {
+        Some((cut, _)) => {
+            push_escaped(out, s.get(..cut).unwrap_or(""));
+            out.push('…');
+        }
+        None => push_escaped(out, s),
     }
 }
 
@@ -241,7 +285,7 @@ fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
     w.open_field("rule");
     w.out.push('"');
     w.out.push_str(prefix); // needs no escaping
-    push_escaped(&mut w.out, name);
+    push_cut(&mut w.out, name);
     w.out.push('"');
 }
 
@@ -362,5 +406,54 @@ mod tests {
                                {"tool": "second\u{1}", "intent": null, "allowed": false}])
         );
         assert_eq!(v["hidden"], 2);
+    }
+    #[test]
+    fn caller_chosen_names_and_lists_are_bounded() {
+        let doc = serde_json::json!({
+            "default_owner": "o",
+            "routes": [{"id": "r1", "prefix": "/mcp", "protocol": "mcp"}],
+            "identity": {"source": "jwt", "jwt": {"issuers": [{"issuer": "https://idp", "audiences": ["aigate"],
+                "jwks": {"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
+                                   "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}]}}]}}
+        });
+        let policy = crate::policy::compile(doc.to_string().as_bytes()).unwrap();
+        let long = "é".repeat(60_000);
+        let mut d = Decision {
+            route: Some(0),
+            protocol: Some(Protocol::Mcp),
+            http_method: "POST".into(),
+            rpc_method: Some(long.clone()),
+            refused_offers: (0..1000).map(|i| format!("offer-{i}")).collect(),
+            ..Decision::default()
+        };
+        for _ in 0..100 {
+            d.calls.push(Call {
+                tool: long.clone(),
+                intent: None,
+                impact: None,
+                owner: None,
+                args_digest: None,
+                approver: None,
+                allowed: true,
+            });
+        }
+        let line = record(&policy, &d, "id", 0);
+        assert!(line.len() < 64 * 1024, "{} bytes", line.len());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let cut = format!("{}…", "é".repeat(MAX_NAME));
+        assert_eq!(v["method"], cut.as_str());
+        assert_eq!(v["tool"], cut.as_str());
+        assert_eq!(v["refused_offers"].as_array().unwrap().len(), MAX_LISTED);
+        assert_eq!(v["refused_offers"][0], "offer-0");
+        assert_eq!(v["refused_offers_omitted"], 1000 - MAX_LISTED);
+        assert_eq!(v["calls"].as_array().unwrap().len(), MAX_LISTED);
+        assert_eq!(v["calls_omitted"], 100 - MAX_LISTED);
+        // A short name is whole, and nothing is said to be omitted from a short list.
+        d.rpc_method = Some("tools/call".into());
+        d.refused_offers.truncate(2);
+        d.calls.truncate(2);
+        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
+        assert_eq!(v["method"], "tools/call");
+        assert!(v.get("refused_offers_omitted").is_none() && v.get("calls_omitted").is_none());
     }
 }

@@ -4,7 +4,8 @@
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::{
-    Constraint, DataRule, McpServerRule, PatternRef, Policy, PromptRule, ResourceRule, StoreRule, TemplatePart, Tool,
+    Constraint, DataRule, Located, McpServerRule, PatternRef, Policy, PromptRule, ResourceRule, StoreRule,
+    TemplatePart, Tool,
 };
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
@@ -16,7 +17,7 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
         Denial::new(
             Reason::ToolUnknown,
             "tools",
-            format!("tool {name:?} is not in the catalogue"),
+            format!("tool {} is not in the catalogue", shown(name)),
         )
     })?;
     if !principal.grants(policy, &tool.intent) {
@@ -44,7 +45,18 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
         }
     }
     for (ptr, c) in &tool.constraints {
-        if let Err(why) = check(c, ptr.find(args)) {
+        let found = match ptr.locate(args) {
+            Located::Found(v) => Some(v),
+            Located::Absent => None,
+            Located::Blocked(at) => return Err(Denial::new(
+                Reason::ArgumentViolation,
+                format!("tools.{name}.constraints.{ptr}"),
+                format!(
+                    "argument {at} is not an object or array, so {ptr} cannot be checked: send it as JSON, not as text"
+                ),
+            )),
+        };
+        if let Err(why) = check(c, found) {
             return Err(Denial::new(
                 Reason::ArgumentViolation,
                 format!("tools.{name}.constraints.{ptr}"),
@@ -421,7 +433,9 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
                     Value::Number(n) if !n.is_f64() => n.to_string(),
                     _ => return None,
                 };
-                if v.is_empty() || v.contains(['/', '\\', '?', '#']) {
+                // A separator would move the boundary; a `%` would let a server that
+                // decodes the filled part (`ac%6De` is `acme`) read another tenant's.
+                if v.is_empty() || v.contains(['/', '\\', '?', '#', '%']) || v.chars().any(char::is_control) {
                     return None;
                 }
                 out.push_str(&v);

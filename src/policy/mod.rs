@@ -180,19 +180,52 @@ impl ArgPath {
     /// The value the pointer names in `doc`, as `serde_json::Value::pointer` finds it: an
     /// array index is decimal digits without a sign or leading zeros.
     pub fn find<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
-        self.tokens.iter().try_fold(doc, |at, token| match at {
-            Value::Object(map) => map.get(token),
-            Value::Array(items) => {
-                let canonical = !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
-                token
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|_| canonical)
-                    .and_then(|i| items.get(i))
-            }
-            _ => None,
-        })
+        match self.locate(doc) {
+            Located::Found(v) => Some(v),
+            Located::Absent | Located::Blocked(_) => None,
+        }
     }
+
+    /// Where the pointer leads in `doc`, telling an absent member (an object without the
+    /// key, an index past the end, a `null` on the way) from a path that runs into a value
+    /// of another shape (a string, a number, an array given a member name): a server that
+    /// decodes an object sent as a JSON string would act on values the pointer never saw.
+    pub fn locate<'a>(&self, doc: &'a Value) -> Located<'a> {
+        let mut at = doc;
+        for (depth, token) in self.tokens.iter().enumerate() {
+            let next = match at {
+                Value::Object(map) => map.get(token),
+                Value::Array(items) => {
+                    let canonical = !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
+                    match token.parse::<usize>().ok().filter(|_| canonical) {
+                        Some(i) => items.get(i),
+                        None => return Located::Blocked(self.prefix(depth)),
+                    }
+                }
+                Value::Null => None,
+                _ => return Located::Blocked(self.prefix(depth)),
+            };
+            match next {
+                Some(v) => at = v,
+                None => return Located::Absent,
+            }
+        }
+        Located::Found(at)
+    }
+
+    /// The pointer to the value the first `depth` tokens reach.
+    fn prefix(&self, depth: usize) -> String {
+        self.text.split('/').take(depth + 1).collect::<Vec<_>>().join("/")
+    }
+}
+
+/// What an [`ArgPath`] finds in a document.
+#[derive(Debug, PartialEq)]
+pub enum Located<'a> {
+    Found(&'a Value),
+    Absent,
+    /// The value at this pointer is not an object or array the rest of the path can enter.
+    Blocked(String),
 }
 
 impl std::fmt::Display for ArgPath {
@@ -488,5 +521,24 @@ mod tests {
             assert_eq!(ArgPath::new(p).find(&doc), doc.pointer(p), "{p}");
         }
         assert_eq!(ArgPath::new("/x~1y").to_string(), "/x~1y", "shown as written");
+    }
+
+    #[test]
+    fn a_path_through_a_value_of_another_shape_is_blocked_not_absent() {
+        use super::Located;
+        let doc = json!({"payment": "{\"amount\": 5000}", "to": ["a@x"], "none": null, "obj": {}});
+        let at = |p: &str| ArgPath::new(p).locate(&doc);
+        assert_eq!(at("/payment/amount"), Located::Blocked("/payment".into()));
+        assert_eq!(at("/to/domain"), Located::Blocked("/to".into()));
+        assert_eq!(at("/to/0/x"), Located::Blocked("/to/0".into()));
+        assert_eq!(at("/missing/amount"), Located::Absent);
+        assert_eq!(at("/obj/amount"), Located::Absent);
+        assert_eq!(
+            at("/none/amount"),
+            Located::Absent,
+            "null is no object: nothing below it"
+        );
+        assert_eq!(at("/to/5"), Located::Absent);
+        assert_eq!(at("/to/0"), Located::Found(&json!("a@x")));
     }
 }
