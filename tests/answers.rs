@@ -174,8 +174,22 @@ fn routes_judge_answers_unless_they_pass_them_and_options_fit_the_protocol() {
         errors.iter().any(|e| e.to_string().contains("routes[0].model_calls")),
         "{errors:?}"
     );
-    doc["routes"][0]["model_calls"] = json!("sometimes");
-    assert!(policy::compile(doc.to_string().as_bytes()).is_err());
+    // On an LLM route, where model_calls applies, only judge or pass is a setting.
+    let mut doc = policy_doc();
+    doc["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat", "model_calls": "sometimes"}));
+    doc["models"] = json!({"allow": ["gpt-4o-mini"]});
+    let errors = policy::compile(doc.to_string().as_bytes()).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().starts_with("routes[1].model_calls")),
+        "{errors:?}"
+    );
+    doc["routes"][1]["model_calls"] = json!("pass");
+    assert!(policy::compile(doc.to_string().as_bytes()).is_ok());
     let mut doc = policy_doc();
     doc["routes"]
         .as_array_mut()

@@ -334,6 +334,22 @@ fn identity_reasons() {
             Some(w.token(json!({"iat": now - 300, "exp": now - 31}))),
             Reason::TokenExpired,
         ),
+        (
+            "audience list without ours",
+            Some(w.token(json!({"aud": ["other"]}))),
+            Reason::TokenInvalid,
+        ),
+        (
+            "empty audience list",
+            Some(w.token(json!({"aud": []}))),
+            Reason::TokenInvalid,
+        ),
+        (
+            // max_token_lifetime_seconds: 900
+            "lifetime one second over the maximum",
+            Some(w.token(json!({"iat": now - 10, "exp": now - 10 + 901}))),
+            Reason::TokenLifetimeExceeded,
+        ),
     ];
     for (name, token, want) in rows {
         assert_eq!(reason_of(&w, token.as_deref(), &body), Some(want), "{name}");
@@ -343,8 +359,28 @@ fn identity_reasons() {
         ("expired within the skew", json!({"iat": now - 300, "exp": now - 29})),
         ("issued just ahead", json!({"iat": now + 29, "exp": now + 300})),
         ("valid from just ahead", json!({"nbf": now + 29})),
+        // Nor are these over any line: an audience list naming this gateway among others,
+        // and a lifetime of exactly max_token_lifetime_seconds (900).
+        ("audience list with ours", json!({"aud": ["other", "aigate"]})),
+        (
+            "lifetime exactly the maximum",
+            json!({"iat": now - 10, "exp": now - 10 + 900}),
+        ),
     ] {
         assert_eq!(reason_of(&w, Some(&w.token(claims)), &body), None, "{name}");
+    }
+    // Only the Bearer scheme carries a token (in any case): a valid JWT sent as Basic
+    // credentials is not taken for one.
+    let t = w.token(json!({}));
+    for (scheme, want) in [
+        ("Basic", Some((Reason::TokenInvalid, "identity.jwt".to_string()))),
+        ("Token", Some((Reason::TokenInvalid, "identity.jwt".to_string()))),
+        ("bearer", None),
+    ] {
+        let mut h = w.headers(None);
+        h.push(("authorization".into(), format!("{scheme} {t}").into_bytes()));
+        let got = w.decide(&h, Some(&body)).denial.map(|d| (d.reason, d.rule));
+        assert_eq!(got, want, "{scheme}");
     }
     // alg none, signed with nothing.
     let none = format!(
@@ -666,6 +702,79 @@ fn action_reasons() {
 }
 
 #[test]
+fn argument_constraints_judge_the_whole_value() {
+    let w = World::with(|p| {
+        p["tools"]["set_mode"] = json!({
+            "intent": "orders.read", "impact": "read",
+            "constraints": {
+                "/mode": {"enum": ["a", "b"]},
+                "/path": {"prefix_in": ["docs/"]},
+                "/note": {"max_length": 200}
+            }
+        });
+    });
+    let t = w.token(json!({}));
+    let rows: [(&str, Value, Option<&str>); 10] = [
+        ("listed value", json!({"mode": "a"}), None),
+        ("other listed value", json!({"mode": "b"}), None),
+        ("unlisted value", json!({"mode": "c"}), Some("/mode")),
+        ("listed value in another case", json!({"mode": "A"}), Some("/mode")),
+        ("allowed prefix", json!({"path": "docs/x"}), None),
+        // The prefix must open the value, not appear somewhere in it.
+        ("prefix in the middle", json!({"path": "evil/docs/x"}), Some("/path")),
+        ("prefix at the end", json!({"path": "../docs/"}), Some("/path")),
+        // max_length counts characters, not UTF-8 bytes (é is two).
+        ("200 two-byte characters", json!({"note": "\u{e9}".repeat(200)}), None),
+        (
+            "201 two-byte characters",
+            json!({"note": "\u{e9}".repeat(201)}),
+            Some("/note"),
+        ),
+        (
+            "201 one-byte characters",
+            json!({"note": "x".repeat(201)}),
+            Some("/note"),
+        ),
+    ];
+    for (name, args, want) in rows {
+        let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", args)));
+        let got = d.denial.map(|x| (x.reason, x.rule));
+        let want = want.map(|ptr| (Reason::ArgumentViolation, format!("tools.set_mode.constraints.{ptr}")));
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn a_claim_that_would_move_a_boundary_fills_no_template() {
+    // data.resources: docs://{tenant}/. A tenant claim holding a separator would widen or
+    // shift the caller's prefix (acme/x reaching into acme's documents, ? or # ending the
+    // path); such a claim fills nothing, so the caller has no resources at all.
+    let w = World::new();
+    for (tenant, uri) in [
+        ("acme/x", "docs://acme/x/handbook.md"),
+        ("acme\\x", "docs://acme\\x/handbook.md"),
+        ("acme?x", "docs://acme?x/handbook.md"),
+        ("acme#x", "docs://acme#x/handbook.md"),
+    ] {
+        let t = w.token(json!({"tenant": tenant}));
+        let d = w.decide(&w.headers(Some(&t)), Some(&rpc("resources/read", json!({"uri": uri}))));
+        let got = d.denial.map(|x| (x.reason, x.rule));
+        assert_eq!(
+            got,
+            Some((Reason::DataBoundary, "data.resources".to_string())),
+            "tenant {tenant:?}"
+        );
+    }
+    // The same read for a plain tenant is inside its boundary.
+    let t = w.token(json!({"tenant": "acme"}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&rpc("resources/read", json!({"uri": "docs://acme/x/handbook.md"}))),
+    );
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
 fn prompts_are_data_named_by_rule() {
     let w = World::new();
     let t = w.token(json!({"scope": "docs.read"}));
@@ -714,6 +823,14 @@ fn input_reasons() {
     assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
     let big = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
+    // max_body_bytes is the largest body judged: exactly that many bytes are read, one
+    // more is refused unread.
+    let max = w.policy.limits.max_body_bytes;
+    let mut exact = ok.to_string().into_bytes();
+    exact.resize(max, b' ');
+    assert_eq!(raw(&exact), None, "a body of exactly max_body_bytes is judged");
+    exact.push(b' ');
+    assert_eq!(raw(&exact), Some(Reason::BodyTooLarge));
 
     let mut gz = w.headers(Some(&t));
     gz.push(("content-encoding".into(), b"gzip".to_vec()));
@@ -727,6 +844,23 @@ fn input_reasons() {
         w.decide(&declared, Some(&ok)).denial.unwrap().reason,
         Reason::BodyTooLarge
     );
+    // A Content-Length that is not a number promises no bound: refused as too large (413),
+    // whatever the body that follows.
+    for length in ["abc", "-1", "12x", ""] {
+        let mut declared = w.headers(Some(&t));
+        declared.push(("content-length".into(), length.as_bytes().to_vec()));
+        let d = w.decide(&declared, Some(&ok));
+        let denial = d
+            .denial
+            .as_ref()
+            .unwrap_or_else(|| panic!("content-length {length:?} allowed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BodyTooLarge, "limits.max_body_bytes"),
+            "content-length {length:?}"
+        );
+        assert_eq!(response::render(&w.policy, &d, denial, "id").status, 413);
+    }
     let mut elsewhere = w.headers(Some(&t));
     elsewhere.retain(|(k, _)| k != ":path");
     elsewhere.push((":path".into(), b"/admin".to_vec()));
@@ -819,10 +953,25 @@ fn approval_reasons() {
             json!({"args_digest": digest, "iss": "https://approvals.evil.example", "jti": "j13"}),
             Reason::ApprovalInvalid,
         ),
+        (
+            "audience list without ours",
+            json!({"args_digest": digest, "aud": ["elsewhere"], "jti": "j14"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            // Beyond the 30 s of clock skew: minted ahead to be good for longer.
+            "issued in the future",
+            json!({"args_digest": digest, "iat": now + 3600, "exp": now + 7200, "jti": "j15"}),
+            Reason::ApprovalInvalid,
+        ),
     ];
     for (name, claims, want) in rows {
-        assert_eq!(with(&w.grant(claims)).denial.unwrap().reason, want, "{name}");
+        assert_eq!(with(&w.grant(claims)).denial.map(|d| d.reason), Some(want), "{name}");
     }
+    // An audience list naming this gateway among others is this gateway's.
+    let listed = w.grant(json!({"args_digest": digest, "aud": ["elsewhere", "aigate"], "jti": "j16"}));
+    let d = with(&listed);
+    assert!(d.allowed(), "{:?}", d.denial);
     // A grant signed by the identity provider's key, not the approval service's.
     let mut c = w.grant_claims(json!({"args_digest": digest, "jti": "j9"}));
     c.remove("kid");
@@ -923,6 +1072,17 @@ fn responses_have_the_spec_shape() {
         data["approval_url"],
         format!("https://approvals.example.com/new?tool=send_email&digest={digest}&subject=alice")
     );
+    // A subject is escaped into its query parameter: it cannot add parameters of its own.
+    let odd = w.token(json!({"sub": "a&tool=x b", "scope": "email.send"}));
+    let d = w.decide(&w.headers(Some(&odd)), Some(&call("send_email", args.clone())));
+    let r = response::render(&w.policy, &d, d.denial.as_ref().unwrap(), id);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let url = v["error"]["data"]["approval_url"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!("https://approvals.example.com/new?tool=send_email&digest={digest}&subject=a%26tool%3Dx%20b")
+    );
+    assert!(!url.contains("&tool=x"), "{url}");
 
     let batch = json!([call("get_order", json!({"customer_id": "c-42"})), {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "nope"}}]);
     let d = w.decide(&w.headers(Some(&t)), Some(&batch));
@@ -1281,6 +1441,14 @@ fn approval_config_errors_name_their_path() {
         );
     }
     assert!(errs("/approval/max_age_seconds", json!(86400)).is_empty());
+    // More than five minutes of clock skew would keep expired tokens and grants alive.
+    let e = errs("/identity/clock_skew_seconds", json!(301));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("identity.clock_skew_seconds: more than 300 seconds")),
+        "{e:?}"
+    );
+    assert!(errs("/identity/clock_skew_seconds", json!(300)).is_empty());
 }
 
 #[test]

@@ -212,11 +212,20 @@ proptest! {
         }
         let headers = w.headers(Some(&t));
         let d = w.decide(&headers, Some(&rpc("tools/list", json!({}))));
-        prop_assert!(d.denial.is_some());
+        let reason = d.denial.map(|x| x.reason);
+        prop_assert!(
+            matches!(reason, Some(Reason::TokenInvalid | Reason::Unauthenticated)),
+            "credential {:?}: {:?}", t, reason
+        );
+        // As a grant, beside a valid token: never verifies, so it is invalid (or, when the
+        // header lists nothing at all, no grant was offered).
+        let blank = t.split(',').all(|g| g.trim().is_empty());
         let mut headers = w.headers(Some(&w.token(json!({}))));
-        headers.push(("x-aigate-approval".into(), t.into_bytes()));
+        headers.push(("x-aigate-approval".into(), t.clone().into_bytes()));
         let d = w.decide(&headers, Some(&call("send_email", json!({"to": "bob@example.com"}))));
-        prop_assert!(d.denial.is_some());
+        let reason = d.denial.map(|x| x.reason);
+        let want = if blank { Reason::ApprovalRequired } else { Reason::ApprovalInvalid };
+        prop_assert_eq!(reason, Some(want), "grant {:?}", t);
     }
 
     /// An approval header listing junk, and genuine grants for other arguments, in any
@@ -246,13 +255,15 @@ proptest! {
     /// the same text, so a digest never depends on how the arguments were formatted.
     #[test]
     fn canonical_json_is_stable(v in json_value()) {
-        if let Ok(c) = digest::canonical_json(&v) {
-            let again: Value = serde_json::from_str(&c).unwrap();
-            prop_assert_eq!(digest::canonical_json(&again).unwrap(), c.clone());
-            let pretty = serde_json::to_string_pretty(&v).unwrap();
-            let reparsed: Value = serde_json::from_str(&pretty).unwrap();
-            prop_assert_eq!(digest::args_digest(&reparsed).unwrap(), digest::args_digest(&v).unwrap());
-        }
+        // Every generated value (finite numbers, bounded depth) has a canonical form.
+        let c = digest::canonical_json(&v);
+        prop_assert!(c.is_ok(), "{}: {:?}", v, c);
+        let c = c.unwrap();
+        let again: Value = serde_json::from_str(&c).unwrap();
+        prop_assert_eq!(digest::canonical_json(&again).unwrap(), c.clone());
+        let pretty = serde_json::to_string_pretty(&v).unwrap();
+        let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+        prop_assert_eq!(digest::args_digest(&reparsed).unwrap(), digest::args_digest(&v).unwrap());
     }
 }
 
@@ -314,9 +325,28 @@ proptest! {
         };
         let body = mutate(doc.to_string().into_bytes(), &e);
         if protocol == Protocol::Mcp {
-            let _ = output::listing::filter(&body, &limits, &|_, item| item.contains_key("name"));
-        } else if output::calls(protocol, &body, &limits).is_ok() {
-            let _ = output::refusal(protocol, &body, "refused", &limits);
+            // Filtered (or left as it is) when it reads as JSON-RPC, else refused as malformed.
+            let filtered = output::listing::filter(&body, &limits, &|_, item| item.contains_key("name"));
+            if let Err(d) = &filtered {
+                prop_assert_eq!(d.reason, Reason::BodyMalformed, "{}", d.message);
+            }
+            if let Ok(Some((rewritten, hidden))) = filtered {
+                prop_assert!(hidden > 0);
+                prop_assert!(serde_json::from_slice::<Value>(&rewritten).is_ok());
+            }
+        } else {
+            match output::calls(protocol, &body, &limits) {
+                Err(d) => prop_assert_eq!(d.reason, Reason::BodyMalformed, "{}", d.message),
+                // An answer with calls to refuse can always be rewritten into a refusal,
+                // and what is left of it asks for no call.
+                Ok(calls) if !calls.is_empty() => {
+                    let refused = output::refusal(protocol, &body, "refused", &limits);
+                    prop_assert!(refused.is_some(), "{}", String::from_utf8_lossy(&body));
+                    let left = output::calls(protocol, &refused.unwrap(), &limits);
+                    prop_assert!(left.as_ref().is_ok_and(Vec::is_empty), "{:?}", left.map(|c| c.len()));
+                }
+                Ok(_) => {}
+            }
         }
     }
 }

@@ -176,6 +176,74 @@ mod tests {
         assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
     }
 
+    /// What another worker does to the store.
+    type Rival<'a> = Box<dyn FnOnce(&Mem) + 'a>;
+
+    /// Shared data where another worker gets in between a read and the write that follows
+    /// it: just before the first write, `rival` runs against the same store.
+    struct Racing<'a> {
+        inner: &'a Mem,
+        rival: std::cell::RefCell<Option<Rival<'a>>>,
+    }
+
+    impl SharedData for Racing<'_> {
+        fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.inner.get(key)
+        }
+        fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+            let rival = self.rival.borrow_mut().take();
+            if let Some(rival) = rival {
+                rival(self.inner);
+            }
+            self.inner.set(key, value, cas)
+        }
+    }
+
+    #[test]
+    fn two_workers_claiming_one_jti_at_once_accept_it_once() {
+        let m = Mem::default();
+        prepare(&m);
+        let rival_answer = std::cell::Cell::new(None);
+        let racing = Racing {
+            inner: &m,
+            rival: std::cell::RefCell::new(Some(Box::new(|store: &Mem| {
+                rival_answer.set(Some(claim(store, "iss", "x", 500, 1)));
+            }))),
+        };
+        // Our claim read the bucket before the rival wrote it; its write must not land on
+        // top of the rival's, nor count as a success.
+        let ours = claim(&racing, "iss", "x", 500, 1);
+        assert_eq!(rival_answer.take(), Some(Ok(true)), "the rival ran first and won");
+        assert_eq!(ours, Ok(false), "the loser sees the winner's entry");
+        // The jti is recorded once, and stays spent.
+        let (id, bucket) = slot("iss", "x");
+        let text = String::from_utf8(m.get(&key(bucket)).unwrap().0).unwrap();
+        assert_eq!(text.matches(id.as_str()).count(), 1, "{text}");
+        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+
+        // A rival that writes something else to the bucket (another jti) in between does
+        // not cost our claim: it is retried against the new text and keeps both entries.
+        let m = Mem::default();
+        prepare(&m);
+        let other = (0..)
+            .map(|i: u32| format!("y{i}"))
+            .find(|j| slot("iss", j).1 == slot("iss", "x").1)
+            .unwrap();
+        let racing = Racing {
+            inner: &m,
+            rival: std::cell::RefCell::new(Some(Box::new(|store: &Mem| {
+                assert_eq!(claim(store, "iss", &other, 500, 1), Ok(true));
+            }))),
+        };
+        assert_eq!(claim(&racing, "iss", "x", 500, 1), Ok(true));
+        assert_eq!(
+            claim(&m, "iss", &other, 500, 2),
+            Ok(false),
+            "the rival's entry survived"
+        );
+        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+    }
+
     #[test]
     fn memory_is_bounded() {
         let m = Mem::default();

@@ -147,6 +147,7 @@ def test_an_answer_to_a_request_not_yet_judged_never_reaches_the_client(gw, mint
     # The body arrives a second after the head. With `hold: body` the head goes ahead, and
     # this endpoint answers on the request line alone: its answer must not reach the client,
     # and the request must still be decided, audited and counted.
+    before = gw.metrics()
     conn = http.client.HTTPConnection("127.0.0.1", gw.listen_port, timeout=20)
     try:
         conn.putrequest("POST", "/api/early")
@@ -177,4 +178,5 @@ def test_an_answer_to_a_request_not_yet_judged_never_reaches_the_client(gw, mint
         heads = seen.rec.since(seen.start)
         assert [(e["path"], e["complete"]) for e in heads] == [("/api/early", False)], heads
         key = e2e.metric_key("aigate_requests_total", protocol="action", decision="deny", reason="body_malformed")
-        assert gw.metrics().get(key, 0) >= 1
+        grew = e2e.metric_delta(before, gw.metrics())
+        assert grew.get(key) == 1, grew

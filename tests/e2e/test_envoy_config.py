@@ -60,6 +60,9 @@ def test_invalid_policy_is_refused_by_envoy(tmp_path, keys, wasm_module):
     path.write_text(text)
     r = validate(path)
     assert r.returncode != 0, "Envoy accepted a config whose policy has an unknown field"
+    # Refused by the plugin (its on_configure logs why), not by Envoy over something else.
+    output = r.stdout + r.stderr
+    assert "aigate: invalid policy: identity.no_such_field" in output, output[-3000:]
 
 
 def test_renderer_refuses_hold_mismatch(keys):

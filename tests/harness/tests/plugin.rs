@@ -397,17 +397,33 @@ fn empty_post_is_400() {
 fn many_chunks_decide_like_one_chunk() {
     let idp = Idp::new();
     let token = idp.token_with(json!({"scope": "orders.read orders.refund"}));
+    // Each body with the reason it is refused for (`None`: allowed), whatever the chunking.
     let bodies = [
-        tools_call(json!(1), "get_order", json!({"customer_id": "c-42"})),
-        tools_call(json!(2), "refund_order", json!({"customer_id": "c-42", "amount": 500})),
-        tools_call(json!(3), "refund_order", json!({"customer_id": "c-1", "amount": 5})),
-        tools_call(json!(4), "no_such_tool", json!({})),
+        (tools_call(json!(1), "get_order", json!({"customer_id": "c-42"})), None),
+        (
+            tools_call(json!(2), "refund_order", json!({"customer_id": "c-42", "amount": 500})),
+            Some("argument_violation"),
+        ),
+        (
+            tools_call(json!(3), "refund_order", json!({"customer_id": "c-1", "amount": 5})),
+            Some("binding_mismatch"),
+        ),
+        (tools_call(json!(4), "no_such_tool", json!({})), Some("tool_unknown")),
     ];
     for (mode, mut plugin) in both_hold_modes(&idp) {
-        for body in &bodies {
+        for (body, reason) in &bodies {
             let one = plugin
                 .request(mcp_post(&token, body))
                 .unwrap_or_else(|e| panic!("{mode}: {e}"));
+            let audit = audit_lines(&one);
+            assert_eq!(audit.len(), 1, "{mode}: {body}");
+            assert_eq!(audit[0]["reason"].as_str(), *reason, "{mode}: {body}");
+            assert_eq!(
+                audit[0]["decision"],
+                if reason.is_some() { "deny" } else { "allow" },
+                "{mode}: {body}"
+            );
+            assert_eq!(one.forwarded(), reason.is_none(), "{mode}: {body}");
             for size in [1, 7, 64] {
                 let many = plugin
                     .request(mcp_post(&token, body).chunked(size))
