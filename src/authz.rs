@@ -48,13 +48,15 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
         let found = match ptr.locate(args) {
             Located::Found(v) => Some(v),
             Located::Absent => None,
-            Located::Blocked(at) => return Err(Denial::new(
-                Reason::ArgumentViolation,
-                format!("tools.{name}.constraints.{ptr}"),
-                format!(
+            Located::Blocked(at) => {
+                return Err(Denial::new(
+                    Reason::ArgumentViolation,
+                    format!("tools.{name}.constraints.{ptr}"),
+                    format!(
                     "argument {at} is not an object or array, so {ptr} cannot be checked: send it as JSON, not as text"
                 ),
-            )),
+                ))
+            }
         };
         if let Err(why) = check(c, found) {
             return Err(Denial::new(

@@ -709,12 +709,23 @@ fn argument_constraints_judge_the_whole_value() {
             "constraints": {
                 "/mode": {"enum": ["a", "b"]},
                 "/path": {"prefix_in": ["docs/"]},
-                "/note": {"max_length": 200}
+                "/note": {"max_length": 200},
+                "/payment/amount": {"max": 100}
             }
         });
     });
     let t = w.token(json!({}));
-    let rows: [(&str, Value, Option<&str>); 10] = [
+    let rows: [(&str, Value, Option<&str>); 14] = [
+        // A path the policy looks inside must be there as JSON: a server that decodes an
+        // object sent as text would act on an amount the constraint never saw.
+        (
+            "object as text",
+            json!({"payment": "{\"amount\": 5000}"}),
+            Some("/payment/amount"),
+        ),
+        ("object as a number", json!({"payment": 5000}), Some("/payment/amount")),
+        ("object within bounds", json!({"payment": {"amount": 50}}), None),
+        ("no payment at all", json!({"payment": null}), None),
         ("listed value", json!({"mode": "a"}), None),
         ("other listed value", json!({"mode": "b"}), None),
         ("unlisted value", json!({"mode": "c"}), Some("/mode")),
@@ -755,6 +766,9 @@ fn a_claim_that_would_move_a_boundary_fills_no_template() {
         ("acme\\x", "docs://acme\\x/handbook.md"),
         ("acme?x", "docs://acme?x/handbook.md"),
         ("acme#x", "docs://acme#x/handbook.md"),
+        // A server that percent-decodes the captured part reads ac%6De as acme.
+        ("ac%6De", "docs://ac%6De/handbook.md"),
+        ("acme\u{0}", "docs://acme\u{0}/handbook.md"),
     ] {
         let t = w.token(json!({"tenant": tenant}));
         let d = w.decide(&w.headers(Some(&t)), Some(&rpc("resources/read", json!({"uri": uri}))));
