@@ -347,6 +347,18 @@ fn approving_a_remote_mcp_call_is_judged_as_the_call() {
             .map(|x| x.reason),
         Some(Reason::ApprovalReplayed)
     );
+    // Two requests under one id: which one an approval approves is the provider's guess.
+    let mut twice = approve("get_order", &mine, json!(true));
+    let copy = twice["input"][1].clone();
+    twice["input"].as_array_mut().unwrap().insert(1, copy);
+    let d = decide(&w, RESPONSES, &t, &twice);
+    assert_eq!(
+        d.denial.map(|x| (x.reason, x.message)),
+        Some((
+            Reason::BodyMalformed,
+            "two mcp_approval_request items share an id".to_string()
+        ))
+    );
     // Approving a request the provider keeps (not in input): not judgeable, refused, even
     // on a route that accepts provider state (it would run an action nobody judged).
     let mut unseen = approve("send_email", &email, json!(true));

@@ -55,10 +55,13 @@ pub(super) fn judge(
             ));
         }
     }
-    for id in &req.vector_stores {
+    // Each distinct id once, in the order named: a body may repeat one many times.
+    let mut seen = HashSet::new();
+    for id in req.vector_stores.iter().filter(|id| seen.insert(id.as_str())) {
         d.use_data(policy, principal, authz::vector_store(policy, principal, id))?;
     }
-    for id in &req.files {
+    let mut seen = HashSet::new();
+    for id in req.files.iter().filter(|id| seen.insert(id.as_str())) {
         d.use_data(policy, principal, authz::file(policy, principal, id))?;
     }
     for server in &req.mcp_servers {

@@ -18,7 +18,7 @@ use crate::policy::Limits;
 use crate::request::llm::{self, malformed, LlmCall};
 use crate::request::openai_responses;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// The events of an Anthropic message stream (what the SDK reads, by `type`).
 const MESSAGE_EVENTS: [&str; 6] = [
@@ -66,6 +66,9 @@ pub(super) struct Assembly {
     /// Responses: calls by output index, and the calls delivered whole.
     announced: BTreeMap<u64, Announced>,
     whole: Vec<LlmCall>,
+    /// The calls in `whole`, as text: a call delivered again (`output_item.done`, then in
+    /// `response.completed`) is found in constant time, not by a scan of every call.
+    whole_seen: HashSet<String>,
 }
 
 impl Assembly {
@@ -229,7 +232,9 @@ impl Assembly {
     }
 
     fn add_whole(&mut self, call: LlmCall) {
-        if !self.whole.contains(&call) {
+        // As JSON text: unambiguous, and an object's members serialise in one order.
+        let key = serde_json::json!([call.name, call.arguments, call.latest]).to_string();
+        if self.whole_seen.insert(key) {
             self.whole.push(call);
         }
     }

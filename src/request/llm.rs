@@ -116,10 +116,10 @@ pub fn collect_files(v: &Value, into: &mut Vec<String>, rule: &'static str) -> R
     }
 }
 
+/// Every mention is kept (a body may name a file many times); the engine judges each
+/// distinct id once.
 fn push_file(into: &mut Vec<String>, id: &str) {
-    if !into.iter().any(|f| f == id) {
-        into.push(id.to_string());
-    }
+    into.push(id.to_string());
 }
 
 pub fn malformed(rule: &'static str, message: impl Into<String>) -> Denial {

@@ -8,6 +8,7 @@ use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, M
 use crate::decision::Denial;
 use crate::policy::Limits;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 const RULE: &str = "openai_responses";
 
@@ -308,7 +309,7 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let (mut turn, mut in_model, mut last_model_turn) = (0usize, false, None);
     let mut turns = Vec::new();
     // Remote MCP calls the provider asked to run (by request id), and the ids approved.
-    let (mut asked, mut approved) = (Vec::new(), Vec::new());
+    let (mut asked, mut approved) = (HashMap::new(), Vec::new());
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -336,10 +337,9 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             Some("mcp_approval_request") => {
                 let (id, call) = asked_call(&mut item, limits)?;
                 // Which of two requests with one id an approval approves is the provider's guess.
-                if asked.iter().any(|(seen, _)| *seen == id) {
+                if asked.insert(id, call).is_some() {
                     return Err(malformed(RULE, "two mcp_approval_request items share an id"));
                 }
-                asked.push((id, call));
                 continue;
             }
             Some("mcp_approval_response") => {
@@ -374,8 +374,8 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     // request (catalogue, scope, bindings, constraints; a human grant for external impact).
     // An approval whose request the provider keeps cannot be judged.
     for id in approved {
-        match asked.iter().find(|(asked_id, _)| *asked_id == id) {
-            Some((_, call)) => r.approved_remote.push(call.clone()),
+        match asked.get(&id) {
+            Some(call) => r.approved_remote.push(call.clone()),
             None => r.approves_unseen = true,
         }
     }
