@@ -298,6 +298,12 @@ fn identity_reasons() {
             Reason::TokenInvalid,
         ),
         ("no exp", Some(w.token(json!({"exp": null}))), Reason::TokenInvalid),
+        // Within the clock skew both times pass on their own; together they make no sense.
+        (
+            "expires before it is issued",
+            Some(w.token(json!({"iat": now + 20, "exp": now + 10}))),
+            Reason::TokenInvalid,
+        ),
         ("no subject", Some(w.token(json!({"sub": null}))), Reason::TokenInvalid),
         (
             "expired",

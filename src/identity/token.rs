@@ -156,6 +156,13 @@ pub(super) fn check_times(id: &IdentityPolicy, claims: &Map<String, Value>, now:
             "token is issued in the future (iat)",
         ));
     }
+    if iat.is_some_and(|iat| iat > exp) || nbf.is_some_and(|nbf| nbf > exp) {
+        return Err(Denial::new(
+            Reason::TokenInvalid,
+            "identity",
+            "token expires before it is issued or valid (exp before iat or nbf)",
+        ));
+    }
     if let Some(max) = id.max_lifetime {
         let rule = "identity.max_token_lifetime_seconds";
         let Some(iat) = iat else {
