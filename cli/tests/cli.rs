@@ -268,6 +268,38 @@ fn readiness_markdown_names_what_blocks_the_release() {
 }
 
 #[test]
+fn readiness_warns_of_a_ceiling_that_covers_a_whole_trust_domain() {
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    for (prefix, warned) in [
+        ("spiffe://example.org/", true),
+        ("spiffe://", true),
+        ("spiffe://example.org/ns/agents/", false),
+    ] {
+        policy["workloads"][1]["match_prefix"] = json!(prefix);
+        let file = tmp("broad-ceiling.json", &policy.to_string());
+        let out = aigate(&[
+            "readiness",
+            &file,
+            "--cases",
+            &repo("examples/cases.json"),
+            "--format",
+            "json",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = report["findings"].as_array().unwrap().iter().any(|f| {
+            f["lint"] == "workload-ceilings"
+                && f["level"] == "warning"
+                && f["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("every workload of the trust domain")
+        });
+        assert_eq!(found, warned, "{prefix}");
+    }
+}
+
+#[test]
 fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -222,6 +222,22 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
                 format!("workload ceiling {:?} allows every scope (\"*\")", c.id),
             );
         }
+        // A prefix that stops at the trust domain names no workload in particular.
+        if let crate::policy::WorkloadMatch::Prefix(prefix) = &c.matcher {
+            let rest = prefix.strip_prefix("spiffe://").unwrap_or(prefix);
+            if rest.trim_end_matches('/').split('/').count() < 2 {
+                add(
+                    "workload-ceilings",
+                    Warning,
+                    Do,
+                    format!(
+                        "workload ceiling {:?} matches the prefix {prefix:?}: every workload of the trust domain \
+                         gets its scopes; name a path (spiffe://domain/ns/agents/)",
+                        c.id
+                    ),
+                );
+            }
+        }
     }
     for (issuer, scopes) in &p.identity.issuer_scopes {
         if scopes.iter().any(|s| s == "*") {
