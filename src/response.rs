@@ -202,9 +202,12 @@ fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut M
     };
     data.insert("tool".into(), json!(call.tool));
     data.insert("subject".into(), json!(p.subject));
+    // The subject's identity provider: a grant names it (sub_iss) where several are trusted.
+    let issuer = p.token_issuer().unwrap_or_default();
+    data.insert("issuer".into(), json!(issuer));
     if let Some(digest) = &call.args_digest {
         data.insert("args_digest".into(), json!(digest));
-        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject) {
+        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject, &issuer) {
             data.insert("approval_url".into(), json!(url));
         }
     }

@@ -908,6 +908,45 @@ fn input_reasons() {
 }
 
 #[test]
+fn with_several_identity_providers_a_grant_names_its_subjects_provider() {
+    // alice of a partner's provider is not the alice a human approved.
+    let w = World::with(|p| {
+        let mut partner = p["identity"]["jwt"]["issuers"][0].clone();
+        partner["issuer"] = json!("https://partner.example.net");
+        p["identity"]["jwt"]["issuers"].as_array_mut().unwrap().push(partner);
+    });
+    let args = json!({"to": "bob@example.com", "subject": "Refund"});
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    let ours = w.claims(json!({}))["iss"].as_str().unwrap().to_string();
+    let partner_alice = w.token(json!({"iss": "https://partner.example.net"}));
+    let alice = w.token(json!({}));
+    let grant = |sub_iss: Value, jti: &str| w.grant(json!({"args_digest": digest, "sub_iss": sub_iss, "jti": jti}));
+    let reason = |token: &str, grant: &str| {
+        w.decide_approved(token, grant, &call("send_email", args.clone()))
+            .denial
+            .map(|d| (d.reason, d.message))
+    };
+    let unnamed = (
+        Reason::ApprovalMismatch,
+        "approval must name its subject's identity provider (sub_iss): this gateway trusts several".to_string(),
+    );
+    assert_eq!(reason(&alice, &grant(Value::Null, "m1")), Some(unnamed));
+    assert_eq!(
+        reason(&partner_alice, &grant(json!(ours), "m2")).map(|r| r.0),
+        Some(Reason::ApprovalMismatch)
+    );
+    assert_eq!(reason(&alice, &grant(json!(ours), "m3")), None);
+    // The refusal tells the approval service whose subject it is.
+    let d = w.decide(
+        &w.headers(Some(&partner_alice)),
+        Some(&call("send_email", args.clone())),
+    );
+    let denial = d.denial.clone().unwrap();
+    let reply: Value = serde_json::from_slice(&aigate::response::render(&w.policy, &d, &denial, "i").body).unwrap();
+    assert_eq!(reply["error"]["data"]["issuer"], "https://partner.example.net");
+}
+
+#[test]
 fn approval_reasons() {
     let w = World::new();
     let t = w.token(json!({}));
@@ -984,14 +1023,50 @@ fn approval_reasons() {
             json!({"args_digest": digest, "iat": now + 3600, "exp": now + 7200, "jti": "j15"}),
             Reason::ApprovalInvalid,
         ),
+        (
+            // Addressed to several gateways, it would run once at each.
+            "audience list naming others too",
+            json!({"args_digest": digest, "aud": ["elsewhere", "aigate"], "jti": "j16"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "valid only from tomorrow",
+            json!({"args_digest": digest, "nbf": now + 86_400, "jti": "j17"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "nbf after exp",
+            json!({"args_digest": digest, "nbf": now + 200, "exp": now + 100, "jti": "j18"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "nbf not whole seconds",
+            json!({"args_digest": digest, "nbf": "soon", "jti": "j19"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
+            "the subject of another identity provider",
+            json!({"args_digest": digest, "sub_iss": "https://partner.example.net", "jti": "j20"}),
+            Reason::ApprovalMismatch,
+        ),
     ];
     for (name, claims, want) in rows {
         assert_eq!(with(&w.grant(claims)).denial.map(|d| d.reason), Some(want), "{name}");
     }
-    // An audience list naming this gateway among others is this gateway's.
-    let listed = w.grant(json!({"args_digest": digest, "aud": ["elsewhere", "aigate"], "jti": "j16"}));
-    let d = with(&listed);
-    assert!(d.allowed(), "{:?}", d.denial);
+    // A list naming this gateway alone is this gateway's; a grant valid from a moment past
+    // is good, and one naming the caller's identity provider too.
+    let iss = w.claims(json!({}))["iss"].clone();
+    for (claims, jti) in [
+        (json!({"aud": ["aigate"]}), "j21"),
+        (json!({"nbf": now - 10}), "j22"),
+        (json!({"sub_iss": iss}), "j23"),
+    ] {
+        let mut claims = claims;
+        claims["args_digest"] = json!(digest);
+        claims["jti"] = json!(jti);
+        let d = with(&w.grant(claims.clone()));
+        assert!(d.allowed(), "{claims}: {:?}", d.denial);
+    }
     // A grant signed by the identity provider's key, not the approval service's.
     let mut c = w.grant_claims(json!({"args_digest": digest, "jti": "j9"}));
     c.remove("kid");

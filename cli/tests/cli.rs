@@ -174,6 +174,8 @@ fn approve_mints_a_grant_the_engine_verifies() {
             &args,
             "--approver",
             "carol@example.com",
+            "--sub-iss",
+            "https://idp.example.com",
             "--iat",
             "1800000000",
             "--ttl",
@@ -185,6 +187,7 @@ fn approve_mints_a_grant_the_engine_verifies() {
             (claims["iat"].as_u64(), claims["exp"].as_u64()),
             (Some(1_800_000_000), Some(1_800_000_300))
         );
+        assert_eq!(claims["sub_iss"], "https://idp.example.com");
     }
 }
 

@@ -229,13 +229,14 @@ fn verify(
             "approval was not issued by the configured approval service",
         );
     }
+    // This gateway alone: a grant addressed to several would run once at each of them.
     let aud_ok = match claims.get("aud") {
         Some(Value::String(a)) => *a == cfg.audience,
-        Some(Value::Array(l)) => l.iter().any(|a| a.as_str() == Some(cfg.audience.as_str())),
+        Some(Value::Array(l)) => matches!(l.as_slice(), [Value::String(a)] if *a == cfg.audience),
         _ => false,
     };
     if !aud_ok {
-        return fail(Reason::ApprovalInvalid, "approval audience is not this gateway");
+        return fail(Reason::ApprovalInvalid, "approval audience is not this gateway (alone)");
     }
     let (Some(jti), Some(approver)) = (text("jti"), text("approver")) else {
         return fail(Reason::ApprovalInvalid, "approval must name its jti and approver");
@@ -252,11 +253,46 @@ fn verify(
     if iat > now.saturating_add(skew) {
         return fail(Reason::ApprovalInvalid, "approval is issued in the future");
     }
+    // An approval for a later window ("run this tomorrow") does not run before it.
+    match claims.get("nbf") {
+        None => {}
+        Some(v) => match v.as_u64() {
+            Some(nbf) if nbf > exp => {
+                return fail(
+                    Reason::ApprovalInvalid,
+                    "approval expires before it is valid (nbf after exp)",
+                )
+            }
+            Some(nbf) if nbf > now.saturating_add(skew) => {
+                return fail(Reason::ApprovalInvalid, "approval is not valid yet (nbf)")
+            }
+            Some(_) => {}
+            None => return fail(Reason::ApprovalInvalid, "approval nbf must be whole seconds"),
+        },
+    }
     if use_ == Use::Claim && (now >= exp || now.saturating_sub(iat) > cfg.max_age) {
         return fail(Reason::ApprovalExpired, "approval has expired");
     }
     if text("sub") != Some(principal.subject.as_str()) {
         return fail(Reason::ApprovalMismatch, "approval was granted for another subject");
+    }
+    // A subject is named by its identity provider: with several trusted, alice of a
+    // partner's provider is not the alice a human approved.
+    let issuer = principal.token_issuer();
+    match text("sub_iss") {
+        Some(named) if Some(named) != issuer.as_deref() => {
+            return fail(
+                Reason::ApprovalMismatch,
+                "approval was granted for a subject of another identity provider",
+            )
+        }
+        None if policy.identity.several_issuers() => {
+            return fail(
+                Reason::ApprovalMismatch,
+                "approval must name its subject's identity provider (sub_iss): this gateway trusts several",
+            )
+        }
+        _ => {}
     }
     if text("tool") != Some(tool.name.as_str()) {
         return fail(Reason::ApprovalMismatch, "approval was granted for another tool");
@@ -322,13 +358,14 @@ fn replay_scope(policy: &Policy, gate: Gate) -> Result<String, Denial> {
 }
 
 /// The approval-request URL for a denied call, from the configured template.
-pub fn request_url(policy: &Policy, tool: &str, digest: &str, subject: &str) -> Option<String> {
+pub fn request_url(policy: &Policy, tool: &str, digest: &str, subject: &str, issuer: &str) -> Option<String> {
     let template = policy.approval.as_ref()?.request_url.as_ref()?;
     Some(
         template
             .replace("{tool}", &url_escape(tool))
             .replace("{digest}", &url_escape(digest))
-            .replace("{subject}", &url_escape(subject)),
+            .replace("{subject}", &url_escape(subject))
+            .replace("{issuer}", &url_escape(issuer)),
     )
 }
 

@@ -69,6 +69,7 @@ pub struct Approve<'a> {
     pub issuer: String,
     pub audience: String,
     pub subject: String,
+    pub subject_issuer: Option<String>,
     pub tool: String,
     pub args: &'a Path,
     pub approver: String,
@@ -103,6 +104,9 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     claims.insert("iss".into(), json!(a.issuer));
     claims.insert("aud".into(), json!(a.audience));
     claims.insert("sub".into(), json!(a.subject));
+    if let Some(iss) = a.subject_issuer {
+        claims.insert("sub_iss".into(), json!(iss));
+    }
     claims.insert("tool".into(), json!(a.tool));
     claims.insert("args_digest".into(), json!(digest(a.args)?));
     claims.insert("approver".into(), json!(a.approver));

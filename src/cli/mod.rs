@@ -70,6 +70,10 @@ enum Command {
         /// Subject the grant is for (the caller's `sub`).
         #[arg(long)]
         sub: String,
+        /// The subject's identity provider (its token's `iss`): required by a gateway that
+        /// trusts several providers.
+        #[arg(long)]
+        sub_iss: Option<String>,
         /// Tool the grant is for, as the catalogue names it.
         #[arg(long)]
         tool: String,
@@ -128,6 +132,7 @@ pub fn main() -> ExitCode {
         Command::Approve {
             key,
             sub,
+            sub_iss,
             tool,
             args,
             approver,
@@ -141,6 +146,7 @@ pub fn main() -> ExitCode {
             issuer: iss,
             audience: aud,
             subject: sub,
+            subject_issuer: sub_iss,
             tool,
             args: &args,
             approver,

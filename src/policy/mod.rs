@@ -86,6 +86,15 @@ pub struct IdentityPolicy {
     pub issuer_scopes: Vec<(String, Vec<String>)>,
 }
 
+impl IdentityPolicy {
+    /// Whether tokens come from more than one identity provider, so that a subject name
+    /// alone does not say who it is. Behind jwt_authn the providers are Envoy's: unknown
+    /// here, taken as one.
+    pub fn several_issuers(&self) -> bool {
+        matches!(&self.token, TokenSource::Jwt { issuers, .. } | TokenSource::Vouched { issuers } if issuers.len() > 1)
+    }
+}
+
 #[derive(Debug)]
 pub enum TokenSource {
     /// `Bearer` token in `header`, verified here against the issuers' keys.
