@@ -347,6 +347,23 @@ fn approving_a_remote_mcp_call_is_judged_as_the_call() {
             .map(|x| x.reason),
         Some(Reason::ApprovalReplayed)
     );
+    // The next turn carries the approval again, and the provider's mcp_call that ran it:
+    // history now. It is judged as an earlier turn's call (its grant comes along and is not
+    // spent again), so the conversation can go on.
+    let mut next = approve("send_email", &email, json!(true));
+    let items = next["input"].as_array_mut().unwrap();
+    items.push(
+        json!({"type": "mcp_call", "id": "mcp_1", "approval_request_id": "mcpr_1", "server_label": "crm",
+                      "name": "send_email", "arguments": email.to_string(), "output": "sent"}),
+    );
+    items.push(json!({"role": "assistant", "content": "Sent."}));
+    items.push(json!({"role": "user", "content": "Thanks, and my order?"}));
+    assert!(with_grant(&w, RESPONSES, &t, &grant, &next).allowed());
+    assert!(
+        with_grant(&w, RESPONSES, &t, &grant, &next).allowed(),
+        "not spent by history"
+    );
+    assert_eq!(reason(&w, RESPONSES, &t, &next), Some(Reason::ApprovalRequired));
     // Two requests under one id: which one an approval approves is the provider's guess.
     let mut twice = approve("get_order", &mine, json!(true));
     let copy = twice["input"][1].clone();

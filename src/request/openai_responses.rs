@@ -8,7 +8,7 @@ use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, M
 use crate::decision::Denial;
 use crate::policy::Limits;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const RULE: &str = "openai_responses";
 
@@ -310,6 +310,8 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let mut turns = Vec::new();
     // Remote MCP calls the provider asked to run (by request id), and the ids approved.
     let (mut asked, mut approved) = (HashMap::new(), Vec::new());
+    // Approved calls the provider has run already: an `mcp_call` names its approval.
+    let mut ran = HashSet::new();
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -332,6 +334,11 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             }
             Side::Client => in_model = false,
             Side::Neither => {}
+        }
+        if kind.as_deref() == Some("mcp_call") {
+            if let Some(id) = item.get("approval_request_id").and_then(Value::as_str) {
+                ran.insert(id.to_string());
+            }
         }
         match kind.as_deref() {
             Some("mcp_approval_request") => {
@@ -373,8 +380,14 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     // Approving a remote MCP call lets the provider run it now: it is an action of this
     // request (catalogue, scope, bindings, constraints; a human grant for external impact).
     // An approval whose request the provider keeps cannot be judged.
+    // One the provider ran already is history: judged like an earlier turn's call (its
+    // grant must come along, and is not spent again), so the conversation can go on.
     for id in approved {
         match asked.get(&id) {
+            Some(call) if ran.contains(&id) => r.calls.push(LlmCall {
+                latest: false,
+                ..call.clone()
+            }),
             Some(call) => r.approved_remote.push(call.clone()),
             None => r.approves_unseen = true,
         }
