@@ -47,6 +47,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # sees it and answers 413 body_too_large itself (with an audit record and a decision id).
 # Bodies beyond limit + headroom get Envoy's own 413 (buffer overflow), still never forwarded.
 BUFFER_HEADROOM_BYTES = 64 * 1024
+# The upstream cluster's buffer limit: how much Envoy reads from the upstream at a time.
+# Half the headroom, so the listener buffer fits what the plugin holds plus one piece.
+UPSTREAM_READ_BYTES = BUFFER_HEADROOM_BYTES // 2
 
 # Column of the policy JSON inside the `value: |` block scalar of the templates.
 POLICY_INDENT = 20
@@ -117,6 +120,7 @@ def render(
         "ACCESS_LOG_PATH": _scalar(str(access_log_path)),
         "MAX_BODY_BYTES": str(policy.get("limits", {}).get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)),
         "BUFFER_LIMIT": str(buffer_limit(policy)),
+        "UPSTREAM_READ_BYTES": str(UPSTREAM_READ_BYTES),
         "POLICY": "\n".join(
             " " * MANIFESTS.get(variant, POLICY_INDENT) + line
             for line in json.dumps(policy, indent=2).splitlines()

@@ -126,7 +126,23 @@ impl ListStream {
         }
         self.events.push(chunk);
         let mut out = Vec::new();
+        let too_large = || {
+            Denial::new(
+                Reason::BodyTooLarge,
+                "limits.max_body_bytes",
+                format!(
+                    "an event of the server's answer exceeds {} bytes",
+                    self.limits.max_body_bytes
+                ),
+            )
+        };
+        // However it arrived (in pieces, or whole in one read), an event has one limit.
+        let max = self.limits.max_body_bytes;
         self.events.take(|event| match filter_event(event, &self.limits, keep) {
+            Ok(_) if event.len() > max => {
+                self.failure = Some(too_large());
+                false
+            }
             Ok(Some((rewritten, n))) => {
                 self.hidden += n;
                 out.extend_from_slice(&rewritten);
@@ -141,15 +157,8 @@ impl ListStream {
                 false
             }
         });
-        if self.failure.is_none() && self.events.waiting() > self.limits.max_body_bytes {
-            self.failure = Some(Denial::new(
-                Reason::BodyTooLarge,
-                "limits.max_body_bytes",
-                format!(
-                    "an event of the server's answer exceeds {} bytes",
-                    self.limits.max_body_bytes
-                ),
-            ));
+        if self.failure.is_none() && self.events.waiting() > max {
+            self.failure = Some(too_large());
         }
         if !self.rewrite {
             return None;

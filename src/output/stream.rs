@@ -97,6 +97,12 @@ impl Stream {
         self.hold && (self.holding || self.failure.is_some())
     }
 
+    /// Why the answer is refused already (too large, unreadable), taken once: the caller
+    /// ends the stream with the error event now instead of holding the rest.
+    pub fn take_failure(&mut self) -> Option<Denial> {
+        self.failure.take()
+    }
+
     /// The stream ended.
     pub fn finish(mut self) -> Finished {
         // An event the stream ended in the middle of is read as it stands.

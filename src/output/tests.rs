@@ -621,6 +621,25 @@ fn streamed_list_answers_are_filtered_event_by_event() {
 }
 
 #[test]
+fn a_list_event_over_the_limit_is_refused_however_it_arrives() {
+    let mut small = limits();
+    small.max_body_bytes = 200;
+    let tools: Vec<Value> = (0..20).map(|i| json!({"name": format!("t{i}")})).collect();
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}});
+    let body = format!("event: message\ndata: {answer}\n\n");
+    assert!(body.len() > 200);
+    // Whole in one read, or in pieces: refused alike.
+    for size in [body.len(), 64] {
+        let mut s = listing::ListStream::new(&small, true);
+        for piece in body.as_bytes().chunks(size) {
+            s.feed(piece, &keep_even_names);
+        }
+        let (hidden, _) = s.finish(&keep_even_names);
+        assert_eq!(hidden.unwrap_err().reason, Reason::BodyTooLarge, "pieces of {size}");
+    }
+}
+
+#[test]
 fn anthropic_blocks_are_read_by_position_as_the_sdk_reads_them() {
     let start = |index: u64, block: Value| {
         (

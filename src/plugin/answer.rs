@@ -14,14 +14,17 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 pub(super) enum Answer {
-    /// Buffered until its end.
-    Json(Decision),
+    /// Read until its end: the pieces so far are kept here, not in the host's buffer, so
+    /// the host never holds more than the piece at hand (its own limit resets the stream).
+    Json(Decision, Vec<u8>),
     /// A model's, passed on event by event, held from its first tool call.
     Stream(Decision, Stream),
     /// An MCP server's, passed on event by event, each filtered.
     Listing(Decision, ListStream),
     /// Refused whole (unreadable or too large): its pieces are dropped, the error comes at its end.
     Refused(Decision),
+    /// Refused mid-stream: the error event went out already, the rest is dropped.
+    Ended,
 }
 
 /// The answer's head, read in one host call.
@@ -123,7 +126,7 @@ impl Http {
             set_response_header("content-length", None);
         }
         let answer = match format {
-            Some(Format::Json) if !declared_too_large => Answer::Json(request),
+            Some(Format::Json) if !declared_too_large => Answer::Json(request, Vec::new()),
             Some(Format::EventStream) if protocol == Protocol::Mcp => {
                 Answer::Listing(request, ListStream::new(&policy.limits, enforce))
             }
@@ -220,8 +223,8 @@ impl Http {
         };
         let d = match answer {
             Answer::Listing(request, stream) => engine::on_listing(&request, Ok(stream.hidden())),
-            Answer::Json(request) | Answer::Stream(request, _) => refused(policy, &request, cut()),
-            Answer::Refused(_) => return, // recorded when it was refused
+            Answer::Json(request, _) | Answer::Stream(request, _) => refused(policy, &request, cut()),
+            Answer::Refused(_) | Answer::Ended => return, // recorded when it was refused
         };
         self.record(&d, "aigate_answer");
     }
@@ -235,8 +238,10 @@ impl Http {
         let policy = &shared.policy;
         self.answer_buffered = 0;
         match answer {
-            Answer::Json(request) => {
-                if size > policy.limits.max_body_bytes {
+            Answer::Json(request, mut whole) => {
+                // The host's buffer holds only this piece: the ones before are in `whole`.
+                let piece = response_body(size);
+                if whole.len() + piece.len() > policy.limits.max_body_bytes {
                     let too_large = Denial::new(
                         Reason::BodyTooLarge,
                         "limits.max_body_bytes",
@@ -244,19 +249,28 @@ impl Http {
                     );
                     let d = refused(policy, &request, too_large);
                     self.record(&d, "aigate_answer");
+                    if !self.enforcing() {
+                        // Monitor: what was read passes on after all.
+                        whole.extend_from_slice(&piece);
+                        set_response_body(0, size, &whole);
+                    }
                     return self.refuse(d, size, end_of_stream);
                 }
+                whole.extend_from_slice(&piece);
                 if !end_of_stream {
-                    self.answer_buffered = size;
-                    self.answer = Some(Answer::Json(request));
-                    return Action::Pause; // StopIterationAndBuffer
+                    if size > 0 {
+                        set_response_body(0, size, &[]);
+                    }
+                    self.answer = Some(Answer::Json(request, whole));
+                    return Action::Pause; // the host keeps an (empty) buffer, writable at trailers
                 }
-                let body = response_body(size);
-                let (d, rewritten) = self.judge_whole(&request, &body);
+                let (d, rewritten) = self.judge_whole(&request, &whole);
                 self.record(&d, "aigate_answer");
-                if let (Some(rewritten), true) = (rewritten, self.enforcing()) {
-                    set_response_body(0, size, &rewritten);
-                }
+                let out = match (rewritten, self.enforcing()) {
+                    (Some(rewritten), true) => rewritten,
+                    _ => whole,
+                };
+                set_response_body(0, size, &out);
                 Action::Continue
             }
             Answer::Listing(request, mut stream) => {
@@ -282,6 +296,15 @@ impl Http {
             }
             Answer::Stream(request, stream) => self.stream_body(request, stream, size, end_of_stream),
             Answer::Refused(d) => self.refuse(d, size, end_of_stream),
+            Answer::Ended => {
+                if size > 0 {
+                    set_response_body(0, size, &[]);
+                }
+                if !end_of_stream {
+                    self.answer = Some(Answer::Ended);
+                }
+                Action::Continue
+            }
         }
     }
 
@@ -317,12 +340,31 @@ impl Http {
             }
             return Action::Continue;
         }
+        // Refused before its end (too large, unreadable): the error event goes out now,
+        // after what passed, and the rest is dropped. Holding on would only grow the host's
+        // buffer to its own limit, which resets the stream with no error event at all.
+        if self.enforcing() {
+            if let Some(denial) = stream.take_failure() {
+                let d = engine::on_answer(&self.shared.policy, &request, Err(denial));
+                self.record(&d, "aigate_answer");
+                let mut whole = match self.stream_hold.take() {
+                    Some(h) => h.kept,
+                    None => out.unwrap_or_default(),
+                };
+                whole.extend_from_slice(&self.stream_end(&d, Vec::new()));
+                set_response_body(0, size, &whole);
+                self.answer = Some(Answer::Ended);
+                return Action::Continue;
+            }
+        }
         let holding = stream.holding();
         self.answer = Some(Answer::Stream(request, stream));
         match self.stream_hold.as_mut() {
+            // The held events are in the plugin (`Stream`): the host's buffer goes back to
+            // the judged front, so it holds at most that front and one piece.
             Some(h) => {
-                h.fed = size;
-                self.answer_buffered = size;
+                set_response_body(0, size, &h.kept);
+                self.answer_buffered = h.kept.len();
                 Action::Pause
             }
             None if holding => {

@@ -131,7 +131,13 @@ def last_user_text(doc: dict) -> str:
 
 def scripted_call(doc: dict) -> tuple[str, dict] | None:
     m = SCRIPT.search(last_user_text(doc))
-    return (m.group(1), json.loads(m.group(2))) if m else None
+    return (m.group(1), padded(json.loads(m.group(2)))) if m else None
+
+
+def padded(args: dict) -> dict:
+    """An argument written `"PAD <n>"` becomes n bytes of text: an answer larger than any
+    request the gateway lets through can carry."""
+    return {k: "x" * int(v[4:]) if isinstance(v, str) and v.startswith("PAD ") else v for k, v in args.items()}
 
 
 def sse(events: list[dict], named: bool) -> list[bytes]:

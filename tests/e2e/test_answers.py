@@ -136,6 +136,36 @@ def test_streams_pass_their_text_then_raise_instead_of_a_refused_call(gw, mint):
     assert final.content[-1].type == "tool_use" and final.content[-1].input == MINE
 
 
+def test_an_answer_too_large_to_judge_ends_in_the_providers_error(gw, mint):
+    """A tool call larger than the gateway may hold (here four times max_body_bytes):
+    the client reads the text before it, then the provider's error for body_too_large,
+    on a stream that ends properly; never a reset connection."""
+    token = mint()
+    big = {**MINE, "note": f"PAD {4 * e2e.E2E_MAX_BODY_BYTES}"}
+    text = []
+    with pytest.raises(openai.APIError) as exc:
+        for c in oai(gw, token).chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": steer("get_order", big)}], stream=True):
+            assert not c.choices or not c.choices[0].delta.tool_calls, "a call too large to judge reached the client"
+            text.append(c.choices[0].delta.content or "" if c.choices else "")
+    assert "".join(text) == PREAMBLE
+    assert exc.value.body, f"the stream broke off without the provider's error: {exc.value!r}"
+    assert exc.value.body["code"] == "body_too_large", exc.value.body
+    refused(gw, exc.value.body["decision_id"], "body_too_large", None)
+
+    with pytest.raises(anthropic.APIStatusError) as exc:
+        with claude(gw, token).messages.stream(
+                model="claude-haiku-4-5", max_tokens=64, tools=[CLAUDE_TOOLS["get_order"]],
+                messages=[{"role": "user", "content": steer("get_order", big)}]) as s:
+            list(s.text_stream)
+    assert exc.value.body["error"]["reason"] == "body_too_large", exc.value.body
+
+    # A JSON answer too large to read is the provider's error too.
+    with pytest.raises(openai.APIStatusError) as exc:
+        chat(oai(gw, token), "get_order", big)
+    assert exc.value.body["code"] == "body_too_large", exc.value.body
+
+
 def test_a_stream_the_sdk_would_read_differently_is_refused(gw, mint):
     # The stand-in hides a text block in a `ping`-named event, which the Anthropic SDK
     # skips: for the SDK the tool call's input is then the other customer's order, for a
