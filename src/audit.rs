@@ -320,8 +320,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_line_reads_back_with_every_field_in_order() {
+    /// The smallest policy: one MCP route `r1`, one HS256 issuer.
+    fn one_route_policy() -> Policy {
         let doc = serde_json::json!({
             "default_owner": "o",
             "routes": [{"id": "r1", "prefix": "/mcp", "protocol": "mcp"}],
@@ -329,7 +329,12 @@ mod tests {
                 "jwks": {"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
                                    "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}]}}]}}
         });
-        let policy = crate::policy::compile(doc.to_string().as_bytes()).unwrap();
+        crate::policy::compile(doc.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_line_reads_back_with_every_field_in_order() {
+        let policy = one_route_policy();
         let mut d = Decision {
             route: Some(0),
             protocol: Some(Protocol::Mcp),
@@ -409,14 +414,7 @@ mod tests {
     }
     #[test]
     fn caller_chosen_names_and_lists_are_bounded() {
-        let doc = serde_json::json!({
-            "default_owner": "o",
-            "routes": [{"id": "r1", "prefix": "/mcp", "protocol": "mcp"}],
-            "identity": {"source": "jwt", "jwt": {"issuers": [{"issuer": "https://idp", "audiences": ["aigate"],
-                "jwks": {"keys": [{"kty": "oct", "kid": "k", "alg": "HS256",
-                                   "k": "a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s"}]}}]}}
-        });
-        let policy = crate::policy::compile(doc.to_string().as_bytes()).unwrap();
+        let policy = one_route_policy();
         let long = "é".repeat(60_000);
         let mut d = Decision {
             route: Some(0),

@@ -120,9 +120,9 @@ fn approve_mints_a_grant_the_engine_verifies() {
         let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
         let key = tmp(&format!("key-{alg}.json"), &keys.to_string());
         let args = tmp("args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
-        // The same grant request, for a lifetime of `ttl` seconds.
-        let approve = |ttl: &str| {
-            aigate(&[
+        // The same grant request, for a lifetime of `ttl` seconds, with `more` options.
+        let approve_with = |ttl: &str, more: &[&str]| {
+            let mut argv = vec![
                 "approve",
                 "--key",
                 &key,
@@ -136,10 +136,11 @@ fn approve_mints_a_grant_the_engine_verifies() {
                 "carol@example.com",
                 "--ttl",
                 ttl,
-                "--jti",
-                "g-1",
-            ])
+            ];
+            argv.extend_from_slice(more);
+            aigate(&argv)
         };
+        let approve = |ttl: &str| approve_with(ttl, &["--jti", "g-1"]);
         let out = approve("60");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let grant = String::from_utf8(out.stdout).unwrap();
@@ -162,25 +163,7 @@ fn approve_mints_a_grant_the_engine_verifies() {
             assert_eq!(out.status.code(), Some(2), "unusable input exits 2");
         }
         // A grant for a case file replayed at a pinned clock is issued at that time.
-        let out = aigate(&[
-            "approve",
-            "--key",
-            &key,
-            "--sub",
-            "alice",
-            "--tool",
-            "send_email",
-            "--args",
-            &args,
-            "--approver",
-            "carol@example.com",
-            "--sub-iss",
-            "https://idp.example.com",
-            "--iat",
-            "1800000000",
-            "--ttl",
-            "300",
-        ]);
+        let out = approve_with("300", &["--sub-iss", "https://idp.example.com", "--iat", "1800000000"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
         assert_eq!(
