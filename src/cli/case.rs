@@ -64,13 +64,12 @@ fn default_host() -> String {
 /// scopes). Given values are judged as given: an untrusted `iss` or a foreign `aud` is
 /// `token_invalid`, as in the plugin.
 fn addressed(mut claims: Map<String, Value>, issuers: &[crate::policy::Issuer]) -> Result<Map<String, Value>, String> {
-    let issuer = match (claims.get("iss").and_then(Value::as_str), issuers) {
-        (Some(iss), _) => issuers.iter().find(|i| i.issuer == iss),
-        (None, [only]) if !claims.contains_key("iss") => {
+    let issuer = match (claims.get("iss"), issuers) {
+        (Some(iss), _) => issuers.iter().find(|i| iss.as_str() == Some(i.issuer.as_str())),
+        (None, [only]) => {
             claims.insert("iss".into(), Value::String(only.issuer.clone()));
             Some(only)
         }
-        (None, _) if claims.contains_key("iss") => None,
         (None, _) => return Err("claims must name their iss: the policy trusts several issuers".into()),
     };
     if let (false, Some(aud)) = (claims.contains_key("aud"), issuer.and_then(|i| i.audiences.first())) {
@@ -107,17 +106,14 @@ impl Evaluator {
         // Claims stand for a signed token: behind jwt_authn as Envoy hands them over, else
         // still held to the issuers and audiences the policy trusts.
         let mut from_claims = policy::compile(bytes)?;
-        if let TokenSource::Jwt { issuers, .. } = std::mem::replace(
-            &mut from_claims.identity.token,
-            TokenSource::Vouched { issuers: Vec::new() },
-        ) {
-            from_claims.identity.token = TokenSource::Vouched { issuers };
-        } else {
-            from_claims.identity.token = TokenSource::JwtAuthn {
-                namespace: String::new(),
-                payload_key: String::new(),
-            };
-        }
+        let payload = TokenSource::JwtAuthn {
+            namespace: String::new(),
+            payload_key: String::new(),
+        };
+        from_claims.identity.token = match std::mem::replace(&mut from_claims.identity.token, payload) {
+            TokenSource::Jwt { issuers, .. } => TokenSource::Vouched { issuers },
+            payload => payload,
+        };
         // Shared by the cases of one run, as a worker's shared data would be: a grant
         // replayed by a later case is refused.
         let shared = MemoryShared::default();

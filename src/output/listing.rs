@@ -138,23 +138,26 @@ impl ListStream {
         };
         // However it arrived (in pieces, or whole in one read), an event has one limit.
         let max = self.limits.max_body_bytes;
-        self.events.take(|event| match filter_event(event, &self.limits, keep) {
-            Ok(_) if event.len() > max => {
-                self.failure = Some(too_large());
-                false
-            }
-            Ok(Some((rewritten, n))) => {
-                self.hidden += n;
-                out.extend_from_slice(&rewritten);
-                true
-            }
-            Ok(None) => {
-                out.extend_from_slice(event);
-                true
-            }
-            Err(denial) => {
-                self.failure = Some(denial);
-                false
+        // Refused before it is parsed: nothing is read of an event over the limit.
+        self.events.take(|event| {
+            let judged = match event.len() {
+                n if n > max => Err(too_large()),
+                _ => filter_event(event, &self.limits, keep),
+            };
+            match judged {
+                Ok(Some((rewritten, n))) => {
+                    self.hidden += n;
+                    out.extend_from_slice(&rewritten);
+                    true
+                }
+                Ok(None) => {
+                    out.extend_from_slice(event);
+                    true
+                }
+                Err(denial) => {
+                    self.failure = Some(denial);
+                    false
+                }
             }
         });
         if self.failure.is_none() && self.events.waiting() > max {

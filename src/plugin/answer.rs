@@ -63,9 +63,8 @@ fn set_response_body(start: usize, size: usize, with: &[u8]) {
 #[derive(Debug, Clone)]
 pub(super) struct StreamHold {
     /// The front of the buffer, judged already (events before the call, in its piece).
+    /// After each piece the buffer is this again, so new bytes start at its end.
     kept: Vec<u8>,
-    /// Bytes of the buffer already read.
-    fed: usize,
 }
 
 /// The decision on an answer refused before it was read.
@@ -315,7 +314,7 @@ impl Http {
     /// host's buffer stays writable when the stream ends in trailers.
     fn stream_body(&mut self, request: Decision, mut stream: Stream, size: usize, end_of_stream: bool) -> Action {
         let fresh = match &self.stream_hold {
-            Some(h) => response_body_range(h.fed, size.saturating_sub(h.fed)),
+            Some(h) => response_body_range(h.kept.len(), size.saturating_sub(h.kept.len())),
             None => response_body(size),
         };
         let out = stream.feed(&fresh);
@@ -371,7 +370,7 @@ impl Http {
                 let kept = out.unwrap_or(fresh);
                 set_response_body(0, size, &kept);
                 self.answer_buffered = kept.len();
-                self.stream_hold = Some(StreamHold { fed: kept.len(), kept });
+                self.stream_hold = Some(StreamHold { kept });
                 Action::Pause
             }
             None => {
