@@ -283,7 +283,7 @@ fn approval_verify(c: &mut Criterion) {
         let mut pairs = vec![("x-aigate-approval".to_string(), grant.into_bytes())];
         pairs.push(("authorization".to_string(), format!("Bearer {}", w.token).into_bytes()));
         let host = BenchHost::default();
-        approval::replay::prepare(&host.data);
+        approval::replay::prepare(&host.data, NOW - 3600);
         (Headers::new(pairs), host)
     };
     {

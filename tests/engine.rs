@@ -947,6 +947,33 @@ fn with_several_identity_providers_a_grant_names_its_subjects_provider() {
 }
 
 #[test]
+fn a_grant_spent_before_a_restart_is_not_accepted_after_it() {
+    let mut w = World::new();
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com", "subject": "Refund", "body": "Done."});
+    let body = call("send_email", args.clone());
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    let grant = w.grant(json!({"args_digest": digest}));
+    let with = |w: &World, grant: &str| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+        w.decide(&h, Some(&body))
+    };
+    assert!(with(&w, &grant).allowed());
+    // Envoy restarts 10 s later: the record of the spent grant is gone, but the grant
+    // (still within its exp and max_age) was issued before the new record began.
+    w.host.restart(NOW + 10);
+    w.host.now = NOW + 20;
+    let denial = with(&w, &grant).denial.unwrap();
+    assert_eq!(denial.reason, Reason::ApprovalExpired);
+    assert!(denial.message.contains("ask for a new approval"), "{}", denial.message);
+    // A grant issued since is accepted, once.
+    let fresh = w.grant(json!({"args_digest": digest, "jti": "grant-2", "iat": NOW + 10}));
+    assert!(with(&w, &fresh).allowed());
+    assert_eq!(with(&w, &fresh).denial.unwrap().reason, Reason::ApprovalReplayed);
+}
+
+#[test]
 fn approval_reasons() {
     let w = World::new();
     let t = w.token(json!({}));

@@ -25,6 +25,7 @@ pub struct Grant {
 #[derive(Debug, Clone)]
 pub struct Ticket {
     jti: String,
+    issued: u64,
     refused_after: u64,
 }
 
@@ -306,6 +307,7 @@ fn verify(
         // a grant minted with a year-long exp does not hold a slot for a year.
         grant.ticket = Some(Ticket {
             jti: jti.to_string(),
+            issued: iat,
             refused_after: exp.min(iat.saturating_add(MAX_AGE_CEILING).saturating_add(1)),
         });
     }
@@ -328,9 +330,14 @@ pub enum Gate {
 /// that everything else allows.
 pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> Result<(), Denial> {
     let scope = replay_scope(policy, gate)?;
-    match replay::claim(host.shared(), &scope, &ticket.jti, ticket.refused_after, host.now()) {
-        Ok(true) => Ok(()),
-        Ok(false) => deny(Reason::ApprovalReplayed, "approval has already been used"),
+    let (jti, iat, exp) = (&ticket.jti, ticket.issued, ticket.refused_after);
+    match replay::claim(host.shared(), &scope, jti, iat, exp, host.now()) {
+        Ok(replay::Claim::First) => Ok(()),
+        Ok(replay::Claim::Replayed) => deny(Reason::ApprovalReplayed, "approval has already been used"),
+        Ok(replay::Claim::Predates) => deny(
+            Reason::ApprovalExpired,
+            "approval was issued before this gateway began recording used grants (it restarted); ask for a new approval",
+        ),
         Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),
     }
 }

@@ -6,6 +6,10 @@
 //! are created once (`prepare`) and then only ever updated with CAS. Memory is bounded:
 //! `BUCKETS × BUCKET_CAPACITY` entries of 26 bytes, expired entries are dropped on every
 //! write, and a full bucket refuses new grants (fail closed) instead of growing.
+//!
+//! The record lives as long as the proxy's shared data: a restart of Envoy, or a new
+//! `vm_id`, starts an empty one. So the record notes when it began (`SINCE`), and a grant
+//! issued before that is refused: whether it was spent before the restart is unknown.
 
 use crate::request::{SetError, SharedData};
 use sha2::{Digest, Sha256};
@@ -15,19 +19,44 @@ pub const BUCKET_CAPACITY: usize = 1024;
 const RETRIES: usize = 16;
 const ENTRY: usize = 26; // 16 hex chars of hash + ':' + 8 hex chars of exp + '\n'
 
+/// When the record began (decimal Unix seconds).
+const SINCE: &str = "aigate.approvals.since";
+
 fn key(bucket: u32) -> String {
     format!("aigate.approvals.{bucket}")
 }
 
-/// Creates the buckets that do not exist yet. Called whenever a policy with approvals is
-/// loaded; Envoy's first load runs on its main thread before any worker's VM exists, so
-/// the unconditional writes here never meet a grant being recorded.
-pub fn prepare(store: &dyn SharedData) {
+/// Creates the record's parts that do not exist yet, noting `now` as its beginning when
+/// it has none. Called whenever a policy with approvals is loaded; Envoy's first load runs
+/// on its main thread before any worker's VM exists, so the unconditional writes here
+/// never meet a grant being recorded.
+pub fn prepare(store: &dyn SharedData, now: u64) {
+    if since(store).is_none() {
+        // Missing, or not ours to read: the record begins now (CAS 0 writes either way).
+        let _ = store.set(SINCE, now.to_string().as_bytes(), 0);
+    }
     for b in 0..BUCKETS {
         if store.get(&key(b)).is_none() {
             let _ = store.set(&key(b), b"v1\n", 0);
         }
     }
+}
+
+/// When the record began; `None` when it has no (readable) beginning.
+fn since(store: &dyn SharedData) -> Option<u64> {
+    let (text, _) = store.get(SINCE)?;
+    std::str::from_utf8(&text).ok()?.parse().ok()
+}
+
+/// What recording a grant's use found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Its first use: now recorded.
+    First,
+    /// Already used.
+    Replayed,
+    /// Issued before the record began, so an earlier use may be forgotten: refused.
+    Predates,
 }
 
 /// Where a grant's `jti` lives: its entry id (16 hex chars of a hash of `scope` and `jti`)
@@ -78,16 +107,25 @@ fn update(
     Err("approval store is contended; try again".into())
 }
 
-/// Records `jti` of `scope` (the issuer, and the gate) until `exp`. `Ok(true)`: first use;
-/// `Ok(false)`: replay.
-pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64) -> Result<bool, String> {
+/// Records `jti` of `scope` (the issuer, and the gate), a grant issued at `iat`, until `exp`.
+pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Result<Claim, String> {
+    // A record gone missing is created again, beginning now (and the claim retried).
+    let began = match since(store) {
+        Some(began) => began,
+        None => {
+            prepare(store, now);
+            since(store).ok_or("approval record has no beginning")?
+        }
+    };
+    if iat < began {
+        return Ok(Claim::Predates);
+    }
     let (id, bucket) = slot(scope, jti);
-    // A bucket gone missing is created again (and the claim retried).
     let missing = || {
-        prepare(store);
+        prepare(store, now);
         None
     };
-    update(store, &key(bucket), missing, |current| {
+    let first = update(store, &key(bucket), missing, |current| {
         let mut kept = String::with_capacity(current.len() + ENTRY);
         for line in current.lines() {
             let Some((h, e)) = line.split_once(':') else { continue };
@@ -106,7 +144,8 @@ pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, exp: u64, now: u64)
         }
         kept.push_str(&format!("{id}:{:08x}\n", exp.min(u64::from(u32::MAX))));
         Ok(Edit::Write(kept))
-    })
+    })?;
+    Ok(if first { Claim::First } else { Claim::Replayed })
 }
 
 /// Forgets a `jti` this request claimed but did not use: the request was refused after
@@ -142,38 +181,71 @@ mod tests {
     #[test]
     fn single_use_until_expiry() {
         let m = Mem::default();
-        prepare(&m);
-        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
-        assert_eq!(claim(&m, "iss", "a", 200, 150), Ok(false));
-        assert_eq!(claim(&m, "other", "a", 200, 150), Ok(true), "jti is scoped by issuer");
+        prepare(&m, 0);
+        assert_eq!(claim(&m, "iss", "a", 0, 200, 100), Ok(Claim::First));
+        assert_eq!(claim(&m, "iss", "a", 0, 200, 150), Ok(Claim::Replayed));
+        assert_eq!(
+            claim(&m, "other", "a", 0, 200, 150),
+            Ok(Claim::First),
+            "jti is scoped by issuer"
+        );
         // After exp the entry is pruned (the grant itself is refused as expired upstream).
-        assert_eq!(claim(&m, "iss", "a", 300, 201), Ok(true));
+        assert_eq!(claim(&m, "iss", "a", 0, 300, 201), Ok(Claim::First));
+    }
+
+    #[test]
+    fn grants_issued_before_the_record_began_are_refused() {
+        let m = Mem::default();
+        prepare(&m, 1000);
+        prepare(&m, 5000); // a reload keeps the record and its beginning
+        assert_eq!(claim(&m, "iss", "a", 999, 2000, 1500), Ok(Claim::Predates));
+        assert_eq!(claim(&m, "iss", "a", 1000, 2000, 1500), Ok(Claim::First));
+        // A record with no beginning (never prepared) begins at the first claim.
+        let m = Mem::default();
+        assert_eq!(claim(&m, "iss", "a", 1499, 2000, 1500), Ok(Claim::Predates));
+        assert_eq!(claim(&m, "iss", "a", 1500, 2000, 1501), Ok(Claim::First));
+        assert_eq!(claim(&m, "iss", "a", 1500, 2000, 1502), Ok(Claim::Replayed));
+        // An unreadable beginning is not taken as "always": the record begins anew.
+        let m = Mem::default();
+        prepare(&m, 1000);
+        let (_, cas) = m.get(SINCE).unwrap();
+        m.set(SINCE, b"garbage", cas).unwrap();
+        assert_eq!(
+            claim(&m, "iss", "a", 1000, 2000, 1500),
+            Ok(Claim::Predates),
+            "{:?}",
+            m.get(SINCE)
+        );
     }
 
     #[test]
     fn a_released_claim_can_be_made_again() {
         let m = Mem::default();
-        prepare(&m);
-        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
-        assert_eq!(claim(&m, "iss", "b", 200, 100), Ok(true));
+        prepare(&m, 0);
+        assert_eq!(claim(&m, "iss", "a", 0, 200, 100), Ok(Claim::First));
+        assert_eq!(claim(&m, "iss", "b", 0, 200, 100), Ok(Claim::First));
         assert_eq!(release(&m, "iss", "a"), Ok(true));
         assert_eq!(release(&m, "iss", "a"), Ok(false), "nothing left to release");
-        assert_eq!(claim(&m, "iss", "b", 200, 100), Ok(false), "other entries stay");
-        assert_eq!(claim(&m, "iss", "a", 200, 100), Ok(true));
+        assert_eq!(
+            claim(&m, "iss", "b", 0, 200, 100),
+            Ok(Claim::Replayed),
+            "other entries stay"
+        );
+        assert_eq!(claim(&m, "iss", "a", 0, 200, 100), Ok(Claim::First));
         assert_eq!(release(&m, "other", "a"), Ok(false), "scoped like claims");
     }
 
     #[test]
     fn lost_race_is_retried_and_sees_the_winner() {
         let m = Mem::default();
-        prepare(&m);
+        prepare(&m, 0);
         // Simulate another worker writing between our read and write: the CAS fails,
         // the retry re-reads and finds the jti.
         let (_, bucket) = slot("iss", "x");
         let (_, cas) = m.get(&key(bucket)).unwrap();
-        assert_eq!(claim(&m, "iss", "x", 500, 1), Ok(true));
+        assert_eq!(claim(&m, "iss", "x", 0, 500, 1), Ok(Claim::First));
         assert_eq!(m.set(&key(bucket), b"", cas), Err(SetError::CasMismatch));
-        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+        assert_eq!(claim(&m, "iss", "x", 0, 500, 2), Ok(Claim::Replayed));
     }
 
     /// What another worker does to the store.
@@ -202,29 +274,33 @@ mod tests {
     #[test]
     fn two_workers_claiming_one_jti_at_once_accept_it_once() {
         let m = Mem::default();
-        prepare(&m);
+        prepare(&m, 0);
         let rival_answer = std::cell::Cell::new(None);
         let racing = Racing {
             inner: &m,
             rival: std::cell::RefCell::new(Some(Box::new(|store: &Mem| {
-                rival_answer.set(Some(claim(store, "iss", "x", 500, 1)));
+                rival_answer.set(Some(claim(store, "iss", "x", 0, 500, 1)));
             }))),
         };
         // Our claim read the bucket before the rival wrote it; its write must not land on
         // top of the rival's, nor count as a success.
-        let ours = claim(&racing, "iss", "x", 500, 1);
-        assert_eq!(rival_answer.take(), Some(Ok(true)), "the rival ran first and won");
-        assert_eq!(ours, Ok(false), "the loser sees the winner's entry");
+        let ours = claim(&racing, "iss", "x", 0, 500, 1);
+        assert_eq!(
+            rival_answer.take(),
+            Some(Ok(Claim::First)),
+            "the rival ran first and won"
+        );
+        assert_eq!(ours, Ok(Claim::Replayed), "the loser sees the winner's entry");
         // The jti is recorded once, and stays spent.
         let (id, bucket) = slot("iss", "x");
         let text = String::from_utf8(m.get(&key(bucket)).unwrap().0).unwrap();
         assert_eq!(text.matches(id.as_str()).count(), 1, "{text}");
-        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+        assert_eq!(claim(&m, "iss", "x", 0, 500, 2), Ok(Claim::Replayed));
 
         // A rival that writes something else to the bucket (another jti) in between does
         // not cost our claim: it is retried against the new text and keeps both entries.
         let m = Mem::default();
-        prepare(&m);
+        prepare(&m, 0);
         let other = (0..)
             .map(|i: u32| format!("y{i}"))
             .find(|j| slot("iss", j).1 == slot("iss", "x").1)
@@ -232,22 +308,22 @@ mod tests {
         let racing = Racing {
             inner: &m,
             rival: std::cell::RefCell::new(Some(Box::new(|store: &Mem| {
-                assert_eq!(claim(store, "iss", &other, 500, 1), Ok(true));
+                assert_eq!(claim(store, "iss", &other, 0, 500, 1), Ok(Claim::First));
             }))),
         };
-        assert_eq!(claim(&racing, "iss", "x", 500, 1), Ok(true));
+        assert_eq!(claim(&racing, "iss", "x", 0, 500, 1), Ok(Claim::First));
         assert_eq!(
-            claim(&m, "iss", &other, 500, 2),
-            Ok(false),
+            claim(&m, "iss", &other, 0, 500, 2),
+            Ok(Claim::Replayed),
             "the rival's entry survived"
         );
-        assert_eq!(claim(&m, "iss", "x", 500, 2), Ok(false));
+        assert_eq!(claim(&m, "iss", "x", 0, 500, 2), Ok(Claim::Replayed));
     }
 
     #[test]
     fn memory_is_bounded() {
         let m = Mem::default();
-        prepare(&m);
+        prepare(&m, 0);
         // Fill one bucket: jtis are spread by hash, so pick those that land in bucket 0.
         let bucket_of = |jti: &str| slot("iss", jti).1;
         let mut accepted = 0;
@@ -257,10 +333,10 @@ mod tests {
             if bucket_of(&jti) != 0 {
                 continue;
             }
-            match claim(&m, "iss", &jti, 10_000, 1) {
-                Ok(true) => accepted += 1,
+            match claim(&m, "iss", &jti, 0, 10_000, 1) {
+                Ok(Claim::First) => accepted += 1,
                 Err(_) => refused += 1,
-                Ok(false) => unreachable!(),
+                Ok(other) => unreachable!("{other:?}"),
             }
             if refused == 10 {
                 break;
@@ -273,7 +349,7 @@ mod tests {
             .map(|i: u32| format!("late{i}"))
             .find(|j| bucket_of(j) == 0)
             .unwrap();
-        assert_eq!(claim(&m, "iss", &late, 20_000, 10_001), Ok(true));
+        assert_eq!(claim(&m, "iss", &late, 0, 20_000, 10_001), Ok(Claim::First));
         assert!(m.get(&key(0)).unwrap().0.len() <= 2 * ENTRY);
     }
 }

@@ -115,10 +115,11 @@ impl Evaluator {
             payload => payload,
         };
         // Shared by the cases of one run, as a worker's shared data would be: a grant
-        // replayed by a later case is refused.
+        // replayed by a later case is refused. The record covers all of time, as cases
+        // are judged at the times they name.
         let shared = MemoryShared::default();
         if policy.approval.is_some() {
-            crate::approval::replay::prepare(&shared);
+            crate::approval::replay::prepare(&shared, 0);
         }
         Ok(Evaluator {
             policy,

@@ -52,7 +52,7 @@ impl RootContext for Root {
                 let meters = Meters::define(&policy);
                 meters.config_loaded();
                 if policy.approval.is_some() {
-                    approval::replay::prepare(&host::ProxyShared);
+                    approval::replay::prepare(&host::ProxyShared, ProxyHost.now());
                 }
                 log(LogLevel::Info, &format!("aigate: policy {} loaded", policy.hash));
                 self.shared = Some(Rc::new(Shared {

@@ -11,6 +11,8 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
 pub const NOW: u64 = 1_800_000_000;
+/// How long before `NOW` the policy was loaded (when the approval record began).
+pub const LOADED_BEFORE: u64 = 3600;
 
 /// RFC 8037's Ed25519 test key: the identity provider.
 pub fn idp_key() -> Value {
@@ -43,6 +45,15 @@ pub struct TestHost {
     pub payload: Option<Map<String, Value>>,
     pub shared_fails: bool,
     store: MemoryShared,
+}
+
+impl TestHost {
+    /// The gateway restarts at `at`: its shared data, and with it the record of used
+    /// grants, starts empty; loading the policy begins a new record.
+    pub fn restart(&mut self, at: u64) {
+        self.store = MemoryShared::default();
+        aigate::approval::replay::prepare(&self.store, at);
+    }
 }
 
 impl Host for TestHost {
@@ -114,12 +125,15 @@ impl World {
         let mut doc = policy_doc();
         edit(&mut doc);
         let policy = policy::compile(doc.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e:?}"));
+        let host = TestHost {
+            now: NOW,
+            ..TestHost::default()
+        };
+        // As the plugin does when it loads the policy: an hour before the requests.
+        aigate::approval::replay::prepare(&host.store, NOW - LOADED_BEFORE);
         World {
             policy,
-            host: TestHost {
-                now: NOW,
-                ..TestHost::default()
-            },
+            host,
             idp: SigningKey::from_jwk(&idp_key()).unwrap(),
             approvals: SigningKey::from_jwk(&approval_key()).unwrap(),
         }

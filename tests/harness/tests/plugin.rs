@@ -656,3 +656,84 @@ fn an_internal_failure_denies_and_is_counted() {
         );
     }
 }
+
+#[test]
+fn a_restarted_proxy_refuses_grants_issued_before_it() {
+    // Single use lives in the proxy's shared data, which a restart empties. The module
+    // notes when its record began, so a grant spent before the restart cannot run again.
+    let idp = Idp::new();
+    let wasm = aigate_harness::plugin_wasm().unwrap_or_else(|e| panic!("{e}"));
+    let approvals = Idp::signer(9, "approvals-1");
+    let mut p = policy(&idp);
+    p["approval"]["jwks"] = json!({"keys": [approvals.public_jwk.clone()]});
+    let config = p.to_string();
+    let args = json!({"to": "bob@example.com", "subject": "Refund"});
+    let body = tools_call(json!(7), "send_email", args.clone());
+    let grant = |jti: &str, iat: u64| {
+        let mut claims = idp.claims();
+        let digest = {
+            let first = load(&p, HostOptions::default())
+                .request(mcp_post(&idp.token(), &body))
+                .unwrap();
+            let reply: Value = serde_json::from_slice(&first.local_reply.unwrap().body).unwrap();
+            reply["error"]["data"]["args_digest"].as_str().unwrap().to_string()
+        };
+        for (k, v) in [
+            ("iss", json!("https://approvals.example.com")),
+            ("tool", json!("send_email")),
+            ("args_digest", json!(digest)),
+            ("approver", json!("carol@example.com")),
+            ("jti", json!(jti)),
+            ("iat", json!(iat)),
+        ] {
+            claims.insert(k.into(), v);
+        }
+        approvals.sign(&claims)
+    };
+    let spent = grant("before-restart", NOW);
+    let send = |plugin: &mut Plugin, grant: &str, token: &str| {
+        plugin
+            .request(mcp_post(token, &body).set_header("x-aigate-approval", grant))
+            .unwrap()
+    };
+
+    let before = aigate_harness::Host::new();
+    let mut first = Plugin::load_on(&before, &wasm, &config, HostOptions::default()).unwrap();
+    assert!(first.configure_ok());
+    assert!(send(&mut first, &spent, &idp.token()).forwarded());
+    let again = send(&mut first, &spent, &idp.token());
+    assert_eq!(body_json(&again)["error"]["data"]["reason"], "approval_replayed");
+
+    // The restarted proxy: empty shared data, 30 s later.
+    let after = aigate_harness::Host::new();
+    after.set_time_secs(NOW + 30);
+    let mut restarted = Plugin::load_on(&after, &wasm, &config, HostOptions::default()).unwrap();
+    assert!(restarted.configure_ok());
+    let since = after.shared_data("aigate.approvals.since").map(|(v, _)| v);
+    assert_eq!(since, Some((NOW + 30).to_string().into_bytes()));
+    let token = idp.token_with(json!({"iat": NOW + 30, "exp": NOW + 330}));
+    let replay = send(&mut restarted, &spent, &token);
+    assert!(!replay.forwarded(), "a grant spent before the restart ran again");
+    let doc = body_json(&replay);
+    assert_eq!(doc["error"]["data"]["reason"], "approval_expired", "{doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ask for a new approval"),
+        "{doc}"
+    );
+    assert_eq!(
+        restarted.metric("result=.=approval_expired;.;aigate_approvals_total"),
+        Some(1),
+        "{:?}",
+        restarted
+            .metrics()
+            .keys()
+            .filter(|k| k.contains("approvals"))
+            .collect::<Vec<_>>()
+    );
+    // A grant issued since the restart is honoured.
+    let fresh = grant("after-restart", NOW + 30);
+    assert!(send(&mut restarted, &fresh, &token).forwarded());
+}
