@@ -150,8 +150,8 @@ def model_calls(llm: e2e.Envoy, model: e2e.ModelServer, token: str) -> list[str 
            "tools": [tool("get_order"), tool("refund_order")]}
     ids: list[str | None] = []
     for n, prefix, label in [
-        (8, "", "chat.completions offering get_order and refund_order  - refund is not the caller's to offer"),
-        (9, "/strip", "the same on a route with tool_offers: strip"),
+        (9, "", "chat.completions offering get_order and refund_order  - refund is not the caller's to offer"),
+        (10, "/strip", "the same on a route with tool_offers: strip"),
     ]:
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{llm.listen_port}{prefix}/v1", api_key=token,
                                max_retries=0, timeout=20)
@@ -172,7 +172,7 @@ def model_calls(llm: e2e.Envoy, model: e2e.ModelServer, token: str) -> list[str 
     # The stand-in model follows an instruction injected into the conversation, as a real
     # model may: it answers with a call for another customer. aigate judges the answer.
     injected = {"customer_id": "cust-2", "order_id": "o-2002"}
-    say("[10] the model, talked into it by an injected instruction, answers with")
+    say("[11] the model, talked into it by an injected instruction, answers with")
     say(f"     get_order({injected})  - another customer's order")
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{llm.listen_port}/v1", api_key=token, max_retries=0, timeout=20)
     r = client.chat.completions.with_raw_response.create(
@@ -206,7 +206,7 @@ def run(args) -> int:
         pids.write_text(f"{server.proc.pid}\n")
         envoy.start()
         pids.write_text(f"{server.proc.pid}\n{envoy.proc.pid}\n")
-        say(f"MCP server   http://127.0.0.1:{server.port}/mcp  (tools get_order, refund_order, send_email; docs://{{tenant}}/{{name}}; prompts)")
+        say(f"MCP server   http://127.0.0.1:{server.port}/mcp  (tools get_order, refund_order, send_email, search_docs; docs://{{tenant}}/{{name}}; prompts)")
         say(f"Envoy        {envoy.url}  (variant {args.variant!r}, V8, failure_policy FAIL_CLOSED)")
         say("Caller       alice of tenant acme, customer cust-1, workload support-agent,")
         say("             token scope 'orders.read docs.read email.send', RS256, 5 minutes")
@@ -217,7 +217,7 @@ def run(args) -> int:
         title("Calls through the gateway (MCP Python SDK client, Authorization: Bearer)")
         out = e2e.mcp_client_call(envoy.url, token, lambda c: c.list_tools())
         listed = sorted(t.name for t in out.result.tools) if out.error is None else []
-        say("[0] tools/list  - the server offers get_order, refund_order, send_email")
+        say("[0] tools/list  - the server offers get_order, refund_order, search_docs, send_email")
         say(f"    {GREEN}the agent is shown: {', '.join(listed) or out.error}{RESET}"
             f"  {DIM}(refund_order needs orders.refund){RESET}")
         out = e2e.mcp_client_call(envoy.url, token, lambda c: c.call_tool("get_order", {"customer_id": "cust-1", "order_id": "o-1001"}))
@@ -246,6 +246,15 @@ def run(args) -> int:
         out = e2e.mcp_client_call(envoy.url, token, lambda c: c.get_prompt("admin_console"))
         ids.append(show(7, "get_prompt('admin_console')  - operator instructions, outside the agent's data", out, "prompts/get", envoy))
 
+        out = e2e.mcp_client_call(envoy.url, token, lambda c: c.call_tool("search_docs", {"query": "returns"}))
+        ids.append(show(8, "search_docs('returns')  - the server's shared index also embeds globex's price list", out,
+                        "tools/call", envoy))
+        if out.error is None:
+            got = [f"{b.type} {b.uri}" if b.type == "resource_link" else
+                   f"{b.type} {b.resource.uri}" if b.type == "resource" else f"{b.type} {b.text!r}"
+                   for b in out.result.content]
+            say(f"    {GREEN}the agent gets: {'; '.join(got)}{RESET}")
+
         sent = [e for e in server.record.entries() if e["kind"] == "tool"]
         say(f"\n    the MCP server executed: {', '.join(e['name'] for e in sent) or 'nothing'}")
 
@@ -270,7 +279,7 @@ def run(args) -> int:
             for rec in audit[did]:
                 keep = {k: rec.get(k) for k in ("decision_id", "stage", "decision", "reason", "rule", "model", "tool",
                                                  "intent", "impact", "prompt", "refused_offers", "subject", "workload",
-                                                 "tenant", "owner", "approver") if rec.get(k) is not None}
+                                                 "tenant", "owner", "approver", "hidden") if rec.get(k) is not None}
                 if keep.get("stage") == "request":
                     keep.pop("stage")
                 say("  " + json.dumps(keep))

@@ -105,6 +105,11 @@ pub struct RouteDoc {
     /// Default `filter`.
     #[serde(default)]
     pub lists: Option<Lists>,
+    /// MCP routes: are resources in answers (a tool result's `resource_link` or embedded
+    /// resource, a resource read's contents, a prompt's embedded resource) held to the
+    /// caller's data boundary? Default `withhold`.
+    #[serde(default)]
+    pub answer_resources: Option<AnswerResources>,
     /// MCP routes: may a request use a JSON-RPC method aigate does not know (a later
     /// protocol revision's, a server's own extension)? Default `deny`.
     #[serde(default)]
@@ -138,6 +143,16 @@ pub enum ExtraInput {
 pub enum Lists {
     #[default]
     Filter,
+    Pass,
+}
+
+/// `withhold` the resources in an MCP answer that lie outside the caller's data boundary,
+/// or `pass` them as the server sent them.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerResources {
+    #[default]
+    Withhold,
     Pass,
 }
 

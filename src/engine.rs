@@ -15,7 +15,6 @@ use crate::config::{ExtraInput, Impact, Protocol, ProviderState, UnknownMethods}
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::policy::{DataRule, Policy, Tool};
-use crate::request::mcp::Listing;
 use crate::request::{mcp, Headers, Host, Repeated};
 use serde_json::Value;
 
@@ -42,10 +41,10 @@ pub struct Decision {
     pub data: Option<DataUse>,
     /// MCP `prompts/get`: the prompt asked for.
     pub prompt: Option<String>,
-    /// MCP list requests (their ids and what they list), whose answers show only what the
-    /// caller may use.
-    pub lists: Vec<(Value, Listing)>,
-    /// The answer's decision: how many listed items the caller was not shown.
+    /// MCP: the body holds a request the server answers (not only notifications and
+    /// responses), so there is an answer to judge.
+    pub awaits_answer: bool,
+    /// The answer's decision: how many listed items and resources the caller was not shown.
     pub hidden: usize,
     pub body_bytes: Option<usize>,
     /// LLM routes: the model asked for.
@@ -336,6 +335,7 @@ fn judge_mcp(
     d.batch = parsed.batch;
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
     d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
+    d.awaits_answer = parsed.messages.iter().any(|m| m.id.is_some() && m.method.is_some());
     // Every element is judged; the first denial denies the whole batch. Approval grants
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();
@@ -365,8 +365,7 @@ fn judge_mcp(
                 d.prompt = Some(name);
                 d.use_data(policy, principal, rule)?;
             }
-            mcp::McpAction::List(listing) => d.lists.extend(m.id.map(|id| (id, listing))),
-            mcp::McpAction::Other => {}
+            mcp::McpAction::List(_) | mcp::McpAction::Other => {}
             mcp::McpAction::Unknown => {
                 let route = d.route.and_then(|i| policy.routes.get(i));
                 if route.is_none_or(|r| r.unknown_methods == UnknownMethods::Deny) {

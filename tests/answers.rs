@@ -162,10 +162,28 @@ fn routes_judge_answers_unless_they_pass_them_and_options_fit_the_protocol() {
     let route = |id: &str| w.policy.routes.iter().position(|r| r.id == id);
     assert!(w.policy.judges_answers(route("chat")));
     assert!(!w.policy.judges_answers(route("chat-unread")));
-    // MCP routes judge list answers unless they pass them.
+    // MCP routes judge answers unless they pass both lists and resources.
     assert!(w.policy.judges_answers(route("support-mcp")));
     let unlisted = World::with(|p| p["routes"][0]["lists"] = json!("pass"));
-    assert!(!unlisted.policy.judges_answers(Some(0)));
+    assert!(unlisted.policy.judges_answers(Some(0)));
+    let unread = World::with(|p| {
+        p["routes"][0]["lists"] = json!("pass");
+        p["routes"][0]["answer_resources"] = json!("pass");
+    });
+    assert!(!unread.policy.judges_answers(Some(0)));
+    let mut doc = policy_doc();
+    doc["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat", "answer_resources": "pass"}));
+    doc["models"] = json!({"allow": ["gpt-4o-mini"]});
+    let errors = policy::compile(doc.to_string().as_bytes()).unwrap_err();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("routes[1].answer_resources")),
+        "{errors:?}"
+    );
 
     let mut doc = policy_doc();
     doc["routes"][0]["model_calls"] = json!("judge");
@@ -219,7 +237,7 @@ fn mcp_lists_show_what_the_caller_may_use() {
         ])),
     );
     assert!(d.allowed(), "{:?}", d.denial);
-    assert_eq!(d.lists, vec![(json!(1), Listing::Tools), (json!(2), Listing::Prompts)]);
+    assert!(d.awaits_answer);
     assert!(engine::judges_answer(&w.policy, &d));
     // In monitor mode a caller without a credential is forwarded: its answer has no
     // principal to be held to, so it is not judged (rather than judged as a failure).
@@ -292,9 +310,14 @@ fn mcp_lists_show_what_the_caller_may_use() {
         &item(json!({"uri": "docs://acme/handbook"}))
     ));
 
-    // A call is not a list: its answer is not judged.
+    // Any request's answer is judged (by its shape); notifications alone have none.
     let d = w.decide(&h, Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})));
-    assert!(d.allowed() && !engine::judges_answer(&w.policy, &d));
+    assert!(d.allowed() && engine::judges_answer(&w.policy, &d));
+    let d = w.decide(
+        &h,
+        Some(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
+    );
+    assert!(d.allowed() && !d.awaits_answer && !engine::judges_answer(&w.policy, &d));
 }
 
 #[test]
@@ -311,4 +334,43 @@ fn a_list_answers_decision_counts_what_was_hidden() {
     let d = engine::on_listing(&req, Ok(0));
     let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
     assert!(line.get("hidden").is_none(), "{line}");
+}
+
+#[test]
+fn resources_in_mcp_answers_are_held_to_the_callers_data_boundary() {
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [
+        {"type": "text", "text": "Order o-1 ships Monday."},
+        {"type": "resource_link", "uri": "docs://acme/shipping", "name": "shipping"},
+        {"type": "resource", "resource": {"uri": "docs://globex/pricing", "text": "globex price list"}}
+    ]}})
+    .to_string();
+    let judged = |w: &World, scope: &str| {
+        let mut h = w.headers(Some(&w.token(json!({ "scope": scope }))));
+        h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+        let d = w.decide(&h, Some(&call("get_order", json!({"customer_id": "c-42"}))));
+        assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{:?}", d.denial);
+        engine::whole_answer(&w.policy, &d, answer.as_bytes(), "abc")
+    };
+    let w = world();
+    // acme's caller sees acme's document; globex's embedded price list is withheld.
+    let (d, rewritten) = judged(&w, "orders.read docs.read");
+    assert!(d.allowed());
+    assert_eq!(d.hidden, 1);
+    let out: Value = serde_json::from_slice(&rewritten.unwrap()).unwrap();
+    let content = out["result"]["content"].as_array().unwrap();
+    assert_eq!(content[1]["uri"], "docs://acme/shipping");
+    assert_eq!(content[2]["type"], "text");
+    assert!(!out.to_string().contains("globex"), "{out}");
+    let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
+    assert_eq!(
+        (line["stage"].as_str(), line["hidden"].as_u64()),
+        (Some("answer"), Some(1))
+    );
+    // Without the data rule's scope, not even the caller's own tenant's document.
+    let (d, _) = judged(&w, "orders.read");
+    assert_eq!(d.hidden, 2);
+    // A route that passes resources in answers shows them all.
+    let passing = World::with(|p| p["routes"][0]["answer_resources"] = json!("pass"));
+    let (d, rewritten) = judged(&passing, "orders.read docs.read");
+    assert_eq!((d.hidden, rewritten), (0, None));
 }

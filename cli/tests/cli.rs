@@ -30,7 +30,7 @@ fn check_accepts_the_example_policy() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("policy ok  sha256:"), "{text}");
-    assert!(text.contains("tools      3 (1 read, 1 write, 1 external)"), "{text}");
+    assert!(text.contains("tools      4 (2 read, 1 write, 1 external)"), "{text}");
     assert!(text.contains("prompts    1\n"), "{text}");
     // What a route lets through unjudged is said next to it.
     let mut policy: Value =
@@ -400,6 +400,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         json!({"id": "mail", "prefix": "/api/mail", "protocol": "action", "tool": "send_email", "extra_input": "allow"}),
     );
     policy["routes"][0]["lists"] = json!("pass");
+    policy["routes"][0]["answer_resources"] = json!("pass");
     policy["routes"][0]["unknown_methods"] = json!("pass");
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
     partner["issuer"] = json!("https://partner.example.com");
@@ -450,6 +451,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("no-bare-star", "warning"),
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
+        ("mcp-answer-resources", "warning"),
         ("mcp-unknown-methods", "warning"),
         ("issuer-scopes", "warning"),
         ("no-bare-star", "error"),

@@ -215,8 +215,8 @@ impl Evaluator {
         };
         if !engine::judges_answer(policy, &request.decision) {
             return Err(
-                "the answer to this request is not judged (a route with model_calls or lists \"pass\", \
-                 or an MCP request that lists nothing)"
+                "the answer to this request is not judged (a route with model_calls \"pass\", an MCP \
+                 route with lists and answer_resources \"pass\", or MCP notifications alone)"
                     .into(),
             );
         }

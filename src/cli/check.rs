@@ -54,6 +54,9 @@ pub fn summary(p: &Policy) -> String {
         if r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass {
             notes.push_str(" (lists unfiltered)");
         }
+        if r.protocol == crate::config::Protocol::Mcp && r.answer_resources == crate::config::AnswerResources::Pass {
+            notes.push_str(" (resources in answers unread)");
+        }
         out.push_str(&format!(
             "  {:<20} {:<12} {}{notes}\n",
             r.id,

@@ -323,7 +323,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 7] = [
+    let unjudged: [(&str, Question, Applies, &str); 8] = [
         (
             "provider-state",
             See,
@@ -351,6 +351,15 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             |_, r| r.protocol == crate::config::Protocol::Mcp && r.lists == crate::config::Lists::Pass,
             "shows the agent every tool, prompt and resource the server lists, including those it \
              may not use",
+        ),
+        (
+            "mcp-answer-resources",
+            See,
+            |_, r| {
+                r.protocol == crate::config::Protocol::Mcp && r.answer_resources == crate::config::AnswerResources::Pass
+            },
+            "passes the resources a server links or embeds in its answers unread: another tenant's \
+             data in a tool's result reaches the agent",
         ),
         (
             "mcp-unknown-methods",

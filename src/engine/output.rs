@@ -2,27 +2,29 @@
 //! model's answer, with the request's principal: scope, bindings and constraints, as for a
 //! call the client sent. An external-impact call is only proposed there; its approval is
 //! asked for when the client sends it back (the conversation carries it) or calls the tool.
-//! On MCP routes (`lists: filter`): the answers to list requests, down to what the caller
-//! may use.
+//! On MCP routes (`lists: filter`, `answer_resources: withhold`): the server's answers,
+//! down to what the caller may use and see.
 
 use super::{Call, Decision, Stage};
 use crate::authz;
-use crate::config::Protocol;
+use crate::config::{AnswerResources, Lists, Protocol};
 use crate::decision::{Denial, Reason};
-use crate::output;
+use crate::output::{self, listing::Shown};
 use crate::policy::Policy;
 use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
 
 /// Whether the answer to this allowed request is judged. On MCP routes: the answers to
-/// requests holding a list request, and the server's event streams (`GET`), which carry
-/// answers replayed after a dropped connection. Only with a principal: answers are held to
-/// the caller's, and in monitor mode a request refused for its identity is forwarded without one.
+/// requests the server answers (a list, a tool's result, a resource read… any answer is
+/// read by its shape, whatever was asked), and the server's event streams (`GET`), which
+/// carry answers replayed after a dropped connection. Only with a principal: answers are
+/// held to the caller's, and in monitor mode a request refused for its identity is
+/// forwarded without one.
 pub fn judges_answer(policy: &Policy, d: &Decision) -> bool {
     d.principal.is_some()
         && policy.judges_answers(d.route)
-        && (d.protocol != Some(Protocol::Mcp) || !d.lists.is_empty() || d.http_method == "GET")
+        && (d.protocol != Some(Protocol::Mcp) || d.awaits_answer || d.http_method == "GET")
 }
 
 /// The answer's decision, before judging: the request's route and identity.
@@ -71,18 +73,25 @@ pub fn on_answer(policy: &Policy, request: &Decision, calls: Result<Vec<LlmCall>
     d
 }
 
-/// Which items of an MCP list the caller of `request` may see.
-pub fn visible<'a>(policy: &'a Policy, request: &'a Decision) -> impl Fn(Listing, &Map<String, Value>) -> bool + 'a {
-    move |listing, item| {
-        request
-            .principal
-            .as_ref()
-            .is_some_and(|p| authz::visible(policy, p, listing, item))
+/// Which items of an MCP list, and which resources in an MCP answer, the caller of
+/// `request` may see; all of either kind when the route passes them.
+pub fn visible<'a>(policy: &'a Policy, request: &'a Decision) -> impl Fn(Shown, &Map<String, Value>) -> bool + 'a {
+    let route = request.route.and_then(|i| policy.routes.get(i));
+    let lists_pass = route.is_some_and(|r| r.lists == Lists::Pass);
+    let resources_pass = route.is_some_and(|r| r.answer_resources == AnswerResources::Pass);
+    move |shown, item| {
+        let Some(p) = request.principal.as_ref() else {
+            return false;
+        };
+        match shown {
+            Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
+            Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
+        }
     }
 }
 
-/// The decision on an MCP list answer: allowed, with the count of items the caller was not
-/// shown, or refused when it could not be read.
+/// The decision on an MCP answer: allowed, with the count of list items and resources the
+/// caller was not shown, or refused when it could not be read.
 pub fn on_listing(request: &Decision, hidden: Result<usize, Denial>) -> Decision {
     let mut d = answer_to(request);
     match (hidden, request.principal.is_some()) {

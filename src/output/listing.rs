@@ -1,13 +1,16 @@
-//! MCP list answers (`tools/list`, `resources/list`, `resources/templates/list`,
-//! `prompts/list`) cut down to what the caller may use: an agent is not shown tools it
-//! cannot call or data outside its boundary (their names and descriptions are themselves
-//! information, and a tool description is a classic carrier of injected instructions).
+//! MCP answers cut down to what the caller may see. List answers (`tools/list`,
+//! `resources/list`, `resources/templates/list`, `prompts/list`): an agent is not shown
+//! tools it cannot call or data outside its boundary (their names and descriptions are
+//! themselves information, and a tool description is a classic carrier of injected
+//! instructions). Resources in answers: a tool's result (`content`) or a prompt's messages
+//! may link or embed a resource, and a resource read's `contents` name theirs; one outside
+//! the caller's boundary is withheld, so a server that hands out another tenant's data
+//! does not hand it to this caller.
 //! Answers come as JSON (one message or a batch) or as server-sent events, one JSON-RPC
-//! message per event. A message is filtered by its shape, whatever its id: any result
-//! holding a `tools`, `resources`, `resourceTemplates` or `prompts` list. Pairing answers
-//! with requests by id would let a client pick an id the server echoes differently (`-0`
-//! comes back as `0`, `1.0` as `1`), repeat an id in a batch, or have a list replayed on
-//! another stream.
+//! message per event. A message is judged by its shape, whatever its id: any result
+//! holding a list, content blocks, contents or messages. Pairing answers with requests by
+//! id would let a client pick an id the server echoes differently (`-0` comes back as `0`,
+//! `1.0` as `1`), repeat an id in a batch, or have an answer replayed on another stream.
 
 use super::events::{bom_opens_a_line, fields, Events};
 use super::RULE;
@@ -17,12 +20,26 @@ use crate::request::llm::malformed;
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
 
-/// Which items the caller may see.
-pub type Keep<'a> = &'a dyn Fn(Listing, &Map<String, Value>) -> bool;
+/// What an answer shows the caller that the policy may refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// An item of a list result.
+    Listed(Listing),
+    /// A resource, by its `uri`: a tool's result or a prompt's message links or embeds
+    /// it, or a resource read returns its contents.
+    Resource,
+}
 
-/// The JSON-RPC message (or batch) `body` with the items `keep` refuses removed from its
-/// list results: the rewritten document and how many items went, or `None` when nothing
-/// did (the body then passes as it is).
+/// Which items and resources the caller may see.
+pub type Keep<'a> = &'a dyn Fn(Shown, &Map<String, Value>) -> bool;
+
+/// What a content block refused to the caller becomes: still a block, so the answer keeps
+/// its shape, saying that something was withheld and not what (a URI is information).
+const WITHHELD: &str = "aigate: a resource outside the caller's data boundary was withheld";
+
+/// The JSON-RPC message (or batch) `body` with what `keep` refuses removed: list items and
+/// resource contents dropped, content blocks replaced by a notice. The rewritten document
+/// and how many went, or `None` when nothing did (the body then passes as it is).
 pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     // Keys differing only in case are refused as in requests: clients built on Go's
     // encoding/json (mcp-go) read `"Tools"` or an item's `"Name"` as the member aigate judged.
@@ -56,8 +73,20 @@ const LISTINGS: [Listing; 4] = [
 /// The members of a list answer aigate reads, at each level: the message, its result,
 /// and an item.
 const MESSAGE_READ: [&str; 1] = ["result"];
-const RESULT_READ: [&str; 5] = ["tools", "resources", "resourceTemplates", "prompts", "cacheScope"];
+const RESULT_READ: [&str; 8] = [
+    "tools",
+    "resources",
+    "resourceTemplates",
+    "prompts",
+    "cacheScope",
+    "content",
+    "contents",
+    "messages",
+];
 const ITEM_READ: [&str; 3] = ["name", "uri", "uriTemplate"];
+const MESSAGE_ITEM_READ: [&str; 1] = ["content"];
+const BLOCK_READ: [&str; 3] = ["type", "uri", "resource"];
+const RESOURCE_READ: [&str; 1] = ["uri"];
 
 fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Denial> {
     object
@@ -80,8 +109,38 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
                 refuse_miscased(item, &ITEM_READ)?;
             }
             let before = items.len();
-            items.retain(|item| item.as_object().is_some_and(|o| keep(listing, o)));
+            items.retain(|item| item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)));
             hidden += before - items.len();
+        }
+    }
+    // A tool's result (a task's too): content blocks.
+    if let Some(blocks) = result.get_mut("content").and_then(Value::as_array_mut) {
+        for block in blocks {
+            hidden += withhold_block(block, keep)?;
+        }
+    }
+    // A resource read: the contents of each resource it returns.
+    if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
+        for item in contents.iter().filter_map(Value::as_object) {
+            refuse_miscased(item, &RESOURCE_READ)?;
+        }
+        let before = contents.len();
+        contents.retain(|item| item.as_object().is_some_and(|o| keep(Shown::Resource, o)));
+        hidden += before - contents.len();
+    }
+    // A prompt: each message holds a content block (a list of them, to lenient readers).
+    if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+        for message in messages.iter_mut().filter_map(Value::as_object_mut) {
+            refuse_miscased(message, &MESSAGE_ITEM_READ)?;
+            match message.get_mut("content") {
+                Some(Value::Array(blocks)) => {
+                    for block in blocks {
+                        hidden += withhold_block(block, keep)?;
+                    }
+                }
+                Some(block) => hidden += withhold_block(block, keep)?,
+                None => {}
+            }
         }
     }
     // A list cut for one caller must not be cached for all.
@@ -89,6 +148,33 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
         result.insert("cacheScope".into(), Value::String("private".into()));
     }
     Ok(hidden)
+}
+
+/// A content block that links (`resource_link`) or embeds (`resource`) a resource the
+/// caller may not see becomes a text block saying so: 1 when it was withheld.
+fn withhold_block(block: &mut Value, keep: Keep) -> Result<usize, Denial> {
+    let Some(fields) = block.as_object() else {
+        return Ok(0);
+    };
+    refuse_miscased(fields, &BLOCK_READ)?;
+    let none = Map::new();
+    let resource = match fields.get("type").and_then(Value::as_str) {
+        Some("resource_link") => fields,
+        Some("resource") => match fields.get("resource") {
+            Some(Value::Object(embedded)) => {
+                refuse_miscased(embedded, &RESOURCE_READ)?;
+                embedded
+            }
+            // No resource to judge, nothing to show: withheld (clients refuse it anyway).
+            _ => &none,
+        },
+        _ => return Ok(0),
+    };
+    if keep(Shown::Resource, resource) {
+        return Ok(0);
+    }
+    *block = serde_json::json!({"type": "text", "text": WITHHELD});
+    Ok(1)
 }
 
 /// A list answer streamed as server-sent events: each complete event passes, its message

@@ -504,10 +504,91 @@ fn a_stream_ending_mid_event_is_read_as_it_stands() {
     assert_eq!(names(&end.calls.unwrap()), [("get_order", &json!({}))]);
 }
 
-fn keep_even_names(_: crate::request::mcp::Listing, item: &serde_json::Map<String, Value>) -> bool {
-    item.get("name")
+/// Keeps list items whose name, and resources whose URI, ends in 0 or 2.
+fn keep_even_names(shown: listing::Shown, item: &serde_json::Map<String, Value>) -> bool {
+    let key = match shown {
+        listing::Shown::Listed(_) => "name",
+        listing::Shown::Resource => "uri",
+    };
+    item.get(key)
         .and_then(Value::as_str)
         .is_some_and(|n| n.ends_with('0') || n.ends_with('2'))
+}
+
+#[test]
+fn resources_in_answers_outside_the_boundary_are_withheld() {
+    let withheld =
+        json!({"type": "text", "text": "aigate: a resource outside the caller's data boundary was withheld"});
+    // A tool's result: links and embedded resources judged by URI, other blocks untouched.
+    let result = json!({"jsonrpc": "2.0", "id": 3, "result": {"content": [
+        {"type": "text", "text": "see docs://t1"},
+        {"type": "resource_link", "uri": "docs://t0", "name": "ours"},
+        {"type": "resource_link", "uri": "docs://t1", "name": "theirs"},
+        {"type": "resource", "resource": {"uri": "docs://t1", "text": "their secret"}},
+        {"type": "resource", "resource": {"uri": "docs://t2", "text": "ours"}},
+        {"type": "resource"},
+        {"type": "resource_link"},
+        {"type": "image", "data": "AA==", "mimeType": "image/png"}
+    ], "isError": false}});
+    let (out, hidden) = listing::filter(&bytes(&result), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 4);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    let content = &result["result"]["content"];
+    assert_eq!(
+        out["result"]["content"],
+        json!([content[0], content[1], withheld, withheld, content[4], withheld, withheld, content[7]])
+    );
+    assert_eq!(out["result"]["isError"], false);
+    assert!(!String::from_utf8_lossy(&serde_json::to_vec(&out).unwrap()).contains("their secret"));
+
+    // A resource read: contents outside the boundary dropped.
+    let read = json!({"jsonrpc": "2.0", "id": 4, "result": {"contents": [
+        {"uri": "docs://t0", "text": "a"}, {"uri": "docs://t1", "text": "b"}, {"text": "no uri"}
+    ]}});
+    let (out, hidden) = listing::filter(&bytes(&read), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 2);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["result"]["contents"], json!([{"uri": "docs://t0", "text": "a"}]));
+
+    // A prompt: each message's block.
+    let prompt = json!({"jsonrpc": "2.0", "id": 5, "result": {"messages": [
+        {"role": "user", "content": {"type": "text", "text": "hi"}},
+        {"role": "user", "content": {"type": "resource", "resource": {"uri": "docs://t1", "text": "x"}}},
+        {"role": "user", "content": [{"type": "resource_link", "uri": "docs://t3"}]}
+    ]}});
+    let (out, hidden) = listing::filter(&bytes(&prompt), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 2);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["result"]["messages"][0], prompt["result"]["messages"][0]);
+    assert_eq!(out["result"]["messages"][1]["content"], withheld);
+    assert_eq!(out["result"]["messages"][2]["content"], json!([withheld]));
+
+    // Everything inside: passes byte for byte.
+    let inside =
+        json!({"jsonrpc": "2.0", "id": 6, "result": {"content": [{"type": "resource_link", "uri": "docs://t2"}]}});
+    assert_eq!(
+        listing::filter(&bytes(&inside), &limits(), &keep_even_names).unwrap(),
+        None
+    );
+
+    // Members read in another case are refused: Go clients read them as the member.
+    for answer in [
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"Content": [{"type": "resource_link", "uri": "docs://t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"Type": "resource_link", "uri": "docs://t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "resource_link", "uri": "docs://t0", "URI": "docs://t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "resource", "resource": {"uri": "docs://t0", "Uri": "docs://t1"}}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"contents": [{"uri": "docs://t0", "URI": "docs://t1"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"messages": [{"Content": {"type": "resource_link", "uri": "docs://t1"}}]}}),
+    ] {
+        let e = listing::filter(&bytes(&answer), &limits(), &keep_even_names).unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{answer}");
+    }
 }
 
 #[test]

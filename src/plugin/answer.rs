@@ -255,6 +255,8 @@ impl Http {
                     }
                     return self.refuse(d, size, end_of_stream);
                 }
+                // An answer in one piece is still all in the host's buffer.
+                let in_host = whole.is_empty();
                 whole.extend_from_slice(&piece);
                 if !end_of_stream {
                     if size > 0 {
@@ -265,11 +267,11 @@ impl Http {
                 }
                 let (d, rewritten) = self.judge_whole(&request, &whole);
                 self.record(&d, "aigate_answer");
-                let out = match (rewritten, self.enforcing()) {
-                    (Some(rewritten), true) => rewritten,
-                    _ => whole,
-                };
-                set_response_body(0, size, &out);
+                match (rewritten, self.enforcing()) {
+                    (Some(rewritten), true) => set_response_body(0, size, &rewritten),
+                    _ if in_host => {}
+                    _ => set_response_body(0, size, &whole),
+                }
                 Action::Continue
             }
             Answer::Listing(request, mut stream) => {

@@ -271,6 +271,9 @@ impl Checker {
                 if r.lists.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.lists"), "applies only to MCP routes");
                 }
+                if r.answer_resources.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.answer_resources"), "applies only to MCP routes");
+                }
                 if r.unknown_methods.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.unknown_methods"), "applies only to MCP routes");
                 }
@@ -295,6 +298,7 @@ impl Checker {
                     provider_state: r.provider_state.unwrap_or_default(),
                     model_calls: r.model_calls.unwrap_or_default(),
                     lists: r.lists.unwrap_or_default(),
+                    answer_resources: r.answer_resources.unwrap_or_default(),
                     unknown_methods: r.unknown_methods.unwrap_or_default(),
                     extra_input: r.extra_input.unwrap_or_default(),
                 }

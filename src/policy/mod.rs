@@ -10,8 +10,8 @@ pub use model::ModelPattern;
 pub use scope::{Pattern, PatternRef};
 
 use crate::config::{
-    ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState, ToolOffers,
-    UnknownMethods,
+    AnswerResources, ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState,
+    ToolOffers, UnknownMethods,
 };
 use crate::jws::KeySet;
 use serde_json::Value;
@@ -65,6 +65,8 @@ pub struct Route {
     pub model_calls: ModelCalls,
     /// MCP routes: whether list answers are filtered to what the caller may use.
     pub lists: Lists,
+    /// MCP routes: whether resources in answers are held to the caller's data boundary.
+    pub answer_resources: AnswerResources,
     /// MCP routes: whether methods aigate does not know pass unjudged.
     pub unknown_methods: UnknownMethods,
     /// `action` routes: whether a query string or a path below the prefix may pass unjudged.
@@ -485,7 +487,7 @@ impl Policy {
         route
             .and_then(|i| self.routes.get(i))
             .is_some_and(|r| match r.protocol {
-                Protocol::Mcp => r.lists == Lists::Filter,
+                Protocol::Mcp => r.lists == Lists::Filter || r.answer_resources == AnswerResources::Withhold,
                 p => p.is_llm() && r.model_calls == ModelCalls::Judge,
             })
     }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A small, real MCP server (MCP Python SDK, Streamable HTTP) for the end-to-end tests and
-the demo: an order desk with tools get_order, refund_order, send_email, the resource
+the demo: an order desk with tools get_order, refund_order, send_email, search_docs, the resource
 template docs://{tenant}/{name}, the documents docs://acme/handbook and
 docs://globex/pricing, and the prompts support_reply and admin_console.
 
@@ -22,6 +22,7 @@ import time
 
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp_types import ContentBlock, EmbeddedResource, ResourceLink, TextContent, TextResourceContents
 from mcp.server.transport_security import TransportSecuritySettings
 
 
@@ -62,6 +63,21 @@ def build_server(recorder: Recorder) -> MCPServer:
         """Send an email to a customer."""
         recorder.write(kind="tool", name="send_email", arguments={"to": to, "subject": subject, "body": body})
         return f"sent to {to}"
+
+    @server.tool()
+    def search_docs(query: str) -> list[ContentBlock]:
+        """Search the knowledge base: links to the documents that match."""
+        recorder.write(kind="tool", name="search_docs", arguments={"query": query})
+        # The index is shared by every tenant, and this careless server does not filter it:
+        # one hit is another tenant's document, embedded whole.
+        return [
+            TextContent(type="text", text=f"2 documents match {query!r}."),
+            ResourceLink(type="resource_link", uri="docs://acme/handbook", name="handbook", mime_type="text/plain"),
+            EmbeddedResource(
+                type="resource",
+                resource=TextResourceContents(uri="docs://globex/pricing", mime_type="text/plain", text="Globex prices."),
+            ),
+        ]
 
     @server.resource("docs://{tenant}/{name}", mime_type="text/plain")
     def tenant_doc(tenant: str, name: str) -> str:

@@ -18,14 +18,18 @@ def test_the_demo_shows_each_decision_it_promises(wasm_module, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = r.stdout
     for shown in [
-        "the agent is shown: get_order, send_email",
+        "the agent is shown: get_order, search_docs, send_email",
         "[1] get_order", "decision=allow",
         "reason=binding_mismatch", "reason=scope_missing", "WWW-Authenticate: Bearer",
         "reason=approval_required", "approval_url", "approver bob", "reason=approval_replayed",
         "reason=data_boundary",
         "PermissionDeniedError", "tool_offer_denied", "the model was offered: get_order\n",
         "answer refused", "tool_calls=None", "message.refusal: aigate: the model's tool call was refused",
-        "the MCP server executed: get_order, send_email\n",
+        "the MCP server executed: get_order, send_email, search_docs\n",
+        "the agent gets: text \"2 documents match 'returns'.\"; resource_link docs://acme/handbook; "
+        "text \"aigate: a resource outside the caller's data boundary was withheld\"",
+        '"stage": "answer", "decision": "allow", "rule": "routes.support-mcp", "subject": "alice", '
+        '"workload": "support-agent", "tenant": "acme", "owner": "support-platform@example.com", "hidden": 1}',
         '"approver": "bob@example.com"', '"refused_offers": ["refund_order"]',
         '"stage": "answer", "decision": "deny", "reason": "binding_mismatch"',
         'aigate_requests_total{protocol="mcp",decision="deny",reason="binding_mismatch"} 1',

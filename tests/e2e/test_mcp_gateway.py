@@ -139,7 +139,7 @@ def test_every_response_carries_a_decision_id(gateway, mint):
 
 
 def test_lists_show_the_agent_only_what_it_may_use(gateway, mint):
-    """The server offers three tools, two documents of two tenants, a template and two
+    """The server offers four tools, two documents of two tenants, a template and two
     prompts; alice (tenant acme, scopes orders.read docs.read email.send) sees hers."""
     async def everything(c):
         return (await c.list_tools(), await c.list_resources(), await c.list_resource_templates(),
@@ -148,16 +148,18 @@ def test_lists_show_the_agent_only_what_it_may_use(gateway, mint):
     out = e2e.mcp_client_call(gateway.url, mint(), everything)
     assert out.error is None, out.error
     tools, resources, templates, prompts = out.result
-    assert sorted(t.name for t in tools.tools) == ["get_order", "send_email"]
+    assert sorted(t.name for t in tools.tools) == ["get_order", "search_docs", "send_email"]
     assert [str(r.uri) for r in resources.resources] == ["docs://acme/handbook"]
     # docs://{tenant}/{name} could name any tenant's documents: not shown.
     assert templates.resource_templates == []
     assert [p.name for p in prompts.prompts] == ["support_reply"]
     # Each list answer's audit line says how many items the agent was not shown.
     ids = {ex.decision_id for ex in out.wire.exchanges}
-    # (The four POSTs' answers: a client that also opened a GET stream gets its own line.)
+    # (The four lists' answers: initialize's has a line too, and a client that also opened
+    # a GET stream gets its own.)
+    lists = {"tools/list", "resources/list", "resources/templates/list", "prompts/list"}
     hidden = sorted(a.get("hidden", 0) for a in gateway.audit_lines_until(
-        lambda a: a.get("stage") == "answer" and a["decision_id"] in ids and a.get("http_method") == "POST",
+        lambda a: a.get("stage") == "answer" and a["decision_id"] in ids and a.get("method") in lists,
         count=4))
     assert hidden == [1, 1, 1, 1], hidden
 
@@ -383,6 +385,31 @@ def test_resource_of_other_tenant_is_data_boundary(gateway, mint, record):
     assert gateway.audit_for(did)["owner"] == "support-platform@example.com", "no data rule matched: the route answers"
 
 
+def test_a_tool_result_shows_only_resources_inside_the_boundary(gateway, mint, record):
+    """search_docs links acme's handbook and embeds globex's price list: alice (acme) gets
+    the link; the embedded document is withheld before it reaches her agent."""
+    out = e2e.mcp_client_call(gateway.url, mint(tenant="acme"), lambda c: c.call_tool("search_docs", {"query": "returns"}))
+    assert out.error is None, out.error
+    content = out.result.content
+    assert [b.type for b in content] == ["text", "resource_link", "text"], content
+    assert str(content[1].uri) == "docs://acme/handbook"
+    assert content[2].text == "aigate: a resource outside the caller's data boundary was withheld"
+    assert "Globex" not in out.result.model_dump_json()
+    # The tool ran (the call was allowed); its answer's audit line counts what was withheld.
+    assert [t["name"] for t in record.tools()] == ["search_docs"]
+    did = assert_decision_id(out.wire.last("tools/call").decision_id)
+    answer = gateway.audit_lines_until(
+        lambda a: a.get("stage") == "answer" and a["decision_id"] == did, count=1)[0]
+    assert (answer["decision"], answer["hidden"], answer["method"]) == ("allow", 1, "tools/call"), answer
+
+    # globex's caller gets the embedded price list, and not acme's handbook.
+    out = e2e.mcp_client_call(gateway.url, mint(tenant="globex"), lambda c: c.call_tool("search_docs", {"query": "x"}))
+    assert out.error is None, out.error
+    content = out.result.content
+    assert [b.type for b in content] == ["text", "text", "resource"], content
+    assert content[2].resource.text == "Globex prices."
+
+
 def test_resource_rule_owner_is_accountable(gateway, mint, record):
     out = e2e.mcp_client_call(gateway.url, mint(tenant="acme", scope="orders.read"),
                               lambda c: c.read_resource("docs://acme/refund-policy"))
@@ -590,8 +617,10 @@ def test_audit_lines_match_decision_ids(gateway, mint):
                       "approver", "args_digest", "policy_hash"):
             assert field in rec, (field, rec)
     audit = gateway.audit()
-    for did in ids:
-        assert sum(1 for a in audit if a.get("decision_id") == did) == 1, did
+    for did, decision in zip(ids, expected):
+        # One line for the request; an allowed request's answer is judged too (its resources).
+        stages = sorted(a["stage"] for a in audit if a.get("decision_id") == did)
+        assert stages == (["answer", "request"] if decision == "allow" else ["request"]), (did, stages)
     # Tokens (or their signatures) never reach the log.
     log = gateway.log.read_text(errors="replace")
     for token in tokens:

@@ -342,11 +342,42 @@ fn mcp_tool_lists_show_only_the_tools_the_caller_may_call() {
             ["get_order", "send_email"],
             "{mode}"
         );
+    }
+}
 
-        // A tool call's answer is not a list: it passes untouched, unjudged.
-        let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
-        let outcome = plugin.request(mcp_post(&idp.token(), &call)).unwrap();
-        assert_eq!(audit_lines(&outcome).len(), 1, "{mode}");
+#[test]
+fn resources_in_a_tool_result_stay_inside_the_callers_boundary() {
+    let idp = Idp::new();
+    // acme's caller (docs.read granted): acme's document passes, globex's is withheld.
+    let result = json!({"jsonrpc": "2.0", "id": 4, "result": {"content": [
+        {"type": "text", "text": "Found 2 documents."},
+        {"type": "resource_link", "uri": "docs://acme/returns", "name": "returns"},
+        {"type": "resource", "resource": {"uri": "docs://globex/payroll", "text": "globex payroll"}}
+    ]}});
+    let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        for label in ["application/json", "text/event-stream"] {
+            let body = match label {
+                "application/json" => result.to_string(),
+                _ => format!("event: message\ndata: {result}\n\n"),
+            };
+            let mut answer = tools_list_answer(label, Vec::new());
+            answer.body_chunks = body.as_bytes().chunks(13).map(<[u8]>::to_vec).collect();
+            let outcome = plugin
+                .request(mcp_post(&idp.token(), &call).upstream(answer))
+                .unwrap_or_else(|e| panic!("{mode} {label}: {e}"));
+            let text = outcome.response_body_str();
+            assert!(!text.contains("globex"), "{mode} {label}: {text}");
+            let data = text
+                .trim()
+                .strip_prefix("event: message\ndata: ")
+                .unwrap_or(text.trim());
+            let doc: Value = serde_json::from_str(data).unwrap_or_else(|e| panic!("{mode} {label}: {e}: {text}"));
+            let content = &doc["result"]["content"];
+            assert_eq!(content[1], result["result"]["content"][1], "{mode} {label}");
+            assert_eq!(content[2]["type"], "text", "{mode} {label}");
+            assert_list_answer_line(&outcome, 1, mode);
+        }
     }
 }
 
