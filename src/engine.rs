@@ -171,7 +171,7 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     d.route = Some(route_idx);
     d.protocol = policy.routes.get(route_idx).map(|r| r.protocol);
 
-    if let Some(denial) = input_checks(policy, headers, has_body) {
+    if let Some(denial) = input_checks(policy, headers, has_body, d.protocol) {
         return Head::Decided(d.deny(denial));
     }
 
@@ -243,8 +243,20 @@ fn session_missing() -> Denial {
     )
 }
 
-/// Header-level input checks: duplicated credentials, encodings, declared size.
-fn input_checks(policy: &Policy, headers: &Headers, has_body: bool) -> Option<Denial> {
+/// Header-level input checks: duplicated credentials, headers in another spelling,
+/// encodings, the body's declared type and size.
+fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Option<Protocol>) -> Option<Denial> {
+    if let Some(name) = underscored_alias(policy, headers) {
+        let dashed = name.replace('_', "-");
+        return Some(Denial::new(
+            Reason::BodyMalformed,
+            "headers",
+            format!(
+                "header {:?} is read as {dashed:?} by CGI-style servers (WSGI, Rack, PHP), which aigate reads only under that name: send it as {dashed:?}",
+                authz::shown(name)
+            ),
+        ));
+    }
     if let Some(a) = &policy.approval {
         if headers.get_all(&a.header).count() > 1 {
             return Some(Denial::new(
@@ -266,6 +278,9 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool) -> Option<De
         ));
     }
     if has_body {
+        if let Some(problem) = body_type_problem(headers, protocol) {
+            return Some(Denial::new(Reason::EncodingUnsupported, "content_type", problem));
+        }
         let declared = headers.one("content-length");
         let too_big = match declared {
             Err(Repeated) => {
@@ -471,7 +486,10 @@ fn below_prefix(path: &str, prefix: &str) -> bool {
 /// the route's prefix (a trailing `/` alone is none), a method override, a body not
 /// declared as UTF-8 JSON.
 fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
-    if METHOD_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
+    if METHOD_OVERRIDES
+        .into_iter()
+        .any(|h| headers.get_all(h).next().is_some())
+    {
         return Some("a method override header");
     }
     let path = headers.text(":path").unwrap_or("");
@@ -494,22 +512,106 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
     }
 }
 
-/// `application/json` or a `+json` type, in UTF-8: a `charset` parameter, if any, must be
-/// `utf-8`. An endpoint that decodes by the declared charset (UTF-7, Shift_JIS…) would read
-/// other text than the UTF-8 aigate parsed.
+/// A header aigate reads (a method override, the body's framing and type, the session or
+/// approval header) sent under a name with `_` for `-`. CGI-style servers (WSGI, Rack,
+/// PHP) turn both spellings into one variable, so such a server could read a value aigate
+/// never saw: `X_HTTP_Method_Override: DELETE`, or a second session.
+fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers) -> Option<&'h str> {
+    let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
+    let approval = policy.approval.as_ref().map(|a| a.header.as_str());
+    let read = || {
+        METHOD_OVERRIDES
+            .into_iter()
+            .chain([
+                "content-type",
+                "content-encoding",
+                "content-length",
+                "transfer-encoding",
+            ])
+            .chain(session)
+            .chain(approval)
+    };
+    headers.names().filter(|n| n.contains('_')).find(|n| {
+        let dashed = n.replace('_', "-");
+        read().any(|h| dashed.eq_ignore_ascii_case(h))
+    })
+}
+
+/// Why the body's declared type cannot be judged, if it cannot. Every body: given once, and
+/// in UTF-8 if it names a charset (an endpoint that decodes by the declared charset, UTF-7
+/// say, would read other JSON than the UTF-8 aigate parsed). MCP and LLM bodies: declared
+/// JSON, as their servers require (an action route says itself what else it takes:
+/// `extra_input`).
+fn body_type_problem(headers: &Headers, protocol: Option<Protocol>) -> Option<&'static str> {
+    let label = match headers.one("content-type") {
+        Err(Repeated) => return Some("Content-Type appears more than once"),
+        Ok(label) => label,
+    };
+    if label.is_some_and(|v| std::str::from_utf8(v).is_err()) {
+        return Some("Content-Type is not text");
+    }
+    if label.is_some_and(|v| !utf8_charset(v)) {
+        return Some(
+            "the body declares a character set other than UTF-8, which aigate does not read: send it as UTF-8 JSON",
+        );
+    }
+    let json_only = protocol.is_some_and(|p| p == Protocol::Mcp || p.is_llm());
+    if json_only && !label.is_some_and(is_json_type) {
+        return Some("the body must be declared JSON (Content-Type: application/json)");
+    }
+    None
+}
+
+/// RFC 9110 `tchar`: what a media type's names and parameter names are made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Parameters of a media type (`;`-separated), trimmed of HTTP whitespace.
+fn media_parameters(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(';')
+        .skip(1)
+        .map(|p| p.trim_matches([' ', '\t']))
+        .filter(|p| !p.is_empty())
+}
+
+/// Text whose `charset` parameter, if any, is `utf-8`, given at most once.
+fn utf8_charset(value: &[u8]) -> bool {
+    let Ok(v) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let charsets: Vec<&str> = media_parameters(v)
+        .filter_map(|p| p.split_once('='))
+        .filter(|(name, _)| name.trim_matches([' ', '\t']).eq_ignore_ascii_case("charset"))
+        .map(|(_, value)| value.trim_matches([' ', '\t', '"']))
+        .collect();
+    charsets.len() <= 1 && charsets.iter().all(|c| c.eq_ignore_ascii_case("utf-8"))
+}
+
+/// One media type, `application/json` or `application/…+json`, in UTF-8. Strict, because
+/// servers read a loose value differently: Rack and PHP take `…/x-www-form-urlencoded,
+/// application/json` or `…form-urlencoded +json` as a form, whose fields a body can also
+/// hold (`{"x":"&amount=100000&"}`).
 fn is_json_type(value: &[u8]) -> bool {
     let Ok(v) = std::str::from_utf8(value) else {
         return false;
     };
-    let mut parts = v.split(';');
-    let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-    let json = essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"));
-    json && parts.all(|p| match p.split_once('=') {
-        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-        }
-        _ => true,
-    })
+    if v.contains(',') || !utf8_charset(value) {
+        return false;
+    }
+    let essence = v
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim_matches([' ', '\t'])
+        .to_ascii_lowercase();
+    let Some(("application", subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    let token = |s: &str| !s.is_empty() && s.bytes().all(is_tchar);
+    let parameters_well_formed = media_parameters(v).all(|p| p.split_once('=').is_some_and(|(name, _)| token(name)));
+    token(subtype) && (subtype == "json" || subtype.ends_with("+json")) && parameters_well_formed
 }
 
 /// Judges one tool call (scope, bindings, constraints) and records it for metrics and

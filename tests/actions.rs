@@ -164,16 +164,19 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         w.decide_raw(&h, Some(body))
     };
     let sneaky = br#"{"customer_id":"c-42","amount":5,"x":"&amount=100000&customer_id=c-99&"}"#;
-    // Rack reads a POST without a content type as a form; an endpoint decoding by the
-    // declared charset reads UTF-7 `+ACI-` as a quote.
+    // Rack reads a POST without a content type as a form, and a list of types (or a type
+    // broken by a space) as its first: Rack and PHP see a form below.
     for t in [
         Some("application/x-www-form-urlencoded"),
         Some("multipart/form-data; boundary=x"),
         Some("text/plain"),
         None,
-        Some("application/json; charset=utf-7"),
-        Some("application/json; charset=\"Shift_JIS\""),
-        Some("application/json;charset=utf-16"),
+        Some("application/x-www-form-urlencoded,application/vnd.api+json"),
+        Some("application/x-www-form-urlencoded +json"),
+        Some("application/x-www-form-urlencoded\t+json"),
+        Some("application/json, text/plain"),
+        Some("application/json; charset"),
+        Some("application/json; char set=utf-8"),
     ] {
         let denial = typed(t, sneaky).denial.unwrap_or_else(|| panic!("{t:?} passed"));
         assert_eq!(
@@ -192,8 +195,25 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         Some("application/json; charset=\"UTF-8\""),
         Some("Application/JSON"),
         Some("application/merge-patch+json"),
+        Some("application/json;"),
     ] {
         assert!(typed(t, sneaky).allowed(), "{t:?}");
+    }
+    // An endpoint decoding by the declared charset reads UTF-7 `+ACI-` as a quote: whatever
+    // the route allows, a body declared in another charset is refused (415).
+    for t in [
+        "application/json; charset=utf-7",
+        "application/json; charset=\"Shift_JIS\"",
+        "application/json;charset=utf-16",
+        "application/json; charset=utf-8; charset=utf-7",
+        "text/plain; charset=utf-7",
+    ] {
+        let denial = typed(Some(t), sneaky).denial.unwrap_or_else(|| panic!("{t:?} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::EncodingUnsupported, "content_type"),
+            "{t:?}"
+        );
     }
     // Without a body there is nothing to declare.
     let mut bare = request(&w, "/api/refunds", "POST", &[]);
@@ -203,7 +223,21 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         Some(Reason::BindingMismatch),
         "judged as a call with no arguments"
     );
-    // A method override makes the endpoint run another action than the route judged.
+    // A method override makes the endpoint run another action than the route judged; CGI-style
+    // servers read it with `_` for `-` too.
+    for header in ["x_http_method_override", "X_HTTP-Method", "x-method_override"] {
+        let h = request(&w, "/api/refunds", "POST", &[(header, "DELETE")]);
+        let denial = w
+            .decide_raw(&h, Some(sneaky))
+            .denial
+            .unwrap_or_else(|| panic!("{header} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BodyMalformed, "headers"),
+            "{header}"
+        );
+        assert!(denial.message.contains("CGI-style servers"), "{}", denial.message);
+    }
     for header in ["x-http-method-override", "X-HTTP-Method", "x-method-override"] {
         let h = request(&w, "/api/refunds", "POST", &[(header, "DELETE")]);
         let denial = w

@@ -550,6 +550,15 @@ fn session_binding() {
         w.decide(&other, Some(&body)).denial.unwrap().reason,
         Reason::SessionMismatch
     );
+    // A second session under the underscored name, which a WSGI or Rack server may read
+    // in place of the one judged, is refused.
+    let mut aliased = h.clone();
+    aliased.push(("mcp_session_id".into(), b"s-2".to_vec()));
+    let denial = w.decide(&aliased, Some(&body)).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::BodyMalformed, "headers")
+    );
     // Without a session header only `initialize` may pass: the server assigns the session.
     // A stateless client's `server/discover` probe is refused, so the client falls back to
     // the handshake that starts one.

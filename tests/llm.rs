@@ -615,3 +615,58 @@ fn config_errors_name_their_path() {
     })
     .is_empty());
 }
+
+#[test]
+fn mcp_and_llm_bodies_must_be_declared_utf8_json() {
+    // Express's json() decodes by the declared charset: a UTF-7 body aigate parses as one
+    // call (or one model) is another to the server. MCP and LLM servers take JSON only.
+    let w = llm_world();
+    let t = w.token(json!({}));
+    let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+    let mcp = call("get_order", json!({"customer_id": "c-42"}));
+    for (path, body) in [(CHAT, &chat), ("/mcp", &mcp)] {
+        let with_type = |label: Option<&str>| {
+            let mut h = headers_for(&w, path, Some(&t));
+            h.retain(|(k, _)| k != "content-type");
+            if let Some(label) = label {
+                h.push(("content-type".into(), label.as_bytes().to_vec()));
+            }
+            if path == "/mcp" {
+                h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+            }
+            w.decide(&h, Some(body))
+        };
+        for label in [
+            Some("application/json; charset=utf-7"),
+            Some("application/json; charset=iso-8859-1"),
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("application/json, text/plain"),
+            None,
+        ] {
+            let denial = with_type(label)
+                .denial
+                .unwrap_or_else(|| panic!("{path} {label:?} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str()),
+                (Reason::EncodingUnsupported, "content_type"),
+                "{path} {label:?}"
+            );
+        }
+        let mut twice = headers_for(&w, path, Some(&t));
+        twice.push(("content-type".into(), b"application/json".to_vec()));
+        assert_eq!(
+            w.decide(&twice, Some(body)).denial.map(|d| d.reason),
+            Some(Reason::EncodingUnsupported),
+            "{path}: Content-Type twice"
+        );
+        for label in [
+            "application/json",
+            "application/json; charset=UTF-8",
+            "Application/Json",
+        ] {
+            let d = with_type(Some(label));
+            assert!(d.allowed(), "{path} {label}: {:?}", d.denial);
+        }
+    }
+}

@@ -39,6 +39,11 @@ impl Headers {
         Ok(first)
     }
 
+    /// The names of the headers, in order (a repeated one as often as it appears).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
+    }
+
     /// A header as text, or `None` when absent, repeated or not UTF-8.
     pub fn text<'a>(&'a self, name: &'a str) -> Option<&'a str> {
         self.one(name).ok().flatten().and_then(|v| std::str::from_utf8(v).ok())

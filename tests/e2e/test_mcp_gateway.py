@@ -454,6 +454,27 @@ def test_gzip_body_is_415(gateway, mint, record):
     record.assert_nothing_reached(gateway)
 
 
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-7", "text/plain"])
+def test_a_body_not_declared_utf8_json_is_415(gateway, mint, record, content_type):
+    """Express's json() decodes a body by its declared charset: in UTF-7, `+ACI-` is a quote,
+    so the call aigate would parse is not the one such a server runs. Refused before it is read."""
+    hidden = "+ACIAfQAsACIAbgBhAG0AZQAiADoAIgByAGUAZgB1AG4AZABfAG8AcgBkAGUAcgAi-"
+    body, headers = e2e.tool_call("get_order", {"customer_id": "cust-1", "order_id": f"o-1{hidden}"})
+    r = post(gateway, body, {**headers, "authorization": f"Bearer {mint()}", "content-type": content_type})
+    assert r.status_code == 415, r.text
+    err = deny_body(r)["error"]
+    assert (err["reason"], err["rule"]) == ("encoding_unsupported", "content_type"), err
+    record.assert_nothing_reached(gateway)
+
+
+def test_an_underscored_alias_of_a_header_aigate_reads_is_400(gateway, mint, record):
+    body, headers = e2e.tool_call("get_order", {"customer_id": "cust-1", "order_id": "o-1"})
+    r = post(gateway, body, {**headers, "authorization": f"Bearer {mint()}", "x_http_method_override": "DELETE"})
+    assert r.status_code == 400, r.text
+    assert deny_body(r)["error"]["reason"] == "body_malformed"
+    record.assert_nothing_reached(gateway)
+
+
 def test_oversized_body_is_413(gateway, mint, record):
     limit = gateway.policy["limits"]["max_body_bytes"]
     body, headers = e2e.tool_call("get_order", {"customer_id": "cust-1", "order_id": "x" * (limit + 100)})

@@ -334,12 +334,12 @@ fn hostile_header_bytes_and_empty_bodies_never_trap() {
                 404,
                 Some("route_unmatched"),
             ),
-            // The body is still read and judged as the JSON-RPC it is.
+            // An MCP body must be declared JSON.
             (
                 "non-utf8 content-type",
                 mcp_post(&idp.token(), &body).set_header("content-type", b"\xff"),
-                200,
-                None,
+                415,
+                Some("encoding_unsupported"),
             ),
             (
                 "POST without body",
