@@ -170,6 +170,14 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     };
     d.route = Some(route_idx);
     d.protocol = policy.routes.get(route_idx).map(|r| r.protocol);
+    // MCP's Streamable HTTP transport has three methods; any other is nothing aigate judges.
+    if d.protocol == Some(Protocol::Mcp) && !matches!(method.as_str(), "POST" | "GET" | "DELETE") {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::RouteUnmatched,
+            "routes",
+            "an MCP endpoint takes POST, GET and DELETE only",
+        )));
+    }
 
     if let Some(denial) = input_checks(policy, headers, has_body, d.protocol) {
         return Head::Decided(d.deny(denial));

@@ -537,6 +537,23 @@ fn workload_prefixes_end_at_a_delimiter() {
 }
 
 #[test]
+fn an_mcp_route_takes_the_transports_methods_only() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    for method in ["PUT", "HEAD", "OPTIONS", "TRACE", "PATCH", "post"] {
+        let mut h = w.headers(Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        let d = w.decide(&h, Some(&call("get_order", json!({"customer_id": "c-42"}))));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::RouteUnmatched), "{method}");
+    }
+    for method in ["GET", "DELETE"] {
+        let mut h = w.headers(Some(&t));
+        h[0].1 = method.as_bytes().to_vec();
+        assert!(w.decide_raw(&h, None).allowed(), "{method}");
+    }
+}
+
+#[test]
 fn session_binding() {
     let w = World::with(|p| p["identity"]["bind_session"] = json!({"claim": "sid"}));
     let body = call("get_order", json!({"customer_id": "c-42"}));
