@@ -14,6 +14,7 @@ use crate::authz;
 use crate::config::{ExtraInput, Impact, Protocol, ProviderState, UnknownMethods};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
+use crate::media;
 use crate::policy::{DataRule, Policy, Tool};
 use crate::request::{mcp, Headers, Host, Repeated};
 use serde_json::Value;
@@ -515,7 +516,7 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
         return None;
     }
     match headers.one("content-type") {
-        Ok(Some(v)) if is_json_type(v) => None,
+        Ok(Some(v)) if media::is_json_type(v) => None,
         _ => Some("a body that is not declared JSON"),
     }
 }
@@ -558,68 +559,16 @@ fn body_type_problem(headers: &Headers, protocol: Option<Protocol>) -> Option<&'
     if label.is_some_and(|v| std::str::from_utf8(v).is_err()) {
         return Some("Content-Type is not text");
     }
-    if label.is_some_and(|v| !utf8_charset(v)) {
+    if label.is_some_and(|v| !media::utf8_charset(v)) {
         return Some(
             "the body declares a character set other than UTF-8, which aigate does not read: send it as UTF-8 JSON",
         );
     }
     let json_only = protocol.is_some_and(|p| p == Protocol::Mcp || p.is_llm());
-    if json_only && !label.is_some_and(is_json_type) {
+    if json_only && !label.is_some_and(media::is_json_type) {
         return Some("the body must be declared JSON (Content-Type: application/json)");
     }
     None
-}
-
-/// RFC 9110 `tchar`: what a media type's names and parameter names are made of.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// Parameters of a media type (`;`-separated), trimmed of HTTP whitespace.
-fn media_parameters(value: &str) -> impl Iterator<Item = &str> {
-    value
-        .split(';')
-        .skip(1)
-        .map(|p| p.trim_matches([' ', '\t']))
-        .filter(|p| !p.is_empty())
-}
-
-/// Text whose `charset` parameter, if any, is `utf-8`, given at most once.
-fn utf8_charset(value: &[u8]) -> bool {
-    let Ok(v) = std::str::from_utf8(value) else {
-        return false;
-    };
-    let charsets: Vec<&str> = media_parameters(v)
-        .filter_map(|p| p.split_once('='))
-        .filter(|(name, _)| name.trim_matches([' ', '\t']).eq_ignore_ascii_case("charset"))
-        .map(|(_, value)| value.trim_matches([' ', '\t', '"']))
-        .collect();
-    charsets.len() <= 1 && charsets.iter().all(|c| c.eq_ignore_ascii_case("utf-8"))
-}
-
-/// One media type, `application/json` or `application/…+json`, in UTF-8. Strict, because
-/// servers read a loose value differently: Rack and PHP take `…/x-www-form-urlencoded,
-/// application/json` or `…form-urlencoded +json` as a form, whose fields a body can also
-/// hold (`{"x":"&amount=100000&"}`).
-fn is_json_type(value: &[u8]) -> bool {
-    let Ok(v) = std::str::from_utf8(value) else {
-        return false;
-    };
-    if v.contains(',') || !utf8_charset(value) {
-        return false;
-    }
-    let essence = v
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim_matches([' ', '\t'])
-        .to_ascii_lowercase();
-    let Some(("application", subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    let token = |s: &str| !s.is_empty() && s.bytes().all(is_tchar);
-    let parameters_well_formed = media_parameters(v).all(|p| p.split_once('=').is_some_and(|(name, _)| token(name)));
-    token(subtype) && (subtype == "json" || subtype.ends_with("+json")) && parameters_well_formed
 }
 
 /// Judges one tool call (scope, bindings, constraints) and records it for metrics and

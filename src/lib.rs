@@ -19,6 +19,7 @@ pub mod engine;
 pub mod identity;
 pub mod json;
 pub mod jws;
+pub mod media;
 pub mod metrics;
 pub mod output;
 #[cfg(target_arch = "wasm32")]

@@ -75,11 +75,8 @@ impl Assembly {
     /// Reads one event; `true` when it belongs to a tool call.
     pub(super) fn event(&mut self, protocol: Protocol, event: &[u8], limits: &Limits) -> Result<bool, Denial> {
         // Where calls are assembled, every reader must see the same events.
-        if events::bom_opens_a_line(event) {
-            return Err(malformed(
-                RULE,
-                "a byte-order mark opens a line of the answer: clients read it differently",
-            ));
+        if let Some(problem) = events::ambiguity(event) {
+            return Err(malformed(RULE, problem));
         }
         let (name, data) =
             events::fields(event).ok_or_else(|| malformed(RULE, "an event of the answer is not UTF-8"))?;

@@ -94,15 +94,25 @@ fn event_end(buf: &[u8], scan: Scan) -> Result<usize, Scan> {
     Err(Scan { line_start, at: i })
 }
 
-/// Does a byte-order mark open a line of this event? Decoders disagree on it: the
-/// JavaScript SDKs drop it, the Python SDKs keep it as part of the field name (and so
-/// ignore the line), so two clients may read different events.
-pub fn bom_opens_a_line(event: &[u8]) -> bool {
+/// Why clients would read this event differently, if they would; such an event is refused,
+/// as aigate cannot judge what each of them sees.
+/// - A byte-order mark opening a line: the JavaScript SDKs drop it, the Python SDKs keep it
+///   as part of the field name (and so ignore the line).
+/// - A carriage return alone: the SSE standard, and the Python and JavaScript SDKs, end a
+///   line there; Go's (mcp-go, go-sdk) read lines up to `\n` and trim the `\r`, so
+///   `data:\r{…}` is an empty field to one reader and a message to the other.
+pub fn ambiguity(event: &[u8]) -> Option<&'static str> {
     const BOM: &[u8] = "\u{feff}".as_bytes();
-    event.starts_with(BOM)
+    let bom = event.starts_with(BOM)
         || event
             .windows(BOM.len() + 1)
-            .any(|w| matches!(w.first(), Some(b'\n' | b'\r')) && w.get(1..) == Some(BOM))
+            .any(|w| matches!(w.first(), Some(b'\n' | b'\r')) && w.get(1..) == Some(BOM));
+    if bom {
+        return Some("a byte-order mark opens a line of the answer: clients read it differently");
+    }
+    let lone_cr =
+        event.windows(2).any(|w| matches!(w, [b'\r', next] if *next != b'\n')) || event.last() == Some(&b'\r');
+    lone_cr.then_some("a carriage return alone ends a line of the answer: clients read it differently")
 }
 
 /// The `event` name and the joined `data` lines of one event. A byte-order mark opening a

@@ -12,8 +12,7 @@
 //! id would let a client pick an id the server echoes differently (`-0` comes back as `0`,
 //! `1.0` as `1`), repeat an id in a batch, or have an answer replayed on another stream.
 
-use super::events::{bom_opens_a_line, fields, Events};
-use super::RULE;
+use super::events::{ambiguity, fields, Events};
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use crate::request::llm::malformed;
@@ -29,6 +28,9 @@ pub enum Shown {
     /// it, or a resource read returns its contents.
     Resource,
 }
+
+/// The rule an unreadable MCP answer is refused under.
+const RULE: &str = "answer";
 
 /// Which items and resources the caller may see.
 pub type Keep<'a> = &'a dyn Fn(Shown, &Map<String, Value>) -> bool;
@@ -72,8 +74,9 @@ const LISTINGS: [Listing; 4] = [
 
 /// The members of a list answer aigate reads, at each level: the message, its result,
 /// and an item.
-const MESSAGE_READ: [&str; 1] = ["result"];
-const RESULT_READ: [&str; 8] = [
+const MESSAGE_READ: [&str; 2] = ["result", "params"];
+const PARAMS_READ: [&str; 1] = ["messages"];
+const RESULT_READ: [&str; 9] = [
     "tools",
     "resources",
     "resourceTemplates",
@@ -82,10 +85,11 @@ const RESULT_READ: [&str; 8] = [
     "content",
     "contents",
     "messages",
+    "inputRequests",
 ];
 const ITEM_READ: [&str; 3] = ["name", "uri", "uriTemplate"];
 const MESSAGE_ITEM_READ: [&str; 1] = ["content"];
-const BLOCK_READ: [&str; 3] = ["type", "uri", "resource"];
+const BLOCK_READ: [&str; 4] = ["type", "uri", "resource", "content"];
 const RESOURCE_READ: [&str; 1] = ["uri"];
 
 fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Denial> {
@@ -98,11 +102,16 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
     if let Some(message) = m.as_object() {
         refuse_miscased(message, &MESSAGE_READ)?;
     }
+    // A request of the server's (`sampling/createMessage`): messages for the client's model.
+    let asked = match m.get_mut("params").and_then(Value::as_object_mut) {
+        Some(params) => withhold_in_request(params, keep)?,
+        None => 0,
+    };
     let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) else {
-        return Ok(0);
+        return Ok(asked);
     };
     refuse_miscased(result, &RESULT_READ)?;
-    let mut hidden = 0;
+    let mut hidden = asked;
     for listing in LISTINGS {
         if let Some(items) = result.get_mut(listing.items_key()).and_then(Value::as_array_mut) {
             for item in items.iter().filter_map(Value::as_object) {
@@ -114,10 +123,8 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
         }
     }
     // A tool's result (a task's too): content blocks.
-    if let Some(blocks) = result.get_mut("content").and_then(Value::as_array_mut) {
-        for block in blocks {
-            hidden += withhold_block(block, keep)?;
-        }
+    if let Some(blocks) = result.get_mut("content").filter(|c| c.is_array()) {
+        hidden += withhold_blocks(blocks, keep)?;
     }
     // A resource read: the contents of each resource it returns.
     if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
@@ -128,18 +135,17 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
         contents.retain(|item| item.as_object().is_some_and(|o| keep(Shown::Resource, o)));
         hidden += before - contents.len();
     }
-    // A prompt: each message holds a content block (a list of them, to lenient readers).
-    if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
-        for message in messages.iter_mut().filter_map(Value::as_object_mut) {
-            refuse_miscased(message, &MESSAGE_ITEM_READ)?;
-            match message.get_mut("content") {
-                Some(Value::Array(blocks)) => {
-                    for block in blocks {
-                        hidden += withhold_block(block, keep)?;
-                    }
-                }
-                Some(block) => hidden += withhold_block(block, keep)?,
-                None => {}
+    // A prompt's messages.
+    if let Some(messages) = result.get_mut("messages") {
+        hidden += withhold_in_messages(messages, keep)?;
+    }
+    // A result asking for input first (MCP's multi-round calls): the requests it carries
+    // (a sampling request's messages go to the client's model).
+    if let Some(requests) = result.get_mut("inputRequests").and_then(Value::as_object_mut) {
+        for request in requests.values_mut().filter_map(Value::as_object_mut) {
+            refuse_miscased(request, &MESSAGE_READ)?;
+            if let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) {
+                hidden += withhold_in_request(params, keep)?;
             }
         }
     }
@@ -150,13 +156,61 @@ fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
     Ok(hidden)
 }
 
+/// The parameters of a request the server makes of the client: its `messages`, if any.
+fn withhold_in_request(params: &mut Map<String, Value>, keep: Keep) -> Result<usize, Denial> {
+    refuse_miscased(params, &PARAMS_READ)?;
+    match params.get_mut("messages") {
+        Some(messages) => withhold_in_messages(messages, keep),
+        None => Ok(0),
+    }
+}
+
+/// Messages (a prompt's, a sampling request's): each holds a content block, or a list of
+/// them.
+fn withhold_in_messages(messages: &mut Value, keep: Keep) -> Result<usize, Denial> {
+    let mut hidden = 0;
+    for message in messages
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+    {
+        refuse_miscased(message, &MESSAGE_ITEM_READ)?;
+        if let Some(content) = message.get_mut("content") {
+            hidden += withhold_blocks(content, keep)?;
+        }
+    }
+    Ok(hidden)
+}
+
+/// A content block, or a list of them.
+fn withhold_blocks(content: &mut Value, keep: Keep) -> Result<usize, Denial> {
+    match content {
+        Value::Array(blocks) => {
+            let mut hidden = 0;
+            for block in blocks {
+                hidden += withhold_block(block, keep)?;
+            }
+            Ok(hidden)
+        }
+        block => withhold_block(block, keep),
+    }
+}
+
 /// A content block that links (`resource_link`) or embeds (`resource`) a resource the
-/// caller may not see becomes a text block saying so: 1 when it was withheld.
+/// caller may not see becomes a text block saying so: 1 when it was withheld. A tool's
+/// result in a conversation (`tool_result`) holds blocks of its own.
 fn withhold_block(block: &mut Value, keep: Keep) -> Result<usize, Denial> {
     let Some(fields) = block.as_object() else {
         return Ok(0);
     };
     refuse_miscased(fields, &BLOCK_READ)?;
+    if fields.get("type").and_then(Value::as_str) == Some("tool_result") {
+        return match block.get_mut("content") {
+            Some(content) => withhold_blocks(content, keep),
+            None => Ok(0),
+        };
+    }
     let none = Map::new();
     let resource = match fields.get("type").and_then(Value::as_str) {
         Some("resource_link") => fields,
@@ -285,11 +339,8 @@ impl ListStream {
 fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     // Every reader must see the same message: a line a BOM opens is data to some clients'
     // decoders and an unknown field to others' (the Python SDK's).
-    if bom_opens_a_line(event) {
-        return Err(malformed(
-            RULE,
-            "a byte-order mark opens a line of the server's answer: clients read it differently",
-        ));
+    if let Some(problem) = ambiguity(event) {
+        return Err(malformed(RULE, problem));
     }
     let (_, data) = fields(event).ok_or_else(|| malformed(RULE, "an event of the server's answer is not UTF-8"))?;
     if data.trim().is_empty() {

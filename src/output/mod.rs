@@ -31,14 +31,9 @@ pub enum Format {
 
 /// The format of a response from its `content-type`; `None` for one aigate cannot read.
 pub fn format(content_type: &[u8]) -> Option<Format> {
-    let media = content_type
-        .split(|b| *b == b';')
-        .next()?
-        .trim_ascii()
-        .to_ascii_lowercase();
-    if media == b"application/json" || media.ends_with(b"+json") {
+    if crate::media::is_json_type(content_type) {
         Some(Format::Json)
-    } else if media == b"text/event-stream" {
+    } else if crate::media::is_event_stream(content_type) {
         Some(Format::EventStream)
     } else {
         None

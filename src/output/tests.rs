@@ -19,6 +19,17 @@ fn formats_by_media_type() {
     assert_eq!(format(b"text/event-stream;charset=utf-8"), Some(Format::EventStream));
     assert_eq!(format(b"text/plain"), None);
     assert_eq!(format(b"application/jsonl"), None);
+    // Clients decode by the declared charset: anything but UTF-8 is text aigate did not read.
+    for other in [
+        &b"text/event-stream; charset=utf-7"[..],
+        b"text/event-stream; charset=utf-16le",
+        b"application/json; charset=\"UTF-7\"",
+        b"application/json; charset=utf-8; charset=utf-7",
+        b"text/event-stream, application/json",
+        b"text/x+json",
+    ] {
+        assert_eq!(format(other), None, "{}", String::from_utf8_lossy(other));
+    }
 }
 
 #[test]
@@ -569,6 +580,29 @@ fn resources_in_answers_outside_the_boundary_are_withheld() {
     assert_eq!(out["result"]["messages"][1]["content"], withheld);
     assert_eq!(out["result"]["messages"][2]["content"], json!([withheld]));
 
+    // Messages for the client's model: a multi-round result's sampling request, a server's
+    // own sampling request, a tool's result inside them.
+    let link = |uri: &str| json!({"type": "resource_link", "uri": uri});
+    let sampling = json!({"method": "sampling/createMessage", "params": {"maxTokens": 10, "messages": [
+        {"role": "user", "content": {"type": "tool_result", "toolUseId": "t1", "content": [link("docs://t1"), link("docs://t0")]}},
+        {"role": "user", "content": [link("docs://t3")]}
+    ]}});
+    let multi_round = json!({"jsonrpc": "2.0", "id": 7, "result": {"resultType": "input_required",
+        "inputRequests": {"s1": sampling.clone()}}});
+    let mut server_request = sampling.clone();
+    server_request["jsonrpc"] = json!("2.0");
+    server_request["id"] = json!(99);
+    for (answer, at) in [(&multi_round, "/result/inputRequests/s1"), (&server_request, "")] {
+        let (out, hidden) = listing::filter(&bytes(answer), &limits(), &keep_even_names)
+            .unwrap()
+            .unwrap();
+        assert_eq!(hidden, 2, "{answer}");
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        let messages = out.pointer(&format!("{at}/params/messages")).unwrap();
+        assert_eq!(messages[0]["content"]["content"], json!([withheld, link("docs://t0")]));
+        assert_eq!(messages[1]["content"], json!([withheld]));
+    }
+
     // Everything inside: passes byte for byte.
     let inside =
         json!({"jsonrpc": "2.0", "id": 6, "result": {"content": [{"type": "resource_link", "uri": "docs://t2"}]}});
@@ -585,6 +619,10 @@ fn resources_in_answers_outside_the_boundary_are_withheld() {
         json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "resource", "resource": {"uri": "docs://t0", "Uri": "docs://t1"}}]}}),
         json!({"jsonrpc": "2.0", "id": 1, "result": {"contents": [{"uri": "docs://t0", "URI": "docs://t1"}]}}),
         json!({"jsonrpc": "2.0", "id": 1, "result": {"messages": [{"Content": {"type": "resource_link", "uri": "docs://t1"}}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "Params": {"messages": []}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "params": {"Messages": []}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"InputRequests": {}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "tool_result", "Content": []}]}}),
     ] {
         let e = listing::filter(&bytes(&answer), &limits(), &keep_even_names).unwrap_err();
         assert_eq!(e.reason, Reason::BodyMalformed, "{answer}");
@@ -689,9 +727,14 @@ fn streamed_list_answers_are_filtered_event_by_event() {
     assert_eq!(s.finish(&keep_even_names).0.unwrap_err().reason, Reason::BodyMalformed);
     // A byte-order mark opening a line: the Python SDK ignores that line, others read it
     // as data, so the two would see different messages. Refused, as the first event too.
+    // A carriage return alone ends a line to the SSE standard (and aigate, and the Python
+    // SDK) but not to Go's SDKs: `data:\r{…}` is a message to them.
     for body in [
         format!("\u{feff}data: {{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{{\"wrap\":\ndata: {answer}\n\u{feff}data: }}}}\n\n"),
         format!("event: message\n\u{feff}data: {answer}\n\n"),
+        format!("event: message\ndata:\r{answer}\n\n"),
+        format!("event: message\rdata: {answer}\r\r"),
+        format!("event: message\ndata: {answer}\r"),
     ] {
         let mut s = listing::ListStream::new(&limits(), true);
         assert_eq!(s.feed(body.as_bytes(), &keep_even_names), Some(Vec::new()), "{body:?}");

@@ -83,16 +83,23 @@ impl Http {
     /// At the response head: how the answer will be read, or its refusal when it cannot be.
     pub(super) fn answer_head(&mut self, request: Decision) {
         let head = response_head();
-        // An error status carries no tool calls.
+        let Some(protocol) = request.protocol else { return };
+        // A model's error status carries no tool calls: the SDKs raise on it. An MCP
+        // client may read any status's body as the answer (the Python SDK a 300's, mcp-go
+        // even a 500's), so an MCP answer is judged whatever its status.
         let success = head
             .one(":status")
             .ok()
             .flatten()
             .is_some_and(|s| s.first() == Some(&b'2'));
-        if !success {
+        if !success && protocol != Protocol::Mcp {
             return;
         }
-        let Some(protocol) = request.protocol else { return };
+        let rule = if protocol == Protocol::Mcp {
+            "answer"
+        } else {
+            "model_calls"
+        };
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
         // Given twice, a label is read one way here (the host's first value) and another by
@@ -131,6 +138,7 @@ impl Http {
             }
             Some(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
             _ => {
+                let other_charset = label.ok().flatten().is_some_and(|l| !crate::media::utf8_charset(l));
                 let denial = if declared_too_large {
                     Denial::new(
                         Reason::BodyTooLarge,
@@ -140,19 +148,25 @@ impl Http {
                 } else if repeated {
                     Denial::new(
                         Reason::BodyMalformed,
-                        "model_calls",
+                        rule,
                         "the answer gives its content type or encoding more than once: clients may read it differently",
                     )
                 } else if encoded {
                     Denial::new(
                         Reason::EncodingUnsupported,
-                        "model_calls",
+                        rule,
                         "the answer is compressed, so aigate cannot judge it",
+                    )
+                } else if other_charset {
+                    Denial::new(
+                        Reason::EncodingUnsupported,
+                        rule,
+                        "the answer declares a character set other than UTF-8, which clients would decode into other text than aigate read",
                     )
                 } else {
                     Denial::new(
                         Reason::BodyMalformed,
-                        "model_calls",
+                        rule,
                         "the answer is neither JSON nor an event stream, so aigate cannot judge it",
                     )
                 };

@@ -577,3 +577,39 @@ fn lists_are_filtered_by_shape_whatever_the_id_and_on_server_streams() {
         assert!(text.starts_with("id: 7\nevent: message\ndata: "), "{mode}: {text}");
     }
 }
+
+#[test]
+fn an_mcp_answer_is_judged_whatever_its_status_and_only_in_utf8() {
+    let idp = Idp::new();
+    let leak = json!({"jsonrpc": "2.0", "id": 4, "result": {"content": [
+        {"type": "resource", "resource": {"uri": "docs://globex/payroll", "text": "globex payroll"}}
+    ]}});
+    let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        // The Python SDK reads a 300's body as the answer, mcp-go a 500's.
+        for status in [300, 500] {
+            let answer = UpstreamResponse::new(status)
+                .header("content-type", "application/json")
+                .body(leak.to_string().into_bytes());
+            let outcome = plugin.request(mcp_post(&idp.token(), &call).upstream(answer)).unwrap();
+            let text = outcome.response_body_str();
+            assert!(!text.contains("globex"), "{mode} {status}: {text}");
+            assert_list_answer_line(&outcome, 1, mode);
+        }
+        // Decoded by its declared charset, a stream would be other text than aigate read.
+        for label in ["text/event-stream; charset=utf-7", "application/json; charset=utf-16le"] {
+            let answer = UpstreamResponse::new(200)
+                .header("content-type", label)
+                .body(format!("event: message\ndata: {leak}\n\n").into_bytes());
+            let outcome = plugin.request(mcp_post(&idp.token(), &call).upstream(answer)).unwrap();
+            assert_eq!(outcome.status(), Some(502), "{mode} {label}");
+            assert!(!outcome.response_body_str().contains("globex"), "{mode} {label}");
+            let audits = audit_lines(&outcome);
+            assert_eq!(
+                (audits[1]["reason"].as_str(), audits[1]["rule"].as_str()),
+                (Some("encoding_unsupported"), Some("answer")),
+                "{mode} {label}: {audits:?}"
+            );
+        }
+    }
+}
