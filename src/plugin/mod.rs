@@ -278,6 +278,15 @@ impl Http {
     fn record(&self, d: &Decision, property: &str) {
         let policy = &self.shared.policy;
         self.shared.meters.record(policy, d);
+        // An MCP answer that passes whole adds nothing to the request's line: counted only,
+        // so the common path costs no second log line.
+        let passed_whole = d.stage == engine::Stage::Answer
+            && d.protocol == Some(crate::config::Protocol::Mcp)
+            && d.denial.is_none()
+            && d.hidden == 0;
+        if passed_whole {
+            return;
+        }
         let now = self
             .get_current_time()
             .duration_since(std::time::UNIX_EPOCH)

@@ -83,11 +83,12 @@ fn allowed_tool_call_is_forwarded_with_decision_id_metric_and_audit() {
         );
 
         let audits = audit_lines(&outcome);
-        // The request's line, and its answer's (read for resources outside the boundary).
-        assert_eq!(audits.len(), 2, "{mode}: {:?}", outcome.logs);
+        // The request's line; its answer passed whole, so it is counted, not logged.
+        assert_eq!(audits.len(), 1, "{mode}: {:?}", outcome.logs);
         assert_eq!(
-            (audits[1]["stage"].as_str(), audits[1]["decision"].as_str()),
-            (Some("answer"), Some("allow"))
+            plugin.metric("protocol=.=mcp;.;decision=.=allow;.;reason=.=none;.;aigate_answers_total"),
+            Some(1),
+            "{mode}"
         );
         let a = &audits[0];
         assert_eq!(a["decision"], "allow", "{mode}: {a}");
@@ -421,8 +422,7 @@ fn many_chunks_decide_like_one_chunk() {
                 .request(mcp_post(&token, body))
                 .unwrap_or_else(|e| panic!("{mode}: {e}"));
             let audit = audit_lines(&one);
-            // An allowed call's answer has its own line.
-            assert_eq!(audit.len(), 1 + usize::from(reason.is_none()), "{mode}: {body}");
+            assert_eq!(audit.len(), 1, "{mode}: {body}");
             assert_eq!(audit[0]["reason"].as_str(), *reason, "{mode}: {body}");
             assert_eq!(
                 audit[0]["decision"],
@@ -536,12 +536,12 @@ fn a_request_costs_few_host_calls() {
         let expected: std::collections::BTreeMap<String, u64> = [
             ("proxy_get_header_map_pairs", 2),         // the request's headers, the answer's
             ("proxy_get_buffer_bytes", 2),             // each body, once at its end
-            ("proxy_get_current_time_nanoseconds", 3), // token times; two audit lines
+            ("proxy_get_current_time_nanoseconds", 2), // token times; the audit line
             ("proxy_increment_metric", 4),             // requests, identity, tool calls, answers
             ("proxy_record_metric", 1),                // body bytes histogram
             ("proxy_get_property", 1),                 // the mTLS peer, for workload identity
-            ("proxy_set_property", 2),                 // each decision for access logs
-            ("proxy_log", 2),                          // the audit lines
+            ("proxy_set_property", 1),                 // the decision for access logs
+            ("proxy_log", 1),                          // the audit line (the answer passed whole)
             ("proxy_replace_header_map_value", 2),     // decision id upstream and to the client
             ("proxy_remove_header_map_value", 1),      // the answer's length: it may be rewritten
         ]
