@@ -495,10 +495,7 @@ fn below_prefix(path: &str, prefix: &str) -> bool {
 /// the route's prefix (a trailing `/` alone is none), a method override, a body not
 /// declared as UTF-8 JSON.
 fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
-    if METHOD_OVERRIDES
-        .into_iter()
-        .any(|h| headers.get_all(h).next().is_some())
-    {
+    if METHOD_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
         return Some("a method override header");
     }
     let path = headers.text(":path").unwrap_or("");

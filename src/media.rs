@@ -6,6 +6,11 @@ fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The media type itself (`type/subtype`), before its parameters.
+fn essence(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim_matches([' ', '\t'])
+}
+
 /// Parameters of a media type (`;`-separated), trimmed of HTTP whitespace.
 fn parameters(value: &str) -> impl Iterator<Item = &str> {
     value
@@ -39,12 +44,7 @@ pub fn is_json_type(value: &[u8]) -> bool {
     if v.contains(',') || !utf8_charset(value) {
         return false;
     }
-    let essence = v
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim_matches([' ', '\t'])
-        .to_ascii_lowercase();
+    let essence = essence(v).to_ascii_lowercase();
     let Some(("application", subtype)) = essence.split_once('/') else {
         return false;
     };
@@ -59,6 +59,5 @@ pub fn is_event_stream(value: &[u8]) -> bool {
     let Ok(v) = std::str::from_utf8(value) else {
         return false;
     };
-    let essence = v.split(';').next().unwrap_or("").trim_matches([' ', '\t']);
-    !v.contains(',') && utf8_charset(value) && essence.eq_ignore_ascii_case("text/event-stream")
+    !v.contains(',') && utf8_charset(value) && essence(v).eq_ignore_ascii_case("text/event-stream")
 }
