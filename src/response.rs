@@ -3,7 +3,7 @@
 use crate::approval;
 use crate::config::Protocol;
 use crate::decision::{Denial, Reason};
-use crate::engine::Decision;
+use crate::engine::{Decision, Stage};
 use crate::policy::Policy;
 use serde_json::{json, Map, Value};
 
@@ -11,6 +11,8 @@ pub const DECISION_HEADER: &str = "x-aigate-decision-id";
 
 /// JSON-RPC error code for policy denials (implementation-defined server error range).
 pub const JSONRPC_POLICY_DENIED: i64 = -32001;
+/// JSON-RPC's "internal error": the server's answer could not be passed on.
+pub const JSONRPC_INTERNAL_ERROR: i64 = -32603;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -67,10 +69,18 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     if let Some(p) = d.protocol.filter(|p| p.is_llm()) {
         return provider_error(p, denial, decision_id, headers, data);
     }
-    if d.protocol == Some(Protocol::Mcp) && is_jsonrpc_denial(reason) && !d.rpc_ids.is_empty() {
+    // A server's answer aigate refused is, to the client, the request's failure: a JSON-RPC
+    // error too, so the agent reads why (a policy denial of the request is -32001).
+    let answer = d.stage == Stage::Answer;
+    if d.protocol == Some(Protocol::Mcp) && (answer || is_jsonrpc_denial(reason)) && !d.rpc_ids.is_empty() {
+        let code = if answer {
+            JSONRPC_INTERNAL_ERROR
+        } else {
+            JSONRPC_POLICY_DENIED
+        };
         let error = |id: &Value| {
             json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": JSONRPC_POLICY_DENIED,
+                "code": code,
                 "message": format!("aigate: {} ({})", denial.message, reason.as_str()),
                 "data": Value::Object(data.clone()),
             }})

@@ -37,6 +37,9 @@ fn answer_to(request: &Decision) -> Decision {
         principal: request.principal.clone(),
         model: request.model.clone(),
         rpc_method: request.rpc_method.clone(),
+        // An MCP answer refused is a JSON-RPC error to each request it answers.
+        rpc_ids: request.rpc_ids.clone(),
+        batch: request.batch,
         ..Decision::default()
     }
 }

@@ -145,8 +145,9 @@ pub fn refusal(protocol: Protocol, body: &[u8], message: &str, limits: &Limits) 
 /// denied request gets it), which the OpenAI and Anthropic SDKs raise.
 pub fn error_event(protocol: Protocol, error: &[u8]) -> Vec<u8> {
     let mut e = Vec::with_capacity(error.len() + 24);
-    // Chat streams carry no event names; the SDK raises on an `error` member.
-    if protocol != Protocol::OpenaiChat {
+    // Chat streams carry no event names; the SDK raises on an `error` member. An MCP
+    // refusal is a JSON-RPC message, as the stream's other messages (no name: `message`).
+    if !matches!(protocol, Protocol::OpenaiChat | Protocol::Mcp) {
         e.extend_from_slice(b"event: error\n");
     }
     e.extend_from_slice(b"data: ");

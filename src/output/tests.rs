@@ -179,6 +179,11 @@ fn error_events_are_raised_by_the_sdks() {
         error_event(Protocol::AnthropicMessages, br#"{"type":"error"}"#),
         b"event: error\ndata: {\"type\":\"error\"}\n\n"
     );
+    // An MCP refusal is a JSON-RPC message like the stream's others.
+    assert_eq!(
+        error_event(Protocol::Mcp, br#"{"jsonrpc":"2.0"}"#),
+        b"data: {\"jsonrpc\":\"2.0\"}\n\n"
+    );
 }
 
 fn sse(events: &[(Option<&str>, Value)]) -> Vec<u8> {

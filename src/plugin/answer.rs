@@ -172,7 +172,10 @@ impl Http {
                 };
                 let d = refused(policy, &request, denial);
                 if enforce {
-                    set_response_header(":status", Some("502"));
+                    // A JSON-RPC error answers MCP requests (as for a denied request); the
+                    // server's own stream (`GET`) has none to answer.
+                    let rpc = protocol == Protocol::Mcp && !request.rpc_ids.is_empty();
+                    set_response_header(":status", Some(if rpc { "200" } else { "502" }));
                     set_response_header("content-encoding", None);
                     set_response_header("content-type", Some("application/json"));
                 }

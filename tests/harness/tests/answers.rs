@@ -602,7 +602,19 @@ fn an_mcp_answer_is_judged_whatever_its_status_and_only_in_utf8() {
                 .header("content-type", label)
                 .body(format!("event: message\ndata: {leak}\n\n").into_bytes());
             let outcome = plugin.request(mcp_post(&idp.token(), &call).upstream(answer)).unwrap();
-            assert_eq!(outcome.status(), Some(502), "{mode} {label}");
+            // The refusal answers the request: a JSON-RPC error the SDKs raise, with why.
+            assert_eq!(outcome.status(), Some(200), "{mode} {label}");
+            assert_eq!(
+                outcome.response_header("content-type").as_deref(),
+                Some("application/json")
+            );
+            let reply: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+            assert_eq!(
+                (reply["id"].as_i64(), reply["error"]["code"].as_i64()),
+                (Some(4), Some(-32603)),
+                "{reply}"
+            );
+            assert_eq!(reply["error"]["data"]["reason"], "encoding_unsupported", "{reply}");
             assert!(!outcome.response_body_str().contains("globex"), "{mode} {label}");
             let audits = audit_lines(&outcome);
             assert_eq!(
