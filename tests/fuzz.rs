@@ -350,3 +350,83 @@ proptest! {
         }
     }
 }
+
+/// An MCP answer of a generated shape: list items and content blocks the caller may see
+/// (an even digit) or not, among arbitrary values, in one message or a batch.
+fn mcp_answer() -> impl Strategy<Value = Value> {
+    let item = prop_oneof![
+        "[0-9]".prop_map(|d| json!({"name": format!("t{d}"), "description": "x"})),
+        json_value(),
+    ];
+    let block = prop_oneof![
+        "[0-9]".prop_map(|d| json!({"type": "resource_link", "uri": format!("docs://t{d}")})),
+        "[0-9]".prop_map(|d| json!({"type": "resource", "resource": {"uri": format!("docs://t{d}"), "text": "x"}})),
+        json_value(),
+    ];
+    let message = (
+        prop::collection::vec(item, 0..6),
+        prop::collection::vec(block, 0..6),
+        any::<bool>(),
+        json_value(),
+    )
+        .prop_map(|(tools, content, scoped, extra)| {
+            let mut result =
+                json!({"tools": tools, "content": content, "extra": extra, "big": 12345678901234567890u64});
+            if scoped {
+                result["cacheScope"] = json!("public");
+            }
+            json!({"jsonrpc": "2.0", "id": 1, "result": result})
+        })
+        .boxed();
+    prop_oneof![
+        message.clone(),
+        prop::collection::vec(message, 1..4).prop_map(Value::from)
+    ]
+}
+
+/// The caller of these properties sees names and URIs ending in an even digit.
+fn sees_even(shown: aigate::output::listing::Shown, item: &serde_json::Map<String, Value>) -> bool {
+    let key = match shown {
+        aigate::output::listing::Shown::Listed(_) => "name",
+        aigate::output::listing::Shown::Resource => "uri",
+    };
+    item.get(key)
+        .and_then(Value::as_str)
+        .and_then(|s| s.chars().last())
+        .and_then(|c| c.to_digit(10))
+        .is_some_and(|d| d % 2 == 0)
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// A rewritten MCP answer is valid JSON with nothing left to withhold, keeps the items
+    /// the caller may see in order, and leaves everything else as the server wrote it,
+    /// compact or pretty-printed.
+    #[test]
+    fn mcp_answers_lose_exactly_what_is_withheld(answer in mcp_answer(), pretty in any::<bool>()) {
+        let limits = World::new().policy.limits;
+        let text = if pretty { serde_json::to_string_pretty(&answer).unwrap() } else { answer.to_string() };
+        let filtered = aigate::output::listing::filter(text.as_bytes(), &limits, &sees_even);
+        prop_assert!(filtered.is_ok(), "{:?}", filtered.err());
+        let Some((out, hidden)) = filtered.unwrap() else { return Ok(()) };
+        prop_assert!(hidden > 0);
+        let out_text = String::from_utf8(out).unwrap();
+        prop_assert!(out_text.contains("12345678901234567890"), "{}", out_text);
+        prop_assert_eq!(aigate::output::listing::filter(out_text.as_bytes(), &limits, &sees_even).unwrap(), None);
+        let got: Value = serde_json::from_str(&out_text).unwrap();
+        let pairs: Vec<(&Value, &Value)> = match (&answer, &got) {
+            (Value::Array(a), Value::Array(g)) => a.iter().zip(g).collect(),
+            (a, g) => vec![(a, g)],
+        };
+        for (sent, seen) in pairs {
+            let kept: Vec<&Value> = sent["result"]["tools"].as_array().unwrap().iter()
+                .filter(|t| t.as_object().is_some_and(|o| sees_even(aigate::output::listing::Shown::Listed(aigate::request::mcp::Listing::Tools), o)))
+                .collect();
+            let shown: Vec<&Value> = seen["result"]["tools"].as_array().unwrap().iter().collect();
+            prop_assert_eq!(kept, shown);
+            prop_assert_eq!(&sent["result"]["extra"], &seen["result"]["extra"]);
+            prop_assert_eq!(sent["result"]["content"].as_array().map(Vec::len), seen["result"]["content"].as_array().map(Vec::len));
+        }
+    }
+}

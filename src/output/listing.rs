@@ -17,6 +17,7 @@ use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use crate::request::llm::malformed;
 use crate::request::mcp::Listing;
+use crate::request::splice::{self, Span, Step};
 use serde_json::{Map, Value};
 
 /// What an answer shows the caller that the policy may refuse.
@@ -37,32 +38,93 @@ pub type Keep<'a> = &'a dyn Fn(Shown, &Map<String, Value>) -> bool;
 
 /// What a content block refused to the caller becomes: still a block, so the answer keeps
 /// its shape, saying that something was withheld and not what (a URI is information).
-const WITHHELD: &str = "aigate: a resource outside the caller's data boundary was withheld";
+const WITHHELD_BLOCK: &[u8] =
+    br#"{"type":"text","text":"aigate: a resource outside the caller's data boundary was withheld"}"#;
+
+/// Where in the answer a value sits: the steps from its root.
+type Path<'d> = Vec<Step<'d>>;
+
+/// What becomes of something the caller may not see.
+enum Edit<'d> {
+    /// A list's element goes, with its separator.
+    Drop(Path<'d>),
+    /// A value becomes other JSON text.
+    Replace(Path<'d>, &'static [u8]),
+}
+
+/// Every edit of one answer, and how many of them hide something from the caller.
+#[derive(Default)]
+struct Edits<'d> {
+    edits: Vec<Edit<'d>>,
+    hidden: usize,
+}
+
+impl<'d> Edits<'d> {
+    fn hide(&mut self, edit: Edit<'d>) {
+        self.edits.push(edit);
+        self.hidden += 1;
+    }
+}
+
+/// `path` and then `steps`.
+fn at<'d>(path: &[Step<'d>], steps: &[Step<'d>]) -> Path<'d> {
+    [path, steps].concat()
+}
 
 /// The JSON-RPC message (or batch) `body` with what `keep` refuses removed: list items and
-/// resource contents dropped, content blocks replaced by a notice. The rewritten document
-/// and how many went, or `None` when nothing did (the body then passes as it is).
+/// resource contents dropped, content blocks replaced by a notice. Every other byte is the
+/// server's. The rewritten document and how many went, or `None` when nothing did (the
+/// body then passes as it is).
 pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     // Keys differing only in case are refused as in requests: clients built on Go's
     // encoding/json (mcp-go) read `"Tools"` or an item's `"Name"` as the member aigate judged.
-    let mut doc = crate::json::parse_request(body, limits.max_json_depth)
+    let doc = crate::json::parse_request(body, limits.max_json_depth)
         .map_err(|e| malformed(RULE, format!("the server's answer: {e}")))?;
-    let hidden = match &mut doc {
+    let mut edits = Edits::default();
+    match &doc {
         Value::Array(messages) => {
-            let mut hidden = 0;
-            for m in messages {
-                hidden += filter_message(m, keep)?;
+            for (i, m) in messages.iter().enumerate() {
+                judge_message(m, &[Step::Index(i)], keep, &mut edits)?;
             }
-            hidden
         }
-        message => filter_message(message, keep)?,
-    };
-    if hidden == 0 {
+        message => judge_message(message, &[], keep, &mut edits)?,
+    }
+    if edits.hidden == 0 {
         return Ok(None);
     }
-    let bytes = serde_json::to_vec(&doc)
-        .map_err(|_| Denial::new(Reason::InternalError, RULE, "could not rewrite the server's answer"))?;
-    Ok(Some((bytes, hidden)))
+    let bytes = write(body, &edits.edits)
+        .ok_or_else(|| Denial::new(Reason::InternalError, RULE, "could not rewrite the server's answer"))?;
+    Ok(Some((bytes, edits.hidden)))
+}
+
+/// `body` with the edits made: the elements dropped from each list, the values replaced.
+fn write(body: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
+    let mut spans: Vec<(Span, &[u8])> = Vec::new();
+    // Each list is read once, whatever number of its elements go.
+    let mut lists: Vec<(&[Step], Vec<usize>)> = Vec::new();
+    for edit in edits {
+        match edit {
+            Edit::Drop(path) => {
+                let (Step::Index(i), list) = path.split_last()? else {
+                    return None;
+                };
+                match lists.iter_mut().find(|(l, _)| *l == list) {
+                    Some((_, indexes)) => indexes.push(*i),
+                    None => lists.push((list, vec![*i])),
+                }
+            }
+            Edit::Replace(path, with) => spans.push((splice::locate(body, path)?, with)),
+        }
+    }
+    for (list, indexes) in lists {
+        let elements = splice::elements(body, splice::locate(body, list)?)?;
+        let mut remove = vec![false; elements.len()];
+        for i in indexes {
+            *remove.get_mut(i)? = true;
+        }
+        spans.extend(splice::cuts(&elements, &remove).into_iter().map(|cut| (cut, &[][..])));
+    }
+    splice::rewrite(body, spans)
 }
 
 const LISTINGS: [Listing; 4] = [
@@ -98,117 +160,128 @@ fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Den
         .try_for_each(|key| crate::request::refuse_miscased(key, read, RULE))
 }
 
-fn filter_message(m: &mut Value, keep: Keep) -> Result<usize, Denial> {
+/// One JSON-RPC message at `path`.
+fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Edits<'d>) -> Result<(), Denial> {
     if let Some(message) = m.as_object() {
         refuse_miscased(message, &MESSAGE_READ)?;
     }
+    let before = edits.hidden;
     // A request of the server's (`sampling/createMessage`): messages for the client's model.
-    let asked = match m.get_mut("params").and_then(Value::as_object_mut) {
-        Some(params) => withhold_in_request(params, keep)?,
-        None => 0,
+    if let Some(params) = m.get("params").and_then(Value::as_object) {
+        withhold_in_request(params, &at(path, &[Step::Key("params")]), keep, edits)?;
+    }
+    let Some(result) = m.get("result").and_then(Value::as_object) else {
+        return Ok(());
     };
-    let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) else {
-        return Ok(asked);
-    };
+    let path = at(path, &[Step::Key("result")]);
     refuse_miscased(result, &RESULT_READ)?;
-    let mut hidden = asked;
     for listing in LISTINGS {
-        if let Some(items) = result.get_mut(listing.items_key()).and_then(Value::as_array_mut) {
+        let key = listing.items_key();
+        if let Some(items) = result.get(key).and_then(Value::as_array) {
             for item in items.iter().filter_map(Value::as_object) {
                 refuse_miscased(item, &ITEM_READ)?;
             }
-            let before = items.len();
-            items.retain(|item| item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)));
-            hidden += before - items.len();
+            for (i, item) in items.iter().enumerate() {
+                if !item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)) {
+                    edits.hide(Edit::Drop(at(&path, &[Step::Key(key), Step::Index(i)])));
+                }
+            }
         }
     }
     // A tool's result (a task's too): content blocks.
-    if let Some(blocks) = result.get_mut("content").filter(|c| c.is_array()) {
-        hidden += withhold_blocks(blocks, keep)?;
+    if let Some(blocks) = result.get("content").filter(|c| c.is_array()) {
+        withhold_blocks(blocks, &at(&path, &[Step::Key("content")]), keep, edits)?;
     }
     // A resource read: the contents of each resource it returns.
-    if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
+    if let Some(contents) = result.get("contents").and_then(Value::as_array) {
         for item in contents.iter().filter_map(Value::as_object) {
             refuse_miscased(item, &RESOURCE_READ)?;
         }
-        let before = contents.len();
-        contents.retain(|item| item.as_object().is_some_and(|o| keep(Shown::Resource, o)));
-        hidden += before - contents.len();
+        for (i, item) in contents.iter().enumerate() {
+            if !item.as_object().is_some_and(|o| keep(Shown::Resource, o)) {
+                edits.hide(Edit::Drop(at(&path, &[Step::Key("contents"), Step::Index(i)])));
+            }
+        }
     }
     // A prompt's messages.
-    if let Some(messages) = result.get_mut("messages") {
-        hidden += withhold_in_messages(messages, keep)?;
+    if let Some(messages) = result.get("messages") {
+        withhold_in_messages(messages, &at(&path, &[Step::Key("messages")]), keep, edits)?;
     }
     // A result asking for input first (MCP's multi-round calls): the requests it carries
     // (a sampling request's messages go to the client's model).
-    if let Some(requests) = result.get_mut("inputRequests").and_then(Value::as_object_mut) {
-        for request in requests.values_mut().filter_map(Value::as_object_mut) {
+    if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+        for (name, request) in requests {
+            let Some(request) = request.as_object() else { continue };
             refuse_miscased(request, &MESSAGE_READ)?;
-            if let Some(params) = request.get_mut("params").and_then(Value::as_object_mut) {
-                hidden += withhold_in_request(params, keep)?;
+            if let Some(params) = request.get("params").and_then(Value::as_object) {
+                let steps = [Step::Key("inputRequests"), Step::Key(name), Step::Key("params")];
+                withhold_in_request(params, &at(&path, &steps), keep, edits)?;
             }
         }
     }
     // A list cut for one caller must not be cached for all.
-    if hidden > 0 && result.contains_key("cacheScope") {
-        result.insert("cacheScope".into(), Value::String("private".into()));
+    if edits.hidden > before && result.contains_key("cacheScope") {
+        let scope = at(&path, &[Step::Key("cacheScope")]);
+        edits.edits.push(Edit::Replace(scope, br#""private""#));
     }
-    Ok(hidden)
+    Ok(())
 }
 
 /// The parameters of a request the server makes of the client: its `messages`, if any.
-fn withhold_in_request(params: &mut Map<String, Value>, keep: Keep) -> Result<usize, Denial> {
+fn withhold_in_request<'d>(
+    params: &'d Map<String, Value>,
+    path: &[Step<'d>],
+    keep: Keep,
+    edits: &mut Edits<'d>,
+) -> Result<(), Denial> {
     refuse_miscased(params, &PARAMS_READ)?;
-    match params.get_mut("messages") {
-        Some(messages) => withhold_in_messages(messages, keep),
-        None => Ok(0),
+    match params.get("messages") {
+        Some(messages) => withhold_in_messages(messages, &at(path, &[Step::Key("messages")]), keep, edits),
+        None => Ok(()),
     }
 }
 
 /// Messages (a prompt's, a sampling request's): each holds a content block, or a list of
 /// them.
-fn withhold_in_messages(messages: &mut Value, keep: Keep) -> Result<usize, Denial> {
-    let mut hidden = 0;
-    for message in messages
-        .as_array_mut()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object_mut)
-    {
+fn withhold_in_messages<'d>(
+    messages: &'d Value,
+    path: &[Step<'d>],
+    keep: Keep,
+    edits: &mut Edits<'d>,
+) -> Result<(), Denial> {
+    for (i, message) in messages.as_array().into_iter().flatten().enumerate() {
+        let Some(message) = message.as_object() else { continue };
         refuse_miscased(message, &MESSAGE_ITEM_READ)?;
-        if let Some(content) = message.get_mut("content") {
-            hidden += withhold_blocks(content, keep)?;
+        if let Some(content) = message.get("content") {
+            withhold_blocks(content, &at(path, &[Step::Index(i), Step::Key("content")]), keep, edits)?;
         }
     }
-    Ok(hidden)
+    Ok(())
 }
 
 /// A content block, or a list of them.
-fn withhold_blocks(content: &mut Value, keep: Keep) -> Result<usize, Denial> {
+fn withhold_blocks<'d>(content: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Edits<'d>) -> Result<(), Denial> {
     match content {
-        Value::Array(blocks) => {
-            let mut hidden = 0;
-            for block in blocks {
-                hidden += withhold_block(block, keep)?;
-            }
-            Ok(hidden)
-        }
-        block => withhold_block(block, keep),
+        Value::Array(blocks) => blocks
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, block)| withhold_block(block, &at(path, &[Step::Index(i)]), keep, edits)),
+        block => withhold_block(block, path, keep, edits),
     }
 }
 
 /// A content block that links (`resource_link`) or embeds (`resource`) a resource the
-/// caller may not see becomes a text block saying so: 1 when it was withheld. A tool's
-/// result in a conversation (`tool_result`) holds blocks of its own.
-fn withhold_block(block: &mut Value, keep: Keep) -> Result<usize, Denial> {
+/// caller may not see becomes a text block saying so. A tool's result in a conversation
+/// (`tool_result`) holds blocks of its own.
+fn withhold_block<'d>(block: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Edits<'d>) -> Result<(), Denial> {
     let Some(fields) = block.as_object() else {
-        return Ok(0);
+        return Ok(());
     };
     refuse_miscased(fields, &BLOCK_READ)?;
     if fields.get("type").and_then(Value::as_str) == Some("tool_result") {
-        return match block.get_mut("content") {
-            Some(content) => withhold_blocks(content, keep),
-            None => Ok(0),
+        return match block.get("content") {
+            Some(content) => withhold_blocks(content, &at(path, &[Step::Key("content")]), keep, edits),
+            None => Ok(()),
         };
     }
     let none = Map::new();
@@ -222,13 +295,12 @@ fn withhold_block(block: &mut Value, keep: Keep) -> Result<usize, Denial> {
             // No resource to judge, nothing to show: withheld (clients refuse it anyway).
             _ => &none,
         },
-        _ => return Ok(0),
+        _ => return Ok(()),
     };
-    if keep(Shown::Resource, resource) {
-        return Ok(0);
+    if !keep(Shown::Resource, resource) {
+        edits.hide(Edit::Replace(path.to_vec(), WITHHELD_BLOCK));
     }
-    *block = serde_json::json!({"type": "text", "text": WITHHELD});
-    Ok(1)
+    Ok(())
 }
 
 /// A list answer streamed as server-sent events: each complete event passes, its message
@@ -335,7 +407,8 @@ impl ListStream {
     }
 }
 
-/// One event with its message filtered: its other fields kept, its data in one line.
+/// One event with its message filtered: its other fields kept, its data on as many lines
+/// as the server wrote it on.
 fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8>, usize)>, Denial> {
     // Every reader must see the same message: a line a BOM opens is data to some clients'
     // decoders and an unknown field to others' (the Python SDK's).
@@ -359,8 +432,13 @@ fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec
             out.push(b'\n');
         }
     }
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&json);
-    out.extend_from_slice(b"\n\n");
+    // The data was joined with `\n` from its lines; JSON text holds no raw line break
+    // inside a string, so each line of it is a data line again.
+    for line in json.split(|b| *b == b'\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
     Ok(Some((out, hidden)))
 }

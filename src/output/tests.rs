@@ -696,6 +696,42 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
 }
 
 #[test]
+fn a_rewritten_answer_keeps_every_other_byte_of_the_server() {
+    // Key order, spacing, escapes and numbers a double cannot hold reach the client as the
+    // server wrote them; only what is withheld changes.
+    let answer = "{ \"result\" : {\"t\\u006fols\": [ {\"name\":\"t0\", \"n\": 12345678901234567890},\n  {\"name\":\"t1\"} ],\n \"cacheScope\" : \"public\", \"z\": 1.0},\n\"id\": 9, \"jsonrpc\":\"2.0\" }";
+    let (out, hidden) = listing::filter(answer.as_bytes(), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 1);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "{ \"result\" : {\"t\\u006fols\": [ {\"name\":\"t0\", \"n\": 12345678901234567890} ],\n \"cacheScope\" : \"private\", \"z\": 1.0},\n\"id\": 9, \"jsonrpc\":\"2.0\" }"
+    );
+
+    // A block withheld in a batch's second message; the first message is untouched.
+    let batch = r#"[{"id":1,"result":{"content":[]}} , {"id":2,"result":{"content":[{"type":"text","text":"a"}, {"uri":"docs://t1","type":"resource_link"}],"isError":false}}]"#;
+    let (out, hidden) = listing::filter(batch.as_bytes(), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 1);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"[{"id":1,"result":{"content":[]}} , {"id":2,"result":{"content":[{"type":"text","text":"a"}, {"type":"text","text":"aigate: a resource outside the caller's data boundary was withheld"}],"isError":false}}]"#
+    );
+
+    // Streamed: the data keeps its lines.
+    let event = "id: 4\ndata: {\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"t1\"},{\"name\":\"t2\"}]}}\n\n";
+    let mut stream = listing::ListStream::new(&limits(), true);
+    let passed = stream.feed(event.as_bytes(), &keep_even_names).unwrap();
+    assert_eq!(
+        String::from_utf8(passed).unwrap(),
+        "id: 4\ndata: {\"id\":1,\ndata:  \"result\":{\"tools\":[{\"name\":\"t2\"}]}}\n\n"
+    );
+    assert_eq!(stream.hidden(), 1);
+}
+
+#[test]
 fn streamed_list_answers_are_filtered_event_by_event() {
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}, {"name": "t1"}]}});
     let ping = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info"}});

@@ -1,6 +1,9 @@
 //! Byte spans in a JSON text that already passed the strict parser (`crate::json`), so a
 //! request can lose some tools while every other byte goes upstream as the client sent it
-//! (providers' prompt caches key on the exact tool definitions and their key order).
+//! (providers' prompt caches key on the exact tool definitions and their key order), and
+//! an answer can lose what the caller may not see while the rest reaches the client as
+//! the server wrote it (its key order, its numbers: `12345678901234567890` is not a
+//! double to the client).
 //!
 //! Only validated text comes here, but nothing is assumed: any surprise is `None`.
 
@@ -85,8 +88,12 @@ fn unescape(quoted: &[u8]) -> Option<String> {
 
 /// The members of the top-level object of `text`.
 pub fn members(text: &[u8]) -> Option<Vec<Member>> {
+    members_at(text, skip_ws(text, 0))
+}
+
+/// The members of the object starting at `i`.
+fn members_at(text: &[u8], mut i: usize) -> Option<Vec<Member>> {
     let mut out = Vec::new();
-    let mut i = skip_ws(text, 0);
     if text.get(i) != Some(&b'{') {
         return None;
     }
@@ -171,26 +178,60 @@ pub fn cuts(items: &[Span], remove: &[bool]) -> Vec<Span> {
     out
 }
 
+/// One step into a JSON value: an object's member, or an array's element.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+/// The span of the value at `path` in the JSON text `text` (the whole text for no step).
+pub fn locate(text: &[u8], path: &[Step]) -> Option<Span> {
+    let start = skip_ws(text, 0);
+    let mut span = (start, value_end(text, start)?);
+    for step in path {
+        span = match step {
+            // The strict parser refused duplicate keys: the key names one member.
+            Step::Key(key) => members_at(text, span.0)?.into_iter().find(|m| m.key == *key)?.value,
+            Step::Index(i) => *elements(text, span)?.get(*i)?,
+        };
+    }
+    Some(span)
+}
+
 /// `text` without the `cuts` (overlapping cuts merge).
-pub fn apply(text: &[u8], mut cuts: Vec<Span>) -> Option<Vec<u8>> {
-    // A handful of cuts: an insertion sort keeps the module small (no generic quicksort).
-    for i in 1..cuts.len() {
+pub fn apply(text: &[u8], cuts: Vec<Span>) -> Option<Vec<u8>> {
+    rewrite(text, cuts.into_iter().map(|span| (span, &[][..])).collect())
+}
+
+/// `text` with each span replaced by its bytes (none: cut). Spans may overlap only as cuts
+/// do: one within a span already written is dropped; one straddling it is refused.
+pub fn rewrite(text: &[u8], mut edits: Vec<(Span, &[u8])>) -> Option<Vec<u8>> {
+    // A handful of edits: an insertion sort keeps the module small (no generic quicksort).
+    for i in 1..edits.len() {
         let mut j = i;
-        while j > 0 && cuts.get(j) < cuts.get(j - 1) {
-            cuts.swap(j, j - 1);
+        while j > 0 && edits.get(j).map(|e| e.0) < edits.get(j - 1).map(|e| e.0) {
+            edits.swap(j, j - 1);
             j -= 1;
         }
     }
     let mut out = Vec::with_capacity(text.len());
     let mut at = 0usize;
-    for (start, end) in cuts {
+    for ((start, end), with) in edits {
         if end > text.len() || start > end {
             return None;
         }
-        if start > at {
-            out.extend_from_slice(text.get(at..start)?);
+        if start < at {
+            // Inside what an earlier edit covered: a cut merges, a replacement cannot.
+            if end > at && !with.is_empty() {
+                return None;
+            }
+            at = at.max(end);
+            continue;
         }
-        at = at.max(end);
+        out.extend_from_slice(text.get(at..start)?);
+        out.extend_from_slice(with);
+        at = end;
     }
     out.extend_from_slice(text.get(at..)?);
     Some(out)
