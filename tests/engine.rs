@@ -993,10 +993,32 @@ fn a_grant_spent_before_a_restart_is_not_accepted_after_it() {
     let denial = with(&w, &grant).denial.unwrap();
     assert_eq!(denial.reason, Reason::ApprovalExpired);
     assert!(denial.message.contains("ask for a new approval"), "{}", denial.message);
-    // A grant issued since is accepted, once.
-    let fresh = w.grant(json!({"args_digest": digest, "jti": "grant-2", "iat": NOW + 10}));
+    // A grant issued since, by a clock the skew (30 s) ahead at most, is accepted once.
+    let fresh = w.grant(json!({"args_digest": digest, "jti": "grant-2", "iat": NOW + 10 + 30}));
+    w.host.now = NOW + 45;
     assert!(with(&w, &fresh).allowed());
     assert_eq!(with(&w, &fresh).denial.unwrap().reason, Reason::ApprovalReplayed);
+}
+
+#[test]
+fn a_grant_from_a_clock_ahead_spent_before_a_restart_is_not_accepted_after_it() {
+    let mut w = World::new();
+    let t = w.token(json!({}));
+    let args = json!({"to": "bob@example.com", "subject": "Refund", "body": "Done."});
+    let body = call("send_email", args.clone());
+    let digest = aigate::digest::args_digest(&args).unwrap();
+    // The approval service's clock runs 20 s ahead: its grant says it was issued after the
+    // restart that follows its use.
+    let grant = w.grant(json!({"args_digest": digest, "iat": NOW + 20}));
+    let with = |w: &World| {
+        let mut h = w.headers(Some(&t));
+        h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+        w.decide(&h, Some(&body))
+    };
+    assert!(with(&w).allowed());
+    w.host.restart(NOW + 5);
+    w.host.now = NOW + 25;
+    assert_eq!(with(&w).denial.unwrap().reason, Reason::ApprovalExpired);
 }
 
 #[test]
