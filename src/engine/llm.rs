@@ -11,7 +11,7 @@ use crate::config::{Impact, Protocol, ProviderCalls, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::Policy;
-use crate::request::llm::{LlmCall, LlmRequest, McpServer, TOOL_SETTINGS};
+use crate::request::llm::{LlmCall, LlmRequest, McpServer, IN_CONVERSATION, TOOL_SETTINGS};
 use crate::request::{anthropic, openai_chat, openai_responses, splice, Headers, Host};
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +35,12 @@ pub(super) fn judge(
     d.model = Some(req.model.clone());
     d.stream = req.stream;
     authz::model(policy, principal, &req.model)?;
+    for (model, place) in &req.other_models {
+        authz::model(policy, principal, model).map_err(|mut denial| {
+            denial.message = format!("{} (named in {place})", denial.message);
+            denial
+        })?;
+    }
     let route = d.route.and_then(|i| policy.routes.get(i));
     // Whatever the route accepts of provider state: approving a call aigate cannot see
     // would let the provider run an action nobody judged.
@@ -136,6 +142,19 @@ fn offers(
         return refuse(format!(
             "model {} searches the web on every request, and this caller may not use web_search",
             shown(&req.model)
+        ));
+    }
+    // A tool the conversation adds is part of its history: cutting it would change what
+    // the model was told.
+    if let Some((o, _)) = req
+        .offers
+        .iter()
+        .zip(&refused)
+        .find(|(o, r)| **r && o.list == IN_CONVERSATION)
+    {
+        return refuse(format!(
+            "the conversation offers the model {}, which this caller may not use; it cannot be stripped from the conversation",
+            shown(&o.name)
         ));
     }
     if let Some(n) = req.choice.names.iter().find(|n| named.contains(n.as_str())) {

@@ -9,6 +9,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LlmRequest {
     pub model: String,
+    /// Other models the request may run (fallbacks, a tool's own model), each with where
+    /// it is named: held to the same allow-list as `model`.
+    pub other_models: Vec<(String, &'static str)>,
     pub stream: bool,
     /// Tools offered to the model that the catalogue judges (functions, custom and
     /// hosted tools); data tools (`file_search`, `mcp`) are judged by the data boundary.
@@ -39,11 +42,17 @@ pub struct Offer {
     /// that has none (`web_search_preview`).
     pub name: String,
     /// The top-level array holding it (`tools`, or the legacy `functions`), or the
-    /// top-level member that turns it on (Chat `web_search_options`, cut whole by `strip`).
+    /// top-level member that turns it on (Chat `web_search_options`, cut whole by `strip`),
+    /// or `IN_CONVERSATION` for a tool the conversation itself adds (it cannot be cut),
+    /// or `"model"` for a model that is the offer.
     pub list: &'static str,
     /// Index in that array.
     pub index: usize,
 }
+
+/// The `list` of a tool offered inside the conversation (an item or block that adds
+/// tools mid-conversation): refused, never stripped, when the caller may not use it.
+pub const IN_CONVERSATION: &str = "the conversation";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolChoice {
