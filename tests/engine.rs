@@ -415,20 +415,47 @@ fn identity_reasons() {
 }
 
 #[test]
-fn identity_from_jwt_authn_refuses_a_second_authorization_header() {
-    // Envoy verified one token; with two headers the upstream may act on the other.
+fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
     let mut w = World::with(|p| {
         let identity = p["identity"].as_object_mut().unwrap();
         identity.remove("jwt");
         identity.insert("source".into(), json!("jwt_authn"));
         identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
     });
-    w.host.payload = Some(w.claims(json!({})));
+    let alice = w.token(json!({}));
+    let claims = aigate::jws::peek_claims(&alice).unwrap();
+    w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
     let body = call("get_order", json!({"customer_id": "c-42"}));
-    let one = w.headers(Some("verified-by-envoy"));
-    assert!(w.decide(&one, Some(&body)).allowed());
-    let mut two = one.clone();
-    two.push(("Authorization".into(), b"Bearer someone-else".to_vec()));
+    // jwt_authn took the token out (`forward: false`), or left the one it verified.
+    let removed = w.headers(None);
+    assert!(w.decide(&removed, Some(&body)).allowed());
+    let kept = w.headers(Some(&alice));
+    assert!(w.decide(&kept, Some(&body)).allowed());
+    let mut lower = removed.clone();
+    lower.push(("authorization".into(), format!("bearer  {alice}").into_bytes()));
+    assert!(w.decide(&lower, Some(&body)).allowed());
+    // Anything else in the header is a credential the upstream may take for the caller's:
+    // another token (jwt_authn verified one from the query string, or passed over a
+    // scheme it does not match), another scheme, or a second header.
+    let rogue = w.token(json!({"sub": "mallory"}));
+    for value in [
+        format!("bearer {rogue}"),
+        format!("Token {alice}"),
+        "Basic bWFsbG9yeTpzZWNyZXQ=".to_string(),
+        "Bearer someone-else".to_string(),
+    ] {
+        let mut h = removed.clone();
+        h.push(("authorization".into(), value.clone().into_bytes()));
+        let d = w.decide(&h, Some(&body)).denial.unwrap();
+        assert_eq!(
+            (d.reason, d.rule.as_str()),
+            (Reason::TokenInvalid, "identity.jwt_authn"),
+            "{value}"
+        );
+        assert!(d.message.contains("did not verify"), "{}", d.message);
+    }
+    let mut two = kept.clone();
+    two.push(("Authorization".into(), format!("Bearer {alice}").into_bytes()));
     let d = w.decide(&two, Some(&body)).denial.unwrap();
     assert_eq!(
         (d.reason, d.rule.as_str()),
@@ -448,7 +475,7 @@ fn a_claim_number_rounded_behind_jwt_authn_binds_nothing() {
     });
     let claims = w.claims(json!({"customer_id": 1_234_567_890_123_456_789u64}));
     w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
-    let headers = w.headers(Some("verified-by-envoy"));
+    let headers = w.headers(None);
     for args in [
         r#"{"customer_id":1234567890123456700.0}"#,
         r#"{"customer_id":1234567890123456800.0}"#,

@@ -20,13 +20,30 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
                     "the Authorization header appears more than once",
                 ));
             }
-            host.jwt_payload(namespace, payload_key).map(Rc::new).ok_or_else(|| {
+            let payload = host.jwt_payload(namespace, payload_key).ok_or_else(|| {
                 Denial::new(
                     Reason::Unauthenticated,
                     "identity.jwt_authn",
                     "no verified token payload from jwt_authn",
                 )
-            })
+            })?;
+            // jwt_authn may have verified a token from elsewhere (the query string), or
+            // passed over a header in a scheme it does not match (`bearer`, `Token`): an
+            // Authorization header still here must be the token it verified (kept with
+            // `forward: true`), or the upstream would take another credential for the caller.
+            if let Ok(Some(raw)) = headers.one("authorization") {
+                let verified = bearer(raw)
+                    .and_then(|token| jws::peek_claims(token).ok())
+                    .is_some_and(|claims| super::metadata::as_metadata(&claims) == payload);
+                if !verified {
+                    return Err(Denial::new(
+                        Reason::TokenInvalid,
+                        "identity.jwt_authn",
+                        "the Authorization header carries a credential jwt_authn did not verify; the upstream could take it for the caller's",
+                    ));
+                }
+            }
+            Ok(Rc::new(payload))
         }
         TokenSource::Vouched { issuers } => {
             let rule = "identity.jwt";

@@ -78,3 +78,23 @@ def test_forged_token_refused_by_jwt_authn(gateway_jwt_authn, rogue_keys, record
                    headers={**headers, "authorization": f"Bearer {token}"}, timeout=10)
     assert r.status_code == 401, r.text  # jwt_authn's own reply, before the plugin
     record.assert_nothing_reached(gateway_jwt_authn)
+
+
+def test_credential_jwt_authn_did_not_verify_never_reaches_upstream(gateway_jwt_authn, mint, rogue_keys, record):
+    """jwt_authn verifies a token from the query string and passes over a header in a
+    scheme it does not match (`bearer`): that header would reach the upstream, which may
+    take it for the caller's credential. aigate refuses such a request."""
+    gw = gateway_jwt_authn
+    body, headers = e2e.tool_call("get_order", {"customer_id": "cust-1", "order_id": "o-1"})
+    alice = mint()
+    for header in (f"bearer {e2e.mint(rogue_keys['RS256'], sub='mallory')}", "Basic bWFsbG9yeTpzZWNyZXQ="):
+        r = httpx.post(f"{gw.url}?access_token={alice}", content=json.dumps(body),
+                       headers={**headers, "authorization": header}, timeout=10)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["reason"] == "token_invalid", r.text
+        assert "did not verify" in r.json()["error"]["message"], r.text
+    record.assert_nothing_reached(gw)
+    # The query token alone is the caller's credential, verified by jwt_authn: allowed
+    # (what the server then says of a call outside a session is its own business).
+    r = httpx.post(f"{gw.url}?access_token={alice}", content=json.dumps(body), headers=headers, timeout=10)
+    assert_audit(gw, assert_decision_id(r.headers.get("x-aigate-decision-id")), decision="allow", subject="alice")
