@@ -188,8 +188,9 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         Ok(p) => {
             // A session-bound token must name its session on every request. MCP's
             // `initialize` alone may come without it (the server assigns the session), and
-            // only a body says whether a request is one.
-            let may_open = d.protocol == Some(Protocol::Mcp) && has_body;
+            // only a body says whether a request is one: a POST's (a GET or DELETE with a
+            // body is no handshake, whatever the body says).
+            let may_open = d.protocol == Some(Protocol::Mcp) && has_body && method == "POST";
             let unnamed = policy.identity.bind_session.is_some() && p.session.is_none();
             d.principal = Some(p);
             if unnamed && !may_open {

@@ -628,6 +628,10 @@ fn session_binding() {
         let d = w.decide_raw(&h, None);
         assert_eq!(d.denial.map(|x| x.reason), Some(Reason::SessionMismatch), "{method}");
         assert_eq!(d.identity, Some(Err(Reason::SessionMismatch)));
+        // A body saying `initialize` makes no handshake of them.
+        let opening = rpc("initialize", json!({})).to_string();
+        let d = w.decide_raw(&h, Some(opening.as_bytes()));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::SessionMismatch), "{method} with a body");
     }
     let w = World::with(|p| {
         p["identity"]["bind_session"] = json!({"claim": "sid", "header": "x-task-id"});
