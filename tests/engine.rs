@@ -631,7 +631,11 @@ fn session_binding() {
         // A body saying `initialize` makes no handshake of them.
         let opening = rpc("initialize", json!({})).to_string();
         let d = w.decide_raw(&h, Some(opening.as_bytes()));
-        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::SessionMismatch), "{method} with a body");
+        assert_eq!(
+            d.denial.map(|x| x.reason),
+            Some(Reason::SessionMismatch),
+            "{method} with a body"
+        );
     }
     let w = World::with(|p| {
         p["identity"]["bind_session"] = json!({"claim": "sid", "header": "x-task-id"});
@@ -1688,4 +1692,35 @@ fn one_header_carries_a_grant_per_approved_call() {
         with(many, &call("send_email", a)).denial.map(|x| x.reason),
         Some(Reason::ApprovalInvalid)
     );
+}
+
+#[test]
+fn a_numeric_tenant_claim_names_the_tenant_by_its_text() {
+    let w = World::new();
+    let read = |uri: &str| rpc("resources/read", json!({"uri": uri}));
+    let t = w.token(json!({"tenant": 42}));
+    let d = w.decide(&w.headers(Some(&t)), Some(&read("docs://42/handbook.md")));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.principal.unwrap().tenant.as_deref(), Some("42"));
+    assert_eq!(
+        reason_of(&w, Some(&t), &read("docs://acme/handbook.md")),
+        Some(Reason::DataBoundary)
+    );
+    // A number that is not an exact integer, or a structure, names no tenant.
+    for tenant in [json!(42.5), json!(["42"]), json!(true)] {
+        let t = w.token(json!({"tenant": tenant}));
+        assert_eq!(
+            reason_of(&w, Some(&t), &read("docs://42/handbook.md")),
+            Some(Reason::DataBoundary),
+            "{tenant}"
+        );
+    }
+    // A subject must be a string; the refusal says so.
+    let t = w.token(json!({"sub": 7}));
+    let d = w
+        .decide(&w.headers(Some(&t)), Some(&read("docs://acme/a")))
+        .denial
+        .unwrap();
+    assert_eq!(d.reason, Reason::TokenInvalid);
+    assert!(d.message.contains("non-string \"sub\""), "{}", d.message);
 }

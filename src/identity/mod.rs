@@ -91,15 +91,27 @@ pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Resu
 
     let subject = match claims.get(&id.subject_claim) {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => {
+        found => {
+            // A subject is a string (RFC 7519's StringOrURI): say which way it is not.
+            let why = match found {
+                None => "has no",
+                Some(Value::String(_)) => "has an empty",
+                Some(_) => "has a non-string",
+            };
             return Err(Denial::new(
                 Reason::TokenInvalid,
                 "identity.claims.subject",
-                format!("token has no {:?} claim naming the subject", id.subject_claim),
-            ))
+                format!("token {why} {:?} claim naming the subject", id.subject_claim),
+            ));
         }
     };
-    let tenant = claims.get(&id.tenant_claim).and_then(Value::as_str).map(str::to_string);
+    // A tenant id may be a number: as in bindings, an exact integer stands for its text
+    // (one that is not exact, or any other value, names no tenant).
+    let tenant = match claims.get(&id.tenant_claim) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) if !n.is_f64() => Some(n.to_string()),
+        _ => None,
+    };
     let scopes = scopes_of(claims.get(&id.scopes_claim));
     let workload = workload(policy, &claims, host)?;
     let ceiling = match (&workload, policy.ceilings.is_empty()) {
