@@ -119,23 +119,29 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
         w.out.push(']');
         w.omitted("refused_offers_omitted", d.refused_offers.len());
     }
-    // A batch or a conversation judges several calls: each is listed.
+    // A batch or a conversation judges several calls: each is listed with who answers
+    // for it and, for an approved one, who approved which arguments.
     if d.calls.len() > 1 {
         w.open_field("calls");
         w.out.push('[');
         for (i, c) in d.calls.iter().take(MAX_LISTED).enumerate() {
             w.out.push_str(if i > 0 { ",{\"tool\":" } else { "{\"tool\":" });
             push_name(&mut w.out, &c.tool);
-            w.out.push_str(",\"intent\":");
-            match c.intent.as_deref() {
-                Some(intent) => push_json_string(&mut w.out, intent),
-                None => w.out.push_str("null"),
-            }
-            w.out.push_str(if c.allowed {
+            // The line is never empty here: each field after the tool opens with its comma.
+            let mut entry = Line {
+                out: std::mem::take(&mut w.out),
+            };
+            entry.text("intent", c.intent.as_deref());
+            entry.text("impact", c.impact.map(impact_label));
+            entry.text("owner", Some(call_owner(policy, route, c)));
+            entry.text("approver", c.approver.as_deref());
+            entry.text("args_digest", c.args_digest.as_deref());
+            entry.out.push_str(if c.allowed {
                 ",\"allowed\":true}"
             } else {
                 ",\"allowed\":false}"
             });
+            w.out = entry.out;
         }
         w.out.push(']');
         w.omitted("calls_omitted", d.calls.len());
@@ -257,9 +263,19 @@ fn push_escaped(out: &mut String, s: &str) {
     out.push_str(&s[plain..]);
 }
 
-/// The deciding call: the denied one, else the last judged (batches list them all).
+/// The deciding call: the denied one, else the one with the most impact (the external
+/// action approved in a batch, not the read beside it), the last of equals. Batches list
+/// them all.
 pub fn deciding_call(d: &Decision) -> Option<&Call> {
-    d.calls.iter().find(|c| !c.allowed).or(d.calls.last())
+    d.calls
+        .iter()
+        .find(|c| !c.allowed)
+        .or_else(|| d.calls.iter().max_by_key(|c| c.impact.map_or(0, |i| i as u8 + 1)))
+}
+
+/// Who answers for one call: its tool's owner, else the route's, else the default.
+fn call_owner<'a>(policy: &'a Policy, route: Option<&'a crate::policy::Route>, c: &'a Call) -> &'a str {
+    policy.owner_for(policy.tools.get(&c.tool), None, route)
 }
 
 /// Who answers for a decision: the deciding tool's owner, else the data rule's, else the
@@ -270,10 +286,10 @@ pub fn accountable_owner<'a>(policy: &'a Policy, d: &'a Decision) -> &'a str {
     policy.owner_for(tool, d.data.as_ref().and_then(|u| u.owner.as_deref()), route)
 }
 
-/// The rule an allowed request went by: the last tool called, else the data rule, else
-/// the route (`unmatched` when none matched and unmatched requests are allowed).
+/// The rule an allowed request went by: the deciding call's tool, else the data rule,
+/// else the route (`unmatched` when none matched and unmatched requests are allowed).
 fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
-    let (prefix, name) = if let Some(c) = d.calls.last() {
+    let (prefix, name) = if let Some(c) = deciding_call(d) {
         ("tools.", c.tool.as_str())
     } else if let Some(u) = &d.data {
         ("", u.rule.as_str())
@@ -405,12 +421,62 @@ mod tests {
         assert_eq!(v["rule"], "tools.second\u{1}");
         assert_eq!(v["tool"], "second\u{1}", "the denied call decides");
         assert_eq!(v["refused_offers"], serde_json::json!(["a\nb"]));
+        let entry = |tool: &str, allowed: bool| {
+            serde_json::json!({"tool": tool, "intent": null, "impact": "read", "owner": "o",
+                               "approver": null, "args_digest": null, "allowed": allowed})
+        };
         assert_eq!(
             v["calls"],
-            serde_json::json!([{"tool": "first", "intent": null, "allowed": true},
-                               {"tool": "second\u{1}", "intent": null, "allowed": false}])
+            serde_json::json!([entry("first", true), entry("second\u{1}", false)])
         );
         assert_eq!(v["hidden"], 2);
+    }
+
+    #[test]
+    fn an_allowed_batch_answers_by_its_call_with_the_most_impact() {
+        let policy = one_route_policy();
+        let mut d = Decision {
+            route: Some(0),
+            protocol: Some(Protocol::Mcp),
+            http_method: "POST".into(),
+            rpc_method: Some("tools/call".into()),
+            ..Decision::default()
+        };
+        let call = |tool: &str, impact, approver: Option<&str>| Call {
+            tool: tool.into(),
+            intent: None,
+            impact: Some(impact),
+            owner: None,
+            args_digest: approver.map(|_| "digest".to_string()),
+            approver: approver.map(str::to_string),
+            allowed: true,
+        };
+        d.calls.push(call("send_email", Impact::External, Some("carol")));
+        d.calls.push(call("get_order", Impact::Read, None));
+        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
+        assert_eq!(
+            (&v["tool"], &v["impact"], &v["approver"], &v["args_digest"]),
+            (
+                &serde_json::json!("send_email"),
+                &serde_json::json!("external"),
+                &serde_json::json!("carol"),
+                &serde_json::json!("digest")
+            )
+        );
+        // Each approved call keeps its approver in the list.
+        d.calls.push(call("send_email", Impact::External, Some("dave")));
+        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
+        assert_eq!(v["approver"], "dave");
+        let approvers: Vec<&serde_json::Value> =
+            v["calls"].as_array().unwrap().iter().map(|c| &c["approver"]).collect();
+        assert_eq!(
+            approvers,
+            [
+                &serde_json::json!("carol"),
+                &serde_json::Value::Null,
+                &serde_json::json!("dave")
+            ]
+        );
     }
     #[test]
     fn caller_chosen_names_and_lists_are_bounded() {

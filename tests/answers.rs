@@ -366,6 +366,11 @@ fn resources_in_mcp_answers_are_held_to_the_callers_data_boundary() {
         (line["stage"].as_str(), line["hidden"].as_u64()),
         (Some("answer"), Some(1))
     );
+    // The called tool's owner answers for what its answer showed.
+    assert_eq!(
+        (line["tool"].as_str(), line["owner"].as_str()),
+        (Some("get_order"), Some("orders-team@example.com"))
+    );
     // Without the data rule's scope, not even the caller's own tenant's document.
     let (d, _) = judged(&w, "orders.read");
     assert_eq!(d.hidden, 2);

@@ -97,6 +97,10 @@ pub fn visible<'a>(policy: &'a Policy, request: &'a Decision) -> impl Fn(Shown, 
 /// caller was not shown, or refused when it could not be read.
 pub fn on_listing(request: &Decision, hidden: Result<usize, Denial>) -> Decision {
     let mut d = answer_to(request);
+    // The answer is the called tool's or the read resource's: its record names them, and
+    // their owners answer for it.
+    d.calls = request.calls.clone();
+    d.data = request.data.clone();
     match (hidden, request.principal.is_some()) {
         (Ok(n), true) => d.hidden = n,
         (Ok(_), false) => d.denial = Some(no_principal()),
