@@ -1028,9 +1028,8 @@ fn a_grant_spent_before_a_restart_is_not_accepted_after_it() {
     let denial = with(&w, &grant).denial.unwrap();
     assert_eq!(denial.reason, Reason::ApprovalExpired);
     assert!(denial.message.contains("ask for a new approval"), "{}", denial.message);
-    // A grant issued since, by a clock the skew (30 s) ahead at most, is accepted once.
-    let fresh = w.grant(json!({"args_digest": digest, "jti": "grant-2", "iat": NOW + 10 + 30}));
-    w.host.now = NOW + 45;
+    // A grant issued since is accepted, once.
+    let fresh = w.grant(json!({"args_digest": digest, "jti": "grant-2", "iat": NOW + 10}));
     assert!(with(&w, &fresh).allowed());
     assert_eq!(with(&w, &fresh).denial.unwrap().reason, Reason::ApprovalReplayed);
 }
@@ -1042,17 +1041,25 @@ fn a_grant_from_a_clock_ahead_spent_before_a_restart_is_not_accepted_after_it() 
     let args = json!({"to": "bob@example.com", "subject": "Refund", "body": "Done."});
     let body = call("send_email", args.clone());
     let digest = aigate::digest::args_digest(&args).unwrap();
-    // The approval service's clock runs 20 s ahead: its grant says it was issued after the
-    // restart that follows its use.
+    // The approval service's clock runs 20 s ahead. Were its grant spent now, a restart
+    // before its iat would leave it looking issued after the record began: it waits.
     let grant = w.grant(json!({"args_digest": digest, "iat": NOW + 20}));
     let with = |w: &World| {
         let mut h = w.headers(Some(&t));
         h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
         w.decide(&h, Some(&body))
     };
+    let early = with(&w).denial.unwrap();
+    assert_eq!(early.reason, Reason::ApprovalInvalid);
+    assert!(
+        early.message.contains("20 s in this gateway's future"),
+        "{}",
+        early.message
+    );
+    w.host.now = NOW + 20;
     assert!(with(&w).allowed());
-    w.host.restart(NOW + 5);
-    w.host.now = NOW + 25;
+    w.host.restart(NOW + 25);
+    w.host.now = NOW + 30;
     assert_eq!(with(&w).denial.unwrap().reason, Reason::ApprovalExpired);
 }
 

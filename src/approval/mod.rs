@@ -330,12 +330,20 @@ pub enum Gate {
 /// that everything else allows.
 pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> Result<(), Denial> {
     let scope = replay_scope(policy, gate)?;
-    let (jti, exp) = (&ticket.jti, ticket.refused_after);
-    // A grant is accepted up to the clock skew before its iat, so one issued that far
-    // after the record began may have been spent before it: the record judges a grant by
-    // the earliest time this gateway could have accepted it.
-    let accepted_from = ticket.issued.saturating_sub(policy.identity.skew);
-    match replay::claim(host.shared(), &scope, jti, accepted_from, exp, host.now()) {
+    let (jti, iat, exp, now) = (&ticket.jti, ticket.issued, ticket.refused_after, host.now());
+    // The record of spent grants begins at a restart and refuses grants issued before
+    // that: sound only if no grant is spent before its iat on this clock. One from an
+    // approval service whose clock runs ahead waits (nothing is spent meanwhile).
+    if iat > now {
+        return deny(
+            Reason::ApprovalInvalid,
+            format!(
+                "approval is issued {} s in this gateway's future (the approval service's clock is ahead); retry then",
+                iat - now
+            ),
+        );
+    }
+    match replay::claim(host.shared(), &scope, jti, iat, exp, now) {
         Ok(replay::Claim::First) => Ok(()),
         Ok(replay::Claim::Replayed) => deny(Reason::ApprovalReplayed, "approval has already been used"),
         Ok(replay::Claim::Predates) => deny(

@@ -107,8 +107,8 @@ fn update(
     Err("approval store is contended; try again".into())
 }
 
-/// Records `jti` of `scope` (the issuer, and the gate), a grant this gateway could accept
-/// from `iat` on (its issue time less the clock skew), until `exp`.
+/// Records `jti` of `scope` (the issuer, and the gate), a grant issued at `iat` (never
+/// after `now`), until `exp`.
 pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Result<Claim, String> {
     // A record gone missing is created again, beginning now (and the claim retried).
     let began = match since(store) {
