@@ -114,6 +114,26 @@ pub struct RouteDoc {
     /// protocol revision's, a server's own extension)? Default `deny`.
     #[serde(default)]
     pub unknown_methods: Option<UnknownMethods>,
+    /// MCP routes: the OAuth protected resource metadata (RFC 9728) aigate serves for this
+    /// endpoint and points its 401 and 403 challenges at, so OAuth-capable MCP clients find
+    /// the authorization server. Default: none.
+    #[serde(default)]
+    pub protected_resource: Option<ProtectedResourceDoc>,
+}
+
+/// An MCP endpoint as an OAuth protected resource.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProtectedResourceDoc {
+    /// The endpoint's canonical URL, as clients dial it (`https://gateway.example.com/mcp`):
+    /// the audience its tokens are issued for.
+    pub resource: String,
+    /// Where clients get tokens. Default: the policy's token issuers.
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    /// Scopes a client may ask for. Default: not listed.
+    #[serde(default)]
+    pub scopes_supported: Vec<String>,
 }
 
 /// `deny` MCP methods aigate does not know (`tool_unknown`: what they do cannot be

@@ -56,6 +56,8 @@ pub struct Decision {
     pub refused_offers: Vec<String>,
     /// LLM routes with `tool_offers: strip`: the body to forward instead of the client's.
     pub rewrite: Option<Vec<u8>>,
+    /// The request asks for the route's protected resource metadata: aigate answers it.
+    pub metadata: bool,
 }
 
 /// What a decision judged: the request, or the model's answer to it (`model_calls: judge`).
@@ -158,6 +160,16 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
             "routes",
             format!("the request path {problem}: it is matched to no route"),
         )));
+    }
+    // An OAuth client's first step, before it has a token: the route's protected resource
+    // metadata, answered by aigate (it names no caller and reaches no upstream).
+    if method == "GET" {
+        if let Some(i) = policy.metadata_route(path) {
+            d.route = Some(i);
+            d.protocol = Some(Protocol::Mcp);
+            d.metadata = true;
+            return Head::Decided(d);
+        }
     }
     let Some(route_idx) = policy.route(&method, authority, path) else {
         if policy.unmatched_allow {

@@ -98,7 +98,14 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     }
 
     let status = status(reason);
-    challenge_header(denial, status, &mut headers);
+    // An MCP route that publishes its protected resource metadata points its challenges
+    // at it: an OAuth client finds its authorization server from there.
+    let metadata = d
+        .route
+        .and_then(|i| policy.routes.get(i))
+        .and_then(|r| r.protected_resource.as_ref())
+        .map(|m| m.url.as_str());
+    challenge_header(denial, status, metadata, &mut headers);
     let mut error = Map::new();
     error.insert("message".into(), json!(format!("aigate: {}", denial.message)));
     error.extend(data);
@@ -110,15 +117,17 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     }
 }
 
-fn challenge_header(denial: &Denial, status: u32, headers: &mut Vec<(String, String)>) {
-    if status == 401 {
-        headers.push(("www-authenticate".into(), challenge(denial, None)));
-    } else if denial.reason == Reason::ScopeMissing {
-        headers.push((
-            "www-authenticate".into(),
-            challenge(denial, denial.required_scope.as_deref()),
-        ));
+fn challenge_header(denial: &Denial, status: u32, metadata: Option<&str>, headers: &mut Vec<(String, String)>) {
+    let scope = match (status, denial.reason) {
+        (401, _) => None,
+        (_, Reason::ScopeMissing) => denial.required_scope.as_deref(),
+        _ => return,
+    };
+    let mut value = challenge(denial, scope);
+    if let Some(url) = metadata {
+        value.push_str(&format!(", resource_metadata=\"{url}\""));
     }
+    headers.push(("www-authenticate".into(), value));
 }
 
 /// LLM routes answer in the provider's error shape, so the official SDKs raise their
@@ -134,7 +143,7 @@ fn provider_error(
     let reason = denial.reason;
     // Every policy denial of a well-formed request is a 403 permission error.
     let status = status(reason);
-    challenge_header(denial, status, &mut headers);
+    challenge_header(denial, status, None, &mut headers);
     let message = format!(
         "aigate: {} (reason: {}, decision: {decision_id})",
         denial.message,

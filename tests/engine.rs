@@ -1731,3 +1731,90 @@ fn a_numeric_tenant_claim_names_the_tenant_by_its_text() {
     assert_eq!(d.reason, Reason::TokenInvalid);
     assert!(d.message.contains("non-string \"sub\""), "{}", d.message);
 }
+
+#[test]
+fn an_mcp_route_publishes_its_protected_resource_metadata() {
+    let w = World::with(|p| {
+        p["routes"][0]["protected_resource"] =
+            json!({"resource": "https://gateway.example.com/mcp", "scopes_supported": ["orders.read"]})
+    });
+    // Served without a token, to any client: the first step of an OAuth sign-in.
+    let mut h = w.headers(None);
+    h[0].1 = b"GET".to_vec();
+    h[1].1 = b"/.well-known/oauth-protected-resource/mcp".to_vec();
+    let d = w.decide_raw(&h, None);
+    assert!(d.allowed() && d.metadata, "{:?}", d.denial);
+    assert!(d.principal.is_none() && d.identity.is_none());
+    let route = &w.policy.routes[d.route.unwrap()];
+    let doc: Value = serde_json::from_str(&route.protected_resource.as_ref().unwrap().document).unwrap();
+    assert_eq!(
+        doc,
+        json!({"resource": "https://gateway.example.com/mcp",
+               "authorization_servers": ["https://idp.example.com"],
+               "bearer_methods_supported": ["header"], "scopes_supported": ["orders.read"]})
+    );
+    // Only a GET of that path: anything else is judged as before.
+    h[0].1 = b"POST".to_vec();
+    assert_eq!(
+        w.decide_raw(&h, Some(b"{}")).denial.unwrap().reason,
+        Reason::RouteUnmatched
+    );
+
+    // Challenges point at it: 401 without a token, 403 for a missing scope.
+    let metadata = "resource_metadata=\"https://gateway.example.com/.well-known/oauth-protected-resource/mcp\"";
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let challenge = |d: &aigate::engine::Decision| {
+        let reply = response::render(&w.policy, d, d.denial.as_ref().unwrap(), "id");
+        reply
+            .headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let anonymous = w.decide(&w.headers(None), Some(&body));
+    assert!(challenge(&anonymous).ends_with(metadata), "{}", challenge(&anonymous));
+    let t = w.token(json!({"scope": "tickets.read"}));
+    let unscoped = w.decide(&w.headers(Some(&t)), Some(&body));
+    let c = challenge(&unscoped);
+    assert!(c.contains("insufficient_scope") && c.ends_with(metadata), "{c}");
+}
+
+#[test]
+fn protected_resource_metadata_is_checked_when_the_policy_loads() {
+    let errors = |pr: Value, mut edit: Box<dyn FnMut(&mut Value)>| {
+        let mut p = policy_doc();
+        p["routes"][0]["protected_resource"] = pr;
+        edit(&mut p);
+        aigate::policy::compile(p.to_string().as_bytes())
+            .err()
+            .map(|e| e.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("; "))
+    };
+    let none = || -> Box<dyn FnMut(&mut Value)> { Box::new(|_| {}) };
+    let e = errors(json!({"resource": "http://gateway.example.com/mcp"}), none()).unwrap();
+    assert!(e.contains("routes[0].protected_resource.resource"), "{e}");
+    let e = errors(json!({"resource": "https://gw.example.com/mcp", "extra": 1}), none()).unwrap();
+    assert!(e.contains("extra"), "{e}");
+    let e = errors(
+        json!({"resource": "https://gw.example.com/mcp", "authorization_servers": ["idp"]}),
+        none(),
+    )
+    .unwrap();
+    assert!(e.contains("routes[0].protected_resource.authorization_servers"), "{e}");
+    // Behind jwt_authn the policy knows no issuer: the servers must be named.
+    let behind_envoy = || -> Box<dyn FnMut(&mut Value)> {
+        Box::new(|p: &mut Value| {
+            let identity = p["identity"].as_object_mut().unwrap();
+            identity.remove("jwt");
+            identity.insert("source".into(), json!("jwt_authn"));
+            identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
+        })
+    };
+    let e = errors(json!({"resource": "https://gw.example.com/mcp"}), behind_envoy()).unwrap();
+    assert!(e.contains("authorization_servers"), "{e}");
+    assert!(errors(
+        json!({"resource": "https://gw.example.com/mcp", "authorization_servers": ["https://idp.example.com"]}),
+        behind_envoy()
+    )
+    .is_none());
+}

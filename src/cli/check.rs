@@ -57,6 +57,9 @@ pub fn summary(p: &Policy) -> String {
         if r.protocol == crate::config::Protocol::Mcp && r.answer_resources == crate::config::AnswerResources::Pass {
             notes.push_str(" (resources in answers unread)");
         }
+        if let Some(m) = &r.protected_resource {
+            notes.push_str(&format!(" (OAuth metadata at {})", m.path));
+        }
         out.push_str(&format!(
             "  {:<20} {:<12} {}{notes}\n",
             r.id,

@@ -258,6 +258,21 @@ impl Http {
                 self.send_http_response(reply.status, headers, Some(&reply.body));
                 Action::Pause
             }
+            // The route's protected resource metadata: public, answered here.
+            _ if d.metadata => {
+                let document = d
+                    .route
+                    .and_then(|i| policy.routes.get(i))
+                    .and_then(|r| r.protected_resource.as_ref())
+                    .map_or("{}", |m| m.document.as_str());
+                let headers = vec![
+                    ("content-type", "application/json"),
+                    ("cache-control", "public, max-age=3600"),
+                    (DECISION_HEADER, self.decision_id.as_str()),
+                ];
+                self.send_http_response(200, headers, Some(document.as_bytes()));
+                Action::Pause
+            }
             _ => {
                 if let (Some(body), Mode::Enforce) = (&d.rewrite, policy.mode) {
                     self.set_http_request_body(0, self.body_size, body);

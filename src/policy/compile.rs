@@ -151,8 +151,10 @@ impl Checker {
 
     fn policy(&mut self, doc: PolicyDoc, hash: String) -> Policy {
         self.non_empty("default_owner", &doc.default_owner);
-        let routes = self.routes(doc.routes);
+        let metadata: Vec<_> = doc.routes.iter().map(|r| r.protected_resource.clone()).collect();
+        let mut routes = self.routes(doc.routes);
         let identity = self.identity(doc.identity);
+        self.resource_metadata(&mut routes, metadata, &identity);
         let mut scopes = HashMap::new();
         let mut scope_models = HashMap::new();
         for (name, s) in doc.scopes {
@@ -226,6 +228,37 @@ impl Checker {
         }
     }
 
+    /// Each MCP route's protected resource metadata, its authorization servers defaulting
+    /// to the token issuers. Two routes cannot serve one well-known path.
+    fn resource_metadata(
+        &mut self,
+        routes: &mut [Route],
+        docs: Vec<Option<config::ProtectedResourceDoc>>,
+        identity: &IdentityPolicy,
+    ) {
+        let issuers: Vec<String> = match &identity.token {
+            TokenSource::Jwt { issuers, .. } => issuers.iter().map(|i| i.issuer.clone()).collect(),
+            _ => Vec::new(),
+        };
+        let mut served: Vec<String> = Vec::new();
+        for (i, (route, doc)) in routes.iter_mut().zip(docs).enumerate() {
+            let Some(doc) = doc.filter(|_| route.protocol == Protocol::Mcp) else {
+                continue;
+            };
+            match crate::policy::resource_metadata::compile(&doc, &issuers) {
+                Ok(m) if served.contains(&m.path) => self.err(
+                    format!("routes[{i}].protected_resource.resource"),
+                    format!("another route already serves {}", m.path),
+                ),
+                Ok(m) => {
+                    served.push(m.path.clone());
+                    route.protected_resource = Some(m);
+                }
+                Err((field, message)) => self.err(format!("routes[{i}].protected_resource.{field}"), message),
+            }
+        }
+    }
+
     fn routes(&mut self, docs: Vec<config::RouteDoc>) -> Vec<Route> {
         if docs.is_empty() {
             self.err("routes", "at least one route is required");
@@ -277,6 +310,9 @@ impl Checker {
                 if r.unknown_methods.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.unknown_methods"), "applies only to MCP routes");
                 }
+                if r.protected_resource.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.protected_resource"), "applies only to MCP routes");
+                }
                 match (&r.tool, r.protocol) {
                     (None, Protocol::Action) => {
                         self.err(format!("{path}.tool"), "an action route names its catalogued tool");
@@ -301,6 +337,8 @@ impl Checker {
                     answer_resources: r.answer_resources.unwrap_or_default(),
                     unknown_methods: r.unknown_methods.unwrap_or_default(),
                     extra_input: r.extra_input.unwrap_or_default(),
+                    // Compiled once the identity's issuers are known (`resource_metadata`).
+                    protected_resource: None,
                 }
             })
             .collect()

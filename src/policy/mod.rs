@@ -3,6 +3,7 @@
 
 mod compile;
 mod model;
+pub mod resource_metadata;
 mod scope;
 
 pub use compile::{compile, ConfigError};
@@ -69,6 +70,8 @@ pub struct Route {
     pub answer_resources: AnswerResources,
     /// MCP routes: whether methods aigate does not know pass unjudged.
     pub unknown_methods: UnknownMethods,
+    /// MCP routes: the OAuth protected resource metadata aigate serves for the endpoint.
+    pub protected_resource: Option<resource_metadata::ProtectedResource>,
     /// `action` routes: whether a query string or a path below the prefix may pass unjudged.
     pub extra_input: ExtraInput,
 }
@@ -419,6 +422,13 @@ pub struct ApprovalPolicy {
 
 impl Policy {
     /// Index of the first route matching method, host and path prefix.
+    /// The MCP route whose protected resource metadata `path` asks for.
+    pub fn metadata_route(&self, path: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .position(|r| r.protected_resource.as_ref().is_some_and(|m| m.path == path))
+    }
+
     pub fn route(&self, method: &str, host: &str, path: &str) -> Option<usize> {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
