@@ -54,7 +54,20 @@ impl RootContext for Root {
                 if policy.approval.is_some() {
                     approval::replay::prepare(&host::ProxyShared, ProxyHost.now());
                 }
-                log(LogLevel::Info, &format!("aigate: policy {} loaded", policy.hash));
+                // Monitor mode lets everything through: say so where operators look first.
+                match policy.mode {
+                    crate::config::Mode::Enforce => log(
+                        LogLevel::Info,
+                        &format!("aigate: policy {} loaded (mode enforce, hold {})", policy.hash, hold_label(policy.hold)),
+                    ),
+                    crate::config::Mode::Monitor => log(
+                        LogLevel::Warn,
+                        &format!(
+                            "aigate: policy {} loaded in MONITOR mode: nothing is refused, denials are only logged and counted as would_deny",
+                            policy.hash
+                        ),
+                    ),
+                }
                 self.shared = Some(Rc::new(Shared {
                     policy,
                     meters,
@@ -380,4 +393,12 @@ fn random_u64() -> u64 {
 #[allow(dead_code)]
 fn internal(message: &str) -> Denial {
     Denial::new(Reason::InternalError, "plugin", message)
+}
+
+/// The policy's `hold`, as written in it.
+fn hold_label(hold: Hold) -> &'static str {
+    match hold {
+        Hold::Headers => "headers",
+        Hold::Body => "body",
+    }
 }
