@@ -1,6 +1,8 @@
 //! Anthropic Messages (`POST /v1/messages`): `model`, `tools[]` (client and server tools
-//! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, and the `tool_use`
-//! content blocks of `messages[]`. Other content (text, images, documents) is never looked at.
+//! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, the `tool_use` content
+//! blocks of `messages[]`, and the members that continue state the provider keeps
+//! (`container`, `thread`, `diagnostics`). Other content (text, images, documents) is
+//! never looked at.
 
 use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
 use crate::decision::Denial;
@@ -23,6 +25,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             // A container (by id, or with stored skills) carries files and code from
             // earlier requests: state the provider keeps.
             "container" if !value.is_null() => r.provider_state.push("container"),
+            "thread" => thread(&mut r, value),
+            "diagnostics" => diagnostics(&mut r, value)?,
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
@@ -35,15 +39,48 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 7] = [
+const READ: [&str; 9] = [
     "model",
     "stream",
     "tools",
     "tool_choice",
     "mcp_servers",
     "container",
+    "thread",
+    "diagnostics",
     "messages",
 ];
+
+/// A thread the provider holds: `{"type": "continue", "previous_message_id": …}` resumes a
+/// conversation whose earlier turns (and their tool calls) are not in the body, and may be
+/// anyone's. Only `{"type": "create"}`, which starts one from what this body holds, is no
+/// such state; any other shape is taken as continuing one.
+fn thread(r: &mut LlmRequest, v: Value) {
+    let creates = |m: &Map<String, Value>| {
+        m.get("type").and_then(Value::as_str) == Some("create")
+            && m.get("previous_message_id").is_none_or(Value::is_null)
+    };
+    match v {
+        Value::Null => {}
+        Value::Object(m) if creates(&m) => {}
+        _ => r.provider_state.push("thread"),
+    }
+}
+
+/// `diagnostics.previous_message_id` makes the provider compare this request with another
+/// one it keeps (and report how their prompts differ), whoever sent it.
+fn diagnostics(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::Null => {}
+        Value::Object(m) => {
+            if m.get("previous_message_id").is_some_and(|id| !id.is_null()) {
+                r.provider_state.push("diagnostics.previous_message_id");
+            }
+        }
+        _ => return Err(malformed(RULE, "diagnostics must be an object")),
+    }
+    Ok(())
+}
 
 fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
     llm::opt_string(m, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))
