@@ -107,6 +107,112 @@ fn model_allow_list_global_and_per_scope() {
     assert!(decide(&w2, CHAT, &p2, &chat_body("gpt-4o-mini", &[], vec![])).allowed());
 }
 
+/// `llm_world` with the advisor server tool catalogued: it runs a model of its own.
+fn advisor_world() -> World {
+    World::with(|p| {
+        llm_policy(p);
+        p["tools"]["advisor"] = json!({"intent": "docs.read", "impact": "read", "owner": "ai@example.com"});
+    })
+}
+
+fn advisor(model: &str) -> Value {
+    json!({"type": "advisor_20260301", "name": "advisor", "model": model})
+}
+
+#[test]
+fn models_named_beside_the_model_are_held_to_the_same_lists() {
+    let w = advisor_world();
+    let t = w.token(json!({}));
+    let premium = w.token(json!({"scope": "orders.read docs.read llm.premium"}));
+    let with = |member: &str, value: Value| {
+        let mut b = anthropic_body("claude-haiku-4-5", &["get_order"], vec![]);
+        b[member] = value;
+        b
+    };
+    let advised = |model: &str| {
+        let mut b = anthropic_body("claude-haiku-4-5", &["get_order"], vec![]);
+        b["tools"].as_array_mut().unwrap().push(advisor(model));
+        b
+    };
+    // Fallbacks the provider retries on, and the advisor's model, run on the conversation.
+    for (body, place) in [
+        (with("fallbacks", json!([{"model": "claude-opus-4-7"}])), "fallbacks"),
+        (
+            with(
+                "fallbacks",
+                json!([{"model": "claude-haiku-4-5"}, {"model": "claude-sonnet-4-5", "max_tokens": 9}]),
+            ),
+            "fallbacks",
+        ),
+        (advised("claude-opus-4-7"), "tools"),
+    ] {
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let denial = decide(&w, route, &t, &body)
+                .denial
+                .unwrap_or_else(|| panic!("{route} {body} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str()),
+                (Reason::ModelNotAllowed, "models"),
+                "{body}"
+            );
+            assert!(
+                denial
+                    .message
+                    .ends_with(&format!("is not allowed for this caller (named in {place})")),
+                "{}",
+                denial.message
+            );
+        }
+    }
+    // Models the caller may use pass, a scope's models included.
+    for (token, body) in [
+        (&t, with("fallbacks", json!([{"model": "claude-haiku-4-5-20251001"}]))),
+        (&premium, with("fallbacks", json!([{"model": "claude-sonnet-4-5"}]))),
+        (&t, with("fallbacks", Value::Null)),
+        (&t, advised("claude-haiku-4-5")),
+        (&premium, advised("claude-sonnet-4-5")),
+    ] {
+        let d = decide(&w, MESSAGES, token, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+    }
+    // "default" lets the provider choose: nothing aigate could judge, whatever the lists.
+    for fallbacks in [json!("default"), json!([{"model": "default"}])] {
+        let denial = decide(&w, MESSAGES, &premium, &with("fallbacks", fallbacks.clone()))
+            .denial
+            .unwrap_or_else(|| panic!("{fallbacks} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ModelNotAllowed, "models")
+        );
+        assert!(
+            denial
+                .message
+                .starts_with("fallbacks \"default\" lets the provider choose"),
+            "{}",
+            denial.message
+        );
+    }
+    // An entry without a model, or a model of another type, is malformed.
+    for (member, value) in [
+        ("fallbacks", json!([{"max_tokens": 9}])),
+        ("fallbacks", json!(["claude-haiku-4-5"])),
+        ("fallbacks", json!("claude-haiku-4-5")),
+        ("fallbacks", json!([{"model": 7}])),
+        (
+            "tools",
+            json!([{"type": "advisor_20260301", "name": "advisor", "model": ["claude-haiku-4-5"]}]),
+        ),
+    ] {
+        let denial = decide(&w, MESSAGES, &t, &with(member, value.clone()))
+            .denial
+            .unwrap_or_else(|| panic!("{value} passed"));
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{value}");
+    }
+    // A case-blind server would read `Fallbacks` as the fallbacks aigate did not judge.
+    let body = with("Fallbacks", json!([{"model": "claude-opus-4-7"}]));
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+}
+
 #[test]
 fn offered_tools_the_caller_may_not_use_deny_the_request() {
     let w = llm_world();

@@ -1,11 +1,12 @@
 //! Anthropic Messages (`POST /v1/messages`): `model`, `tools[]` (client and server tools
 //! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, the `tool_use` content
 //! blocks of `messages[]`, and the members that continue state the provider keeps
-//! (`container`, `thread`, `diagnostics`). Other content (text, images, documents) is
+//! (`container`, `thread`, `diagnostics`), and models named beside `model` (`fallbacks`, a
+//! tool's own `model`). Other content (text, images, documents) is
 //! never looked at.
 
 use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
-use crate::decision::Denial;
+use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
 
@@ -27,6 +28,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "container" if !value.is_null() => r.provider_state.push("container"),
             "thread" => thread(&mut r, value),
             "diagnostics" => diagnostics(&mut r, value)?,
+            "fallbacks" => fallbacks(&mut r, value)?,
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
@@ -39,8 +41,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 9] = [
+const READ: [&str; 10] = [
     "model",
+    "fallbacks",
     "stream",
     "tools",
     "tool_choice",
@@ -88,17 +91,55 @@ fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
 
 fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
-        let mut t = obj(t, RULE, "a tool")?;
-        // An MCP toolset exposes a server of `mcp_servers`, judged by the data boundary.
-        if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
-            continue;
+        offer(r, obj(t, RULE, "a tool")?, "tools", index)?;
+    }
+    Ok(())
+}
+
+/// One tool definition offered to the model, as a `tools` entry holds it: catalogued by
+/// its name, and a model of its own held to the model lists.
+fn offer(r: &mut LlmRequest, mut t: Map<String, Value>, list: &'static str, index: usize) -> Result<(), Denial> {
+    // A tool that runs a model of its own (the advisor) puts the conversation before it.
+    match t.remove("model") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(model)) => r.other_models.push((model, list)),
+        Some(_) => return Err(malformed(RULE, "a tool's model must be a string")),
+    }
+    // An MCP toolset exposes a server of `mcp_servers`, judged by the data boundary.
+    if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
+        return Ok(());
+    }
+    let name = name(&mut t, "a tool")?;
+    r.offers.push(Offer { name, list, index });
+    Ok(())
+}
+
+/// `fallbacks`: models the provider retries the request on when the model declines. Each
+/// is held to the model lists like `model`; `"default"` (the provider's own choice, as the
+/// whole member or an entry's model) names no model aigate could judge, and is refused.
+fn fallbacks(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    let unjudged = || {
+        Denial::new(
+            Reason::ModelNotAllowed,
+            "models",
+            "fallbacks \"default\" lets the provider choose the models to fall back on, which aigate \
+             cannot judge: name each fallback model",
+        )
+    };
+    let entries = match v {
+        Value::Null => return Ok(()),
+        Value::String(s) if s == "default" => return Err(unjudged()),
+        Value::Array(entries) => entries,
+        _ => return Err(malformed(RULE, "fallbacks must be an array of models or \"default\"")),
+    };
+    for e in entries {
+        let mut e = obj(e, RULE, "a fallbacks entry")?;
+        match llm::opt_string(&mut e, "model", RULE)? {
+            Some(m) if m == "default" => return Err(unjudged()),
+            Some(m) => r.other_models.push((m, "fallbacks")),
+            // A provider that filled in a model of its choosing would run one unjudged.
+            None => return Err(malformed(RULE, "a fallbacks entry needs a model")),
         }
-        let name = name(&mut t, "a tool")?;
-        r.offers.push(Offer {
-            name,
-            list: "tools",
-            index,
-        });
     }
     Ok(())
 }
@@ -169,7 +210,6 @@ pub(crate) fn tool_use(mut b: Map<String, Value>) -> Result<LlmCall, Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Reason;
     use serde_json::json;
 
     fn limits() -> Limits {
