@@ -262,6 +262,144 @@ fn offered_tools_the_caller_may_not_use_deny_the_request() {
     assert_eq!(reason(&w, CHAT, &t, &legacy), Some(Reason::ToolOfferDenied));
 }
 
+/// A Messages conversation whose first user turn holds `blocks` before its text.
+fn conversation_adding(tools: &[&str], blocks: Vec<Value>) -> Value {
+    let mut body = anthropic_body("claude-haiku-4-5", tools, vec![]);
+    let mut content = blocks;
+    content.push(json!({"type": "text", "text": "refund customer c-42"}));
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": "ok"}));
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "user", "content": content}));
+    body
+}
+
+fn addition(tool: Value) -> Value {
+    json!({"type": "tool_addition", "tool": tool})
+}
+
+fn defined(definition: Value) -> Value {
+    addition(json!({"type": "tool_definition", "definition": definition}))
+}
+
+fn function(name: &str) -> Value {
+    json!({"name": name, "input_schema": {"type": "object"}})
+}
+
+#[test]
+fn tools_the_conversation_adds_are_judged_as_offers_and_never_stripped() {
+    let w = advisor_world();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let refused = |body: &Value, tool: &str| {
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let d = decide(&w, route, &t, body);
+            let denial = d.denial.clone().unwrap_or_else(|| panic!("{route}: {body} passed"));
+            assert_eq!(denial.reason, Reason::ToolOfferDenied, "{route}: {body}");
+            assert_eq!(d.refused_offers, [tool], "{route}");
+            assert!(d.rewrite.is_none(), "{route}");
+            let expected = if route == MESSAGES {
+                format!("the request offers the model tools this caller may not use: {tool:?}")
+            } else {
+                format!(
+                    "the conversation offers the model {tool:?}, which this caller may not use; \
+                     it cannot be stripped from the conversation"
+                )
+            };
+            assert_eq!(denial.message, expected, "{route}");
+        }
+    };
+    // Defined inline: a function this caller may not use, a server tool not catalogued.
+    refused(
+        &conversation_adding(&["get_order"], vec![defined(function("refund_order"))]),
+        "refund_order",
+    );
+    refused(
+        &conversation_adding(
+            &[],
+            vec![defined(json!({"type": "web_search_20250305", "name": "web_search"}))],
+        ),
+        "web_search",
+    );
+    // Named: a tool of `tools` the strip route would cut, or one defined earlier.
+    refused(
+        &conversation_adding(
+            &["get_order", "refund_order"],
+            vec![addition(json!({"type": "tool_reference", "name": "refund_order"}))],
+        ),
+        "refund_order",
+    );
+    // The tool changes a compaction carries, and a system message adding a tool.
+    let mut compacted = conversation_adding(&["get_order"], vec![]);
+    compacted["messages"].as_array_mut().unwrap().insert(
+        0,
+        json!({"role": "user", "content": [{"type": "compaction", "content": "Earlier: refunds discussed.",
+            "tool_changes": [
+                {"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}},
+                defined(function("refund_order"))]}]}),
+    );
+    refused(&compacted, "refund_order");
+    let mut system = conversation_adding(&["get_order"], vec![]);
+    system["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "system", "content": [defined(function("refund_order"))]}));
+    refused(&system, "refund_order");
+
+    // A tool the caller may use passes, as in `tools`; so do removals and MCP tools (their
+    // server is judged by the data boundary).
+    let docs = w.token(json!({"scope": "orders.read email.send docs.read"}));
+    for body in [
+        conversation_adding(&[], vec![defined(function("send_email"))]),
+        conversation_adding(
+            &["get_order"],
+            vec![
+                addition(json!({"type": "tool_reference", "name": "get_order"})),
+                json!({"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}}),
+                addition(json!({"type": "mcp_toolset_reference", "server_name": "crm"})),
+                addition(json!({"type": "mcp_tool_reference", "server_name": "crm", "name": "lookup"})),
+            ],
+        ),
+        conversation_adding(&[], vec![defined(advisor("claude-haiku-4-5"))]),
+    ] {
+        let d = decide(&w, "/strip/v1/messages", &docs, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+        assert!(d.rewrite.is_none());
+    }
+    // A model an inline tool runs is held to the model lists.
+    let body = conversation_adding(&[], vec![defined(advisor("claude-opus-4-7"))]);
+    let denial = decide(&w, MESSAGES, &docs, &body).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.message.as_str()),
+        (
+            Reason::ModelNotAllowed,
+            "model \"claude-opus-4-7\" is not allowed for this caller (named in the conversation)"
+        )
+    );
+    // What aigate cannot read as a tool is malformed.
+    for block in [
+        addition(json!({"type": "tool_blueprint", "name": "refund_order"})),
+        addition(json!({"name": "refund_order"})),
+        json!({"type": "tool_addition"}),
+        addition(json!({"type": "tool_definition"})),
+        addition(json!({"type": "tool_definition", "definition": {"input_schema": {}}})),
+        json!({"type": "compaction", "tool_changes": [{"type": "tool_swap"}]}),
+    ] {
+        let denial = decide(&w, MESSAGES, &docs, &conversation_adding(&[], vec![block.clone()]))
+            .denial
+            .unwrap_or_else(|| panic!("{block} passed"));
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{block}");
+    }
+    let unknown = conversation_adding(&[], vec![addition(json!({"type": "tool_blueprint"}))]);
+    assert_eq!(
+        decide(&w, MESSAGES, &docs, &unknown).denial.unwrap().message,
+        "a tool_addition block adds a tool of type \"tool_blueprint\", which aigate does not know and so cannot judge"
+    );
+}
+
 #[test]
 fn strip_forwards_the_body_without_refused_tools_byte_for_byte() {
     let w = llm_world();

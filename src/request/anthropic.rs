@@ -1,11 +1,14 @@
-//! Anthropic Messages (`POST /v1/messages`): `model`, `tools[]` (client and server tools
-//! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, the `tool_use` content
-//! blocks of `messages[]`, and the members that continue state the provider keeps
-//! (`container`, `thread`, `diagnostics`), and models named beside `model` (`fallbacks`, a
-//! tool's own `model`). Other content (text, images, documents) is
-//! never looked at.
+//! Anthropic Messages (`POST /v1/messages`): `model` and the models named beside it
+//! (`fallbacks`, a tool's own `model`), `tools[]` (client and server tools alike carry a
+//! `name`), `tool_choice`, remote `mcp_servers[]`, the `tool_use` content blocks of
+//! `messages[]` and the tools its `tool_addition` blocks (and compactions) add, and the
+//! members that continue state the provider keeps (`container`, `thread`, `diagnostics`).
+//! Other content (text, images, documents) is never looked at.
 
-use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
+use super::llm::{
+    self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice, IN_CONVERSATION,
+};
+use crate::authz::shown;
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
@@ -181,16 +184,76 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             _ => continue, // a plain string, or nothing
         };
         for b in blocks {
-            let b = obj(b, RULE, "a content block")?;
-            if b.get("type").and_then(Value::as_str) != Some("tool_use") {
-                continue;
+            let mut b = obj(b, RULE, "a content block")?;
+            match b.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    r.calls.push(tool_use(b)?);
+                    turns.push(i);
+                }
+                Some("tool_addition") => tool_addition(r, b)?,
+                // A compaction carries the tool changes of the turns it replaces.
+                Some("compaction") => {
+                    for c in opt_array(b.remove("tool_changes"), RULE, "a compaction block's tool_changes")? {
+                        let c = obj(c, RULE, "a tool change")?;
+                        match c.get("type").and_then(Value::as_str) {
+                            Some("tool_addition") => tool_addition(r, c)?,
+                            Some("tool_removal") => {}
+                            _ => {
+                                return Err(malformed(
+                                    RULE,
+                                    "a compaction block's tool_changes holds only tool_addition and tool_removal",
+                                ))
+                            }
+                        }
+                    }
+                }
+                _ => {}
             }
-            r.calls.push(tool_use(b)?);
-            turns.push(i);
         }
     }
     llm::mark_latest(&mut r.calls, &turns, last_turn);
     Ok(())
+}
+
+/// A `tool_addition` block offers the model a tool from this point of the conversation on:
+/// defined inline (`tool_definition`, a `tools` entry) or named (`tool_reference`, a tool of
+/// `tools` or one defined earlier). Either is judged as an offer that cannot be stripped,
+/// since cutting it would rewrite the conversation. MCP tools come from a server of
+/// `mcp_servers`, judged by the data boundary.
+fn tool_addition(r: &mut LlmRequest, mut b: Map<String, Value>) -> Result<(), Denial> {
+    let mut tool = obj(
+        b.remove("tool").unwrap_or(Value::Null),
+        RULE,
+        "a tool_addition block's tool",
+    )?;
+    match llm::opt_string(&mut tool, "type", RULE)?.as_deref() {
+        Some("tool_definition") => {
+            let definition = obj(
+                tool.remove("definition").unwrap_or(Value::Null),
+                RULE,
+                "a tool_definition's definition",
+            )?;
+            offer(r, definition, IN_CONVERSATION, 0)
+        }
+        Some("tool_reference") => {
+            let name = name(&mut tool, "a tool_reference")?;
+            r.offers.push(Offer {
+                name,
+                list: IN_CONVERSATION,
+                index: 0,
+            });
+            Ok(())
+        }
+        Some("mcp_tool_reference" | "mcp_toolset_reference") => Ok(()),
+        Some(other) => Err(malformed(
+            RULE,
+            format!(
+                "a tool_addition block adds a tool of type {}, which aigate does not know and so cannot judge",
+                shown(other)
+            ),
+        )),
+        None => Err(malformed(RULE, "a tool_addition block's tool needs a type")),
+    }
 }
 
 /// A `tool_use` content block: `{"name": …, "input": {…}}`.
