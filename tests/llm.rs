@@ -401,6 +401,68 @@ fn tools_the_conversation_adds_are_judged_as_offers_and_never_stripped() {
 }
 
 #[test]
+fn content_blocks_aigate_does_not_know_are_refused() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    // A block type the SDK does not list may offer a tool, run a model or reach state.
+    for (block, message) in [
+        (
+            json!({"type": "tool_grant", "tool": {"name": "refund_order"}}),
+            "content block type \"tool_grant\" is not one aigate knows, so it cannot judge it",
+        ),
+        // Types are exact: another spelling is another type.
+        (
+            json!({"type": "Tool_Use", "id": "t", "name": "refund_order", "input": {}}),
+            "content block type \"Tool_Use\" is not one aigate knows, so it cannot judge it",
+        ),
+        (json!({"text": "no type"}), "a content block needs a string type"),
+        (json!({"type": 7}), "a content block needs a string type"),
+    ] {
+        let body = conversation_adding(&[], vec![block.clone()]);
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let denial = decide(&w, route, &t, &body)
+                .denial
+                .unwrap_or_else(|| panic!("{route}: {block} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+                (Reason::BodyMalformed, "anthropic_messages", message),
+                "{block}"
+            );
+        }
+    }
+    let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+    body["messages"][0]["content"] = json!({"type": "text", "text": "one block, not in an array"});
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+    // Every block type the SDK sends (an answer's blocks included) passes.
+    let known = vec![
+        json!({"type": "text", "text": "hi"}),
+        json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
+        json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}),
+        json!({"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "x"}]}),
+        json!({"type": "thinking", "thinking": "hm", "signature": "sig"}),
+        json!({"type": "redacted_thinking", "data": "opaque"}),
+        json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}}),
+        json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}),
+        json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "advisor_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "bash_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "server_name": "crm", "input": {}}),
+        json!({"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": "ok"}),
+        json!({"type": "container_upload", "file_id": null}),
+        json!({"type": "compaction", "content": "summary"}),
+        json!({"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}}),
+        json!({"type": "mcp_tool_listing", "mcp_server_name": "crm", "tools": []}),
+        json!({"type": "fallback", "from": {"model": "claude-opus-4-7"}, "to": {"model": "claude-haiku-4-5"}}),
+    ];
+    let body = conversation_adding(&["get_order"], known);
+    let d = decide(&w, MESSAGES, &t, &body);
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
 fn strip_forwards_the_body_without_refused_tools_byte_for_byte() {
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read email.send docs.read"}));

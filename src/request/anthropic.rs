@@ -170,6 +170,38 @@ fn servers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     Ok(())
 }
 
+/// The content block types of `messages[]` aigate knows: the SDK's request blocks, and the
+/// answer's blocks a client sends back. `tool_use` and `tool_addition` (and a compaction's
+/// tool changes) are judged; the rest carry nothing to judge: content, thinking, the
+/// provider's own tool calls and results, markers. Any other type is refused: a new kind
+/// of block may offer a tool, run a model or reach state, and must not pass unjudged.
+const KNOWN_BLOCKS: [&str; 24] = [
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "advisor_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "mcp_tool_use",
+    "mcp_tool_result",
+    "container_upload",
+    "compaction",
+    "tool_addition",
+    "tool_removal",
+    "mcp_tool_listing",
+    "fallback",
+];
+
 fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     let mut turns = Vec::new();
     let mut last_turn = None;
@@ -181,7 +213,13 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
         }
         let blocks = match m.remove("content") {
             Some(Value::Array(blocks)) => blocks,
-            _ => continue, // a plain string, or nothing
+            None | Some(Value::Null | Value::String(_)) => continue,
+            Some(_) => {
+                return Err(malformed(
+                    RULE,
+                    "a message's content must be a string or an array of blocks",
+                ))
+            }
         };
         for b in blocks {
             let mut b = obj(b, RULE, "a content block")?;
@@ -207,7 +245,17 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                         }
                     }
                 }
-                _ => {}
+                Some(kind) if KNOWN_BLOCKS.contains(&kind) => {}
+                Some(kind) => {
+                    return Err(malformed(
+                        RULE,
+                        format!(
+                            "content block type {} is not one aigate knows, so it cannot judge it",
+                            shown(kind)
+                        ),
+                    ))
+                }
+                None => return Err(malformed(RULE, "a content block needs a string type")),
             }
         }
     }
@@ -328,6 +376,11 @@ mod tests {
             json!({"model": "m", "mcp_servers": [{"type": "url"}]}),
             json!({"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "x", "input": "{}"}]}]}),
             json!({"model": "m", "messages": [{"role": "assistant", "content": [3]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "future_block"}]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"text": "untyped"}]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}]}),
+            json!({"model": "m", "fallbacks": [{"max_tokens": 1}]}),
+            json!({"model": "m", "diagnostics": "msg_1"}),
         ] {
             let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
             assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
