@@ -107,6 +107,112 @@ fn model_allow_list_global_and_per_scope() {
     assert!(decide(&w2, CHAT, &p2, &chat_body("gpt-4o-mini", &[], vec![])).allowed());
 }
 
+/// `llm_world` with the advisor server tool catalogued: it runs a model of its own.
+fn advisor_world() -> World {
+    World::with(|p| {
+        llm_policy(p);
+        p["tools"]["advisor"] = json!({"intent": "docs.read", "impact": "read", "owner": "ai@example.com"});
+    })
+}
+
+fn advisor(model: &str) -> Value {
+    json!({"type": "advisor_20260301", "name": "advisor", "model": model})
+}
+
+#[test]
+fn models_named_beside_the_model_are_held_to_the_same_lists() {
+    let w = advisor_world();
+    let t = w.token(json!({}));
+    let premium = w.token(json!({"scope": "orders.read docs.read llm.premium"}));
+    let with = |member: &str, value: Value| {
+        let mut b = anthropic_body("claude-haiku-4-5", &["get_order"], vec![]);
+        b[member] = value;
+        b
+    };
+    let advised = |model: &str| {
+        let mut b = anthropic_body("claude-haiku-4-5", &["get_order"], vec![]);
+        b["tools"].as_array_mut().unwrap().push(advisor(model));
+        b
+    };
+    // Fallbacks the provider retries on, and the advisor's model, run on the conversation.
+    for (body, place) in [
+        (with("fallbacks", json!([{"model": "claude-opus-4-7"}])), "fallbacks"),
+        (
+            with(
+                "fallbacks",
+                json!([{"model": "claude-haiku-4-5"}, {"model": "claude-sonnet-4-5", "max_tokens": 9}]),
+            ),
+            "fallbacks",
+        ),
+        (advised("claude-opus-4-7"), "tools"),
+    ] {
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let denial = decide(&w, route, &t, &body)
+                .denial
+                .unwrap_or_else(|| panic!("{route} {body} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str()),
+                (Reason::ModelNotAllowed, "models"),
+                "{body}"
+            );
+            assert!(
+                denial
+                    .message
+                    .ends_with(&format!("is not allowed for this caller (named in {place})")),
+                "{}",
+                denial.message
+            );
+        }
+    }
+    // Models the caller may use pass, a scope's models included.
+    for (token, body) in [
+        (&t, with("fallbacks", json!([{"model": "claude-haiku-4-5-20251001"}]))),
+        (&premium, with("fallbacks", json!([{"model": "claude-sonnet-4-5"}]))),
+        (&t, with("fallbacks", Value::Null)),
+        (&t, advised("claude-haiku-4-5")),
+        (&premium, advised("claude-sonnet-4-5")),
+    ] {
+        let d = decide(&w, MESSAGES, token, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+    }
+    // "default" lets the provider choose: nothing aigate could judge, whatever the lists.
+    for fallbacks in [json!("default"), json!([{"model": "default"}])] {
+        let denial = decide(&w, MESSAGES, &premium, &with("fallbacks", fallbacks.clone()))
+            .denial
+            .unwrap_or_else(|| panic!("{fallbacks} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ModelNotAllowed, "models")
+        );
+        assert!(
+            denial
+                .message
+                .starts_with("fallbacks \"default\" lets the provider choose"),
+            "{}",
+            denial.message
+        );
+    }
+    // An entry without a model, or a model of another type, is malformed.
+    for (member, value) in [
+        ("fallbacks", json!([{"max_tokens": 9}])),
+        ("fallbacks", json!(["claude-haiku-4-5"])),
+        ("fallbacks", json!("claude-haiku-4-5")),
+        ("fallbacks", json!([{"model": 7}])),
+        (
+            "tools",
+            json!([{"type": "advisor_20260301", "name": "advisor", "model": ["claude-haiku-4-5"]}]),
+        ),
+    ] {
+        let denial = decide(&w, MESSAGES, &t, &with(member, value.clone()))
+            .denial
+            .unwrap_or_else(|| panic!("{value} passed"));
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{value}");
+    }
+    // A case-blind server would read `Fallbacks` as the fallbacks aigate did not judge.
+    let body = with("Fallbacks", json!([{"model": "claude-opus-4-7"}]));
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+}
+
 #[test]
 fn offered_tools_the_caller_may_not_use_deny_the_request() {
     let w = llm_world();
@@ -154,6 +260,206 @@ fn offered_tools_the_caller_may_not_use_deny_the_request() {
     assert_eq!(reason(&w, RESPONSES, &t, &hosted), Some(Reason::ToolOfferDenied));
     let legacy = json!({"model": "gpt-4o-mini", "messages": [], "functions": [{"name": "drop_tables"}]});
     assert_eq!(reason(&w, CHAT, &t, &legacy), Some(Reason::ToolOfferDenied));
+}
+
+/// A Messages conversation whose first user turn holds `blocks` before its text.
+fn conversation_adding(tools: &[&str], blocks: Vec<Value>) -> Value {
+    let mut body = anthropic_body("claude-haiku-4-5", tools, vec![]);
+    let mut content = blocks;
+    content.push(json!({"type": "text", "text": "refund customer c-42"}));
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": "ok"}));
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "user", "content": content}));
+    body
+}
+
+fn addition(tool: Value) -> Value {
+    json!({"type": "tool_addition", "tool": tool})
+}
+
+fn defined(definition: Value) -> Value {
+    addition(json!({"type": "tool_definition", "definition": definition}))
+}
+
+fn function(name: &str) -> Value {
+    json!({"name": name, "input_schema": {"type": "object"}})
+}
+
+#[test]
+fn tools_the_conversation_adds_are_judged_as_offers_and_never_stripped() {
+    let w = advisor_world();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let refused = |body: &Value, tool: &str| {
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let d = decide(&w, route, &t, body);
+            let denial = d.denial.clone().unwrap_or_else(|| panic!("{route}: {body} passed"));
+            assert_eq!(denial.reason, Reason::ToolOfferDenied, "{route}: {body}");
+            assert_eq!(d.refused_offers, [tool], "{route}");
+            assert!(d.rewrite.is_none(), "{route}");
+            let expected = if route == MESSAGES {
+                format!("the request offers the model tools this caller may not use: {tool:?}")
+            } else {
+                format!(
+                    "the conversation offers the model {tool:?}, which this caller may not use; \
+                     it cannot be stripped from the conversation"
+                )
+            };
+            assert_eq!(denial.message, expected, "{route}");
+        }
+    };
+    // Defined inline: a function this caller may not use, a server tool not catalogued.
+    refused(
+        &conversation_adding(&["get_order"], vec![defined(function("refund_order"))]),
+        "refund_order",
+    );
+    refused(
+        &conversation_adding(
+            &[],
+            vec![defined(json!({"type": "web_search_20250305", "name": "web_search"}))],
+        ),
+        "web_search",
+    );
+    // Named: a tool of `tools` the strip route would cut, or one defined earlier.
+    refused(
+        &conversation_adding(
+            &["get_order", "refund_order"],
+            vec![addition(json!({"type": "tool_reference", "name": "refund_order"}))],
+        ),
+        "refund_order",
+    );
+    // The tool changes a compaction carries, and a system message adding a tool.
+    let mut compacted = conversation_adding(&["get_order"], vec![]);
+    compacted["messages"].as_array_mut().unwrap().insert(
+        0,
+        json!({"role": "user", "content": [{"type": "compaction", "content": "Earlier: refunds discussed.",
+            "tool_changes": [
+                {"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}},
+                defined(function("refund_order"))]}]}),
+    );
+    refused(&compacted, "refund_order");
+    let mut system = conversation_adding(&["get_order"], vec![]);
+    system["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "system", "content": [defined(function("refund_order"))]}));
+    refused(&system, "refund_order");
+
+    // A tool the caller may use passes, as in `tools`; so do removals and MCP tools (their
+    // server is judged by the data boundary).
+    let docs = w.token(json!({"scope": "orders.read email.send docs.read"}));
+    for body in [
+        conversation_adding(&[], vec![defined(function("send_email"))]),
+        conversation_adding(
+            &["get_order"],
+            vec![
+                addition(json!({"type": "tool_reference", "name": "get_order"})),
+                json!({"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}}),
+                addition(json!({"type": "mcp_toolset_reference", "server_name": "crm"})),
+                addition(json!({"type": "mcp_tool_reference", "server_name": "crm", "name": "lookup"})),
+            ],
+        ),
+        conversation_adding(&[], vec![defined(advisor("claude-haiku-4-5"))]),
+    ] {
+        let d = decide(&w, "/strip/v1/messages", &docs, &body);
+        assert!(d.allowed(), "{body}: {:?}", d.denial);
+        assert!(d.rewrite.is_none());
+    }
+    // A model an inline tool runs is held to the model lists.
+    let body = conversation_adding(&[], vec![defined(advisor("claude-opus-4-7"))]);
+    let denial = decide(&w, MESSAGES, &docs, &body).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.message.as_str()),
+        (
+            Reason::ModelNotAllowed,
+            "model \"claude-opus-4-7\" is not allowed for this caller (named in the conversation)"
+        )
+    );
+    // What aigate cannot read as a tool is malformed.
+    for block in [
+        addition(json!({"type": "tool_blueprint", "name": "refund_order"})),
+        addition(json!({"name": "refund_order"})),
+        json!({"type": "tool_addition"}),
+        addition(json!({"type": "tool_definition"})),
+        addition(json!({"type": "tool_definition", "definition": {"input_schema": {}}})),
+        json!({"type": "compaction", "tool_changes": [{"type": "tool_swap"}]}),
+    ] {
+        let denial = decide(&w, MESSAGES, &docs, &conversation_adding(&[], vec![block.clone()]))
+            .denial
+            .unwrap_or_else(|| panic!("{block} passed"));
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{block}");
+    }
+    let unknown = conversation_adding(&[], vec![addition(json!({"type": "tool_blueprint"}))]);
+    assert_eq!(
+        decide(&w, MESSAGES, &docs, &unknown).denial.unwrap().message,
+        "a tool_addition block adds a tool of type \"tool_blueprint\", which aigate does not know and so cannot judge"
+    );
+}
+
+#[test]
+fn content_blocks_aigate_does_not_know_are_refused() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    // A block type the SDK does not list may offer a tool, run a model or reach state.
+    for (block, message) in [
+        (
+            json!({"type": "tool_grant", "tool": {"name": "refund_order"}}),
+            "content block type \"tool_grant\" is not one aigate knows, so it cannot judge it",
+        ),
+        // Types are exact: another spelling is another type.
+        (
+            json!({"type": "Tool_Use", "id": "t", "name": "refund_order", "input": {}}),
+            "content block type \"Tool_Use\" is not one aigate knows, so it cannot judge it",
+        ),
+        (json!({"text": "no type"}), "a content block needs a string type"),
+        (json!({"type": 7}), "a content block needs a string type"),
+    ] {
+        let body = conversation_adding(&[], vec![block.clone()]);
+        for route in [MESSAGES, "/strip/v1/messages"] {
+            let denial = decide(&w, route, &t, &body)
+                .denial
+                .unwrap_or_else(|| panic!("{route}: {block} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+                (Reason::BodyMalformed, "anthropic_messages", message),
+                "{block}"
+            );
+        }
+    }
+    let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+    body["messages"][0]["content"] = json!({"type": "text", "text": "one block, not in an array"});
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+    // Every block type the SDK sends (an answer's blocks included) passes.
+    let known = vec![
+        json!({"type": "text", "text": "hi"}),
+        json!({"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}),
+        json!({"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}),
+        json!({"type": "search_result", "source": "s", "title": "t", "content": [{"type": "text", "text": "x"}]}),
+        json!({"type": "thinking", "thinking": "hm", "signature": "sig"}),
+        json!({"type": "redacted_thinking", "data": "opaque"}),
+        json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "x"}}),
+        json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}),
+        json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "advisor_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "bash_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "text_editor_code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "tool_search_tool_result", "tool_use_id": "srvtoolu_1", "content": {}}),
+        json!({"type": "mcp_tool_use", "id": "mcptoolu_1", "name": "lookup", "server_name": "crm", "input": {}}),
+        json!({"type": "mcp_tool_result", "tool_use_id": "mcptoolu_1", "content": "ok"}),
+        json!({"type": "container_upload", "file_id": null}),
+        json!({"type": "compaction", "content": "summary"}),
+        json!({"type": "tool_removal", "tool": {"type": "tool_reference", "name": "get_order"}}),
+        json!({"type": "mcp_tool_listing", "mcp_server_name": "crm", "tools": []}),
+        json!({"type": "fallback", "from": {"model": "claude-opus-4-7"}, "to": {"model": "claude-haiku-4-5"}}),
+    ];
+    let body = conversation_adding(&["get_order"], known);
+    let d = decide(&w, MESSAGES, &t, &body);
+    assert!(d.allowed(), "{:?}", d.denial);
 }
 
 #[test]

@@ -602,3 +602,86 @@ fn a_member_aigate_reads_spelled_in_another_case_is_refused() {
         json!({"model": "gpt-4o-mini", "Metadata": {}, "messages": [{"role": "user", "content": "hi", "Name": "a"}]});
     assert!(decide(&w, CHAT, &t, &other).allowed());
 }
+
+/// `llm_world` whose Messages route accepts provider state.
+fn messages_state_allowed() -> World {
+    World::with(|p| {
+        llm_policy(p);
+        let r = p["routes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|r| r["id"] == "messages")
+            .unwrap();
+        r["provider_state"] = json!("allow");
+    })
+}
+
+#[test]
+fn an_anthropic_thread_continued_or_another_message_named_is_provider_state() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    // A continued thread's earlier turns, tool calls included, are the provider's (maybe
+    // another caller's); diagnostics compare this prompt with another request's.
+    for (member, value, label) in [
+        (
+            "thread",
+            json!({"type": "continue", "previous_message_id": "msg_of_another_user"}),
+            "thread",
+        ),
+        // Any shape but a plain create is taken as continuing.
+        (
+            "thread",
+            json!({"type": "create", "previous_message_id": "msg_1"}),
+            "thread",
+        ),
+        ("thread", json!("msg_1"), "thread"),
+        (
+            "diagnostics",
+            json!({"previous_message_id": "msg_of_another_user"}),
+            "diagnostics.previous_message_id",
+        ),
+    ] {
+        let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+        body[member] = value.clone();
+        let denial = decide(&w, MESSAGES, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{member}: {value} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.messages.provider_state"),
+            "{value}"
+        );
+        assert!(
+            denial
+                .message
+                .starts_with(&format!("{label} continues state the provider keeps")),
+            "{}",
+            denial.message
+        );
+        // A route that accepts provider state judges the rest as usual.
+        assert!(
+            decide(&messages_state_allowed(), MESSAGES, &t, &body).allowed(),
+            "{value}"
+        );
+    }
+    // Starting a thread, or diagnostics with no earlier message, continue nothing.
+    for (member, value) in [
+        ("thread", json!({"type": "create"})),
+        ("thread", Value::Null),
+        ("diagnostics", json!({"previous_message_id": null})),
+        ("diagnostics", json!({})),
+    ] {
+        let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+        body[member] = value.clone();
+        let d = decide(&w, MESSAGES, &t, &body);
+        assert!(d.allowed(), "{member}: {value}: {:?}", d.denial);
+    }
+    let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+    body["diagnostics"] = json!("msg_1");
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+    // Spelled in another case, a case-blind server would read it: refused.
+    let mut body = anthropic_body("claude-haiku-4-5", &[], vec![]);
+    body["Thread"] = json!({"type": "continue", "previous_message_id": "msg_1"});
+    assert_eq!(reason(&w, MESSAGES, &t, &body), Some(Reason::BodyMalformed));
+}

@@ -1,9 +1,15 @@
-//! Anthropic Messages (`POST /v1/messages`): `model`, `tools[]` (client and server tools
-//! alike carry a `name`), `tool_choice`, remote `mcp_servers[]`, and the `tool_use`
-//! content blocks of `messages[]`. Other content (text, images, documents) is never looked at.
+//! Anthropic Messages (`POST /v1/messages`): `model` and the models named beside it
+//! (`fallbacks`, a tool's own `model`), `tools[]` (client and server tools alike carry a
+//! `name`), `tool_choice`, remote `mcp_servers[]`, the `tool_use` content blocks of
+//! `messages[]` and the tools its `tool_addition` blocks (and compactions) add, and the
+//! members that continue state the provider keeps (`container`, `thread`, `diagnostics`).
+//! Other content (text, images, documents) is never looked at.
 
-use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice};
-use crate::decision::Denial;
+use super::llm::{
+    self, malformed, obj, opt_array, string, LlmCall, LlmRequest, McpServer, Offer, ToolChoice, IN_CONVERSATION,
+};
+use crate::authz::shown;
+use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
 
@@ -23,6 +29,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             // A container (by id, or with stored skills) carries files and code from
             // earlier requests: state the provider keeps.
             "container" if !value.is_null() => r.provider_state.push("container"),
+            "thread" => thread(&mut r, value),
+            "diagnostics" => diagnostics(&mut r, value)?,
+            "fallbacks" => fallbacks(&mut r, value)?,
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
@@ -35,15 +44,49 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 7] = [
+const READ: [&str; 10] = [
     "model",
+    "fallbacks",
     "stream",
     "tools",
     "tool_choice",
     "mcp_servers",
     "container",
+    "thread",
+    "diagnostics",
     "messages",
 ];
+
+/// A thread the provider holds: `{"type": "continue", "previous_message_id": …}` resumes a
+/// conversation whose earlier turns (and their tool calls) are not in the body, and may be
+/// anyone's. Only `{"type": "create"}`, which starts one from what this body holds, is no
+/// such state; any other shape is taken as continuing one.
+fn thread(r: &mut LlmRequest, v: Value) {
+    let creates = |m: &Map<String, Value>| {
+        m.get("type").and_then(Value::as_str) == Some("create")
+            && m.get("previous_message_id").is_none_or(Value::is_null)
+    };
+    match v {
+        Value::Null => {}
+        Value::Object(m) if creates(&m) => {}
+        _ => r.provider_state.push("thread"),
+    }
+}
+
+/// `diagnostics.previous_message_id` makes the provider compare this request with another
+/// one it keeps (and report how their prompts differ), whoever sent it.
+fn diagnostics(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    match v {
+        Value::Null => {}
+        Value::Object(m) => {
+            if m.get("previous_message_id").is_some_and(|id| !id.is_null()) {
+                r.provider_state.push("diagnostics.previous_message_id");
+            }
+        }
+        _ => return Err(malformed(RULE, "diagnostics must be an object")),
+    }
+    Ok(())
+}
 
 fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
     llm::opt_string(m, "name", RULE)?.ok_or_else(|| malformed(RULE, format!("{what} needs a name")))
@@ -51,17 +94,55 @@ fn name(m: &mut Map<String, Value>, what: &str) -> Result<String, Denial> {
 
 fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
-        let mut t = obj(t, RULE, "a tool")?;
-        // An MCP toolset exposes a server of `mcp_servers`, judged by the data boundary.
-        if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
-            continue;
+        offer(r, obj(t, RULE, "a tool")?, "tools", index)?;
+    }
+    Ok(())
+}
+
+/// One tool definition offered to the model, as a `tools` entry holds it: catalogued by
+/// its name, and a model of its own held to the model lists.
+fn offer(r: &mut LlmRequest, mut t: Map<String, Value>, list: &'static str, index: usize) -> Result<(), Denial> {
+    // A tool that runs a model of its own (the advisor) puts the conversation before it.
+    match t.remove("model") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(model)) => r.other_models.push((model, list)),
+        Some(_) => return Err(malformed(RULE, "a tool's model must be a string")),
+    }
+    // An MCP toolset exposes a server of `mcp_servers`, judged by the data boundary.
+    if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
+        return Ok(());
+    }
+    let name = name(&mut t, "a tool")?;
+    r.offers.push(Offer { name, list, index });
+    Ok(())
+}
+
+/// `fallbacks`: models the provider retries the request on when the model declines. Each
+/// is held to the model lists like `model`; `"default"` (the provider's own choice, as the
+/// whole member or an entry's model) names no model aigate could judge, and is refused.
+fn fallbacks(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    let unjudged = || {
+        Denial::new(
+            Reason::ModelNotAllowed,
+            "models",
+            "fallbacks \"default\" lets the provider choose the models to fall back on, which aigate \
+             cannot judge: name each fallback model",
+        )
+    };
+    let entries = match v {
+        Value::Null => return Ok(()),
+        Value::String(s) if s == "default" => return Err(unjudged()),
+        Value::Array(entries) => entries,
+        _ => return Err(malformed(RULE, "fallbacks must be an array of models or \"default\"")),
+    };
+    for e in entries {
+        let mut e = obj(e, RULE, "a fallbacks entry")?;
+        match llm::opt_string(&mut e, "model", RULE)? {
+            Some(m) if m == "default" => return Err(unjudged()),
+            Some(m) => r.other_models.push((m, "fallbacks")),
+            // A provider that filled in a model of its choosing would run one unjudged.
+            None => return Err(malformed(RULE, "a fallbacks entry needs a model")),
         }
-        let name = name(&mut t, "a tool")?;
-        r.offers.push(Offer {
-            name,
-            list: "tools",
-            index,
-        });
     }
     Ok(())
 }
@@ -89,6 +170,38 @@ fn servers(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     Ok(())
 }
 
+/// The content block types of `messages[]` aigate knows: the SDK's request blocks, and the
+/// answer's blocks a client sends back. `tool_use` and `tool_addition` (and a compaction's
+/// tool changes) are judged; the rest carry nothing to judge: content, thinking, the
+/// provider's own tool calls and results, markers. Any other type is refused: a new kind
+/// of block may offer a tool, run a model or reach state, and must not pass unjudged.
+const KNOWN_BLOCKS: [&str; 24] = [
+    "text",
+    "image",
+    "document",
+    "search_result",
+    "thinking",
+    "redacted_thinking",
+    "tool_use",
+    "tool_result",
+    "server_tool_use",
+    "web_search_tool_result",
+    "web_fetch_tool_result",
+    "advisor_tool_result",
+    "code_execution_tool_result",
+    "bash_code_execution_tool_result",
+    "text_editor_code_execution_tool_result",
+    "tool_search_tool_result",
+    "mcp_tool_use",
+    "mcp_tool_result",
+    "container_upload",
+    "compaction",
+    "tool_addition",
+    "tool_removal",
+    "mcp_tool_listing",
+    "fallback",
+];
+
 fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     let mut turns = Vec::new();
     let mut last_turn = None;
@@ -100,19 +213,95 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
         }
         let blocks = match m.remove("content") {
             Some(Value::Array(blocks)) => blocks,
-            _ => continue, // a plain string, or nothing
+            None | Some(Value::Null | Value::String(_)) => continue,
+            Some(_) => {
+                return Err(malformed(
+                    RULE,
+                    "a message's content must be a string or an array of blocks",
+                ))
+            }
         };
         for b in blocks {
-            let b = obj(b, RULE, "a content block")?;
-            if b.get("type").and_then(Value::as_str) != Some("tool_use") {
-                continue;
+            let mut b = obj(b, RULE, "a content block")?;
+            match b.get("type").and_then(Value::as_str) {
+                Some("tool_use") => {
+                    r.calls.push(tool_use(b)?);
+                    turns.push(i);
+                }
+                Some("tool_addition") => tool_addition(r, b)?,
+                // A compaction carries the tool changes of the turns it replaces.
+                Some("compaction") => {
+                    for c in opt_array(b.remove("tool_changes"), RULE, "a compaction block's tool_changes")? {
+                        let c = obj(c, RULE, "a tool change")?;
+                        match c.get("type").and_then(Value::as_str) {
+                            Some("tool_addition") => tool_addition(r, c)?,
+                            Some("tool_removal") => {}
+                            _ => {
+                                return Err(malformed(
+                                    RULE,
+                                    "a compaction block's tool_changes holds only tool_addition and tool_removal",
+                                ))
+                            }
+                        }
+                    }
+                }
+                Some(kind) if KNOWN_BLOCKS.contains(&kind) => {}
+                Some(kind) => {
+                    return Err(malformed(
+                        RULE,
+                        format!(
+                            "content block type {} is not one aigate knows, so it cannot judge it",
+                            shown(kind)
+                        ),
+                    ))
+                }
+                None => return Err(malformed(RULE, "a content block needs a string type")),
             }
-            r.calls.push(tool_use(b)?);
-            turns.push(i);
         }
     }
     llm::mark_latest(&mut r.calls, &turns, last_turn);
     Ok(())
+}
+
+/// A `tool_addition` block offers the model a tool from this point of the conversation on:
+/// defined inline (`tool_definition`, a `tools` entry) or named (`tool_reference`, a tool of
+/// `tools` or one defined earlier). Either is judged as an offer that cannot be stripped,
+/// since cutting it would rewrite the conversation. MCP tools come from a server of
+/// `mcp_servers`, judged by the data boundary.
+fn tool_addition(r: &mut LlmRequest, mut b: Map<String, Value>) -> Result<(), Denial> {
+    let mut tool = obj(
+        b.remove("tool").unwrap_or(Value::Null),
+        RULE,
+        "a tool_addition block's tool",
+    )?;
+    match llm::opt_string(&mut tool, "type", RULE)?.as_deref() {
+        Some("tool_definition") => {
+            let definition = obj(
+                tool.remove("definition").unwrap_or(Value::Null),
+                RULE,
+                "a tool_definition's definition",
+            )?;
+            offer(r, definition, IN_CONVERSATION, 0)
+        }
+        Some("tool_reference") => {
+            let name = name(&mut tool, "a tool_reference")?;
+            r.offers.push(Offer {
+                name,
+                list: IN_CONVERSATION,
+                index: 0,
+            });
+            Ok(())
+        }
+        Some("mcp_tool_reference" | "mcp_toolset_reference") => Ok(()),
+        Some(other) => Err(malformed(
+            RULE,
+            format!(
+                "a tool_addition block adds a tool of type {}, which aigate does not know and so cannot judge",
+                shown(other)
+            ),
+        )),
+        None => Err(malformed(RULE, "a tool_addition block's tool needs a type")),
+    }
 }
 
 /// A `tool_use` content block: `{"name": …, "input": {…}}`.
@@ -132,7 +321,6 @@ pub(crate) fn tool_use(mut b: Map<String, Value>) -> Result<LlmCall, Denial> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::Reason;
     use serde_json::json;
 
     fn limits() -> Limits {
@@ -188,6 +376,11 @@ mod tests {
             json!({"model": "m", "mcp_servers": [{"type": "url"}]}),
             json!({"model": "m", "messages": [{"role": "assistant", "content": [{"type": "tool_use", "name": "x", "input": "{}"}]}]}),
             json!({"model": "m", "messages": [{"role": "assistant", "content": [3]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "future_block"}]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"text": "untyped"}]}]}),
+            json!({"model": "m", "messages": [{"role": "user", "content": {"type": "text", "text": "x"}}]}),
+            json!({"model": "m", "fallbacks": [{"max_tokens": 1}]}),
+            json!({"model": "m", "diagnostics": "msg_1"}),
         ] {
             let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
             assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
