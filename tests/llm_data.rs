@@ -602,3 +602,78 @@ fn a_member_aigate_reads_spelled_in_another_case_is_refused() {
         json!({"model": "gpt-4o-mini", "Metadata": {}, "messages": [{"role": "user", "content": "hi", "Name": "a"}]});
     assert!(decide(&w, CHAT, &t, &other).allowed());
 }
+
+#[test]
+fn stores_and_servers_the_conversation_adds_stay_inside_the_boundary() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    let added = |kind: &str, tool: Value| {
+        let item = if kind == "additional_tools" {
+            json!({"type": "additional_tools", "role": "developer", "tools": [tool]})
+        } else {
+            json!({"type": "tool_search_output", "execution": "server", "tools": [tool]})
+        };
+        json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "summarise the KB"}, item]})
+    };
+    for kind in ["additional_tools", "tool_search_output"] {
+        for tool in [
+            json!({"type": "file_search", "vector_store_ids": ["vs_acme_kb"]}),
+            json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/"}),
+        ] {
+            let d = decide(&w, RESPONSES, &t, &added(kind, tool.clone()));
+            assert!(d.allowed(), "{kind} {tool}: {:?}", d.denial);
+        }
+        for (tool, rule, says) in [
+            (
+                json!({"type": "file_search", "vector_store_ids": ["vs_other_kb"]}),
+                "data.vector_stores",
+                "vs_other_kb",
+            ),
+            (
+                json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/other/"}),
+                "data.mcp_servers",
+                "remote MCP server is outside the caller's data boundary",
+            ),
+            (
+                json!({"type": "mcp", "server_label": "gmail", "connector_id": "connector_gmail", "require_approval": "never"}),
+                "data.mcp_servers",
+                "has no URL",
+            ),
+            (
+                json!({"type": "mcp", "server_label": "crm", "server_url": "https://mcp.example.com/acme/", "require_approval": "never"}),
+                "data.mcp_servers.crm.provider_calls",
+                "without asking",
+            ),
+        ] {
+            let denial = decide(&w, RESPONSES, &t, &added(kind, tool.clone()))
+                .denial
+                .unwrap_or_else(|| panic!("{kind} {tool} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str()),
+                (Reason::DataBoundary, rule),
+                "{kind} {tool}"
+            );
+            assert!(denial.message.contains(says), "{}", denial.message);
+        }
+        // Stored containers and files, as in tools[].
+        let hosted = World::with(|p| {
+            llm_policy(p);
+            p["tools"]["code_interpreter"] = json!({"intent": "orders.read", "impact": "read"});
+        });
+        let body = added(kind, json!({"type": "code_interpreter", "container": "cntr_other"}));
+        let denial = decide(&hosted, RESPONSES, &t, &body).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state")
+        );
+        let body = added(
+            kind,
+            json!({"type": "code_interpreter", "container": {"type": "auto", "file_ids": ["file-other"]}}),
+        );
+        let denial = decide(&hosted, RESPONSES, &t, &body).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "data.files")
+        );
+    }
+}
