@@ -677,3 +677,100 @@ fn stores_and_servers_the_conversation_adds_stay_inside_the_boundary() {
         );
     }
 }
+
+#[test]
+fn an_mcp_server_named_two_ways_or_by_tunnel_is_refused() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    let mcp = |tool: Value| json!({"model": "gpt-4o-mini", "input": "x", "tools": [tool]});
+    for tool in [
+        json!({"type": "mcp", "server_label": "c", "server_url": "https://mcp.example.com/acme/", "tunnel_id": "tun_other"}),
+        json!({"type": "mcp", "server_label": "c", "connector_id": "connector_gmail", "tunnel_id": "tun_other"}),
+    ] {
+        let denial = decide(&w, RESPONSES, &t, &mcp(tool.clone())).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.message.as_str()),
+            (
+                Reason::BodyMalformed,
+                "an mcp tool names its server one way (server_url, connector_id or tunnel_id), not two"
+            ),
+            "{tool}"
+        );
+    }
+    // A tunnel alone has no URL to judge: outside every boundary.
+    let tunnel = mcp(json!({"type": "mcp", "server_label": "c", "tunnel_id": "tun_other"}));
+    let denial = decide(&w, RESPONSES, &t, &tunnel).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+        (
+            Reason::DataBoundary,
+            "data.mcp_servers",
+            "MCP connector or tunnel \"tun_other\" has no URL inside the caller's data boundary"
+        )
+    );
+}
+
+#[test]
+fn reasoning_given_by_id_alone_is_provider_state() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    let user = json!({"role": "user", "content": "hi"});
+    let with = |item: Value| json!({"model": "gpt-4o-mini", "store": true, "input": [user, item, user]});
+    for item in [
+        json!({"type": "reasoning", "id": "rs_of_another_user", "summary": []}),
+        json!({"type": "reasoning", "id": "rs_of_another_user", "summary": [], "encrypted_content": null}),
+        json!({"type": "compaction", "id": "cmp_other"}),
+    ] {
+        let denial = decide(&w, RESPONSES, &t, &with(item.clone()))
+            .denial
+            .unwrap_or_else(|| panic!("{item} passed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.responses.provider_state"),
+            "{item}"
+        );
+        assert!(
+            denial
+                .message
+                .starts_with("a reasoning or compaction item given by id without its encrypted_content"),
+            "{}",
+            denial.message
+        );
+    }
+    // The content itself, encrypted, is in the request: nothing stored is restored.
+    for item in [
+        json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-x"}),
+        json!({"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAAAB-y"}),
+    ] {
+        let d = decide(&w, RESPONSES, &t, &with(item.clone()));
+        assert!(d.allowed(), "{item}: {:?}", d.denial);
+    }
+}
+
+#[test]
+fn chat_data_sources_are_refused() {
+    // Azure OpenAI "On Your Data": the provider reads a search index with its own identity.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    let source = json!([{"type": "azure_search", "parameters": {"endpoint": "https://search.example.net",
+        "index_name": "tenant-other", "authentication": {"type": "system_assigned_managed_identity"}}}]);
+    for member in ["data_sources", "dataSources"] {
+        let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]});
+        body[member] = source.clone();
+        let denial = decide(&w, CHAT, &t, &body).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "openai_chat.data_sources"),
+            "{member}"
+        );
+        assert!(denial.message.starts_with(member), "{}", denial.message);
+        assert!(denial.message.contains("On Your Data"), "{}", denial.message);
+        // No source at all is no retrieval.
+        for none in [Value::Null, json!([])] {
+            body[member] = none;
+            assert!(decide(&w, CHAT, &t, &body).allowed(), "{member}");
+        }
+    }
+    let miscased = json!({"model": "gpt-4o-mini", "messages": [], "Data_Sources": source});
+    assert_eq!(reason(&w, CHAT, &t, &miscased), Some(Reason::BodyMalformed));
+}

@@ -36,6 +36,10 @@ const STORED_CONTAINER: &str = "a tool's container given by id";
 /// A skill uploaded earlier (files and instructions the provider keeps) mounted by id.
 const STORED_SKILL: &str = "a stored skill given by id";
 
+/// A reasoning (or compaction) item given by id without its `encrypted_content`: the
+/// provider restores what it stored under that id, which the request does not hold.
+const STORED_REASONING: &str = "a reasoning or compaction item given by id without its encrypted_content";
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -105,20 +109,27 @@ fn tools(r: &mut LlmRequest, v: Value, list: &'static str) -> Result<(), Denial>
                 let server = match (
                     llm::opt_string(&mut t, "server_url", RULE)?,
                     llm::opt_string(&mut t, "connector_id", RULE)?,
+                    llm::opt_string(&mut t, "tunnel_id", RULE)?,
                 ) {
-                    // Which one the provider would call is not aigate's to guess.
-                    (Some(_), Some(_)) => {
-                        return Err(malformed(
-                            RULE,
-                            "an mcp tool names a server_url or a connector_id, not both",
-                        ))
-                    }
-                    (Some(url), None) => McpServer::Url {
+                    (Some(url), None, None) => McpServer::Url {
                         url,
                         asks: asks_before_calls(t.get("require_approval")),
                     },
-                    (None, Some(id)) => McpServer::Connector(id),
-                    (None, None) => return Err(malformed(RULE, "an mcp tool needs server_url or connector_id")),
+                    // A connector or a tunnel has no URL to judge: outside every boundary.
+                    (None, Some(id), None) | (None, None, Some(id)) => McpServer::Connector(id),
+                    (None, None, None) => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp tool needs a server_url, a connector_id or a tunnel_id",
+                        ))
+                    }
+                    // Which one the provider would call is not aigate's to guess.
+                    _ => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp tool names its server one way (server_url, connector_id or tunnel_id), not two",
+                        ))
+                    }
                 };
                 r.mcp_servers.push(server);
                 continue;
@@ -425,6 +436,15 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
                     .remove("tools")
                     .ok_or_else(|| malformed(RULE, "an input item that adds tools needs its tools"))?;
                 tools(r, added, llm::IN_CONVERSATION)?;
+                continue;
+            }
+            // Reasoning (or a compaction) named by id alone is restored from what the
+            // provider stored.
+            Some("reasoning" | "compaction")
+                if item.get("id").is_some_and(|id| !id.is_null())
+                    && item.get("encrypted_content").is_none_or(Value::is_null) =>
+            {
+                state(r, STORED_REASONING);
                 continue;
             }
             // A program is code the provider runs, calling the request's tools: judged as
