@@ -392,8 +392,9 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let mut turns = Vec::new();
     // Remote MCP calls the provider asked to run (by request id), and the ids approved.
     let (mut asked, mut approved) = (HashMap::new(), Vec::new());
-    // Approved calls the provider has run already: an `mcp_call` names its approval.
-    let mut ran = HashSet::new();
+    // Approved calls the provider has run already: an `mcp_call` after the approval
+    // names it. One before it cannot have run what was not yet approved.
+    let (mut ran, mut approved_so_far) = (HashSet::new(), HashSet::new());
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -423,7 +424,11 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         }
         match kind.as_deref() {
             Some("mcp_call") => {
-                if let Some(id) = item.get("approval_request_id").and_then(Value::as_str) {
+                if let Some(id) = item
+                    .get("approval_request_id")
+                    .and_then(Value::as_str)
+                    .filter(|id| approved_so_far.contains(*id))
+                {
                     ran.insert(id.to_string());
                 }
                 continue;
@@ -475,6 +480,7 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
                     Some(Value::Bool(true)) => {
                         let id = llm::opt_string(&mut item, "approval_request_id", RULE)?
                             .ok_or_else(|| malformed(RULE, "an mcp_approval_response names its approval_request_id"))?;
+                        approved_so_far.insert(id.clone());
                         approved.push(id);
                     }
                     Some(Value::Bool(false)) => {}
