@@ -976,3 +976,120 @@ fn mcp_and_llm_bodies_must_be_declared_utf8_json() {
         }
     }
 }
+
+/// A Responses request whose conversation adds `tools` mid-way, in an item of `kind`.
+fn tools_in_input(kind: &str, tools: Value) -> Value {
+    let item = match kind {
+        "additional_tools" => json!({"type": "additional_tools", "role": "developer", "tools": tools}),
+        _ => json!({"type": "tool_search_output", "execution": "client", "call_id": "ts_1",
+                    "status": "completed", "tools": tools}),
+    };
+    json!({"model": "gpt-4o-mini", "input": [{"role": "user", "content": "summarise the KB"}, item]})
+}
+
+#[test]
+fn tools_the_conversation_adds_are_judged_and_refused_not_stripped() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    for kind in ["additional_tools", "tool_search_output"] {
+        // Tools the caller may use pass, on both kinds of route, unchanged.
+        let fine = tools_in_input(kind, json!([resp_tool("get_order")]));
+        for path in [RESPONSES, "/strip/v1/responses"] {
+            let d = decide(&w, path, &t, &fine);
+            assert!(d.allowed(), "{kind} {path}: {:?}", d.denial);
+            assert!(d.rewrite.is_none(), "{kind} {path}");
+        }
+        // A function the caller may not use: refused on a deny route as tools[] would be,
+        // and refused (not stripped) on a strip route.
+        let body = tools_in_input(kind, json!([resp_tool("get_order"), resp_tool("refund_order")]));
+        let d = decide(&w, RESPONSES, &t, &body);
+        let denial = d.denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ToolOfferDenied, "routes.responses.tool_offers"),
+            "{kind}"
+        );
+        assert!(denial.message.contains("\"refund_order\""), "{}", denial.message);
+        assert_eq!(d.refused_offers, ["refund_order"]);
+        let d = decide(&w, "/strip/v1/responses", &t, &body);
+        assert!(d.rewrite.is_none(), "{kind}: nothing cut from a conversation");
+        let denial = d.denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ToolOfferDenied, "routes.responses-strip.tool_offers"),
+            "{kind}"
+        );
+        assert_eq!(
+            denial.message,
+            "the conversation offers the model \"refund_order\", which this caller may not use; \
+             it cannot be stripped from the conversation"
+        );
+        // A hosted tool the catalogue does not grant, likewise.
+        let hosted = tools_in_input(kind, json!([{"type": "web_search"}]));
+        assert_eq!(
+            reason(&w, "/strip/v1/responses", &t, &hosted),
+            Some(Reason::ToolOfferDenied),
+            "{kind}"
+        );
+        // Without its tools the item is not one aigate can read.
+        let mut bare = tools_in_input(kind, json!([]));
+        bare["input"][1].as_object_mut().unwrap().remove("tools");
+        assert_eq!(reason(&w, RESPONSES, &t, &bare), Some(Reason::BodyMalformed), "{kind}");
+    }
+}
+
+#[test]
+fn models_a_tool_runs_are_held_to_the_allow_list() {
+    let w = World::with(|p| {
+        llm_policy(p);
+        p["tools"]["image_generation"] = json!({"intent": "docs.read", "impact": "read", "owner": "ai@example.com"});
+        p["models"]["allow"].as_array_mut().unwrap().push(json!("gpt-image-1"));
+    });
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    let premium = w.token(json!({"scope": "orders.read docs.read llm.premium"}));
+    let draw = |tool: Value| json!({"model": "gpt-4o-mini", "input": "draw a cat", "tools": [tool]});
+    let fine = draw(json!({"type": "image_generation", "model": "gpt-image-1"}));
+    assert!(decide(&w, RESPONSES, &t, &fine).allowed());
+    for (tool, place) in [
+        (
+            json!({"type": "image_generation", "model": "gpt-image-1", "output_format": "svg", "svg": {"model": "gpt-4.1"}}),
+            "tools[].svg.model",
+        ),
+        (json!({"type": "image_generation", "model": "gpt-4.1"}), "tools[].model"),
+    ] {
+        let body = draw(tool.clone());
+        let denial = decide(&w, RESPONSES, &t, &body).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::ModelNotAllowed, "models"),
+            "{tool}"
+        );
+        assert!(denial.message.contains("\"gpt-4.1\""), "{}", denial.message);
+        assert!(
+            denial.message.ends_with(&format!("(named in {place})")),
+            "{}",
+            denial.message
+        );
+        // A caller whose scope grants the model may run it there too.
+        assert!(decide(&w, RESPONSES, &premium, &body).allowed(), "{tool}");
+    }
+    // So in a tool the conversation adds.
+    let added = tools_in_input(
+        "additional_tools",
+        json!([{"type": "image_generation", "svg": {"model": "gpt-4.1"}}]),
+    );
+    let denial = decide(&w, RESPONSES, &t, &added).denial.unwrap();
+    assert_eq!(denial.reason, Reason::ModelNotAllowed);
+    assert!(
+        denial.message.ends_with("(named in input[].tools[].svg.model)"),
+        "{}",
+        denial.message
+    );
+    // A model that is not a string is not one aigate can judge.
+    let odd = draw(json!({"type": "image_generation", "svg": {"model": ["gpt-4.1"]}}));
+    let denial = decide(&w, RESPONSES, &premium, &odd).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.message.as_str()),
+        (Reason::BodyMalformed, "tools[].svg.model must be a string")
+    );
+}

@@ -237,7 +237,7 @@ fn computer_output(call_id: &str) -> Value {
 fn client_call_body(tools: Vec<Value>, latest: Value, output: Value) -> Value {
     let mut b = responses_body("gpt-4o-mini", tools, vec![]);
     let input = b["input"].as_array_mut().unwrap();
-    input.push(json!({"type": "reasoning", "id": "rs_9", "summary": []}));
+    input.push(json!({"type": "reasoning", "id": "rs_9", "summary": [], "encrypted_content": "gAAAAB-rs_9"}));
     input.push(latest);
     input.push(output);
     b
@@ -435,6 +435,100 @@ fn responses_items_provider_run_pass_and_unknown_calls_are_refused() {
         let denial = d.denial.unwrap();
         assert_eq!(denial.reason, Reason::BodyMalformed, "{body}");
         assert!(denial.message.contains(&kind), "{}", denial.message);
+    }
+}
+
+#[test]
+fn responses_input_items_of_a_type_aigate_does_not_know_are_refused() {
+    let w = hosted_world();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    for kind in [
+        "skill_call",
+        "memory_write",
+        "additional_toolset",
+        "Function_call",
+        "tool_definitions",
+    ] {
+        let mut body = responses_body("gpt-4o-mini", vec![], vec![]);
+        body["input"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": kind, "id": "x_1", "tools": [{"type": "function", "name": "refund_order"}]}));
+        let denial = decide(&w, RESPONSES, &t, &body).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str(), denial.message),
+            (
+                Reason::BodyMalformed,
+                "openai_responses",
+                format!("input item type {kind:?} is one aigate cannot judge (it may run or offer a tool, or restore stored state)")
+            )
+        );
+    }
+    // Known items that carry nothing to judge pass.
+    let mut body = responses_body("gpt-4o-mini", vec![], vec![]);
+    body["input"].as_array_mut().unwrap().extend([
+        json!({"type": "configuration_update", "reasoning": {"effort": "high"}}),
+        json!({"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAAAB-c"}),
+        json!({"type": "program_output", "id": "po_1", "call_id": "prog_1", "result": "42", "status": "completed"}),
+        json!({"type": "compaction_trigger"}),
+    ]);
+    let d = decide(&w, RESPONSES, &t, &body);
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
+fn responses_tool_searches_and_programs_are_judged_as_their_tool() {
+    let with = |tool: &str| {
+        World::with(|p| {
+            hosted_policy(p);
+            p["tools"][tool] = json!({"intent": "tickets.search", "impact": "read", "owner": "it@example.com"});
+        })
+    };
+    let search = json!({"type": "tool_search_call", "id": "ts_1", "call_id": "call_ts", "execution": "client",
+                        "status": "completed", "arguments": {"query": "refunds"}});
+    let found = json!({"type": "tool_search_output", "call_id": "call_ts", "execution": "client",
+                       "tools": [{"type": "function", "name": "get_order", "parameters": {}}]});
+    let program = json!({"type": "program", "id": "prog_1", "call_id": "call_prog", "fingerprint": "fp",
+                         "code": "await tools.get_order({customer_id: 'c-42'})"});
+    let done =
+        json!({"type": "program_output", "id": "po_1", "call_id": "call_prog", "result": "ok", "status": "completed"});
+    for (tool, call, output) in [
+        ("tool_search", search, found),
+        ("programmatic_tool_calling", program, done),
+    ] {
+        let body = client_call_body(vec![], call.clone(), output);
+        // Not in the catalogue: not usable.
+        let w = hosted_world();
+        let t = w.token(json!({"scope": "orders.read tickets.search"}));
+        let d = decide(&w, RESPONSES, &t, &body);
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ToolUnknown), "{tool}");
+        assert_eq!(d.calls.iter().map(|c| c.tool.as_str()).collect::<Vec<_>>(), [tool]);
+        // Catalogued, and the caller's scope grants it.
+        let w = with(tool);
+        let d = decide(
+            &w,
+            RESPONSES,
+            &w.token(json!({"scope": "orders.read tickets.search"})),
+            &body,
+        );
+        assert!(d.allowed(), "{tool}: {:?}", d.denial);
+        assert_eq!(
+            d.calls.iter().map(|c| (c.tool.as_str(), c.allowed)).collect::<Vec<_>>(),
+            [(tool, true)]
+        );
+        // A scope that does not grant it.
+        let d = decide(&w, RESPONSES, &w.token(json!({"scope": "orders.read"})), &body);
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ScopeMissing), "{tool}");
+    }
+    // Without what they run, they are not calls aigate can judge.
+    let w = with("programmatic_tool_calling");
+    let t = w.token(json!({"scope": "orders.read tickets.search"}));
+    for call in [
+        json!({"type": "tool_search_call", "call_id": "call_ts", "arguments": "refunds"}),
+        json!({"type": "program", "id": "prog_1", "call_id": "call_prog", "fingerprint": "fp"}),
+    ] {
+        let body = client_call_body(vec![], call.clone(), json!({"role": "user", "content": "go on"}));
+        assert_eq!(reason(&w, RESPONSES, &t, &body), Some(Reason::BodyMalformed), "{call}");
     }
 }
 

@@ -93,7 +93,7 @@ pub(super) fn judge(
                     Reason::DataBoundary,
                     "data.mcp_servers",
                     format!(
-                        "MCP connector {} has no URL inside the caller's data boundary",
+                        "MCP connector or tunnel {} has no URL inside the caller's data boundary",
                         shown(id)
                     ),
                 ))

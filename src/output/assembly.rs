@@ -38,7 +38,8 @@ struct Pieces {
     arguments: String,
     /// Arguments given whole (an Anthropic block's `input` at its start).
     whole: Option<Value>,
-    custom: bool,
+    /// What the pieces say the call is: `Some(true)` a custom tool, `Some(false)` a function.
+    custom: Option<bool>,
 }
 
 /// A Responses call item announced by its events.
@@ -118,12 +119,14 @@ impl Assembly {
                 let i = index(t.get("index"), "tool call")?
                     .ok_or_else(|| malformed(RULE, "a tool call piece of the answer has no index"))?;
                 let p = self.chat.entry((c, i)).or_default();
-                if let Some(f) = t.get("function") {
+                let function = t.get("function").filter(|f| !f.is_null());
+                let custom = t.get("custom").filter(|f| !f.is_null());
+                kind_piece(&mut p.custom, t.get("type"), function.is_some(), custom.is_some())?;
+                if let Some(f) = function {
                     name_piece(&mut p.name, f.get("name"))?;
                     join(&mut p.arguments, f.get("arguments"));
                 }
-                if let Some(f) = t.get("custom") {
-                    p.custom = true;
+                if let Some(f) = custom {
                     name_piece(&mut p.name, f.get("name"))?;
                     join(&mut p.arguments, f.get("input"));
                 }
@@ -152,14 +155,14 @@ impl Assembly {
                 let Some(item) = data.get("item").filter(|i| is_call(i)) else {
                     return Ok(false);
                 };
-                let a = self.announced.entry(index).or_default();
+                let a = self.open(index)?;
                 join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
                 a.kind = item.get("type").and_then(Value::as_str).map(str::to_string);
                 a.name = item.get("name").and_then(Value::as_str).map(str::to_string);
                 Ok(true)
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
-                join(&mut self.announced.entry(index).or_default().pieces, data.get("delta"));
+                join(&mut self.open(index)?.pieces, data.get("delta"));
                 Ok(true)
             }
             "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
@@ -167,7 +170,7 @@ impl Assembly {
                     .get("arguments")
                     .or_else(|| data.get("input"))
                     .and_then(Value::as_str);
-                let a = self.announced.entry(index).or_default();
+                let a = self.open(index)?;
                 a.done = text.map(str::to_string);
                 if let Some(name) = data.get("name").and_then(Value::as_str) {
                     if a.name.as_deref().is_some_and(|n| n != name) {
@@ -226,6 +229,19 @@ impl Assembly {
                 _ => Ok(false),
             },
         }
+    }
+
+    /// The call at an output index, still open: an event for a call whose item is done
+    /// (other arguments, say) is read by some clients and not judged with the item.
+    fn open(&mut self, index: u64) -> Result<&mut Announced, Denial> {
+        let a = self.announced.entry(index).or_default();
+        if a.closed {
+            return Err(malformed(
+                RULE,
+                "the answer adds to a tool call after its item is done: clients could read either",
+            ));
+        }
+        Ok(a)
     }
 
     fn add_whole(&mut self, call: LlmCall) {
@@ -330,7 +346,7 @@ impl Assembly {
                     "a tool call of the answer gives its input both whole and in pieces",
                 ));
             }
-            let arguments = if p.custom {
+            let arguments = if p.custom == Some(true) {
                 llm::text_arguments(p.arguments)
             } else if p.arguments.is_empty() {
                 match p.whole {
@@ -351,6 +367,31 @@ impl Assembly {
         }
         Ok(calls)
     }
+}
+
+/// What kind of call a Chat piece says it is, as the SDKs read it: `type`, or a non-null
+/// `function` or `custom` member (`"custom": null` says nothing). Pieces that disagree,
+/// within one piece or across a call's pieces, could be run as a function by one client
+/// and a custom tool by another: refused.
+fn kind_piece(kind: &mut Option<bool>, declared: Option<&Value>, function: bool, custom: bool) -> Result<(), Denial> {
+    let declared = match declared.and_then(Value::as_str) {
+        Some("custom") => Some(true),
+        Some("function") => Some(false),
+        _ => None,
+    };
+    for said in [declared, function.then_some(false), custom.then_some(true)]
+        .into_iter()
+        .flatten()
+    {
+        if kind.is_some_and(|k| k != said) {
+            return Err(malformed(
+                RULE,
+                "a tool call of the answer is both a function and a custom tool: clients could run either",
+            ));
+        }
+        *kind = Some(said);
+    }
+    Ok(())
 }
 
 /// A Chat call's name: given once (an empty piece aside).

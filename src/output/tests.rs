@@ -285,6 +285,56 @@ fn chat_pieces_are_filed_as_the_sdks_file_them() {
 }
 
 #[test]
+fn chat_pieces_are_a_custom_tool_only_as_the_sdks_read_one() {
+    let piece = |t: Value| chat_chunk(json!({"tool_calls": [t]}), Value::Null);
+    let args = json!({"index": 0, "function": {"arguments": "{\"collection\":\"hr-salaries\"}"}});
+    // `"custom": null` says nothing: a function, with its JSON arguments judged as such.
+    let events = [
+        piece(
+            json!({"index": 0, "id": "a", "type": "function", "custom": null, "function": {"name": "search_docs", "arguments": ""}}),
+        ),
+        piece(args.clone()),
+    ];
+    let (_, end) = run(Protocol::OpenaiChat, &sse(&events), 7, true);
+    assert_eq!(
+        names(&end.calls.unwrap()),
+        [("search_docs", &json!({"collection": "hr-salaries"}))]
+    );
+    // A custom tool named as one is one.
+    let custom = [piece(
+        json!({"index": 0, "id": "a", "type": "custom", "custom": {"name": "grep", "input": "needle"}}),
+    )];
+    let (_, end) = run(Protocol::OpenaiChat, &sse(&custom), 7, true);
+    assert_eq!(names(&end.calls.unwrap()), [("grep", &json!({"input": "needle"}))]);
+    // Pieces that say both: one client runs a function, another a custom tool.
+    for events in [
+        vec![piece(
+            json!({"index": 0, "id": "a", "type": "function", "custom": {"name": "search_docs", "input": ""}, "function": {"name": "search_docs", "arguments": "{}"}}),
+        )],
+        vec![piece(
+            json!({"index": 0, "id": "a", "type": "custom", "function": {"name": "search_docs", "arguments": "{}"}}),
+        )],
+        vec![
+            piece(
+                json!({"index": 0, "id": "a", "type": "function", "function": {"name": "search_docs", "arguments": ""}}),
+            ),
+            piece(json!({"index": 0, "custom": {"input": "{}"}})),
+        ],
+    ] {
+        let (_, end) = run(Protocol::OpenaiChat, &sse(&events), 7, true);
+        let denial = end.calls.unwrap_err();
+        assert_eq!(
+            (denial.reason, denial.message.as_str()),
+            (
+                Reason::BodyMalformed,
+                "a tool call of the answer is both a function and a custom tool: clients could run either"
+            ),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
 fn streams_pass_text_and_hold_from_the_first_call() {
     let (body, text_len) = chat_stream();
     // Every way of cutting the stream gives the same: text passed, the rest held.
@@ -413,6 +463,41 @@ fn responses_streams_judge_done_items_and_the_final_response() {
         ));
         let (_, end) = run(Protocol::OpenaiResponses, &sse(&events), 7, true);
         assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{first:?}");
+    }
+
+    // Events for a call whose item is done: a client may read them, aigate judged the
+    // item. Refused, whatever they say.
+    let closed = (
+        Some("response.output_item.done"),
+        json!({"type": "response.output_item.done", "output_index": 1, "item": item}),
+    );
+    for late in [
+        (
+            Some("response.function_call_arguments.done"),
+            json!({"type": "response.function_call_arguments.done", "output_index": 1, "item_id": "fc",
+                   "name": "get_order", "arguments": "{\"customer_id\":\"c-99\"}"}),
+        ),
+        (
+            Some("response.function_call_arguments.delta"),
+            json!({"type": "response.function_call_arguments.delta", "output_index": 1, "delta": " "}),
+        ),
+        (Some("response.output_item.added"), added.clone()),
+    ] {
+        let events = [
+            (Some("response.output_item.added"), added.clone()),
+            closed.clone(),
+            late.clone(),
+        ];
+        let (_, end) = run(Protocol::OpenaiResponses, &sse(&events), 7, true);
+        let denial = end.calls.unwrap_err();
+        assert_eq!(
+            (denial.reason, denial.message.as_str()),
+            (
+                Reason::BodyMalformed,
+                "the answer adds to a tool call after its item is done: clients could read either"
+            ),
+            "{late:?}"
+        );
     }
 
     // Argument events alone are a call: held, and refused when no item finishes it.

@@ -4,7 +4,7 @@
 //! legacy `function_call`). Content (text, images, audio) is never looked at.
 
 use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, Offer, ToolChoice};
-use crate::decision::Denial;
+use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
 
@@ -26,6 +26,20 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tool_choice" => choice(&mut r.choice, value)?,
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
+            // Azure OpenAI "On Your Data": the provider retrieves from a search index or
+            // store of its own choosing (with the resource's identity), which no `data`
+            // rule describes. A retrieval store aigate cannot judge is outside the boundary.
+            "data_sources" | "dataSources" if !is_empty(&value) => {
+                return Err(Denial::new(
+                    Reason::DataBoundary,
+                    "openai_chat.data_sources",
+                    format!(
+                        "{key} has the provider retrieve from data sources (Azure OpenAI On Your Data) that aigate \
+                         cannot judge against the caller's data boundary: retrieve in the application, or use file_search \
+                         on the Responses API with a store a data.vector_stores rule names"
+                    ),
+                ))
+            }
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value, limits)?
@@ -44,6 +58,15 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         });
     }
     Ok(r)
+}
+
+/// `null` or `[]`: no data source.
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
 }
 
 /// OpenAI's search models (`gpt-4o-search-preview`, `gpt-5-search-api` and their dated
@@ -157,8 +180,10 @@ fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 8] = [
+const READ: [&str; 10] = [
     "model",
+    "data_sources",
+    "dataSources",
     "stream",
     "tools",
     "functions",

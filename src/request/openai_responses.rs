@@ -36,6 +36,10 @@ const STORED_CONTAINER: &str = "a tool's container given by id";
 /// A skill uploaded earlier (files and instructions the provider keeps) mounted by id.
 const STORED_SKILL: &str = "a stored skill given by id";
 
+/// A reasoning (or compaction) item given by id without its `encrypted_content`: the
+/// provider restores what it stored under that id, which the request does not hold.
+const STORED_REASONING: &str = "a reasoning or compaction item given by id without its encrypted_content";
+
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
     let mut r = LlmRequest::default();
@@ -47,7 +51,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tools" => {
                 // A code interpreter's container may hold stored files (`file_ids`).
                 llm::collect_files(&value, &mut r.files, RULE)?;
-                tools(&mut r, value)?
+                tools(&mut r, value, "tools")?
             }
             "tool_choice" => choice(&mut r.choice, value)?,
             "input" => {
@@ -74,10 +78,15 @@ fn name(t: &mut Map<String, Value>) -> Result<String, Denial> {
     llm::opt_string(t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a function tool needs a name"))
 }
 
-fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+/// Judges a list of tool definitions: top-level `tools[]` (`list` is `"tools"`), or the
+/// tools an input item adds mid-conversation (`llm::IN_CONVERSATION`: refused, never
+/// stripped, when the caller may not use one). Either way the same offers, stores,
+/// servers, stored containers and skills, and models are recorded.
+fn tools(r: &mut LlmRequest, v: Value, list: &'static str) -> Result<(), Denial> {
     for (index, t) in opt_array(Some(v), RULE, "tools")?.into_iter().enumerate() {
         let mut t = obj(t, RULE, "a tool")?;
         let kind = llm::opt_string(&mut t, "type", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a type"))?;
+        tool_models(r, &t, list)?;
         if names_stored_container(&t) && !r.provider_state.contains(&STORED_CONTAINER) {
             r.provider_state.push(STORED_CONTAINER);
         }
@@ -100,20 +109,27 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                 let server = match (
                     llm::opt_string(&mut t, "server_url", RULE)?,
                     llm::opt_string(&mut t, "connector_id", RULE)?,
+                    llm::opt_string(&mut t, "tunnel_id", RULE)?,
                 ) {
-                    // Which one the provider would call is not aigate's to guess.
-                    (Some(_), Some(_)) => {
-                        return Err(malformed(
-                            RULE,
-                            "an mcp tool names a server_url or a connector_id, not both",
-                        ))
-                    }
-                    (Some(url), None) => McpServer::Url {
+                    (Some(url), None, None) => McpServer::Url {
                         url,
                         asks: asks_before_calls(t.get("require_approval")),
                     },
-                    (None, Some(id)) => McpServer::Connector(id),
-                    (None, None) => return Err(malformed(RULE, "an mcp tool needs server_url or connector_id")),
+                    // A connector or a tunnel has no URL to judge: outside every boundary.
+                    (None, Some(id), None) | (None, None, Some(id)) => McpServer::Connector(id),
+                    (None, None, None) => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp tool needs a server_url, a connector_id or a tunnel_id",
+                        ))
+                    }
+                    // Which one the provider would call is not aigate's to guess.
+                    _ => {
+                        return Err(malformed(
+                            RULE,
+                            "an mcp tool names its server one way (server_url, connector_id or tunnel_id), not two",
+                        ))
+                    }
                 };
                 r.mcp_servers.push(server);
                 continue;
@@ -121,11 +137,26 @@ fn tools(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             // Hosted tools (web_search, code_interpreter, …) are catalogued by type.
             _ => kind,
         };
-        r.offers.push(Offer {
-            name,
-            list: "tools",
-            index,
-        });
+        r.offers.push(Offer { name, list, index });
+    }
+    Ok(())
+}
+
+/// A tool that runs a model of its own (`image_generation`'s `model`, the model that
+/// writes its SVG in `svg.model`, and any other tool naming a `model`): that model is
+/// held to the allow-list like the request's.
+fn tool_models(r: &mut LlmRequest, t: &Map<String, Value>, list: &'static str) -> Result<(), Denial> {
+    let (own, svg) = if list == "tools" {
+        ("tools[].model", "tools[].svg.model")
+    } else {
+        ("input[].tools[].model", "input[].tools[].svg.model")
+    };
+    for (model, place) in [(t.get("model"), own), (t.get("svg").and_then(|s| s.get("model")), svg)] {
+        match model {
+            None | Some(Value::Null) => {}
+            Some(Value::String(m)) => r.other_models.push((m.clone(), place)),
+            Some(_) => return Err(malformed(RULE, format!("{place} must be a string"))),
+        }
     }
     Ok(())
 }
@@ -206,21 +237,72 @@ enum Side {
     Neither,
 }
 
-fn side(kind: Option<&str>, role: Option<&str>) -> Side {
+fn side(kind: Option<&str>, item: &Map<String, Value>) -> Side {
+    let role = item.get("role").and_then(Value::as_str);
     match kind {
         None | Some("message") if role == Some("assistant") => Side::Model,
         None | Some("message") => Side::Client,
+        // A tool search the provider ran is part of the model's turn; one the client ran
+        // answers it.
+        Some("tool_search_output") if item.get("execution").and_then(Value::as_str) == Some("server") => Side::Model,
         Some(k) if k.ends_with("_output") => Side::Client,
-        Some(k) if k == "reasoning" || k.ends_with("_call") => Side::Model,
+        Some(k) if k == "reasoning" || k == "program" || k.ends_with("_call") => Side::Model,
         _ => Side::Neither,
     }
 }
 
+/// The `input` item types aigate knows (those of OpenAI's SDK): each is judged, or
+/// carries nothing to judge. Any other type is refused: a new item type may run or offer
+/// a tool, or pull in stored state, that aigate would not see.
+const INPUT_ITEMS: [&str; 31] = [
+    "message",
+    "reasoning",
+    "compaction",
+    "compaction_trigger",
+    "configuration_update",
+    "item_reference",
+    // Tools added mid-conversation: judged as offers.
+    "additional_tools",
+    "tool_search_call",
+    "tool_search_output",
+    // Client-run calls (judged) and their outputs.
+    "function_call",
+    "function_call_output",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "computer_call",
+    "computer_call_output",
+    "local_shell_call",
+    "local_shell_call_output",
+    "shell_call",
+    "shell_call_output",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    // Provider-run calls, judged by their offers and the data boundary.
+    "file_search_call",
+    "web_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "mcp_list_tools",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    // Programmatic tool calling: a program (judged) and its result.
+    "program",
+    "program_output",
+];
+
+/// The hosted tool whose programs a `program` item runs (its catalogue name).
+const PROGRAMS: &str = "programmatic_tool_calling";
+
 /// Calls the client executes, other than functions and custom tools: the item type, the
 /// hosted tool type that offers it (its catalogue name), and the member holding what the
 /// call does (judged as its arguments).
-const CLIENT_CALLS: [(&str, &str, &str); 4] = [
+const CLIENT_CALLS: [(&str, &str, &str); 5] = [
     ("computer_call", "computer_use_preview", "action"),
+    // A tool search (run by the client or the provider) finds tools to offer: judged as
+    // the `tool_search` tool with its arguments; what it found is judged as offers.
+    ("tool_search_call", "tool_search", "arguments"),
     ("local_shell_call", "local_shell", "action"),
     ("shell_call", "shell", "action"),
     ("apply_patch_call", "apply_patch", "operation"),
@@ -310,8 +392,9 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let mut turns = Vec::new();
     // Remote MCP calls the provider asked to run (by request id), and the ids approved.
     let (mut asked, mut approved) = (HashMap::new(), Vec::new());
-    // Approved calls the provider has run already: an `mcp_call` names its approval.
-    let mut ran = HashSet::new();
+    // Approved calls the provider has run already: an `mcp_call` after the approval
+    // names it. One before it cannot have run what was not yet approved.
+    let (mut ran, mut approved_so_far) = (HashSet::new(), HashSet::new());
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -319,12 +402,16 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         // conversation by id: state the provider keeps. Its `type` is optional, so an item
         // with neither type nor role is one too.
         if kind.as_deref() == Some("item_reference") || (kind.is_none() && !item.contains_key("role")) {
-            if !r.provider_state.contains(&ITEM_REFERENCE) {
-                r.provider_state.push(ITEM_REFERENCE);
-            }
+            state(r, ITEM_REFERENCE);
             continue;
         }
-        match side(kind.as_deref(), item.get("role").and_then(Value::as_str)) {
+        if let Some(k) = kind.as_deref().filter(|k| !INPUT_ITEMS.contains(k)) {
+            return Err(malformed(
+                RULE,
+                format!("input item type {k:?} is one aigate cannot judge (it may run or offer a tool, or restore stored state)"),
+            ));
+        }
+        match side(kind.as_deref(), &item) {
             Side::Model => {
                 if !in_model {
                     turn += 1;
@@ -335,12 +422,51 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             Side::Client => in_model = false,
             Side::Neither => {}
         }
-        if kind.as_deref() == Some("mcp_call") {
-            if let Some(id) = item.get("approval_request_id").and_then(Value::as_str) {
-                ran.insert(id.to_string());
-            }
-        }
         match kind.as_deref() {
+            Some("mcp_call") => {
+                if let Some(id) = item
+                    .get("approval_request_id")
+                    .and_then(Value::as_str)
+                    .filter(|id| approved_so_far.contains(*id))
+                {
+                    ran.insert(id.to_string());
+                }
+                continue;
+            }
+            // Tools added mid-conversation, by the developer or found by a tool search,
+            // are offered to the model as `tools[]` are: judged alike, and refused rather
+            // than cut (the conversation would no longer be what the model was told).
+            Some("additional_tools" | "tool_search_output") => {
+                let added = item
+                    .remove("tools")
+                    .ok_or_else(|| malformed(RULE, "an input item that adds tools needs its tools"))?;
+                tools(r, added, llm::IN_CONVERSATION)?;
+                continue;
+            }
+            // Reasoning (or a compaction) named by id alone is restored from what the
+            // provider stored.
+            Some("reasoning" | "compaction")
+                if item.get("id").is_some_and(|id| !id.is_null())
+                    && item.get("encrypted_content").is_none_or(Value::is_null) =>
+            {
+                state(r, STORED_REASONING);
+                continue;
+            }
+            // A program is code the provider runs, calling the request's tools: judged as
+            // a call of the tool that offers programs, with its code as the argument.
+            Some("program") => {
+                let code = llm::opt_string(&mut item, "code", RULE)?
+                    .ok_or_else(|| malformed(RULE, "a program needs its code"))?;
+                let mut arguments = Map::new();
+                arguments.insert("code".into(), Value::String(code));
+                r.calls.push(LlmCall {
+                    name: PROGRAMS.to_string(),
+                    arguments: Value::Object(arguments),
+                    latest: false,
+                });
+                turns.push(turn);
+                continue;
+            }
             Some("mcp_approval_request") => {
                 let (id, call) = asked_call(&mut item, limits)?;
                 // Which of two requests with one id an approval approves is the provider's guess.
@@ -351,10 +477,12 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
             }
             Some("mcp_approval_response") => {
                 match item.get("approve") {
-                    Some(Value::Bool(true)) => approved
-                        .push(llm::opt_string(&mut item, "approval_request_id", RULE)?.ok_or_else(|| {
-                            malformed(RULE, "an mcp_approval_response names its approval_request_id")
-                        })?),
+                    Some(Value::Bool(true)) => {
+                        let id = llm::opt_string(&mut item, "approval_request_id", RULE)?
+                            .ok_or_else(|| malformed(RULE, "an mcp_approval_response names its approval_request_id"))?;
+                        approved_so_far.insert(id.clone());
+                        approved.push(id);
+                    }
                     Some(Value::Bool(false)) => {}
                     _ => {
                         return Err(malformed(
@@ -393,6 +521,13 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
         }
     }
     Ok(())
+}
+
+/// Records provider state once.
+fn state(r: &mut LlmRequest, what: &'static str) {
+    if !r.provider_state.contains(&what) {
+        r.provider_state.push(what);
+    }
 }
 
 /// An `mcp_approval_request` item: its id, and the remote call it asks to run (the tool

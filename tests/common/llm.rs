@@ -163,7 +163,7 @@ pub fn responses_body(model: &str, tools: Vec<Value>, latest_calls: Vec<Value>) 
             {"type": "input_text", "text": "Where is my order?"},
             {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}
         ]}),
-        json!({"type": "reasoning", "id": "rs_1", "summary": []}),
+        json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB-rs_1"}),
         json!({"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_order",
                "arguments": "{\"customer_id\":\"c-42\",\"order_id\":\"o-1\"}", "status": "completed"}),
         json!({"type": "function_call_output", "call_id": "call_1", "output": "{\"status\":\"shipped\"}"}),
