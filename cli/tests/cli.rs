@@ -114,6 +114,7 @@ fn digest_is_the_engines_digest() {
 
 #[test]
 fn approve_mints_a_grant_the_engine_verifies() {
+    let policy = repo("examples/policy.json");
     for alg in ["EdDSA", "HS256"] {
         let out = aigate(&["keygen", "--alg", alg, "--kid", "k1"]);
         assert!(out.status.success());
@@ -136,6 +137,8 @@ fn approve_mints_a_grant_the_engine_verifies() {
                 "carol@example.com",
                 "--ttl",
                 ttl,
+                "--policy",
+                &policy,
             ];
             argv.extend_from_slice(more);
             aigate(&argv)
@@ -150,7 +153,11 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(claims["tool"], "send_email");
         assert_eq!(claims["jti"], "g-1");
         assert_eq!(claims["approver"], "carol@example.com");
-        assert_eq!(claims["aud"], "aigate");
+        // Addressed to the gateway the policy describes.
+        assert_eq!(
+            (claims["iss"].as_str(), claims["aud"].as_str()),
+            (Some("https://approvals.example.com"), Some("aigate"))
+        );
         assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 60);
         let digest = aigate::digest::args_digest(&json!({"subject": "hi", "to": "bob@example.com"})).unwrap();
         assert_eq!(claims["args_digest"], digest.as_str());
@@ -171,6 +178,41 @@ fn approve_mints_a_grant_the_engine_verifies() {
             (Some(1_800_000_000), Some(1_800_000_300))
         );
         assert_eq!(claims["sub_iss"], "https://idp.example.com");
+        // --iss and --aud win over the policy's.
+        let out = approve_with("60", &["--aud", "gateway-eu"]);
+        let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+        assert_eq!(claims["aud"], "gateway-eu");
+    }
+    // Without the gateway named, no grant is guessed; a JWKS cannot sign.
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "EdDSA"]).stdout).unwrap();
+    let key = tmp("key-unnamed.json", &keys.to_string());
+    let public = tmp("key-public.json", &keys["public"].to_string());
+    let args = tmp("args-unnamed.json", r#"{"to":"bob@example.com"}"#);
+    let base = [
+        "approve",
+        "--sub",
+        "alice",
+        "--tool",
+        "send_email",
+        "--approver",
+        "carol",
+        "--args",
+        &args,
+    ];
+    for (extra, expected) in [
+        (vec!["--key", &key], "name the gateway the grant is for"),
+        (
+            vec!["--key", &key, "--iss", "https://approvals.example.com"],
+            "name the gateway",
+        ),
+        (vec!["--key", &public, "--policy", &policy], "a JWKS (the public half"),
+    ] {
+        let mut argv = base.to_vec();
+        argv.extend_from_slice(&extra);
+        let out = aigate(&argv);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(expected), "{extra:?}: {err}");
     }
 }
 

@@ -64,6 +64,34 @@ pub fn digest(path: &Path) -> Result<String, String> {
     crate::digest::args_digest(&args).map_err(|e| e.to_string())
 }
 
+/// The grant's `iss` and `aud`: given, else the policy's approval issuer and audience. A
+/// guess would mint grants the gateway refuses (`approval_invalid`), so neither is assumed.
+pub fn addressing(policy: Option<&Path>, iss: Option<String>, aud: Option<String>) -> Result<(String, String), String> {
+    let from_policy = match (policy, &iss, &aud) {
+        (Some(path), _, _) => {
+            let compiled = crate::policy::compile(&super::read(path)?).map_err(|errors| {
+                let first = errors.first().map(ToString::to_string).unwrap_or_default();
+                format!("{}: invalid policy ({first}); run aigate check", path.display())
+            })?;
+            let a = compiled
+                .approval
+                .ok_or_else(|| format!("{}: the policy has no approval section", path.display()))?;
+            Some((a.issuer, a.audience))
+        }
+        (None, Some(_), Some(_)) => None,
+        (None, _, _) => {
+            return Err(
+                "name the gateway the grant is for: --policy POLICY (its approval.issuer and approval.audience), or both --iss and --aud".into(),
+            )
+        }
+    };
+    let (p_iss, p_aud) = from_policy.unzip();
+    match (iss.or(p_iss), aud.or(p_aud)) {
+        (Some(i), Some(a)) => Ok((i, a)),
+        _ => Err("both --iss and --aud are needed without --policy".into()),
+    }
+}
+
 pub struct Approve<'a> {
     pub key: &'a Path,
     pub issuer: String,
@@ -82,6 +110,18 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     let jwk = read_json(a.key)?;
     // Accept the `keygen` output as is, or a bare private JWK.
     let jwk = jwk.get("private").cloned().unwrap_or(jwk);
+    if jwk.get("keys").is_some() {
+        return Err(format!(
+            "{}: a JWKS (the public half, for the policy's approval.jwks) cannot sign: pass the private JWK, or the whole `aigate keygen` output",
+            a.key.display()
+        ));
+    }
+    if jwk.get("kty").and_then(Value::as_str) == Some("OKP") && jwk.get("d").is_none() {
+        return Err(format!(
+            "{}: a public key cannot sign: pass the private JWK (with \"d\"), as `aigate keygen` prints it under \"private\"",
+            a.key.display()
+        ));
+    }
     let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", a.key.display()))?;
     if a.ttl == 0 || a.ttl > crate::approval::MAX_AGE_CEILING {
         return Err(format!(

@@ -86,10 +86,16 @@ enum Command {
         /// Lifetime in seconds (1 to 86400).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
-        #[arg(long, default_value = "https://approvals.example.com")]
-        iss: String,
-        #[arg(long, default_value = "aigate")]
-        aud: String,
+        /// The policy the grant is for: its `approval.issuer` and `approval.audience` become
+        /// the grant's `iss` and `aud` (unless --iss / --aud say otherwise).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The grant's `iss`: must equal the policy's `approval.issuer`.
+        #[arg(long)]
+        iss: Option<String>,
+        /// The grant's `aud`: must equal the policy's `approval.audience`.
+        #[arg(long)]
+        aud: Option<String>,
         /// Grant id (random when omitted).
         #[arg(long)]
         jti: Option<String>,
@@ -137,23 +143,28 @@ pub fn main() -> ExitCode {
             args,
             approver,
             ttl,
+            policy,
             iss,
             aud,
             jti,
             iat,
-        } => print(approval::approve(approval::Approve {
-            key: &key,
-            issuer: iss,
-            audience: aud,
-            subject: sub,
-            subject_issuer: sub_iss,
-            tool,
-            args: &args,
-            approver,
-            ttl,
-            jti,
-            iat,
-        })),
+        } => print(
+            approval::addressing(policy.as_deref(), iss, aud).and_then(|(issuer, audience)| {
+                approval::approve(approval::Approve {
+                    key: &key,
+                    issuer,
+                    audience,
+                    subject: sub,
+                    subject_issuer: sub_iss,
+                    tool,
+                    args: &args,
+                    approver,
+                    ttl,
+                    jti,
+                    iat,
+                })
+            }),
+        ),
         Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
     }
 }
