@@ -28,8 +28,9 @@ def test_the_demo_shows_each_decision_it_promises(wasm_module, tmp_path):
         "the MCP server executed: get_order, send_email, search_docs\n",
         "the agent gets: text \"2 documents match 'returns'.\"; resource_link docs://acme/handbook; "
         "text \"aigate: a resource outside the caller's data boundary was withheld\"",
-        '"stage": "answer", "decision": "allow", "rule": "routes.support-mcp", "subject": "alice", '
-        '"workload": "support-agent", "tenant": "acme", "owner": "support-platform@example.com", "hidden": 1}',
+        '"stage": "answer", "decision": "allow", "rule": "tools.search_docs", "tool": "search_docs", '
+        '"intent": "docs.read", "impact": "read", "subject": "alice", "workload": "support-agent", '
+        '"tenant": "acme", "owner": "knowledge@example.com", "hidden": 1}',
         '"approver": "bob@example.com"', '"refused_offers": ["refund_order"]',
         '"stage": "answer", "decision": "deny", "reason": "binding_mismatch"',
         'aigate_requests_total{protocol="mcp",decision="deny",reason="binding_mismatch"} 1',
