@@ -37,10 +37,19 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
             _ => false,
         };
         if !holds {
+            // Say which side is missing: an argument the call left out, or a claim the
+            // token does not carry (or carries as nothing a value can equal).
+            let why = match (arg, &bound) {
+                (None, _) => format!("argument {ptr} is required: it must equal the caller's {claim:?} claim"),
+                (_, None) => format!(
+                    "argument {ptr} must equal the caller's {claim:?} claim, which the caller's token does not carry"
+                ),
+                _ => format!("argument {ptr} must equal the caller's {claim:?} claim"),
+            };
             return Err(Denial::new(
                 Reason::BindingMismatch,
                 format!("tools.{name}.bind.{ptr}"),
-                format!("argument {ptr} must equal the caller's {claim:?} claim"),
+                why,
             ));
         }
     }

@@ -1818,3 +1818,30 @@ fn protected_resource_metadata_is_checked_when_the_policy_loads() {
     )
     .is_none());
 }
+
+#[test]
+fn refusals_say_what_to_fix() {
+    let w = World::new();
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let denial = |h: &[(String, Vec<u8>)], body: &Value| w.decide(h, Some(body)).denial.unwrap();
+    // Two credentials some client joined into one header.
+    let t = w.token(json!({}));
+    let mut joined = w.headers(None);
+    joined.push(("authorization".into(), format!("Bearer {t}, Bearer {t}").into_bytes()));
+    let d = denial(&joined, &body);
+    assert_eq!(d.reason, Reason::TokenInvalid);
+    assert!(d.message.contains("more than one value"), "{}", d.message);
+    // The workload no ceiling covers is named.
+    let rogue = w.token(json!({"azp": "rogue-agent"}));
+    let d = denial(&w.headers(Some(&rogue)), &body);
+    assert_eq!(d.reason, Reason::WorkloadUntrusted);
+    assert!(d.message.contains("\"rogue-agent\""), "{}", d.message);
+    // A binding says which side is missing: the claim, or the argument.
+    let unbound = w.token(json!({"customer_id": null}));
+    let d = denial(&w.headers(Some(&unbound)), &body);
+    assert_eq!(d.reason, Reason::BindingMismatch);
+    assert!(d.message.contains("does not carry"), "{}", d.message);
+    let d = denial(&w.headers(Some(&t)), &call("get_order", json!({})));
+    assert_eq!(d.reason, Reason::BindingMismatch);
+    assert!(d.message.contains("is required"), "{}", d.message);
+}

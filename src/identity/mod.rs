@@ -122,7 +122,10 @@ pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Resu
                 return Err(Denial::new(
                     Reason::WorkloadUntrusted,
                     "workloads",
-                    "no workload ceiling covers the calling workload",
+                    format!(
+                        "no workload ceiling covers the calling workload {}",
+                        crate::authz::shown(w)
+                    ),
                 ))
             }
         },

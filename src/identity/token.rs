@@ -68,6 +68,14 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
             };
             let token =
                 bearer(raw).ok_or_else(|| Denial::new(Reason::TokenInvalid, rule, "expected \"Bearer <token>\""))?;
+            // Two headers some client or proxy joined into one (`Bearer a, Bearer b`).
+            if token.contains([',', ' ', '\t']) {
+                return Err(Denial::new(
+                    Reason::TokenInvalid,
+                    rule,
+                    "the credential header holds more than one value",
+                ));
+            }
             // Signatures are checked once per token per worker; times on every request.
             let cache = host.token_cache();
             if let Some(hit) = cache.and_then(|c| c.get(token, now)) {
