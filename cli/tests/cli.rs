@@ -719,6 +719,8 @@ fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
         "carol@example.com",
         "--ttl",
         "300",
+        "--policy",
+        &policy,
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let grant = String::from_utf8(out.stdout).unwrap().trim().to_string();
