@@ -102,7 +102,10 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     w.text("subject", p.map(|p| p.subject.as_str()));
     w.text("workload", p.and_then(|p| p.workload.as_deref()));
     w.text("tenant", p.and_then(|p| p.tenant.as_deref()));
-    w.name("session", p.and_then(|p| p.session.as_deref()));
+    w.name(
+        "session",
+        p.and_then(|p| p.session.as_deref()).or(d.session_tried.as_deref()),
+    );
     w.text("owner", Some(accountable_owner(policy, d)));
     w.text("approver", call.and_then(|c| c.approver.as_deref()));
     w.text("args_digest", call.and_then(|c| c.args_digest.as_deref()));

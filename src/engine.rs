@@ -58,6 +58,9 @@ pub struct Decision {
     pub rewrite: Option<Vec<u8>>,
     /// The request asks for the route's protected resource metadata: aigate answers it.
     pub metadata: bool,
+    /// The session a request named that its token is not bound to (no principal is
+    /// established then, but the audit names the session tried).
+    pub session_tried: Option<String>,
 }
 
 /// What a decision judged: the request, or the model's answer to it (`model_calls: judge`).
@@ -213,6 +216,15 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         }
         Err(denial) => {
             d.identity = Some(Err(denial.reason));
+            // A session the token is not bound to: the audit names the session tried.
+            if denial.reason == Reason::SessionMismatch {
+                d.session_tried = policy
+                    .identity
+                    .bind_session
+                    .as_ref()
+                    .and_then(|b| headers.one(&b.header).ok().flatten())
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+            }
             return Head::Decided(d.deny(denial));
         }
     }

@@ -590,10 +590,11 @@ fn session_binding() {
     assert!(w.decide(&h, Some(&body)).allowed());
     let mut other = w.headers(Some(&t));
     other.push(("mcp-session-id".into(), b"s-2".to_vec()));
-    assert_eq!(
-        w.decide(&other, Some(&body)).denial.unwrap().reason,
-        Reason::SessionMismatch
-    );
+    let d = w.decide(&other, Some(&body));
+    assert_eq!(d.denial.as_ref().unwrap().reason, Reason::SessionMismatch);
+    // The audit names the session tried, though no principal was established.
+    let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "id", 0)).unwrap();
+    assert_eq!((&line["session"], &line["subject"]), (&json!("s-2"), &Value::Null));
     // A second session under the underscored name, which a WSGI or Rack server may read
     // in place of the one judged, is refused.
     let mut aliased = h.clone();
