@@ -266,14 +266,16 @@ fn push_escaped(out: &mut String, s: &str) {
     out.push_str(&s[plain..]);
 }
 
-/// The deciding call: the denied one, else the one with the most impact (the external
-/// action approved in a batch, not the read beside it), the last of equals. Batches list
-/// them all.
+/// The deciding call: the denied one; else, for an allowed request, the one with the most
+/// impact (the external action approved in a batch, not the read beside it), the last of
+/// equals. A request refused by no call (a data rule, its body) has none: an allowed call
+/// beside the refusal does not answer for it. Batches list them all.
 pub fn deciding_call(d: &Decision) -> Option<&Call> {
-    d.calls
-        .iter()
-        .find(|c| !c.allowed)
-        .or_else(|| d.calls.iter().max_by_key(|c| c.impact.map_or(0, |i| i as u8 + 1)))
+    match d.calls.iter().find(|c| !c.allowed) {
+        Some(denied) => Some(denied),
+        None if d.denial.is_some() => None,
+        None => d.calls.iter().max_by_key(|c| c.impact.map_or(0, |i| i as u8 + 1)),
+    }
 }
 
 /// Who answers for one call: its tool's owner, else the route's, else the default.
@@ -433,6 +435,45 @@ mod tests {
             serde_json::json!([entry("first", true), entry("second\u{1}", false)])
         );
         assert_eq!(v["hidden"], 2);
+    }
+
+    #[test]
+    fn a_batch_refused_by_a_data_rule_answers_by_that_rule() {
+        let policy = one_route_policy();
+        let mut d = Decision {
+            route: Some(0),
+            protocol: Some(Protocol::Mcp),
+            http_method: "POST".into(),
+            rpc_method: Some("tools/call".into()),
+            denial: Some(crate::decision::Denial::new(
+                crate::decision::Reason::ScopeMissing,
+                "data.resources.docs",
+                "no",
+            )),
+            data: Some(crate::engine::DataUse {
+                rule: "data.resources.docs".into(),
+                owner: Some("knowledge".into()),
+            }),
+            ..Decision::default()
+        };
+        d.calls.push(Call {
+            tool: "get_order".into(),
+            intent: None,
+            impact: Some(Impact::Read),
+            owner: None,
+            args_digest: None,
+            approver: None,
+            allowed: true,
+        });
+        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
+        assert_eq!(
+            (&v["owner"], &v["tool"], &v["rule"]),
+            (
+                &serde_json::json!("knowledge"),
+                &serde_json::Value::Null,
+                &serde_json::json!("data.resources.docs")
+            )
+        );
     }
 
     #[test]
