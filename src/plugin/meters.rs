@@ -113,15 +113,29 @@ fn set(requests: &mut [[ByReason; 3]; PROTOCOLS.len()], [p, v, r]: [usize; 3], i
 
 impl Meters {
     pub fn define(policy: &Policy) -> Meters {
+        // Series for what this policy can produce only: the protocols of its routes (and
+        // none, for requests no route matched), and `deny` or `would_deny` by its mode. A
+        // pod exports tens of series, not hundreds.
+        let used = |p: Option<Protocol>| p.is_none_or(|p| policy.routes.iter().any(|r| r.protocol == p));
+        let refusal = match policy.mode {
+            crate::config::Mode::Enforce => 1,
+            crate::config::Mode::Monitor => 2,
+        };
+        let verdicts = || {
+            VERDICTS
+                .iter()
+                .enumerate()
+                .filter(move |(vi, _)| *vi == 0 || *vi == refusal)
+        };
         let mut requests = [[[None; NO_REASON + 1]; 3]; PROTOCOLS.len()];
-        for p in PROTOCOLS {
+        for p in PROTOCOLS.into_iter().filter(|p| used(*p)) {
             let name = |v: &str, r: &str| {
                 tagged(
                     metrics::REQUESTS,
                     &[("protocol", protocol_label(p)), ("decision", v), ("reason", r)],
                 )
             };
-            for (vi, v) in VERDICTS.iter().enumerate() {
+            for (vi, v) in verdicts() {
                 // An allow has no reason; a denial always has one.
                 let reasons: Vec<Option<Reason>> = match vi {
                     0 => vec![None],
@@ -137,8 +151,8 @@ impl Meters {
             }
         }
         let mut answers = [[[None; NO_REASON + 1]; 3]; ANSWERING.len()];
-        for (pi, p) in ANSWERING.into_iter().enumerate() {
-            for (vi, v) in VERDICTS.iter().enumerate() {
+        for (pi, p) in ANSWERING.into_iter().enumerate().filter(|(_, p)| used(Some(*p))) {
+            for (vi, v) in verdicts() {
                 let reasons: Vec<Option<Reason>> = match vi {
                     0 => vec![None],
                     _ => ANSWER_DENIALS.into_iter().map(Some).collect(),
@@ -157,7 +171,7 @@ impl Meters {
         }
         let mut tool_calls = [[None; 3]; 3];
         for i in IMPACTS {
-            for (vi, v) in VERDICTS.iter().enumerate() {
+            for (vi, v) in verdicts() {
                 let id = counter(&tagged(
                     metrics::TOOL_CALLS,
                     &[("impact", impact_label(i)), ("decision", v)],

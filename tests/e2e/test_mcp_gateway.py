@@ -626,6 +626,10 @@ def test_body_size_histogram(gateway, mint):
         time.sleep(0.5)
     assert "# TYPE aigate_request_body_bytes histogram" in text
     assert now - before >= 5, (before, now)
+    # Buckets in bytes (the shipped configs' histogram_bucket_settings), not in milliseconds.
+    assert 'aigate_request_body_bytes_bucket{le="1024"}' in text, text[-2000:]
+    assert 'aigate_request_body_bytes_bucket{le="1048576"}' in text
+    assert 'aigate_request_body_bytes_bucket{le="0.5"}' not in text
 
 
 def test_audit_lines_match_decision_ids(gateway, mint):
