@@ -167,7 +167,7 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     // An OAuth client's first step, before it has a token: the route's protected resource
     // metadata, answered by aigate (it names no caller and reaches no upstream).
     if method == "GET" {
-        if let Some(i) = policy.metadata_route(path) {
+        if let Some(i) = policy.metadata_route(authority, path) {
             d.route = Some(i);
             d.protocol = Some(Protocol::Mcp);
             d.metadata = true;

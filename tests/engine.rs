@@ -1754,6 +1754,15 @@ fn an_mcp_route_publishes_its_protected_resource_metadata() {
                "authorization_servers": ["https://idp.example.com"],
                "bearer_methods_supported": ["header"], "scopes_supported": ["orders.read"]})
     );
+    // On a host-scoped route, only for its host.
+    let scoped = World::with(|p| {
+        p["routes"][0]["protected_resource"] = json!({"resource": "https://gateway.example.com/mcp"});
+        p["routes"][0]["host"] = json!("mcp.example.com");
+    });
+    assert!(!scoped.decide_raw(&h, None).metadata);
+    let mut own = h.clone();
+    own[2].1 = b"mcp.example.com:443".to_vec();
+    assert!(scoped.decide_raw(&own, None).metadata);
     // Only a GET of that path: anything else is judged as before.
     h[0].1 = b"POST".to_vec();
     assert_eq!(

@@ -422,24 +422,17 @@ pub struct ApprovalPolicy {
 
 impl Policy {
     /// Index of the first route matching method, host and path prefix.
-    /// The MCP route whose protected resource metadata `path` asks for.
-    pub fn metadata_route(&self, path: &str) -> Option<usize> {
-        self.routes
-            .iter()
-            .position(|r| r.protected_resource.as_ref().is_some_and(|m| m.path == path))
+    /// The MCP route whose protected resource metadata `path` asks for, on its host.
+    pub fn metadata_route(&self, host: &str, path: &str) -> Option<usize> {
+        let host = bare_host(host);
+        self.routes.iter().position(|r| {
+            r.protected_resource.as_ref().is_some_and(|m| m.path == path)
+                && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
+        })
     }
 
     pub fn route(&self, method: &str, host: &str, path: &str) -> Option<usize> {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        // `admin.example.com.` is the same host, fully qualified: resolvers and Envoy's
-        // virtual hosts treat it so, and it must not slip past a host-scoped route.
-        let host = host.strip_suffix('.').unwrap_or(host);
+        let host = bare_host(host);
         let path = without_segment_parameters(path);
         self.routes.iter().position(|r| {
             under_prefix(&path, &r.prefix)
@@ -508,6 +501,20 @@ impl Policy {
             .or_else(|| route.and_then(|r| r.owner.as_deref()))
             .unwrap_or(&self.default_owner)
     }
+}
+
+/// A request's authority as routes compare it: without its port, and without the one
+/// trailing dot of a fully qualified name (`admin.example.com.` is the same host to
+/// resolvers and Envoy's virtual hosts, and must not slip past a host-scoped route).
+fn bare_host(host: &str) -> &str {
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    host.strip_suffix('.').unwrap_or(host)
 }
 
 #[cfg(test)]
