@@ -32,6 +32,16 @@ fn check_accepts_the_example_policy() {
     assert!(text.starts_with("policy ok  sha256:"), "{text}");
     assert!(text.contains("tools      4 (2 read, 1 write, 1 external)"), "{text}");
     assert!(text.contains("prompts    1\n"), "{text}");
+    // The release gate's lints are shown with the summary.
+    assert!(text.contains("release gate: 0 error(s), 3 warning(s)"), "{text}");
+    assert!(text.contains("  warning  session-bound: "), "{text}");
+    let mut monitored: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    monitored["mode"] = json!("monitor");
+    let out = aigate(&["check", &tmp("monitored.json", &monitored.to_string())]);
+    assert!(out.status.success(), "a valid policy passes check");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("  error    fail-closed: mode is monitor"), "{text}");
     // What a route lets through unjudged is said next to it.
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

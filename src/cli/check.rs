@@ -15,7 +15,7 @@ pub fn run(path: &Path) -> ExitCode {
     };
     match policy::compile(&bytes) {
         Ok(p) => {
-            print!("{}", summary(&p));
+            print!("{}{}", summary(&p), gate(&p));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -26,6 +26,30 @@ pub fn run(path: &Path) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// What the release gate's lints say of a valid policy: settings that are accepted but
+/// unsafe to go live with (monitor mode, unmatched requests allowed, a published key…)
+/// are shown here too, not only by `aigate readiness`.
+fn gate(p: &Policy) -> String {
+    use super::lint::Level;
+    let findings = super::lint::lint(p);
+    if findings.is_empty() {
+        return "release gate: no lint findings (aigate readiness also replays known outcomes)\n".into();
+    }
+    let errors = findings.iter().filter(|f| f.level == Level::Error).count();
+    let mut out = format!(
+        "release gate: {errors} error(s), {} warning(s); aigate readiness fails on errors\n",
+        findings.len() - errors
+    );
+    for f in &findings {
+        let level = match f.level {
+            Level::Error => "error",
+            Level::Warning => "warning",
+        };
+        out.push_str(&format!("  {level:<8} {}: {}\n", f.lint, f.message));
+    }
+    out
 }
 
 pub fn summary(p: &Policy) -> String {
