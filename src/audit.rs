@@ -437,56 +437,20 @@ mod tests {
         assert_eq!(v["hidden"], 2);
     }
 
-    #[test]
-    fn a_batch_refused_by_a_data_rule_answers_by_that_rule() {
-        let policy = one_route_policy();
-        let mut d = Decision {
+    /// An MCP `tools/call` on route `r1`, allowed so far.
+    fn tools_call() -> Decision {
+        Decision {
             route: Some(0),
             protocol: Some(Protocol::Mcp),
             http_method: "POST".into(),
             rpc_method: Some("tools/call".into()),
-            denial: Some(crate::decision::Denial::new(
-                crate::decision::Reason::ScopeMissing,
-                "data.resources.docs",
-                "no",
-            )),
-            data: Some(crate::engine::DataUse {
-                rule: "data.resources.docs".into(),
-                owner: Some("knowledge".into()),
-            }),
             ..Decision::default()
-        };
-        d.calls.push(Call {
-            tool: "get_order".into(),
-            intent: None,
-            impact: Some(Impact::Read),
-            owner: None,
-            args_digest: None,
-            approver: None,
-            allowed: true,
-        });
-        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
-        assert_eq!(
-            (&v["owner"], &v["tool"], &v["rule"]),
-            (
-                &serde_json::json!("knowledge"),
-                &serde_json::Value::Null,
-                &serde_json::json!("data.resources.docs")
-            )
-        );
+        }
     }
 
-    #[test]
-    fn an_allowed_batch_answers_by_its_call_with_the_most_impact() {
-        let policy = one_route_policy();
-        let mut d = Decision {
-            route: Some(0),
-            protocol: Some(Protocol::Mcp),
-            http_method: "POST".into(),
-            rpc_method: Some("tools/call".into()),
-            ..Decision::default()
-        };
-        let call = |tool: &str, impact, approver: Option<&str>| Call {
+    /// An allowed call of `tool`, approved by `approver` when one is named.
+    fn allowed_call(tool: &str, impact: Impact, approver: Option<&str>) -> Call {
+        Call {
             tool: tool.into(),
             intent: None,
             impact: Some(impact),
@@ -494,34 +458,64 @@ mod tests {
             args_digest: approver.map(|_| "digest".to_string()),
             approver: approver.map(str::to_string),
             allowed: true,
-        };
-        d.calls.push(call("send_email", Impact::External, Some("carol")));
-        d.calls.push(call("get_order", Impact::Read, None));
-        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
+        }
+    }
+
+    fn line(policy: &Policy, d: &Decision) -> serde_json::Value {
+        serde_json::from_str(&record(policy, d, "id", 0)).unwrap()
+    }
+
+    #[test]
+    fn a_batch_refused_by_a_data_rule_answers_by_that_rule() {
+        let policy = one_route_policy();
+        let mut d = tools_call();
+        d.denial = Some(crate::decision::Denial::new(
+            crate::decision::Reason::ScopeMissing,
+            "data.resources.docs",
+            "no",
+        ));
+        d.data = Some(crate::engine::DataUse {
+            rule: "data.resources.docs".into(),
+            owner: Some("knowledge".into()),
+        });
+        d.calls.push(allowed_call("get_order", Impact::Read, None));
+        let v = line(&policy, &d);
         assert_eq!(
-            (&v["tool"], &v["impact"], &v["approver"], &v["args_digest"]),
-            (
-                &serde_json::json!("send_email"),
-                &serde_json::json!("external"),
-                &serde_json::json!("carol"),
-                &serde_json::json!("digest")
-            )
-        );
-        // Each approved call keeps its approver in the list.
-        d.calls.push(call("send_email", Impact::External, Some("dave")));
-        let v: serde_json::Value = serde_json::from_str(&record(&policy, &d, "id", 0)).unwrap();
-        assert_eq!(v["approver"], "dave");
-        let approvers: Vec<&serde_json::Value> =
-            v["calls"].as_array().unwrap().iter().map(|c| &c["approver"]).collect();
-        assert_eq!(
-            approvers,
-            [
-                &serde_json::json!("carol"),
-                &serde_json::Value::Null,
-                &serde_json::json!("dave")
-            ]
+            (v["owner"].as_str(), v["tool"].as_str(), v["rule"].as_str()),
+            (Some("knowledge"), None, Some("data.resources.docs"))
         );
     }
+
+    #[test]
+    fn an_allowed_batch_answers_by_its_call_with_the_most_impact() {
+        let policy = one_route_policy();
+        let mut d = tools_call();
+        d.calls
+            .push(allowed_call("send_email", Impact::External, Some("carol")));
+        d.calls.push(allowed_call("get_order", Impact::Read, None));
+        let v = line(&policy, &d);
+        assert_eq!(
+            (
+                v["tool"].as_str(),
+                v["impact"].as_str(),
+                v["approver"].as_str(),
+                v["args_digest"].as_str()
+            ),
+            (Some("send_email"), Some("external"), Some("carol"), Some("digest"))
+        );
+        // Each approved call keeps its approver in the list.
+        d.calls.push(allowed_call("send_email", Impact::External, Some("dave")));
+        let v = line(&policy, &d);
+        assert_eq!(v["approver"], "dave");
+        let approvers: Vec<Option<&str>> = v["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["approver"].as_str())
+            .collect();
+        assert_eq!(approvers, [Some("carol"), None, Some("dave")]);
+    }
+
     #[test]
     fn caller_chosen_names_and_lists_are_bounded() {
         let policy = one_route_policy();
