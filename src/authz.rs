@@ -145,6 +145,16 @@ fn single_address(s: &str) -> bool {
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ',' | ';' | '<' | '>' | '"' | '(' | ')' | ':'))
 }
 
+/// Is `s` one address of mail `domain`? The domain compares without case (as DNS does);
+/// the local part must be there, and hold no `%` or `!` (old relay syntax some mail
+/// servers still route by: `eve%evil.com@acme.example` goes to evil.com).
+fn in_domain(s: &str, domain: &str) -> bool {
+    single_address(s)
+        && s.split_once('@').is_some_and(|(local, at)| {
+            !local.is_empty() && !local.contains(['%', '!']) && at.eq_ignore_ascii_case(domain)
+        })
+}
+
 fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
     if let Some(list) = &c.one_of {
         if !list.iter().any(|allowed| allowed == v) {
@@ -172,7 +182,10 @@ fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
             }
         }
         if let Some(sfx) = &c.suffix_in {
-            let ok = |x: &String| s.ends_with(x.as_str()) && (!x.starts_with('@') || single_address(s));
+            let ok = |x: &String| match x.strip_prefix('@') {
+                Some(domain) => in_domain(s, domain),
+                None => s.ends_with(x.as_str()),
+            };
             if !sfx.iter().any(ok) {
                 return Err(if sfx.iter().any(|x| x.starts_with('@')) {
                     "is not a single address in an allowed domain".into()
