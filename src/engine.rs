@@ -88,7 +88,9 @@ impl Decision {
         principal: &Principal,
         rule: Result<&R, Denial>,
     ) -> Result<(), Denial> {
-        let rule = rule?;
+        // Refused by no rule (none covers what was asked): a rule an earlier item reached
+        // does not answer for the refusal.
+        let rule = rule.inspect_err(|_| self.data = None)?;
         self.data = Some(DataUse {
             rule: rule.rule(),
             owner: rule.owner().map(str::to_string),

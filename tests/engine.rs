@@ -1860,3 +1860,19 @@ fn refusals_say_what_to_fix() {
     assert_eq!(d.reason, Reason::BindingMismatch);
     assert!(d.message.contains("is required"), "{}", d.message);
 }
+
+#[test]
+fn a_refusal_no_rule_covers_is_not_put_on_a_rule_reached_before_it() {
+    let w = World::new();
+    let t = w.token(json!({"scope": "orders.read docs.read"}));
+    let batch = json!([
+        {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "docs://acme/handbook"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "docs://globex/contract"}}
+    ]);
+    let d = w.decide(&w.headers(Some(&t)), Some(&batch));
+    assert_eq!(d.denial.as_ref().unwrap().reason, Reason::DataBoundary);
+    let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "id", 0)).unwrap();
+    // The route's owner answers, not the acme rule's beside the refused read.
+    let route_owner = w.policy.routes[d.route.unwrap()].owner.clone().unwrap();
+    assert_eq!(line["owner"].as_str(), Some(route_owner.as_str()), "{line}");
+}

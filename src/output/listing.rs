@@ -155,9 +155,27 @@ const BLOCK_READ: [&str; 4] = ["type", "uri", "resource", "content"];
 const RESOURCE_READ: [&str; 1] = ["uri"];
 
 fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Denial> {
-    object
-        .keys()
-        .try_for_each(|key| crate::request::refuse_miscased(key, read, RULE))
+    object.keys().try_for_each(|key| {
+        crate::request::refuse_miscased(key, read, RULE)?;
+        // Clients whose models also take snake_case names (pydantic's populate_by_name)
+        // read `resource_templates` as `resourceTemplates`.
+        match read.iter().find(|k| key.contains('_') && snake_of(key, k)) {
+            Some(k) => Err(malformed(
+                RULE,
+                format!("member {key:?} is {k:?} spelled in snake_case, which some clients read as it: send {k:?}"),
+            )),
+            None => Ok(()),
+        }
+    })
+}
+
+/// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
+fn snake_of(key: &str, camel: &str) -> bool {
+    let mut rest = key.bytes().filter(|b| *b != b'_');
+    camel
+        .bytes()
+        .all(|c| rest.next().is_some_and(|k| k.eq_ignore_ascii_case(&c)))
+        && rest.next().is_none()
 }
 
 /// One JSON-RPC message at `path`.
@@ -285,7 +303,15 @@ fn withhold_block<'d>(block: &'d Value, path: &[Step<'d>], keep: Keep, edits: &m
         };
     }
     let none = Map::new();
-    let resource = match fields.get("type").and_then(Value::as_str) {
+    // A block without a type is read by its members, as lenient clients fill the type in
+    // (an embedded `resource`, or a link's `uri`).
+    let kind = match fields.get("type") {
+        Some(kind) => kind.as_str(),
+        None if fields.contains_key("resource") => Some("resource"),
+        None if fields.contains_key("uri") => Some("resource_link"),
+        None => None,
+    };
+    let resource = match kind {
         Some("resource_link") => fields,
         Some("resource") => match fields.get("resource") {
             Some(Value::Object(embedded)) => {

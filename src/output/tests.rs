@@ -781,6 +781,41 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
 }
 
 #[test]
+fn lenient_clients_read_answers_as_aigate_does() {
+    // A block without a type is judged by what it carries: lenient models fill the type in.
+    let untyped = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [
+        {"resource": {"uri": "docs://t1", "text": "their secret"}},
+        {"uri": "docs://t3", "name": "theirs"},
+        {"uri": "docs://t2"}
+    ]}});
+    let (out, hidden) = listing::filter(&bytes(&untyped), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 2);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["result"]["content"][2], json!({"uri": "docs://t2"}));
+    assert!(!out.to_string().contains("their secret"), "{out}");
+    // snake_case spellings of members aigate reads are refused: models that also take
+    // field names (pydantic's populate_by_name) read them as the camelCase member.
+    for answer in [
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"resource_templates": [{"uriTemplate": "docs://t1/{x}"}]}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"input_requests": {}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [], "cache_scope": "public"}}),
+        json!({"jsonrpc": "2.0", "id": 1, "result": {"resourceTemplates": [{"uri_template": "docs://t1/{x}"}]}}),
+    ] {
+        let e = listing::filter(&bytes(&answer), &limits(), &keep_even_names).unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{answer}");
+        assert!(e.message.contains("snake_case"), "{}", e.message);
+    }
+    // Other members with underscores are the server's own business.
+    let own = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [], "_meta": {}, "is_error": false}});
+    assert_eq!(
+        listing::filter(&bytes(&own), &limits(), &keep_even_names).unwrap(),
+        None
+    );
+}
+
+#[test]
 fn a_rewritten_answer_keeps_every_other_byte_of_the_server() {
     // Key order, spacing, escapes and numbers a double cannot hold reach the client as the
     // server wrote them; only what is withheld changes.
