@@ -84,14 +84,15 @@ impl Http {
     pub(super) fn answer_head(&mut self, request: Decision) {
         let head = response_head();
         let Some(protocol) = request.protocol else { return };
-        // A model's error status carries no tool calls: the SDKs raise on it. An MCP
+        // A model's error status carries no tool calls: the SDKs raise on it (at 4xx and
+        // 5xx; the Go SDKs read a 3xx's body as the answer, so that is judged). An MCP
         // client may read any status's body as the answer (the Python SDK a 300's, mcp-go
         // even a 500's), so an MCP answer is judged whatever its status.
         let success = head
             .one(":status")
             .ok()
             .flatten()
-            .is_some_and(|s| s.first() == Some(&b'2'));
+            .is_some_and(|s| matches!(s.first(), Some(b'2' | b'3')));
         if !success && protocol != Protocol::Mcp {
             return;
         }

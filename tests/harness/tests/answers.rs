@@ -235,6 +235,15 @@ fn an_unreadable_answer_is_replaced_by_an_error() {
         assert_eq!(body["error"]["code"], "body_too_large", "{mode}: {body}");
         assert!(!outcome.response_body_str().contains("get_order"), "{mode}");
 
+        // A redirect's body is an answer to clients that read it (the Go SDKs below 400):
+        // its calls are judged as a 200's.
+        let redirected = UpstreamResponse::new(300)
+            .header("content-type", "application/json")
+            .body(completion("c-99"));
+        let outcome = plugin.request(chat_request(&idp, redirected)).unwrap();
+        assert!(!outcome.response_body_str().contains("c-99"), "{mode}: {}", outcome.response_body_str());
+        assert!(outcome.response_body_str().contains("refused"), "{mode}: {}", outcome.response_body_str());
+
         // A provider error carries no calls: it passes as it is.
         let error = br#"{"error":{"message":"rate limited"}}"#;
         let limited = UpstreamResponse::new(429)
