@@ -112,7 +112,16 @@ fn offer(r: &mut LlmRequest, mut t: Map<String, Value>, list: &'static str, inde
     if t.get("type").and_then(Value::as_str) == Some("mcp_toolset") {
         return Ok(());
     }
-    let name = name(&mut t, "a tool")?;
+    let name = match (
+        llm::opt_string(&mut t, "name", RULE)?,
+        t.get("type").and_then(Value::as_str),
+    ) {
+        (Some(name), _) => name,
+        // A server toolset offered without a name (`computer_toolset_…`) is catalogued by
+        // its type, as OpenAI's hosted tools are.
+        (None, Some(kind)) if kind != "custom" => kind.to_string(),
+        (None, _) => return Err(malformed(RULE, "a tool needs a name")),
+    };
     r.offers.push(Offer { name, list, index });
     Ok(())
 }
@@ -384,6 +393,23 @@ mod tests {
         ] {
             let e = parse(body.to_string().as_bytes(), &limits()).unwrap_err();
             assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_nameless_server_toolset_is_catalogued_by_its_type() {
+        let body = serde_json::json!({"model": "m", "max_tokens": 1, "messages": [],
+            "tools": [{"type": "computer_toolset_20260801"}, {"name": "get_order", "input_schema": {}}]});
+        let r = parse(body.to_string().as_bytes(), &Limits::for_tests()).unwrap();
+        let names: Vec<&str> = r.offers.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["computer_toolset_20260801", "get_order"]);
+        for nameless in [
+            serde_json::json!({"input_schema": {}}),
+            serde_json::json!({"type": "custom"}),
+        ] {
+            let body = serde_json::json!({"model": "m", "max_tokens": 1, "messages": [], "tools": [nameless]});
+            let e = parse(body.to_string().as_bytes(), &Limits::for_tests()).unwrap_err();
+            assert_eq!(e.reason, crate::decision::Reason::BodyMalformed, "{body}");
         }
     }
 }

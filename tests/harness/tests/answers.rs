@@ -241,8 +241,16 @@ fn an_unreadable_answer_is_replaced_by_an_error() {
             .header("content-type", "application/json")
             .body(completion("c-99"));
         let outcome = plugin.request(chat_request(&idp, redirected)).unwrap();
-        assert!(!outcome.response_body_str().contains("c-99"), "{mode}: {}", outcome.response_body_str());
-        assert!(outcome.response_body_str().contains("refused"), "{mode}: {}", outcome.response_body_str());
+        assert!(
+            !outcome.response_body_str().contains("c-99"),
+            "{mode}: {}",
+            outcome.response_body_str()
+        );
+        assert!(
+            outcome.response_body_str().contains("refused"),
+            "{mode}: {}",
+            outcome.response_body_str()
+        );
 
         // A provider error carries no calls: it passes as it is.
         let error = br#"{"error":{"message":"rate limited"}}"#;
