@@ -72,6 +72,11 @@ def fmt_instr(x: float) -> str:
     return "" if x != x else f"{x / 1000:,.0f} k"
 
 
+def fmt_ratio(x: float) -> str:
+    """A ratio to three places; `n/a` where it could not be measured (no counters)."""
+    return "n/a" if x != x else f"{x:.3f}"
+
+
 def summarize(runs: list[Run]) -> dict:
     groups: dict[tuple[str, int], list[Run]] = {}
     for r in runs:
@@ -130,6 +135,10 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
     L.append("Envoy CPU per request is the whole Envoy process (utime + stime over the measured run "
              "divided by requests), so it includes the fixed upstream listener; the `upstream` row "
              "is that constant share, and \"front\" columns subtract it.\n")
+    if all(r.instr_per_req is None for r in runs):
+        L.append("This machine exposes no hardware instruction counters (`perf stat -e instructions:u` "
+                 "reports `<not supported>`), so the instruction columns are `n/a` and only time-based "
+                 "figures compare the rungs.\n")
 
     L.append("## Throughput and CPU by body size\n")
     L.append("| body | rung | req/s | Envoy CPU µs/req | front CPU µs/req | Envoy instructions/req | p50 ms | p99 ms | non-2xx | CPU0 busy | CPU1 busy |")
@@ -171,7 +180,7 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
         # ratio would be at equal IPC, and nearly blind to other processes' noise.
         r["ins_bare"], r["ins_noop"], r["ins_native"] = (g["instr"] / a["instr"] for g in (b, n, x))
         L.append(f"| {fmt_size(size)} | {r['bare']:.3f} | {r['noop']:.3f} | {r['native']:.3f} | "
-                 f"{r['ins_bare']:.3f} | {r['ins_noop']:.3f} | {r['ins_native']:.3f} | "
+                 f"{fmt_ratio(r['ins_bare'])} | {fmt_ratio(r['ins_noop'])} | {fmt_ratio(r['ins_native'])} | "
                  f"{r['extra_vs_noop']:.1f} | {fmt_instr(r['instr_vs_noop'])} | {r['cpu_bare']:.3f} | "
                  f"{r['cpu_noop']:.3f} | {r['cpu_native']:.3f} |")
     L.append("")
