@@ -1093,3 +1093,35 @@ fn models_a_tool_runs_are_held_to_the_allow_list() {
         (Reason::BodyMalformed, "tools[].svg.model must be a string")
     );
 }
+
+#[test]
+fn members_aigate_reads_spelled_in_another_case_are_refused_inside_the_body() {
+    // Compatible servers on parsers that ignore case read "Type" as `type`: a tool offered
+    // mid-conversation, a call, a tool definition judged as something else.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let refund = json!({"type": "function", "name": "refund_order"});
+    for (path, body) in [
+        (
+            RESPONSES,
+            json!({"model": "gpt-4o-mini", "input": [
+            {"role": "developer", "content": "tools", "Type": "additional_tools", "tools": [refund]}]}),
+        ),
+        (
+            RESPONSES,
+            json!({"model": "gpt-4o-mini", "input": [
+            {"role": "assistant", "content": [], "Type": "function_call", "name": "refund_order", "arguments": "{}"}]}),
+        ),
+        (
+            CHAT,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"Type": "custom", "function": {"name": "get_order"}, "custom": {"name": "refund_order"}}]}),
+        ),
+    ] {
+        let d = decide(&w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body} passed"));
+        assert_eq!(d.reason, Reason::BodyMalformed, "{body}");
+        assert!(d.message.contains("only in case"), "{}", d.message);
+    }
+}

@@ -533,10 +533,26 @@ fn files_stored_at_the_provider_stay_inside_the_callers_boundary() {
         reason(&World::with(llm_policy_without_files), CHAT, &t, &chat("file-acme-1")),
         Some(Reason::DataBoundary)
     );
+    // What the provider returned and the conversation echoes back puts no file before the
+    // model: an answer's citations, a file search's results.
+    let echoed = json!({"model": "gpt-4o-mini", "input": [
+        {"role": "user", "content": "What is the refund policy?"},
+        {"type": "file_search_call", "id": "fs_1", "status": "completed", "queries": ["refund"],
+         "results": [{"file_id": "file-store-7", "filename": "policy.pdf", "text": "…", "score": 0.9}]},
+        {"type": "message", "role": "assistant", "id": "msg_1", "status": "completed", "content": [
+            {"type": "output_text", "text": "Refunds take 5 days.", "annotations": [
+                {"type": "file_citation", "file_id": "file-store-7", "filename": "policy.pdf", "index": 20}]}]},
+        {"role": "user", "content": "Thanks"}]});
+    let d = decide(&w, RESPONSES, &t, &echoed);
+    assert!(d.allowed(), "{:?}", d.denial);
     // A file id that is not text is no request aigate can judge.
     let mut bad = chat("x");
     bad["messages"][0]["content"][1]["file"]["file_id"] = json!(7);
     assert_eq!(reason(&w, CHAT, &t, &bad), Some(Reason::BodyMalformed));
+    // Nor one a parser that ignores case would read as a file id.
+    let miscased = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [
+        {"type": "file", "file": {"File_id": "file-globex-9"}}]}]});
+    assert_eq!(reason(&w, CHAT, &t, &miscased), Some(Reason::BodyMalformed));
 }
 
 fn llm_policy_without_files(p: &mut Value) {

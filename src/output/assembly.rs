@@ -90,6 +90,9 @@ impl Assembly {
             Ok(_) => return Ok(false),
             Err(e) => return Err(malformed(RULE, format!("an event of the answer: {e}"))),
         };
+        // A member aigate reads spelled in another case (`"Tool_calls"`): a client whose
+        // parser ignores case would assemble a call from it that aigate did not see.
+        llm::refuse_miscased_structure(&data, RULE)?;
         match protocol {
             Protocol::OpenaiChat => self.chat(data),
             Protocol::OpenaiResponses => self.responses(data, limits),

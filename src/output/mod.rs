@@ -43,6 +43,7 @@ pub fn format(content_type: &[u8]) -> Option<Format> {
 /// The tool calls of a complete JSON answer, parsed as strictly as a request.
 pub fn calls(protocol: Protocol, body: &[u8], limits: &Limits) -> Result<Vec<LlmCall>, Denial> {
     let top = llm::object(body, limits, RULE)?;
+    llm::refuse_miscased_structure(&top, RULE)?;
     answer_calls(protocol, top, limits)
 }
 

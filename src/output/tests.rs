@@ -1101,3 +1101,32 @@ fn events_may_nest_one_level_deeper_than_requests() {
     assert_eq!(passed, body);
     assert!(end.calls.unwrap().is_empty());
 }
+
+#[test]
+fn members_aigate_reads_spelled_in_another_case_refuse_the_answer() {
+    // Go clients (encoding/json) read "Tool_calls" and "Type" as the members aigate reads.
+    let chat = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+        "Tool_calls": [{"id": "c", "type": "function", "function": {"name": "refund_order", "arguments": "{}"}}]}}]});
+    let responses =
+        json!({"output": [{"Type": "function_call", "name": "refund_order", "arguments": "{}", "call_id": "c"}]});
+    for (protocol, body) in [(Protocol::OpenaiChat, &chat), (Protocol::OpenaiResponses, &responses)] {
+        let e = calls(protocol, body.to_string().as_bytes(), &limits()).unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{body}");
+        assert!(e.message.contains("only in case"), "{}", e.message);
+    }
+    // In a stream too.
+    let piece = json!({"choices": [{"index": 0, "delta": {"Tool_calls": [{"index": 0, "id": "c", "type": "function",
+        "function": {"name": "refund_order", "arguments": "{}"}}]}}]});
+    let mut s = Stream::new(Protocol::OpenaiChat, &limits(), true);
+    s.feed(format!("data: {piece}\n\n").as_bytes());
+    assert_eq!(s.finish().calls.unwrap_err().reason, Reason::BodyMalformed);
+    // What a model wrote for a tool, and schemas an answer echoes, are no structure of
+    // aigate's: their names are free.
+    let echoed = json!({"output": [{"type": "function_call", "name": "get_order", "call_id": "c",
+        "arguments": "{\"Name\":\"x\"}"}],
+        "tools": [{"type": "function", "name": "get_order", "parameters": {"type": "object",
+            "properties": {"Name": {"type": "string"}, "Type": {"type": "string"}}}}],
+        "metadata": {"Model": "x"}});
+    let found = calls(Protocol::OpenaiResponses, echoed.to_string().as_bytes(), &limits()).unwrap();
+    assert_eq!(found.len(), 1);
+}

@@ -90,19 +90,33 @@ pub const TOOL_SETTINGS: [(&str, &str); 3] = [
 
 /// Collects the provider-stored files a part of the request names: every `file_id` string
 /// and `file_ids` array at any depth (content parts nest, in tool results too, and new
-/// part types keep the name), except inside a `tool_use` block's `input`: a tool call's
-/// arguments are judged as the call's.
+/// part types keep the name), except inside a `tool_use` block's `input` (a tool call's
+/// arguments are judged as the call's) and what the provider returned earlier and the
+/// conversation echoes: an answer's citations (`annotations`) and a file search's
+/// `results`, which name the files of a store already judged and put no file before the
+/// model (their text, if any, is in the body).
 pub fn collect_files(v: &Value, into: &mut Vec<String>, rule: &'static str) -> Result<(), Denial> {
     match v {
         Value::Array(items) => items.iter().try_for_each(|x| collect_files(x, into, rule)),
         Value::Object(m) => {
-            let call = matches!(
-                m.get("type").and_then(Value::as_str),
-                Some("tool_use" | "server_tool_use")
-            );
+            let kind = m.get("type").and_then(Value::as_str);
+            let call = matches!(kind, Some("tool_use" | "server_tool_use"));
+            let search = kind == Some("file_search_call");
             for (key, value) in m {
                 match (key.as_str(), value) {
                     ("input", _) if call => {}
+                    ("annotations", _) => {}
+                    ("results", _) if search => {}
+                    (k, _)
+                        if k != "file_id"
+                            && k != "file_ids"
+                            && FILE_KEYS.iter().any(|f| crate::json::same_key_ignoring_case(f, k)) =>
+                    {
+                        return Err(malformed(
+                            rule,
+                            format!("member {k:?} differs from a file id member only in case"),
+                        ))
+                    }
                     ("file_id", Value::String(id)) => push_file(into, id),
                     ("file_id", Value::Null) => {}
                     ("file_id", _) => return Err(malformed(rule, "a file_id must be a string")),
@@ -124,6 +138,9 @@ pub fn collect_files(v: &Value, into: &mut Vec<String>, rule: &'static str) -> R
         _ => Ok(()),
     }
 }
+
+/// The members that name stored files.
+const FILE_KEYS: [&str; 2] = ["file_id", "file_ids"];
 
 /// Every mention is kept (a body may name a file many times); the engine judges each
 /// distinct id once.
@@ -166,10 +183,112 @@ pub fn opt_array(v: Option<Value>, rule: &'static str, what: &str) -> Result<Vec
     }
 }
 
+/// Every object of a body's structure (a tool, an item, a message, a call, a block): one
+/// whose member aigate reads is spelled in another case is refused, as at the top level:
+/// parsers that ignore case (Go's `encoding/json`) read `"Type"` as the `type` aigate did
+/// not judge.
 pub fn obj(v: Value, rule: &'static str, what: &str) -> Result<Map<String, Value>, Denial> {
     match v {
-        Value::Object(m) => Ok(m),
+        Value::Object(m) => {
+            m.keys()
+                .try_for_each(|k| crate::request::refuse_miscased(k, &READ_KEYS, rule))?;
+            Ok(m)
+        }
         _ => Err(malformed(rule, format!("{what} must be an object"))),
+    }
+}
+
+/// The member names aigate reads inside LLM requests and answers whose absence means
+/// something (a default type, no call): spelled in another case, they are refused. (A
+/// `name` aigate needs is required, so a lone `"Name"` is refused as a missing name.)
+pub const READ_KEYS: [&str; 48] = [
+    "type",
+    "role",
+    "arguments",
+    "input",
+    "content",
+    "id",
+    "index",
+    "output_index",
+    "encrypted_content",
+    "tools",
+    "tool_calls",
+    "function_call",
+    "function",
+    "functions",
+    "custom",
+    "approval_request_id",
+    "approve",
+    "code",
+    "execution",
+    "model",
+    "svg",
+    "server_url",
+    "connector_id",
+    "tunnel_id",
+    "require_approval",
+    "container",
+    "environment",
+    "vector_store_ids",
+    "file_id",
+    "file_ids",
+    "skills",
+    "skill_id",
+    "mode",
+    "message",
+    "choices",
+    "output",
+    "item",
+    "delta",
+    "content_block",
+    "tool",
+    "definition",
+    "tool_changes",
+    "url",
+    "allowed_tools",
+    "action",
+    "operation",
+    "partial_json",
+    "source",
+];
+
+/// Members under which an answer holds what a model wrote for a tool (its arguments) or
+/// what the request named as it liked (schemas a response echoes, metadata, prompt
+/// variables): not structure aigate reads, so not searched for miscased names.
+const FREE_FORM: [&str; 13] = [
+    "input",
+    "arguments",
+    "action",
+    "operation",
+    "metadata",
+    "parsed",
+    "partial_json",
+    "parameters",
+    "schema",
+    "input_schema",
+    "json_schema",
+    "properties",
+    "variables",
+];
+
+/// Refuses a member spelled like one aigate reads in another case anywhere in the
+/// structure of a model's answer (outside what the model wrote for a tool), where a
+/// client whose parser ignores case would find a call aigate did not judge.
+pub fn refuse_miscased_structure(m: &Map<String, Value>, rule: &'static str) -> Result<(), Denial> {
+    m.iter().try_for_each(|(k, x)| {
+        crate::request::refuse_miscased(k, &READ_KEYS, rule)?;
+        if FREE_FORM.contains(&k.as_str()) {
+            return Ok(());
+        }
+        refuse_miscased_within(x, rule)
+    })
+}
+
+fn refuse_miscased_within(v: &Value, rule: &'static str) -> Result<(), Denial> {
+    match v {
+        Value::Array(items) => items.iter().try_for_each(|x| refuse_miscased_within(x, rule)),
+        Value::Object(m) => refuse_miscased_structure(m, rule),
+        _ => Ok(()),
     }
 }
 
