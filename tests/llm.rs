@@ -1125,3 +1125,27 @@ fn members_aigate_reads_spelled_in_another_case_are_refused_inside_the_body() {
         assert!(d.message.contains("only in case"), "{}", d.message);
     }
 }
+
+#[test]
+fn tools_a_namespace_groups_are_judged_by_their_own_names() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read"}));
+    let namespace = |tools: Value| {
+        json!({"model": "gpt-4o-mini", "input": "hi",
+               "tools": [{"type": "namespace", "name": "crm", "description": "CRM", "tools": tools}]})
+    };
+    let get = json!({"type": "function", "name": "get_order", "parameters": {}});
+    let refund = json!({"type": "function", "name": "refund_order", "parameters": {}});
+    // Usable tools in a namespace pass, though no tool is catalogued as "namespace".
+    let d = decide(&w, RESPONSES, &t, &namespace(json!([get])));
+    assert!(d.allowed(), "{:?}", d.denial);
+    // One the caller may not use refuses the request, on a strip route too: it cannot be
+    // cut out of its group.
+    for route in [RESPONSES, "/strip/v1/responses"] {
+        let d = decide(&w, route, &t, &namespace(json!([get, refund])))
+            .denial
+            .unwrap_or_else(|| panic!("{route} passed"));
+        assert_eq!(d.reason, Reason::ToolOfferDenied, "{route}");
+        assert!(d.message.contains("refund_order"), "{}", d.message);
+    }
+}

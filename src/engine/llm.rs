@@ -11,7 +11,7 @@ use crate::config::{Impact, Protocol, ProviderCalls, ProviderState, ToolOffers};
 use crate::decision::{Denial, Reason};
 use crate::identity::Principal;
 use crate::policy::Policy;
-use crate::request::llm::{LlmCall, LlmRequest, McpServer, IN_CONVERSATION, TOOL_SETTINGS};
+use crate::request::llm::{LlmCall, LlmRequest, McpServer, IN_CONVERSATION, IN_NAMESPACE, TOOL_SETTINGS};
 use crate::request::{anthropic, openai_chat, openai_responses, splice, Headers, Host};
 use std::collections::{HashMap, HashSet};
 
@@ -150,11 +150,21 @@ fn offers(
         .offers
         .iter()
         .zip(&refused)
-        .find(|(o, r)| **r && o.list == IN_CONVERSATION)
+        .find(|(o, r)| **r && (o.list == IN_CONVERSATION || o.list == IN_NAMESPACE))
     {
         return refuse(format!(
-            "the conversation offers the model {}, which this caller may not use; it cannot be stripped from the conversation",
-            shown(&o.name)
+            "{} offers the model {}, which this caller may not use; it cannot be stripped from {}",
+            if o.list == IN_NAMESPACE {
+                "a namespace tool"
+            } else {
+                "the conversation"
+            },
+            shown(&o.name),
+            if o.list == IN_NAMESPACE {
+                "its namespace"
+            } else {
+                "the conversation"
+            },
         ));
     }
     if let Some(n) = req.choice.names.iter().find(|n| named.contains(n.as_str())) {

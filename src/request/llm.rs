@@ -54,6 +54,10 @@ pub struct Offer {
 /// tools mid-conversation): refused, never stripped, when the caller may not use it.
 pub const IN_CONVERSATION: &str = "the conversation";
 
+/// The `list` of a tool a Responses `namespace` tool groups: refused, never stripped, when
+/// the caller may not use it (it cannot be cut out of its group).
+pub const IN_NAMESPACE: &str = "a namespace";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ToolChoice {
     /// Tools the choice names: a forced tool or an `allowed_tools` list.

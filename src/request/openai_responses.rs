@@ -134,6 +134,21 @@ fn tools(r: &mut LlmRequest, v: Value, list: &'static str) -> Result<(), Denial>
                 r.mcp_servers.push(server);
                 continue;
             }
+            // A namespace groups functions and custom tools, which the model calls by their
+            // own names: each is judged by that name, and one refused cannot be cut out of
+            // its group.
+            "namespace" => {
+                for n in opt_array(t.remove("tools"), RULE, "a namespace's tools")? {
+                    let mut n = obj(n, RULE, "a namespace's tool")?;
+                    tool_models(r, &n, list)?;
+                    r.offers.push(Offer {
+                        name: name(&mut n)?,
+                        list: llm::IN_NAMESPACE,
+                        index,
+                    });
+                }
+                continue;
+            }
             // Hosted tools (web_search, code_interpreter, …) are catalogued by type.
             _ => kind,
         };
