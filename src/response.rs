@@ -100,11 +100,7 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     let status = status(reason);
     // An MCP route that publishes its protected resource metadata points its challenges
     // at it: an OAuth client finds its authorization server from there.
-    let metadata = d
-        .route
-        .and_then(|i| policy.routes.get(i))
-        .and_then(|r| r.protected_resource.as_ref())
-        .map(|m| m.url.as_str());
+    let metadata = policy.resource_metadata(d.route).map(|m| m.url.as_str());
     challenge_header(denial, status, metadata, &mut headers);
     let mut error = Map::new();
     error.insert("message".into(), json!(format!("aigate: {}", denial.message)));

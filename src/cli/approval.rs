@@ -67,8 +67,8 @@ pub fn digest(path: &Path) -> Result<String, String> {
 /// The grant's `iss` and `aud`: given, else the policy's approval issuer and audience. A
 /// guess would mint grants the gateway refuses (`approval_invalid`), so neither is assumed.
 pub fn addressing(policy: Option<&Path>, iss: Option<String>, aud: Option<String>) -> Result<(String, String), String> {
-    let from_policy = match (policy, &iss, &aud) {
-        (Some(path), _, _) => {
+    let (p_iss, p_aud) = match policy {
+        Some(path) => {
             let compiled = crate::policy::compile(&super::read(path)?).map_err(|errors| {
                 let first = errors.first().map(ToString::to_string).unwrap_or_default();
                 format!("{}: invalid policy ({first}); run aigate check", path.display())
@@ -76,19 +76,15 @@ pub fn addressing(policy: Option<&Path>, iss: Option<String>, aud: Option<String
             let a = compiled
                 .approval
                 .ok_or_else(|| format!("{}: the policy has no approval section", path.display()))?;
-            Some((a.issuer, a.audience))
+            (Some(a.issuer), Some(a.audience))
         }
-        (None, Some(_), Some(_)) => None,
-        (None, _, _) => {
-            return Err(
-                "name the gateway the grant is for: --policy POLICY (its approval.issuer and approval.audience), or both --iss and --aud".into(),
-            )
-        }
+        None => (None, None),
     };
-    let (p_iss, p_aud) = from_policy.unzip();
     match (iss.or(p_iss), aud.or(p_aud)) {
         (Some(i), Some(a)) => Ok((i, a)),
-        _ => Err("both --iss and --aud are needed without --policy".into()),
+        _ => Err(
+            "name the gateway the grant is for: --policy POLICY (its approval.issuer and approval.audience), or both --iss and --aud".into(),
+        ),
     }
 }
 

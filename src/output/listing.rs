@@ -159,7 +159,10 @@ fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Den
         crate::request::refuse_miscased(key, read, RULE)?;
         // Clients whose models also take snake_case names (pydantic's populate_by_name)
         // read `resource_templates` as `resourceTemplates`.
-        match read.iter().find(|k| key.contains('_') && snake_of(key, k)) {
+        if !key.contains('_') {
+            return Ok(());
+        }
+        match read.iter().find(|k| snake_of(key, k)) {
             Some(k) => Err(malformed(
                 RULE,
                 format!("member {key:?} is {k:?} spelled in snake_case, which some clients read as it: send {k:?}"),

@@ -273,11 +273,7 @@ impl Http {
             }
             // The route's protected resource metadata: public, answered here.
             _ if d.metadata => {
-                let document = d
-                    .route
-                    .and_then(|i| policy.routes.get(i))
-                    .and_then(|r| r.protected_resource.as_ref())
-                    .map_or("{}", |m| m.document.as_str());
+                let document = policy.resource_metadata(d.route).map_or("{}", |m| m.document.as_str());
                 let headers = vec![
                     ("content-type", "application/json"),
                     ("cache-control", "public, max-age=3600"),

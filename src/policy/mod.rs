@@ -422,6 +422,13 @@ pub struct ApprovalPolicy {
 
 impl Policy {
     /// Index of the first route matching method, host and path prefix.
+    /// The protected resource metadata a decision's route publishes, if any.
+    pub fn resource_metadata(&self, route: Option<usize>) -> Option<&resource_metadata::ProtectedResource> {
+        route
+            .and_then(|i| self.routes.get(i))
+            .and_then(|r| r.protected_resource.as_ref())
+    }
+
     /// The MCP route whose protected resource metadata `path` asks for, on its host.
     pub fn metadata_route(&self, host: &str, path: &str) -> Option<usize> {
         let host = bare_host(host);
