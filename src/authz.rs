@@ -146,13 +146,21 @@ fn single_address(s: &str) -> bool {
 }
 
 /// Is `s` one address of mail `domain`? The domain compares without case (as DNS does);
-/// the local part must be there, and hold no `%` or `!` (old relay syntax some mail
-/// servers still route by: `eve%evil.com@acme.example` goes to evil.com).
+/// the mailbox must be a plain dot-atom (RFC 5322 `atext`, or non-ASCII text as RFC 6532
+/// allows), holding no `%` or `!` (old relay syntax some mail servers still route by:
+/// `eve%evil.com@acme.example` goes to evil.com) and no RFC 2047 encoded word
+/// (`=?utf-8?q?eve=40evil.com?=`: mail libraries decode it into another address).
 fn in_domain(s: &str, domain: &str) -> bool {
     single_address(s)
-        && s.split_once('@').is_some_and(|(local, at)| {
-            !local.is_empty() && !local.contains(['%', '!']) && at.eq_ignore_ascii_case(domain)
-        })
+        && s.split_once('@')
+            .is_some_and(|(local, at)| plain_mailbox(local) && at.eq_ignore_ascii_case(domain))
+}
+
+fn plain_mailbox(local: &str) -> bool {
+    let atext = |c: char| c.is_ascii_alphanumeric() || !c.is_ascii() || "#$&'*+-/=?^_`{|}~".contains(c);
+    !local.contains("=?")
+        && !local.contains("?=")
+        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext))
 }
 
 fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
@@ -179,6 +187,11 @@ fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
         if let Some(p) = &c.prefix_in {
             if !p.iter().any(|p| s.starts_with(p.as_str())) {
                 return Err("does not start with an allowed prefix".into());
+            }
+            // A path or URL under the prefix must stay under it once a server resolves it:
+            // `/files/acme/../globex/x` starts with `/files/acme/` and opens globex's file.
+            if dot_segments(s) || crate::request::encoded_separator(s) || s.contains("%25") {
+                return Err("holds a dot segment or an encoded separator that could leave the allowed prefix".into());
             }
         }
         if let Some(sfx) = &c.suffix_in {
@@ -460,6 +473,19 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
                 // A separator would move the boundary; a `%` would let a server that
                 // decodes the filled part (`ac%6De` is `acme`) read another tenant's.
                 if v.is_empty() || v.contains(['/', '\\', '?', '#', '%']) || v.chars().any(char::is_control) {
+                    return None;
+                }
+                // In a URI's authority the host is what servers route by: `x@globex` is
+                // user `x` at host globex, `globex:443` is globex, and IDNA maps
+                // full-width letters onto ASCII ones. There a claim must be a plain name.
+                let in_authority = out
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+                if in_authority
+                    && !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+                {
                     return None;
                 }
                 out.push_str(&v);

@@ -703,6 +703,12 @@ fn action_reasons() {
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),
         ("relayed through another domain", call("send_email", json!({"to": "eve%evil.com@example.com"})), Reason::ArgumentViolation),
         ("bang path", call("send_email", json!({"to": "evil.com!eve@example.com"})), Reason::ArgumentViolation),
+        // Python's email package decodes the encoded word and mails eve@evil.com.
+        ("encoded word", call("send_email", json!({"to": "=?utf-8?q?eve=40evil.com=3e=00?=foo@example.com"})), Reason::ArgumentViolation),
+        ("backslash in the mailbox", call("send_email", json!({"to": "eve\\x@example.com"})), Reason::ArgumentViolation),
+        ("empty dot atom", call("send_email", json!({"to": "bob..smith@example.com"})), Reason::ArgumentViolation),
+        ("leading dot", call("send_email", json!({"to": ".bob@example.com"})), Reason::ArgumentViolation),
+        ("tagged mailbox", call("send_email", json!({"to": "first.last+tag@example.com"})), Reason::ApprovalRequired),
         ("no mailbox", call("send_email", json!({"to": "@example.com"})), Reason::ArgumentViolation),
         ("a subdomain", call("send_email", json!({"to": "bob@mail.example.com"})), Reason::ArgumentViolation),
         ("the domain in capitals", call("send_email", json!({"to": "bob@EXAMPLE.com"})), Reason::ApprovalRequired),
@@ -788,7 +794,7 @@ fn argument_constraints_judge_the_whole_value() {
         });
     });
     let t = w.token(json!({}));
-    let rows: [(&str, Value, Option<&str>); 14] = [
+    let rows: [(&str, Value, Option<&str>); 18] = [
         // A path the policy looks inside must be there as JSON: a server that decodes an
         // object sent as text would act on an amount the constraint never saw.
         (
@@ -807,6 +813,23 @@ fn argument_constraints_judge_the_whole_value() {
         // The prefix must open the value, not appear somewhere in it.
         ("prefix in the middle", json!({"path": "evil/docs/x"}), Some("/path")),
         ("prefix at the end", json!({"path": "../docs/"}), Some("/path")),
+        // Under the prefix as text, outside it once a server resolves the path.
+        (
+            "dot segment under the prefix",
+            json!({"path": "docs/../secrets/key"}),
+            Some("/path"),
+        ),
+        (
+            "encoded dot segment",
+            json!({"path": "docs/%2e%2e/secrets/key"}),
+            Some("/path"),
+        ),
+        (
+            "backslash dot segment",
+            json!({"path": "docs/..\\secrets"}),
+            Some("/path"),
+        ),
+        ("dots inside a name", json!({"path": "docs/v1..2/notes"}), None),
         // max_length counts characters, not UTF-8 bytes (é is two).
         ("200 two-byte characters", json!({"note": "\u{e9}".repeat(200)}), None),
         (
@@ -842,6 +865,12 @@ fn a_claim_that_would_move_a_boundary_fills_no_template() {
         // A server that percent-decodes the captured part reads ac%6De as acme.
         ("ac%6De", "docs://ac%6De/handbook.md"),
         ("acme\u{0}", "docs://acme\u{0}/handbook.md"),
+        // docs://{tenant}/ puts the claim in the URI's authority, where a server reading
+        // the host sees user x at globex, or globex on port 443, or (IDNA) globex.
+        ("x@globex", "docs://x@globex/pricing"),
+        ("globex:443", "docs://globex:443/pricing"),
+        ("\u{ff47}lobex", "docs://\u{ff47}lobex/pricing"),
+        ("acme corp", "docs://acme corp/handbook.md"),
     ] {
         let t = w.token(json!({"tenant": tenant}));
         let d = w.decide(&w.headers(Some(&t)), Some(&rpc("resources/read", json!({"uri": uri}))));
