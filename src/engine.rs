@@ -512,6 +512,43 @@ fn judge_action(
 /// method: the endpoint would run another action than the route judged.
 const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
+/// Headers that web frameworks read as the request's path (IIS URL Rewrite, Symfony and
+/// Zend: `X-Original-URL`, `X-Rewrite-URL`): the endpoint would run the action at that path.
+const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
+/// Whether the request names, in `X-Forwarded-Host` or `Forwarded: host=`, a host other
+/// than the one it was routed by: Rails, Django, Express and Werkzeug behind a trusted
+/// proxy take the request's host from them, so a host-routed endpoint would act for
+/// another host than the route judged.
+fn forwarded_elsewhere(headers: &Headers) -> bool {
+    let routed = crate::policy::bare_host(headers.text(":authority").unwrap_or(""));
+    let elsewhere = |named: &str| {
+        let named = named.trim().trim_matches('"');
+        !crate::policy::bare_host(named).eq_ignore_ascii_case(routed)
+    };
+    let texts = |name| {
+        headers
+            .get_all(name)
+            .map(|v| std::str::from_utf8(v).ok())
+            .collect::<Vec<_>>()
+    };
+    let x_forwarded = texts("x-forwarded-host");
+    let forwarded = texts("forwarded");
+    // A value that is not text cannot be compared: it names some other host.
+    if x_forwarded.iter().chain(&forwarded).any(Option::is_none) {
+        return true;
+    }
+    let x_hosts = x_forwarded.iter().flatten().flat_map(|v| v.split(','));
+    let hosts = forwarded
+        .iter()
+        .flatten()
+        .flat_map(|v| v.split([',', ';']))
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| key.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value);
+    x_hosts.chain(hosts).any(elsewhere)
+}
+
 /// Whether `path` goes below `prefix` (a trailing `/` alone does not; `;` parameters do).
 fn below_prefix(path: &str, prefix: &str) -> bool {
     let below = path.get(prefix.trim_end_matches('/').len()..).unwrap_or("");
@@ -524,6 +561,12 @@ fn below_prefix(path: &str, prefix: &str) -> bool {
 fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
     if METHOD_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
         return Some("a method override header");
+    }
+    if PATH_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
+        return Some("a path override header");
+    }
+    if forwarded_elsewhere(headers) {
+        return Some("a forwarded host other than the request's");
     }
     let path = headers.text(":path").unwrap_or("");
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
@@ -555,7 +598,10 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers) -> Option<&'h st
     let read = || {
         METHOD_OVERRIDES
             .into_iter()
+            .chain(PATH_OVERRIDES)
             .chain([
+                "x-forwarded-host",
+                "forwarded",
                 "content-type",
                 "content-encoding",
                 "content-length",

@@ -251,6 +251,47 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             denial.message
         );
     }
+    // A path override or a forwarded host makes a framework route the request elsewhere;
+    // a proxy in front that repeats the request's own host is fine.
+    let good = json!({"customer_id": "c-42", "amount": 5});
+    for (header, value, refused) in [
+        ("x-original-url", "/api/mail", Some("a path override header")),
+        ("X-Rewrite-URL", "/api/mail", Some("a path override header")),
+        ("x-forwarded-host", "admin.example.com", Some("a forwarded host")),
+        (
+            "x-forwarded-host",
+            "gateway.example.com, admin.example.com",
+            Some("a forwarded host"),
+        ),
+        (
+            "forwarded",
+            "for=10.0.0.1;host=admin.example.com",
+            Some("a forwarded host"),
+        ),
+        (
+            "forwarded",
+            "for=10.0.0.1, Host=\"admin.example.com\"",
+            Some("a forwarded host"),
+        ),
+        ("x-forwarded-host", "Gateway.Example.com:443", None),
+        ("forwarded", "for=10.0.0.1;proto=https", None),
+        ("forwarded", "host=gateway.example.com", None),
+    ] {
+        let d = w.decide(&request(&w, "/api/refunds", "POST", &[(header, value)]), Some(&good));
+        match (refused, d.denial) {
+            (None, None) => {}
+            (Some(what), Some(denial)) => {
+                assert_eq!(denial.rule, "routes.refunds.extra_input", "{header}: {value}");
+                assert!(denial.message.starts_with(what), "{header}: {}", denial.message);
+            }
+            (want, got) => panic!("{header}: {value}: want {want:?}, got {got:?}"),
+        }
+    }
+    let h = request(&w, "/api/refunds", "POST", &[("x_forwarded_host", "admin.example.com")]);
+    assert_eq!(
+        w.decide(&h, Some(&good)).denial.map(|x| (x.reason, x.rule)),
+        Some((Reason::BodyMalformed, "headers".to_string()))
+    );
     // A route that allows it passes that input unjudged; the body is still judged.
     let w = World::with(|p| {
         let mut routes = world_routes();

@@ -513,7 +513,7 @@ impl Policy {
 /// A request's authority as routes compare it: without its port, and without the one
 /// trailing dot of a fully qualified name (`admin.example.com.` is the same host to
 /// resolvers and Envoy's virtual hosts, and must not slip past a host-scoped route).
-fn bare_host(host: &str) -> &str {
+pub(crate) fn bare_host(host: &str) -> &str {
     let host = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.bytes().all(|b| b.is_ascii_digit()) {
             h
