@@ -214,6 +214,61 @@ fn models_named_beside_the_model_are_held_to_the_same_lists() {
 }
 
 #[test]
+fn models_a_router_may_run_on_openai_routes_are_held_to_the_lists() {
+    // OpenRouter's `models` and LiteLLM's `fallbacks` run the request on other models.
+    let w = llm_world();
+    let t = w.token(json!({}));
+    let premium = w.token(json!({"scope": "orders.read llm.premium"}));
+    let with = |route: &str, member: &str, value: Value| {
+        let mut b = if route == CHAT {
+            chat_body("gpt-4o-mini", &["get_order"], vec![])
+        } else {
+            responses_body("gpt-4o-mini", vec![resp_tool("get_order")], vec![])
+        };
+        b[member] = value;
+        b
+    };
+    for route in [CHAT, RESPONSES] {
+        for (member, value) in [
+            ("models", json!(["gpt-4o-mini", "gpt-4o"])),
+            ("fallbacks", json!(["gpt-4o"])),
+            ("fallbacks", json!([{"model": "gpt-4o"}])),
+        ] {
+            let denial = decide(&w, route, &t, &with(route, member, value.clone()))
+                .denial
+                .unwrap_or_else(|| panic!("{route} {member} {value} passed"));
+            assert_eq!(
+                (denial.reason, denial.rule.as_str()),
+                (Reason::ModelNotAllowed, "models")
+            );
+            assert!(
+                denial.message.ends_with(&format!("(named in {member})")),
+                "{}",
+                denial.message
+            );
+            // A scope that opens the model lets it pass.
+            let d = decide(&w, route, &premium, &with(route, member, value));
+            assert!(d.allowed(), "{route} {member}: {:?}", d.denial);
+        }
+        for (member, value) in [
+            ("models", json!("gpt-4o")),
+            ("models", json!([7])),
+            ("fallbacks", json!([{"name": "gpt-4o"}])),
+        ] {
+            let got = reason(&w, route, &premium, &with(route, member, value.clone()));
+            assert_eq!(got, Some(Reason::BodyMalformed), "{route} {member} {value}");
+        }
+        let got = reason(&w, route, &t, &with(route, "Models", json!(["gpt-4o"])));
+        assert_eq!(
+            got,
+            Some(Reason::BodyMalformed),
+            "{route}: a case-blind router reads Models"
+        );
+        assert!(decide(&w, route, &t, &with(route, "models", Value::Null)).allowed());
+    }
+}
+
+#[test]
 fn offered_tools_the_caller_may_not_use_deny_the_request() {
     let w = llm_world();
     let t = w.token(json!({"scope": "orders.read email.send"}));

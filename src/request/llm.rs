@@ -297,6 +297,23 @@ fn refuse_miscased_within(v: &Value, rule: &'static str) -> Result<(), Denial> {
 }
 
 /// A string member of `m`, if present; present with another type is malformed.
+/// `models` (OpenRouter: the models to try in order) and `fallbacks` (LiteLLM's proxy:
+/// models to retry on): routers in front of an OpenAI-style API run the request on any of
+/// them, so each is held to the model lists like `model`. An entry is a model name or an
+/// object naming one in `model`; anything else cannot be judged and is refused.
+pub fn router_models(r: &mut LlmRequest, v: Value, place: &'static str, rule: &'static str) -> Result<(), Denial> {
+    for entry in opt_array(Some(v), rule, place)? {
+        let model = match entry {
+            Value::String(m) => m,
+            Value::Object(mut o) => opt_string(&mut o, "model", rule)?
+                .ok_or_else(|| malformed(rule, format!("a {place} entry names its model in \"model\"")))?,
+            _ => return Err(malformed(rule, format!("a {place} entry must be a model name"))),
+        };
+        r.other_models.push((model, place));
+    }
+    Ok(())
+}
+
 pub fn opt_string(m: &mut Map<String, Value>, key: &str, rule: &'static str) -> Result<Option<String>, Denial> {
     match m.remove(key) {
         None | Some(Value::Null) => Ok(None),

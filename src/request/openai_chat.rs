@@ -24,6 +24,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tools" => offers(&mut r, value, "tools", tool_name)?,
             "functions" => offers(&mut r, value, "functions", |f| legacy_name(f, "a functions entry"))?,
             "tool_choice" => choice(&mut r.choice, value)?,
+            "models" => llm::router_models(&mut r, value, "models", RULE)?,
+            "fallbacks" => llm::router_models(&mut r, value, "fallbacks", RULE)?,
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
             // Azure OpenAI "On Your Data": the provider retrieves from a search index or
@@ -180,8 +182,10 @@ fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 10] = [
+const READ: [&str; 12] = [
     "model",
+    "models",
+    "fallbacks",
     "data_sources",
     "dataSources",
     "stream",

@@ -16,8 +16,10 @@ const RULE: &str = "openai_responses";
 /// prompt template.
 const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 /// The top-level members aigate reads.
-const READ: [&str; 8] = [
+const READ: [&str; 10] = [
     "model",
+    "models",
+    "fallbacks",
     "stream",
     "tools",
     "tool_choice",
@@ -54,6 +56,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
                 tools(&mut r, value, "tools")?
             }
             "tool_choice" => choice(&mut r.choice, value)?,
+            "models" => llm::router_models(&mut r, value, "models", RULE)?,
+            "fallbacks" => llm::router_models(&mut r, value, "fallbacks", RULE)?,
             "input" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 input(&mut r, value, limits)?
