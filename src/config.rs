@@ -537,6 +537,11 @@ pub struct ApprovalDoc {
     /// Grants older than this (by `iat`) are refused.
     #[serde(default = "default_approval_max_age")]
     pub max_age_seconds: u64,
+    /// How long after this gateway's record of used grants begins an older Envoy process
+    /// (hot restart) or listener (drain) may still accept grants; issued meanwhile, they
+    /// are refused here. 0 (the default): no overlap is guarded.
+    #[serde(default)]
+    pub restart_overlap_seconds: u64,
     /// Where a client sends a human to approve: `{tool}`, `{digest}`, `{subject}` are filled in.
     #[serde(default)]
     pub request_url: Option<String>,

@@ -1155,6 +1155,11 @@ fn approval_reasons() {
             Reason::ApprovalInvalid,
         ),
         (
+            "blank approver",
+            json!({"args_digest": digest, "approver": " \t", "jti": "j8b"}),
+            Reason::ApprovalInvalid,
+        ),
+        (
             "no jti",
             json!({"args_digest": digest, "jti": null}),
             Reason::ApprovalInvalid,

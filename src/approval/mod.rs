@@ -239,7 +239,9 @@ fn verify(
     if !aud_ok {
         return fail(Reason::ApprovalInvalid, "approval audience is not this gateway (alone)");
     }
-    let (Some(jti), Some(approver)) = (text("jti"), text("approver")) else {
+    // An approver of blank text names nobody: the audit record must name a person.
+    let approver = text("approver").filter(|a| !a.trim().is_empty());
+    let (Some(jti), Some(approver)) = (text("jti"), approver) else {
         return fail(Reason::ApprovalInvalid, "approval must name its jti and approver");
     };
     grant.approver = Some(approver.to_string());
@@ -342,6 +344,23 @@ pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> 
                 iat - now
             ),
         );
+    }
+    // An older Envoy process (hot restart) or listener (drain) keeps its own record for a
+    // while after this one began: a grant issued meanwhile may be spent there too.
+    let overlap_ends = policy.approval.as_ref().map_or(0, |a| a.restart_overlap);
+    if overlap_ends > 0 {
+        let began = replay::began(host.shared(), now).unwrap_or(now);
+        let from = began.saturating_add(overlap_ends);
+        if iat >= began && iat < from {
+            return deny(
+                Reason::ApprovalExpired,
+                format!(
+                    "approval was issued while an older gateway process could still accept it \
+                     (approval.restart_overlap_seconds); ask for a new approval in {} s",
+                    from.saturating_sub(now).max(1)
+                ),
+            );
+        }
     }
     match replay::claim(host.shared(), &scope, jti, iat, exp, now) {
         Ok(replay::Claim::First) => Ok(()),

@@ -42,6 +42,14 @@ pub fn prepare(store: &dyn SharedData, now: u64) {
     }
 }
 
+/// When the record began, beginning it now if it has no (readable) beginning.
+pub fn began(store: &dyn SharedData, now: u64) -> Option<u64> {
+    since(store).or_else(|| {
+        prepare(store, now);
+        since(store)
+    })
+}
+
 /// When the record began; `None` when it has no (readable) beginning.
 fn since(store: &dyn SharedData) -> Option<u64> {
     let (text, _) = store.get(SINCE)?;
@@ -111,13 +119,7 @@ fn update(
 /// after `now`), until `exp`.
 pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Result<Claim, String> {
     // A record gone missing is created again, beginning now (and the claim retried).
-    let began = match since(store) {
-        Some(began) => began,
-        None => {
-            prepare(store, now);
-            since(store).ok_or("approval record has no beginning")?
-        }
-    };
+    let began = began(store, now).ok_or("approval record has no beginning")?;
     if iat < began {
         return Ok(Claim::Predates);
     }

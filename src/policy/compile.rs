@@ -794,6 +794,16 @@ impl Checker {
                 ),
             );
         }
+        if a.restart_overlap_seconds > crate::approval::MAX_AGE_CEILING {
+            self.err(
+                "approval.restart_overlap_seconds",
+                format!(
+                    "must be at most {} (a day): set it to how long an older Envoy process keeps serving \
+                     (--parent-shutdown-time-s)",
+                    crate::approval::MAX_AGE_CEILING
+                ),
+            );
+        }
         if let Some(url) = &a.request_url {
             if let Err(m) = parse_template(url) {
                 self.err("approval.request_url", m);
@@ -808,6 +818,7 @@ impl Checker {
             audience: a.audience,
             keys,
             max_age: a.max_age_seconds,
+            restart_overlap: a.restart_overlap_seconds,
             request_url: a.request_url,
         })
     }

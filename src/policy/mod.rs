@@ -417,6 +417,9 @@ pub struct ApprovalPolicy {
     pub audience: String,
     pub keys: KeySet,
     pub max_age: u64,
+    /// Seconds after the record of used grants began during which issued grants are
+    /// refused: an older process may still accept them.
+    pub restart_overlap: u64,
     pub request_url: Option<String>,
 }
 

@@ -693,6 +693,7 @@ fn a_restarted_proxy_refuses_grants_issued_before_it() {
             ("approver", json!("carol@example.com")),
             ("jti", json!(jti)),
             ("iat", json!(iat)),
+            ("exp", json!(iat + 300)),
         ] {
             claims.insert(k.into(), v);
         }
@@ -744,4 +745,38 @@ fn a_restarted_proxy_refuses_grants_issued_before_it() {
     // A grant issued since the restart is honoured.
     let fresh = grant("after-restart", NOW + 30);
     assert!(send(&mut restarted, &fresh, &token).forwarded());
+
+    // Hot restart: the old process keeps serving its connections with its own record
+    // while the new one starts. With restart_overlap_seconds, the new process refuses
+    // grants issued before the old one is surely gone; later ones run once.
+    let mut guarded = p.clone();
+    guarded["approval"]["restart_overlap_seconds"] = json!(600);
+    let config = guarded.to_string();
+    let old = aigate_harness::Host::new();
+    old.set_time_secs(NOW - 3600); // serving for an hour
+    let mut old_process = Plugin::load_on(&old, &wasm, &config, HostOptions::default()).unwrap();
+    assert!(old_process.configure_ok());
+    let new = aigate_harness::Host::new();
+    new.set_time_secs(NOW + 30);
+    let mut new_process = Plugin::load_on(&new, &wasm, &config, HostOptions::default()).unwrap();
+    assert!(new_process.configure_ok());
+    old.set_time_secs(NOW + 40);
+    new.set_time_secs(NOW + 40);
+    let token = idp.token_with(json!({"iat": NOW + 40, "exp": NOW + 340}));
+    let drained = grant("during-overlap", NOW + 40);
+    assert!(send(&mut old_process, &drained, &token).forwarded());
+    let twice = send(&mut new_process, &drained, &token);
+    assert!(
+        !twice.forwarded(),
+        "a grant spent in the old process ran again in the new one"
+    );
+    let doc = body_json(&twice);
+    assert_eq!(doc["error"]["data"]["reason"], "approval_expired", "{doc}");
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("approval.restart_overlap_seconds"), "{doc}");
+    assert!(message.contains("in 590 s"), "{doc}");
+    new.set_time_secs(NOW + 630);
+    let token = idp.token_with(json!({"iat": NOW + 630, "exp": NOW + 930}));
+    let late = grant("after-overlap", NOW + 630);
+    assert!(send(&mut new_process, &late, &token).forwarded());
 }
