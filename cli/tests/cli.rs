@@ -437,6 +437,94 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
 }
 
 #[test]
+fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
+    let example: Value = serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let rsa_7520 = "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrK\
+                    b2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lF\
+                    HpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kR\
+                    huaxwUkRz5iaiQkqgc5gHdrNP5zw";
+    // (where the key goes, the key, what the finding names)
+    let cases = [
+        (
+            "identity",
+            json!({"kty": "EC", "crv": "P-256", "kid": "1", "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+                   "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}),
+            "the P-256 example key of RFC 7517 (appendix A.1 and A.2, kid 1)",
+        ),
+        (
+            "approval",
+            json!({"kty": "oct", "kid": "018c0ae5-4d9b-471b-bfd6-eef314bc7037", "use": "sig", "alg": "HS256",
+                   "k": "hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}),
+            "the HMAC example key of RFC 7520 (section 3.5)",
+        ),
+        (
+            "approval",
+            json!({"kty": "oct", "kid": "aes", "k": "AAPapAv4LbFbiVawEjagUBluYqN5rhna-8nuldDvOx8"}),
+            "the AES example key of RFC 7520 (section 3.6)",
+        ),
+        (
+            "identity",
+            json!({"kty": "RSA", "kid": "bilbo.baggins@hobbiton.example", "e": "AQAB", "n": rsa_7520}),
+            "the RSA example key of RFC 7520 (sections 3.3 and 3.4",
+        ),
+        (
+            "identity",
+            json!({"kty": "EC", "crv": "P-256", "kid": "bob", "x": "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ",
+                   "y": "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"}),
+            "RFC 7518 (appendix C, the recipient's)",
+        ),
+        (
+            "approval",
+            json!({"kty": "EC", "crv": "P-256", "kid": "alice", "x": "gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0",
+                   "y": "SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps"}),
+            "RFC 7518 (appendix C, the sender's)",
+        ),
+    ];
+    for (whose, key, name) in cases {
+        let mut policy = example.clone();
+        let (slot, trusted_by) = match whose {
+            "identity" => (
+                &mut policy["identity"]["jwt"]["issuers"][0]["jwks"],
+                "identity issuer \"https://idp.example.com\"",
+            ),
+            _ => (&mut policy["approval"]["jwks"], "the approval service"),
+        };
+        *slot = json!({"keys": [key]});
+        let file = tmp("rfc-key-policy.json", &policy.to_string());
+        let out = aigate(&[
+            "readiness",
+            &file,
+            "--cases",
+            &repo("examples/cases.json"),
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = report["findings"].as_array().unwrap().iter().any(|f| {
+            let message = f["message"].as_str().unwrap();
+            f["lint"] == "published-key"
+                && f["level"] == "error"
+                && message.starts_with(trusted_by)
+                && message.contains(name)
+        });
+        assert!(found, "{name}: {report:#}");
+    }
+    // jwt.io's old default secret is too short for any policy to trust.
+    let mut policy = example;
+    policy["approval"]["jwks"] = json!({"keys": [{"kty": "oct", "kid": "jwt-io", "k": "eW91ci0yNTYtYml0LXNlY3JldA"}]});
+    let out = aigate(&["check", &tmp("jwt-io-policy.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("oct key is 19 bytes"), "{err}");
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -466,7 +466,10 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
 /// Keys published with their private half: the examples of the JOSE RFCs and of common
 /// tools. A policy that trusts one accepts whatever anyone signs with it: sample keys
 /// copied into a deployment are a classic way for a token check to become no check.
-const PUBLISHED_KEYS: [(&str, &str); 6] = [
+/// Only keys a policy can hold are listed: the RFCs' P-521 keys (RFC 7515 A.4, RFC 7520
+/// §3.1–3.2) and their keys under 32 bytes (RFC 7517 A.3's AES key, jwt.io's old
+/// `your-256-bit-secret`) are refused by the policy itself.
+const PUBLISHED_KEYS: [(&str, &str); 12] = [
     (
         "the Ed25519 example key of RFC 8037 (appendix A)",
         r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
@@ -488,16 +491,39 @@ const PUBLISHED_KEYS: [(&str, &str); 6] = [
         r#"{"kty":"RSA","e":"AQAB","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}"#,
     ),
     (
+        "the P-256 example key of RFC 7517 (appendix A.1 and A.2, kid 1)",
+        r#"{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#,
+    ),
+    (
+        "the P-256 example key of RFC 7518 (appendix C, the sender's)",
+        r#"{"kty":"EC","crv":"P-256","x":"gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0","y":"SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps"}"#,
+    ),
+    (
+        "the P-256 example key of RFC 7518 (appendix C, the recipient's)",
+        r#"{"kty":"EC","crv":"P-256","x":"weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ","y":"e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"}"#,
+    ),
+    (
+        "the RSA example key of RFC 7520 (sections 3.3 and 3.4, bilbo.baggins@hobbiton.example)",
+        r#"{"kty":"RSA","e":"AQAB","n":"n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw"}"#,
+    ),
+    (
+        "the HMAC example key of RFC 7520 (section 3.5)",
+        r#"{"kty":"oct","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}"#,
+    ),
+    (
+        "the AES example key of RFC 7520 (section 3.6)",
+        r#"{"kty":"oct","k":"AAPapAv4LbFbiVawEjagUBluYqN5rhna-8nuldDvOx8"}"#,
+    ),
+    (
         "jwt.io's default HS256 secret",
         // base64url of "a-string-secret-at-least-256-bits-long"
         r#"{"kty":"oct","k":"YS1zdHJpbmctc2VjcmV0LWF0LWxlYXN0LTI1Ni1iaXRzLWxvbmc"}"#,
     ),
 ];
 
-/// (who trusts it, which published key) for every identity or approval key that is one
-/// of [`PUBLISHED_KEYS`], compared by RFC 7638 thumbprint.
-fn published_keys(p: &Policy) -> Vec<(String, String)> {
-    let known: Vec<(&str, String)> = PUBLISHED_KEYS
+/// Each of [`PUBLISHED_KEYS`] with its RFC 7638 thumbprint.
+fn published_prints() -> Vec<(&'static str, String)> {
+    PUBLISHED_KEYS
         .iter()
         .filter_map(|(name, jwk)| {
             let jwk: serde_json::Value = serde_json::from_str(jwk).ok()?;
@@ -505,7 +531,13 @@ fn published_keys(p: &Policy) -> Vec<(String, String)> {
             let print = set.thumbprints().next()?.1.to_string();
             Some((*name, print))
         })
-        .collect();
+        .collect()
+}
+
+/// (who trusts it, which published key) for every identity or approval key that is one
+/// of [`PUBLISHED_KEYS`], compared by RFC 7638 thumbprint.
+fn published_keys(p: &Policy) -> Vec<(String, String)> {
+    let known = published_prints();
     let mut sets: Vec<(String, &crate::jws::KeySet)> = Vec::new();
     if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
         sets.extend(
@@ -527,4 +559,18 @@ fn published_keys(p: &Policy) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_published_key_is_one_a_policy_can_hold() {
+        // A key the policy's JWKS parser refuses would drop out of the lint unseen.
+        let prints = super::published_prints();
+        assert_eq!(prints.len(), super::PUBLISHED_KEYS.len(), "{prints:?}");
+        let mut unique: Vec<&String> = prints.iter().map(|(_, p)| p).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), prints.len(), "a key is listed twice");
+    }
 }
