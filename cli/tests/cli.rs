@@ -525,6 +525,43 @@ fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
 }
 
 #[test]
+fn readiness_refuses_an_llm_route_at_the_root_that_passes_provider_state() {
+    // An LLM route at "/" that lets provider-kept state through takes every request no
+    // earlier route takes: DELETE /api/refunds/all passes for any authenticated caller.
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["models"] = json!({"allow": ["gpt-4o-mini"]});
+    for (prefix, state, refused) in [
+        ("/", "allow", true),
+        ("/", "deny", false),
+        ("/v1/chat/completions", "allow", false),
+    ] {
+        policy["routes"] = json!([policy["routes"][0].clone(),
+            {"id": "llm", "prefix": prefix, "protocol": "openai_chat", "provider_state": state}]);
+        let file = tmp("llm-root-policy.json", &policy.to_string());
+        let out = aigate(&[
+            "readiness",
+            &file,
+            "--cases",
+            &repo("examples/cases.json"),
+            "--format",
+            "json",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = report["findings"].as_array().unwrap().iter().any(|f| {
+            f["lint"] == "fail-closed"
+                && f["level"] == "error"
+                && f["message"].as_str().unwrap().starts_with(
+                    "route \"llm\" is an LLM route at \"/\" with provider_state: allow: every request no earlier \
+                     route takes reaches the upstream",
+                )
+        });
+        assert_eq!(found, refused, "{prefix} {state}: {report:#}");
+        assert_eq!(out.status.code(), Some(if refused { 1 } else { 0 }), "{prefix} {state}");
+    }
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -64,23 +64,21 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "unmatched: allow passes requests no route covers without judging them".into(),
         );
     }
-    // An action route at `/` that passes extra input takes every path no earlier route
-    // takes, whatever it is, as its one tool: `unmatched: allow` by another name.
-    for r in p.routes.iter().filter(|r| {
-        r.protocol == crate::config::Protocol::Action
-            && r.extra_input == crate::config::ExtraInput::Allow
-            && r.prefix.trim_end_matches('/').is_empty()
-    }) {
-        add(
-            "fail-closed",
-            Error,
-            Do,
-            format!(
-                "route {:?} is a REST action at \"/\" with extra_input: allow: every request no earlier route \
-                 takes is judged as its tool, whatever endpoint it reaches",
-                r.id
-            ),
-        );
+    // A route at `/` that lets input past its own endpoint takes every path no earlier
+    // route takes, whatever it is: `unmatched: allow` by another name.
+    for r in p.routes.iter().filter(|r| r.prefix.trim_end_matches('/').is_empty()) {
+        let passes =
+            if r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow {
+                "a REST action at \"/\" with extra_input: allow: every request no earlier route takes is judged \
+             as its tool, whatever endpoint it reaches"
+            } else if r.protocol.is_llm() && r.provider_state == crate::config::ProviderState::Allow {
+                "an LLM route at \"/\" with provider_state: allow: every request no earlier route takes reaches \
+             the upstream for any authenticated caller: any method but POST, and any path, passes unjudged \
+             (a DELETE or GET of any endpoint), and a POST anywhere is judged only as a model request"
+            } else {
+                continue;
+            };
+        add("fail-closed", Error, Do, format!("route {:?} is {passes}", r.id));
     }
     for (whose, kid) in published_keys(p) {
         add(
