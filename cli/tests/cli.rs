@@ -562,6 +562,145 @@ fn readiness_refuses_an_llm_route_at_the_root_that_passes_provider_state() {
 }
 
 #[test]
+fn readiness_finds_routes_earlier_routes_hide() {
+    let example: Value = serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let action = |id: &str, prefix: &str, tool: &str, methods: Value| json!({"id": id, "prefix": prefix, "protocol": "action", "tool": tool, "methods": methods});
+    let mcp = |id: &str, prefix: &str| json!({"id": id, "prefix": prefix, "protocol": "mcp"});
+    // (routes, the unreachable-routes findings expected: level and the start of the message)
+    let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        // An external tool's endpoint below a read tool's prefix: reached as the read tool.
+        (
+            json!([
+                action("orders-api", "/api", "get_order", json!(["POST"])),
+                action("email-api", "/api/email", "send_email", json!(["POST"]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"orders-api\" takes every request \
+                            it matches (first match wins), so its requests are judged by that route's rules instead: \
+                            the endpoint of external tool \"send_email\" is reached without its checks",
+            )],
+        ),
+        // An MCP endpoint at "/" takes every method and path.
+        (
+            json!([
+                mcp("mcp", "/"),
+                action("refunds-api", "/api/refunds", "refund_order", json!(["POST"]))
+            ]),
+            vec![("error", "route \"refunds-api\" is never reached: earlier route \"mcp\"")],
+        ),
+        // Letters compare without case, as requests are matched.
+        (
+            json!([
+                action("orders-api", "/API", "get_order", json!([])),
+                action("email-api", "/api/email", "send_email", json!([]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"orders-api\"",
+            )],
+        ),
+        // Two earlier routes together take every method of a later one.
+        (
+            json!([
+                action("reads", "/api", "get_order", json!(["GET"])),
+                action("writes", "/api", "refund_order", json!(["POST"])),
+                action("email-api", "/api/email", "send_email", json!(["GET", "POST"]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"reads\" and \"writes\" take",
+            )],
+        ),
+        // A trailing slash takes every path below the prefix, not the prefix itself.
+        (
+            json!([
+                action("orders-api", "/api/", "get_order", json!([])),
+                action("email-api", "/api", "send_email", json!([]))
+            ]),
+            vec![(
+                "warning",
+                "route \"email-api\" is partly hidden by earlier route \"orders-api\" (first match \
+                              wins): its requests below \"/api\" go to that route, so it is reached only at \"/api\" \
+                              itself",
+            )],
+        ),
+        (
+            json!([
+                action("orders-api", "/api", "get_order", json!([])),
+                action("email-api", "/api/", "send_email", json!([]))
+            ]),
+            vec![("error", "route \"email-api\" is never reached")],
+        ),
+        // Some methods only.
+        (
+            json!([
+                action("orders-api", "/api/email", "get_order", json!(["GET"])),
+                action("email-api", "/api/email", "send_email", json!(["GET", "POST"]))
+            ]),
+            vec![(
+                "warning",
+                "route \"email-api\" is partly hidden by earlier route \"orders-api\" (first match \
+                              wins): its GET requests go to that route",
+            )],
+        ),
+        // One host only; a host given with another case is the same host.
+        (
+            json!([{"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "EU.example.com"}, mcp("mcp", "/mcp")]),
+            vec![(
+                "warning",
+                "route \"mcp\" is partly hidden by earlier route \"eu\" (first match wins): its requests \
+                              on host eu.example.com go to that route",
+            )],
+        ),
+        (
+            json!([{"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "EU.example.com"},
+                   {"id": "eu-2", "prefix": "/mcp", "protocol": "mcp", "host": "eu.example.com"}]),
+            vec![("error", "route \"eu-2\" is never reached: earlier route \"eu\"")],
+        ),
+        // Nothing hidden: a more specific route first, a sibling prefix, another host.
+        (
+            json!([action("email-api", "/api/email", "send_email", json!([])),
+                   action("orders-api", "/api", "get_order", json!([])),
+                   action("admin", "/api-admin", "refund_order", json!([])),
+                   {"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "eu.example.com"},
+                   {"id": "us", "prefix": "/mcp", "protocol": "mcp", "host": "us.example.com"}]),
+            vec![],
+        ),
+    ];
+    for (routes, expected) in cases {
+        let mut policy = example.clone();
+        policy["routes"] = routes.clone();
+        let file = tmp("hidden-routes-policy.json", &policy.to_string());
+        let out = aigate(&[
+            "readiness",
+            &file,
+            "--cases",
+            &repo("examples/cases.json"),
+            "--format",
+            "json",
+        ]);
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{routes}: {}", String::from_utf8_lossy(&out.stderr)));
+        let found: Vec<(&str, &str)> = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["lint"] == "unreachable-routes")
+            .map(|f| (f["level"].as_str().unwrap(), f["message"].as_str().unwrap()))
+            .collect();
+        assert_eq!(found.len(), expected.len(), "{routes}: {found:#?}");
+        for ((level, message), (want_level, want)) in found.iter().zip(&expected) {
+            assert_eq!(level, want_level, "{routes}: {message}");
+            assert!(message.starts_with(want), "{routes}:\n{message}\nwanted\n{want}");
+        }
+        if expected.iter().any(|(level, _)| *level == "error") {
+            assert_eq!(out.status.code(), Some(1), "{routes}");
+        }
+    }
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     let mut policy: Value =
         serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();

@@ -3,7 +3,7 @@
 //! a warning is reported and does not block.
 
 use crate::config::{Impact, Mode};
-use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, TokenSource};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, Route, TokenSource};
 use serde::Serialize;
 
 /// Longest token lifetime that counts as short-lived (one hour).
@@ -79,6 +79,9 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
                 continue;
             };
         add("fail-closed", Error, Do, format!("route {:?} is {passes}", r.id));
+    }
+    for (level, message) in hidden_routes(p) {
+        add("unreachable-routes", level, Do, message);
     }
     for (whose, kid) in published_keys(p) {
         add(
@@ -459,6 +462,142 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         }
     }
     f
+}
+
+/// Routes that earlier routes hide (first match wins), judged with the engine's own
+/// matching: an error for a route no request can reach (its requests are judged by
+/// another route's rules: an external tool's endpoint reached as a read tool's), a warning
+/// naming the methods and hosts another route takes from it.
+fn hidden_routes(p: &Policy) -> Vec<(Level, String)> {
+    let mut out = Vec::new();
+    for (i, route) in p.routes.iter().enumerate() {
+        let earlier = p.routes.get(..i).unwrap_or_default();
+        // Earlier routes taking every path of this one: its prefix is one of their paths.
+        let covering: Vec<&Route> = earlier.iter().filter(|e| e.takes_path(&route.prefix)).collect();
+        // The methods and hosts to try: this route's own, else those the covering routes
+        // name plus `None`, any other.
+        let methods: Vec<Option<&str>> = if route.methods.is_empty() {
+            let mut named: Vec<&str> = covering
+                .iter()
+                .flat_map(|e| e.methods.iter().map(String::as_str))
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            named.into_iter().map(Some).chain([None]).collect()
+        } else {
+            route.methods.iter().map(|m| Some(m.as_str())).collect()
+        };
+        let hosts: Vec<Option<&str>> = match &route.host {
+            Some(h) => vec![Some(h.as_str())],
+            None => {
+                let mut named: Vec<&str> = covering.iter().filter_map(|e| e.host.as_deref()).collect();
+                named.sort_unstable();
+                named.dedup();
+                named.into_iter().map(Some).chain([None]).collect()
+            }
+        };
+        let takes = |e: &Route, m: Option<&str>, h: Option<&str>| e.takes_method(m) && e.takes_host(h);
+        let hidden = methods
+            .iter()
+            .all(|m| hosts.iter().all(|h| covering.iter().any(|e| takes(e, *m, *h))));
+        if hidden && !covering.is_empty() {
+            let by: Vec<String> = covering
+                .iter()
+                .filter(|e| methods.iter().any(|m| hosts.iter().any(|h| takes(e, *m, *h))))
+                .map(|e| format!("{:?}", e.id))
+                .collect();
+            let tool = route
+                .tool
+                .as_ref()
+                .and_then(|t| p.tools.get(t))
+                .map(|t| {
+                    format!(
+                        ": the endpoint of {} tool {:?} is reached without its checks",
+                        crate::audit::impact_label(t.impact),
+                        t.name
+                    )
+                })
+                .unwrap_or_default();
+            out.push((
+                Level::Error,
+                format!(
+                    "route {:?} is never reached: earlier route {} takes every request it matches (first match \
+                     wins), so its requests are judged by that route's rules instead{tool}",
+                    route.id,
+                    by.join(" and ")
+                ),
+            ));
+            continue;
+        }
+        for e in &covering {
+            let taken: Vec<(Option<&str>, Option<&str>)> = methods
+                .iter()
+                .flat_map(|m| hosts.iter().map(move |h| (*m, *h)))
+                .filter(|(m, h)| takes(e, *m, *h))
+                .collect();
+            if !taken.is_empty() {
+                out.push((
+                    Level::Warning,
+                    format!(
+                        "route {:?} is partly hidden by earlier route {:?} (first match wins): its {} go to that route",
+                        route.id,
+                        e.id,
+                        requests(route, e)
+                    ),
+                ));
+            }
+        }
+        // An earlier route at this prefix with a trailing `/` takes every path below it.
+        if route.prefix.ends_with('/') {
+            continue;
+        }
+        let below = format!("{}/", route.prefix);
+        for e in earlier
+            .iter()
+            .filter(|e| !e.takes_path(&route.prefix) && e.takes_path(&below))
+        {
+            let taken = methods.iter().any(|m| hosts.iter().any(|h| takes(e, *m, *h)));
+            if taken {
+                out.push((
+                    Level::Warning,
+                    format!(
+                        "route {:?} is partly hidden by earlier route {:?} (first match wins): its {} below {:?} go \
+                         to that route, so it is reached only at {:?} itself",
+                        route.id,
+                        e.id,
+                        requests(route, e),
+                        route.prefix,
+                        route.prefix
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The requests of `route` that `earlier` also takes, by method and host: `GET, DELETE
+/// requests on host api.example.com`.
+fn requests(route: &Route, earlier: &Route) -> String {
+    let methods: Vec<&str> = match (route.methods.is_empty(), earlier.methods.is_empty()) {
+        (_, true) => Vec::new(),
+        (true, false) => earlier.methods.iter().map(String::as_str).collect(),
+        (false, false) => route
+            .methods
+            .iter()
+            .filter(|m| earlier.methods.contains(m))
+            .map(String::as_str)
+            .collect(),
+    };
+    let mut s = if methods.is_empty() {
+        "requests".to_string()
+    } else {
+        format!("{} requests", methods.join(", "))
+    };
+    if let (None, Some(h)) = (&route.host, &earlier.host) {
+        s.push_str(&format!(" on host {h}"));
+    }
+    s
 }
 
 /// Keys published with their private half: the examples of the JOSE RFCs and of common
