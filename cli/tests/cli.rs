@@ -926,6 +926,83 @@ fn replay_from_claims_holds_an_issuer_to_its_scopes() {
 }
 
 #[test]
+fn claims_and_a_credential_header_are_one_caller_too_many() {
+    // Under `source: jwt` the plugin verifies the header's token: claims beside it stand
+    // for nothing it would see, so such a request is refused, not judged as allowed.
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}});
+    let policy = repo("examples/policy.json");
+    for authorization in [json!("Bearer not-a-token"), json!(["Bearer a.b.c", "Bearer d.e.f"])] {
+        let request =
+            json!({"path": "/mcp", "headers": {"Authorization": authorization}, "claims": claims, "body": body});
+        let file = tmp("claims-and-bearer.json", &request.to_string());
+        let out = aigate(&["eval", &policy, &file, "--now", "1800000100"]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(
+                "claims-and-bearer.json: the request gives claims and the credential header \"authorization\""
+            ),
+            "{err}"
+        );
+        // In a cases file the case is named, and nothing is replayed.
+        let cases = json!({"now": 1_800_000_100u64, "cases": [
+            {"name": "fine", "request": {"path": "/mcp", "claims": claims, "body": body}, "expect": {"decision": "allow"}},
+            {"name": "two callers", "request": request, "expect": {"decision": "allow"}}]});
+        let out = aigate(&[
+            "readiness",
+            &policy,
+            "--cases",
+            &tmp("claims-and-bearer-cases.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("claims-and-bearer-cases.json at cases[1] (\"two callers\"): the request gives claims"),
+            "{err}"
+        );
+    }
+    // The same credential alone is judged as the plugin judges it.
+    let request = json!({"path": "/mcp", "headers": {"authorization": ["Bearer a.b.c", "Bearer d.e.f"]}, "body": body});
+    let out = aigate(&[
+        "eval",
+        &policy,
+        &tmp("two-bearers.json", &request.to_string()),
+        "--now",
+        "1800000100",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  deny token_invalid"), "{text}");
+    // Behind jwt_authn the plugin checks the header beside the verified payload: both are judged.
+    let mut behind: Value = serde_json::from_str(&std::fs::read_to_string(&policy).unwrap()).unwrap();
+    behind["identity"]["source"] = json!("jwt_authn");
+    behind["identity"].as_object_mut().unwrap().remove("jwt");
+    behind["identity"]["jwt_authn"] =
+        json!({"namespace": "envoy.filters.http.jwt_authn", "payload_key": "jwt_payload"});
+    behind.as_object_mut().unwrap().remove("approval");
+    behind["tools"].as_object_mut().unwrap().remove("send_email");
+    let behind = tmp("jwt-authn-policy.json", &behind.to_string());
+    let request =
+        json!({"path": "/mcp", "headers": {"authorization": "Bearer not-a-token"}, "claims": claims, "body": body});
+    let out = aigate(&[
+        "eval",
+        &behind,
+        &tmp("jwt-authn-bearer.json", &request.to_string()),
+        "--now",
+        "1800000100",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("decision  deny token_invalid"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn eval_explains_each_rule_in_order() {
     let request = json!({"path": "/mcp",
         "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",

@@ -158,6 +158,13 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    // A case that cannot stand for a request the plugin sees is a wrong case file, not a
+    // wrong outcome: refused before anything is replayed.
+    for (i, c) in corpus.cases.iter().enumerate() {
+        if let Some(problem) = evaluator.refuses(&c.request) {
+            return fail(&format!("{} at cases[{i}] ({:?}): {problem}", cases.display(), c.name));
+        }
+    }
     let findings = lint::lint(&evaluator.policy);
     let results = readiness::replay(&evaluator, &corpus, now_or_clock(now));
     let report = readiness::report(&evaluator.policy, findings, results);
