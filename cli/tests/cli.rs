@@ -124,12 +124,16 @@ fn digest_is_the_engines_digest() {
 
 #[test]
 fn approve_mints_a_grant_the_engine_verifies() {
-    let policy = repo("examples/policy.json");
+    let example = repo("examples/policy.json");
     for alg in ["EdDSA", "HS256"] {
         let out = aigate(&["keygen", "--alg", alg, "--kid", "k1"]);
         assert!(out.status.success());
         let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
         let key = tmp(&format!("key-{alg}.json"), &keys.to_string());
+        // The gateway trusts the new key.
+        let mut trusting: Value = serde_json::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
+        trusting["approval"]["jwks"] = keys["public"].clone();
+        let policy = tmp(&format!("policy-{alg}.json"), &trusting.to_string());
         let args = tmp("args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
         // The same grant request, for a lifetime of `ttl` seconds, with `more` options.
         let approve_with = |ttl: &str, more: &[&str]| {
@@ -188,11 +192,20 @@ fn approve_mints_a_grant_the_engine_verifies() {
             (Some(1_800_000_000), Some(1_800_000_300))
         );
         assert_eq!(claims["sub_iss"], "https://idp.example.com");
-        // --iss and --aud win over the policy's.
+        // --iss and --aud may restate the policy's, not contradict them: its gateway would
+        // refuse the grant.
+        let out = approve_with("60", &["--aud", "aigate", "--iss", "https://approvals.example.com"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let out = approve_with("60", &["--aud", "gateway-eu"]);
-        let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-        assert_eq!(claims["aud"], "gateway-eu");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("--aud \"gateway-eu\" is not the policy's approval.audience \"aigate\": the gateway of "),
+            "{err}"
+        );
+        assert!(err.ends_with("would refuse the grant (approval_invalid)\n"), "{err}");
     }
+    let policy = example;
     // Without the gateway named, no grant is guessed; a JWKS cannot sign.
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "EdDSA"]).stdout).unwrap();
     let key = tmp("key-unnamed.json", &keys.to_string());
@@ -224,6 +237,107 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
         assert!(err.contains(expected), "{extra:?}: {err}");
     }
+}
+
+#[test]
+fn approve_signs_nothing_the_policys_gateway_would_refuse() {
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-7"]).stdout).unwrap();
+    let key = tmp("refuse-key.json", &keys.to_string());
+    let stranger: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-7"]).stdout).unwrap();
+    let stranger = tmp("refuse-stranger-key.json", &stranger.to_string());
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["approval"]["jwks"] = keys["public"].clone();
+    let one = tmp("refuse-policy.json", &policy.to_string());
+    let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
+    partner["issuer"] = json!("https://partner.example.com");
+    policy["identity"]["jwt"]["issuers"]
+        .as_array_mut()
+        .unwrap()
+        .push(partner);
+    let two = tmp("refuse-policy-2iss.json", &policy.to_string());
+    let args = tmp("refuse-args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
+    let approve = |policy: &str, more: &[&str]| {
+        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice", "--args", &args];
+        if !more.contains(&"--key") {
+            argv.extend(["--key", &key]);
+        }
+        if !more.contains(&"--tool") {
+            argv.extend(["--tool", "send_email"]);
+        }
+        if !more.contains(&"--approver") {
+            argv.extend(["--approver", "carol@example.com"]);
+        }
+        argv.extend_from_slice(more);
+        aigate(&argv)
+    };
+    assert!(approve(&one, &[]).status.success());
+    for (policy, more, expected) in [
+        (
+            &two,
+            vec![],
+            "the policy trusts several identity issuers (https://idp.example.com, https://partner.example.com): \
+             name the subject's with --sub-iss",
+        ),
+        (
+            &two,
+            vec!["--sub-iss", "https://stranger.example.com"],
+            "--sub-iss \"https://stranger.example.com\" is not an identity issuer the policy trusts",
+        ),
+        (
+            &one,
+            vec!["--iss", "https://other.example.com"],
+            "--iss \"https://other.example.com\" is not the policy's approval.issuer",
+        ),
+        (
+            &one,
+            vec!["--key", &stranger],
+            "the policy's approval.jwks does not verify grants signed with this key",
+        ),
+        (&one, vec!["--approver", ""], "--approver must not be empty or blank"),
+        (&one, vec!["--approver", " \t"], "--approver must not be empty or blank"),
+        (
+            &one,
+            vec!["--tool", "no_such_tool"],
+            "--tool \"no_such_tool\" is not in the policy's tool catalogue",
+        ),
+    ] {
+        let out = approve(policy, &more);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{more:?}: {err}");
+        assert!(out.stdout.is_empty(), "{more:?}: a grant was printed");
+        assert!(err.contains(expected), "{more:?}: {err}");
+    }
+    // Where the gateway trusts several providers, a grant naming one of them is fine.
+    let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A blank approver names no one for any gateway, with or without a policy.
+    let out = aigate(&[
+        "approve",
+        "--key",
+        &key,
+        "--iss",
+        "https://approvals.example.com",
+        "--aud",
+        "aigate",
+        "--sub",
+        "alice",
+        "--tool",
+        "send_email",
+        "--args",
+        &args,
+        "--approver",
+        "  ",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // A tool that needs no approval: the grant is minted, and the caller told it is never used.
+    let out = approve(&one, &["--tool", "get_order"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("warning: tool \"get_order\" has read impact: the gateway of "),
+        "{err}"
+    );
 }
 
 #[test]

@@ -80,20 +80,22 @@ enum Command {
         /// File holding the exact arguments being approved, or `-` for stdin.
         #[arg(long)]
         args: PathBuf,
-        /// Who approved (named in the audit record).
+        /// Who approved (named in the audit record; not empty or blank).
         #[arg(long)]
         approver: String,
         /// Lifetime in seconds (1 to 86400).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
         /// The policy the grant is for: its `approval.issuer` and `approval.audience` become
-        /// the grant's `iss` and `aud` (unless --iss / --aud say otherwise).
+        /// the grant's `iss` and `aud`, and a grant its gateway would refuse is not signed
+        /// (another issuer or audience, a key its `approval.jwks` lacks, a tool outside its
+        /// catalogue, no --sub-iss where it trusts several identity providers).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// The grant's `iss`: must equal the policy's `approval.issuer`.
+        /// The grant's `iss` (without --policy); with --policy, must equal its `approval.issuer`.
         #[arg(long)]
         iss: Option<String>,
-        /// The grant's `aud`: must equal the policy's `approval.audience`.
+        /// The grant's `aud` (without --policy); with --policy, must equal its `approval.audience`.
         #[arg(long)]
         aud: Option<String>,
         /// Grant id (random when omitted).
@@ -148,23 +150,20 @@ pub fn main() -> ExitCode {
             aud,
             jti,
             iat,
-        } => print(
-            approval::addressing(policy.as_deref(), iss, aud).and_then(|(issuer, audience)| {
-                approval::approve(approval::Approve {
-                    key: &key,
-                    issuer,
-                    audience,
-                    subject: sub,
-                    subject_issuer: sub_iss,
-                    tool,
-                    args: &args,
-                    approver,
-                    ttl,
-                    jti,
-                    iat,
-                })
-            }),
-        ),
+        } => print(approval::approve(approval::Approve {
+            key: &key,
+            policy: policy.as_deref(),
+            issuer: iss,
+            audience: aud,
+            subject: sub,
+            subject_issuer: sub_iss,
+            tool,
+            args: &args,
+            approver,
+            ttl,
+            jti,
+            iat,
+        })),
         Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
     }
 }
