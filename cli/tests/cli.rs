@@ -341,6 +341,77 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
 }
 
 #[test]
+fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
+    // Arguments about 100 deep, in a body the policy's depth limit (128) accepts.
+    let mut nested = json!("x");
+    for _ in 0..98 {
+        nested = json!([nested]);
+    }
+    let args = json!({"to": "bob@example.com", "subject": "hi", "trace": nested});
+    let args_file = tmp("deep-args.json", &args.to_string());
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-deep"]).stdout).unwrap();
+    let key = tmp("deep-key.json", &keys.to_string());
+    let mut policy: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    policy["approval"]["jwks"] = keys["public"].clone();
+    policy["limits"]["max_json_depth"] = json!(128);
+    let deep = tmp("deep-policy.json", &policy.to_string());
+    policy["limits"]["max_json_depth"] = json!(32);
+    let shallow = tmp("shallow-policy.json", &policy.to_string());
+    let request = |grant: Option<&str>| {
+        let mut r = json!({"path": "/mcp",
+            "claims": {"sub": "alice", "tenant": "acme", "azp": "support-agent", "scope": "email.send",
+                       "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+            "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "send_email", "arguments": args}}});
+        if let Some(g) = grant {
+            r["headers"] = json!({"x-aigate-approval": g});
+        }
+        tmp("deep-request.json", &r.to_string())
+    };
+    let out = aigate(&["eval", &deep, &request(None), "--now", "1800000100", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["reason"], "approval_required", "{doc:#}");
+    let wanted = doc["audit"]["args_digest"].as_str().unwrap().to_string();
+    let out = aigate(&["digest", &args_file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), wanted);
+    let approve = |policy: &str| {
+        aigate(&[
+            "approve",
+            "--key",
+            &key,
+            "--policy",
+            policy,
+            "--sub",
+            "alice",
+            "--tool",
+            "send_email",
+            "--args",
+            &args_file,
+            "--approver",
+            "carol@example.com",
+            "--iat",
+            "1800000050",
+        ])
+    };
+    let out = approve(&deep);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant = String::from_utf8(out.stdout).unwrap();
+    let out = aigate(&["eval", &deep, &request(Some(grant.trim())), "--now", "1800000100"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  allow"), "{text}");
+    // A gateway that reads bodies 32 deep never takes these arguments: no grant for them.
+    let out = approve(&shallow);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("deep-args.json: JSON nesting exceeds the depth limit"),
+        "{err}"
+    );
+}
+
+#[test]
 fn keygen_prints_a_complete_private_jwk() {
     // RFC 8037: an OKP private key carries `x` with `d`; other JOSE libraries refuse it without.
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "EdDSA", "--kid", "k2"]).stdout).unwrap();

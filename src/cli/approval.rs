@@ -47,7 +47,8 @@ pub fn keygen(alg: &str, kid: Option<String>) -> Result<Value, String> {
     })
 }
 
-pub fn read_json(path: &Path) -> Result<Value, String> {
+/// Reads a JSON file (`-`: stdin) nested at most `depth` deep.
+pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
     let bytes = if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
@@ -55,11 +56,15 @@ pub fn read_json(path: &Path) -> Result<Value, String> {
     } else {
         super::read(path)?
     };
-    crate::json::parse(&bytes, 64).map_err(|e| format!("{}: {e}", path.display()))
+    crate::json::parse(&bytes, depth).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn digest(path: &Path) -> Result<String, String> {
-    let args = read_json(path)?;
+/// The digest of the arguments in `path`, read as deep as a gateway may read them: the
+/// policy's `limits.max_json_depth`, or without a policy the deepest any policy allows.
+/// (Below an action route the body is the arguments; an MCP call's sit two levels into
+/// the body: the depth a route would take.)
+pub fn digest(path: &Path, depth: Option<usize>) -> Result<String, String> {
+    let args = read_json(path, depth.unwrap_or(crate::policy::MAX_JSON_DEPTH))?;
     if !args.is_object() {
         return Err(format!("{}: tool arguments are a JSON object", path.display()));
     }
@@ -221,7 +226,7 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     if let Some(g) = &gateway {
         g.admits(&a, &issuer, &audience)?;
     }
-    let jwk = read_json(a.key)?;
+    let jwk = read_json(a.key, crate::policy::MAX_JSON_DEPTH)?;
     // Accept the `keygen` output as is, or a bare private JWK.
     let jwk = jwk.get("private").cloned().unwrap_or(jwk);
     if jwk.get("keys").is_some() {
@@ -262,7 +267,8 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         claims.insert("sub_iss".into(), json!(iss));
     }
     claims.insert("tool".into(), json!(a.tool));
-    claims.insert("args_digest".into(), json!(digest(a.args)?));
+    let depth = gateway.as_ref().map(|g| g.policy.limits.max_json_depth);
+    claims.insert("args_digest".into(), json!(digest(a.args, depth)?));
     claims.insert("approver".into(), json!(a.approver));
     claims.insert("iat".into(), json!(now));
     let exp = now

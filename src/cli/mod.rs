@@ -136,7 +136,7 @@ pub fn main() -> ExitCode {
             format,
             out,
         } => eval::readiness(&policy, &cases, now, format == "json", out.as_deref()),
-        Command::Digest { args } => print(approval::digest(&args)),
+        Command::Digest { args } => print(approval::digest(&args, None)),
         Command::Approve {
             key,
             sub,

@@ -768,8 +768,11 @@ impl Checker {
         if l.max_body_bytes == 0 || l.max_body_bytes > 64 * 1024 * 1024 {
             self.err("limits.max_body_bytes", "must be between 1 and 67108864");
         }
-        if l.max_json_depth < 4 || l.max_json_depth > 128 {
-            self.err("limits.max_json_depth", "must be between 4 and 128");
+        if l.max_json_depth < 4 || l.max_json_depth > super::MAX_JSON_DEPTH {
+            self.err(
+                "limits.max_json_depth",
+                format!("must be between 4 and {}", super::MAX_JSON_DEPTH),
+            );
         }
         if l.max_batch_size == 0 || l.max_batch_size > 1024 {
             self.err("limits.max_batch_size", "must be between 1 and 1024");

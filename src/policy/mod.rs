@@ -391,6 +391,9 @@ pub enum TemplatePart {
     Claim(String),
 }
 
+/// The deepest JSON nesting `limits.max_json_depth` may allow.
+pub const MAX_JSON_DEPTH: usize = 128;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
