@@ -1232,6 +1232,76 @@ fn eval_explains_each_rule_in_order() {
 }
 
 #[test]
+fn eval_explains_identity_before_the_body_as_the_engine_checks_them() {
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"customer_id":"c-42"}}}"#;
+    let duplicate =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","name":"x","arguments":{}}}"#;
+    let read = format!("pass  body       {} bytes: size, JSON", call.len());
+    // (request, the steps the explanation lists, in order)
+    let cases = [
+        // A known caller whose body is refused: identity passed, the body failed.
+        (
+            json!({"path": "/mcp", "claims": claims, "body_text": duplicate}),
+            vec![
+                "pass  route      support-mcp (prefix /mcp, mcp)",
+                "pass  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "pass  identity   subject alice, tenant acme, workload support-agent (ceiling support-agent); \
+                 token scopes: orders.read",
+                "FAIL  body       size, JSON",
+            ],
+        ),
+        // No caller: the body, not JSON, was never read.
+        (
+            json!({"path": "/mcp", "body_text": "not json"}),
+            vec![
+                "pass  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "FAIL  identity   no principal",
+                "----  body       size, JSON",
+            ],
+        ),
+        // A compressed body is refused at the head, before identity.
+        (
+            json!({"path": "/mcp", "claims": claims, "headers": {"content-encoding": "gzip"}, "body_text": call}),
+            vec![
+                "FAIL  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "----  identity   no principal",
+                "----  body       size, JSON",
+            ],
+        ),
+        // Allowed: everything passed, the body read.
+        (
+            json!({"path": "/mcp", "claims": claims, "body_text": call}),
+            vec![
+                "pass  identity   subject alice, tenant acme, workload support-agent (ceiling support-agent); \
+                 token scopes: orders.read",
+                &read,
+                "pass  call       get_order -> intent orders.read, impact read, owner orders-team@example.com",
+            ],
+        ),
+        // An MCP endpoint takes three methods: the route refused the request.
+        (
+            json!({"method": "PUT", "path": "/mcp", "claims": claims}),
+            vec!["FAIL  route      support-mcp (prefix /mcp, mcp)"],
+        ),
+    ];
+    for (request, expected) in cases {
+        let file = tmp("explain-order.json", &request.to_string());
+        let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let steps: Vec<&str> = text.lines().map(str::trim_start).collect();
+        let at: Vec<Option<usize>> = expected
+            .iter()
+            .map(|line| steps.iter().position(|s| s == line))
+            .collect();
+        assert!(at.iter().all(Option::is_some), "{expected:#?} in\n{text}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "order of {expected:#?} in\n{text}");
+    }
+}
+
+#[test]
 fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-9"]).stdout).unwrap();
     let mut policy: Value =
