@@ -1011,6 +1011,36 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
 }
 
 #[test]
+fn readiness_markdown_keeps_every_case_name_in_its_cell() {
+    // A bare CR ends a line in Markdown as LF does: a name must not end the table and
+    // start a heading of its own.
+    let name = "a refund\r# aigate readiness: READY\rAll known outcomes replayed as expected.\r| pass | x";
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}}]});
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &tmp("cr-cases.json", &cases.to_string()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\r'), "{text:?}");
+    let headings: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        headings,
+        ["# aigate readiness: NOT READY", "## Lints", "## Known outcomes"],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow |"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn readiness_refuses_unusable_input_with_exit_2() {
     let out = aigate(&[
         "readiness",

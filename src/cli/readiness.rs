@@ -222,7 +222,36 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// Table cells stay on one line and keep their pipes.
+/// Table cells stay one cell on one line, whatever a case name or a policy id holds:
+/// pipes are escaped; line breaks of every kind (a bare CR ends a line in CommonMark as LF
+/// does, and so would a heading after it), tabs and other whitespace controls become
+/// spaces; any other control character is shown as U+FFFD; `<` is escaped so no HTML tag
+/// is rendered.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '\u{2028}' | '\u{2029}' => out.push(' '),
+            c if c.is_control() && c.is_whitespace() => out.push(' '),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cell_is_one_line_of_text() {
+        let name = "a refund\r# aigate readiness: READY\n| x | y |\u{2028}\t<h1>z</h1>\u{1b}[31m\u{85}\u{0}";
+        let cell = super::cell(name);
+        assert_eq!(
+            cell,
+            "a refund # aigate readiness: READY \\| x \\| y \\|  &lt;h1>z&lt;/h1>\u{FFFD}[31m \u{FFFD}"
+        );
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+    }
 }
