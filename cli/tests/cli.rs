@@ -1055,6 +1055,31 @@ fn readiness_refuses_unusable_input_with_exit_2() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cases[0].expect.decison"), "{err}");
     assert!(err.contains("unknown field `decison`"), "{err}");
+    // A reason or decision outside the closed sets is a typo in the file, not an outcome.
+    for (expect, at, message) in [
+        (
+            json!({"decision": "deny", "reason": "scope_mising"}),
+            "at cases[0].expect.reason: ",
+            "unknown reason \"scope_mising\": expected one of unauthenticated, token_invalid,",
+        ),
+        (
+            json!({"decision": "denied"}),
+            "at cases[0].expect.decision: ",
+            "unknown decision \"denied\": expected allow, deny, would_deny",
+        ),
+    ] {
+        let cases = json!({"cases": [{"name": "x", "request": {"path": "/mcp"}, "expect": expect}]});
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &tmp("typo-reason.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{expect}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("typo-reason.json {at}{message}")), "{err}");
+    }
     // A body with a duplicate key would replay as the body that kept one of them, which the
     // plugin refuses: the file is refused instead.
     let dup = r#"{"cases": [{"name": "x", "request": {"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1,
