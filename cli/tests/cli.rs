@@ -103,6 +103,36 @@ fn check_names_the_json_path_of_each_error() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_named() {
+    let dir = std::env::temp_dir().join(format!("aigate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.json");
+    std::fs::write(&file, b"{\"default_owner\": \"caf\xe9\"}").unwrap();
+    let file = file.display().to_string();
+    let out = aigate(&["check", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        format!("{file}: 1 error(s)\n  error: the policy is not UTF-8 text (JSON is UTF-8)\n")
+    );
+    for argv in [
+        vec!["digest", &file],
+        vec!["eval", &repo("examples/policy.json"), &file],
+        vec!["readiness", &repo("examples/policy.json"), "--cases", &file],
+    ] {
+        let out = aigate(&argv);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            err,
+            format!("error: {file} is not UTF-8 text (JSON is UTF-8)\n"),
+            "{argv:?}"
+        );
+    }
+}
+
+#[test]
 fn digest_is_the_engines_digest() {
     // Key order, number forms and escapes must not change the digest.
     let a = tmp(

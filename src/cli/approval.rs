@@ -56,7 +56,7 @@ pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
     } else {
         super::read(path)?
     };
-    crate::json::parse(&bytes, depth).map_err(|e| format!("{}: {e}", path.display()))
+    super::parse_json(path, &bytes, depth)
 }
 
 /// The digest of the arguments in `path`, read as deep as a gateway may read them: the

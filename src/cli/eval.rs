@@ -29,7 +29,7 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let bytes = super::read(path)?;
     // As strict as the plugin: a request body with a duplicate key must not replay as the
     // body that kept the last one.
-    crate::json::parse(&bytes, CASE_FILE_DEPTH).map_err(|e| format!("{}: {e}", path.display()))?;
+    super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();

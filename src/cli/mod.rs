@@ -173,6 +173,16 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
+/// Parses the JSON of a file the command was given (strictly: duplicate keys refused),
+/// naming the file in any error.
+fn parse_json(path: &std::path::Path, bytes: &[u8], depth: usize) -> Result<serde_json::Value, String> {
+    crate::json::parse(bytes, depth).map_err(|e| match e {
+        // A file, not a request body.
+        crate::json::JsonError::NotUtf8 => format!("{} is not UTF-8 text (JSON is UTF-8)", path.display()),
+        e => format!("{}: {e}", path.display()),
+    })
+}
+
 fn print(result: Result<String, String>) -> ExitCode {
     match result {
         Ok(out) => {

@@ -26,9 +26,14 @@ impl fmt::Display for ConfigError {
 pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
     // Strict parse first: duplicate keys in a policy are as suspicious as in a request.
     let value = crate::json::parse(bytes, 64).map_err(|e| {
+        let message = match e {
+            // The policy is no request body: say what is not UTF-8.
+            crate::json::JsonError::NotUtf8 => "the policy is not UTF-8 text (JSON is UTF-8)".to_string(),
+            e => e.to_string(),
+        };
         vec![ConfigError {
             path: String::new(),
-            message: e.to_string(),
+            message,
         }]
     })?;
     // The hash of the canonical form (RFC 8785), so a policy that Istio or Envoy Gateway
