@@ -8,6 +8,21 @@ fn aigate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aigate")).args(args).output().unwrap()
 }
 
+/// Runs `aigate` with `input` on its stdin.
+fn aigate_reading(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aigate"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that refuses its arguments exits without reading: the pipe may be closed.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
 fn repo(path: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -130,6 +145,43 @@ fn a_file_that_is_not_utf8_is_named() {
             "{argv:?}"
         );
     }
+}
+
+#[test]
+fn every_command_reads_one_input_from_stdin() {
+    let policy = std::fs::read_to_string(repo("examples/policy.json")).unwrap();
+    let cases = std::fs::read_to_string(repo("examples/cases.json")).unwrap();
+    let out = aigate_reading(&["check", "-"], &policy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("policy ok  sha256:"));
+    let out = aigate_reading(&["check", "-"], "{}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .starts_with("stdin: 1 error(s)\n"));
+    let out = aigate_reading(&["readiness", "-", "--cases", &repo("examples/cases.json")], &policy);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aigate_reading(&["readiness", &repo("examples/policy.json"), "--cases", "-"], &cases);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("# aigate readiness: READY"));
+    let request = json!({"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1, "method": "ping"}});
+    let out = aigate_reading(&["eval", &repo("examples/policy.json"), "-"], &request.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("decision  deny unauthenticated"));
+    let out = aigate_reading(&["eval", "-", "-"], &policy);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: only one input can be read from stdin (-)\n"
+    );
+    let out = aigate(&["--help"]);
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("Any file argument may be `-`"));
 }
 
 #[test]

@@ -49,14 +49,7 @@ pub fn keygen(alg: &str, kid: Option<String>) -> Result<Value, String> {
 
 /// Reads a JSON file (`-`: stdin) nested at most `depth` deep.
 pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
-    let bytes = if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
-        buf
-    } else {
-        super::read(path)?
-    };
-    super::parse_json(path, &bytes, depth)
+    super::parse_json(path, &super::read(path)?, depth)
 }
 
 /// The digest of the arguments in `path`, read as deep as a gateway may read them: the
@@ -66,7 +59,7 @@ pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
 pub fn digest(path: &Path, depth: Option<usize>) -> Result<String, String> {
     let args = read_json(path, depth.unwrap_or(crate::policy::MAX_JSON_DEPTH))?;
     if !args.is_object() {
-        return Err(format!("{}: tool arguments are a JSON object", path.display()));
+        return Err(format!("{}: tool arguments are a JSON object", super::name(path)));
     }
     crate::digest::args_digest(&args).map_err(|e| e.to_string())
 }
@@ -81,7 +74,7 @@ impl<'a> Gateway<'a> {
     fn load(path: &'a Path) -> Result<Gateway<'a>, String> {
         let policy = crate::policy::compile(&super::read(path)?).map_err(|errors| {
             let first = errors.first().map(ToString::to_string).unwrap_or_default();
-            format!("{}: invalid policy ({first}); run aigate check", path.display())
+            format!("{}: invalid policy ({first}); run aigate check", super::name(path))
         })?;
         Ok(Gateway { path, policy })
     }
@@ -90,7 +83,7 @@ impl<'a> Gateway<'a> {
         self.policy
             .approval
             .as_ref()
-            .ok_or_else(|| format!("{}: the policy has no approval section", self.path.display()))
+            .ok_or_else(|| format!("{}: the policy has no approval section", super::name(self.path)))
     }
 
     /// Refuses a grant this gateway would refuse whoever presents it, before it is signed.
@@ -99,7 +92,7 @@ impl<'a> Gateway<'a> {
         let refuses = |what: String, reason: &str| {
             Err(format!(
                 "{what}: the gateway of {} would refuse the grant ({reason})",
-                self.path.display()
+                super::name(self.path)
             ))
         };
         if issuer != cfg.issuer {
@@ -122,7 +115,7 @@ impl<'a> Gateway<'a> {
                 "--tool {:?} is not in the policy's tool catalogue: the gateway of {} refuses its calls \
                  (tool_unknown) whatever grant they carry",
                 a.tool,
-                self.path.display()
+                super::name(self.path)
             ));
         };
         if tool.impact != Impact::External {
@@ -130,7 +123,7 @@ impl<'a> Gateway<'a> {
                 "warning: tool {:?} has {} impact: the gateway of {} asks no approval for it, so this grant is never used",
                 a.tool,
                 crate::audit::impact_label(tool.impact),
-                self.path.display()
+                super::name(self.path)
             );
         }
         // A subject is named by its identity provider where the gateway trusts several.
@@ -167,8 +160,8 @@ impl<'a> Gateway<'a> {
             Err(e) => Err(format!(
                 "{}: the policy's approval.jwks does not verify grants signed with this key ({e}): the gateway of {} \
                  would refuse the grant (approval_invalid); add its public half to approval.jwks",
-                key.display(),
-                self.path.display()
+                super::name(key),
+                super::name(self.path)
             )),
         }
     }
@@ -232,16 +225,16 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     if jwk.get("keys").is_some() {
         return Err(format!(
             "{}: a JWKS (the public half, for the policy's approval.jwks) cannot sign: pass the private JWK, or the whole `aigate keygen` output",
-            a.key.display()
+            super::name(a.key)
         ));
     }
     if jwk.get("kty").and_then(Value::as_str) == Some("OKP") && jwk.get("d").is_none() {
         return Err(format!(
             "{}: a public key cannot sign: pass the private JWK (with \"d\"), as `aigate keygen` prints it under \"private\"",
-            a.key.display()
+            super::name(a.key)
         ));
     }
-    let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", a.key.display()))?;
+    let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", super::name(a.key)))?;
     if a.ttl == 0 || a.ttl > crate::approval::MAX_AGE_CEILING {
         return Err(format!(
             "--ttl must be between 1 and {} seconds: an approval is for an action about to happen",
