@@ -8,6 +8,39 @@ fn aigate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aigate")).args(args).output().unwrap()
 }
 
+/// The shipped example policy, for a test to change.
+fn example_policy() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap()
+}
+
+/// `aigate readiness` of `policy` (written to the file `name`) against the example cases,
+/// as JSON: its exit code and report.
+fn readiness_report(policy: &Value, name: &str) -> (Option<i32>, Value) {
+    let file = tmp(name, &policy.to_string());
+    let out = aigate(&[
+        "readiness",
+        &file,
+        "--cases",
+        &repo("examples/cases.json"),
+        "--format",
+        "json",
+    ]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+/// A report's findings of one lint, as (level, message).
+fn findings<'r>(report: &'r Value, lint: &str) -> Vec<(&'r str, &'r str)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["lint"] == lint)
+        .map(|f| (f["level"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect()
+}
+
 /// Runs `aigate` with `input` on its stdin.
 fn aigate_reading(args: &[&str], input: &str) -> Output {
     use std::io::Write as _;
@@ -50,16 +83,14 @@ fn check_accepts_the_example_policy() {
     // The release gate's lints are shown with the summary.
     assert!(text.contains("release gate: 0 error(s), 3 warning(s)"), "{text}");
     assert!(text.contains("  warning  session-bound: "), "{text}");
-    let mut monitored: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut monitored: Value = example_policy();
     monitored["mode"] = json!("monitor");
     let out = aigate(&["check", &tmp("monitored.json", &monitored.to_string())]);
     assert!(out.status.success(), "a valid policy passes check");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("  error    fail-closed: mode is monitor"), "{text}");
     // What a route lets through unjudged is said next to it.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
                                "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"},
                               {"id": "tools", "prefix": "/mcp", "protocol": "mcp", "lists": "pass"},
@@ -213,7 +244,7 @@ fn approve_mints_a_grant_the_engine_verifies() {
         let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
         let key = tmp(&format!("key-{alg}.json"), &keys.to_string());
         // The gateway trusts the new key.
-        let mut trusting: Value = serde_json::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
+        let mut trusting = example_policy();
         trusting["approval"]["jwks"] = keys["public"].clone();
         let policy = tmp(&format!("policy-{alg}.json"), &trusting.to_string());
         let args = tmp("args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
@@ -327,8 +358,7 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
     let key = tmp("refuse-key.json", &keys.to_string());
     let stranger: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-7"]).stdout).unwrap();
     let stranger = tmp("refuse-stranger-key.json", &stranger.to_string());
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["approval"]["jwks"] = keys["public"].clone();
     let one = tmp("refuse-policy.json", &policy.to_string());
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
@@ -433,8 +463,7 @@ fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
     let args_file = tmp("deep-args.json", &args.to_string());
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-deep"]).stdout).unwrap();
     let key = tmp("deep-key.json", &keys.to_string());
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["approval"]["jwks"] = keys["public"].clone();
     policy["limits"]["max_json_depth"] = json!(128);
     let deep = tmp("deep-policy.json", &policy.to_string());
@@ -544,8 +573,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
 #[test]
 fn readiness_markdown_names_what_blocks_the_release() {
     // External impact with no approval service, and an agent whose ceiling is everything.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy.as_object_mut().unwrap().remove("approval");
     policy["workloads"][0]["scopes"] = json!(["*"]);
     let policy = tmp("unready-policy.json", &policy.to_string());
@@ -574,40 +602,24 @@ fn readiness_markdown_names_what_blocks_the_release() {
 
 #[test]
 fn readiness_warns_of_a_ceiling_that_covers_a_whole_trust_domain() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     for (prefix, warned) in [
         ("spiffe://example.org/", true),
         ("spiffe://", true),
         ("spiffe://example.org/ns/agents/", false),
     ] {
         policy["workloads"][1]["match_prefix"] = json!(prefix);
-        let file = tmp("broad-ceiling.json", &policy.to_string());
-        let out = aigate(&[
-            "readiness",
-            &file,
-            "--cases",
-            &repo("examples/cases.json"),
-            "--format",
-            "json",
-        ]);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let found = report["findings"].as_array().unwrap().iter().any(|f| {
-            f["lint"] == "workload-ceilings"
-                && f["level"] == "warning"
-                && f["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("every workload of the trust domain")
-        });
+        let (_, report) = readiness_report(&policy, "broad-ceiling.json");
+        let found = findings(&report, "workload-ceilings")
+            .iter()
+            .any(|(level, message)| *level == "warning" && message.contains("every workload of the trust domain"));
         assert_eq!(found, warned, "{prefix}");
     }
 }
 
 #[test]
 fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     // Sample keys whose private halves are printed in the RFCs, under kids of our own.
     policy["identity"]["jwt"]["issuers"][0]["jwks"] = json!({"keys": [{"kty": "OKP", "crv": "Ed25519",
         "kid": "idp-prod", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
@@ -620,17 +632,8 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
     // No workload identity: a user's token works from any agent.
     policy["identity"].as_object_mut().unwrap().remove("workload");
     policy.as_object_mut().unwrap().remove("workloads");
-    let policy = tmp("published-key-policy.json", &policy.to_string());
-    let out = aigate(&[
-        "readiness",
-        &policy,
-        "--cases",
-        &repo("examples/cases.json"),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "not ready exits 1");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = readiness_report(&policy, "published-key-policy.json");
+    assert_eq!(code, Some(1), "not ready exits 1");
     let findings: Vec<(&str, &str, &str)> = report["findings"]
         .as_array()
         .unwrap()
@@ -681,15 +684,7 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
         "{findings:?}"
     );
     // The shipped example's keys are none of these, and its data is per tenant.
-    let out = aigate(&[
-        "readiness",
-        &repo("examples/policy.json"),
-        "--cases",
-        &repo("examples/cases.json"),
-        "--format",
-        "json",
-    ]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, report) = readiness_report(&example_policy(), "example-policy.json");
     let lints: Vec<&str> = report["findings"]
         .as_array()
         .unwrap()
@@ -705,7 +700,7 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
 
 #[test]
 fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
-    let example: Value = serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let example: Value = example_policy();
     let rsa_7520 = "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrK\
                     b2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lF\
                     HpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kR\
@@ -757,29 +752,11 @@ fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
             _ => (&mut policy["approval"]["jwks"], "the approval service"),
         };
         *slot = json!({"keys": [key]});
-        let file = tmp("rfc-key-policy.json", &policy.to_string());
-        let out = aigate(&[
-            "readiness",
-            &file,
-            "--cases",
-            &repo("examples/cases.json"),
-            "--format",
-            "json",
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let found = report["findings"].as_array().unwrap().iter().any(|f| {
-            let message = f["message"].as_str().unwrap();
-            f["lint"] == "published-key"
-                && f["level"] == "error"
-                && message.starts_with(trusted_by)
-                && message.contains(name)
-        });
+        let (code, report) = readiness_report(&policy, "rfc-key-policy.json");
+        assert_eq!(code, Some(1), "{name}");
+        let found = findings(&report, "published-key")
+            .iter()
+            .any(|(level, message)| *level == "error" && message.starts_with(trusted_by) && message.contains(name));
         assert!(found, "{name}: {report:#}");
     }
     // jwt.io's old default secret is too short for any policy to trust.
@@ -795,8 +772,7 @@ fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
 fn readiness_refuses_an_llm_route_at_the_root_that_passes_provider_state() {
     // An LLM route at "/" that lets provider-kept state through takes every request no
     // earlier route takes: DELETE /api/refunds/all passes for any authenticated caller.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["models"] = json!({"allow": ["gpt-4o-mini"]});
     for (prefix, state, refused) in [
         ("/", "allow", true),
@@ -805,32 +781,22 @@ fn readiness_refuses_an_llm_route_at_the_root_that_passes_provider_state() {
     ] {
         policy["routes"] = json!([policy["routes"][0].clone(),
             {"id": "llm", "prefix": prefix, "protocol": "openai_chat", "provider_state": state}]);
-        let file = tmp("llm-root-policy.json", &policy.to_string());
-        let out = aigate(&[
-            "readiness",
-            &file,
-            "--cases",
-            &repo("examples/cases.json"),
-            "--format",
-            "json",
-        ]);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let found = report["findings"].as_array().unwrap().iter().any(|f| {
-            f["lint"] == "fail-closed"
-                && f["level"] == "error"
-                && f["message"].as_str().unwrap().starts_with(
+        let (code, report) = readiness_report(&policy, "llm-root-policy.json");
+        let found = findings(&report, "fail-closed").iter().any(|(level, message)| {
+            *level == "error"
+                && message.starts_with(
                     "route \"llm\" is an LLM route at \"/\" with provider_state: allow: every request no earlier \
                      route takes reaches the upstream",
                 )
         });
         assert_eq!(found, refused, "{prefix} {state}: {report:#}");
-        assert_eq!(out.status.code(), Some(if refused { 1 } else { 0 }), "{prefix} {state}");
+        assert_eq!(code, Some(if refused { 1 } else { 0 }), "{prefix} {state}");
     }
 }
 
 #[test]
 fn readiness_finds_routes_earlier_routes_hide() {
-    let example: Value = serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let example: Value = example_policy();
     let action = |id: &str, prefix: &str, tool: &str, methods: Value| json!({"id": id, "prefix": prefix, "protocol": "action", "tool": tool, "methods": methods});
     let mcp = |id: &str, prefix: &str| json!({"id": id, "prefix": prefix, "protocol": "mcp"});
     // (routes, the unreachable-routes findings expected: level and the start of the message)
@@ -938,39 +904,22 @@ fn readiness_finds_routes_earlier_routes_hide() {
     for (routes, expected) in cases {
         let mut policy = example.clone();
         policy["routes"] = routes.clone();
-        let file = tmp("hidden-routes-policy.json", &policy.to_string());
-        let out = aigate(&[
-            "readiness",
-            &file,
-            "--cases",
-            &repo("examples/cases.json"),
-            "--format",
-            "json",
-        ]);
-        let report: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| panic!("{routes}: {}", String::from_utf8_lossy(&out.stderr)));
-        let found: Vec<(&str, &str)> = report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["lint"] == "unreachable-routes")
-            .map(|f| (f["level"].as_str().unwrap(), f["message"].as_str().unwrap()))
-            .collect();
+        let (code, report) = readiness_report(&policy, "hidden-routes-policy.json");
+        let found = findings(&report, "unreachable-routes");
         assert_eq!(found.len(), expected.len(), "{routes}: {found:#?}");
         for ((level, message), (want_level, want)) in found.iter().zip(&expected) {
             assert_eq!(level, want_level, "{routes}: {message}");
             assert!(message.starts_with(want), "{routes}:\n{message}\nwanted\n{want}");
         }
         if expected.iter().any(|(level, _)| *level == "error") {
-            assert_eq!(out.status.code(), Some(1), "{routes}");
+            assert_eq!(code, Some(1), "{routes}");
         }
     }
 }
 
 #[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["mode"] = json!("monitor");
     policy["identity"]["max_token_lifetime_seconds"] = json!(86400);
     policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
@@ -1181,8 +1130,7 @@ fn readiness_refuses_unusable_input_with_exit_2() {
 fn replay_from_claims_holds_an_issuer_to_its_scopes() {
     // A partner IdP trusted for order lookups only: a case given as bare claims is judged
     // as the plugin judges the partner's token.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
     partner["issuer"] = json!("https://partner.example.com");
     partner["scopes"] = json!(["orders.read"]);
@@ -1299,7 +1247,7 @@ fn claims_and_a_credential_header_are_one_caller_too_many() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("decision  deny token_invalid"), "{text}");
     // Behind jwt_authn the plugin checks the header beside the verified payload: both are judged.
-    let mut behind: Value = serde_json::from_str(&std::fs::read_to_string(&policy).unwrap()).unwrap();
+    let mut behind = example_policy();
     behind["identity"]["source"] = json!("jwt_authn");
     behind["identity"].as_object_mut().unwrap().remove("jwt");
     behind["identity"]["jwt_authn"] =
@@ -1441,8 +1389,7 @@ fn eval_explains_identity_before_the_body_as_the_engine_checks_them() {
 #[test]
 fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-9"]).stdout).unwrap();
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["approval"]["jwks"] = keys["public"].clone();
     let policy = tmp("grant-policy.json", &policy.to_string());
     let key = tmp("grant-key.json", &keys.to_string());
@@ -1510,8 +1457,7 @@ fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
 
 #[test]
 fn eval_and_readiness_judge_a_models_answer() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["routes"]
         .as_array_mut()
         .unwrap()
