@@ -8,6 +8,54 @@ fn aigate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aigate")).args(args).output().unwrap()
 }
 
+/// The shipped example policy, for a test to change.
+fn example_policy() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap()
+}
+
+/// `aigate readiness` of `policy` (written to the file `name`) against the example cases,
+/// as JSON: its exit code and report.
+fn readiness_report(policy: &Value, name: &str) -> (Option<i32>, Value) {
+    let file = tmp(name, &policy.to_string());
+    let out = aigate(&[
+        "readiness",
+        &file,
+        "--cases",
+        &repo("examples/cases.json"),
+        "--format",
+        "json",
+    ]);
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code(), report)
+}
+
+/// A report's findings of one lint, as (level, message).
+fn findings<'r>(report: &'r Value, lint: &str) -> Vec<(&'r str, &'r str)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["lint"] == lint)
+        .map(|f| (f["level"].as_str().unwrap(), f["message"].as_str().unwrap()))
+        .collect()
+}
+
+/// Runs `aigate` with `input` on its stdin.
+fn aigate_reading(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aigate"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that refuses its arguments exits without reading: the pipe may be closed.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
 fn repo(path: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -35,16 +83,14 @@ fn check_accepts_the_example_policy() {
     // The release gate's lints are shown with the summary.
     assert!(text.contains("release gate: 0 error(s), 3 warning(s)"), "{text}");
     assert!(text.contains("  warning  session-bound: "), "{text}");
-    let mut monitored: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut monitored: Value = example_policy();
     monitored["mode"] = json!("monitor");
     let out = aigate(&["check", &tmp("monitored.json", &monitored.to_string())]);
     assert!(out.status.success(), "a valid policy passes check");
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("  error    fail-closed: mode is monitor"), "{text}");
     // What a route lets through unjudged is said next to it.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["routes"] = json!([{"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses",
                                "tool_offers": "strip", "provider_state": "allow", "model_calls": "pass"},
                               {"id": "tools", "prefix": "/mcp", "protocol": "mcp", "lists": "pass"},
@@ -103,6 +149,73 @@ fn check_names_the_json_path_of_each_error() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_named() {
+    let dir = std::env::temp_dir().join(format!("aigate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("latin1.json");
+    std::fs::write(&file, b"{\"default_owner\": \"caf\xe9\"}").unwrap();
+    let file = file.display().to_string();
+    let out = aigate(&["check", &file]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err,
+        format!("{file}: 1 error(s)\n  error: the policy is not UTF-8 text (JSON is UTF-8)\n")
+    );
+    for argv in [
+        vec!["digest", &file],
+        vec!["eval", &repo("examples/policy.json"), &file],
+        vec!["readiness", &repo("examples/policy.json"), "--cases", &file],
+    ] {
+        let out = aigate(&argv);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(
+            err,
+            format!("error: {file} is not UTF-8 text (JSON is UTF-8)\n"),
+            "{argv:?}"
+        );
+    }
+}
+
+#[test]
+fn every_command_reads_one_input_from_stdin() {
+    let policy = std::fs::read_to_string(repo("examples/policy.json")).unwrap();
+    let cases = std::fs::read_to_string(repo("examples/cases.json")).unwrap();
+    let out = aigate_reading(&["check", "-"], &policy);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("policy ok  sha256:"));
+    let out = aigate_reading(&["check", "-"], "{}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .starts_with("stdin: 1 error(s)\n"));
+    let out = aigate_reading(&["readiness", "-", "--cases", &repo("examples/cases.json")], &policy);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = aigate_reading(&["readiness", &repo("examples/policy.json"), "--cases", "-"], &cases);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("# aigate readiness: READY"));
+    let request = json!({"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1, "method": "ping"}});
+    let out = aigate_reading(&["eval", &repo("examples/policy.json"), "-"], &request.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .starts_with("decision  deny unauthenticated"));
+    let out = aigate_reading(&["eval", "-", "-"], &policy);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "error: only one input can be read from stdin (-)\n"
+    );
+    let out = aigate(&["--help"]);
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("Any file argument may be `-`"));
+}
+
+#[test]
 fn digest_is_the_engines_digest() {
     // Key order, number forms and escapes must not change the digest.
     let a = tmp(
@@ -124,12 +237,16 @@ fn digest_is_the_engines_digest() {
 
 #[test]
 fn approve_mints_a_grant_the_engine_verifies() {
-    let policy = repo("examples/policy.json");
+    let example = repo("examples/policy.json");
     for alg in ["EdDSA", "HS256"] {
         let out = aigate(&["keygen", "--alg", alg, "--kid", "k1"]);
         assert!(out.status.success());
         let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
         let key = tmp(&format!("key-{alg}.json"), &keys.to_string());
+        // The gateway trusts the new key.
+        let mut trusting = example_policy();
+        trusting["approval"]["jwks"] = keys["public"].clone();
+        let policy = tmp(&format!("policy-{alg}.json"), &trusting.to_string());
         let args = tmp("args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
         // The same grant request, for a lifetime of `ttl` seconds, with `more` options.
         let approve_with = |ttl: &str, more: &[&str]| {
@@ -188,11 +305,20 @@ fn approve_mints_a_grant_the_engine_verifies() {
             (Some(1_800_000_000), Some(1_800_000_300))
         );
         assert_eq!(claims["sub_iss"], "https://idp.example.com");
-        // --iss and --aud win over the policy's.
+        // --iss and --aud may restate the policy's, not contradict them: its gateway would
+        // refuse the grant.
+        let out = approve_with("60", &["--aud", "aigate", "--iss", "https://approvals.example.com"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let out = approve_with("60", &["--aud", "gateway-eu"]);
-        let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-        assert_eq!(claims["aud"], "gateway-eu");
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("--aud \"gateway-eu\" is not the policy's approval.audience \"aigate\": the gateway of "),
+            "{err}"
+        );
+        assert!(err.ends_with("would refuse the grant (approval_invalid)\n"), "{err}");
     }
+    let policy = example;
     // Without the gateway named, no grant is guessed; a JWKS cannot sign.
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--alg", "EdDSA"]).stdout).unwrap();
     let key = tmp("key-unnamed.json", &keys.to_string());
@@ -224,6 +350,176 @@ fn approve_mints_a_grant_the_engine_verifies() {
         assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
         assert!(err.contains(expected), "{extra:?}: {err}");
     }
+}
+
+#[test]
+fn approve_signs_nothing_the_policys_gateway_would_refuse() {
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-7"]).stdout).unwrap();
+    let key = tmp("refuse-key.json", &keys.to_string());
+    let stranger: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-7"]).stdout).unwrap();
+    let stranger = tmp("refuse-stranger-key.json", &stranger.to_string());
+    let mut policy: Value = example_policy();
+    policy["approval"]["jwks"] = keys["public"].clone();
+    let one = tmp("refuse-policy.json", &policy.to_string());
+    let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
+    partner["issuer"] = json!("https://partner.example.com");
+    policy["identity"]["jwt"]["issuers"]
+        .as_array_mut()
+        .unwrap()
+        .push(partner);
+    let two = tmp("refuse-policy-2iss.json", &policy.to_string());
+    let args = tmp("refuse-args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
+    let approve = |policy: &str, more: &[&str]| {
+        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice", "--args", &args];
+        if !more.contains(&"--key") {
+            argv.extend(["--key", &key]);
+        }
+        if !more.contains(&"--tool") {
+            argv.extend(["--tool", "send_email"]);
+        }
+        if !more.contains(&"--approver") {
+            argv.extend(["--approver", "carol@example.com"]);
+        }
+        argv.extend_from_slice(more);
+        aigate(&argv)
+    };
+    assert!(approve(&one, &[]).status.success());
+    for (policy, more, expected) in [
+        (
+            &two,
+            vec![],
+            "the policy trusts several identity issuers (https://idp.example.com, https://partner.example.com): \
+             name the subject's with --sub-iss",
+        ),
+        (
+            &two,
+            vec!["--sub-iss", "https://stranger.example.com"],
+            "--sub-iss \"https://stranger.example.com\" is not an identity issuer the policy trusts",
+        ),
+        (
+            &one,
+            vec!["--iss", "https://other.example.com"],
+            "--iss \"https://other.example.com\" is not the policy's approval.issuer",
+        ),
+        (
+            &one,
+            vec!["--key", &stranger],
+            "the policy's approval.jwks does not verify grants signed with this key",
+        ),
+        (&one, vec!["--approver", ""], "--approver must not be empty or blank"),
+        (&one, vec!["--approver", " \t"], "--approver must not be empty or blank"),
+        (
+            &one,
+            vec!["--tool", "no_such_tool"],
+            "--tool \"no_such_tool\" is not in the policy's tool catalogue",
+        ),
+    ] {
+        let out = approve(policy, &more);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{more:?}: {err}");
+        assert!(out.stdout.is_empty(), "{more:?}: a grant was printed");
+        assert!(err.contains(expected), "{more:?}: {err}");
+    }
+    // Where the gateway trusts several providers, a grant naming one of them is fine.
+    let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A blank approver names no one for any gateway, with or without a policy.
+    let out = aigate(&[
+        "approve",
+        "--key",
+        &key,
+        "--iss",
+        "https://approvals.example.com",
+        "--aud",
+        "aigate",
+        "--sub",
+        "alice",
+        "--tool",
+        "send_email",
+        "--args",
+        &args,
+        "--approver",
+        "  ",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    // A tool that needs no approval: the grant is minted, and the caller told it is never used.
+    let out = approve(&one, &["--tool", "get_order"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("warning: tool \"get_order\" has read impact: the gateway of "),
+        "{err}"
+    );
+}
+
+#[test]
+fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
+    // Arguments about 100 deep, in a body the policy's depth limit (128) accepts.
+    let mut nested = json!("x");
+    for _ in 0..98 {
+        nested = json!([nested]);
+    }
+    let args = json!({"to": "bob@example.com", "subject": "hi", "trace": nested});
+    let args_file = tmp("deep-args.json", &args.to_string());
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-deep"]).stdout).unwrap();
+    let key = tmp("deep-key.json", &keys.to_string());
+    let mut policy: Value = example_policy();
+    policy["approval"]["jwks"] = keys["public"].clone();
+    policy["limits"]["max_json_depth"] = json!(128);
+    let deep = tmp("deep-policy.json", &policy.to_string());
+    policy["limits"]["max_json_depth"] = json!(32);
+    let shallow = tmp("shallow-policy.json", &policy.to_string());
+    let request = |grant: Option<&str>| {
+        let mut r = json!({"path": "/mcp",
+            "claims": {"sub": "alice", "tenant": "acme", "azp": "support-agent", "scope": "email.send",
+                       "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+            "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "send_email", "arguments": args}}});
+        if let Some(g) = grant {
+            r["headers"] = json!({"x-aigate-approval": g});
+        }
+        tmp("deep-request.json", &r.to_string())
+    };
+    let out = aigate(&["eval", &deep, &request(None), "--now", "1800000100", "--json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["reason"], "approval_required", "{doc:#}");
+    let wanted = doc["audit"]["args_digest"].as_str().unwrap().to_string();
+    let out = aigate(&["digest", &args_file]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), wanted);
+    let approve = |policy: &str| {
+        aigate(&[
+            "approve",
+            "--key",
+            &key,
+            "--policy",
+            policy,
+            "--sub",
+            "alice",
+            "--tool",
+            "send_email",
+            "--args",
+            &args_file,
+            "--approver",
+            "carol@example.com",
+            "--iat",
+            "1800000050",
+        ])
+    };
+    let out = approve(&deep);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let grant = String::from_utf8(out.stdout).unwrap();
+    let out = aigate(&["eval", &deep, &request(Some(grant.trim())), "--now", "1800000100"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  allow"), "{text}");
+    // A gateway that reads bodies 32 deep never takes these arguments: no grant for them.
+    let out = approve(&shallow);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("deep-args.json: JSON nesting exceeds the depth limit"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -277,8 +573,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
 #[test]
 fn readiness_markdown_names_what_blocks_the_release() {
     // External impact with no approval service, and an agent whose ceiling is everything.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy.as_object_mut().unwrap().remove("approval");
     policy["workloads"][0]["scopes"] = json!(["*"]);
     let policy = tmp("unready-policy.json", &policy.to_string());
@@ -307,40 +602,24 @@ fn readiness_markdown_names_what_blocks_the_release() {
 
 #[test]
 fn readiness_warns_of_a_ceiling_that_covers_a_whole_trust_domain() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     for (prefix, warned) in [
         ("spiffe://example.org/", true),
         ("spiffe://", true),
         ("spiffe://example.org/ns/agents/", false),
     ] {
         policy["workloads"][1]["match_prefix"] = json!(prefix);
-        let file = tmp("broad-ceiling.json", &policy.to_string());
-        let out = aigate(&[
-            "readiness",
-            &file,
-            "--cases",
-            &repo("examples/cases.json"),
-            "--format",
-            "json",
-        ]);
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let found = report["findings"].as_array().unwrap().iter().any(|f| {
-            f["lint"] == "workload-ceilings"
-                && f["level"] == "warning"
-                && f["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("every workload of the trust domain")
-        });
+        let (_, report) = readiness_report(&policy, "broad-ceiling.json");
+        let found = findings(&report, "workload-ceilings")
+            .iter()
+            .any(|(level, message)| *level == "warning" && message.contains("every workload of the trust domain"));
         assert_eq!(found, warned, "{prefix}");
     }
 }
 
 #[test]
 fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     // Sample keys whose private halves are printed in the RFCs, under kids of our own.
     policy["identity"]["jwt"]["issuers"][0]["jwks"] = json!({"keys": [{"kty": "OKP", "crv": "Ed25519",
         "kid": "idp-prod", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]});
@@ -353,17 +632,8 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
     // No workload identity: a user's token works from any agent.
     policy["identity"].as_object_mut().unwrap().remove("workload");
     policy.as_object_mut().unwrap().remove("workloads");
-    let policy = tmp("published-key-policy.json", &policy.to_string());
-    let out = aigate(&[
-        "readiness",
-        &policy,
-        "--cases",
-        &repo("examples/cases.json"),
-        "--format",
-        "json",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "not ready exits 1");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = readiness_report(&policy, "published-key-policy.json");
+    assert_eq!(code, Some(1), "not ready exits 1");
     let findings: Vec<(&str, &str, &str)> = report["findings"]
         .as_array()
         .unwrap()
@@ -414,15 +684,7 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
         "{findings:?}"
     );
     // The shipped example's keys are none of these, and its data is per tenant.
-    let out = aigate(&[
-        "readiness",
-        &repo("examples/policy.json"),
-        "--cases",
-        &repo("examples/cases.json"),
-        "--format",
-        "json",
-    ]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, report) = readiness_report(&example_policy(), "example-policy.json");
     let lints: Vec<&str> = report["findings"]
         .as_array()
         .unwrap()
@@ -437,9 +699,227 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
 }
 
 #[test]
+fn readiness_refuses_every_rfc_example_key_a_policy_can_hold() {
+    let example: Value = example_policy();
+    let rsa_7520 = "n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrK\
+                    b2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lF\
+                    HpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kR\
+                    huaxwUkRz5iaiQkqgc5gHdrNP5zw";
+    // (where the key goes, the key, what the finding names)
+    let cases = [
+        (
+            "identity",
+            json!({"kty": "EC", "crv": "P-256", "kid": "1", "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+                   "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}),
+            "the P-256 example key of RFC 7517 (appendix A.1 and A.2, kid 1)",
+        ),
+        (
+            "approval",
+            json!({"kty": "oct", "kid": "018c0ae5-4d9b-471b-bfd6-eef314bc7037", "use": "sig", "alg": "HS256",
+                   "k": "hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}),
+            "the HMAC example key of RFC 7520 (section 3.5)",
+        ),
+        (
+            "approval",
+            json!({"kty": "oct", "kid": "aes", "k": "AAPapAv4LbFbiVawEjagUBluYqN5rhna-8nuldDvOx8"}),
+            "the AES example key of RFC 7520 (section 3.6)",
+        ),
+        (
+            "identity",
+            json!({"kty": "RSA", "kid": "bilbo.baggins@hobbiton.example", "e": "AQAB", "n": rsa_7520}),
+            "the RSA example key of RFC 7520 (sections 3.3 and 3.4",
+        ),
+        (
+            "identity",
+            json!({"kty": "EC", "crv": "P-256", "kid": "bob", "x": "weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ",
+                   "y": "e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"}),
+            "RFC 7518 (appendix C, the recipient's)",
+        ),
+        (
+            "approval",
+            json!({"kty": "EC", "crv": "P-256", "kid": "alice", "x": "gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0",
+                   "y": "SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps"}),
+            "RFC 7518 (appendix C, the sender's)",
+        ),
+    ];
+    for (whose, key, name) in cases {
+        let mut policy = example.clone();
+        let (slot, trusted_by) = match whose {
+            "identity" => (
+                &mut policy["identity"]["jwt"]["issuers"][0]["jwks"],
+                "identity issuer \"https://idp.example.com\"",
+            ),
+            _ => (&mut policy["approval"]["jwks"], "the approval service"),
+        };
+        *slot = json!({"keys": [key]});
+        let (code, report) = readiness_report(&policy, "rfc-key-policy.json");
+        assert_eq!(code, Some(1), "{name}");
+        let found = findings(&report, "published-key")
+            .iter()
+            .any(|(level, message)| *level == "error" && message.starts_with(trusted_by) && message.contains(name));
+        assert!(found, "{name}: {report:#}");
+    }
+    // jwt.io's old default secret is too short for any policy to trust.
+    let mut policy = example;
+    policy["approval"]["jwks"] = json!({"keys": [{"kty": "oct", "kid": "jwt-io", "k": "eW91ci0yNTYtYml0LXNlY3JldA"}]});
+    let out = aigate(&["check", &tmp("jwt-io-policy.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("oct key is 19 bytes"), "{err}");
+}
+
+#[test]
+fn readiness_refuses_an_llm_route_at_the_root_that_passes_provider_state() {
+    // An LLM route at "/" that lets provider-kept state through takes every request no
+    // earlier route takes: DELETE /api/refunds/all passes for any authenticated caller.
+    let mut policy: Value = example_policy();
+    policy["models"] = json!({"allow": ["gpt-4o-mini"]});
+    for (prefix, state, refused) in [
+        ("/", "allow", true),
+        ("/", "deny", false),
+        ("/v1/chat/completions", "allow", false),
+    ] {
+        policy["routes"] = json!([policy["routes"][0].clone(),
+            {"id": "llm", "prefix": prefix, "protocol": "openai_chat", "provider_state": state}]);
+        let (code, report) = readiness_report(&policy, "llm-root-policy.json");
+        let found = findings(&report, "fail-closed").iter().any(|(level, message)| {
+            *level == "error"
+                && message.starts_with(
+                    "route \"llm\" is an LLM route at \"/\" with provider_state: allow: every request no earlier \
+                     route takes reaches the upstream",
+                )
+        });
+        assert_eq!(found, refused, "{prefix} {state}: {report:#}");
+        assert_eq!(code, Some(if refused { 1 } else { 0 }), "{prefix} {state}");
+    }
+}
+
+#[test]
+fn readiness_finds_routes_earlier_routes_hide() {
+    let example: Value = example_policy();
+    let action = |id: &str, prefix: &str, tool: &str, methods: Value| json!({"id": id, "prefix": prefix, "protocol": "action", "tool": tool, "methods": methods});
+    let mcp = |id: &str, prefix: &str| json!({"id": id, "prefix": prefix, "protocol": "mcp"});
+    // (routes, the unreachable-routes findings expected: level and the start of the message)
+    let cases: Vec<(Value, Vec<(&str, &str)>)> = vec![
+        // An external tool's endpoint below a read tool's prefix: reached as the read tool.
+        (
+            json!([
+                action("orders-api", "/api", "get_order", json!(["POST"])),
+                action("email-api", "/api/email", "send_email", json!(["POST"]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"orders-api\" takes every request \
+                            it matches (first match wins), so its requests are judged by that route's rules instead: \
+                            the endpoint of external tool \"send_email\" is reached without its checks",
+            )],
+        ),
+        // An MCP endpoint at "/" takes every method and path.
+        (
+            json!([
+                mcp("mcp", "/"),
+                action("refunds-api", "/api/refunds", "refund_order", json!(["POST"]))
+            ]),
+            vec![("error", "route \"refunds-api\" is never reached: earlier route \"mcp\"")],
+        ),
+        // Letters compare without case, as requests are matched.
+        (
+            json!([
+                action("orders-api", "/API", "get_order", json!([])),
+                action("email-api", "/api/email", "send_email", json!([]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"orders-api\"",
+            )],
+        ),
+        // Two earlier routes together take every method of a later one.
+        (
+            json!([
+                action("reads", "/api", "get_order", json!(["GET"])),
+                action("writes", "/api", "refund_order", json!(["POST"])),
+                action("email-api", "/api/email", "send_email", json!(["GET", "POST"]))
+            ]),
+            vec![(
+                "error",
+                "route \"email-api\" is never reached: earlier route \"reads\" and \"writes\" take",
+            )],
+        ),
+        // A trailing slash takes every path below the prefix, not the prefix itself.
+        (
+            json!([
+                action("orders-api", "/api/", "get_order", json!([])),
+                action("email-api", "/api", "send_email", json!([]))
+            ]),
+            vec![(
+                "warning",
+                "route \"email-api\" is partly hidden by earlier route \"orders-api\" (first match \
+                              wins): its requests below \"/api\" go to that route, so it is reached only at \"/api\" \
+                              itself",
+            )],
+        ),
+        (
+            json!([
+                action("orders-api", "/api", "get_order", json!([])),
+                action("email-api", "/api/", "send_email", json!([]))
+            ]),
+            vec![("error", "route \"email-api\" is never reached")],
+        ),
+        // Some methods only.
+        (
+            json!([
+                action("orders-api", "/api/email", "get_order", json!(["GET"])),
+                action("email-api", "/api/email", "send_email", json!(["GET", "POST"]))
+            ]),
+            vec![(
+                "warning",
+                "route \"email-api\" is partly hidden by earlier route \"orders-api\" (first match \
+                              wins): its GET requests go to that route",
+            )],
+        ),
+        // One host only; a host given with another case is the same host.
+        (
+            json!([{"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "EU.example.com"}, mcp("mcp", "/mcp")]),
+            vec![(
+                "warning",
+                "route \"mcp\" is partly hidden by earlier route \"eu\" (first match wins): its requests \
+                              on host eu.example.com go to that route",
+            )],
+        ),
+        (
+            json!([{"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "EU.example.com"},
+                   {"id": "eu-2", "prefix": "/mcp", "protocol": "mcp", "host": "eu.example.com"}]),
+            vec![("error", "route \"eu-2\" is never reached: earlier route \"eu\"")],
+        ),
+        // Nothing hidden: a more specific route first, a sibling prefix, another host.
+        (
+            json!([action("email-api", "/api/email", "send_email", json!([])),
+                   action("orders-api", "/api", "get_order", json!([])),
+                   action("admin", "/api-admin", "refund_order", json!([])),
+                   {"id": "eu", "prefix": "/mcp", "protocol": "mcp", "host": "eu.example.com"},
+                   {"id": "us", "prefix": "/mcp", "protocol": "mcp", "host": "us.example.com"}]),
+            vec![],
+        ),
+    ];
+    for (routes, expected) in cases {
+        let mut policy = example.clone();
+        policy["routes"] = routes.clone();
+        let (code, report) = readiness_report(&policy, "hidden-routes-policy.json");
+        let found = findings(&report, "unreachable-routes");
+        assert_eq!(found.len(), expected.len(), "{routes}: {found:#?}");
+        for ((level, message), (want_level, want)) in found.iter().zip(&expected) {
+            assert_eq!(level, want_level, "{routes}: {message}");
+            assert!(message.starts_with(want), "{routes}:\n{message}\nwanted\n{want}");
+        }
+        if expected.iter().any(|(level, _)| *level == "error") {
+            assert_eq!(code, Some(1), "{routes}");
+        }
+    }
+}
+
+#[test]
 fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["mode"] = json!("monitor");
     policy["identity"]["max_token_lifetime_seconds"] = json!(86400);
     policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
@@ -562,6 +1042,36 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
 }
 
 #[test]
+fn readiness_markdown_keeps_every_case_name_in_its_cell() {
+    // A bare CR ends a line in Markdown as LF does: a name must not end the table and
+    // start a heading of its own.
+    let name = "a refund\r# aigate readiness: READY\rAll known outcomes replayed as expected.\r| pass | x";
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}}]});
+    let out = aigate(&[
+        "readiness",
+        &repo("examples/policy.json"),
+        "--cases",
+        &tmp("cr-cases.json", &cases.to_string()),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\r'), "{text:?}");
+    let headings: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(
+        headings,
+        ["# aigate readiness: NOT READY", "## Lints", "## Known outcomes"],
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow |"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn readiness_refuses_unusable_input_with_exit_2() {
     let out = aigate(&[
         "readiness",
@@ -576,6 +1086,31 @@ fn readiness_refuses_unusable_input_with_exit_2() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("cases[0].expect.decison"), "{err}");
     assert!(err.contains("unknown field `decison`"), "{err}");
+    // A reason or decision outside the closed sets is a typo in the file, not an outcome.
+    for (expect, at, message) in [
+        (
+            json!({"decision": "deny", "reason": "scope_mising"}),
+            "at cases[0].expect.reason: ",
+            "unknown reason \"scope_mising\": expected one of unauthenticated, token_invalid,",
+        ),
+        (
+            json!({"decision": "denied"}),
+            "at cases[0].expect.decision: ",
+            "unknown decision \"denied\": expected allow, deny, would_deny",
+        ),
+    ] {
+        let cases = json!({"cases": [{"name": "x", "request": {"path": "/mcp"}, "expect": expect}]});
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &tmp("typo-reason.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{expect}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("typo-reason.json {at}{message}")), "{err}");
+    }
     // A body with a duplicate key would replay as the body that kept one of them, which the
     // plugin refuses: the file is refused instead.
     let dup = r#"{"cases": [{"name": "x", "request": {"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1,
@@ -595,8 +1130,7 @@ fn readiness_refuses_unusable_input_with_exit_2() {
 fn replay_from_claims_holds_an_issuer_to_its_scopes() {
     // A partner IdP trusted for order lookups only: a case given as bare claims is judged
     // as the plugin judges the partner's token.
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
     partner["issuer"] = json!("https://partner.example.com");
     partner["scopes"] = json!(["orders.read"]);
@@ -662,6 +1196,83 @@ fn replay_from_claims_holds_an_issuer_to_its_scopes() {
 }
 
 #[test]
+fn claims_and_a_credential_header_are_one_caller_too_many() {
+    // Under `source: jwt` the plugin verifies the header's token: claims beside it stand
+    // for nothing it would see, so such a request is refused, not judged as allowed.
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}});
+    let policy = repo("examples/policy.json");
+    for authorization in [json!("Bearer not-a-token"), json!(["Bearer a.b.c", "Bearer d.e.f"])] {
+        let request =
+            json!({"path": "/mcp", "headers": {"Authorization": authorization}, "claims": claims, "body": body});
+        let file = tmp("claims-and-bearer.json", &request.to_string());
+        let out = aigate(&["eval", &policy, &file, "--now", "1800000100"]);
+        assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(
+                "claims-and-bearer.json: the request gives claims and the credential header \"authorization\""
+            ),
+            "{err}"
+        );
+        // In a cases file the case is named, and nothing is replayed.
+        let cases = json!({"now": 1_800_000_100u64, "cases": [
+            {"name": "fine", "request": {"path": "/mcp", "claims": claims, "body": body}, "expect": {"decision": "allow"}},
+            {"name": "two callers", "request": request, "expect": {"decision": "allow"}}]});
+        let out = aigate(&[
+            "readiness",
+            &policy,
+            "--cases",
+            &tmp("claims-and-bearer-cases.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("claims-and-bearer-cases.json at cases[1] (\"two callers\"): the request gives claims"),
+            "{err}"
+        );
+    }
+    // The same credential alone is judged as the plugin judges it.
+    let request = json!({"path": "/mcp", "headers": {"authorization": ["Bearer a.b.c", "Bearer d.e.f"]}, "body": body});
+    let out = aigate(&[
+        "eval",
+        &policy,
+        &tmp("two-bearers.json", &request.to_string()),
+        "--now",
+        "1800000100",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  deny token_invalid"), "{text}");
+    // Behind jwt_authn the plugin checks the header beside the verified payload: both are judged.
+    let mut behind = example_policy();
+    behind["identity"]["source"] = json!("jwt_authn");
+    behind["identity"].as_object_mut().unwrap().remove("jwt");
+    behind["identity"]["jwt_authn"] =
+        json!({"namespace": "envoy.filters.http.jwt_authn", "payload_key": "jwt_payload"});
+    behind.as_object_mut().unwrap().remove("approval");
+    behind["tools"].as_object_mut().unwrap().remove("send_email");
+    let behind = tmp("jwt-authn-policy.json", &behind.to_string());
+    let request =
+        json!({"path": "/mcp", "headers": {"authorization": "Bearer not-a-token"}, "claims": claims, "body": body});
+    let out = aigate(&[
+        "eval",
+        &behind,
+        &tmp("jwt-authn-bearer.json", &request.to_string()),
+        "--now",
+        "1800000100",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("decision  deny token_invalid"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn eval_explains_each_rule_in_order() {
     let request = json!({"path": "/mcp",
         "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
@@ -706,10 +1317,79 @@ fn eval_explains_each_rule_in_order() {
 }
 
 #[test]
+fn eval_explains_identity_before_the_body_as_the_engine_checks_them() {
+    let claims = json!({"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                        "scope": "orders.read", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64});
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"customer_id":"c-42"}}}"#;
+    let duplicate =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","name":"x","arguments":{}}}"#;
+    let read = format!("pass  body       {} bytes: size, JSON", call.len());
+    // (request, the steps the explanation lists, in order)
+    let cases = [
+        // A known caller whose body is refused: identity passed, the body failed.
+        (
+            json!({"path": "/mcp", "claims": claims, "body_text": duplicate}),
+            vec![
+                "pass  route      support-mcp (prefix /mcp, mcp)",
+                "pass  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "pass  identity   subject alice, tenant acme, workload support-agent (ceiling support-agent); \
+                 token scopes: orders.read",
+                "FAIL  body       size, JSON",
+            ],
+        ),
+        // No caller: the body, not JSON, was never read.
+        (
+            json!({"path": "/mcp", "body_text": "not json"}),
+            vec![
+                "pass  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "FAIL  identity   no principal",
+                "----  body       size, JSON",
+            ],
+        ),
+        // A compressed body is refused at the head, before identity.
+        (
+            json!({"path": "/mcp", "claims": claims, "headers": {"content-encoding": "gzip"}, "body_text": call}),
+            vec![
+                "FAIL  headers    encoding, the body's declared type and size, repeated or disguised headers",
+                "----  identity   no principal",
+                "----  body       size, JSON",
+            ],
+        ),
+        // Allowed: everything passed, the body read.
+        (
+            json!({"path": "/mcp", "claims": claims, "body_text": call}),
+            vec![
+                "pass  identity   subject alice, tenant acme, workload support-agent (ceiling support-agent); \
+                 token scopes: orders.read",
+                &read,
+                "pass  call       get_order -> intent orders.read, impact read, owner orders-team@example.com",
+            ],
+        ),
+        // An MCP endpoint takes three methods: the route refused the request.
+        (
+            json!({"method": "PUT", "path": "/mcp", "claims": claims}),
+            vec!["FAIL  route      support-mcp (prefix /mcp, mcp)"],
+        ),
+    ];
+    for (request, expected) in cases {
+        let file = tmp("explain-order.json", &request.to_string());
+        let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let steps: Vec<&str> = text.lines().map(str::trim_start).collect();
+        let at: Vec<Option<usize>> = expected
+            .iter()
+            .map(|line| steps.iter().position(|s| s == line))
+            .collect();
+        assert!(at.iter().all(Option::is_some), "{expected:#?} in\n{text}");
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "order of {expected:#?} in\n{text}");
+    }
+}
+
+#[test]
 fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
     let keys: Value = serde_json::from_slice(&aigate(&["keygen", "--kid", "approvals-9"]).stdout).unwrap();
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["approval"]["jwks"] = keys["public"].clone();
     let policy = tmp("grant-policy.json", &policy.to_string());
     let key = tmp("grant-key.json", &keys.to_string());
@@ -777,8 +1457,7 @@ fn readiness_cases_share_one_run_so_a_grant_is_single_use() {
 
 #[test]
 fn eval_and_readiness_judge_a_models_answer() {
-    let mut policy: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("examples/policy.json")).unwrap()).unwrap();
+    let mut policy: Value = example_policy();
     policy["routes"]
         .as_array_mut()
         .unwrap()

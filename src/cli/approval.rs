@@ -1,7 +1,9 @@
 //! `aigate keygen`, `aigate digest`, `aigate approve`: what an approval service (and a
 //! test) needs to mint grants the plugin accepts.
 
+use crate::config::Impact;
 use crate::jws::SigningKey;
+use crate::policy::{ApprovalPolicy, Policy, TokenSource};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -45,53 +47,134 @@ pub fn keygen(alg: &str, kid: Option<String>) -> Result<Value, String> {
     })
 }
 
-pub fn read_json(path: &Path) -> Result<Value, String> {
-    let bytes = if path == Path::new("-") {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
-        buf
-    } else {
-        super::read(path)?
-    };
-    crate::json::parse(&bytes, 64).map_err(|e| format!("{}: {e}", path.display()))
+/// Reads a JSON file (`-`: stdin) nested at most `depth` deep.
+pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
+    super::parse_json(path, &super::read(path)?, depth)
 }
 
-pub fn digest(path: &Path) -> Result<String, String> {
-    let args = read_json(path)?;
+/// The digest of the arguments in `path`, read as deep as a gateway may read them: the
+/// policy's `limits.max_json_depth`, or without a policy the deepest any policy allows.
+/// (Below an action route the body is the arguments; an MCP call's sit two levels into
+/// the body: the depth a route would take.)
+pub fn digest(path: &Path, depth: Option<usize>) -> Result<String, String> {
+    let args = read_json(path, depth.unwrap_or(crate::policy::MAX_JSON_DEPTH))?;
     if !args.is_object() {
-        return Err(format!("{}: tool arguments are a JSON object", path.display()));
+        return Err(format!("{}: tool arguments are a JSON object", super::name(path)));
     }
     crate::digest::args_digest(&args).map_err(|e| e.to_string())
 }
 
-/// The grant's `iss` and `aud`: given, else the policy's approval issuer and audience. A
-/// guess would mint grants the gateway refuses (`approval_invalid`), so neither is assumed.
-pub fn addressing(policy: Option<&Path>, iss: Option<String>, aud: Option<String>) -> Result<(String, String), String> {
-    let (p_iss, p_aud) = match policy {
-        Some(path) => {
-            let compiled = crate::policy::compile(&super::read(path)?).map_err(|errors| {
-                let first = errors.first().map(ToString::to_string).unwrap_or_default();
-                format!("{}: invalid policy ({first}); run aigate check", path.display())
-            })?;
-            let a = compiled
-                .approval
-                .ok_or_else(|| format!("{}: the policy has no approval section", path.display()))?;
-            (Some(a.issuer), Some(a.audience))
+/// A compiled policy and the file it came from.
+struct Gateway<'a> {
+    path: &'a Path,
+    policy: Policy,
+}
+
+impl<'a> Gateway<'a> {
+    fn load(path: &'a Path) -> Result<Gateway<'a>, String> {
+        let policy = crate::policy::compile(&super::read(path)?).map_err(|errors| {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            format!("{}: invalid policy ({first}); run aigate check", super::name(path))
+        })?;
+        Ok(Gateway { path, policy })
+    }
+
+    fn approval(&self) -> Result<&ApprovalPolicy, String> {
+        self.policy
+            .approval
+            .as_ref()
+            .ok_or_else(|| format!("{}: the policy has no approval section", super::name(self.path)))
+    }
+
+    /// Refuses a grant this gateway would refuse whoever presents it, before it is signed.
+    fn admits(&self, a: &Approve<'_>, issuer: &str, audience: &str) -> Result<(), String> {
+        let cfg = self.approval()?;
+        let refuses = |what: String, reason: &str| {
+            Err(format!(
+                "{what}: the gateway of {} would refuse the grant ({reason})",
+                super::name(self.path)
+            ))
+        };
+        if issuer != cfg.issuer {
+            return refuses(
+                format!("--iss {issuer:?} is not the policy's approval.issuer {:?}", cfg.issuer),
+                "approval_invalid",
+            );
         }
-        None => (None, None),
-    };
-    match (iss.or(p_iss), aud.or(p_aud)) {
-        (Some(i), Some(a)) => Ok((i, a)),
-        _ => Err(
-            "name the gateway the grant is for: --policy POLICY (its approval.issuer and approval.audience), or both --iss and --aud".into(),
-        ),
+        if audience != cfg.audience {
+            return refuses(
+                format!(
+                    "--aud {audience:?} is not the policy's approval.audience {:?}",
+                    cfg.audience
+                ),
+                "approval_invalid",
+            );
+        }
+        let Some(tool) = self.policy.tools.get(&a.tool) else {
+            return Err(format!(
+                "--tool {:?} is not in the policy's tool catalogue: the gateway of {} refuses its calls \
+                 (tool_unknown) whatever grant they carry",
+                a.tool,
+                super::name(self.path)
+            ));
+        };
+        if tool.impact != Impact::External {
+            eprintln!(
+                "warning: tool {:?} has {} impact: the gateway of {} asks no approval for it, so this grant is never used",
+                a.tool,
+                crate::audit::impact_label(tool.impact),
+                super::name(self.path)
+            );
+        }
+        // A subject is named by its identity provider where the gateway trusts several.
+        let issuers: Vec<&str> = match &self.policy.identity.token {
+            TokenSource::Jwt { issuers, .. } | TokenSource::Vouched { issuers } => {
+                issuers.iter().map(|i| i.issuer.as_str()).collect()
+            }
+            // Behind jwt_authn the providers are Envoy's: not known here.
+            TokenSource::JwtAuthn { .. } => Vec::new(),
+        };
+        match &a.subject_issuer {
+            None if self.policy.identity.several_issuers() => refuses(
+                format!(
+                    "the policy trusts several identity issuers ({}): name the subject's with --sub-iss",
+                    issuers.join(", ")
+                ),
+                "approval_mismatch",
+            ),
+            Some(named) if !issuers.is_empty() && !issuers.contains(&named.as_str()) => refuses(
+                format!(
+                    "--sub-iss {named:?} is not an identity issuer the policy trusts ({}): no caller's token names it",
+                    issuers.join(", ")
+                ),
+                "approval_mismatch",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a signed grant whose signature this gateway's approval keys do not accept.
+    fn verifies(&self, grant: &str, key: &Path) -> Result<(), String> {
+        match self.approval()?.keys.verify(grant) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!(
+                "{}: the policy's approval.jwks does not verify grants signed with this key ({e}): the gateway of {} \
+                 would refuse the grant (approval_invalid); add its public half to approval.jwks",
+                super::name(key),
+                super::name(self.path)
+            )),
+        }
     }
 }
 
 pub struct Approve<'a> {
     pub key: &'a Path,
-    pub issuer: String,
-    pub audience: String,
+    /// The policy the grant is for: its approval issuer and audience address the grant,
+    /// and nothing its gateway would refuse is signed.
+    pub policy: Option<&'a Path>,
+    /// `--iss` and `--aud`: without a policy, required; with one, equal to its own.
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
     pub subject: String,
     pub subject_issuer: Option<String>,
     pub tool: String,
@@ -103,22 +186,55 @@ pub struct Approve<'a> {
 }
 
 pub fn approve(a: Approve<'_>) -> Result<String, String> {
-    let jwk = read_json(a.key)?;
+    let gateway = a.policy.map(Gateway::load).transpose()?;
+    // The grant's `iss` and `aud`: given, else the policy's. A guess would mint grants
+    // the gateway refuses (`approval_invalid`), so neither is assumed.
+    let (p_iss, p_aud) = match &gateway {
+        Some(g) => {
+            let cfg = g.approval()?;
+            (Some(cfg.issuer.clone()), Some(cfg.audience.clone()))
+        }
+        None => (None, None),
+    };
+    let (Some(issuer), Some(audience)) = (a.issuer.clone().or(p_iss), a.audience.clone().or(p_aud)) else {
+        return Err(
+            "name the gateway the grant is for: --policy POLICY (its approval.issuer and approval.audience), or both --iss and --aud".into(),
+        );
+    };
+    // A grant names who approved what for whom (the audit record names the approver),
+    // and has an id to be used once by.
+    for (flag, value) in [
+        ("--approver", Some(&a.approver)),
+        ("--sub", Some(&a.subject)),
+        ("--tool", Some(&a.tool)),
+        ("--jti", a.jti.as_ref()),
+        ("--sub-iss", a.subject_issuer.as_ref()),
+    ] {
+        if value.is_some_and(|v| v.trim().is_empty()) {
+            return Err(format!(
+                "{flag} must not be empty or blank: a grant names who approved what for whom"
+            ));
+        }
+    }
+    if let Some(g) = &gateway {
+        g.admits(&a, &issuer, &audience)?;
+    }
+    let jwk = read_json(a.key, crate::policy::MAX_JSON_DEPTH)?;
     // Accept the `keygen` output as is, or a bare private JWK.
     let jwk = jwk.get("private").cloned().unwrap_or(jwk);
     if jwk.get("keys").is_some() {
         return Err(format!(
             "{}: a JWKS (the public half, for the policy's approval.jwks) cannot sign: pass the private JWK, or the whole `aigate keygen` output",
-            a.key.display()
+            super::name(a.key)
         ));
     }
     if jwk.get("kty").and_then(Value::as_str) == Some("OKP") && jwk.get("d").is_none() {
         return Err(format!(
             "{}: a public key cannot sign: pass the private JWK (with \"d\"), as `aigate keygen` prints it under \"private\"",
-            a.key.display()
+            super::name(a.key)
         ));
     }
-    let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", a.key.display()))?;
+    let key = SigningKey::from_jwk(&jwk).map_err(|e| format!("{}: {e}", super::name(a.key)))?;
     if a.ttl == 0 || a.ttl > crate::approval::MAX_AGE_CEILING {
         return Err(format!(
             "--ttl must be between 1 and {} seconds: an approval is for an action about to happen",
@@ -137,14 +253,15 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         None => b64(&random::<16>()?),
     };
     let mut claims = Map::new();
-    claims.insert("iss".into(), json!(a.issuer));
-    claims.insert("aud".into(), json!(a.audience));
+    claims.insert("iss".into(), json!(issuer));
+    claims.insert("aud".into(), json!(audience));
     claims.insert("sub".into(), json!(a.subject));
     if let Some(iss) = a.subject_issuer {
         claims.insert("sub_iss".into(), json!(iss));
     }
     claims.insert("tool".into(), json!(a.tool));
-    claims.insert("args_digest".into(), json!(digest(a.args)?));
+    let depth = gateway.as_ref().map(|g| g.policy.limits.max_json_depth);
+    claims.insert("args_digest".into(), json!(digest(a.args, depth)?));
     claims.insert("approver".into(), json!(a.approver));
     claims.insert("iat".into(), json!(now));
     let exp = now
@@ -152,5 +269,9 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         .ok_or("--iat plus --ttl is past the end of time")?;
     claims.insert("exp".into(), json!(exp));
     claims.insert("jti".into(), json!(jti));
-    Ok(key.sign(&claims))
+    let grant = key.sign(&claims);
+    if let Some(g) = &gateway {
+        g.verifies(&grant, a.key)?;
+    }
+    Ok(grant)
 }

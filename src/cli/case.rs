@@ -129,8 +129,37 @@ impl Evaluator {
         })
     }
 
+    /// Why `req` cannot stand for a request the plugin would see, if it cannot.
+    ///
+    /// Claims stand for the token a policy that verifies tokens itself (`source: jwt`)
+    /// reads from its credential header. A request giving both has two callers: the
+    /// plugin would verify the header's token (refusing a bad or repeated one) and never
+    /// see the claims. Judging the header and then taking the claims as its payload is a
+    /// request no gateway ever sees (a case asserting `allow` for two Authorization
+    /// headers passed); judging the header alone drops the claims the case was written
+    /// with. Either way the replay would disagree with the case's author without a word,
+    /// so the case is refused instead: a malformed or repeated credential is tested
+    /// without claims, a caller with claims without the header. Behind `jwt_authn` the
+    /// plugin itself checks the header beside the verified payload, so both are judged.
+    pub fn refuses(&self, req: &Request) -> Option<String> {
+        let TokenSource::Jwt { header, .. } = &self.policy.identity.token else {
+            return None;
+        };
+        let sent = req.headers.keys().any(|k| k.eq_ignore_ascii_case(header));
+        (req.claims.is_some() && sent).then(|| {
+            format!(
+                "the request gives claims and the credential header {header:?}: the plugin verifies that \
+                 header's token and never sees the claims, which stand for it; give the caller either as claims or as a real \
+                 credential in headers (a malformed or repeated credential needs no claims)"
+            )
+        })
+    }
+
     /// Runs one request at time `now` (Unix seconds).
     pub fn run(&self, req: &Request, now: u64) -> Result<Outcome, String> {
+        if let Some(problem) = self.refuses(req) {
+            return Err(problem);
+        }
         if req.body.is_some() && req.body_text.is_some() {
             return Err("give either body or body_text, not both".into());
         }

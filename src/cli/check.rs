@@ -19,7 +19,7 @@ pub fn run(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            eprintln!("{}: {} error(s)", super::name(path), errors.len());
             for e in errors {
                 eprintln!("  error: {e}");
             }

@@ -14,7 +14,7 @@ const BAD_INPUT: u8 = 2;
 fn load(policy: &Path) -> Result<Evaluator, String> {
     let bytes = super::read(policy)?;
     Evaluator::new(&bytes).map_err(|errors| {
-        let mut s = format!("{}: invalid policy ({} error(s))", policy.display(), errors.len());
+        let mut s = format!("{}: invalid policy ({} error(s))", super::name(policy), errors.len());
         for e in errors {
             s.push_str(&format!("\n  error: {e}"));
         }
@@ -29,14 +29,14 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
     let bytes = super::read(path)?;
     // As strict as the plugin: a request body with a duplicate key must not replay as the
     // body that kept the last one.
-    crate::json::parse(&bytes, CASE_FILE_DEPTH).map_err(|e| format!("{}: {e}", path.display()))?;
+    super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
         let at = if at == "." { String::new() } else { format!(" at {at}") };
-        format!("{}{at}: {}", path.display(), e.into_inner())
+        format!("{}{at}: {}", super::name(path), e.into_inner())
     })?;
-    de.end().map_err(|e| format!("{}: {e}", path.display()))?;
+    de.end().map_err(|e| format!("{}: {e}", super::name(path)))?;
     Ok(value)
 }
 
@@ -83,7 +83,7 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
     };
     let outcome = match evaluator.run(&req, now_or_clock(now)) {
         Ok(o) => o,
-        Err(e) => return fail(&format!("{}: {e}", request.display())),
+        Err(e) => return fail(&format!("{}: {e}", super::name(request))),
     };
     let policy = &evaluator.policy;
     if as_json {
@@ -111,7 +111,7 @@ pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64
     };
     let outcome = match evaluator.run_answer(&req, &body, now_or_clock(now)) {
         Ok(o) => o,
-        Err(e) => return fail(&format!("{}: {e}", answer.display())),
+        Err(e) => return fail(&format!("{}: {e}", super::name(answer))),
     };
     let d = &outcome.decision;
     let replaced = outcome.reply_body.as_deref().map(json_or_text);
@@ -158,6 +158,17 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    // A case that cannot stand for a request the plugin sees is a wrong case file, not a
+    // wrong outcome: refused before anything is replayed.
+    for (i, c) in corpus.cases.iter().enumerate() {
+        if let Some(problem) = evaluator.refuses(&c.request) {
+            return fail(&format!(
+                "{} at cases[{i}] ({:?}): {problem}",
+                super::name(cases),
+                c.name
+            ));
+        }
+    }
     let findings = lint::lint(&evaluator.policy);
     let results = readiness::replay(&evaluator, &corpus, now_or_clock(now));
     let report = readiness::report(&evaluator.policy, findings, results);

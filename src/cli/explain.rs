@@ -2,9 +2,11 @@
 //! the order it applies them, each passed, failed or not reached.
 //!
 //! The engine stops at the first failing rule and names it (`Denial::rule`), and it
-//! checks in a fixed order (route, input, identity, then per call: catalogue, scope,
-//! bindings, constraints, approval; data and model rules), so the rules before the failing
-//! one passed and those after it were not reached.
+//! checks in a fixed order: route; the request head (encodings, the body's declared type
+//! and size, repeated or disguised headers); identity, from the headers alone; then the
+//! body (its size and JSON), and per call: catalogue, scope, bindings, constraints,
+//! approval; data and model rules. So the rules before the failing one passed and those
+//! after it were not reached.
 
 use super::case::Outcome;
 use crate::audit::impact_label;
@@ -23,8 +25,13 @@ const SKIP: &str = "----";
 enum Stop {
     None,
     Route,
-    Input,
+    /// The request head: checked before identity.
+    Headers,
     Identity,
+    /// After identity, before the body was read (an LLM route's provider state).
+    State,
+    /// The body's size and JSON.
+    Body,
     /// A call's rule (or the call list as a whole: batch size, offers).
     Call,
     /// Data boundary, model and offered tools.
@@ -34,9 +41,11 @@ enum Stop {
 fn rank(s: &Stop) -> u8 {
     match s {
         Stop::Route => 0,
-        Stop::Input => 1,
+        Stop::Headers => 1,
         Stop::Identity => 2,
-        Stop::Call | Stop::Request | Stop::None => 3,
+        Stop::State => 3,
+        Stop::Body => 4,
+        Stop::Call | Stop::Request | Stop::None => 5,
     }
 }
 
@@ -44,10 +53,20 @@ fn stop(d: &Decision) -> Stop {
     let Some(denial) = &d.denial else {
         return Stop::None;
     };
+    // Whether identity was settled (it is, once the head passed): what failed after it
+    // was the body or what the body asks for.
+    let identified = d.identity.is_some();
+    let input = matches!(
+        denial.reason,
+        Reason::BodyTooLarge | Reason::BodyMalformed | Reason::EncodingUnsupported
+    ) || denial.rule == "approval.header";
     match denial.reason {
         Reason::RouteUnmatched => Stop::Route,
-        Reason::BodyTooLarge | Reason::BodyMalformed | Reason::EncodingUnsupported => Stop::Input,
-        r if r.is_identity() => Stop::Identity,
+        _ if input && !identified => Stop::Headers,
+        _ if input => Stop::Body,
+        // A session-bound token's MCP message without its session is refused per message.
+        r if r.is_identity() && d.identity != Some(Ok(())) => Stop::Identity,
+        _ if d.body_bytes.is_none() => Stop::State,
         r if r.is_approval() || denial.rule.starts_with("tools") => Stop::Call,
         _ => Stop::Request,
     }
@@ -79,7 +98,7 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
         Some(r) => step(
             &mut out,
             1,
-            PASS,
+            if stopped == Stop::Route { FAIL } else { PASS },
             "route",
             &format!(
                 "{} (prefix {}, {})",
@@ -97,7 +116,17 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
             "no route matches: passed unjudged (unmatched: allow)",
         ),
     }
-    if route.is_none() {
+    if route.is_none() || stopped == Stop::Route {
+        return finish(out, policy, o);
+    }
+    if d.metadata {
+        step(
+            &mut out,
+            1,
+            PASS,
+            "metadata",
+            "the route's OAuth protected resource metadata, answered by aigate (no caller, no upstream)",
+        );
         return finish(out, policy, o);
     }
     let mark = |at: Stop| {
@@ -109,15 +138,33 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
             PASS
         }
     };
-    step(&mut out, 1, mark(Stop::Input), "input", "encoding, size, JSON");
+    step(
+        &mut out,
+        1,
+        mark(Stop::Headers),
+        "headers",
+        "encoding, the body's declared type and size, repeated or disguised headers",
+    );
 
-    // Identity.
+    // Identity, from the headers alone: before the body is read.
     let who = d
         .principal
         .as_ref()
         .map_or_else(|| "no principal".to_string(), |p| principal(policy, p));
     step(&mut out, 1, mark(Stop::Identity), "identity", &who);
-    if matches!(stopped, Stop::Route | Stop::Input | Stop::Identity) {
+    if let (Stop::State, Some(x)) = (&stopped, &d.denial) {
+        step(&mut out, 1, FAIL, "request", &x.rule);
+    }
+
+    // The body.
+    let body = mark(Stop::Body);
+    let detail = match d.body_bytes {
+        Some(n) if body == PASS => format!("{n} bytes: size, JSON"),
+        None if body == PASS => "none".to_string(),
+        _ => "size, JSON".to_string(),
+    };
+    step(&mut out, 1, body, "body", &detail);
+    if stopped != Stop::None && rank(&stopped) <= rank(&Stop::Body) {
         return finish(out, policy, o);
     }
 
@@ -150,7 +197,12 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
     if stopped == Stop::Request {
         if let Some(x) = &d.denial {
             if !matches!(x.reason, Reason::ModelNotAllowed | Reason::ToolOfferDenied) {
-                step(&mut out, 1, FAIL, "data", &x.rule);
+                let what = match x.reason {
+                    Reason::DataBoundary => "data",
+                    Reason::SessionMismatch => "session",
+                    _ => "request",
+                };
+                step(&mut out, 1, FAIL, what, &x.rule);
             }
         }
     }

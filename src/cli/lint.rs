@@ -3,7 +3,7 @@
 //! a warning is reported and does not block.
 
 use crate::config::{Impact, Mode};
-use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, TokenSource};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, Route, TokenSource};
 use serde::Serialize;
 
 /// Longest token lifetime that counts as short-lived (one hour).
@@ -64,23 +64,24 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "unmatched: allow passes requests no route covers without judging them".into(),
         );
     }
-    // An action route at `/` that passes extra input takes every path no earlier route
-    // takes, whatever it is, as its one tool: `unmatched: allow` by another name.
-    for r in p.routes.iter().filter(|r| {
-        r.protocol == crate::config::Protocol::Action
-            && r.extra_input == crate::config::ExtraInput::Allow
-            && r.prefix.trim_end_matches('/').is_empty()
-    }) {
-        add(
-            "fail-closed",
-            Error,
-            Do,
-            format!(
-                "route {:?} is a REST action at \"/\" with extra_input: allow: every request no earlier route \
-                 takes is judged as its tool, whatever endpoint it reaches",
-                r.id
-            ),
-        );
+    // A route at `/` that lets input past its own endpoint takes every path no earlier
+    // route takes, whatever it is: `unmatched: allow` by another name.
+    for r in p.routes.iter().filter(|r| r.prefix.trim_end_matches('/').is_empty()) {
+        let passes =
+            if r.protocol == crate::config::Protocol::Action && r.extra_input == crate::config::ExtraInput::Allow {
+                "a REST action at \"/\" with extra_input: allow: every request no earlier route takes is judged \
+             as its tool, whatever endpoint it reaches"
+            } else if r.protocol.is_llm() && r.provider_state == crate::config::ProviderState::Allow {
+                "an LLM route at \"/\" with provider_state: allow: every request no earlier route takes reaches \
+             the upstream for any authenticated caller: any method but POST, and any path, passes unjudged \
+             (a DELETE or GET of any endpoint), and a POST anywhere is judged only as a model request"
+            } else {
+                continue;
+            };
+        add("fail-closed", Error, Do, format!("route {:?} is {passes}", r.id));
+    }
+    for (level, message) in hidden_routes(p) {
+        add("unreachable-routes", level, Do, message);
     }
     for (whose, kid) in published_keys(p) {
         add(
@@ -463,10 +464,149 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     f
 }
 
+/// Routes that earlier routes hide (first match wins), judged with the engine's own
+/// matching: an error for a route no request can reach (its requests are judged by
+/// another route's rules: an external tool's endpoint reached as a read tool's), a warning
+/// naming the methods and hosts another route takes from it.
+fn hidden_routes(p: &Policy) -> Vec<(Level, String)> {
+    let mut out = Vec::new();
+    for (i, route) in p.routes.iter().enumerate() {
+        let earlier = p.routes.get(..i).unwrap_or_default();
+        // Earlier routes taking every path of this one: its prefix is one of their paths.
+        let covering: Vec<&Route> = earlier.iter().filter(|e| e.takes_path(&route.prefix)).collect();
+        // The methods and hosts to try: this route's own, else those the covering routes
+        // name plus `None`, any other.
+        let methods: Vec<Option<&str>> = if route.methods.is_empty() {
+            let mut named: Vec<&str> = covering
+                .iter()
+                .flat_map(|e| e.methods.iter().map(String::as_str))
+                .collect();
+            named.sort_unstable();
+            named.dedup();
+            named.into_iter().map(Some).chain([None]).collect()
+        } else {
+            route.methods.iter().map(|m| Some(m.as_str())).collect()
+        };
+        let hosts: Vec<Option<&str>> = match &route.host {
+            Some(h) => vec![Some(h.as_str())],
+            None => {
+                let mut named: Vec<&str> = covering.iter().filter_map(|e| e.host.as_deref()).collect();
+                named.sort_unstable();
+                named.dedup();
+                named.into_iter().map(Some).chain([None]).collect()
+            }
+        };
+        let takes = |e: &Route, m: Option<&str>, h: Option<&str>| e.takes_method(m) && e.takes_host(h);
+        let hidden = methods
+            .iter()
+            .all(|m| hosts.iter().all(|h| covering.iter().any(|e| takes(e, *m, *h))));
+        if hidden && !covering.is_empty() {
+            let by: Vec<String> = covering
+                .iter()
+                .filter(|e| methods.iter().any(|m| hosts.iter().any(|h| takes(e, *m, *h))))
+                .map(|e| format!("{:?}", e.id))
+                .collect();
+            let tool = route
+                .tool
+                .as_ref()
+                .and_then(|t| p.tools.get(t))
+                .map(|t| {
+                    format!(
+                        ": the endpoint of {} tool {:?} is reached without its checks",
+                        crate::audit::impact_label(t.impact),
+                        t.name
+                    )
+                })
+                .unwrap_or_default();
+            out.push((
+                Level::Error,
+                format!(
+                    "route {:?} is never reached: earlier route {} takes every request it matches (first match \
+                     wins), so its requests are judged by that route's rules instead{tool}",
+                    route.id,
+                    by.join(" and ")
+                ),
+            ));
+            continue;
+        }
+        for e in &covering {
+            let taken: Vec<(Option<&str>, Option<&str>)> = methods
+                .iter()
+                .flat_map(|m| hosts.iter().map(move |h| (*m, *h)))
+                .filter(|(m, h)| takes(e, *m, *h))
+                .collect();
+            if !taken.is_empty() {
+                out.push((
+                    Level::Warning,
+                    format!(
+                        "route {:?} is partly hidden by earlier route {:?} (first match wins): its {} go to that route",
+                        route.id,
+                        e.id,
+                        requests(route, e)
+                    ),
+                ));
+            }
+        }
+        // An earlier route at this prefix with a trailing `/` takes every path below it.
+        if route.prefix.ends_with('/') {
+            continue;
+        }
+        let below = format!("{}/", route.prefix);
+        for e in earlier
+            .iter()
+            .filter(|e| !e.takes_path(&route.prefix) && e.takes_path(&below))
+        {
+            let taken = methods.iter().any(|m| hosts.iter().any(|h| takes(e, *m, *h)));
+            if taken {
+                out.push((
+                    Level::Warning,
+                    format!(
+                        "route {:?} is partly hidden by earlier route {:?} (first match wins): its {} below {:?} go \
+                         to that route, so it is reached only at {:?} itself",
+                        route.id,
+                        e.id,
+                        requests(route, e),
+                        route.prefix,
+                        route.prefix
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The requests of `route` that `earlier` also takes, by method and host: `GET, DELETE
+/// requests on host api.example.com`.
+fn requests(route: &Route, earlier: &Route) -> String {
+    let methods: Vec<&str> = match (route.methods.is_empty(), earlier.methods.is_empty()) {
+        (_, true) => Vec::new(),
+        (true, false) => earlier.methods.iter().map(String::as_str).collect(),
+        (false, false) => route
+            .methods
+            .iter()
+            .filter(|m| earlier.methods.contains(m))
+            .map(String::as_str)
+            .collect(),
+    };
+    let mut s = if methods.is_empty() {
+        "requests".to_string()
+    } else {
+        format!("{} requests", methods.join(", "))
+    };
+    if let (None, Some(h)) = (&route.host, &earlier.host) {
+        s.push_str(&format!(" on host {h}"));
+    }
+    s
+}
+
 /// Keys published with their private half: the examples of the JOSE RFCs and of common
 /// tools. A policy that trusts one accepts whatever anyone signs with it: sample keys
 /// copied into a deployment are a classic way for a token check to become no check.
-const PUBLISHED_KEYS: [(&str, &str); 6] = [
+/// Only keys a policy can hold are listed: the RFCs' P-521 keys (RFC 7515 A.4, RFC 7520
+/// §3.1–3.2) and their keys under 32 bytes (RFC 7517 A.3's AES key, jwt.io's old
+/// `your-256-bit-secret`) are refused by the policy itself.
+const PUBLISHED_KEYS: [(&str, &str); 12] = [
     (
         "the Ed25519 example key of RFC 8037 (appendix A)",
         r#"{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#,
@@ -488,16 +628,39 @@ const PUBLISHED_KEYS: [(&str, &str); 6] = [
         r#"{"kty":"RSA","e":"AQAB","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}"#,
     ),
     (
+        "the P-256 example key of RFC 7517 (appendix A.1 and A.2, kid 1)",
+        r#"{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#,
+    ),
+    (
+        "the P-256 example key of RFC 7518 (appendix C, the sender's)",
+        r#"{"kty":"EC","crv":"P-256","x":"gI0GAILBdu7T53akrFmMyGcsF3n5dO7MmwNBHKW5SV0","y":"SLW_xSffzlPWrHEVI30DHM_4egVwt3NQqeUD7nMFpps"}"#,
+    ),
+    (
+        "the P-256 example key of RFC 7518 (appendix C, the recipient's)",
+        r#"{"kty":"EC","crv":"P-256","x":"weNJy2HscCSM6AEDTDg04biOvhFhyyWvOHQfeF_PxMQ","y":"e8lnCO-AlStT-NJVX-crhB7QRYhiix03illJOVAOyck"}"#,
+    ),
+    (
+        "the RSA example key of RFC 7520 (sections 3.3 and 3.4, bilbo.baggins@hobbiton.example)",
+        r#"{"kty":"RSA","e":"AQAB","n":"n4EPtAOCc9AlkeQHPzHStgAbgs7bTZLwUBZdR8_KuKPEHLd4rHVTeT-O-XV2jRojdNhxJWTDvNd7nqQ0VEiZQHz_AJmSCpMaJMRBSFKrKb2wqVwGU_NsYOYL-QtiWN2lbzcEe6XC0dApr5ydQLrHqkHHig3RBordaZ6Aj-oBHqFEHYpPe7Tpe-OfVfHd1E6cS6M1FZcD1NNLYD5lFHpPI9bTwJlsde3uhGqC0ZCuEHg8lhzwOHrtIQbS0FVbb9k3-tVTU4fg_3L_vniUFAKwuCLqKnS2BYwdq_mzSnbLY7h_qixoR7jig3__kRhuaxwUkRz5iaiQkqgc5gHdrNP5zw"}"#,
+    ),
+    (
+        "the HMAC example key of RFC 7520 (section 3.5)",
+        r#"{"kty":"oct","k":"hJtXIZ2uSN5kbQfbtTNWbpdmhkV8FJG-Onbc6mxCcYg"}"#,
+    ),
+    (
+        "the AES example key of RFC 7520 (section 3.6)",
+        r#"{"kty":"oct","k":"AAPapAv4LbFbiVawEjagUBluYqN5rhna-8nuldDvOx8"}"#,
+    ),
+    (
         "jwt.io's default HS256 secret",
         // base64url of "a-string-secret-at-least-256-bits-long"
         r#"{"kty":"oct","k":"YS1zdHJpbmctc2VjcmV0LWF0LWxlYXN0LTI1Ni1iaXRzLWxvbmc"}"#,
     ),
 ];
 
-/// (who trusts it, which published key) for every identity or approval key that is one
-/// of [`PUBLISHED_KEYS`], compared by RFC 7638 thumbprint.
-fn published_keys(p: &Policy) -> Vec<(String, String)> {
-    let known: Vec<(&str, String)> = PUBLISHED_KEYS
+/// Each of [`PUBLISHED_KEYS`] with its RFC 7638 thumbprint.
+fn published_prints() -> Vec<(&'static str, String)> {
+    PUBLISHED_KEYS
         .iter()
         .filter_map(|(name, jwk)| {
             let jwk: serde_json::Value = serde_json::from_str(jwk).ok()?;
@@ -505,7 +668,13 @@ fn published_keys(p: &Policy) -> Vec<(String, String)> {
             let print = set.thumbprints().next()?.1.to_string();
             Some((*name, print))
         })
-        .collect();
+        .collect()
+}
+
+/// (who trusts it, which published key) for every identity or approval key that is one
+/// of [`PUBLISHED_KEYS`], compared by RFC 7638 thumbprint.
+fn published_keys(p: &Policy) -> Vec<(String, String)> {
+    let known = published_prints();
     let mut sets: Vec<(String, &crate::jws::KeySet)> = Vec::new();
     if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
         sets.extend(
@@ -527,4 +696,18 @@ fn published_keys(p: &Policy) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_published_key_is_one_a_policy_can_hold() {
+        // A key the policy's JWKS parser refuses would drop out of the lint unseen.
+        let prints = super::published_prints();
+        assert_eq!(prints.len(), super::PUBLISHED_KEYS.len(), "{prints:?}");
+        let mut unique: Vec<&String> = prints.iter().map(|(_, p)| p).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), prints.len(), "a key is listed twice");
+    }
 }

@@ -9,11 +9,16 @@ mod lint;
 mod readiness;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "aigate", version, about = "Validate and exercise aigate policies")]
+#[command(
+    name = "aigate",
+    version,
+    about = "Validate and exercise aigate policies",
+    after_help = "Any file argument may be `-` to read it from stdin, one per command."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,13 +28,14 @@ struct Cli {
 enum Command {
     /// Validate a policy; print a summary, or every error with its JSON path.
     Check {
-        /// Policy file (the plugin configuration JSON).
+        /// Policy file (the plugin configuration JSON), or `-` for stdin.
         policy: PathBuf,
     },
     /// One dry-run decision for a request described in JSON, with every rule applied.
     Eval {
+        /// Policy file, or `-` for stdin.
         policy: PathBuf,
-        /// Request file (method, path, headers, claims or credential, body).
+        /// Request file (method, path, headers, claims or credential, body), or `-` for stdin.
         request: PathBuf,
         /// Unix seconds to judge at (default: the clock).
         #[arg(long)]
@@ -38,14 +44,16 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// A JSON answer to the request (a model's, or an MCP server's list): judge it as
-        /// the plugin would, and show what the client would get.
+        /// the plugin would, and show what the client would get. `-` for stdin.
         #[arg(long)]
         answer: Option<PathBuf>,
     },
     /// The release gate: lint the policy and replay known outcomes; exit 1 when not ready.
     Readiness {
+        /// Policy file, or `-` for stdin.
         policy: PathBuf,
-        /// Known outcomes: {"now": T, "cases": [{"name", "request", "answer"?, "expect"}]}.
+        /// Known outcomes: {"now": T, "cases": [{"name", "request", "answer"?, "expect"}]};
+        /// `-` for stdin.
         #[arg(long)]
         cases: PathBuf,
         /// Unix seconds for cases that set no time (default: the clock).
@@ -64,7 +72,7 @@ enum Command {
     },
     /// Mint a signed, single-use approval grant for one tool call.
     Approve {
-        /// Private JWK of the approval service (as printed by `aigate keygen`).
+        /// Private JWK of the approval service (as printed by `aigate keygen`), or `-` for stdin.
         #[arg(long)]
         key: PathBuf,
         /// Subject the grant is for (the caller's `sub`).
@@ -80,20 +88,22 @@ enum Command {
         /// File holding the exact arguments being approved, or `-` for stdin.
         #[arg(long)]
         args: PathBuf,
-        /// Who approved (named in the audit record).
+        /// Who approved (named in the audit record; not empty or blank).
         #[arg(long)]
         approver: String,
         /// Lifetime in seconds (1 to 86400).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
         /// The policy the grant is for: its `approval.issuer` and `approval.audience` become
-        /// the grant's `iss` and `aud` (unless --iss / --aud say otherwise).
+        /// the grant's `iss` and `aud`, and a grant its gateway would refuse is not signed
+        /// (another issuer or audience, a key its `approval.jwks` lacks, a tool outside its
+        /// catalogue, no --sub-iss where it trusts several identity providers). `-` for stdin.
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// The grant's `iss`: must equal the policy's `approval.issuer`.
+        /// The grant's `iss` (without --policy); with --policy, must equal its `approval.issuer`.
         #[arg(long)]
         iss: Option<String>,
-        /// The grant's `aud`: must equal the policy's `approval.audience`.
+        /// The grant's `aud` (without --policy); with --policy, must equal its `approval.audience`.
         #[arg(long)]
         aud: Option<String>,
         /// Grant id (random when omitted).
@@ -115,6 +125,25 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let inputs = match &cli.command {
+        Command::Check { policy } => vec![Some(policy.as_path())],
+        Command::Eval {
+            policy,
+            request,
+            answer,
+            ..
+        } => vec![Some(policy.as_path()), Some(request.as_path()), answer.as_deref()],
+        Command::Readiness { policy, cases, .. } => vec![Some(policy.as_path()), Some(cases.as_path())],
+        Command::Digest { args } => vec![Some(args.as_path())],
+        Command::Approve { key, args, policy, .. } => {
+            vec![Some(key.as_path()), Some(args.as_path()), policy.as_deref()]
+        }
+        Command::Keygen { .. } => Vec::new(),
+    };
+    if let Err(e) = stdin_once(&inputs) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Check { policy } => check::run(&policy),
         Command::Eval {
@@ -134,7 +163,7 @@ pub fn main() -> ExitCode {
             format,
             out,
         } => eval::readiness(&policy, &cases, now, format == "json", out.as_deref()),
-        Command::Digest { args } => print(approval::digest(&args)),
+        Command::Digest { args } => print(approval::digest(&args, None)),
         Command::Approve {
             key,
             sub,
@@ -148,30 +177,62 @@ pub fn main() -> ExitCode {
             aud,
             jti,
             iat,
-        } => print(
-            approval::addressing(policy.as_deref(), iss, aud).and_then(|(issuer, audience)| {
-                approval::approve(approval::Approve {
-                    key: &key,
-                    issuer,
-                    audience,
-                    subject: sub,
-                    subject_issuer: sub_iss,
-                    tool,
-                    args: &args,
-                    approver,
-                    ttl,
-                    jti,
-                    iat,
-                })
-            }),
-        ),
+        } => print(approval::approve(approval::Approve {
+            key: &key,
+            policy: policy.as_deref(),
+            issuer: iss,
+            audience: aud,
+            subject: sub,
+            subject_issuer: sub_iss,
+            tool,
+            args: &args,
+            approver,
+            ttl,
+            jti,
+            iat,
+        })),
         Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
     }
 }
 
-/// Reads a file, or says which one could not be read.
-fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+/// The file argument that stands for standard input.
+const STDIN: &str = "-";
+
+/// A file argument as messages name it.
+fn name(path: &Path) -> String {
+    if path == Path::new(STDIN) {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Reads a file (`-`: stdin), or says which one could not be read.
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    if path == Path::new(STDIN) {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("cannot read stdin: {e}"))?;
+        return Ok(buf);
+    }
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Stdin holds one input: a command given `-` for two of its files cannot read both.
+fn stdin_once(inputs: &[Option<&Path>]) -> Result<(), String> {
+    if inputs.iter().flatten().filter(|p| **p == Path::new(STDIN)).count() > 1 {
+        return Err("only one input can be read from stdin (-)".into());
+    }
+    Ok(())
+}
+
+/// Parses the JSON of a file the command was given (strictly: duplicate keys refused),
+/// naming the file in any error.
+fn parse_json(path: &Path, bytes: &[u8], depth: usize) -> Result<serde_json::Value, String> {
+    crate::json::parse(bytes, depth).map_err(|e| match e {
+        // A file, not a request body.
+        crate::json::JsonError::NotUtf8 => format!("{} is not UTF-8 text (JSON is UTF-8)", name(path)),
+        e => format!("{}: {e}", name(path)),
+    })
 }
 
 fn print(result: Result<String, String>) -> ExitCode {

@@ -5,8 +5,10 @@
 
 use super::case::{Evaluator, Request};
 use super::lint::{Finding, Level, Question};
+use crate::decision::Reason;
 use crate::policy::Policy;
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::fmt::Write as _;
 
 /// The case file: known outcomes.
@@ -35,7 +37,10 @@ pub struct Case {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     /// `allow`, `deny` or `would_deny`.
+    #[serde(deserialize_with = "decision")]
     pub decision: String,
+    /// One of the closed set of reasons: a misspelt one would fail its case, never the file.
+    #[serde(default, deserialize_with = "reason")]
     pub reason: Option<String>,
     pub status: Option<u32>,
     pub rule: Option<String>,
@@ -43,6 +48,34 @@ pub struct Expect {
     pub owner: Option<String>,
     /// An MCP list answer: how many items the caller is not shown.
     pub hidden: Option<usize>,
+}
+
+/// The decisions a case may expect.
+const DECISIONS: [&str; 3] = ["allow", "deny", "would_deny"];
+
+fn decision<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let decision = String::deserialize(d)?;
+    if DECISIONS.contains(&decision.as_str()) {
+        Ok(decision)
+    } else {
+        Err(D::Error::custom(format!(
+            "unknown decision {decision:?}: expected {}",
+            DECISIONS.join(", ")
+        )))
+    }
+}
+
+fn reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(r) if !Reason::ALL.iter().any(|x| x.as_str() == r) => {
+            let known: Vec<&str> = Reason::ALL.iter().map(|x| x.as_str()).collect();
+            Err(D::Error::custom(format!(
+                "unknown reason {r:?}: expected one of {}",
+                known.join(", ")
+            )))
+        }
+        r => Ok(r),
+    }
 }
 
 impl Expect {
@@ -222,7 +255,36 @@ pub fn markdown(r: &Report) -> String {
     s
 }
 
-/// Table cells stay on one line and keep their pipes.
+/// Table cells stay one cell on one line, whatever a case name or a policy id holds:
+/// pipes are escaped; line breaks of every kind (a bare CR ends a line in CommonMark as LF
+/// does, and so would a heading after it), tabs and other whitespace controls become
+/// spaces; any other control character is shown as U+FFFD; `<` is escaped so no HTML tag
+/// is rendered.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '\u{2028}' | '\u{2029}' => out.push(' '),
+            c if c.is_control() && c.is_whitespace() => out.push(' '),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cell_is_one_line_of_text() {
+        let name = "a refund\r# aigate readiness: READY\n| x | y |\u{2028}\t<h1>z</h1>\u{1b}[31m\u{85}\u{0}";
+        let cell = super::cell(name);
+        assert_eq!(
+            cell,
+            "a refund # aigate readiness: READY \\| x \\| y \\|  &lt;h1>z&lt;/h1>\u{FFFD}[31m \u{FFFD}"
+        );
+        assert!(!cell.chars().any(char::is_control), "{cell:?}");
+    }
 }

@@ -26,9 +26,14 @@ impl fmt::Display for ConfigError {
 pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
     // Strict parse first: duplicate keys in a policy are as suspicious as in a request.
     let value = crate::json::parse(bytes, 64).map_err(|e| {
+        let message = match e {
+            // The policy is no request body: say what is not UTF-8.
+            crate::json::JsonError::NotUtf8 => "the policy is not UTF-8 text (JSON is UTF-8)".to_string(),
+            e => e.to_string(),
+        };
         vec![ConfigError {
             path: String::new(),
-            message: e.to_string(),
+            message,
         }]
     })?;
     // The hash of the canonical form (RFC 8785), so a policy that Istio or Envoy Gateway
@@ -768,8 +773,11 @@ impl Checker {
         if l.max_body_bytes == 0 || l.max_body_bytes > 64 * 1024 * 1024 {
             self.err("limits.max_body_bytes", "must be between 1 and 67108864");
         }
-        if l.max_json_depth < 4 || l.max_json_depth > 128 {
-            self.err("limits.max_json_depth", "must be between 4 and 128");
+        if l.max_json_depth < 4 || l.max_json_depth > super::MAX_JSON_DEPTH {
+            self.err(
+                "limits.max_json_depth",
+                format!("must be between 4 and {}", super::MAX_JSON_DEPTH),
+            );
         }
         if l.max_batch_size == 0 || l.max_batch_size > 1024 {
             self.err("limits.max_batch_size", "must be between 1 and 1024");

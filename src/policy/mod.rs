@@ -391,6 +391,9 @@ pub enum TemplatePart {
     Claim(String),
 }
 
+/// The deepest JSON nesting `limits.max_json_depth` may allow.
+pub const MAX_JSON_DEPTH: usize = 128;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
@@ -423,8 +426,30 @@ pub struct ApprovalPolicy {
     pub request_url: Option<String>,
 }
 
+impl Route {
+    /// Whether the route takes requests for `path` (its query already dropped).
+    pub fn takes_path(&self, path: &str) -> bool {
+        under_prefix(&without_segment_parameters(path), &self.prefix)
+    }
+
+    /// Whether the route takes requests with `method`; `None` stands for a method no
+    /// route names, which only a route for every method takes.
+    pub fn takes_method(&self, method: Option<&str>) -> bool {
+        self.methods.is_empty() || method.is_some_and(|m| self.methods.iter().any(|x| x == m))
+    }
+
+    /// Whether the route takes requests for `host` (a port and a trailing dot ignored);
+    /// `None` stands for a host no route names, which only a route for every host takes.
+    pub fn takes_host(&self, host: Option<&str>) -> bool {
+        match (&self.host, host) {
+            (None, _) => true,
+            (Some(mine), Some(h)) => mine.eq_ignore_ascii_case(bare_host(h)),
+            (Some(_), None) => false,
+        }
+    }
+}
+
 impl Policy {
-    /// Index of the first route matching method, host and path prefix.
     /// The protected resource metadata a decision's route publishes, if any.
     pub fn resource_metadata(&self, route: Option<usize>) -> Option<&resource_metadata::ProtectedResource> {
         route
@@ -434,21 +459,17 @@ impl Policy {
 
     /// The MCP route whose protected resource metadata `path` asks for, on its host.
     pub fn metadata_route(&self, host: &str, path: &str) -> Option<usize> {
-        let host = bare_host(host);
-        self.routes.iter().position(|r| {
-            r.protected_resource.as_ref().is_some_and(|m| m.path == path)
-                && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
-        })
+        self.routes
+            .iter()
+            .position(|r| r.protected_resource.as_ref().is_some_and(|m| m.path == path) && r.takes_host(Some(host)))
     }
 
+    /// Index of the first route matching method, host and path prefix.
     pub fn route(&self, method: &str, host: &str, path: &str) -> Option<usize> {
-        let host = bare_host(host);
         let path = without_segment_parameters(path);
-        self.routes.iter().position(|r| {
-            under_prefix(&path, &r.prefix)
-                && (r.methods.is_empty() || r.methods.iter().any(|m| m == method))
-                && r.host.as_deref().is_none_or(|h| h.eq_ignore_ascii_case(host))
-        })
+        self.routes
+            .iter()
+            .position(|r| under_prefix(&path, &r.prefix) && r.takes_method(Some(method)) && r.takes_host(Some(host)))
     }
 
     /// Does scope `held` (as written in a token or a ceiling) grant `wanted` (an intent or
