@@ -245,35 +245,45 @@ fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if !matches!(b, 0x00..=0x1f | b'"' | b'\\') {
-            continue;
-        }
-        out.push_str(&s[plain..i]);
-        match b {
-            b'"' => out.push_str("\\\""),
-            b'\\' => out.push_str("\\\\"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            b'\t' => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            _ => {
+        // NEL (U+0085) and the Unicode line and paragraph separators are line breaks to
+        // readers that split on them (Python's `splitlines`): escaped, a caller-chosen
+        // name cannot cut its own record in two.
+        let (escape, len) = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
+            (0x00..=0x1f | b'"' | b'\\', _, _) => (None, 1),
+            (0xc2, Some(0x85), _) => (Some("\\u0085"), 2),
+            (0xe2, Some(0x80), Some(0xa8)) => (Some("\\u2028"), 3),
+            (0xe2, Some(0x80), Some(0xa9)) => (Some("\\u2029"), 3),
+            _ => continue,
+        };
+        out.push_str(s.get(plain..i).unwrap_or(""));
+        match (escape, b) {
+            (Some(e), _) => out.push_str(e),
+            (None, b'"') => out.push_str("\\\""),
+            (None, b'\\') => out.push_str("\\\\"),
+            (None, b'\n') => out.push_str("\\n"),
+            (None, b'\r') => out.push_str("\\r"),
+            (None, b'\t') => out.push_str("\\t"),
+            (None, 0x08) => out.push_str("\\b"),
+            (None, 0x0c) => out.push_str("\\f"),
+            (None, _) => {
                 let _ = write!(out, "\\u{b:04x}");
             }
         }
-        plain = i + 1;
+        plain = i + len;
     }
-    out.push_str(&s[plain..]);
+    out.push_str(s.get(plain..).unwrap_or(""));
 }
 
 /// The deciding call: the denied one; else, for an allowed request, the one with the most
 /// impact (the external action approved in a batch, not the read beside it), the last of
 /// equals. A request refused by no call (a data rule, its body) has none: an allowed call
-/// beside the refusal does not answer for it. Batches list them all.
+/// beside the refusal does not answer for it; a refused answer has the request's calls.
+/// Batches list them all.
 pub fn deciding_call(d: &Decision) -> Option<&Call> {
-    match d.calls.iter().find(|c| !c.allowed) {
+    match d.calls.iter().find(|c| !c.allowed && !c.awaiting_grant) {
         Some(denied) => Some(denied),
-        None if d.denial.is_some() => None,
+        // A refused answer is the answer to the request's calls: they answer for it.
+        None if d.denial.is_some() && d.stage != crate::engine::Stage::Answer => None,
         None => d.calls.iter().max_by_key(|c| c.impact.map_or(0, |i| i as u8 + 1)),
     }
 }
@@ -322,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+    fn strings_are_escaped_as_json_that_holds_no_line_break_of_any_kind() {
         let mut every_ascii = String::new();
         for c in 0u8..0x80 {
             every_ascii.push(c as char);
@@ -332,12 +342,24 @@ mod tests {
             "plain",
             every_ascii.as_str(),
             "quote \" backslash \\ slash / end",
-            "\u{7f}\u{80}é漢字🙂\u{2028}\u{2029}\u{feff}",
+            "\u{7f}\u{80}é漢字🙂\u{2028}\u{2029}\u{85}\u{feff}",
             "\u{0}\u{1f}\n\r\t\u{8}\u{c}",
+            "hide\u{2028}me\u{85}now\u{2029}",
+            "\u{2027}\u{202a}\u{84}\u{86}",
         ] {
             let mut ours = String::new();
             push_json_string(&mut ours, s);
-            assert_eq!(ours, serde_json::to_string(s).unwrap(), "{s:?}");
+            // The same string once read back, and on one line whoever splits it.
+            assert_eq!(serde_json::from_str::<String>(&ours).unwrap(), s, "{ours}");
+            assert_eq!(ours.lines().count().max(1), 1, "{ours}");
+            assert!(!ours.contains(['\u{85}', '\u{2028}', '\u{2029}']), "{ours}");
+            // Otherwise exactly what serde_json writes.
+            let theirs = serde_json::to_string(s)
+                .unwrap()
+                .replace('\u{85}', "\\u0085")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029");
+            assert_eq!(ours, theirs, "{s:?}");
         }
     }
 
@@ -374,6 +396,7 @@ mod tests {
                 args_digest: None,
                 approver: None,
                 allowed,
+                awaiting_grant: false,
             });
         }
         let line = record(&policy, &d, "id\"x", 1_700_000_000_123_000_000);
@@ -458,6 +481,7 @@ mod tests {
             args_digest: approver.map(|_| "digest".to_string()),
             approver: approver.map(str::to_string),
             allowed: true,
+            awaiting_grant: false,
         }
     }
 
@@ -537,6 +561,7 @@ mod tests {
                 args_digest: None,
                 approver: None,
                 allowed: true,
+                awaiting_grant: false,
             });
         }
         let line = record(&policy, &d, "id", 0);

@@ -42,9 +42,6 @@ pub struct Decision {
     pub data: Option<DataUse>,
     /// MCP `prompts/get`: the prompt asked for.
     pub prompt: Option<String>,
-    /// MCP: the body holds a request the server answers (not only notifications and
-    /// responses), so there is an answer to judge.
-    pub awaits_answer: bool,
     /// The answer's decision: how many listed items and resources the caller was not shown.
     pub hidden: usize,
     pub body_bytes: Option<usize>,
@@ -107,7 +104,12 @@ pub struct Call {
     pub owner: Option<String>,
     pub args_digest: Option<String>,
     pub approver: Option<String>,
+    /// Passed every check, its approval included.
     pub allowed: bool,
+    /// An external-impact call that passed its own checks and waits for its grant to be
+    /// examined: not allowed yet, and not what refused the request if another call did
+    /// first (a batch refused by its second call never examines the first's approval).
+    pub awaiting_grant: bool,
 }
 
 impl Call {
@@ -123,6 +125,7 @@ impl Call {
             args_digest: None,
             approver: None,
             allowed: false,
+            awaiting_grant: false,
         }
     }
 }
@@ -386,7 +389,6 @@ fn judge_mcp(
     d.batch = parsed.batch;
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
     d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
-    d.awaits_answer = parsed.messages.iter().any(|m| m.id.is_some() && m.method.is_some());
     // Every element is judged; the first denial denies the whole batch. Approval grants
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();
@@ -653,10 +655,12 @@ fn judge_call<'p>(
 ) -> Result<Option<&'p Tool>, Denial> {
     let mut call = Call::new(policy, name);
     let result = authz::tool_call(policy, principal, &call.tool, args);
-    call.allowed = result.is_ok();
+    let external = result.as_ref().is_ok_and(|t| t.impact == Impact::External);
+    call.allowed = result.is_ok() && !external;
+    call.awaiting_grant = external;
     d.calls.push(call);
     let tool = result?;
-    Ok((tool.impact == Impact::External).then_some(tool))
+    Ok(external.then_some(tool))
 }
 
 /// An external-impact call awaiting its approval.
@@ -727,6 +731,7 @@ fn claim_grants(
             call.args_digest = grant.digest;
             call.approver = grant.approver;
             call.allowed = grant.result.is_ok();
+            call.awaiting_grant = false;
         }
         grant.result?;
         if let Some(ticket) = grant.ticket {

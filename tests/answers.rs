@@ -237,7 +237,6 @@ fn mcp_lists_show_what_the_caller_may_use() {
         ])),
     );
     assert!(d.allowed(), "{:?}", d.denial);
-    assert!(d.awaits_answer);
     assert!(engine::judges_answer(&w.policy, &d));
     // In monitor mode a caller without a credential is forwarded: its answer has no
     // principal to be held to, so it is not judged (rather than judged as a failure).
@@ -310,14 +309,17 @@ fn mcp_lists_show_what_the_caller_may_use() {
         &item(json!({"uri": "docs://acme/handbook"}))
     ));
 
-    // Any request's answer is judged (by its shape); notifications alone have none.
-    let d = w.decide(&h, Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})));
-    assert!(d.allowed() && engine::judges_answer(&w.policy, &d));
-    let d = w.decide(
-        &h,
-        Some(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})),
-    );
-    assert!(d.allowed() && !d.awaits_answer && !engine::judges_answer(&w.policy, &d));
+    // Any request's answer is judged (by its shape), and so is whatever a server sends
+    // back to notifications or responses alone: it owes them an empty 202, and a body
+    // is held to the caller's boundary like any answer.
+    for body in [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": "srv-1", "result": {}}),
+    ] {
+        let d = w.decide(&h, Some(&body));
+        assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{body}");
+    }
 }
 
 #[test]

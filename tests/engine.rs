@@ -1910,3 +1910,35 @@ fn a_refusal_no_rule_covers_is_not_put_on_a_rule_reached_before_it() {
     let route_owner = w.policy.routes[d.route.unwrap()].owner.clone().unwrap();
     assert_eq!(line["owner"].as_str(), Some(route_owner.as_str()), "{line}");
 }
+
+#[test]
+fn a_batch_refused_before_an_approval_was_examined_names_the_call_that_refused_it() {
+    // send_email passes its own checks but its grant is never examined: the refund beside
+    // it refuses the batch first. The e-mail is not an allowed call, and the refund, not
+    // the e-mail, answers for the refusal.
+    let w = World::new();
+    let t = w.token(json!({"scope": "orders.read orders.refund email.send"}));
+    let batch = json!([
+        call("send_email", json!({"to": "bob@example.com", "subject": "hi"})),
+        call("refund_order", json!({"customer_id": "c-42", "amount": 1000}))
+    ]);
+    let d = w.decide(&w.headers(Some(&t)), Some(&batch));
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ArgumentViolation));
+    let allowed: Vec<(&str, bool)> = d.calls.iter().map(|c| (c.tool.as_str(), c.allowed)).collect();
+    assert_eq!(allowed, [("send_email", false), ("refund_order", false)]);
+    let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "b", 0)).unwrap();
+    assert_eq!(
+        (&line["tool"], &line["impact"], &line["owner"]),
+        (&json!("refund_order"), &json!("write"), &json!("payments@example.com")),
+        "{line}"
+    );
+    assert_eq!(line["calls"][0]["allowed"], false, "{line}");
+    assert!(line["calls"][0]["approver"].is_null(), "{line}");
+    // The same e-mail alone is refused for want of its approval, and answers for it.
+    let d = w.decide(&w.headers(Some(&t)), Some(&batch[0]));
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ApprovalRequired));
+    assert_eq!(
+        aigate::audit::deciding_call(&d).map(|c| c.tool.as_str()),
+        Some("send_email")
+    );
+}

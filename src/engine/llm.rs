@@ -306,7 +306,8 @@ fn calls(
             continue;
         }
         let mut call = Call::new(policy, c.name);
-        call.allowed = true;
+        call.allowed = tool.impact != Impact::External;
+        call.awaiting_grant = !call.allowed;
         d.calls.push(call);
         if tool.impact == Impact::External {
             pending.push(Awaiting::claim(d, tool, c.arguments, Gate::Conversation));

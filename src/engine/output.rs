@@ -15,16 +15,15 @@ use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
 
-/// Whether the answer to this allowed request is judged. On MCP routes: the answers to
-/// requests the server answers (a list, a tool's result, a resource read… any answer is
-/// read by its shape, whatever was asked), and the server's event streams (`GET`), which
-/// carry answers replayed after a dropped connection. Only with a principal: answers are
-/// held to the caller's, and in monitor mode a request refused for its identity is
-/// forwarded without one.
+/// Whether the answer to this allowed request is judged. On MCP routes every answer is
+/// read by its shape, whatever was asked: a list, a tool's result, a resource read, the
+/// server's event streams (`GET`, which carry answers replayed after a dropped
+/// connection), and whatever a server sends back to a POST of notifications or responses
+/// alone (the `202` it owes them has no body, so it costs nothing; a body is held to the
+/// caller's boundary like any other). Only with a principal: answers are held to the
+/// caller's, and in monitor mode a request refused for its identity is forwarded without one.
 pub fn judges_answer(policy: &Policy, d: &Decision) -> bool {
-    d.principal.is_some()
-        && policy.judges_answers(d.route)
-        && (d.protocol != Some(Protocol::Mcp) || d.awaits_answer || d.http_method == "GET")
+    d.principal.is_some() && policy.judges_answers(d.route)
 }
 
 /// The answer's decision, before judging: the request's route and identity.

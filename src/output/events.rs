@@ -112,7 +112,19 @@ pub fn ambiguity(event: &[u8]) -> Option<&'static str> {
     }
     let lone_cr =
         event.windows(2).any(|w| matches!(w, [b'\r', next] if *next != b'\n')) || event.last() == Some(&b'\r');
-    lone_cr.then_some("a carriage return alone ends a line of the answer: clients read it differently")
+    if lone_cr {
+        return Some("a carriage return alone ends a line of the answer: clients read it differently");
+    }
+    // A line that is no field of the standard (`{"jsonrpc":…}` labelled an event stream)
+    // is ignored by SSE decoders, so aigate would read nothing in it, while a client that
+    // falls back to reading the body as JSON reads all of it.
+    let unknown = event.split(|b| matches!(b, b'\n' | b'\r')).any(|line| {
+        let field = line.split(|b| *b == b':').next().unwrap_or(line);
+        !line.is_empty() && !line.starts_with(b":") && !matches!(field, b"data" | b"event" | b"id" | b"retry")
+    });
+    unknown.then_some(
+        "a line of the answer is no event field (data, event, id, retry) or comment: clients read it differently",
+    )
 }
 
 /// The `event` name and the joined `data` lines of one event. A byte-order mark opening a

@@ -896,6 +896,11 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         format!("event: message\ndata:\r{answer}\n\n"),
         format!("event: message\rdata: {answer}\r\r"),
         format!("event: message\ndata: {answer}\r"),
+        // JSON labelled an event stream: no field an SSE decoder reads, all of it to a
+        // client that falls back to JSON.
+        format!("{answer}\n"),
+        format!("event: message\nDATA: {answer}\n\n"),
+        format!("event: message\n data: {answer}\n\n"),
     ] {
         let mut s = listing::ListStream::new(&limits(), true);
         assert_eq!(s.feed(body.as_bytes(), &keep_even_names), Some(Vec::new()), "{body:?}");
@@ -903,6 +908,11 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         assert_eq!(hidden.unwrap_err().reason, Reason::BodyMalformed);
         assert!(rest.is_empty());
     }
+    // Comments and every field of the standard are read as the standard says.
+    let body = format!(": keep-alive\nretry: 1000\nid: 3\nevent: message\ndata: {answer}\n\n");
+    let mut s = listing::ListStream::new(&limits(), true);
+    assert!(s.feed(body.as_bytes(), &keep_even_names).is_some());
+    assert!(s.finish(&keep_even_names).0.is_ok(), "{body:?}");
 }
 
 #[test]

@@ -88,12 +88,15 @@ impl Http {
         // 5xx; the Go SDKs read a 3xx's body as the answer, so that is judged). An MCP
         // client may read any status's body as the answer (the Python SDK a 300's, mcp-go
         // even a 500's), so an MCP answer is judged whatever its status.
-        let success = head
-            .one(":status")
-            .ok()
-            .flatten()
-            .is_some_and(|s| matches!(s.first(), Some(b'2' | b'3')));
+        let status = head.one(":status").ok().flatten().and_then(|s| s.first().copied());
+        let success = matches!(status, Some(b'2' | b'3'));
         if !success && protocol != Protocol::Mcp {
+            return;
+        }
+        // A reply Envoy made itself (a timeout, no healthy upstream, a body past its
+        // buffer limit) is no server's answer: it reaches the client as Envoy wrote it.
+        // Asked only off the 2xx path, so an answer that passes costs no host call.
+        if status != Some(b'2') && !super::upstream_answered() {
             return;
         }
         let rule = if protocol == Protocol::Mcp {

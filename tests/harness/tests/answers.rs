@@ -639,6 +639,54 @@ fn an_mcp_answer_is_judged_whatever_its_status_and_only_in_utf8() {
                 (Some("encoding_unsupported"), Some("answer")),
                 "{mode} {label}: {audits:?}"
             );
+            // The refused answer is get_order's: its tool and owner answer for it.
+            assert_eq!(
+                (
+                    audits[1]["tool"].as_str(),
+                    audits[1]["impact"].as_str(),
+                    audits[1]["owner"].as_str()
+                ),
+                (Some("get_order"), Some("read"), Some("orders-team@example.com")),
+                "{mode} {label}: {audits:?}"
+            );
         }
+    }
+}
+
+#[test]
+fn a_reply_envoy_made_itself_passes_as_envoy_wrote_it() {
+    // Envoy's route timeout: 504 "upstream request timeout", not from the server. Judged as
+    // an MCP answer it would become a 200 JSON-RPC error charged to the server.
+    let idp = Idp::new();
+    let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
+    let timeout = || {
+        UpstreamResponse::new(504)
+            .header("content-type", "text/plain")
+            .body(b"upstream request timeout".to_vec())
+    };
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        let outcome = plugin
+            .request(
+                mcp_post(&idp.token(), &call)
+                    .property(&["response", "code_details"], "upstream_response_timeout")
+                    .upstream(timeout()),
+            )
+            .unwrap();
+        assert_eq!(outcome.status(), Some(504), "{mode}");
+        assert_eq!(outcome.response_body_str(), "upstream request timeout", "{mode}");
+        let audits = audit_lines(&outcome);
+        assert_eq!(audits.len(), 1, "{mode}: only the request's line: {audits:?}");
+        assert_eq!(plugin.metric(&answers_metric("deny", "body_malformed")), None, "{mode}");
+        // The same bytes from the server itself are an answer aigate cannot read.
+        let outcome = plugin
+            .request(
+                mcp_post(&idp.token(), &call)
+                    .property(&["response", "code_details"], "via_upstream")
+                    .upstream(timeout()),
+            )
+            .unwrap();
+        assert_eq!(outcome.status(), Some(200), "{mode}");
+        let reply: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        assert_eq!(reply["error"]["data"]["reason"], "body_malformed", "{mode}: {reply}");
     }
 }
