@@ -51,13 +51,15 @@ fn i32v(v: usize) -> Val {
 pub(crate) fn run(plugin: &mut Plugin, request: Request) -> Result<Outcome, HarnessError> {
     let ctx = plugin.next_context_id;
     plugin.next_context_id += 1;
-    let (calls_before, guest_before, logs_mark, anomalies_mark) = {
+    let (calls_before, guest_before, logs_mark, anomalies_mark, fuel_before, fuel_by_export_before) = {
         let s = plugin.store.data();
         (
             s.host_calls_snapshot(),
             s.guest_calls.clone(),
             s.logs.len(),
             s.anomalies.len(),
+            s.fuel_used,
+            s.fuel_by_export.clone(),
         )
     };
     {
@@ -84,6 +86,8 @@ pub(crate) fn run(plugin: &mut Plugin, request: Request) -> Result<Outcome, Harn
     outcome.anomalies = state.anomalies[anomalies_mark..].to_vec();
     outcome.host_calls = diff(&state.host_calls_snapshot(), &calls_before);
     outcome.guest_calls = diff(&state.guest_calls, &guest_before);
+    outcome.fuel = state.fuel_used - fuel_before;
+    outcome.fuel_by_export = diff(&state.fuel_by_export, &fuel_by_export_before);
     if let Some(s) = stream {
         outcome.filter_state = s.filter_state;
     }

@@ -174,6 +174,8 @@ impl Plugin {
             host_calls: BTreeMap::new(),
             wasi_counts,
             guest_calls: BTreeMap::new(),
+            fuel_used: 0,
+            fuel_by_export: BTreeMap::new(),
             anomalies: Vec::new(),
             tick_period_ms: None,
             active_context: 0,
@@ -261,7 +263,13 @@ impl Plugin {
         let n_results = func.ty(&self.store).results().len();
         let mut results = vec![Val::I32(0); n_results];
         let log_mark = self.store.data().logs.len();
-        match func.call(&mut self.store, args, &mut results) {
+        let called = func.call(&mut self.store, args, &mut results);
+        let left = self.store.get_fuel().unwrap_or(0);
+        let spent = FUEL_PER_CALL.saturating_sub(left);
+        let data = self.store.data_mut();
+        data.fuel_used += spent;
+        *data.fuel_by_export.entry(export.to_owned()).or_insert(0) += spent;
+        match called {
             Ok(()) => Ok(results.first().and_then(Val::i32).map(|v| v as u32)),
             Err(e) => {
                 let mut message = format!("{e:?}");

@@ -279,6 +279,12 @@ pub struct Outcome {
     /// Calls the host made into the module during this request, by export name
     /// (callbacks and allocations).
     pub guest_calls: BTreeMap<String, u64>,
+    /// Wasm operators the module executed for this request, from its context's creation to
+    /// its deletion (wasmtime fuel): a measure of its computation that no machine or load
+    /// changes, unlike time. Host work (the imports) is not in it.
+    pub fuel: u64,
+    /// The same, by export the host called (`proxy_on_request_body`, `malloc`…).
+    pub fuel_by_export: BTreeMap<String, u64>,
     /// Values the plugin set with `proxy_set_property` (Envoy filter state `wasm.<path>`),
     /// keyed by [`property_key`].
     pub filter_state: BTreeMap<Vec<u8>, Vec<u8>>,

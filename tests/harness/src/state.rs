@@ -141,6 +141,10 @@ pub(crate) struct StoreState {
     pub(crate) wasi_counts: std::sync::Arc<crate::wasi::WasiCounts>,
     /// Calls the host made into the module, by export name.
     pub(crate) guest_calls: BTreeMap<String, u64>,
+    /// Wasm operators the module has executed (wasmtime fuel spent), across every call.
+    pub(crate) fuel_used: u64,
+    /// The same, by export called.
+    pub(crate) fuel_by_export: BTreeMap<String, u64>,
     /// Things the module did that Envoy would tolerate but that indicate a bug
     /// (malformed pairs, writes to maps that are no longer live, ...).
     pub(crate) anomalies: Vec<String>,
