@@ -267,6 +267,9 @@ pub struct JwtDoc {
     #[serde(default = "default_auth_header")]
     pub header: String,
     pub issuers: Vec<IssuerDoc>,
+    /// Whether the upstream also gets the caller's token; default `false`: it is removed.
+    #[serde(default)]
+    pub forward: bool,
 }
 
 fn default_auth_header() -> String {

@@ -53,7 +53,7 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
             accepted(&claims, trusted_issuer(issuers, &claims, rule)?, rule)?;
             Ok(Rc::new(claims))
         }
-        TokenSource::Jwt { header, issuers } => {
+        TokenSource::Jwt { header, issuers, .. } => {
             let rule = "identity.jwt";
             let raw = match headers.one(header) {
                 Err(Repeated) => {

@@ -321,10 +321,25 @@ impl Http {
     }
 
     /// The request headers as the upstream should see them: the decision id added, the
-    /// approval grant removed (it is for aigate; the tool server has no use for it), and
-    /// where the answer is judged, no compression offered (a compressed answer is unreadable).
+    /// approval grant removed (it is for aigate; the tool server has no use for it), the
+    /// caller's token removed unless `identity.jwt.forward` (a server holding it could
+    /// replay it at the gateway for any tool the caller may use), and where the answer is
+    /// judged, no compression offered (a compressed answer is unreadable).
     fn upstream_headers(&self, route: Option<usize>) {
         self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
+        // Only on a route's traffic: a request no route matched (`unmatched: allow`) goes
+        // to some other service, whose own credentials it may carry in that header.
+        if let (
+            Some(_),
+            crate::policy::TokenSource::Jwt {
+                header, forward: false, ..
+            },
+        ) = (route, &self.shared.policy.identity.token)
+        {
+            if self.headers.get_all(header).next().is_some() {
+                self.set_http_request_header(header, None);
+            }
+        }
         if self.shared.policy.judges_answers(route) && self.headers.get_all("accept-encoding").next().is_some() {
             self.set_http_request_header("accept-encoding", None);
         }

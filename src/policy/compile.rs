@@ -370,6 +370,7 @@ impl Checker {
                         TokenSource::Jwt {
                             header: String::new(),
                             issuers: Vec::new(),
+                            forward: false,
                         }
                     }
                 }
@@ -503,6 +504,7 @@ impl Checker {
         TokenSource::Jwt {
             header: jwt.header.to_ascii_lowercase(),
             issuers,
+            forward: jwt.forward,
         }
     }
 

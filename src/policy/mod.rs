@@ -102,8 +102,13 @@ impl IdentityPolicy {
 
 #[derive(Debug)]
 pub enum TokenSource {
-    /// `Bearer` token in `header`, verified here against the issuers' keys.
-    Jwt { header: String, issuers: Vec<Issuer> },
+    /// `Bearer` token in `header`, verified here against the issuers' keys; the upstream
+    /// gets the header only when `forward` says so.
+    Jwt {
+        header: String,
+        issuers: Vec<Issuer>,
+        forward: bool,
+    },
     /// Payload already verified by Envoy's jwt_authn, read from dynamic metadata.
     JwtAuthn { namespace: String, payload_key: String },
     /// A token payload taken as signed (the CLI's replay of bare `claims`), standing in

@@ -104,6 +104,8 @@ def test_allowed_get_order_reaches_server(gateway, mint, record, alg):
     # Allowed requests carry the decision id upstream too.
     calls = [e for e in record.new() if e["kind"] == "http" and e["rpc_methods"] == ["tools/call"]]
     assert [c["decision_id"] for c in calls] == [did]
+    # The caller's token stays at the gateway: a server holding it could replay it there.
+    assert not any(e["authorization"] for e in record.new() if e["kind"] == "http"), "token forwarded"
 
     rec = assert_audit(
         gateway, did,

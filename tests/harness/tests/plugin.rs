@@ -69,6 +69,12 @@ fn allowed_tool_call_is_forwarded_with_decision_id_metric_and_audit() {
         assert_eq!(outcome.status(), Some(200), "{mode}");
         let down_id = assert_decision_id(outcome.response_header("x-aigate-decision-id"), mode);
         assert_eq!(up_id, down_id, "{mode}: upstream and response decision ids differ");
+        // The caller's token is aigate's to judge: a server holding it could replay it.
+        assert_eq!(
+            outcome.upstream_header("authorization"),
+            None,
+            "{mode}: token forwarded"
+        );
 
         assert_eq!(plugin.metric(REQUESTS_ALLOW_MCP), Some(1), "{mode}");
         assert_eq!(
@@ -543,13 +549,39 @@ fn a_request_costs_few_host_calls() {
             ("proxy_set_property", 1),                 // the decision for access logs
             ("proxy_log", 1),                          // the audit line (the answer passed whole)
             ("proxy_replace_header_map_value", 2),     // decision id upstream and to the client
-            ("proxy_remove_header_map_value", 1),      // the answer's length: it may be rewritten
+            ("proxy_remove_header_map_value", 2),      // the caller's token; the answer's length
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         assert_eq!(calls, &expected, "{mode}: host calls on the allow path changed");
     }
+}
+
+#[test]
+fn the_callers_token_reaches_the_upstream_only_when_the_policy_forwards_it() {
+    let idp = Idp::new();
+    let body = tools_call(json!(1), "get_order", json!({"customer_id": "c-42"}));
+    let mut p = policy(&idp);
+    p["identity"]["jwt"]["forward"] = json!(true);
+    let mut forwarding = load(&p, HostOptions::default());
+    let outcome = forwarding.request(mcp_post(&idp.token(), &body)).unwrap();
+    assert!(outcome.forwarded());
+    assert_eq!(
+        outcome.upstream_header("authorization"),
+        Some(format!("Bearer {}", idp.token()))
+    );
+    // A request no route covers, passed by `unmatched: allow`, keeps its own credentials.
+    let mut p = policy(&idp);
+    p["unmatched"] = json!("allow");
+    let mut plugin = load(&p, HostOptions::default());
+    let other = mcp_post("other-service-credential", &body).set_header(":path", "/elsewhere");
+    let outcome = plugin.request(other).unwrap();
+    assert!(outcome.forwarded());
+    assert_eq!(
+        outcome.upstream_header("authorization").as_deref(),
+        Some("Bearer other-service-credential")
+    );
 }
 
 #[test]
