@@ -208,13 +208,13 @@ impl Http {
             return;
         }
         self.body_refused = true;
-        set_response_header(":status", Some(&reply.status.to_string()));
-        for (name, value) in &reply.headers {
-            set_response_header(name, Some(value));
-        }
-        set_response_header("content-length", None);
-        set_response_header("content-encoding", None);
-        set_response_header("transfer-encoding", None);
+        // The answer's head is withheld with its body: a cookie, a session id or a
+        // redirect the upstream set must not reach the client either. Only the denial's.
+        let status = reply.status.to_string();
+        let head: Vec<(&str, &str)> = std::iter::once((":status", status.as_str()))
+            .chain(reply.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .collect();
+        let _ = proxy_wasm::hostcalls::set_map(proxy_wasm::types::MapType::HttpResponseHeaders, head);
         self.answer = Some(Answer::Refused(request));
     }
 

@@ -290,7 +290,13 @@ def build_app(record_path: str):
             # (and without) reading the body.
             recorder.write(kind="http", method=scope["method"], path=scope["path"], complete=False,
                            body="", body_bytes=0, acted_on_head=True)
-            await reply(send, 200, json.dumps({"done": True, "path": scope["path"]}).encode())
+            body = json.dumps({"done": True, "path": scope["path"]}).encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode()),
+                                    (b"set-cookie", b"session=upstream-secret"),
+                                    (b"x-upstream-secret", b"42")]})
+            await send({"type": "http.response.body", "body": body})
             return
         chunks: list[bytes] = []
         complete = False

@@ -175,6 +175,7 @@ def test_an_answer_to_a_request_not_yet_judged_never_reaches_the_client(gw, mint
         assert (status, error["reason"], error["rule"]) == (400, "body_malformed", "hold"), body
         assert (audit["reason"], audit["rule"]) == ("body_malformed", "hold")
         assert b"done" not in body, "the endpoint's answer was withheld"
+        assert "set-cookie" not in headers and "x-upstream-secret" not in headers, "its head too"
         heads = seen.rec.since(seen.start)
         assert [(e["path"], e["complete"]) for e in heads] == [("/api/early", False)], heads
         key = e2e.metric_key("aigate_requests_total", protocol="action", decision="deny", reason="body_malformed")
