@@ -513,6 +513,29 @@ fn workload_from_mtls_spiffe_id() {
     assert_eq!(reason_of(&w, Some(&t), &refund), Some(Reason::ScopeMissing));
     w.host.peer = Some("spiffe://evil.org/ns/agents/support".into());
     assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::WorkloadUntrusted));
+    // Only a well-formed workload SPIFFE ID names a workload: under the prefix as text,
+    // these name another workload once resolved or decoded, or none at all.
+    for odd in [
+        "spiffe://example.org/ns/agents/../../admin",
+        "spiffe://example.org/ns/agents/%2e%2e/admin",
+        "spiffe://example.org/ns/agents/",
+        "spiffe://example.org/ns/agents//support",
+        "spiffe://example.org/ns/agents/./support",
+        "spiffe://example.org:443/ns/agents/support",
+        "spiffe://user@example.org/ns/agents/support",
+        "spiffe://Example.org/ns/agents/support",
+        "spiffe://example.org/ns/agents/support?x=1",
+        "spiffe://example.org",
+        "SPIFFE://example.org/ns/agents/support",
+    ] {
+        w.host.peer = Some(odd.into());
+        let denial = w.decide(&w.headers(Some(&t)), Some(&body)).denial;
+        assert_eq!(
+            denial.map(|x| (x.reason, x.rule)),
+            Some((Reason::WorkloadUntrusted, "identity.workload.spiffe_trust_domains".into())),
+            "{odd}"
+        );
+    }
 
     // Without a client certificate the token's azp names the workload (support-agent, a
     // wider ceiling), unless the policy requires mTLS.

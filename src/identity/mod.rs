@@ -159,6 +159,29 @@ pub fn authenticate(policy: &Policy, headers: &Headers, host: &dyn Host) -> Resu
     })
 }
 
+/// A SPIFFE ID as the SPIFFE standard writes a workload's: `spiffe://`, a trust domain of
+/// lowercase letters, digits, `.`, `-` and `_`, and a path of one or more segments of
+/// letters, digits, `.`, `-` and `_`, none empty, `.` or `..`; no port, user, query,
+/// fragment or percent-encoding. Anything else names its workload ambiguously
+/// (`…/agents/../admin` is under `…/agents/` as text and `…/admin` once resolved), so a
+/// prefix-matched ceiling must not take it.
+fn is_workload_spiffe_id(san: &str) -> bool {
+    let Some((domain, path)) = san.strip_prefix("spiffe://").and_then(|rest| rest.split_once('/')) else {
+        return false;
+    };
+    let domain_ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+    let segment_ok = |seg: &str| {
+        !matches!(seg, "" | "." | "..")
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    san.len() <= 2048 && domain_ok && path.split('/').all(segment_ok)
+}
+
 /// `scope` as a space-separated string (RFC 8693/9068) or `scp`-style array.
 fn scopes_of(v: Option<&Value>) -> Vec<String> {
     match v {
@@ -174,6 +197,13 @@ fn workload(policy: &Policy, claims: &Map<String, Value>, host: &dyn Host) -> Re
     };
     if !src.trust_domains.is_empty() {
         if let Some(san) = host.peer_uri_san() {
+            if !is_workload_spiffe_id(&san) {
+                return Err(Denial::new(
+                    Reason::WorkloadUntrusted,
+                    "identity.workload.spiffe_trust_domains",
+                    "the peer certificate's URI SAN is not a well-formed workload SPIFFE ID",
+                ));
+            }
             let domain = san
                 .strip_prefix("spiffe://")
                 .and_then(|rest| rest.split('/').next())
