@@ -111,6 +111,9 @@ def test_manifest_is_current_and_its_policy_loads(variant, tmp_path, monkeypatch
     assert policy["hold"] == "body", "meshes have no allow_on_headers_stop_iteration"
     expected = json.loads((e2e.REPO / "examples" / "policy.json").read_text())
     assert {k: v for k, v in policy.items() if k != "hold"} == expected
+    if variant == "envoy_gateway":
+        # Envoy Gateway's 32 KiB listener buffer would answer larger calls with its own 413.
+        assert f"bufferLimit: {envoy_config.buffer_limit(policy)}\n" in text
     envoy_yaml = tmp_path / "envoy.yaml"
     envoy_yaml.write_text(envoy_config.render("body", policy, listen_port=e2e.free_port(), admin_port=e2e.free_port(),
                                               upstream_port=e2e.free_port(), wasm_path=str(wasm_module)))
