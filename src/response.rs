@@ -64,6 +64,7 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
         data.insert("required_scope".into(), json!(s));
     }
     approval_details(policy, d, denial, &mut data);
+    let denial = &next_step(policy, denial, &data);
 
     let reason = denial.reason;
     if let Some(p) = d.protocol.filter(|p| p.is_llm()) {
@@ -198,6 +199,28 @@ fn challenge(denial: &Denial, scope: Option<&str>) -> String {
     }
 }
 
+/// An approval refusal's message says what to do next, in the text itself: most agent
+/// frameworks hand the model the message and drop `data`.
+fn next_step(policy: &Policy, denial: &Denial, data: &Map<String, Value>) -> Denial {
+    let mut denial = denial.clone();
+    let Some(header) = policy.approval.as_ref().map(|a| a.header.as_str()) else {
+        return denial;
+    };
+    if denial.reason == Reason::ApprovalRequired {
+        let digest = data.get("args_digest").and_then(Value::as_str);
+        match (data.get("approval_url").and_then(Value::as_str), digest) {
+            (Some(url), _) => denial.message.push_str(&format!(
+                ": have a human approve it at {url}, then send the same call again with the grant in the {header} header"
+            )),
+            (None, Some(digest)) => denial.message.push_str(&format!(
+                ": send the same call again with a grant for args_digest {digest} in the {header} header"
+            )),
+            (None, None) => {}
+        }
+    }
+    denial
+}
+
 /// For approval denials: what a client needs to route the action to a human.
 fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut Map<String, Value>) {
     if !matches!(
@@ -211,7 +234,7 @@ fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut M
         return;
     }
     // The call the grant was judged for: the denied one.
-    let call = d.calls.iter().find(|c| !c.allowed).or(d.calls.last());
+    let call = crate::audit::deciding_call(d).or(d.calls.last());
     let (Some(call), Some(p)) = (call, d.principal.as_ref()) else {
         return;
     };

@@ -329,6 +329,14 @@ fn external_actions_need_a_grant_for_the_exact_body() {
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["error"]["args_digest"], digest.as_str());
     assert_eq!(body["error"]["tool"], "send_email");
+    // The message itself says what to do: agent frameworks often pass on only the text.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "have a human approve it at https://approvals.example.com/new?tool=send_email&digest={digest}"
+        )) && message.ends_with("then send the same call again with the grant in the x-aigate-approval header"),
+        "{message}"
+    );
 
     let grant = w.grant(json!({"args_digest": digest}));
     let h = request(&w, "/api/mail", "POST", &[("x-aigate-approval", &grant)]);

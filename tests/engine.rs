@@ -532,7 +532,10 @@ fn workload_from_mtls_spiffe_id() {
         let denial = w.decide(&w.headers(Some(&t)), Some(&body)).denial;
         assert_eq!(
             denial.map(|x| (x.reason, x.rule)),
-            Some((Reason::WorkloadUntrusted, "identity.workload.spiffe_trust_domains".into())),
+            Some((
+                Reason::WorkloadUntrusted,
+                "identity.workload.spiffe_trust_domains".into()
+            )),
             "{odd}"
         );
     }
