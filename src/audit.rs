@@ -245,15 +245,19 @@ fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut plain = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        // Most bytes need nothing: one table lookup decides.
+        if NEEDS_LOOK.get(usize::from(b)) != Some(&true) {
+            continue;
+        }
         // NEL (U+0085) and the Unicode line and paragraph separators are line breaks to
         // readers that split on them (Python's `splitlines`): escaped, a caller-chosen
         // name cannot cut its own record in two.
         let (escape, len) = match (b, bytes.get(i + 1), bytes.get(i + 2)) {
-            (0x00..=0x1f | b'"' | b'\\', _, _) => (None, 1),
             (0xc2, Some(0x85), _) => (Some("\\u0085"), 2),
             (0xe2, Some(0x80), Some(0xa8)) => (Some("\\u2028"), 3),
             (0xe2, Some(0x80), Some(0xa9)) => (Some("\\u2029"), 3),
-            _ => continue,
+            (0xc2 | 0xe2, _, _) => continue,
+            _ => (None, 1),
         };
         out.push_str(s.get(plain..i).unwrap_or(""));
         match (escape, b) {
@@ -273,6 +277,19 @@ fn push_escaped(out: &mut String, s: &str) {
     }
     out.push_str(s.get(plain..).unwrap_or(""));
 }
+
+/// Bytes that may need escaping: controls, `"`, `\`, and the lead bytes of NEL (`C2`) and
+/// of the Unicode line and paragraph separators (`E2`).
+#[allow(clippy::indexing_slicing)] // evaluated at compile time: out of bounds fails the build
+const NEEDS_LOOK: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize || b == 0xc2 || b == 0xe2;
+        b += 1;
+    }
+    t
+};
 
 /// The deciding call: the denied one; else, for an allowed request, the one with the most
 /// impact (the external action approved in a batch, not the read beside it), the last of
