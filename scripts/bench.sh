@@ -113,7 +113,6 @@ crit_out=""
 if [ "$criterion" = 1 ]; then
   step "Engine micro-benchmarks (criterion, native, CPU 0)"
   crit_out="$(mktemp /tmp/aigate-criterion.XXXXXX)"
-  trap 'rm -f "$crit_out"' EXIT
   crit_args=()
   # Quick mode: only the headline groups.
   [ "$quick" = 1 ] && crit_args=(-- "decide/2KiB|jwt_verify|identity")
@@ -121,8 +120,18 @@ if [ "$criterion" = 1 ]; then
   "${prio[@]}" taskset -c 0 cargo bench --bench engine "${crit_args[@]}" 2>&1 | tee "$crit_out" | grep -E 'time:|thrpt:' || true
 fi
 
+# The module's own computation per request in Wasm operators (wasmtime fuel): exact and
+# repeatable on any machine, where the ladder's times move with the machine and its load.
+fuel_out="$(mktemp /tmp/aigate-fuel.XXXXXX)"
+trap 'rm -f "$crit_out" "$fuel_out"' EXIT
+if [ "$profile" = 0 ]; then
+  step "Wasm operators per request (wasmtime harness, fuel)"
+  AIGATE_WASM="$aigate_wasm" cargo run --release -p aigate-harness --example cost > "$fuel_out"
+  cat "$fuel_out"
+fi
+
 step "Envoy ladder ($out)"
 .venv/bin/python scripts/bench/ladder.py --envoy .venv/bin/envoy \
   --aigate-wasm "$aigate_wasm" --noop-wasm "$noop_wasm" \
   --out "$out" --json "$json" --command "$command_line" \
-  ${crit_out:+--criterion "$crit_out"} "${keep[@]}" "${ladder[@]}" "${extra[@]}"
+  ${crit_out:+--criterion "$crit_out"} --fuel "$fuel_out" "${keep[@]}" "${ladder[@]}" "${extra[@]}"

@@ -40,7 +40,7 @@ import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from report import parse_criterion, profile_report, report
+from report import parse_criterion, parse_fuel, profile_report, report
 from rungs import (ENVOY_CPU, KIB, LADDER, LOAD_CPU, Run, floor_probe, fmt_size, logs_per_request, note,
                    probe_rungs)
 
@@ -575,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="long run for worker memory (stops early at --memory-requests)")
     p.add_argument("--memory-requests", type=int, default=1_000_000)
     p.add_argument("--criterion", type=Path, help="criterion output to include in the report")
+    p.add_argument("--fuel", type=Path, help="output of the harness's cost example (JSON lines) to include")
     p.add_argument("--command", default="scripts/bench.sh")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.md")
     p.add_argument("--json", type=Path, default=REPO / "bench" / "results.json")
@@ -677,11 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in runs if r.non2xx or r.errors]
     meta["elapsed_s"] = round(time.monotonic() - t_start)
     criterion = parse_criterion(a.criterion)
+    fuel = parse_fuel(a.fuel)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs], "memory": memory,
-                                  "criterion": criterion, "v8": v8}, indent=1) + "\n")
+                                  "criterion": criterion, "fuel": fuel, "v8": v8}, indent=1) + "\n")
     a.out.write_text(profile_report(meta, runs, sizes, v8) if a.profile
-                     else report(meta, runs, memory, criterion, sizes))
+                     else report(meta, runs, memory, criterion, sizes, fuel))
     print(f"bench: wrote {a.out} and {a.json} in {meta['elapsed_s']} s", flush=True)
     if bad:
         print(f"bench: {len(bad)} run(s) saw non-2xx responses or socket errors: see the report",
@@ -695,7 +697,7 @@ def rerender(a: argparse.Namespace) -> int:
     runs = [Run(**r) for r in d["runs"]]
     sizes = sorted({r.size for r in runs if r.rung in LADDER or r.rung.startswith("probe:")})
     text = (profile_report(d["meta"], runs, sizes, d.get("v8", [])) if d["meta"].get("profile")
-            else report(d["meta"], runs, d.get("memory"), d.get("criterion", []), sizes))
+            else report(d["meta"], runs, d.get("memory"), d.get("criterion", []), sizes, d.get("fuel", [])))
     a.out.write_text(text)
     print(f"bench: re-rendered {a.out} from {a.from_json}")
     return 0

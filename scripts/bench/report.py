@@ -4,6 +4,7 @@ profile (bench/PROFILE.md), from the runs it measured.
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def summarize(runs: list[Run]) -> dict:
     return out
 
 
-def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dict], sizes: list[int]) -> str:
+def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dict], sizes: list[int],
+           fuel: list[dict] | None = None) -> str:
     s = summarize(runs)
     get = lambda rung, size: s.get(f"{rung}@{size}")  # noqa: E731
     L: list[str] = []
@@ -225,6 +227,22 @@ def report(meta: dict, runs: list[Run], memory: dict | None, criterion: list[dic
             L.append(f"| `{c['name']}` | {c['time']} | {c.get('thrpt', '')} |")
         L.append("")
 
+    if fuel:
+        L.append("## aigate's computation in Wasm operators\n")
+        L.append("`cargo run --release -p aigate-harness --example cost`: the module in wasmtime, one request "
+                 "per case, counting the Wasm operators it executes (fuel) from the request's first callback "
+                 "to its last, answer included; the host's work (Envoy copying headers and bodies, logging) "
+                 "is not in it. Unlike the times above, these counts do not move with the machine or its "
+                 "load: they show a change in aigate's own cost exactly.\n")
+        L.append("| case | body bytes | status | Wasm operators | request headers | request body | answer |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        for f in fuel:
+            by = f.get("fuel_by_export", {})
+            answer = by.get("proxy_on_response_headers", 0) + by.get("proxy_on_response_body", 0)
+            L.append(f"| {f['case']} | {f['body_bytes']:,} | {f.get('status')} | {f['fuel']:,} | "
+                     f"{by.get('proxy_on_request_headers', 0):,} | {by.get('proxy_on_request_body', 0):,} | {answer:,} |")
+        L.append("")
+
     L.append("## Goals\n")
     L.append(goals(ratios, s, memory, sizes))
     L.append("")
@@ -289,6 +307,20 @@ def goals(ratios: dict, s: dict, memory: dict | None, sizes: list[int]) -> str:
                    f"{memory['rss_delta_kib']:+,} KiB ({per_req:.3f} B/request) | "
                    f"{mark(abs(memory['rss_delta_kib']) < 4096)} |")
     return "\n".join(out)
+
+
+def parse_fuel(path: Path | None) -> list[dict]:
+    """The cost example's JSON lines (other lines, such as cargo's, are skipped)."""
+    if path is None or not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 def parse_criterion(path: Path | None) -> list[dict]:

@@ -114,10 +114,17 @@ pub fn encoded_separator(text: &str) -> bool {
 /// that ignores case (Go's `encoding/json`: mcp-go, Ollama) reads it as the member aigate
 /// did not judge.
 pub fn refuse_miscased(key: &str, read: &[&str], rule: &'static str) -> Result<(), crate::decision::Denial> {
-    match read
-        .iter()
-        .find(|k| **k != key && crate::json::same_key_ignoring_case(k, key))
-    {
+    // The names aigate reads are ASCII: an ASCII key folds onto one only at its length,
+    // so most comparisons end there (this runs on every key of every object read).
+    let ascii = key.is_ascii();
+    let same = |k: &str| {
+        if ascii {
+            k.len() == key.len() && k != key && k.eq_ignore_ascii_case(key)
+        } else {
+            crate::json::same_key_ignoring_case(k, key)
+        }
+    };
+    match read.iter().find(|k| same(k)) {
         Some(k) => Err(crate::decision::Denial::new(
             crate::decision::Reason::BodyMalformed,
             rule,

@@ -1,7 +1,7 @@
 //! aigate's per-request computation in a loop, without a host: what the plugin runs
 //! between its host calls for one allowed MCP `tools/call` (headers handed over, identity
 //! with the cached token, body parsed and judged, audit line, decision id; metric ids are
-//! table lookups, nothing to measure).
+//! table lookups, nothing to measure; then the server's answer, read for resources).
 //!
 //!     aigate-bench-driver [BODY_BYTES [ITERATIONS [cached|nocache]]]
 //!
@@ -106,7 +106,16 @@ fn one(
     };
     assert!(d.allowed(), "{:?}", d.denial);
     black_box(aigate::audit::record(policy, &d, &decision_id, NOW * 1_000_000_000));
+    // The server's answer, read for resources outside the caller's boundary; it passes
+    // whole, so it writes no audit line of its own.
+    let (answer, rewritten) = engine::whole_answer(policy, &d, ANSWER, &decision_id);
+    assert!(answer.allowed() && rewritten.is_none(), "{:?}", answer.denial);
+    black_box(answer);
 }
+
+/// A tool's result as an MCP server sends it.
+const ANSWER: &[u8] =
+    br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"order o-1: shipped"}],"isError":false}}"#;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
