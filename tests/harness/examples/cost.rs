@@ -20,7 +20,11 @@ use serde_json::{json, Value};
 fn padded_call(size: usize) -> String {
     let bare = tools_call(json!(1), "get_order", json!({"customer_id": "c-42", "note": ""}));
     let pad = size.saturating_sub(bare.len());
-    tools_call(json!(1), "get_order", json!({"customer_id": "c-42", "note": "x".repeat(pad)}))
+    tools_call(
+        json!(1),
+        "get_order",
+        json!({"customer_id": "c-42", "note": "x".repeat(pad)}),
+    )
 }
 
 fn main() {
@@ -43,7 +47,11 @@ fn main() {
     report("token not yet cached (Ed25519 verify)", &small, &token);
     let line: Value = report("allow, 1 KiB", &small, &token);
     assert_eq!(line["forwarded"], true, "the allowed request was not forwarded: {line}");
-    for (label, size) in [("16 KiB", 16 << 10), ("256 KiB", 256 << 10), ("1 MiB", (1 << 20) - 4096)] {
+    for (label, size) in [
+        ("16 KiB", 16 << 10),
+        ("256 KiB", 256 << 10),
+        ("1 MiB", (1 << 20) - 4096),
+    ] {
         report(&format!("allow, {label}"), &padded_call(size), &token);
     }
     let refund = tools_call(json!(2), "refund_order", json!({"customer_id": "c-42", "amount": 5}));
