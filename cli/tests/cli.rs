@@ -1539,3 +1539,51 @@ fn eval_and_readiness_judge_a_models_answer() {
         "{problem}"
     );
 }
+
+#[test]
+fn every_command_ends_quietly_when_its_reader_has_gone() {
+    // `aigate check policy.json | head -1`: the reader closes the pipe before the command
+    // has written. Here it is closed before the command starts, so every write finds it so.
+    let unread = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_aigate"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap()
+    };
+    let policy = repo("examples/policy.json");
+    let cases = repo("examples/cases.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(&cases).unwrap()).unwrap();
+    let request = tmp("unread-request.json", &all["cases"][0]["request"].to_string());
+    let args = tmp("unread-args.json", r#"{"to":"bob@example.com"}"#);
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen"]).stdout).unwrap();
+    let key = tmp("unread-key.json", &keys.to_string());
+    let mut not_ready = example_policy();
+    not_ready["mode"] = json!("monitor");
+    let not_ready = tmp("unread-monitor.json", &not_ready.to_string());
+    let approve: Vec<&str> = ["approve", "--key", &key, "--args", &args]
+        .into_iter()
+        .chain(
+            "--iss https://approvals.example.com --aud aigate --sub alice --tool send_email --approver carol"
+                .split(' '),
+        )
+        .collect();
+    for (args, code) in [
+        (vec!["check", &policy], 0),
+        (vec!["eval", &policy, &request, "--now", "1800000100"], 0),
+        (vec!["eval", &policy, &request, "--json"], 0),
+        (vec!["readiness", &policy, "--cases", &cases], 0),
+        (vec!["readiness", &not_ready, "--cases", &cases, "--format", "json"], 1),
+        (vec!["digest", &args], 0),
+        (vec!["keygen"], 0),
+        (approve, 0),
+        (vec!["--help"], 0),
+    ] {
+        let out = unread(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
+}

@@ -4,6 +4,7 @@
 use super::case::{Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -76,7 +77,7 @@ fn fail(e: &str) -> ExitCode {
 }
 
 /// One dry-run decision with the explanation of every rule applied.
-pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool, out: &mut String) -> ExitCode {
     let (evaluator, req) = match load_case(policy, request) {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
@@ -91,16 +92,23 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
         doc.insert("status".into(), json!(outcome.status));
         doc.insert("reply".into(), json!(outcome.reply_body.as_deref().map(json_or_text)));
         doc.insert("explanation".into(), json!(explain::explain(policy, &outcome)));
-        println!("{:#}", serde_json::Value::Object(doc));
+        let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
     } else {
-        print!("{}", explain::explain(policy, &outcome));
+        out.push_str(&explain::explain(policy, &outcome));
     }
     ExitCode::SUCCESS
 }
 
 /// The decision on an answer to a request: the answer's verdict, what the client would
 /// get instead (a refusal, a filtered list), and its audit record.
-pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+pub fn eval_answer(
+    policy: &Path,
+    request: &Path,
+    answer: &Path,
+    now: Option<u64>,
+    as_json: bool,
+    out: &mut String,
+) -> ExitCode {
     let (evaluator, req) = match load_case(policy, request) {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
@@ -119,37 +127,46 @@ pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64
         let mut doc = verdict_json(&outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
-        println!("{:#}", serde_json::Value::Object(doc));
+        let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
         return ExitCode::SUCCESS;
     }
-    match &d.denial {
-        Some(x) => println!(
+    let _ = match &d.denial {
+        Some(x) => writeln!(
+            out,
             "answer: {} {} (rule {}): {}",
             outcome.verdict,
             x.reason.as_str(),
             x.rule,
             x.message
         ),
-        None if d.hidden > 0 => println!("answer: allow, {} listed item(s) hidden from the caller", d.hidden),
-        None => println!("answer: allow"),
-    }
+        None if d.hidden > 0 => writeln!(out, "answer: allow, {} listed item(s) hidden from the caller", d.hidden),
+        None => writeln!(out, "answer: allow"),
+    };
     for c in &d.calls {
         let verdict = if c.allowed { "allowed" } else { "refused" };
-        println!(
+        let _ = writeln!(
+            out,
             "  call {} ({}): {verdict}",
             c.tool,
             c.intent.as_deref().unwrap_or("not catalogued")
         );
     }
-    match replaced {
-        Some(r) => println!("the client gets instead:\n{r:#}"),
-        None => println!("the client gets the answer as it is"),
-    }
-    println!("audit: {}", outcome.audit);
+    let _ = match replaced {
+        Some(r) => writeln!(out, "the client gets instead:\n{r:#}"),
+        None => writeln!(out, "the client gets the answer as it is"),
+    };
+    let _ = writeln!(out, "audit: {}", outcome.audit);
     ExitCode::SUCCESS
 }
 
-pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, out: Option<&Path>) -> ExitCode {
+pub fn readiness(
+    policy: &Path,
+    cases: &Path,
+    now: Option<u64>,
+    as_json: bool,
+    file: Option<&Path>,
+    out: &mut String,
+) -> ExitCode {
     let evaluator = match load(policy) {
         Ok(e) => e,
         Err(e) => return fail(&e),
@@ -177,7 +194,7 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
     } else {
         readiness::markdown(&report)
     };
-    match out {
+    match file {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &text) {
                 return fail(&format!("cannot write {}: {e}", path.display()));
@@ -185,7 +202,7 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
             let verdict = if report.ready { "ready" } else { "NOT ready" };
             eprintln!("{verdict}: report written to {}", path.display());
         }
-        None => print!("{text}"),
+        None => out.push_str(&text),
     }
     if report.ready {
         ExitCode::SUCCESS
