@@ -1124,6 +1124,24 @@ fn readiness_refuses_unusable_input_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("duplicate JSON key \"name\""), "{err}");
+    // A file of another shape is told what it must be, not what serde expected first.
+    let case = json!({"name": "x", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}});
+    let bare = tmp("bare-cases.json", &json!([case]).to_string());
+    let out = aigate(&["readiness", &repo("examples/policy.json"), "--cases", &bare]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("error: {bare}: a cases file must be an object {{\"now\": …, \"cases\": [...]}}, not an array\n")
+    );
+    let listed = tmp("listed-request.json", "[{\"path\": \"/mcp\"}]");
+    let out = aigate(&["eval", &repo("examples/policy.json"), &listed]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("listed-request.json: a request file must be an object {\"path\": …"),
+        "{err}"
+    );
+    assert!(err.ends_with(", not an array\n"), "{err}");
 }
 
 #[test]

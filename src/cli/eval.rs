@@ -26,11 +26,29 @@ fn load(policy: &Path) -> Result<Evaluator, String> {
 /// Nesting allowed in request, answer and case files (bodies sit a few levels deep).
 const CASE_FILE_DEPTH: usize = 256;
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+/// What a request file holds, said when it holds something else.
+const REQUEST_SHAPE: &str = r#"a request file must be an object {"path": …, "claims" or "headers": …, "body": …}"#;
+/// What a cases file holds, said when it holds something else.
+const CASES_SHAPE: &str = r#"a cases file must be an object {"now": …, "cases": [...]}"#;
+
+/// Reads a file of the CLI's own JSON. `object`: the file must be a JSON object, and this
+/// says what it holds when it is not (field by field, serde would name the first value it
+/// expected: "invalid type: map, expected u64" for a cases file that is a bare array).
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, object: Option<&str>) -> Result<T, String> {
     let bytes = super::read(path)?;
     // As strict as the plugin: a request body with a duplicate key must not replay as the
     // body that kept the last one.
-    super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
+    let doc = super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
+    if let Some(shape) = object.filter(|_| !doc.is_object()) {
+        let kind = match doc {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(format!("{}: {shape}, not {kind}", super::name(path)));
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
@@ -60,7 +78,7 @@ fn json_or_text(text: &str) -> serde_json::Value {
 
 /// The policy and one request file, as `eval` reads them.
 fn load_case(policy: &Path, request: &Path) -> Result<(Evaluator, Request), String> {
-    Ok((load(policy)?, parse(request)?))
+    Ok((load(policy)?, parse(request, Some(REQUEST_SHAPE))?))
 }
 
 fn now_or_clock(now: Option<u64>) -> u64 {
@@ -113,7 +131,7 @@ pub fn eval_answer(
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
-    let body: serde_json::Value = match parse(answer) {
+    let body: serde_json::Value = match parse(answer, None) {
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
@@ -171,7 +189,7 @@ pub fn readiness(
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
-    let corpus: readiness::Cases = match parse(cases) {
+    let corpus: readiness::Cases = match parse(cases, Some(CASES_SHAPE)) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
