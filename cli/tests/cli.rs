@@ -370,7 +370,10 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
     let two = tmp("refuse-policy-2iss.json", &policy.to_string());
     let args = tmp("refuse-args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
     let approve = |policy: &str, more: &[&str]| {
-        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice", "--args", &args];
+        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice"];
+        if !more.contains(&"--args") {
+            argv.extend(["--args", &args]);
+        }
         if !more.contains(&"--key") {
             argv.extend(["--key", &key]);
         }
@@ -384,6 +387,13 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
         aigate(&argv)
     };
     assert!(approve(&one, &[]).status.success());
+    // Arguments the tool's constraints refuse: the gateway denies the call before it looks
+    // at a grant, so none is signed.
+    let outside = tmp(
+        "refuse-args-outside.json",
+        r#"{"to":"eve@evil.example","subject":"hi"}"#,
+    );
+    let no_to = tmp("refuse-args-no-to.json", r#"{"subject":"hi"}"#);
     for (policy, more, expected) in [
         (
             &two,
@@ -413,6 +423,22 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
             vec!["--tool", "no_such_tool"],
             "--tool \"no_such_tool\" is not in the policy's tool catalogue",
         ),
+        (
+            &one,
+            vec!["--args", &outside],
+            "refuse-args-outside.json: argument /to is not a single address in an allowed domain \
+             (rule tools.send_email.constraints./to): the gateway of ",
+        ),
+        (
+            &one,
+            vec!["--args", &outside],
+            "refuse-policy.json refuses the call (argument_violation) whatever grant it carries\n",
+        ),
+        (
+            &one,
+            vec!["--args", &no_to],
+            "refuse-args-no-to.json: argument /to is required (rule tools.send_email.constraints./to)",
+        ),
     ] {
         let out = approve(policy, &more);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -420,6 +446,33 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
         assert!(out.stdout.is_empty(), "{more:?}: a grant was printed");
         assert!(err.contains(expected), "{more:?}: {err}");
     }
+    // Bindings depend on the caller's token, which a grant does not carry: not judged here.
+    let other = tmp("refuse-args-other-customer.json", r#"{"customer_id":"c-other"}"#);
+    let out = approve(&one, &["--tool", "get_order", "--args", &other]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A grant lives no longer than the gateway's approval.max_age_seconds (600) accepts it:
+    // a longer --ttl is cut to it, with a warning.
+    let verify = |out: &Output| {
+        let set = aigate::jws::KeySet::from_jwks(&keys["public"]).unwrap();
+        let claims = set.verify(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap()
+    };
+    let out = approve(&one, &["--ttl", "3600"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(verify(&out), 600);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("warning: --ttl 3600 is above approval.max_age_seconds (600) of "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "refuse-policy.json: its gateway refuses grants older than that, so the grant's lifetime is cut to 600s\n"
+        ),
+        "{err}"
+    );
+    let out = approve(&one, &["--ttl", "600"]);
+    assert_eq!((verify(&out), out.stderr.is_empty()), (600, true));
     // Where the gateway trusts several providers, a grant naming one of them is fine.
     let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

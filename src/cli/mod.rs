@@ -91,13 +91,15 @@ enum Command {
         /// Who approved (named in the audit record; not empty or blank).
         #[arg(long)]
         approver: String,
-        /// Lifetime in seconds (1 to 86400).
+        /// Lifetime in seconds (1 to 86400); with --policy, a longer one than its
+        /// `approval.max_age_seconds` is cut to it (the gateway refuses older grants).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
         /// The policy the grant is for: its `approval.issuer` and `approval.audience` become
         /// the grant's `iss` and `aud`, and a grant its gateway would refuse is not signed
         /// (another issuer or audience, a key its `approval.jwks` lacks, a tool outside its
-        /// catalogue, no --sub-iss where it trusts several identity providers). `-` for stdin.
+        /// catalogue, arguments the tool's `constraints` refuse, no --sub-iss where it trusts
+        /// several identity providers). `-` for stdin.
         #[arg(long)]
         policy: Option<PathBuf>,
         /// The grant's `iss` (without --policy); with --policy, must equal its `approval.issuer`.
