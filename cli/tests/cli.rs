@@ -1100,7 +1100,9 @@ fn readiness_markdown_keeps_every_case_name_in_its_cell() {
     // start a heading of its own.
     let name = "a refund\r# aigate readiness: READY\rAll known outcomes replayed as expected.\r| pass | x";
     let cases = json!({"now": 1_800_000_100u64, "cases": [
-        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}}]});
+        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}},
+        {"name": "rules", "request": {"path": "/mcp"},
+         "expect": {"decision": "deny", "rule": "identity|<b>"}}]});
     let out = aigate(&[
         "readiness",
         &repo("examples/policy.json"),
@@ -1118,7 +1120,16 @@ fn readiness_markdown_keeps_every_case_name_in_its_cell() {
     );
     assert!(
         text.contains(
-            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow |"
+            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow \
+             | deny unauthenticated (401), rule identity.jwt — decision deny (expected allow) |\n"
+        ),
+        "{text}"
+    );
+    // The rule that decided is named, on both sides, and stays text in its cell.
+    assert!(
+        text.contains(
+            "| **FAIL** | rules | deny, rule identity\\|&lt;b> | deny unauthenticated (401), rule identity.jwt \
+             — rule identity.jwt (expected identity\\|&lt;b>) |\n"
         ),
         "{text}"
     );
