@@ -81,8 +81,13 @@ fn check_accepts_the_example_policy() {
     assert!(text.contains("tools      4 (2 read, 1 write, 1 external)"), "{text}");
     assert!(text.contains("prompts    1\n"), "{text}");
     // The release gate's lints are shown with the summary.
-    assert!(text.contains("release gate: 0 error(s), 3 warning(s)"), "{text}");
+    assert!(text.contains("release gate: 0 error(s), 4 warning(s)"), "{text}");
     assert!(text.contains("  warning  session-bound: "), "{text}");
+    // The example's ceiling makes room for ticket tools the catalogue does not have yet.
+    assert!(
+        text.contains("  warning  ceiling-scopes: workload ceiling \"support-agent\" lists \"tickets.*\""),
+        "{text}"
+    );
     let mut monitored: Value = example_policy();
     monitored["mode"] = json!("monitor");
     let out = aigate(&["check", &tmp("monitored.json", &monitored.to_string())]);
@@ -668,6 +673,51 @@ fn readiness_warns_of_a_ceiling_that_covers_a_whole_trust_domain() {
             .any(|(level, message)| *level == "warning" && message.contains("every workload of the trust domain"));
         assert_eq!(found, warned, "{prefix}");
     }
+}
+
+#[test]
+fn readiness_warns_of_ceiling_entries_that_grant_nothing_and_tools_no_ceiling_allows() {
+    let mut policy: Value = example_policy();
+    // A typo (`email.snd`) and a pattern for tools not catalogued yet grant nothing; a named
+    // scope, a pattern covering a named scope's models and one covering only a data rule's
+    // scope all do something.
+    policy["scopes"] = json!({"support.agent": {"grants": ["orders.read"]},
+                              "llm.premium": {"grants": [], "models": ["gpt-4.1"]}});
+    policy["data"]["resources"].as_array_mut().unwrap().push(
+        json!({"id": "kb", "uri_prefix": "kb://{tenant}/", "scope": "kb.read", "owner": "knowledge@example.com"}),
+    );
+    policy["workloads"][0]["scopes"] = json!(["orders.*", "email.snd", "docs.read", "tickets.*"]);
+    policy["workloads"][1]["scopes"] = json!(["support.agent", "llm.*", "kb.*"]);
+    let (_, report) = readiness_report(&policy, "ceiling-typos.json");
+    let typo = |entry: &str| {
+        (
+            "warning",
+            format!(
+                "workload ceiling \"support-agent\" lists \"{entry}\", which is no named scope and grants no intent \
+                 of the tool catalogue nor any data rule's scope: if it is a typo, the calls it was meant to allow \
+                 are scope_missing"
+            ),
+        )
+    };
+    let found: Vec<(&str, String)> = findings(&report, "ceiling-scopes")
+        .into_iter()
+        .map(|(l, m)| (l, m.to_string()))
+        .collect();
+    assert_eq!(found, [typo("email.snd"), typo("tickets.*")]);
+    assert_eq!(
+        findings(&report, "ceiling-tools"),
+        [(
+            "warning",
+            "tool \"send_email\" (intent \"email.send\") is allowed by no workload ceiling: every call to it is \
+             scope_missing"
+        )]
+    );
+    // Without ceilings every tool is within reach (and workload-ceilings says there are none).
+    policy.as_object_mut().unwrap().remove("workloads");
+    let (_, report) = readiness_report(&policy, "ceiling-none.json");
+    assert!(findings(&report, "ceiling-tools").is_empty(), "{report}");
+    assert!(findings(&report, "ceiling-scopes").is_empty(), "{report}");
+    assert_eq!(findings(&report, "workload-ceilings").len(), 1, "{report}");
 }
 
 #[test]

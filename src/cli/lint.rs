@@ -3,7 +3,7 @@
 //! a warning is reported and does not block.
 
 use crate::config::{Impact, Mode};
-use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, Route, TokenSource};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, PatternRef, Policy, Route, TokenSource};
 use serde::Serialize;
 
 /// Longest token lifetime that counts as short-lived (one hour).
@@ -285,6 +285,52 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
                     t.name
                 ),
             );
+        }
+    }
+    // Ceilings are checked against what the policy catalogues: an entry that grants none of
+    // it is most likely a typo, and a tool that no ceiling allows can never be called.
+    if !p.ceilings.is_empty() {
+        let wanted: Vec<&str> = tools
+            .iter()
+            .map(|t| t.intent.as_str())
+            .chain(p.data_rules().map(|r| r.scope()))
+            .collect();
+        for c in &p.ceilings {
+            for entry in c.scopes.iter().filter(|s| *s != "*" && !p.scopes.contains_key(*s)) {
+                let grants = wanted.iter().any(|w| p.scope_grants(entry, w));
+                // A pattern may also stand for named scopes that carry models.
+                let models = PatternRef::parse(entry).is_ok_and(|x| p.scope_models.keys().any(|m| x.matches(m)));
+                if !grants && !models {
+                    add(
+                        "ceiling-scopes",
+                        Warning,
+                        Do,
+                        format!(
+                            "workload ceiling {:?} lists {entry:?}, which is no named scope and grants no intent of \
+                             the tool catalogue nor any data rule's scope: if it is a typo, the calls it was meant \
+                             to allow are scope_missing",
+                            c.id
+                        ),
+                    );
+                }
+            }
+        }
+        for t in &tools {
+            let allowed = p
+                .ceilings
+                .iter()
+                .any(|c| c.scopes.iter().any(|s| p.scope_grants(s, &t.intent)));
+            if !allowed {
+                add(
+                    "ceiling-tools",
+                    Warning,
+                    Do,
+                    format!(
+                        "tool {:?} (intent {:?}) is allowed by no workload ceiling: every call to it is scope_missing",
+                        t.name, t.intent
+                    ),
+                );
+            }
         }
     }
     if let Some(a) = &p.approval {
