@@ -721,6 +721,40 @@ fn readiness_warns_of_ceiling_entries_that_grant_nothing_and_tools_no_ceiling_al
 }
 
 #[test]
+fn the_hold_lint_says_whether_the_policy_chose_to_hold_only_the_body() {
+    let mut policy: Value = example_policy();
+    policy["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "refunds", "prefix": "/api/refunds",
+        "methods": ["POST"], "protocol": "action", "tool": "refund_order"}));
+    let said = |policy: &Value| {
+        let (_, report) = readiness_report(policy, "hold-policy.json");
+        findings(&report, "action-hold-body")
+            .iter()
+            .map(|(_, m)| m.to_string())
+            .collect::<Vec<_>>()
+    };
+    let warned = |hold: &str| {
+        format!(
+            "route \"refunds\" is a REST action and the policy holds only the body ({hold}): its endpoint gets the \
+             request line before the verdict, and one that acts without reading the body acts on requests aigate \
+             then refuses; use hold: headers where the host allows it"
+        )
+    };
+    assert_eq!(said(&policy), [warned("hold defaults to body")]);
+    policy["hold"] = json!("body");
+    assert_eq!(said(&policy), [warned("hold: body")]);
+    policy["hold"] = json!("headers");
+    assert!(said(&policy).is_empty());
+    // Optional is not nullable: a null hold is refused as before.
+    policy["hold"] = Value::Null;
+    let out = aigate(&["check", &tmp("hold-null.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: hold: invalid type: null"));
+}
+
+#[test]
 fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
     let mut policy: Value = example_policy();
     // Sample keys whose private halves are printed in the RFCs, under kids of our own.

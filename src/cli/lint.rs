@@ -370,7 +370,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 8] = [
+    let unjudged: [(&str, Question, Applies, &str); 7] = [
         (
             "provider-state",
             See,
@@ -424,18 +424,35 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "is a REST action for every method: a DELETE or PUT to its endpoint is judged as its one \
              tool, whatever the endpoint does with that method; list the methods it serves (methods)",
         ),
-        (
-            "action-hold-body",
-            Do,
-            |p, r| p.hold == crate::config::Hold::Body && r.protocol == crate::config::Protocol::Action,
-            "is a REST action and the policy holds only the body (hold: body): its endpoint gets the \
-             request line before the verdict, and one that acts without reading the body acts on \
-             requests aigate then refuses; use hold: headers where the host allows it",
-        ),
     ];
     for (lint, question, applies, finding) in unjudged {
         for r in p.routes.iter().filter(|r| applies(p, r)) {
             add(lint, Warning, question, format!("route {:?} {finding}", r.id));
+        }
+    }
+    if p.hold == crate::config::Hold::Body {
+        // Said as the policy says it: a policy without `hold` never chose `body`.
+        let hold = if p.hold_given {
+            "hold: body"
+        } else {
+            "hold defaults to body"
+        };
+        for r in p
+            .routes
+            .iter()
+            .filter(|r| r.protocol == crate::config::Protocol::Action)
+        {
+            add(
+                "action-hold-body",
+                Warning,
+                Do,
+                format!(
+                    "route {:?} is a REST action and the policy holds only the body ({hold}): its endpoint gets \
+                     the request line before the verdict, and one that acts without reading the body acts on \
+                     requests aigate then refuses; use hold: headers where the host allows it",
+                    r.id
+                ),
+            );
         }
     }
     for r in p

@@ -212,7 +212,8 @@ impl Checker {
         }
         Policy {
             mode: doc.mode,
-            hold: doc.hold,
+            hold: doc.hold.unwrap_or_default(),
+            hold_given: doc.hold.is_some(),
             default_owner: doc.default_owner,
             routes,
             unmatched_allow: doc.unmatched == Unmatched::Allow,
