@@ -1473,7 +1473,7 @@ fn data_rule_config_errors_name_their_path() {
         ),
         (
             json!({"prompts": [{"id": "p", "names": ["x"]}]}),
-            "data.prompts[0]: missing field `scope`",
+            "data.prompts[0].scope: is required",
         ),
         (
             json!({"resources": [{"id": "r", "uri_prefix": "docs/{tenant}/", "scope": "a"}]}),

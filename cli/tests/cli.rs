@@ -143,6 +143,20 @@ fn check_names_the_json_path_of_each_error() {
     );
     let err = String::from_utf8(aigate(&["check", &unknown]).stderr).unwrap();
     assert!(err.contains("mdoe: unknown field `mdoe`"), "{err}");
+    // A required field left out is named by its own path, at the top level as below it.
+    let mut policy: Value = example_policy();
+    policy.as_object_mut().unwrap().remove("default_owner");
+    let out = aigate(&["check", &tmp("no-owner.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.ends_with(": 1 error(s)\n  error: default_owner: is required\n"),
+        "{err}"
+    );
+    let mut policy: Value = example_policy();
+    policy["routes"][0].as_object_mut().unwrap().remove("protocol");
+    let err = String::from_utf8(aigate(&["check", &tmp("no-protocol.json", &policy.to_string())]).stderr).unwrap();
+    assert!(err.contains("  error: routes[0].protocol: is required\n"), "{err}");
     // A key given twice is found where it is written.
     let twice = tmp(
         "twice.json",
