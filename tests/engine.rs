@@ -936,6 +936,23 @@ fn input_reasons() {
     );
     assert_eq!(raw(b""), Some(Reason::BodyMalformed));
     assert_eq!(raw(&[b'['; 40]), Some(Reason::BodyMalformed));
+    // Too deep names the limit it hit, as an oversized batch does.
+    let deep = w.decide_raw(&w.headers(Some(&t)), Some(&[b'['; 40])).denial.unwrap();
+    assert_eq!(
+        (deep.rule.as_str(), deep.message.as_str()),
+        (
+            "limits.max_json_depth",
+            "JSON nesting exceeds the depth limit (limits.max_json_depth = 32)"
+        )
+    );
+    let dup = w
+        .decide_raw(
+            &w.headers(Some(&t)),
+            Some(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+        )
+        .denial
+        .unwrap();
+    assert_eq!(dup.rule, "limits", "other JSON refusals keep their rule");
     assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
     let big = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
