@@ -301,7 +301,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
             return Some(Denial::new(
                 Reason::ApprovalInvalid,
                 "approval.header",
-                "the approval header appears more than once",
+                crate::approval::REPEATED_HEADER,
             ));
         }
     }

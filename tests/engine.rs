@@ -1266,8 +1266,12 @@ fn approval_reasons() {
     h.push(("X-Aigate-Approval".into(), b.into_bytes()));
     let denial = w.decide(&h, Some(&body)).denial.unwrap();
     assert_eq!(
-        (denial.reason, denial.rule.as_str()),
-        (Reason::ApprovalInvalid, "approval.header")
+        (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+        (
+            Reason::ApprovalInvalid,
+            "approval.header",
+            "the approval header appears more than once: send several grants comma-separated in one header"
+        )
     );
     assert!(with(&a).allowed(), "the refused request spent nothing");
 }
