@@ -53,6 +53,14 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
             ));
         }
     }
+    constraints(tool, args)?;
+    Ok(tool)
+}
+
+/// Checks a call's arguments against its tool's `constraints`: what holds of the arguments
+/// alone, whoever calls (`aigate approve` refuses to sign a grant for arguments that fail).
+pub fn constraints(tool: &Tool, args: &Value) -> Result<(), Denial> {
+    let name = &tool.name;
     for (ptr, c) in &tool.constraints {
         let found = match ptr.locate(args) {
             Located::Found(v) => Some(v),
@@ -75,7 +83,7 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
             ));
         }
     }
-    Ok(tool)
+    Ok(())
 }
 
 /// Claims may carry ids as numbers while tools take strings (or the reverse): compare

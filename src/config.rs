@@ -36,9 +36,10 @@ pub struct PolicyDoc {
     pub limits: LimitsDoc,
     #[serde(default)]
     pub approval: Option<ApprovalDoc>,
-    /// How the plugin holds a request while it decides (see README "Envoy").
-    #[serde(default)]
-    pub hold: Hold,
+    /// How the plugin holds a request while it decides (see README "Envoy"); `body` when
+    /// not given.
+    #[serde(default, deserialize_with = "given")]
+    pub hold: Option<Hold>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,12 @@ pub enum Unmatched {
     #[default]
     Deny,
     Allow,
+}
+
+/// A member that may be left out but, when present, must hold a value (`null` is refused
+/// as it was before the member became optional).
+fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// `body` (default): continue headers, hold the body until the verdict; works on every

@@ -301,7 +301,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
             return Some(Denial::new(
                 Reason::ApprovalInvalid,
                 "approval.header",
-                "the approval header appears more than once",
+                crate::approval::REPEATED_HEADER,
             ));
         }
     }
@@ -469,7 +469,7 @@ fn judge_action(
         Ok(Value::Object(serde_json::Map::new()))
     } else {
         crate::json::parse_request(body, policy.limits.max_json_depth)
-            .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))
+            .map_err(|e| crate::request::json_refused(&e, &policy.limits))
             .and_then(|v| match v {
                 Value::Object(_) => Ok(v),
                 _ => Err(Denial::new(

@@ -962,6 +962,23 @@ fn input_reasons() {
     );
     assert_eq!(raw(b""), Some(Reason::BodyMalformed));
     assert_eq!(raw(&[b'['; 40]), Some(Reason::BodyMalformed));
+    // Too deep names the limit it hit, as an oversized batch does.
+    let deep = w.decide_raw(&w.headers(Some(&t)), Some(&[b'['; 40])).denial.unwrap();
+    assert_eq!(
+        (deep.rule.as_str(), deep.message.as_str()),
+        (
+            "limits.max_json_depth",
+            "JSON nesting exceeds the depth limit (limits.max_json_depth = 32)"
+        )
+    );
+    let dup = w
+        .decide_raw(
+            &w.headers(Some(&t)),
+            Some(br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+        )
+        .denial
+        .unwrap();
+    assert_eq!(dup.rule, "limits", "other JSON refusals keep their rule");
     assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
     let big = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
@@ -1275,8 +1292,12 @@ fn approval_reasons() {
     h.push(("X-Aigate-Approval".into(), b.into_bytes()));
     let denial = w.decide(&h, Some(&body)).denial.unwrap();
     assert_eq!(
-        (denial.reason, denial.rule.as_str()),
-        (Reason::ApprovalInvalid, "approval.header")
+        (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+        (
+            Reason::ApprovalInvalid,
+            "approval.header",
+            "the approval header appears more than once: send several grants comma-separated in one header"
+        )
     );
     assert!(with(&a).allowed(), "the refused request spent nothing");
 }
@@ -1499,7 +1520,7 @@ fn data_rule_config_errors_name_their_path() {
         ),
         (
             json!({"prompts": [{"id": "p", "names": ["x"]}]}),
-            "data.prompts[0]: missing field `scope`",
+            "data.prompts[0].scope: is required",
         ),
         (
             json!({"resources": [{"id": "r", "uri_prefix": "docs/{tenant}/", "scope": "a"}]}),

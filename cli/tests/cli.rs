@@ -81,8 +81,13 @@ fn check_accepts_the_example_policy() {
     assert!(text.contains("tools      4 (2 read, 1 write, 1 external)"), "{text}");
     assert!(text.contains("prompts    1\n"), "{text}");
     // The release gate's lints are shown with the summary.
-    assert!(text.contains("release gate: 0 error(s), 3 warning(s)"), "{text}");
+    assert!(text.contains("release gate: 0 error(s), 4 warning(s)"), "{text}");
     assert!(text.contains("  warning  session-bound: "), "{text}");
+    // The example's ceiling makes room for ticket tools the catalogue does not have yet.
+    assert!(
+        text.contains("  warning  ceiling-scopes: workload ceiling \"support-agent\" lists \"tickets.*\""),
+        "{text}"
+    );
     let mut monitored: Value = example_policy();
     monitored["mode"] = json!("monitor");
     let out = aigate(&["check", &tmp("monitored.json", &monitored.to_string())]);
@@ -138,6 +143,20 @@ fn check_names_the_json_path_of_each_error() {
     );
     let err = String::from_utf8(aigate(&["check", &unknown]).stderr).unwrap();
     assert!(err.contains("mdoe: unknown field `mdoe`"), "{err}");
+    // A required field left out is named by its own path, at the top level as below it.
+    let mut policy: Value = example_policy();
+    policy.as_object_mut().unwrap().remove("default_owner");
+    let out = aigate(&["check", &tmp("no-owner.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.ends_with(": 1 error(s)\n  error: default_owner: is required\n"),
+        "{err}"
+    );
+    let mut policy: Value = example_policy();
+    policy["routes"][0].as_object_mut().unwrap().remove("protocol");
+    let err = String::from_utf8(aigate(&["check", &tmp("no-protocol.json", &policy.to_string())]).stderr).unwrap();
+    assert!(err.contains("  error: routes[0].protocol: is required\n"), "{err}");
     // A key given twice is found where it is written.
     let twice = tmp(
         "twice.json",
@@ -370,7 +389,10 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
     let two = tmp("refuse-policy-2iss.json", &policy.to_string());
     let args = tmp("refuse-args.json", r#"{"to":"bob@example.com","subject":"hi"}"#);
     let approve = |policy: &str, more: &[&str]| {
-        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice", "--args", &args];
+        let mut argv = vec!["approve", "--policy", policy, "--sub", "alice"];
+        if !more.contains(&"--args") {
+            argv.extend(["--args", &args]);
+        }
         if !more.contains(&"--key") {
             argv.extend(["--key", &key]);
         }
@@ -384,6 +406,13 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
         aigate(&argv)
     };
     assert!(approve(&one, &[]).status.success());
+    // Arguments the tool's constraints refuse: the gateway denies the call before it looks
+    // at a grant, so none is signed.
+    let outside = tmp(
+        "refuse-args-outside.json",
+        r#"{"to":"eve@evil.example","subject":"hi"}"#,
+    );
+    let no_to = tmp("refuse-args-no-to.json", r#"{"subject":"hi"}"#);
     for (policy, more, expected) in [
         (
             &two,
@@ -413,6 +442,22 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
             vec!["--tool", "no_such_tool"],
             "--tool \"no_such_tool\" is not in the policy's tool catalogue",
         ),
+        (
+            &one,
+            vec!["--args", &outside],
+            "refuse-args-outside.json: argument /to is not a single address in an allowed domain \
+             (rule tools.send_email.constraints./to): the gateway of ",
+        ),
+        (
+            &one,
+            vec!["--args", &outside],
+            "refuse-policy.json refuses the call (argument_violation) whatever grant it carries\n",
+        ),
+        (
+            &one,
+            vec!["--args", &no_to],
+            "refuse-args-no-to.json: argument /to is required (rule tools.send_email.constraints./to)",
+        ),
     ] {
         let out = approve(policy, &more);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -420,6 +465,33 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
         assert!(out.stdout.is_empty(), "{more:?}: a grant was printed");
         assert!(err.contains(expected), "{more:?}: {err}");
     }
+    // Bindings depend on the caller's token, which a grant does not carry: not judged here.
+    let other = tmp("refuse-args-other-customer.json", r#"{"customer_id":"c-other"}"#);
+    let out = approve(&one, &["--tool", "get_order", "--args", &other]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A grant lives no longer than the gateway's approval.max_age_seconds (600) accepts it:
+    // a longer --ttl is cut to it, with a warning.
+    let verify = |out: &Output| {
+        let set = aigate::jws::KeySet::from_jwks(&keys["public"]).unwrap();
+        let claims = set.verify(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap()
+    };
+    let out = approve(&one, &["--ttl", "3600"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(verify(&out), 600);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("warning: --ttl 3600 is above approval.max_age_seconds (600) of "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(
+            "refuse-policy.json: its gateway refuses grants older than that, so the grant's lifetime is cut to 600s\n"
+        ),
+        "{err}"
+    );
+    let out = approve(&one, &["--ttl", "600"]);
+    assert_eq!((verify(&out), out.stderr.is_empty()), (600, true));
     // Where the gateway trusts several providers, a grant naming one of them is fine.
     let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -615,6 +687,85 @@ fn readiness_warns_of_a_ceiling_that_covers_a_whole_trust_domain() {
             .any(|(level, message)| *level == "warning" && message.contains("every workload of the trust domain"));
         assert_eq!(found, warned, "{prefix}");
     }
+}
+
+#[test]
+fn readiness_warns_of_ceiling_entries_that_grant_nothing_and_tools_no_ceiling_allows() {
+    let mut policy: Value = example_policy();
+    // A typo (`email.snd`) and a pattern for tools not catalogued yet grant nothing; a named
+    // scope, a pattern covering a named scope's models and one covering only a data rule's
+    // scope all do something.
+    policy["scopes"] = json!({"support.agent": {"grants": ["orders.read"]},
+                              "llm.premium": {"grants": [], "models": ["gpt-4.1"]}});
+    policy["data"]["resources"].as_array_mut().unwrap().push(
+        json!({"id": "kb", "uri_prefix": "kb://{tenant}/", "scope": "kb.read", "owner": "knowledge@example.com"}),
+    );
+    policy["workloads"][0]["scopes"] = json!(["orders.*", "email.snd", "docs.read", "tickets.*"]);
+    policy["workloads"][1]["scopes"] = json!(["support.agent", "llm.*", "kb.*"]);
+    let (_, report) = readiness_report(&policy, "ceiling-typos.json");
+    let typo = |entry: &str| {
+        (
+            "warning",
+            format!(
+                "workload ceiling \"support-agent\" lists \"{entry}\", which is no named scope and grants no intent \
+                 of the tool catalogue nor any data rule's scope: if it is a typo, the calls it was meant to allow \
+                 are scope_missing"
+            ),
+        )
+    };
+    let found: Vec<(&str, String)> = findings(&report, "ceiling-scopes")
+        .into_iter()
+        .map(|(l, m)| (l, m.to_string()))
+        .collect();
+    assert_eq!(found, [typo("email.snd"), typo("tickets.*")]);
+    assert_eq!(
+        findings(&report, "ceiling-tools"),
+        [(
+            "warning",
+            "tool \"send_email\" (intent \"email.send\") is allowed by no workload ceiling: every call to it is \
+             scope_missing"
+        )]
+    );
+    // Without ceilings every tool is within reach (and workload-ceilings says there are none).
+    policy.as_object_mut().unwrap().remove("workloads");
+    let (_, report) = readiness_report(&policy, "ceiling-none.json");
+    assert!(findings(&report, "ceiling-tools").is_empty(), "{report}");
+    assert!(findings(&report, "ceiling-scopes").is_empty(), "{report}");
+    assert_eq!(findings(&report, "workload-ceilings").len(), 1, "{report}");
+}
+
+#[test]
+fn the_hold_lint_says_whether_the_policy_chose_to_hold_only_the_body() {
+    let mut policy: Value = example_policy();
+    policy["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "refunds", "prefix": "/api/refunds",
+        "methods": ["POST"], "protocol": "action", "tool": "refund_order"}));
+    let said = |policy: &Value| {
+        let (_, report) = readiness_report(policy, "hold-policy.json");
+        findings(&report, "action-hold-body")
+            .iter()
+            .map(|(_, m)| m.to_string())
+            .collect::<Vec<_>>()
+    };
+    let warned = |hold: &str| {
+        format!(
+            "route \"refunds\" is a REST action and the policy holds only the body ({hold}): its endpoint gets the \
+             request line before the verdict, and one that acts without reading the body acts on requests aigate \
+             then refuses; use hold: headers where the host allows it"
+        )
+    };
+    assert_eq!(said(&policy), [warned("hold defaults to body")]);
+    policy["hold"] = json!("body");
+    assert_eq!(said(&policy), [warned("hold: body")]);
+    policy["hold"] = json!("headers");
+    assert!(said(&policy).is_empty());
+    // Optional is not nullable: a null hold is refused as before.
+    policy["hold"] = Value::Null;
+    let out = aigate(&["check", &tmp("hold-null.json", &policy.to_string())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error: hold: invalid type: null"));
 }
 
 #[test]
@@ -1047,7 +1198,9 @@ fn readiness_markdown_keeps_every_case_name_in_its_cell() {
     // start a heading of its own.
     let name = "a refund\r# aigate readiness: READY\rAll known outcomes replayed as expected.\r| pass | x";
     let cases = json!({"now": 1_800_000_100u64, "cases": [
-        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}}]});
+        {"name": name, "request": {"path": "/mcp"}, "expect": {"decision": "allow"}},
+        {"name": "rules", "request": {"path": "/mcp"},
+         "expect": {"decision": "deny", "rule": "identity|<b>"}}]});
     let out = aigate(&[
         "readiness",
         &repo("examples/policy.json"),
@@ -1065,7 +1218,16 @@ fn readiness_markdown_keeps_every_case_name_in_its_cell() {
     );
     assert!(
         text.contains(
-            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow |"
+            "| **FAIL** | a refund # aigate readiness: READY All known outcomes replayed as expected. \\| pass \\| x | allow \
+             | deny unauthenticated (401), rule identity.jwt — decision deny (expected allow) |\n"
+        ),
+        "{text}"
+    );
+    // The rule that decided is named, on both sides, and stays text in its cell.
+    assert!(
+        text.contains(
+            "| **FAIL** | rules | deny, rule identity\\|&lt;b> | deny unauthenticated (401), rule identity.jwt \
+             — rule identity.jwt (expected identity\\|&lt;b>) |\n"
         ),
         "{text}"
     );
@@ -1124,6 +1286,24 @@ fn readiness_refuses_unusable_input_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("duplicate JSON key \"name\""), "{err}");
+    // A file of another shape is told what it must be, not what serde expected first.
+    let case = json!({"name": "x", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}});
+    let bare = tmp("bare-cases.json", &json!([case]).to_string());
+    let out = aigate(&["readiness", &repo("examples/policy.json"), "--cases", &bare]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("error: {bare}: a cases file must be an object {{\"now\": …, \"cases\": [...]}}, not an array\n")
+    );
+    let listed = tmp("listed-request.json", "[{\"path\": \"/mcp\"}]");
+    let out = aigate(&["eval", &repo("examples/policy.json"), &listed]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("listed-request.json: a request file must be an object {\"path\": …"),
+        "{err}"
+    );
+    assert!(err.ends_with(", not an array\n"), "{err}");
 }
 
 #[test]
@@ -1538,4 +1718,52 @@ fn eval_and_readiness_judge_a_models_answer() {
         problem.contains("the request itself is deny (model_not_allowed)"),
         "{problem}"
     );
+}
+
+#[test]
+fn every_command_ends_quietly_when_its_reader_has_gone() {
+    // `aigate check policy.json | head -1`: the reader closes the pipe before the command
+    // has written. Here it is closed before the command starts, so every write finds it so.
+    let unread = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_aigate"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap()
+    };
+    let policy = repo("examples/policy.json");
+    let cases = repo("examples/cases.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(&cases).unwrap()).unwrap();
+    let request = tmp("unread-request.json", &all["cases"][0]["request"].to_string());
+    let args = tmp("unread-args.json", r#"{"to":"bob@example.com"}"#);
+    let keys: Value = serde_json::from_slice(&aigate(&["keygen"]).stdout).unwrap();
+    let key = tmp("unread-key.json", &keys.to_string());
+    let mut not_ready = example_policy();
+    not_ready["mode"] = json!("monitor");
+    let not_ready = tmp("unread-monitor.json", &not_ready.to_string());
+    let approve: Vec<&str> = ["approve", "--key", &key, "--args", &args]
+        .into_iter()
+        .chain(
+            "--iss https://approvals.example.com --aud aigate --sub alice --tool send_email --approver carol"
+                .split(' '),
+        )
+        .collect();
+    for (args, code) in [
+        (vec!["check", &policy], 0),
+        (vec!["eval", &policy, &request, "--now", "1800000100"], 0),
+        (vec!["eval", &policy, &request, "--json"], 0),
+        (vec!["readiness", &policy, "--cases", &cases], 0),
+        (vec!["readiness", &not_ready, "--cases", &cases, "--format", "json"], 1),
+        (vec!["digest", &args], 0),
+        (vec!["keygen"], 0),
+        (approve, 0),
+        (vec!["--help"], 0),
+    ] {
+        let out = unread(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?}: {err}");
+    }
 }

@@ -51,6 +51,11 @@ pub enum Use {
     Recall,
 }
 
+/// The refusal of an approval header sent more than once: which one a proxy or an
+/// upstream reads is anyone's guess, so the way to send several is said.
+pub const REPEATED_HEADER: &str =
+    "the approval header appears more than once: send several grants comma-separated in one header";
+
 /// At most this many grants in one approval header (a batch or a conversation with
 /// several approved actions carries one per action, comma-separated).
 pub const MAX_GRANTS: usize = 32;
@@ -81,13 +86,7 @@ impl Presented {
             return Presented::of(Ok(Vec::new()));
         };
         let raw = match headers.one(&cfg.header) {
-            Err(Repeated) => {
-                return Presented::of(Err(Denial::new(
-                    Reason::ApprovalInvalid,
-                    RULE,
-                    "the approval header appears more than once",
-                )))
-            }
+            Err(Repeated) => return Presented::of(Err(Denial::new(Reason::ApprovalInvalid, RULE, REPEATED_HEADER))),
             Ok(None) => return Presented::of(Ok(Vec::new())),
             Ok(Some(v)) => v,
         };

@@ -57,11 +57,20 @@ pub fn read_json(path: &Path, depth: usize) -> Result<Value, String> {
 /// (Below an action route the body is the arguments; an MCP call's sit two levels into
 /// the body: the depth a route would take.)
 pub fn digest(path: &Path, depth: Option<usize>) -> Result<String, String> {
+    args_digest(&arguments(path, depth)?)
+}
+
+/// The tool call's arguments in `path`, read as [`digest`] reads them.
+fn arguments(path: &Path, depth: Option<usize>) -> Result<Value, String> {
     let args = read_json(path, depth.unwrap_or(crate::policy::MAX_JSON_DEPTH))?;
     if !args.is_object() {
         return Err(format!("{}: tool arguments are a JSON object", super::name(path)));
     }
-    crate::digest::args_digest(&args).map_err(|e| e.to_string())
+    Ok(args)
+}
+
+fn args_digest(args: &Value) -> Result<String, String> {
+    crate::digest::args_digest(args).map_err(|e| e.to_string())
 }
 
 /// A compiled policy and the file it came from.
@@ -153,6 +162,41 @@ impl<'a> Gateway<'a> {
         }
     }
 
+    /// Refuses arguments the tool's `constraints` refuse: its gateway denies the call
+    /// (`argument_violation`) before it looks at any grant. Bindings to the caller's claims
+    /// are not judged here: they depend on the token the call comes with.
+    fn allows_arguments(&self, tool: &str, args: &Value, file: &Path) -> Result<(), String> {
+        let Some(tool) = self.policy.tools.get(tool) else {
+            return Ok(());
+        };
+        crate::authz::constraints(tool, args).map_err(|d| {
+            format!(
+                "{}: {} (rule {}): the gateway of {} refuses the call ({}) whatever grant it carries",
+                super::name(file),
+                d.message,
+                d.rule,
+                super::name(self.path),
+                d.reason.as_str()
+            )
+        })
+    }
+
+    /// A grant older than `approval.max_age_seconds` is refused however long it was
+    /// signed for: a longer `--ttl` is cut to it, so the grant's `exp` says when it stops
+    /// working.
+    fn ttl(&self, ttl: u64) -> Result<u64, String> {
+        let max_age = self.approval()?.max_age;
+        if ttl <= max_age {
+            return Ok(ttl);
+        }
+        eprintln!(
+            "warning: --ttl {ttl} is above approval.max_age_seconds ({max_age}) of {}: its gateway refuses \
+             grants older than that, so the grant's lifetime is cut to {max_age}s",
+            super::name(self.path)
+        );
+        Ok(max_age)
+    }
+
     /// Refuses a signed grant whose signature this gateway's approval keys do not accept.
     fn verifies(&self, grant: &str, key: &Path) -> Result<(), String> {
         match self.approval()?.keys.verify(grant) {
@@ -219,6 +263,10 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     if let Some(g) = &gateway {
         g.admits(&a, &issuer, &audience)?;
     }
+    let args = arguments(a.args, gateway.as_ref().map(|g| g.policy.limits.max_json_depth))?;
+    if let Some(g) = &gateway {
+        g.allows_arguments(&a.tool, &args, a.args)?;
+    }
     let jwk = read_json(a.key, crate::policy::MAX_JSON_DEPTH)?;
     // Accept the `keygen` output as is, or a bare private JWK.
     let jwk = jwk.get("private").cloned().unwrap_or(jwk);
@@ -241,6 +289,10 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
             crate::approval::MAX_AGE_CEILING
         ));
     }
+    let ttl = match &gateway {
+        Some(g) => g.ttl(a.ttl)?,
+        None => a.ttl,
+    };
     let now = match a.iat {
         Some(t) => t,
         None => SystemTime::now()
@@ -260,13 +312,10 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         claims.insert("sub_iss".into(), json!(iss));
     }
     claims.insert("tool".into(), json!(a.tool));
-    let depth = gateway.as_ref().map(|g| g.policy.limits.max_json_depth);
-    claims.insert("args_digest".into(), json!(digest(a.args, depth)?));
+    claims.insert("args_digest".into(), json!(args_digest(&args)?));
     claims.insert("approver".into(), json!(a.approver));
     claims.insert("iat".into(), json!(now));
-    let exp = now
-        .checked_add(a.ttl)
-        .ok_or("--iat plus --ttl is past the end of time")?;
+    let exp = now.checked_add(ttl).ok_or("--iat plus --ttl is past the end of time")?;
     claims.insert("exp".into(), json!(exp));
     claims.insert("jti".into(), json!(jti));
     let grant = key.sign(&claims);

@@ -5,7 +5,7 @@ use crate::policy::{self, Policy, TokenSource};
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(path: &Path) -> ExitCode {
+pub fn run(path: &Path, out: &mut String) -> ExitCode {
     let bytes = match super::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -15,7 +15,8 @@ pub fn run(path: &Path) -> ExitCode {
     };
     match policy::compile(&bytes) {
         Ok(p) => {
-            print!("{}{}", summary(&p), gate(&p));
+            out.push_str(&summary(&p));
+            out.push_str(&gate(&p));
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -4,6 +4,7 @@
 use super::case::{Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
 use serde_json::json;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -25,11 +26,29 @@ fn load(policy: &Path) -> Result<Evaluator, String> {
 /// Nesting allowed in request, answer and case files (bodies sit a few levels deep).
 const CASE_FILE_DEPTH: usize = 256;
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+/// What a request file holds, said when it holds something else.
+const REQUEST_SHAPE: &str = r#"a request file must be an object {"path": …, "claims" or "headers": …, "body": …}"#;
+/// What a cases file holds, said when it holds something else.
+const CASES_SHAPE: &str = r#"a cases file must be an object {"now": …, "cases": [...]}"#;
+
+/// Reads a file of the CLI's own JSON. `object`: the file must be a JSON object, and this
+/// says what it holds when it is not (field by field, serde would name the first value it
+/// expected: "invalid type: map, expected u64" for a cases file that is a bare array).
+fn parse<T: serde::de::DeserializeOwned>(path: &Path, object: Option<&str>) -> Result<T, String> {
     let bytes = super::read(path)?;
     // As strict as the plugin: a request body with a duplicate key must not replay as the
     // body that kept the last one.
-    super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
+    let doc = super::parse_json(path, &bytes, CASE_FILE_DEPTH)?;
+    if let Some(shape) = object.filter(|_| !doc.is_object()) {
+        let kind = match doc {
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Bool(_) => "a boolean",
+            _ => "null",
+        };
+        return Err(format!("{}: {shape}, not {kind}", super::name(path)));
+    }
     let mut de = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let at = e.path().to_string();
@@ -59,7 +78,7 @@ fn json_or_text(text: &str) -> serde_json::Value {
 
 /// The policy and one request file, as `eval` reads them.
 fn load_case(policy: &Path, request: &Path) -> Result<(Evaluator, Request), String> {
-    Ok((load(policy)?, parse(request)?))
+    Ok((load(policy)?, parse(request, Some(REQUEST_SHAPE))?))
 }
 
 fn now_or_clock(now: Option<u64>) -> u64 {
@@ -76,7 +95,7 @@ fn fail(e: &str) -> ExitCode {
 }
 
 /// One dry-run decision with the explanation of every rule applied.
-pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool, out: &mut String) -> ExitCode {
     let (evaluator, req) = match load_case(policy, request) {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
@@ -91,21 +110,28 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool) -> E
         doc.insert("status".into(), json!(outcome.status));
         doc.insert("reply".into(), json!(outcome.reply_body.as_deref().map(json_or_text)));
         doc.insert("explanation".into(), json!(explain::explain(policy, &outcome)));
-        println!("{:#}", serde_json::Value::Object(doc));
+        let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
     } else {
-        print!("{}", explain::explain(policy, &outcome));
+        out.push_str(&explain::explain(policy, &outcome));
     }
     ExitCode::SUCCESS
 }
 
 /// The decision on an answer to a request: the answer's verdict, what the client would
 /// get instead (a refusal, a filtered list), and its audit record.
-pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64>, as_json: bool) -> ExitCode {
+pub fn eval_answer(
+    policy: &Path,
+    request: &Path,
+    answer: &Path,
+    now: Option<u64>,
+    as_json: bool,
+    out: &mut String,
+) -> ExitCode {
     let (evaluator, req) = match load_case(policy, request) {
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
-    let body: serde_json::Value = match parse(answer) {
+    let body: serde_json::Value = match parse(answer, None) {
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
@@ -119,42 +145,51 @@ pub fn eval_answer(policy: &Path, request: &Path, answer: &Path, now: Option<u64
         let mut doc = verdict_json(&outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
-        println!("{:#}", serde_json::Value::Object(doc));
+        let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
         return ExitCode::SUCCESS;
     }
-    match &d.denial {
-        Some(x) => println!(
+    let _ = match &d.denial {
+        Some(x) => writeln!(
+            out,
             "answer: {} {} (rule {}): {}",
             outcome.verdict,
             x.reason.as_str(),
             x.rule,
             x.message
         ),
-        None if d.hidden > 0 => println!("answer: allow, {} listed item(s) hidden from the caller", d.hidden),
-        None => println!("answer: allow"),
-    }
+        None if d.hidden > 0 => writeln!(out, "answer: allow, {} listed item(s) hidden from the caller", d.hidden),
+        None => writeln!(out, "answer: allow"),
+    };
     for c in &d.calls {
         let verdict = if c.allowed { "allowed" } else { "refused" };
-        println!(
+        let _ = writeln!(
+            out,
             "  call {} ({}): {verdict}",
             c.tool,
             c.intent.as_deref().unwrap_or("not catalogued")
         );
     }
-    match replaced {
-        Some(r) => println!("the client gets instead:\n{r:#}"),
-        None => println!("the client gets the answer as it is"),
-    }
-    println!("audit: {}", outcome.audit);
+    let _ = match replaced {
+        Some(r) => writeln!(out, "the client gets instead:\n{r:#}"),
+        None => writeln!(out, "the client gets the answer as it is"),
+    };
+    let _ = writeln!(out, "audit: {}", outcome.audit);
     ExitCode::SUCCESS
 }
 
-pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, out: Option<&Path>) -> ExitCode {
+pub fn readiness(
+    policy: &Path,
+    cases: &Path,
+    now: Option<u64>,
+    as_json: bool,
+    file: Option<&Path>,
+    out: &mut String,
+) -> ExitCode {
     let evaluator = match load(policy) {
         Ok(e) => e,
         Err(e) => return fail(&e),
     };
-    let corpus: readiness::Cases = match parse(cases) {
+    let corpus: readiness::Cases = match parse(cases, Some(CASES_SHAPE)) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
@@ -177,7 +212,7 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
     } else {
         readiness::markdown(&report)
     };
-    match out {
+    match file {
         Some(path) => {
             if let Err(e) = std::fs::write(path, &text) {
                 return fail(&format!("cannot write {}: {e}", path.display()));
@@ -185,7 +220,7 @@ pub fn readiness(policy: &Path, cases: &Path, now: Option<u64>, as_json: bool, o
             let verdict = if report.ready { "ready" } else { "NOT ready" };
             eprintln!("{verdict}: report written to {}", path.display());
         }
-        None => print!("{text}"),
+        None => out.push_str(&text),
     }
     if report.ready {
         ExitCode::SUCCESS

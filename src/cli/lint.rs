@@ -3,7 +3,7 @@
 //! a warning is reported and does not block.
 
 use crate::config::{Impact, Mode};
-use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, Policy, Route, TokenSource};
+use crate::policy::{DataRule, ModelPattern, NamePattern, Pattern, PatternRef, Policy, Route, TokenSource};
 use serde::Serialize;
 
 /// Longest token lifetime that counts as short-lived (one hour).
@@ -287,6 +287,52 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             );
         }
     }
+    // Ceilings are checked against what the policy catalogues: an entry that grants none of
+    // it is most likely a typo, and a tool that no ceiling allows can never be called.
+    if !p.ceilings.is_empty() {
+        let wanted: Vec<&str> = tools
+            .iter()
+            .map(|t| t.intent.as_str())
+            .chain(p.data_rules().map(|r| r.scope()))
+            .collect();
+        for c in &p.ceilings {
+            for entry in c.scopes.iter().filter(|s| *s != "*" && !p.scopes.contains_key(*s)) {
+                let grants = wanted.iter().any(|w| p.scope_grants(entry, w));
+                // A pattern may also stand for named scopes that carry models.
+                let models = PatternRef::parse(entry).is_ok_and(|x| p.scope_models.keys().any(|m| x.matches(m)));
+                if !grants && !models {
+                    add(
+                        "ceiling-scopes",
+                        Warning,
+                        Do,
+                        format!(
+                            "workload ceiling {:?} lists {entry:?}, which is no named scope and grants no intent of \
+                             the tool catalogue nor any data rule's scope: if it is a typo, the calls it was meant \
+                             to allow are scope_missing",
+                            c.id
+                        ),
+                    );
+                }
+            }
+        }
+        for t in &tools {
+            let allowed = p
+                .ceilings
+                .iter()
+                .any(|c| c.scopes.iter().any(|s| p.scope_grants(s, &t.intent)));
+            if !allowed {
+                add(
+                    "ceiling-tools",
+                    Warning,
+                    Do,
+                    format!(
+                        "tool {:?} (intent {:?}) is allowed by no workload ceiling: every call to it is scope_missing",
+                        t.name, t.intent
+                    ),
+                );
+            }
+        }
+    }
     if let Some(a) = &p.approval {
         if a.max_age > MAX_APPROVAL_AGE {
             add(
@@ -324,7 +370,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 8] = [
+    let unjudged: [(&str, Question, Applies, &str); 7] = [
         (
             "provider-state",
             See,
@@ -378,18 +424,35 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "is a REST action for every method: a DELETE or PUT to its endpoint is judged as its one \
              tool, whatever the endpoint does with that method; list the methods it serves (methods)",
         ),
-        (
-            "action-hold-body",
-            Do,
-            |p, r| p.hold == crate::config::Hold::Body && r.protocol == crate::config::Protocol::Action,
-            "is a REST action and the policy holds only the body (hold: body): its endpoint gets the \
-             request line before the verdict, and one that acts without reading the body acts on \
-             requests aigate then refuses; use hold: headers where the host allows it",
-        ),
     ];
     for (lint, question, applies, finding) in unjudged {
         for r in p.routes.iter().filter(|r| applies(p, r)) {
             add(lint, Warning, question, format!("route {:?} {finding}", r.id));
+        }
+    }
+    if p.hold == crate::config::Hold::Body {
+        // Said as the policy says it: a policy without `hold` never chose `body`.
+        let hold = if p.hold_given {
+            "hold: body"
+        } else {
+            "hold defaults to body"
+        };
+        for r in p
+            .routes
+            .iter()
+            .filter(|r| r.protocol == crate::config::Protocol::Action)
+        {
+            add(
+                "action-hold-body",
+                Warning,
+                Do,
+                format!(
+                    "route {:?} is a REST action and the policy holds only the body ({hold}): its endpoint gets \
+                     the request line before the verdict, and one that acts without reading the body acts on \
+                     requests aigate then refuses; use hold: headers where the host allows it",
+                    r.id
+                ),
+            );
         }
     }
     for r in p

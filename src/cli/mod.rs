@@ -91,13 +91,15 @@ enum Command {
         /// Who approved (named in the audit record; not empty or blank).
         #[arg(long)]
         approver: String,
-        /// Lifetime in seconds (1 to 86400).
+        /// Lifetime in seconds (1 to 86400); with --policy, a longer one than its
+        /// `approval.max_age_seconds` is cut to it (the gateway refuses older grants).
         #[arg(long, default_value_t = 300)]
         ttl: u64,
         /// The policy the grant is for: its `approval.issuer` and `approval.audience` become
         /// the grant's `iss` and `aud`, and a grant its gateway would refuse is not signed
         /// (another issuer or audience, a key its `approval.jwks` lacks, a tool outside its
-        /// catalogue, no --sub-iss where it trusts several identity providers). `-` for stdin.
+        /// catalogue, arguments the tool's `constraints` refuse, no --sub-iss where it trusts
+        /// several identity providers). `-` for stdin.
         #[arg(long)]
         policy: Option<PathBuf>,
         /// The grant's `iss` (without --policy); with --policy, must equal its `approval.issuer`.
@@ -144,8 +146,15 @@ pub fn main() -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::from(2);
     }
-    match cli.command {
-        Command::Check { policy } => check::run(&policy),
+    let mut out = String::new();
+    let code = run(cli.command, &mut out);
+    emit(&out, code)
+}
+
+/// Runs a command, which leaves what it prints in `out`.
+fn run(command: Command, out: &mut String) -> ExitCode {
+    match command {
+        Command::Check { policy } => check::run(&policy, out),
         Command::Eval {
             policy,
             request,
@@ -153,17 +162,17 @@ pub fn main() -> ExitCode {
             json,
             answer,
         } => match answer {
-            Some(answer) => eval::eval_answer(&policy, &request, &answer, now, json),
-            None => eval::eval(&policy, &request, now, json),
+            Some(answer) => eval::eval_answer(&policy, &request, &answer, now, json, out),
+            None => eval::eval(&policy, &request, now, json, out),
         },
         Command::Readiness {
             policy,
             cases,
             now,
             format,
-            out,
-        } => eval::readiness(&policy, &cases, now, format == "json", out.as_deref()),
-        Command::Digest { args } => print(approval::digest(&args, None)),
+            out: file,
+        } => eval::readiness(&policy, &cases, now, format == "json", file.as_deref(), out),
+        Command::Digest { args } => print(approval::digest(&args, None), out),
         Command::Approve {
             key,
             sub,
@@ -177,21 +186,39 @@ pub fn main() -> ExitCode {
             aud,
             jti,
             iat,
-        } => print(approval::approve(approval::Approve {
-            key: &key,
-            policy: policy.as_deref(),
-            issuer: iss,
-            audience: aud,
-            subject: sub,
-            subject_issuer: sub_iss,
-            tool,
-            args: &args,
-            approver,
-            ttl,
-            jti,
-            iat,
-        })),
-        Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string())),
+        } => print(
+            approval::approve(approval::Approve {
+                key: &key,
+                policy: policy.as_deref(),
+                issuer: iss,
+                audience: aud,
+                subject: sub,
+                subject_issuer: sub_iss,
+                tool,
+                args: &args,
+                approver,
+                ttl,
+                jti,
+                iat,
+            }),
+            out,
+        ),
+        Command::Keygen { alg, kid } => print(approval::keygen(&alg, kid).map(|v| v.to_string()), out),
+    }
+}
+
+/// Writes what a command printed, in one go. A reader that stops reading early
+/// (`aigate check policy.json | head -1`) is no failure of the command: it keeps its exit
+/// code, where `println!` would panic on the closed pipe.
+fn emit(out: &str, code: ExitCode) -> ExitCode {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(2)
+        }
+        _ => code,
     }
 }
 
@@ -235,10 +262,11 @@ fn parse_json(path: &Path, bytes: &[u8], depth: usize) -> Result<serde_json::Val
     })
 }
 
-fn print(result: Result<String, String>) -> ExitCode {
+fn print(result: Result<String, String>, out: &mut String) -> ExitCode {
     match result {
-        Ok(out) => {
-            println!("{out}");
+        Ok(text) => {
+            out.push_str(&text);
+            out.push('\n');
             ExitCode::SUCCESS
         }
         // digest, approve and keygen have no verdict to give: a failure is input they

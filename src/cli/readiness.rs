@@ -109,8 +109,9 @@ impl Expect {
         out
     }
 
-    /// `deny scope_missing (403)`; with `owner`, the accountable owner too (shown when the
-    /// case states one, so the report reads the same on both sides).
+    /// `deny scope_missing (403), rule tools.get_order`; with `owner`, the accountable
+    /// owner too (shown when the case states one, so the report reads the same on both
+    /// sides).
     fn summary(&self, owner: bool) -> String {
         let mut s = self.decision.clone();
         if let Some(r) = &self.reason {
@@ -118,6 +119,9 @@ impl Expect {
         }
         if let Some(st) = self.status {
             let _ = write!(s, " ({st})");
+        }
+        if let Some(rule) = &self.rule {
+            let _ = write!(s, ", rule {rule}");
         }
         if let Some(o) = self.owner.as_deref().filter(|_| owner) {
             let _ = write!(s, ", owner {o}");

@@ -45,9 +45,22 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
     };
     let doc: PolicyDoc = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        vec![ConfigError {
-            path,
-            message: e.into_inner().to_string(),
+        let message = e.into_inner().to_string();
+        // serde names a missing field in its message, at the path of the object lacking
+        // it (none at the top level): the field's own path says where it belongs.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'));
+        vec![match missing {
+            Some(field) if path == "." => ConfigError {
+                path: field.to_string(),
+                message: "is required".into(),
+            },
+            Some(field) => ConfigError {
+                path: format!("{path}.{field}"),
+                message: "is required".into(),
+            },
+            None => ConfigError { path, message },
         }]
     })?;
     let mut c = Checker::default();
@@ -212,7 +225,8 @@ impl Checker {
         }
         Policy {
             mode: doc.mode,
-            hold: doc.hold,
+            hold: doc.hold.unwrap_or_default(),
+            hold_given: doc.hold.is_some(),
             default_owner: doc.default_owner,
             routes,
             unmatched_allow: doc.unmatched == Unmatched::Allow,

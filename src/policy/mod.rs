@@ -22,6 +22,8 @@ use std::collections::HashMap;
 pub struct Policy {
     pub mode: Mode,
     pub hold: Hold,
+    /// Whether the document set `hold` itself, rather than taking the default.
+    pub hold_given: bool,
     pub default_owner: String,
     pub routes: Vec<Route>,
     pub unmatched_allow: bool,

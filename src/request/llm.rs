@@ -161,7 +161,7 @@ pub fn object(body: &[u8], limits: &Limits, rule: &'static str) -> Result<Map<St
     match crate::json::parse_request(body, limits.max_json_depth) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(malformed(rule, "the request body must be a JSON object")),
-        Err(e) => Err(Denial::new(Reason::BodyMalformed, "limits", e.to_string())),
+        Err(e) => Err(super::json_refused(&e, limits)),
     }
 }
 
@@ -328,7 +328,10 @@ pub fn json_arguments(text: &str, limits: &Limits, rule: &'static str) -> Result
     match crate::json::parse_request(text.as_bytes(), limits.max_json_depth) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(malformed(rule, "function arguments must be a JSON object")),
-        Err(e) => Err(malformed(rule, format!("function arguments: {e}"))),
+        Err(e) => Err(malformed(
+            rule,
+            format!("function arguments: {}", super::json_problem(&e, limits)),
+        )),
     }
 }
 

@@ -103,8 +103,7 @@ fn malformed(message: impl Into<String>) -> Denial {
 /// Extracts every message of a JSON-RPC body. Anything that is not well-formed JSON-RPC
 /// is refused here, so later stages judge only what an MCP server would act on.
 pub fn parse(body: &[u8], limits: &Limits) -> Result<McpBody, Denial> {
-    let doc = crate::json::parse_request(body, limits.max_json_depth)
-        .map_err(|e| Denial::new(Reason::BodyMalformed, "limits", e.to_string()))?;
+    let doc = crate::json::parse_request(body, limits.max_json_depth).map_err(|e| super::json_refused(&e, limits))?;
     let (batch, items) = match doc {
         Value::Array(items) => (true, items),
         single => (false, vec![single]),

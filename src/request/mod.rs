@@ -134,6 +134,26 @@ pub fn refuse_miscased(key: &str, read: &[&str], rule: &'static str) -> Result<(
     }
 }
 
+/// Why a request's JSON (a body, or arguments sent as JSON text) is refused. Nesting past
+/// the limit names the setting and its value, as the body size and batch refusals do: the
+/// client can tell a limit it hit from a malformed document.
+pub fn json_problem(e: &crate::json::JsonError, limits: &crate::policy::Limits) -> String {
+    match e {
+        crate::json::JsonError::TooDeep => format!("{e} (limits.max_json_depth = {})", limits.max_json_depth),
+        e => e.to_string(),
+    }
+}
+
+/// The refusal of a request body that is not acceptable JSON (`body_malformed`), under
+/// the limit it hit: `limits.max_json_depth` for nesting, else `limits`.
+pub fn json_refused(e: &crate::json::JsonError, limits: &crate::policy::Limits) -> crate::decision::Denial {
+    let rule = match e {
+        crate::json::JsonError::TooDeep => "limits.max_json_depth",
+        _ => "limits",
+    };
+    crate::decision::Denial::new(crate::decision::Reason::BodyMalformed, rule, json_problem(e, limits))
+}
+
 /// A header that must appear at most once appeared several times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Repeated;
@@ -200,6 +220,29 @@ impl SharedData for MemoryShared {
 #[cfg(test)]
 mod tests {
     use super::encoded_separator;
+
+    #[test]
+    fn json_too_deep_names_the_limit() {
+        let limits = crate::policy::Limits::for_tests();
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(20), "]".repeat(20));
+        let e = super::llm::json_arguments(&deep, &limits, "openai_chat").unwrap_err();
+        assert_eq!(
+            (e.reason, e.rule.as_str(), e.message.as_str()),
+            (
+                crate::decision::Reason::BodyMalformed,
+                "openai_chat",
+                "function arguments: JSON nesting exceeds the depth limit (limits.max_json_depth = 16)"
+            )
+        );
+        let e = super::llm::object(deep.as_bytes(), &limits, "openai_chat").unwrap_err();
+        assert_eq!(
+            (e.rule.as_str(), e.message.as_str()),
+            (
+                "limits.max_json_depth",
+                "JSON nesting exceeds the depth limit (limits.max_json_depth = 16)"
+            )
+        );
+    }
 
     #[test]
     fn needlessly_encoded_paths_are_refused() {
