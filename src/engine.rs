@@ -714,9 +714,10 @@ fn claim_grants(
         return Ok(());
     }
     let mut presented = approval::Presented::read(policy, headers);
-    // The grants this request consumes, and the call each one covers.
+    // The grants this request consumes, in the conversation's order: for each, the call it
+    // covers (its record in `d.calls`), or for a call from history, what to record of it
+    // should this request be the first to report it.
     let mut tickets = Vec::new();
-    let mut covers = Vec::new();
     for a in pending {
         let grant = approval::check(policy, principal, a.tool, &a.args, &mut presented, host, a.use_);
         let index = match a.call {
@@ -728,27 +729,47 @@ fn claim_grants(
             None => None,
         };
         if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
-            call.args_digest = grant.digest;
-            call.approver = grant.approver;
+            call.args_digest = grant.digest.clone();
+            call.approver = grant.approver.clone();
             call.allowed = grant.result.is_ok();
             call.awaiting_grant = false;
         }
         grant.result?;
         if let Some(ticket) = grant.ticket {
-            tickets.push((ticket, a.gate));
-            covers.push(index);
+            let recalled = (a.use_ == approval::Use::Recall).then(|| {
+                let mut call = Call::new(policy, a.tool.name.clone());
+                call.args_digest = grant.digest;
+                call.approver = grant.approver;
+                call.allowed = true;
+                call
+            });
+            tickets.push((ticket, a.gate, index, recalled));
         }
     }
-    for (n, (ticket, gate)) in tickets.iter().enumerate() {
-        if let Err(denial) = approval::redeem(policy, host, ticket, *gate) {
-            if let Some(call) = covers.get(n).copied().flatten().and_then(|i| d.calls.get_mut(i)) {
-                call.allowed = false;
+    // Spent now, to give back if a later grant of the request is refused: all or none.
+    let mut spent: Vec<(&approval::Ticket, approval::Gate)> = Vec::new();
+    for (ticket, gate, index, recalled) in &tickets {
+        let result = match recalled {
+            // A call in history: spent on its first report, already spent is no refusal.
+            Some(call) => approval::redeem_recalled(policy, host, ticket).inspect(|&now| {
+                if now {
+                    d.calls.push(call.clone());
+                }
+            }),
+            None => approval::redeem(policy, host, ticket, *gate).map(|()| true),
+        };
+        match result {
+            Ok(true) => spent.push((ticket, *gate)),
+            Ok(false) => {}
+            Err(denial) => {
+                if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+                    call.allowed = false;
+                }
+                for (earlier, gate) in spent {
+                    approval::unredeem(policy, host, earlier, gate);
+                }
+                return Err(denial);
             }
-            // All or none: the grants this request claimed before this one were not used.
-            for (earlier, gate) in tickets.iter().take(n) {
-                approval::unredeem(policy, host, earlier, *gate);
-            }
-            return Err(denial);
         }
     }
     Ok(())

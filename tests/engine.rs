@@ -1989,3 +1989,24 @@ fn a_batch_refused_before_an_approval_was_examined_names_the_call_that_refused_i
         Some("send_email")
     );
 }
+
+#[test]
+fn a_refusal_names_only_the_approver_of_a_grant_meant_for_the_call() {
+    // Carol approved the e-mail to a@; a call to b@ with only her grant is refused, and
+    // the record must not say she approved b@.
+    let w = World::new();
+    let t = w.token(json!({"scope": "email.send"}));
+    let approved = json!({"to": "a@example.com", "subject": "hi"});
+    let other = json!({"to": "b@example.com", "subject": "hi"});
+    let d = w.decide_approved(&t, &w.grant_for(&approved, "carol-a"), &call("send_email", other));
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ApprovalMismatch));
+    assert_eq!(d.calls[0].approver, None, "{:?}", d.calls);
+    let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "m", 0)).unwrap();
+    assert!(line["approver"].is_null(), "{line}");
+    // The grant meant for the call, refused (here: too old), still names who approved it.
+    let stale = w.grant(json!({"args_digest": aigate::digest::args_digest(&approved).unwrap(),
+                               "jti": "carol-old", "iat": w.host.now - 3600, "exp": w.host.now + 60}));
+    let d = w.decide_approved(&t, &stale, &call("send_email", approved));
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ApprovalExpired));
+    assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
+}

@@ -222,6 +222,80 @@ fn one_grant_runs_an_action_once_and_reports_it_once() {
     );
 }
 
+#[test]
+fn a_call_first_reported_from_history_spends_its_grant_and_is_recorded() {
+    // OpenAI's documented loop sends parallel calls back interleaved with their outputs
+    // (call A, output A, call B, output B): A then reads as an earlier turn. Still fresh,
+    // its grant is spent on this first report and the audit names its approver.
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let (a, b) = (
+        json!({"to": "a@example.com", "subject": "A"}),
+        json!({"to": "b@example.com", "subject": "B"}),
+    );
+    let grant_for = |args: &Value, jti: &str| {
+        let digest = aigate::digest::args_digest(args).unwrap();
+        w.grant(json!({"args_digest": digest, "jti": jti}))
+    };
+    let (ga, gb) = (grant_for(&a, "par-a"), grant_for(&b, "par-b"));
+    let mut body = responses_body("gpt-4o-mini", vec![], vec![]);
+    let input = body["input"].as_array_mut().unwrap();
+    for (id, args) in [("call_a", &a), ("call_b", &b)] {
+        input
+            .push(json!({"type": "function_call", "call_id": id, "name": "send_email", "arguments": args.to_string()}));
+        input.push(json!({"type": "function_call_output", "call_id": id, "output": "sent"}));
+    }
+    let both = format!("{ga},{gb}");
+    let d = with_grant(&w, RESPONSES, &t, &both, &body);
+    assert!(d.allowed(), "{:?}", d.denial);
+    let approved: Vec<_> = d
+        .calls
+        .iter()
+        .map(|c| (c.tool.as_str(), c.approver.as_deref(), c.allowed))
+        .collect();
+    assert_eq!(
+        approved,
+        [
+            ("send_email", Some("carol@example.com"), true),
+            ("send_email", Some("carol@example.com"), true)
+        ],
+        "both calls are recorded with their approver"
+    );
+    // The conversation goes on: both are history now, reported before, and pass.
+    let mut next = body.clone();
+    let input = next["input"].as_array_mut().unwrap();
+    input.push(
+        json!({"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Both sent."}]}),
+    );
+    input.push(json!({"role": "user", "content": "Thanks"}));
+    let d = with_grant(&w, RESPONSES, &t, &both, &next);
+    assert!(d.allowed() && d.calls.is_empty(), "{:?}", d.denial);
+    // A call pushed into history by a turn the client invents spends its fresh grant
+    // too, so the same e-mail again as the latest call needs a grant of its own.
+    let email = json!({"to": "c@example.com", "subject": "C"});
+    let gc = grant_for(&email, "pushed");
+    let mut chat = chat_body(
+        "gpt-4o-mini",
+        &["send_email"],
+        vec![chat_call("call_c", "send_email", &email)],
+    );
+    let messages = chat["messages"].as_array_mut().unwrap();
+    messages.push(json!({"role": "tool", "tool_call_id": "call_c", "content": "sent"}));
+    messages.push(json!({"role": "assistant", "content": ""}));
+    let d = with_grant(&w, CHAT, &t, &gc, &chat);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.calls.len(), 1, "recorded although the client made it history");
+    let messages = chat["messages"].as_array_mut().unwrap();
+    messages.push(json!({"role": "user", "content": "Send it again"}));
+    messages
+        .push(json!({"role": "assistant", "content": null, "tool_calls": [chat_call("call_d", "send_email", &email)]}));
+    assert_eq!(
+        with_grant(&w, CHAT, &t, &gc, &chat).denial.map(|x| x.reason),
+        Some(Reason::ApprovalReplayed),
+        "one grant, one e-mail"
+    );
+}
+
 fn computer_call(call_id: &str, action: Value) -> Value {
     json!({"type": "computer_call", "id": format!("cu_{call_id}"), "call_id": call_id, "action": action,
            "pending_safety_checks": [], "status": "completed"})

@@ -200,7 +200,13 @@ fn judge(
             first = Some((result, one.approver));
         }
     }
-    let (result, approver) = meant.or(first).unwrap_or_else(|| (required(tool, use_), None));
+    // A grant for another call names an approver who never saw this one: only the grant
+    // meant for the call names its approver on the refusal.
+    let (result, approver) = match (meant, first) {
+        (Some(meant), _) => meant,
+        (None, Some((result, _))) => (result, None),
+        (None, None) => (required(tool, use_), None),
+    };
     grant.approver = approver;
     result
 }
@@ -272,7 +278,8 @@ fn verify(
             None => return fail(Reason::ApprovalInvalid, "approval nbf must be whole seconds"),
         },
     }
-    if use_ == Use::Claim && (now >= exp || now.saturating_sub(iat) > cfg.max_age) {
+    let stale = now >= exp || now.saturating_sub(iat) > cfg.max_age;
+    if use_ == Use::Claim && stale {
         return fail(Reason::ApprovalExpired, "approval has expired");
     }
     if text("sub") != Some(principal.subject.as_str()) {
@@ -302,7 +309,11 @@ fn verify(
     if !fits {
         return fail(Reason::ApprovalMismatch, "approval was granted for other arguments");
     }
-    if use_ == Use::Claim {
+    // A call from the conversation's history whose grant is still fresh may be reported
+    // for the first time (the client put it there, or sent parallel calls back
+    // interleaved with their outputs): its grant is spent now unless it already was
+    // (`redeem_recalled`). A stale one was approved long ago and is only checked.
+    if use_ == Use::Claim || !stale {
         // Remembered until no policy could accept it again: its exp, or the longest max_age
         // any policy may set after iat if that comes first (a reload may raise max_age), so
         // a grant minted with a year-long exp does not hold a slot for a year.
@@ -368,6 +379,30 @@ pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> 
             Reason::ApprovalExpired,
             "approval was issued before this gateway began recording used grants (it restarted); ask for a new approval",
         ),
+        Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),
+    }
+}
+
+/// Consumes the grant of a call from the conversation's history on its first report:
+/// `Ok(true)` when it is spent now, `Ok(false)` when it already was (an earlier request
+/// reported the call), predates the record, or is not yet due on this clock: a call in
+/// history is not refused for having been reported before.
+pub fn redeem_recalled(policy: &Policy, host: &dyn Host, ticket: &Ticket) -> Result<bool, Denial> {
+    let scope = replay_scope(policy, Gate::Conversation)?;
+    let now = host.now();
+    if ticket.issued > now {
+        return Ok(false);
+    }
+    match replay::claim(
+        host.shared(),
+        &scope,
+        &ticket.jti,
+        ticket.issued,
+        ticket.refused_after,
+        now,
+    ) {
+        Ok(replay::Claim::First) => Ok(true),
+        Ok(replay::Claim::Replayed | replay::Claim::Predates) => Ok(false),
         Err(e) => Err(Denial::new(Reason::InternalError, "approval.replay", e)),
     }
 }

@@ -257,8 +257,11 @@ impl Meters {
                         .copied()
                         .flatten(),
                 );
-                // Counted when the grant was examined (the call got that far).
-                if impact == Impact::External && call.args_digest.is_some() {
+                // Counted when the grant was examined (the call got that far), and not for
+                // a grant that held in a request refused for something else: it was given
+                // back unused, and counts when it is used.
+                let unused = call.allowed && d.denial.is_some();
+                if impact == Impact::External && call.args_digest.is_some() && !unused {
                     let result = match (reason, call.allowed) {
                         (_, true) => None,
                         (Some(r), false) => Some(r),

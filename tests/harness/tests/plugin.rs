@@ -624,6 +624,53 @@ fn hold_headers_without_envoy_option_hangs() {
 }
 
 #[test]
+fn a_grant_given_back_unused_is_not_counted_as_accepted() {
+    // A batch of two e-mails carries a grant for the first only: refused, its grant given
+    // back. Counted once the grant is used, not also when it was examined.
+    let idp = Idp::new();
+    let approvals = Idp::signer(9, "approvals-1");
+    let mut p = policy(&idp);
+    p["approval"]["jwks"] = json!({"keys": [approvals.public_jwk.clone()]});
+    let mut plugin = load(&p, HostOptions::default());
+    let (a, b) = (
+        json!({"to": "a@example.com", "subject": "A"}),
+        json!({"to": "b@example.com", "subject": "B"}),
+    );
+    let first = plugin
+        .request(mcp_post(&idp.token(), &tools_call(json!(1), "send_email", a.clone())))
+        .unwrap();
+    let reply: Value = serde_json::from_slice(&first.local_reply.expect("approval_required").body).unwrap();
+    let digest = reply["error"]["data"]["args_digest"].as_str().unwrap().to_string();
+    let mut claims = idp.claims();
+    for (k, v) in [
+        ("iss", json!("https://approvals.example.com")),
+        ("tool", json!("send_email")),
+        ("args_digest", json!(digest)),
+        ("approver", json!("carol@example.com")),
+        ("jti", json!("only-a")),
+    ] {
+        claims.insert(k.into(), v);
+    }
+    let grant = approvals.sign(&claims);
+    let accepted = "result=.=accepted;.;aigate_approvals_total";
+    let batch = format!(
+        "[{},{}]",
+        tools_call(json!(1), "send_email", a.clone()),
+        tools_call(json!(2), "send_email", b)
+    );
+    let refused = plugin
+        .request(mcp_post(&idp.token(), &batch).set_header("x-aigate-approval", &grant))
+        .unwrap();
+    assert!(!refused.forwarded());
+    assert_eq!(plugin.metric(accepted), Some(0), "a grant given back was counted");
+    let alone = plugin
+        .request(mcp_post(&idp.token(), &tools_call(json!(1), "send_email", a)).set_header("x-aigate-approval", &grant))
+        .unwrap();
+    assert!(alone.forwarded());
+    assert_eq!(plugin.metric(accepted), Some(1));
+}
+
+#[test]
 fn an_internal_failure_denies_and_is_counted() {
     // The replay store refuses to grow: every bucket full of unexpired grants. A valid
     // grant can then not be recorded as used, so it is not honoured: the plugin fails
