@@ -743,33 +743,50 @@ fn claim_grants(
                 call.allowed = true;
                 call
             });
-            tickets.push((ticket, a.gate, index, recalled));
+            tickets.push((ticket, index, recalled, a));
         }
     }
     // Spent now, to give back if a later grant of the request is refused: all or none.
-    let mut spent: Vec<(&approval::Ticket, approval::Gate)> = Vec::new();
-    for (ticket, gate, index, recalled) in &tickets {
-        let result = match recalled {
-            // A call in history: spent on its first report, already spent is no refusal.
-            Some(call) => approval::redeem_recalled(policy, host, ticket).inspect(|&now| {
-                if now {
-                    d.calls.push(call.clone());
+    let mut spent: Vec<(approval::Ticket, approval::Gate)> = Vec::new();
+    for (mut ticket, index, recalled, a) in tickets {
+        loop {
+            let result = match &recalled {
+                // A call in history: spent on its first report, already spent is no refusal.
+                Some(call) => approval::redeem_recalled(policy, host, &ticket).inspect(|&now| {
+                    if now {
+                        d.calls.push(call.clone());
+                    }
+                }),
+                None => approval::redeem(policy, host, &ticket, a.gate).map(|()| true),
+            };
+            let denial = match result {
+                Ok(true) => {
+                    spent.push((ticket, a.gate));
+                    break;
                 }
-            }),
-            None => approval::redeem(policy, host, ticket, *gate).map(|()| true),
-        };
-        match result {
-            Ok(true) => spent.push((ticket, *gate)),
-            Ok(false) => {}
-            Err(denial) => {
-                if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
-                    call.allowed = false;
+                Ok(false) => break,
+                Err(denial) => denial,
+            };
+            // The grant chosen was spent before; another in the header may fit the call
+            // too (clients list grants in any order): try it before refusing.
+            if recalled.is_none() && denial.reason == Reason::ApprovalReplayed {
+                presented.set_aside(&ticket);
+                let other = approval::check(policy, principal, a.tool, &a.args, &mut presented, host, a.use_);
+                if let (Ok(()), Some(next)) = (&other.result, other.ticket) {
+                    if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+                        call.approver = other.approver;
+                    }
+                    ticket = next;
+                    continue;
                 }
-                for (earlier, gate) in spent {
-                    approval::unredeem(policy, host, earlier, gate);
-                }
-                return Err(denial);
             }
+            if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+                call.allowed = false;
+            }
+            for (earlier, gate) in &spent {
+                approval::unredeem(policy, host, earlier, *gate);
+            }
+            return Err(denial);
         }
     }
     Ok(())

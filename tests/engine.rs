@@ -2010,3 +2010,23 @@ fn a_refusal_names_only_the_approver_of_a_grant_meant_for_the_call() {
     assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::ApprovalExpired));
     assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
 }
+
+#[test]
+fn a_spent_grant_first_in_the_header_does_not_hide_a_fresh_one() {
+    // The same e-mail approved twice: the client sends both grants, the spent one first.
+    let w = World::new();
+    let t = w.token(json!({"scope": "email.send"}));
+    let email = json!({"to": "a@example.com", "subject": "hi"});
+    let (first, second) = (w.grant_for(&email, "twice-1"), w.grant_for(&email, "twice-2"));
+    let body = call("send_email", email);
+    assert!(w.decide_approved(&t, &first, &body).allowed());
+    let both = format!("{first},{second}");
+    let d = w.decide_approved(&t, &both, &body);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
+    // Both spent now: refused as replayed, nothing else to try.
+    assert_eq!(
+        w.decide_approved(&t, &both, &body).denial.map(|x| x.reason),
+        Some(Reason::ApprovalReplayed)
+    );
+}
