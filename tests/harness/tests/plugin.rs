@@ -623,6 +623,25 @@ fn hold_headers_without_envoy_option_hangs() {
     assert!(outcome.response.is_none());
 }
 
+/// A grant from carol for the `send_email` call `body`: sent without one first, the
+/// refusal names the digest to approve.
+fn grant_for_refused(plugin: &mut Plugin, idp: &Idp, approvals: &Idp, body: &str, jti: &str) -> String {
+    let first = plugin.request(mcp_post(&idp.token(), body)).unwrap();
+    let reply: Value = serde_json::from_slice(&first.local_reply.expect("approval_required").body).unwrap();
+    let digest = reply["error"]["data"]["args_digest"].as_str().unwrap().to_string();
+    let mut claims = idp.claims();
+    for (k, v) in [
+        ("iss", json!("https://approvals.example.com")),
+        ("tool", json!("send_email")),
+        ("args_digest", json!(digest)),
+        ("approver", json!("carol@example.com")),
+        ("jti", json!(jti)),
+    ] {
+        claims.insert(k.into(), v);
+    }
+    approvals.sign(&claims)
+}
+
 #[test]
 fn a_grant_given_back_unused_is_not_counted_as_accepted() {
     // A batch of two e-mails carries a grant for the first only: refused, its grant given
@@ -636,22 +655,13 @@ fn a_grant_given_back_unused_is_not_counted_as_accepted() {
         json!({"to": "a@example.com", "subject": "A"}),
         json!({"to": "b@example.com", "subject": "B"}),
     );
-    let first = plugin
-        .request(mcp_post(&idp.token(), &tools_call(json!(1), "send_email", a.clone())))
-        .unwrap();
-    let reply: Value = serde_json::from_slice(&first.local_reply.expect("approval_required").body).unwrap();
-    let digest = reply["error"]["data"]["args_digest"].as_str().unwrap().to_string();
-    let mut claims = idp.claims();
-    for (k, v) in [
-        ("iss", json!("https://approvals.example.com")),
-        ("tool", json!("send_email")),
-        ("args_digest", json!(digest)),
-        ("approver", json!("carol@example.com")),
-        ("jti", json!("only-a")),
-    ] {
-        claims.insert(k.into(), v);
-    }
-    let grant = approvals.sign(&claims);
+    let grant = grant_for_refused(
+        &mut plugin,
+        &idp,
+        &approvals,
+        &tools_call(json!(1), "send_email", a.clone()),
+        "only-a",
+    );
     let accepted = "result=.=accepted;.;aigate_approvals_total";
     let batch = format!(
         "[{},{}]",
@@ -687,21 +697,7 @@ fn an_internal_failure_denies_and_is_counted() {
         let mut plugin = load(&policy, std::mem::take(&mut p));
         let args = json!({"to": "bob@example.com", "subject": "Refund"});
         let body = tools_call(json!(7), "send_email", args);
-        // Without a grant the reply names the digest to approve.
-        let first = plugin.request(mcp_post(&idp.token(), &body)).unwrap();
-        let reply: Value = serde_json::from_slice(&first.local_reply.expect("approval_required").body).unwrap();
-        let digest = reply["error"]["data"]["args_digest"].as_str().unwrap().to_string();
-        let mut claims = idp.claims();
-        for (k, v) in [
-            ("iss", json!("https://approvals.example.com")),
-            ("tool", json!("send_email")),
-            ("args_digest", json!(digest)),
-            ("approver", json!("carol@example.com")),
-            ("jti", json!("full-store-1")),
-        ] {
-            claims.insert(k.into(), v);
-        }
-        let grant = approvals.sign(&claims);
+        let grant = grant_for_refused(&mut plugin, &idp, &approvals, &body, "full-store-1");
         let full: String = (0..1024).map(|i| format!("{i:016x}:ffffffff\n")).collect();
         for b in 0..64 {
             plugin
