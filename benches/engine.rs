@@ -295,7 +295,7 @@ fn approval_verify(c: &mut Criterion) {
             &args,
             &mut approval::Presented::read(&w.policy, &h),
             &host,
-            approval::Use::Claim,
+            (approval::Use::Claim, approval::Gate::Action),
         );
         assert!(g.result.is_ok(), "{:?}", g.result);
         assert!(approval::redeem(&w.policy, &host, g.ticket.as_ref().unwrap(), approval::Gate::Action).is_ok());
@@ -313,7 +313,7 @@ fn approval_verify(c: &mut Criterion) {
                     &args,
                     &mut approval::Presented::read(&w.policy, h),
                     host,
-                    approval::Use::Claim,
+                    (approval::Use::Claim, approval::Gate::Action),
                 );
                 black_box(
                     g.result.is_ok()

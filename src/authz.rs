@@ -488,7 +488,9 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
                 // full-width letters onto ASCII ones. There a claim must be a plain name.
                 let in_authority = out
                     .split_once("://")
-                    .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']));
+                    .map(|(_, rest)| rest)
+                    .or_else(|| out.strip_prefix("//"))
+                    .is_some_and(|rest| !rest.contains(['/', '?', '#']));
                 if in_authority
                     && !v
                         .chars()

@@ -718,8 +718,19 @@ fn claim_grants(
     // covers (its record in `d.calls`), or for a call from history, what to record of it
     // should this request be the first to report it.
     let mut tickets = Vec::new();
-    for a in pending {
-        let grant = approval::check(policy, principal, a.tool, &a.args, &mut presented, host, a.use_);
+    // Calls happening now choose their grants first: a call from history can do with a
+    // grant spent or stale, a call now cannot, so history must not take the fresh one.
+    let (now, history): (Vec<_>, Vec<_>) = pending.into_iter().partition(|a| a.use_ == approval::Use::Claim);
+    for a in now.into_iter().chain(history) {
+        let grant = approval::check(
+            policy,
+            principal,
+            a.tool,
+            &a.args,
+            &mut presented,
+            host,
+            (a.use_, a.gate),
+        );
         let index = match a.call {
             Some(i) => Some(i),
             None if grant.result.is_err() => {
@@ -748,15 +759,21 @@ fn claim_grants(
     }
     // Spent now, to give back if a later grant of the request is refused: all or none.
     let mut spent: Vec<(approval::Ticket, approval::Gate)> = Vec::new();
+    // History calls reported for the first time are recorded before this turn's calls,
+    // where the conversation has them: the deciding call stays one of this turn's.
+    let mut earlier = 0;
     for (mut ticket, index, recalled, a) in tickets {
         loop {
             let result = match &recalled {
                 // A call in history: spent on its first report, already spent is no refusal.
-                Some(call) => approval::redeem_recalled(policy, host, &ticket).inspect(|&now| {
-                    if now {
-                        d.calls.push(call.clone());
+                Some(call) => {
+                    let result = approval::redeem_recalled(policy, host, &ticket);
+                    if result == Ok(true) {
+                        d.calls.insert(earlier.min(d.calls.len()), call.clone());
+                        earlier += 1;
                     }
-                }),
+                    result
+                }
                 None => approval::redeem(policy, host, &ticket, a.gate).map(|()| true),
             };
             let denial = match result {
@@ -771,7 +788,15 @@ fn claim_grants(
             // too (clients list grants in any order): try it before refusing.
             if recalled.is_none() && denial.reason == Reason::ApprovalReplayed {
                 presented.set_aside(&ticket);
-                let other = approval::check(policy, principal, a.tool, &a.args, &mut presented, host, a.use_);
+                let other = approval::check(
+                    policy,
+                    principal,
+                    a.tool,
+                    &a.args,
+                    &mut presented,
+                    host,
+                    (a.use_, a.gate),
+                );
                 if let (Ok(()), Some(next)) = (&other.result, other.ticket) {
                     if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
                         call.approver = other.approver;

@@ -294,6 +294,29 @@ fn a_call_first_reported_from_history_spends_its_grant_and_is_recorded() {
         Some(Reason::ApprovalReplayed),
         "one grant, one e-mail"
     );
+    // With a grant of its own it passes, whatever the order of the grants in the header:
+    // the call now takes the fresh grant, the call in history the one it was approved with.
+    let gd = grant_for(&email, "again-1");
+    let d = with_grant(&w, CHAT, &t, &format!("{gd},{gc}"), &chat);
+    assert!(d.allowed(), "{:?}", d.denial);
+    let gd = grant_for(&email, "again-2");
+    let mut chat2 = chat.clone();
+    let messages = chat2["messages"].as_array_mut().unwrap();
+    messages.push(json!({"role": "tool", "tool_call_id": "call_d", "content": "sent"}));
+    messages.push(json!({"role": "user", "content": "Once more"}));
+    messages
+        .push(json!({"role": "assistant", "content": null, "tool_calls": [chat_call("call_e", "send_email", &email)]}));
+    let again_1 = grant_for(&email, "again-1");
+    let d = with_grant(&w, CHAT, &t, &format!("{gc},{again_1},{gd}"), &chat2);
+    assert!(d.allowed(), "{:?}", d.denial);
+    // Long after, the history's grants are stale and the new one fresh: still any order.
+    let mut later = llm_world();
+    later.host.now += 3_600;
+    let t_later = later.token(json!({"scope": "orders.read email.send"}));
+    let digest = aigate::digest::args_digest(&email).unwrap();
+    let fresh = later.grant(json!({"args_digest": digest, "jti": "again-3"}));
+    let d = with_grant(&later, CHAT, &t_later, &format!("{fresh},{gc}"), &chat);
+    assert!(d.allowed(), "{:?}", d.denial);
 }
 
 fn computer_call(call_id: &str, action: Value) -> Value {

@@ -1550,6 +1550,24 @@ fn eval_explains_identity_before_the_body_as_the_engine_checks_them() {
             json!({"method": "PUT", "path": "/mcp", "claims": claims}),
             vec!["FAIL  route      support-mcp (prefix /mcp, mcp)"],
         ),
+        // A batch refused by its refund: the e-mail beside it passed its rules, its
+        // approval never examined; the refund is the call that failed.
+        (
+            json!({"path": "/mcp", "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42",
+                       "azp": "support-agent", "scope": "orders.refund email.send",
+                       "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+                   "body": [
+                       {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": {"name": "send_email", "arguments": {"to": "bob@example.com", "subject": "hi"}}},
+                       {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                        "params": {"name": "refund_order", "arguments": {"customer_id": "c-42", "amount": 1000}}}]}),
+            vec![
+                "----  call       send_email -> intent email.send, impact external, owner comms@example.com",
+                "----  rules      its rules held, its approval was never examined: the request was denied on another call",
+                "FAIL  call       refund_order -> intent orders.refund, impact write, owner payments@example.com",
+                "FAIL  constraint argument /amount",
+            ],
+        ),
     ];
     for (request, expected) in cases {
         let file = tmp("explain-order.json", &request.to_string());

@@ -120,7 +120,7 @@ pub fn check(
     args: &Value,
     presented: &mut Presented,
     host: &dyn Host,
-    use_: Use,
+    (use_, gate): (Use, Gate),
 ) -> Grant {
     let digest = match crate::digest::args_digest(args) {
         Ok(d) => d,
@@ -142,7 +142,7 @@ pub fn check(
         approver: None,
         ticket: None,
     };
-    grant.result = judge(policy, principal, tool, presented, host, use_, &mut grant);
+    grant.result = judge(policy, principal, tool, presented, host, (use_, gate), &mut grant);
     grant
 }
 
@@ -166,7 +166,7 @@ fn judge(
     tool: &Tool,
     presented: &mut Presented,
     host: &dyn Host,
-    use_: Use,
+    (use_, gate): (Use, Gate),
     grant: &mut Grant,
 ) -> Result<(), Denial> {
     let grants = match &presented.grants {
@@ -192,6 +192,14 @@ fn judge(
                 Reason::ApprovalReplayed,
                 "this approval already covers another call of the request; it runs one action, once",
             );
+        }
+        // A call happening now passes over a grant already spent at its gate for another
+        // the header carries (clients list grants in any order).
+        let spent = |t: &Ticket| {
+            replay_scope(policy, gate).is_ok_and(|scope| replay::spent(host.shared(), &scope, &t.jti, host.now()))
+        };
+        if result.is_ok() && use_ == Use::Claim && one.ticket.as_ref().is_some_and(spent) {
+            result = deny(Reason::ApprovalReplayed, "approval has already been used");
         }
         if result.is_ok() {
             grant.approver = one.approver;

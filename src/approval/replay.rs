@@ -151,6 +151,19 @@ pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64,
     Ok(if first { Claim::First } else { Claim::Replayed })
 }
 
+/// Whether `jti` of `scope` is recorded as used (and not yet expired): read only, so a
+/// request can pass over a spent grant for another it carries before spending any.
+pub fn spent(store: &dyn SharedData, scope: &str, jti: &str, now: u64) -> bool {
+    let (id, bucket) = slot(scope, jti);
+    let Some((text, _)) = store.get(&key(bucket)) else {
+        return false;
+    };
+    String::from_utf8_lossy(&text).lines().any(|line| {
+        line.split_once(':')
+            .is_some_and(|(h, e)| h == id && u64::from_str_radix(e, 16).is_ok_and(|e| e > now))
+    })
+}
+
 /// Forgets a `jti` this request claimed but did not use: the request was refused after
 /// the claim (a later grant of the same request was replayed), so the grant stays usable.
 /// `Ok(false)` when it was not recorded.

@@ -161,7 +161,11 @@ pub fn eval_answer(
         None => writeln!(out, "answer: allow"),
     };
     for c in &d.calls {
-        let verdict = if c.allowed { "allowed" } else { "refused" };
+        let verdict = match (c.allowed, c.awaiting_grant) {
+            (true, _) => "allowed",
+            (false, true) => "not reached (its approval was never examined)",
+            (false, false) => "refused",
+        };
         let _ = writeln!(
             out,
             "  call {} ({}): {verdict}",

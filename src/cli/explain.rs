@@ -206,7 +206,9 @@ pub fn explain(policy: &Policy, o: &Outcome) -> String {
             }
         }
     }
-    let deciding = d.calls.iter().position(|c| !c.allowed);
+    // The call that refused the request: not an external call whose grant was never
+    // examined because another call refused it first.
+    let deciding = d.calls.iter().position(|c| !c.allowed && !c.awaiting_grant);
     for (i, c) in d.calls.iter().enumerate() {
         call(&mut out, policy, d, c, Some(i) == deciding && stopped == Stop::Call);
     }
@@ -257,13 +259,12 @@ fn call(out: &mut String, policy: &Policy, d: &Decision, c: &Call, deciding: boo
     };
     step(out, 1, state, "call", &summary);
     if state == SKIP {
-        step(
-            out,
-            2,
-            SKIP,
-            "rules",
-            "not judged: the request was denied on another call",
-        );
+        let why = if c.awaiting_grant {
+            "its rules held, its approval was never examined: the request was denied on another call"
+        } else {
+            "not judged: the request was denied on another call"
+        };
+        step(out, 2, SKIP, "rules", why);
         return;
     }
     // Which of the call's rules failed, by the denial's rule name and reason.
