@@ -714,7 +714,7 @@ fn claim_grants(
         return Ok(());
     }
     let mut presented = approval::Presented::read(policy, headers);
-    // The grants this request consumes, in the conversation's order: for each, the call it
+    // The grants this request consumes, this turn's calls first: for each, the call it
     // covers (its record in `d.calls`), or for a call from history, what to record of it
     // should this request be the first to report it.
     let mut tickets = Vec::new();
@@ -754,64 +754,39 @@ fn claim_grants(
                 call.allowed = true;
                 call
             });
-            tickets.push((ticket, index, recalled, a));
+            tickets.push((ticket, index, recalled, a.gate));
         }
     }
     // Spent now, to give back if a later grant of the request is refused: all or none.
-    let mut spent: Vec<(approval::Ticket, approval::Gate)> = Vec::new();
+    let mut spent: Vec<(&approval::Ticket, approval::Gate)> = Vec::new();
     // History calls reported for the first time are recorded before this turn's calls,
     // where the conversation has them: the deciding call stays one of this turn's.
     let mut earlier = 0;
-    for (mut ticket, index, recalled, a) in tickets {
-        loop {
-            let result = match &recalled {
-                // A call in history: spent on its first report, already spent is no refusal.
-                Some(call) => {
-                    let result = approval::redeem_recalled(policy, host, &ticket);
-                    if result == Ok(true) {
-                        d.calls.insert(earlier.min(d.calls.len()), call.clone());
-                        earlier += 1;
-                    }
-                    result
+    for (ticket, index, recalled, gate) in &tickets {
+        let result = match recalled {
+            // A call in history: spent on its first report, already spent is no refusal.
+            Some(call) => {
+                let result = approval::redeem_recalled(policy, host, ticket);
+                if result == Ok(true) {
+                    d.calls.insert(earlier.min(d.calls.len()), call.clone());
+                    earlier += 1;
                 }
-                None => approval::redeem(policy, host, &ticket, a.gate).map(|()| true),
-            };
-            let denial = match result {
-                Ok(true) => {
-                    spent.push((ticket, a.gate));
-                    break;
+                result
+            }
+            None => approval::redeem(policy, host, ticket, *gate).map(|()| true),
+        };
+        match result {
+            Ok(true) => spent.push((ticket, *gate)),
+            Ok(false) => {}
+            Err(denial) => {
+                if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
+                    call.allowed = false;
                 }
-                Ok(false) => break,
-                Err(denial) => denial,
-            };
-            // The grant chosen was spent before; another in the header may fit the call
-            // too (clients list grants in any order): try it before refusing.
-            if recalled.is_none() && denial.reason == Reason::ApprovalReplayed {
-                presented.set_aside(&ticket);
-                let other = approval::check(
-                    policy,
-                    principal,
-                    a.tool,
-                    &a.args,
-                    &mut presented,
-                    host,
-                    (a.use_, a.gate),
-                );
-                if let (Ok(()), Some(next)) = (&other.result, other.ticket) {
-                    if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
-                        call.approver = other.approver;
-                    }
-                    ticket = next;
-                    continue;
+                for (earlier, gate) in spent {
+                    approval::unredeem(policy, host, earlier, gate);
                 }
+                return Err(denial);
             }
-            if let Some(call) = index.and_then(|i| d.calls.get_mut(i)) {
-                call.allowed = false;
-            }
-            for (earlier, gate) in &spent {
-                approval::unredeem(policy, host, earlier, *gate);
-            }
-            return Err(denial);
         }
     }
     Ok(())

@@ -81,11 +81,6 @@ impl Presented {
         }
     }
 
-    /// A grant found spent already: no call of this request takes it any more.
-    pub fn set_aside(&mut self, ticket: &Ticket) {
-        self.taken.push(ticket.jti.clone());
-    }
-
     pub fn read(policy: &Policy, headers: &Headers) -> Presented {
         let Some(cfg) = &policy.approval else {
             return Presented::of(Ok(Vec::new()));
