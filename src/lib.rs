@@ -19,6 +19,7 @@ pub mod engine;
 pub mod identity;
 pub mod json;
 pub mod jws;
+pub mod ledger;
 pub mod media;
 pub mod metrics;
 pub mod output;

@@ -1671,7 +1671,7 @@ fn a_used_grant_is_remembered_until_no_policy_could_accept_it() {
     // The single entry in the replay store expires a day (the longest max_age a policy may
     // set) after iat, not with the grant's exp, nor with this policy's max_age: a reload
     // raising max_age_seconds must not make the spent grant good again.
-    let expiries: Vec<u64> = (0..aigate::approval::replay::BUCKETS)
+    let expiries: Vec<u64> = (0..aigate::ledger::BUCKETS)
         .filter_map(|b| w.host.get(&format!("aigate.approvals.{b}")))
         .flat_map(|(v, _)| {
             String::from_utf8(v)

@@ -1,45 +1,31 @@
-//! Single use of approval grants across all workers of a proxy.
-//!
-//! Envoy's shared data has compare-and-swap only for keys that already exist (a write to
-//! a missing key always succeeds), so "insert if absent" on a per-`jti` key would let two
-//! workers both accept one grant. Instead the `jti`s live in a fixed set of buckets that
-//! are created once (`prepare`) and then only ever updated with CAS. Memory is bounded:
-//! `BUCKETS × BUCKET_CAPACITY` entries of 26 bytes, expired entries are dropped on every
-//! write, and a full bucket refuses new grants (fail closed) instead of growing.
+//! Single use of approval grants across all workers of a proxy: the `jti`s used live in
+//! a ledger of the host's shared data (see `crate::ledger` for how it stays consistent
+//! and bounded).
 //!
 //! The record lives as long as the proxy's shared data: a restart of Envoy, or a new
 //! `vm_id`, starts an empty one. So the record notes when it began (`SINCE`), and a grant
 //! issued before that is refused: whether it was spent before the restart is unknown.
 
-use crate::request::{SetError, SharedData};
-use sha2::{Digest, Sha256};
+use crate::ledger::Ledger;
+use crate::request::SharedData;
 
-pub const BUCKETS: u32 = 64;
-pub const BUCKET_CAPACITY: usize = 1024;
-const RETRIES: usize = 16;
-const ENTRY: usize = 26; // 16 hex chars of hash + ':' + 8 hex chars of exp + '\n'
+/// The grants used, until their expiry.
+pub const APPROVALS: Ledger = Ledger {
+    name: "aigate.approvals",
+    entries: "approvals",
+};
 
 /// When the record began (decimal Unix seconds).
 const SINCE: &str = "aigate.approvals.since";
 
-fn key(bucket: u32) -> String {
-    format!("aigate.approvals.{bucket}")
-}
-
 /// Creates the record's parts that do not exist yet, noting `now` as its beginning when
-/// it has none. Called whenever a policy with approvals is loaded; Envoy's first load runs
-/// on its main thread before any worker's VM exists, so the unconditional writes here
-/// never meet a grant being recorded.
+/// it has none. Called whenever a policy with approvals is loaded.
 pub fn prepare(store: &dyn SharedData, now: u64) {
     if since(store).is_none() {
         // Missing, or not ours to read: the record begins now (CAS 0 writes either way).
         let _ = store.set(SINCE, now.to_string().as_bytes(), 0);
     }
-    for b in 0..BUCKETS {
-        if store.get(&key(b)).is_none() {
-            let _ = store.set(&key(b), b"v1\n", 0);
-        }
-    }
+    APPROVALS.prepare(store);
 }
 
 /// When the record began, beginning it now if it has no (readable) beginning.
@@ -67,54 +53,6 @@ pub enum Claim {
     Predates,
 }
 
-/// Where a grant's `jti` lives: its entry id (16 hex chars of a hash of `scope` and `jti`)
-/// and its bucket.
-fn slot(scope: &str, jti: &str) -> (String, u32) {
-    let digest = Sha256::new()
-        .chain_update(scope)
-        .chain_update([0u8])
-        .chain_update(jti)
-        .finalize();
-    let id = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    (id, u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS)
-}
-
-/// What a change to a bucket decided, given its current entries.
-enum Edit {
-    /// Write this text (with CAS), then answer `true`.
-    Write(String),
-    /// Answer without writing.
-    Answer(bool),
-}
-
-/// Changes bucket `k` with compare-and-swap, reading it again whenever another worker
-/// wrote in between. `missing` answers for a bucket that does not exist.
-fn update(
-    store: &dyn SharedData,
-    k: &str,
-    missing: impl Fn() -> Option<bool>,
-    mut edit: impl FnMut(&str) -> Result<Edit, String>,
-) -> Result<bool, String> {
-    for _ in 0..RETRIES {
-        let Some((current, cas)) = store.get(k) else {
-            match missing() {
-                Some(answer) => return Ok(answer),
-                None => continue,
-            }
-        };
-        let text = match edit(&String::from_utf8_lossy(&current))? {
-            Edit::Answer(answer) => return Ok(answer),
-            Edit::Write(text) => text,
-        };
-        match store.set(k, text.as_bytes(), cas) {
-            Ok(()) => return Ok(true),
-            Err(SetError::CasMismatch) => continue,
-            Err(SetError::Other) => return Err("shared data write failed".into()),
-        }
-    }
-    Err("approval store is contended; try again".into())
-}
-
 /// Records `jti` of `scope` (the issuer, and the gate), a grant issued at `iat` (never
 /// after `now`), until `exp`.
 pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64, now: u64) -> Result<Claim, String> {
@@ -123,76 +61,36 @@ pub fn claim(store: &dyn SharedData, scope: &str, jti: &str, iat: u64, exp: u64,
     if iat < began {
         return Ok(Claim::Predates);
     }
-    let (id, bucket) = slot(scope, jti);
-    let missing = || {
-        prepare(store, now);
-        None
-    };
-    let first = update(store, &key(bucket), missing, |current| {
-        let mut kept = String::with_capacity(current.len() + ENTRY);
-        for line in current.lines() {
-            let Some((h, e)) = line.split_once(':') else { continue };
-            let Ok(e) = u64::from_str_radix(e, 16) else { continue };
-            if e <= now {
-                continue; // expired: its grant can no longer be presented anyway
-            }
-            if h == id {
-                return Ok(Edit::Answer(false));
-            }
-            kept.push_str(line);
-            kept.push('\n');
-        }
-        if kept.len() / ENTRY >= BUCKET_CAPACITY {
-            return Err("too many unexpired approvals outstanding".into());
-        }
-        kept.push_str(&format!("{id}:{:08x}\n", exp.min(u64::from(u32::MAX))));
-        Ok(Edit::Write(kept))
-    })?;
+    let first = APPROVALS.insert(store, scope, jti, exp, now)?;
     Ok(if first { Claim::First } else { Claim::Replayed })
 }
 
 /// Whether `jti` of `scope` is recorded as used (and not yet expired): read only, so a
 /// request can pass over a spent grant for another it carries before spending any.
 pub fn spent(store: &dyn SharedData, scope: &str, jti: &str, now: u64) -> bool {
-    let (id, bucket) = slot(scope, jti);
-    let Some((text, _)) = store.get(&key(bucket)) else {
-        return false;
-    };
-    String::from_utf8_lossy(&text).lines().any(|line| {
-        line.split_once(':')
-            .is_some_and(|(h, e)| h == id && u64::from_str_radix(e, 16).is_ok_and(|e| e > now))
-    })
+    APPROVALS.contains(store, scope, jti, now)
 }
 
 /// Forgets a `jti` this request claimed but did not use: the request was refused after
 /// the claim (a later grant of the same request was replayed), so the grant stays usable.
 /// `Ok(false)` when it was not recorded.
 pub fn release(store: &dyn SharedData, scope: &str, jti: &str) -> Result<bool, String> {
-    let (id, bucket) = slot(scope, jti);
-    update(
-        store,
-        &key(bucket),
-        || Some(false),
-        |current| {
-            let mut kept = String::with_capacity(current.len());
-            let mut found = false;
-            for line in current.lines() {
-                if line.split_once(':').is_some_and(|(h, _)| h == id) {
-                    found = true;
-                    continue;
-                }
-                kept.push_str(line);
-                kept.push('\n');
-            }
-            Ok(if found { Edit::Write(kept) } else { Edit::Answer(false) })
-        },
-    )
+    APPROVALS.remove(store, scope, jti)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::MemoryShared as Mem;
+    use crate::request::{MemoryShared as Mem, SetError};
+
+    fn slot(scope: &str, jti: &str) -> (String, u32) {
+        let s = Ledger::slot(scope, jti);
+        (s.id, s.bucket)
+    }
+
+    fn key(bucket: u32) -> String {
+        APPROVALS.key(bucket)
+    }
 
     #[test]
     fn single_use_until_expiry() {
@@ -334,38 +232,5 @@ mod tests {
             "the rival's entry survived"
         );
         assert_eq!(claim(&m, "iss", "x", 0, 500, 2), Ok(Claim::Replayed));
-    }
-
-    #[test]
-    fn memory_is_bounded() {
-        let m = Mem::default();
-        prepare(&m, 0);
-        // Fill one bucket: jtis are spread by hash, so pick those that land in bucket 0.
-        let bucket_of = |jti: &str| slot("iss", jti).1;
-        let mut accepted = 0;
-        let mut refused = 0;
-        for i in 0.. {
-            let jti = i.to_string();
-            if bucket_of(&jti) != 0 {
-                continue;
-            }
-            match claim(&m, "iss", &jti, 0, 10_000, 1) {
-                Ok(Claim::First) => accepted += 1,
-                Err(_) => refused += 1,
-                Ok(other) => unreachable!("{other:?}"),
-            }
-            if refused == 10 {
-                break;
-            }
-        }
-        assert_eq!(accepted, BUCKET_CAPACITY);
-        assert!(m.get(&key(0)).unwrap().0.len() <= BUCKET_CAPACITY * ENTRY + 3);
-        // Once they expire, room returns.
-        let late = (0..)
-            .map(|i: u32| format!("late{i}"))
-            .find(|j| bucket_of(j) == 0)
-            .unwrap();
-        assert_eq!(claim(&m, "iss", &late, 0, 20_000, 10_001), Ok(Claim::First));
-        assert!(m.get(&key(0)).unwrap().0.len() <= 2 * ENTRY);
     }
 }

@@ -1,0 +1,224 @@
+//! Bounded records in the host's shared data, seen by every worker of a proxy: which
+//! approval grants were used, which caller each MCP task belongs to.
+//!
+//! Envoy's shared data has compare-and-swap only for keys that already exist (a write to
+//! a missing key always succeeds), so "insert if absent" on a per-entry key would let two
+//! workers both take one entry. Instead the entries live in a fixed set of buckets that
+//! are created once (`prepare`) and then only ever updated with CAS. Memory is bounded:
+//! `BUCKETS × BUCKET_CAPACITY` entries of 26 bytes per ledger, expired entries are
+//! dropped on every write, and a full bucket refuses new entries (fail closed) instead of
+//! growing. An entry is a hash of its scope and item, never the item itself.
+
+use crate::request::{SetError, SharedData};
+use sha2::{Digest, Sha256};
+
+pub const BUCKETS: u32 = 64;
+pub const BUCKET_CAPACITY: usize = 1024;
+const RETRIES: usize = 16;
+/// 16 hex chars of hash + ':' + 8 hex chars of expiry + '\n'.
+pub const ENTRY: usize = 26;
+
+/// One record: its buckets are `<name>.<n>`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ledger {
+    pub name: &'static str,
+    /// What a full bucket refuses, in its error ("approvals", "tasks").
+    pub entries: &'static str,
+}
+
+/// An entry's id (16 hex chars of a hash of scope and item) and its bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub id: String,
+    pub bucket: u32,
+}
+
+/// What a change to a bucket decided, given its current entries.
+enum Edit {
+    /// Write this text (with CAS), then answer `true`.
+    Write(String),
+    /// Answer without writing.
+    Answer(bool),
+}
+
+/// The unexpired entries of a bucket's text, as `(id, expiry)`.
+fn entries(text: &str, now: u64) -> impl Iterator<Item = (&str, u64)> {
+    text.lines().filter_map(move |line| {
+        let (id, exp) = line.split_once(':')?;
+        let exp = u64::from_str_radix(exp, 16).ok()?;
+        (exp > now).then_some((id, exp))
+    })
+}
+
+impl Ledger {
+    pub fn key(&self, bucket: u32) -> String {
+        format!("{}.{bucket}", self.name)
+    }
+
+    /// Where `item` of `scope` lives.
+    pub fn slot(scope: &str, item: &str) -> Slot {
+        let digest = Sha256::new()
+            .chain_update(scope)
+            .chain_update([0u8])
+            .chain_update(item)
+            .finalize();
+        Slot {
+            id: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
+            bucket: u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS,
+        }
+    }
+
+    /// Creates the buckets that do not exist yet. Called when a policy that uses the
+    /// ledger is loaded; Envoy's first load runs on its main thread before any worker's
+    /// VM exists, so the unconditional writes here never meet an entry being recorded.
+    pub fn prepare(&self, store: &dyn SharedData) {
+        for b in 0..BUCKETS {
+            if store.get(&self.key(b)).is_none() {
+                let _ = store.set(&self.key(b), b"v1\n", 0);
+            }
+        }
+    }
+
+    /// Changes bucket `k` with compare-and-swap, reading it again whenever another worker
+    /// wrote in between. `missing` answers for a bucket that does not exist (`None`: try
+    /// again, it was created).
+    fn update(
+        &self,
+        store: &dyn SharedData,
+        k: &str,
+        missing: impl Fn() -> Option<bool>,
+        mut edit: impl FnMut(&str) -> Result<Edit, String>,
+    ) -> Result<bool, String> {
+        for _ in 0..RETRIES {
+            let Some((current, cas)) = store.get(k) else {
+                match missing() {
+                    Some(answer) => return Ok(answer),
+                    None => continue,
+                }
+            };
+            let text = match edit(&String::from_utf8_lossy(&current))? {
+                Edit::Answer(answer) => return Ok(answer),
+                Edit::Write(text) => text,
+            };
+            match store.set(k, text.as_bytes(), cas) {
+                Ok(()) => return Ok(true),
+                Err(SetError::CasMismatch) => continue,
+                Err(SetError::Other) => return Err("shared data write failed".into()),
+            }
+        }
+        Err(format!("the record of {} is contended; try again", self.entries))
+    }
+
+    /// Records `item` of `scope` until `exp`: `Ok(true)` when it is new, `Ok(false)` when
+    /// it is recorded already (and unexpired; its expiry stays).
+    pub fn insert(&self, store: &dyn SharedData, scope: &str, item: &str, exp: u64, now: u64) -> Result<bool, String> {
+        let slot = Self::slot(scope, item);
+        let missing = || {
+            self.prepare(store);
+            None
+        };
+        self.update(store, &self.key(slot.bucket), missing, |current| {
+            let mut kept = String::with_capacity(current.len() + ENTRY);
+            for (id, e) in entries(current, now) {
+                if id == slot.id {
+                    return Ok(Edit::Answer(false));
+                }
+                kept.push_str(&format!("{id}:{e:08x}\n"));
+            }
+            if kept.len() / ENTRY >= BUCKET_CAPACITY {
+                return Err(format!("too many unexpired {} recorded", self.entries));
+            }
+            kept.push_str(&format!("{}:{:08x}\n", slot.id, exp.min(u64::from(u32::MAX))));
+            Ok(Edit::Write(kept))
+        })
+    }
+
+    /// Whether `item` of `scope` is recorded and unexpired: read only.
+    pub fn contains(&self, store: &dyn SharedData, scope: &str, item: &str, now: u64) -> bool {
+        let slot = Self::slot(scope, item);
+        let Some((text, _)) = store.get(&self.key(slot.bucket)) else {
+            return false;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let found = entries(&text, now).any(|(id, _)| id == slot.id);
+        found
+    }
+
+    /// Forgets `item` of `scope`: `Ok(false)` when it was not recorded.
+    pub fn remove(&self, store: &dyn SharedData, scope: &str, item: &str) -> Result<bool, String> {
+        let slot = Self::slot(scope, item);
+        self.update(
+            store,
+            &self.key(slot.bucket),
+            || Some(false),
+            |current| {
+                let mut kept = String::with_capacity(current.len());
+                let mut found = false;
+                for line in current.lines() {
+                    if line.split_once(':').is_some_and(|(id, _)| id == slot.id) {
+                        found = true;
+                        continue;
+                    }
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+                Ok(if found { Edit::Write(kept) } else { Edit::Answer(false) })
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::MemoryShared as Mem;
+
+    const L: Ledger = Ledger {
+        name: "test.ledger",
+        entries: "things",
+    };
+
+    #[test]
+    fn entries_live_until_expiry_and_are_scoped() {
+        let m = Mem::default();
+        L.prepare(&m);
+        assert_eq!(L.insert(&m, "a", "x", 200, 100), Ok(true));
+        assert_eq!(L.insert(&m, "a", "x", 300, 150), Ok(false), "recorded already");
+        assert!(L.contains(&m, "a", "x", 199));
+        assert!(!L.contains(&m, "a", "x", 200), "expired");
+        assert!(!L.contains(&m, "b", "x", 150), "another scope's");
+        assert_eq!(L.insert(&m, "a", "x", 300, 201), Ok(true), "expired entries are pruned");
+        assert_eq!(L.remove(&m, "a", "x"), Ok(true));
+        assert_eq!(L.remove(&m, "a", "x"), Ok(false));
+        assert!(!L.contains(&m, "a", "x", 202));
+    }
+
+    #[test]
+    fn a_missing_bucket_is_created_again() {
+        let m = Mem::default();
+        assert!(!L.contains(&m, "a", "x", 0));
+        assert_eq!(L.insert(&m, "a", "x", 200, 100), Ok(true));
+        assert!(L.contains(&m, "a", "x", 100));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let m = Mem::default();
+        L.prepare(&m);
+        let in_zero = |i: u32| {
+            let item = format!("{i}");
+            (Ledger::slot("a", &item).bucket == 0).then_some(item)
+        };
+        let items: Vec<String> = (0..).filter_map(in_zero).take(BUCKET_CAPACITY + 1).collect();
+        let (last, first) = items.split_last().unwrap();
+        for item in first {
+            assert_eq!(L.insert(&m, "a", item, 10_000, 1), Ok(true));
+        }
+        let full = L.insert(&m, "a", last, 10_000, 1).unwrap_err();
+        assert_eq!(full, "too many unexpired things recorded");
+        assert!(m.get(&L.key(0)).unwrap().0.len() <= BUCKET_CAPACITY * ENTRY + 3);
+        // Once they expire, room returns.
+        assert_eq!(L.insert(&m, "a", last, 20_000, 10_001), Ok(true));
+        assert!(m.get(&L.key(0)).unwrap().0.len() <= 2 * ENTRY);
+    }
+}
