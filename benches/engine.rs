@@ -482,7 +482,7 @@ fn answer(c: &mut Criterion) {
             black_box(output::listing::filter(
                 black_box(&list),
                 &w.policy.limits,
-                &engine::visible(&w.policy, &request),
+                &engine::visible(&w.policy, &request, &host),
             ))
         })
     });

@@ -352,6 +352,8 @@ pub fn visible(policy: &Policy, principal: &Principal, listing: Listing, item: &
             let fixed = t.split('{').next().unwrap_or_default();
             stays_put(t) && resource(policy, principal, fixed).is_ok_and(|r| granted(r))
         }),
+        // Whose a task is lies in the host's shared data: the engine asks it.
+        Listing::Tasks => false,
     }
 }
 

@@ -117,6 +117,11 @@ pub struct RouteDoc {
     /// caller's data boundary? Default `withhold`.
     #[serde(default)]
     pub answer_resources: Option<AnswerResources>,
+    /// MCP routes: may a caller follow (`tasks/get`, `tasks/result`, `tasks/update`,
+    /// `tasks/cancel`, `tasks/list`, task notifications) only the tasks the server created
+    /// for it? Default `bind`.
+    #[serde(default)]
+    pub tasks: Option<Tasks>,
     /// MCP routes: may a request use a JSON-RPC method aigate does not know (a later
     /// protocol revision's, a server's own extension)? Default `deny`.
     #[serde(default)]
@@ -170,6 +175,16 @@ pub enum ExtraInput {
 pub enum Lists {
     #[default]
     Filter,
+    Pass,
+}
+
+/// `bind` each MCP task to the caller it was created for, so no other caller can follow,
+/// steer or cancel it, or `pass` task requests unjudged (the server binds them).
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Tasks {
+    #[default]
+    Bind,
     Pass,
 }
 
@@ -523,6 +538,9 @@ pub struct LimitsDoc {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub max_batch_size: usize,
+    /// Longest an MCP task stays bound to its caller, whatever lifetime (`ttl`) the server
+    /// gives it; then the caller can no longer follow it.
+    pub max_task_seconds: u64,
 }
 
 impl Default for LimitsDoc {
@@ -531,6 +549,7 @@ impl Default for LimitsDoc {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 32,
             max_batch_size: 32,
+            max_task_seconds: 86_400,
         }
     }
 }

@@ -11,7 +11,7 @@ pub use output::{judges_answer, on_answer, on_listing, visible, whole_answer};
 
 use crate::approval;
 use crate::authz;
-use crate::config::{ExtraInput, Impact, Protocol, ProviderState, UnknownMethods};
+use crate::config::{ExtraInput, Impact, Protocol, ProviderState, Tasks, UnknownMethods};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::media;
@@ -408,11 +408,15 @@ fn judge_mcp(
             mcp::McpAction::ResourceRead { uri } => {
                 d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
             }
-            mcp::McpAction::Subscribe { uris } => {
+            mcp::McpAction::Subscribe { uris, tasks } => {
                 for uri in uris {
                     d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
                 }
+                for id in tasks {
+                    follow_task(policy, d, principal, &id, host)?;
+                }
             }
+            mcp::McpAction::Task { id } => follow_task(policy, d, principal, &id, host)?,
             mcp::McpAction::PromptGet { name } => {
                 let rule = authz::prompt(policy, &name);
                 d.prompt = Some(name);
@@ -435,6 +439,26 @@ fn judge_mcp(
         }
     }
     claim_grants(policy, d, principal, headers, host, external)
+}
+
+/// A request naming a task (to follow, steer or stop it) is allowed for the caller the
+/// task was created for only, on routes that bind tasks (`tasks: bind`).
+fn follow_task(policy: &Policy, d: &Decision, principal: &Principal, id: &str, host: &dyn Host) -> Result<(), Denial> {
+    let Some(route) = d.route.and_then(|i| policy.routes.get(i)) else {
+        return Err(Denial::new(Reason::RouteUnmatched, "routes", "no route"));
+    };
+    if route.tasks == Tasks::Pass || crate::tasks::owns(host, principal, id) {
+        return Ok(());
+    }
+    // Whether the task exists, and whose it is, is not said: that too is information.
+    Err(Denial::new(
+        Reason::DataBoundary,
+        format!("routes.{}.tasks", route.id),
+        format!(
+            "task {} was not created for this caller through aigate, or its binding expired",
+            authz::shown(id)
+        ),
+    ))
 }
 
 /// A REST action: the route's tool, called with the JSON body (an object; none = `{}`).

@@ -28,3 +28,4 @@ mod plugin;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod tasks;

@@ -162,13 +162,22 @@ fn routes_judge_answers_unless_they_pass_them_and_options_fit_the_protocol() {
     let route = |id: &str| w.policy.routes.iter().position(|r| r.id == id);
     assert!(w.policy.judges_answers(route("chat")));
     assert!(!w.policy.judges_answers(route("chat-unread")));
-    // MCP routes judge answers unless they pass both lists and resources.
+    // MCP routes judge answers unless they pass lists, resources and tasks.
     assert!(w.policy.judges_answers(route("support-mcp")));
     let unlisted = World::with(|p| p["routes"][0]["lists"] = json!("pass"));
     assert!(unlisted.policy.judges_answers(Some(0)));
+    let tasks_bound = World::with(|p| {
+        p["routes"][0]["lists"] = json!("pass");
+        p["routes"][0]["answer_resources"] = json!("pass");
+    });
+    assert!(
+        tasks_bound.policy.judges_answers(Some(0)),
+        "the tasks answers create are bound"
+    );
     let unread = World::with(|p| {
         p["routes"][0]["lists"] = json!("pass");
         p["routes"][0]["answer_resources"] = json!("pass");
+        p["routes"][0]["tasks"] = json!("pass");
     });
     assert!(!unread.policy.judges_answers(Some(0)));
     let mut doc = policy_doc();
@@ -351,7 +360,7 @@ fn resources_in_mcp_answers_are_held_to_the_callers_data_boundary() {
         h.push(("mcp-session-id".into(), b"s-1".to_vec()));
         let d = w.decide(&h, Some(&call("get_order", json!({"customer_id": "c-42"}))));
         assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{:?}", d.denial);
-        engine::whole_answer(&w.policy, &d, answer.as_bytes(), "abc")
+        engine::whole_answer(&w.policy, &d, answer.as_bytes(), "abc", &w.host)
     };
     let w = world();
     // acme's caller sees acme's document; globex's embedded price list is withheld.

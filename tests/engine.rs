@@ -116,8 +116,7 @@ fn mcp_methods_aigate_does_not_know_are_refused_unless_the_route_passes_them() {
         "ping",
         "logging/setLevel",
         "resources/unsubscribe",
-        "tasks/get",
-        "tasks/result",
+        "tasks/list",
         "notifications/initialized",
         "notifications/cancelled",
     ] {

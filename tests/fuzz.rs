@@ -387,6 +387,8 @@ fn mcp_answer() -> impl Strategy<Value = Value> {
 /// The caller of these properties sees names and URIs ending in an even digit.
 fn sees_even(shown: aigate::output::listing::Shown, item: &serde_json::Map<String, Value>) -> bool {
     let key = match shown {
+        aigate::output::listing::Shown::Listed(aigate::request::mcp::Listing::Tasks)
+        | aigate::output::listing::Shown::Created => "taskId",
         aigate::output::listing::Shown::Listed(_) => "name",
         aigate::output::listing::Shown::Resource => "uri",
     };

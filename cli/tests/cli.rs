@@ -1084,6 +1084,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     );
     policy["routes"][0]["lists"] = json!("pass");
     policy["routes"][0]["answer_resources"] = json!("pass");
+    policy["routes"][0]["tasks"] = json!("pass");
     policy["routes"][0]["unknown_methods"] = json!("pass");
     let mut partner = policy["identity"]["jwt"]["issuers"][0].clone();
     partner["issuer"] = json!("https://partner.example.com");
@@ -1135,6 +1136,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("model-calls", "warning"),
         ("mcp-lists", "warning"),
         ("mcp-answer-resources", "warning"),
+        ("mcp-tasks", "warning"),
         ("mcp-unknown-methods", "warning"),
         ("issuer-scopes", "warning"),
         ("no-bare-star", "error"),

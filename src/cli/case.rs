@@ -250,7 +250,16 @@ impl Evaluator {
             );
         }
         let body = answer.to_string().into_bytes();
-        let (decision, rewritten) = engine::whole_answer(policy, &request.decision, &body, DECISION_ID);
+        // The answer reads the same shared data as the requests (the tasks it creates are
+        // bound there), nothing of the caller's connection.
+        let host = CaseHost {
+            now,
+            peer: None,
+            claims: None,
+            shared: &self.shared,
+            cache: &self.cache,
+        };
+        let (decision, rewritten) = engine::whole_answer(policy, &request.decision, &body, DECISION_ID, &host);
         let verdict = crate::audit::verdict(policy, &decision);
         let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
         Ok(Outcome {

@@ -82,6 +82,9 @@ pub fn summary(p: &Policy) -> String {
         if r.protocol == crate::config::Protocol::Mcp && r.answer_resources == crate::config::AnswerResources::Pass {
             notes.push_str(" (resources in answers unread)");
         }
+        if r.protocol == crate::config::Protocol::Mcp && r.tasks == crate::config::Tasks::Pass {
+            notes.push_str(" (tasks unbound)");
+        }
         if let Some(m) = &r.protected_resource {
             notes.push_str(&format!(" (OAuth metadata at {})", m.path));
         }

@@ -370,7 +370,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 7] = [
+    let unjudged: [(&str, Question, Applies, &str); 8] = [
         (
             "provider-state",
             See,
@@ -407,6 +407,13 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             },
             "passes the resources a server links or embeds in its answers unread: another tenant's \
              data in a tool's result reaches the agent",
+        ),
+        (
+            "mcp-tasks",
+            See,
+            |_, r| r.protocol == crate::config::Protocol::Mcp && r.tasks == crate::config::Tasks::Pass,
+            "lets any caller follow, steer or cancel any task by its id: whoever learns another \
+             caller's task id reads that caller's result, unless the server binds tasks itself",
         ),
         (
             "mcp-unknown-methods",

@@ -2,17 +2,20 @@
 //! model's answer, with the request's principal: scope, bindings and constraints, as for a
 //! call the client sent. An external-impact call is only proposed there; its approval is
 //! asked for when the client sends it back (the conversation carries it) or calls the tool.
-//! On MCP routes (`lists: filter`, `answer_resources: withhold`): the server's answers,
-//! down to what the caller may use and see.
+//! On MCP routes (`lists: filter`, `answer_resources: withhold`, `tasks: bind`): the
+//! server's answers, down to what the caller may use and see, the tasks they create bound
+//! to the caller.
 
 use super::{Call, Decision, Stage};
 use crate::authz;
-use crate::config::{AnswerResources, Lists, Protocol};
+use crate::config::{AnswerResources, Lists, Protocol, Tasks};
 use crate::decision::{Denial, Reason};
 use crate::output::{self, listing::Shown};
 use crate::policy::Policy;
 use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
+use crate::request::Host;
+use crate::tasks;
 use serde_json::{Map, Value};
 
 /// Whether the answer to this allowed request is judged. On MCP routes every answer is
@@ -76,18 +79,35 @@ pub fn on_answer(policy: &Policy, request: &Decision, calls: Result<Vec<LlmCall>
 }
 
 /// Which items of an MCP list, and which resources in an MCP answer, the caller of
-/// `request` may see; all of either kind when the route passes them.
-pub fn visible<'a>(policy: &'a Policy, request: &'a Decision) -> impl Fn(Shown, &Map<String, Value>) -> bool + 'a {
+/// `request` may see (all of either kind when the route passes them), and which tasks
+/// (those created for it, bound to it as they are shown, unless the route passes tasks).
+pub fn visible<'a>(
+    policy: &'a Policy,
+    request: &'a Decision,
+    host: &'a dyn Host,
+) -> impl Fn(Shown, &Map<String, Value>) -> bool + 'a {
     let route = request.route.and_then(|i| policy.routes.get(i));
     let lists_pass = route.is_some_and(|r| r.lists == Lists::Pass);
     let resources_pass = route.is_some_and(|r| r.answer_resources == AnswerResources::Pass);
+    let tasks_pass = route.is_some_and(|r| r.tasks == Tasks::Pass);
     move |shown, item| {
         let Some(p) = request.principal.as_ref() else {
             return false;
         };
         match shown {
+            // Another caller's task is not shown even when lists pass: its id would let
+            // this caller read its result on a route that passes tasks, and its status
+            // message is the other caller's.
+            Shown::Listed(Listing::Tasks) => {
+                tasks_pass
+                    || item
+                        .get("taskId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| tasks::owns(host, p, id))
+            }
             Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
             Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
+            Shown::Created => tasks_pass || tasks::bind(host, p, item, policy.limits.max_task_seconds).is_ok(),
         }
     }
 }
@@ -116,11 +136,12 @@ pub fn whole_answer(
     request: &Decision,
     body: &[u8],
     decision_id: &str,
+    host: &dyn Host,
 ) -> (Decision, Option<Vec<u8>>) {
     let error = |d: &Decision, denial: &Denial| crate::response::render(policy, d, denial, decision_id).body;
     let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
     if protocol == Protocol::Mcp {
-        return match output::listing::filter(body, &policy.limits, &visible(policy, request)) {
+        return match output::listing::filter(body, &policy.limits, &visible(policy, request, host)) {
             Ok(Some((filtered, hidden))) => (on_listing(request, Ok(hidden)), Some(filtered)),
             Ok(None) => (on_listing(request, Ok(0)), None),
             Err(denial) => {

@@ -28,6 +28,9 @@ pub enum Shown {
     /// A resource, by its `uri`: a tool's result or a prompt's message links or embeds
     /// it, or a resource read returns its contents.
     Resource,
+    /// A task the server created for the caller (the object holding its `taskId`): shown
+    /// only once it is bound to the caller, so that the caller alone can follow it.
+    Created,
 }
 
 /// The rule an unreadable MCP answer is refused under.
@@ -127,29 +130,36 @@ fn write(body: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
     splice::rewrite(body, spans)
 }
 
-const LISTINGS: [Listing; 4] = [
+const LISTINGS: [Listing; 5] = [
     Listing::Tools,
     Listing::Resources,
     Listing::ResourceTemplates,
     Listing::Prompts,
+    Listing::Tasks,
 ];
 
 /// The members of a list answer aigate reads, at each level: the message, its result,
 /// and an item.
 const MESSAGE_READ: [&str; 2] = ["result", "params"];
 const PARAMS_READ: [&str; 1] = ["messages"];
-const RESULT_READ: [&str; 9] = [
+const RESULT_READ: [&str; 14] = [
     "tools",
     "resources",
     "resourceTemplates",
     "prompts",
+    "tasks",
     "cacheScope",
     "content",
     "contents",
     "messages",
     "inputRequests",
+    "task",
+    "taskId",
+    "resultType",
+    "result",
 ];
-const ITEM_READ: [&str; 3] = ["name", "uri", "uriTemplate"];
+const ITEM_READ: [&str; 4] = ["name", "uri", "uriTemplate", "taskId"];
+const TASK_READ: [&str; 3] = ["taskId", "ttl", "ttlMs"];
 const MESSAGE_ITEM_READ: [&str; 1] = ["content"];
 const BLOCK_READ: [&str; 4] = ["type", "uri", "resource", "content"];
 const RESOURCE_READ: [&str; 1] = ["uri"];
@@ -186,15 +196,33 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
     if let Some(message) = m.as_object() {
         refuse_miscased(message, &MESSAGE_READ)?;
     }
-    let before = edits.hidden;
-    // A request of the server's (`sampling/createMessage`): messages for the client's model.
     if let Some(params) = m.get("params").and_then(Value::as_object) {
-        withhold_in_request(params, &at(path, &[Step::Key("params")]), keep, edits)?;
+        let path = at(path, &[Step::Key("params")]);
+        if params.contains_key("taskId") {
+            // A task's state pushed to the client (`notifications/tasks`): once done it
+            // carries the result, and while it waits, the requests the server makes.
+            refuse_miscased(params, &RESULT_READ)?;
+            judge_task_state(params, &path, keep, edits)?;
+        } else {
+            // A request of the server's (`sampling/createMessage`): messages for the client's model.
+            withhold_in_request(params, &path, keep, edits)?;
+        }
     }
     let Some(result) = m.get("result").and_then(Value::as_object) else {
         return Ok(());
     };
-    let path = at(path, &[Step::Key("result")]);
+    judge_result(result, &at(path, &[Step::Key("result")]), keep, edits)
+}
+
+/// A result at `path`: a list, a tool's result, a resource read, a prompt, a task created
+/// or a task's state.
+fn judge_result<'d>(
+    result: &'d Map<String, Value>,
+    path: &[Step<'d>],
+    keep: Keep,
+    edits: &mut Edits<'d>,
+) -> Result<(), Denial> {
+    let before = edits.hidden;
     refuse_miscased(result, &RESULT_READ)?;
     for listing in LISTINGS {
         let key = listing.items_key();
@@ -204,14 +232,25 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
             }
             for (i, item) in items.iter().enumerate() {
                 if !item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)) {
-                    edits.hide(Edit::Drop(at(&path, &[Step::Key(key), Step::Index(i)])));
+                    edits.hide(Edit::Drop(at(path, &[Step::Key(key), Step::Index(i)])));
                 }
             }
         }
     }
+    // A task created in place of the result: bound to the caller before it learns the id.
+    if let Some(task) = crate::tasks::created(result) {
+        refuse_miscased(task, &TASK_READ)?;
+        if !keep(Shown::Created, task) {
+            return Err(Denial::new(
+                Reason::InternalError,
+                RULE,
+                "the server created a task that aigate could not bind to its caller, so it is not shown",
+            ));
+        }
+    }
     // A tool's result (a task's too): content blocks.
     if let Some(blocks) = result.get("content").filter(|c| c.is_array()) {
-        withhold_blocks(blocks, &at(&path, &[Step::Key("content")]), keep, edits)?;
+        withhold_blocks(blocks, &at(path, &[Step::Key("content")]), keep, edits)?;
     }
     // A resource read: the contents of each resource it returns.
     if let Some(contents) = result.get("contents").and_then(Value::as_array) {
@@ -220,30 +259,46 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
         }
         for (i, item) in contents.iter().enumerate() {
             if !item.as_object().is_some_and(|o| keep(Shown::Resource, o)) {
-                edits.hide(Edit::Drop(at(&path, &[Step::Key("contents"), Step::Index(i)])));
+                edits.hide(Edit::Drop(at(path, &[Step::Key("contents"), Step::Index(i)])));
             }
         }
     }
     // A prompt's messages.
     if let Some(messages) = result.get("messages") {
-        withhold_in_messages(messages, &at(&path, &[Step::Key("messages")]), keep, edits)?;
+        withhold_in_messages(messages, &at(path, &[Step::Key("messages")]), keep, edits)?;
     }
-    // A result asking for input first (MCP's multi-round calls): the requests it carries
-    // (a sampling request's messages go to the client's model).
-    if let Some(requests) = result.get("inputRequests").and_then(Value::as_object) {
+    judge_task_state(result, path, keep, edits)?;
+    // A list cut for one caller must not be cached for all.
+    if edits.hidden > before && result.contains_key("cacheScope") {
+        let scope = at(path, &[Step::Key("cacheScope")]);
+        edits.edits.push(Edit::Replace(scope, br#""private""#));
+    }
+    Ok(())
+}
+
+/// What a result or a task's state carries for the client to act on: the requests a
+/// server makes while it waits for input (MCP's multi-round calls, a task's
+/// `input_required`: a sampling request's messages go to the client's model), and the
+/// result a finished task carries in place (the tasks extension's `tasks/get` and
+/// `notifications/tasks`).
+fn judge_task_state<'d>(
+    state: &'d Map<String, Value>,
+    path: &[Step<'d>],
+    keep: Keep,
+    edits: &mut Edits<'d>,
+) -> Result<(), Denial> {
+    if let Some(requests) = state.get("inputRequests").and_then(Value::as_object) {
         for (name, request) in requests {
             let Some(request) = request.as_object() else { continue };
             refuse_miscased(request, &MESSAGE_READ)?;
             if let Some(params) = request.get("params").and_then(Value::as_object) {
                 let steps = [Step::Key("inputRequests"), Step::Key(name), Step::Key("params")];
-                withhold_in_request(params, &at(&path, &steps), keep, edits)?;
+                withhold_in_request(params, &at(path, &steps), keep, edits)?;
             }
         }
     }
-    // A list cut for one caller must not be cached for all.
-    if edits.hidden > before && result.contains_key("cacheScope") {
-        let scope = at(&path, &[Step::Key("cacheScope")]);
-        edits.edits.push(Edit::Replace(scope, br#""private""#));
+    if let Some(inner) = state.get("result").and_then(Value::as_object) {
+        judge_result(inner, &at(path, &[Step::Key("result")]), keep, edits)?;
     }
     Ok(())
 }

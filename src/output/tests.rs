@@ -1,6 +1,7 @@
 use super::stream::Stream;
 use super::*;
 use crate::decision::Reason;
+use crate::request::mcp::Listing;
 use serde_json::json;
 
 fn limits() -> Limits {
@@ -608,8 +609,9 @@ fn a_stream_ending_mid_event_is_read_as_it_stands() {
 /// Keeps list items whose name, and resources whose URI, ends in 0 or 2.
 fn keep_even_names(shown: listing::Shown, item: &serde_json::Map<String, Value>) -> bool {
     let key = match shown {
-        listing::Shown::Listed(_) => "name",
+        listing::Shown::Listed(l) if l != Listing::Tasks => "name",
         listing::Shown::Resource => "uri",
+        listing::Shown::Listed(_) | listing::Shown::Created => "taskId",
     };
     item.get(key)
         .and_then(Value::as_str)

@@ -297,9 +297,9 @@ impl Http {
             }
             Answer::Listing(request, mut stream) => {
                 let chunk = response_body(size);
-                let mut out = stream.feed(&chunk, &engine::visible(policy, &request));
+                let mut out = stream.feed(&chunk, &engine::visible(policy, &request, &super::host::ProxyHost));
                 if end_of_stream {
-                    let (hidden, rest) = stream.finish(&engine::visible(policy, &request));
+                    let (hidden, rest) = stream.finish(&engine::visible(policy, &request, &super::host::ProxyHost));
                     let d = engine::on_listing(&request, hidden);
                     self.record(&d, "aigate_answer");
                     let tail = self.stream_end(&d, rest);
@@ -413,7 +413,13 @@ impl Http {
     }
 
     fn judge_whole(&self, request: &Decision, body: &[u8]) -> (Decision, Option<Vec<u8>>) {
-        engine::whole_answer(&self.shared.policy, request, body, &self.decision_id)
+        engine::whole_answer(
+            &self.shared.policy,
+            request,
+            body,
+            &self.decision_id,
+            &super::host::ProxyHost,
+        )
     }
 
     /// Drops a piece of a refused answer; at its end, puts the error in its place. The host

@@ -54,6 +54,9 @@ impl RootContext for Root {
                 if policy.approval.is_some() {
                     approval::replay::prepare(&host::ProxyShared, ProxyHost.now());
                 }
+                if policy.binds_tasks() {
+                    crate::tasks::TASKS.prepare(&host::ProxyShared);
+                }
                 // Monitor mode lets everything through: say so where operators look first.
                 match policy.mode {
                     crate::config::Mode::Enforce => log(

@@ -326,6 +326,9 @@ impl Checker {
                 if r.answer_resources.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.answer_resources"), "applies only to MCP routes");
                 }
+                if r.tasks.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.tasks"), "applies only to MCP routes");
+                }
                 if r.unknown_methods.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.unknown_methods"), "applies only to MCP routes");
                 }
@@ -354,6 +357,7 @@ impl Checker {
                     model_calls: r.model_calls.unwrap_or_default(),
                     lists: r.lists.unwrap_or_default(),
                     answer_resources: r.answer_resources.unwrap_or_default(),
+                    tasks: r.tasks.unwrap_or_default(),
                     unknown_methods: r.unknown_methods.unwrap_or_default(),
                     extra_input: r.extra_input.unwrap_or_default(),
                     // Compiled once the identity's issuers are known (`resource_metadata`).
@@ -798,10 +802,17 @@ impl Checker {
         if l.max_batch_size == 0 || l.max_batch_size > 1024 {
             self.err("limits.max_batch_size", "must be between 1 and 1024");
         }
+        if l.max_task_seconds == 0 || l.max_task_seconds > super::MAX_TASK_SECONDS {
+            self.err(
+                "limits.max_task_seconds",
+                format!("must be between 1 and {}", super::MAX_TASK_SECONDS),
+            );
+        }
         Limits {
             max_body_bytes: l.max_body_bytes,
             max_json_depth: l.max_json_depth,
             max_batch_size: l.max_batch_size,
+            max_task_seconds: l.max_task_seconds,
         }
     }
 

@@ -11,7 +11,7 @@ pub use model::ModelPattern;
 pub use scope::{Pattern, PatternRef};
 
 use crate::config::{
-    AnswerResources, ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState,
+    AnswerResources, ExtraInput, Hold, Impact, Lists, Mode, ModelCalls, Protocol, ProviderCalls, ProviderState, Tasks,
     ToolOffers, UnknownMethods,
 };
 use crate::jws::KeySet;
@@ -70,6 +70,8 @@ pub struct Route {
     pub lists: Lists,
     /// MCP routes: whether resources in answers are held to the caller's data boundary.
     pub answer_resources: AnswerResources,
+    /// MCP routes: whether each task is bound to the caller it was created for.
+    pub tasks: Tasks,
     /// MCP routes: whether methods aigate does not know pass unjudged.
     pub unknown_methods: UnknownMethods,
     /// MCP routes: the OAuth protected resource metadata aigate serves for the endpoint.
@@ -400,12 +402,15 @@ pub enum TemplatePart {
 
 /// The deepest JSON nesting `limits.max_json_depth` may allow.
 pub const MAX_JSON_DEPTH: usize = 128;
+/// The longest a task may stay bound to its caller (`limits.max_task_seconds`): 30 days.
+pub const MAX_TASK_SECONDS: u64 = 30 * 86_400;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_json_depth: usize,
     pub max_batch_size: usize,
+    pub max_task_seconds: u64,
 }
 
 #[cfg(test)]
@@ -416,6 +421,7 @@ impl Limits {
             max_body_bytes: 1 << 20,
             max_json_depth: 16,
             max_batch_size: 4,
+            max_task_seconds: 86_400,
         }
     }
 }
@@ -522,15 +528,26 @@ impl Policy {
             .is_some_and(|r| r.protocol.is_llm() && r.tool_offers == ToolOffers::Strip)
     }
 
-    /// Does this route judge answers: the tool calls of a model's (LLM routes), the lists
-    /// of an MCP server's (MCP routes)?
+    /// Does this route judge answers: the tool calls of a model's (LLM routes), the lists,
+    /// resources and created tasks of an MCP server's (MCP routes)?
     pub fn judges_answers(&self, route: Option<usize>) -> bool {
         route
             .and_then(|i| self.routes.get(i))
             .is_some_and(|r| match r.protocol {
-                Protocol::Mcp => r.lists == Lists::Filter || r.answer_resources == AnswerResources::Withhold,
+                Protocol::Mcp => {
+                    r.lists == Lists::Filter
+                        || r.answer_resources == AnswerResources::Withhold
+                        || r.tasks == Tasks::Bind
+                }
                 p => p.is_llm() && r.model_calls == ModelCalls::Judge,
             })
+    }
+
+    /// Does any route bind MCP tasks to their callers?
+    pub fn binds_tasks(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.protocol == Protocol::Mcp && r.tasks == Tasks::Bind)
     }
 
     pub fn owner_for<'a>(&'a self, tool: Option<&'a Tool>, data: Option<&'a str>, route: Option<&'a Route>) -> &'a str {

@@ -14,9 +14,15 @@ pub enum McpAction {
         uri: String,
     },
     /// `subscriptions/listen`: a stream of the updates of each resource named, which is
-    /// reading them.
+    /// reading them, and of each task named (its status and, once done, its result).
     Subscribe {
         uris: Vec<String>,
+        tasks: Vec<String>,
+    },
+    /// `tasks/get`, `tasks/result`, `tasks/update`, `tasks/cancel`: following, steering or
+    /// stopping the task the server created for a tool call (`params.taskId`).
+    Task {
+        id: String,
     },
     PromptGet {
         name: String,
@@ -37,6 +43,8 @@ pub enum Listing {
     Resources,
     ResourceTemplates,
     Prompts,
+    /// `tasks/list` (MCP 2025-11-25): the tasks the server keeps.
+    Tasks,
 }
 
 impl Listing {
@@ -47,6 +55,7 @@ impl Listing {
             Listing::Resources => "resources",
             Listing::ResourceTemplates => "resourceTemplates",
             Listing::Prompts => "prompts",
+            Listing::Tasks => "tasks",
         }
     }
 }
@@ -66,35 +75,34 @@ pub struct McpBody {
 }
 
 /// Methods whose `params` carry what is judged: anything but an object is malformed.
-const JUDGED: [&str; 6] = [
+const JUDGED: [&str; 10] = [
     "tools/call",
     "resources/read",
     "resources/subscribe",
     "prompts/get",
     "completion/complete",
     "subscriptions/listen",
+    "tasks/get",
+    "tasks/result",
+    "tasks/update",
+    "tasks/cancel",
 ];
 
 /// Client requests that carry nothing to judge (MCP 2025-11-25): they pass. Any other
 /// method but a notification, a judged one or a list is `McpAction::Unknown`.
-const PASSING: [&str; 9] = [
+const PASSING: [&str; 5] = [
     "initialize",
     // The stateless protocol's initialize: the server's versions and capabilities.
     "server/discover",
     "ping",
     "resources/unsubscribe",
     "logging/setLevel",
-    // A task's status and result belong to a tools/call judged when the task was created.
-    "tasks/get",
-    "tasks/list",
-    "tasks/result",
-    "tasks/cancel",
 ];
 
 /// The members of a JSON-RPC message aigate reads.
 const MESSAGE_READ: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 /// The members of `params` (and of a completion's `ref`) aigate reads.
-const PARAMS_READ: [&str; 6] = ["name", "arguments", "uri", "ref", "type", "notifications"];
+const PARAMS_READ: [&str; 7] = ["name", "arguments", "uri", "ref", "type", "notifications", "taskId"];
 
 fn malformed(message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, "mcp", message)
@@ -219,13 +227,21 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 };
                 McpAction::PromptGet { name }
             }
-            "subscriptions/listen" => McpAction::Subscribe {
-                uris: subscribed(params.remove("notifications"))?,
-            },
+            "subscriptions/listen" => {
+                let (uris, tasks) = subscribed(params.remove("notifications"))?;
+                McpAction::Subscribe { uris, tasks }
+            }
+            "tasks/get" | "tasks/result" | "tasks/update" | "tasks/cancel" => {
+                let Some(Value::String(id)) = params.remove("taskId") else {
+                    return Err(malformed(format!("{method} needs params.taskId as a string")));
+                };
+                McpAction::Task { id }
+            }
             "tools/list" => McpAction::List(Listing::Tools),
             "resources/list" => McpAction::List(Listing::Resources),
             "resources/templates/list" => McpAction::List(Listing::ResourceTemplates),
             "prompts/list" => McpAction::List(Listing::Prompts),
+            "tasks/list" => McpAction::List(Listing::Tasks),
             m if PASSING.contains(&m) || m.starts_with("notifications/") => McpAction::Other,
             _ => McpAction::Unknown,
         };
@@ -236,27 +252,35 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     })
 }
 
-/// The resources a `subscriptions/listen` asks to follow:
-/// `notifications.resourceSubscriptions[]`, each a URI.
-fn subscribed(notifications: Option<Value>) -> Result<Vec<String>, Denial> {
+/// What a `subscriptions/listen` asks to follow: the resources of
+/// `notifications.resourceSubscriptions[]` (URIs) and the tasks of `notifications.taskIds[]`.
+fn subscribed(notifications: Option<Value>) -> Result<(Vec<String>, Vec<String>), Denial> {
     let mut n = match notifications {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None | Some(Value::Null) => return Ok((Vec::new(), Vec::new())),
         Some(Value::Object(n)) => n,
         Some(_) => return Err(malformed("subscriptions/listen params.notifications must be an object")),
     };
     for key in n.keys() {
-        crate::request::refuse_miscased(key, &["resourceSubscriptions"], "mcp")?;
+        crate::request::refuse_miscased(key, &["resourceSubscriptions", "taskIds"], "mcp")?;
     }
-    match n.remove("resourceSubscriptions") {
+    Ok((
+        strings(n.remove("resourceSubscriptions"), "resourceSubscriptions")?,
+        strings(n.remove("taskIds"), "taskIds")?,
+    ))
+}
+
+/// A list of strings, or none.
+fn strings(list: Option<Value>, name: &str) -> Result<Vec<String>, Denial> {
+    match list {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .into_iter()
             .map(|u| match u {
                 Value::String(u) => Ok(u),
-                _ => Err(malformed("resourceSubscriptions must hold URIs as strings")),
+                _ => Err(malformed(format!("{name} must hold strings"))),
             })
             .collect(),
-        Some(_) => Err(malformed("resourceSubscriptions must be an array")),
+        Some(_) => Err(malformed(format!("{name} must be an array"))),
     }
 }
 
@@ -301,18 +325,61 @@ mod tests {
     }
 
     #[test]
-    fn listening_to_resources_names_each_one() {
-        let b = br#"{"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["docs://acme/a","docs://globex/b"],"toolsListChanged":true},"_meta":{}}}"#;
+    fn listening_names_each_resource_and_task() {
+        let b = br#"{"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":["docs://acme/a","docs://globex/b"],"taskIds":["t1"],"toolsListChanged":true},"_meta":{}}}"#;
         let m = parse(b, &limits()).unwrap();
         assert_eq!(
             m.messages[0].action,
             McpAction::Subscribe {
-                uris: vec!["docs://acme/a".into(), "docs://globex/b".into()]
+                uris: vec!["docs://acme/a".into(), "docs://globex/b".into()],
+                tasks: vec!["t1".into()],
             }
         );
+        for (notifications, error) in [
+            (r#"{"taskIds":"t1"}"#, "taskIds must be an array"),
+            (r#"{"taskIds":[1]}"#, "taskIds must hold strings"),
+            (
+                r#"{"resourceSubscriptions":[{}]}"#,
+                "resourceSubscriptions must hold strings",
+            ),
+            (r#"{"TaskIds":["t1"]}"#, "TaskIds"),
+        ] {
+            let b = format!(
+                r#"{{"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{{"notifications":{notifications}}}}}"#
+            );
+            let d = parse(b.as_bytes(), &limits()).unwrap_err();
+            assert_eq!(d.reason, Reason::BodyMalformed);
+            assert!(d.message.contains(error), "{notifications}: {}", d.message);
+        }
         // An error answer may carry a null id; a response carries no action.
         let b = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#;
         assert_eq!(parse(b, &limits()).unwrap().messages[0].action, McpAction::Other);
+    }
+
+    #[test]
+    fn task_requests_name_their_task() {
+        for method in ["tasks/get", "tasks/result", "tasks/update", "tasks/cancel"] {
+            let b = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":"t-1","inputResponses":{{}}}}}}"#
+            );
+            let m = parse(b.as_bytes(), &limits()).unwrap();
+            assert_eq!(m.messages[0].action, McpAction::Task { id: "t-1".into() }, "{method}");
+            for params in [
+                r#"{}"#,
+                r#"{"taskId":7}"#,
+                r#"{"TaskId":"t-1","taskId":"t-2"}"#,
+                r#""t-1""#,
+            ] {
+                let b = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+                let d = parse(b.as_bytes(), &limits()).unwrap_err();
+                assert_eq!(d.reason, Reason::BodyMalformed, "{method} {params}");
+            }
+        }
+        let b = br#"{"jsonrpc":"2.0","id":1,"method":"tasks/list","params":{"cursor":"c"}}"#;
+        assert_eq!(
+            parse(b, &limits()).unwrap().messages[0].action,
+            McpAction::List(Listing::Tasks)
+        );
     }
 
     #[test]

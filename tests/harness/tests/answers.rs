@@ -690,3 +690,73 @@ fn a_reply_envoy_made_itself_passes_as_envoy_wrote_it() {
         assert_eq!(reply["error"]["data"]["reason"], "body_malformed", "{mode}: {reply}");
     }
 }
+
+#[test]
+fn a_task_the_server_creates_is_followed_by_its_caller_alone() {
+    let idp = Idp::new();
+    let created = json!({"jsonrpc": "2.0", "id": 5, "result": {
+        "resultType": "task", "taskId": "task-77", "status": "working",
+        "createdAt": "2026-12-07T10:00:00Z", "lastUpdatedAt": "2026-12-07T10:00:00Z", "ttlMs": 60_000
+    }});
+    let poll = json!({"jsonrpc": "2.0", "id": 6, "method": "tasks/get", "params": {"taskId": "task-77"}}).to_string();
+    let status = json!({"jsonrpc": "2.0", "id": 6, "result": {
+        "resultType": "complete", "taskId": "task-77", "status": "working"
+    }});
+    let bob = idp.token_with(json!({"sub": "bob"}));
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        // Bob cannot follow a task before it exists, nor after: it was created for alice.
+        for when in ["before", "after"] {
+            if when == "after" {
+                let call = tools_call(json!(5), "get_order", json!({"customer_id": "c-42"}));
+                let answer = tools_list_answer("application/json", created.to_string().into_bytes());
+                let outcome = plugin.request(mcp_post(&idp.token(), &call).upstream(answer)).unwrap();
+                let doc: Value = serde_json::from_str(&outcome.response_body_str()).unwrap();
+                assert_eq!(
+                    doc, created,
+                    "{mode}: the task reaches its caller as the server wrote it"
+                );
+            }
+            let answer = tools_list_answer("application/json", status.to_string().into_bytes());
+            let outcome = plugin.request(mcp_post(&bob, &poll).upstream(answer)).unwrap();
+            // With hold=body the upstream has the head, never the body.
+            let reached = outcome
+                .upstream
+                .as_ref()
+                .is_some_and(|u| !u.body.is_empty() || u.complete);
+            assert!(!reached, "{mode} {when}: bob's poll never reaches the server");
+            let reply = outcome
+                .local_reply
+                .as_ref()
+                .unwrap_or_else(|| panic!("{mode} {when}: no reply"));
+            assert_eq!(reply.status, 200, "{mode} {when}");
+            let error: Value = serde_json::from_slice(&reply.body).unwrap();
+            assert_eq!(error["id"], 6, "{mode} {when}");
+            assert_eq!(
+                error["error"]["data"]["reason"], "data_boundary",
+                "{mode} {when}: {error}"
+            );
+            assert_eq!(
+                error["error"]["data"]["rule"], "routes.support-mcp.tasks",
+                "{mode} {when}"
+            );
+            let line = &audit_lines(&outcome)[0];
+            assert_eq!(
+                (line["decision"].as_str(), line["subject"].as_str()),
+                (Some("deny"), Some("bob"))
+            );
+        }
+        // Alice's poll goes through, and its answer comes back.
+        let answer = tools_list_answer("application/json", status.to_string().into_bytes());
+        let outcome = plugin.request(mcp_post(&idp.token(), &poll).upstream(answer)).unwrap();
+        let upstream = outcome
+            .upstream
+            .as_ref()
+            .unwrap_or_else(|| panic!("{mode}: not forwarded"));
+        assert!(
+            upstream.complete && upstream.body == poll.as_bytes() && outcome.local_reply.is_none(),
+            "{mode}"
+        );
+        let doc: Value = serde_json::from_str(&outcome.response_body_str()).unwrap();
+        assert_eq!(doc, status, "{mode}");
+    }
+}

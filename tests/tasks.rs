@@ -1,0 +1,218 @@
+//! MCP tasks: a task the server creates for a caller is that caller's alone to follow,
+//! steer, stop or list.
+
+mod common;
+
+use aigate::decision::Reason;
+use aigate::engine::{self, Decision};
+use common::*;
+use serde_json::{json, Value};
+
+/// Alice's tool call, allowed, and the answer the server gives it, judged: the decision
+/// on the answer and what the client gets instead, if anything.
+fn answered(w: &World, answer: &Value) -> (Decision, Option<Value>) {
+    let t = w.token(json!({}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("get_order", json!({"customer_id": "c-42"}))),
+    );
+    assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{:?}", d.denial);
+    let (d, rewritten) = engine::whole_answer(&w.policy, &d, answer.to_string().as_bytes(), "abc", &w.host);
+    (d, rewritten.map(|b| serde_json::from_slice(&b).unwrap()))
+}
+
+fn created(id: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "result": {
+        "resultType": "task", "taskId": id, "status": "working",
+        "createdAt": "2026-12-07T10:00:00Z", "lastUpdatedAt": "2026-12-07T10:00:00Z",
+        "ttlMs": 60_000, "pollIntervalMs": 500
+    }})
+}
+
+/// The denial of `method` on task `id` for the caller with these claims, if any.
+fn following(w: &World, claims: Value, method: &str, id: &str) -> Option<(Reason, String)> {
+    let t = w.token(claims);
+    let d = w.decide(&w.headers(Some(&t)), Some(&rpc(method, json!({"taskId": id}))));
+    d.denial.map(|x| (x.reason, x.rule))
+}
+
+const BOB: &str = r#"{"sub": "bob"}"#;
+
+#[test]
+fn only_the_caller_a_task_was_created_for_follows_it() {
+    let w = World::with(|p| {
+        let ceilings = p["workloads"].as_array_mut().unwrap();
+        let mut twin = ceilings[0].clone();
+        twin["id"] = json!("twin-agent");
+        twin["match"] = json!("twin-agent");
+        ceilings.push(twin);
+    });
+    let (d, rewritten) = answered(&w, &created("t-1"));
+    assert!(
+        d.allowed() && rewritten.is_none(),
+        "the answer passes as it is: {:?}",
+        d.denial
+    );
+    let bob: Value = serde_json::from_str(BOB).unwrap();
+    let refused = Some((Reason::DataBoundary, "routes.support-mcp.tasks".to_string()));
+    for method in ["tasks/get", "tasks/result", "tasks/update", "tasks/cancel"] {
+        assert_eq!(following(&w, json!({}), method, "t-1"), None, "{method}");
+        assert_eq!(following(&w, bob.clone(), method, "t-1"), refused, "{method}");
+        assert_eq!(
+            following(&w, json!({}), method, "t-2"),
+            refused,
+            "never created: {method}"
+        );
+    }
+    // The caller is its issuer, subject, tenant and workload together.
+    for other in [json!({"tenant": "globex"}), json!({"azp": "twin-agent"})] {
+        assert_eq!(following(&w, other.clone(), "tasks/get", "t-1"), refused, "{other}");
+    }
+    // Listening for a task's notifications is following it.
+    let listen = |claims: Value| {
+        let t = w.token(claims);
+        let body = rpc("subscriptions/listen", json!({"notifications": {"taskIds": ["t-1"]}}));
+        w.decide(&w.headers(Some(&t)), Some(&body)).denial.map(|x| x.reason)
+    };
+    assert_eq!(listen(json!({})), None);
+    assert_eq!(listen(bob.clone()), Some(Reason::DataBoundary));
+    // The denial says neither whether the task exists nor whose it is.
+    let t = w.token(bob);
+    let d = w.decide(&w.headers(Some(&t)), Some(&rpc("tasks/get", json!({"taskId": "t-1"}))));
+    assert_eq!(
+        d.denial.unwrap().message,
+        "task \"t-1\" was not created for this caller through aigate, or its binding expired"
+    );
+}
+
+#[test]
+fn a_task_created_in_the_2025_shape_is_bound_for_its_lifetime() {
+    let mut w = World::new();
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {
+        "taskId": "t-9", "status": "working", "ttl": 30_000,
+        "createdAt": "2026-12-07T10:00:00Z", "lastUpdatedAt": "2026-12-07T10:00:00Z"
+    }}});
+    assert!(answered(&w, &answer).0.allowed());
+    assert_eq!(following(&w, json!({}), "tasks/result", "t-9"), None);
+    w.host.now += 30;
+    assert_eq!(
+        following(&w, json!({}), "tasks/result", "t-9").map(|(r, _)| r),
+        Some(Reason::DataBoundary),
+        "the binding ends with the task's lifetime"
+    );
+}
+
+#[test]
+fn a_binding_never_outlasts_the_limit() {
+    let mut w = World::with(|p| p["limits"] = json!({"max_task_seconds": 60}));
+    let mut unlimited = created("t-1");
+    unlimited["result"]["ttlMs"] = Value::Null;
+    assert!(answered(&w, &unlimited).0.allowed());
+    w.host.now += 59;
+    assert_eq!(following(&w, json!({}), "tasks/get", "t-1"), None);
+    w.host.now += 1;
+    assert!(following(&w, json!({}), "tasks/get", "t-1").is_some());
+}
+
+#[test]
+fn a_task_that_cannot_be_bound_is_not_shown() {
+    let mut w = World::new();
+    w.host.shared_fails = true;
+    let (d, rewritten) = answered(&w, &created("t-1"));
+    let denial = d.denial.unwrap();
+    assert_eq!((denial.reason, denial.rule.as_str()), (Reason::InternalError, "answer"));
+    // The client gets a JSON-RPC error in place of the task's id.
+    let error = rewritten.unwrap();
+    assert_eq!(error["id"], 1);
+    assert_eq!(error["error"]["code"], -32603);
+    assert!(!error.to_string().contains("t-1"), "{error}");
+    // Without a taskId there is nothing to bind either.
+    let w = World::new();
+    let mut no_id = created("t-1");
+    no_id["result"]["taskId"] = json!(7);
+    assert_eq!(
+        answered(&w, &no_id).0.denial.map(|x| x.reason),
+        Some(Reason::InternalError)
+    );
+}
+
+#[test]
+fn a_task_list_shows_the_callers_own_tasks() {
+    let w = World::new();
+    assert!(answered(&w, &created("t-1")).0.allowed());
+    let list = json!({"jsonrpc": "2.0", "id": 1, "result": {"tasks": [
+        {"taskId": "t-1", "status": "working"},
+        {"taskId": "t-other", "status": "completed", "statusMessage": "bob's export is ready"},
+        {"status": "working"}
+    ]}});
+    let (d, rewritten) = answered(&w, &list);
+    assert_eq!(d.hidden, 2);
+    let tasks = &rewritten.unwrap()["result"]["tasks"];
+    assert_eq!(tasks, &json!([{"taskId": "t-1", "status": "working"}]));
+}
+
+#[test]
+fn a_finished_tasks_result_is_held_to_the_callers_boundary() {
+    let w = World::new();
+    let withheld =
+        json!({"type": "text", "text": "aigate: a resource outside the caller's data boundary was withheld"});
+    let result = json!({"content": [
+        {"type": "resource_link", "uri": "docs://acme/report", "name": "report"},
+        {"type": "resource_link", "uri": "docs://globex/report", "name": "report"}
+    ]});
+    // Polled (the tasks extension's tasks/get carries the result in place).
+    let polled = json!({"jsonrpc": "2.0", "id": 4, "result": {
+        "resultType": "complete", "taskId": "t-1", "status": "completed", "result": result
+    }});
+    let (d, rewritten) = answered(&w, &polled);
+    assert_eq!(d.hidden, 1);
+    let blocks = &rewritten.unwrap()["result"]["result"]["content"];
+    assert_eq!(blocks[0]["uri"], "docs://acme/report");
+    assert_eq!(blocks[1], withheld);
+    // Pushed (notifications/tasks), and while it waits for input, the sampling request it makes.
+    let pushed = json!({"jsonrpc": "2.0", "method": "notifications/tasks", "params": {
+        "taskId": "t-1", "status": "input_required",
+        "inputRequests": {"ask": {"method": "sampling/createMessage", "params": {"messages": [
+            {"role": "user", "content": {"type": "resource_link", "uri": "docs://globex/secret", "name": "s"}}
+        ]}}},
+        "result": result
+    }});
+    let (d, rewritten) = answered(&w, &pushed);
+    assert_eq!(d.hidden, 2);
+    let params = &rewritten.unwrap()["params"];
+    assert_eq!(params["result"]["content"][1], withheld);
+    assert_eq!(
+        params["inputRequests"]["ask"]["params"]["messages"][0]["content"],
+        withheld
+    );
+}
+
+#[test]
+fn a_route_may_leave_tasks_to_the_server() {
+    let w = World::with(|p| p["routes"][0]["tasks"] = json!("pass"));
+    let bob: Value = serde_json::from_str(BOB).unwrap();
+    assert_eq!(following(&w, bob, "tasks/get", "t-anyone"), None);
+    let mut doc = policy_doc();
+    doc["routes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "tasks": "bind"}));
+    doc["limits"] = json!({"max_task_seconds": 0});
+    let errors: Vec<String> = aigate::policy::compile(doc.to_string().as_bytes())
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("routes[1].tasks: applies only to MCP routes")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("limits.max_task_seconds: must be between 1 and 2592000")),
+        "{errors:?}"
+    );
+}
