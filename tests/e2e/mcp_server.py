@@ -4,9 +4,16 @@ the demo: an order desk with tools get_order, refund_order, send_email, search_d
 template docs://{tenant}/{name}, the documents docs://acme/handbook and
 docs://globex/pricing, and the prompts support_reply and admin_console.
 
+It speaks the tasks extension (io.modelcontextprotocol/tasks, SEP-2663): to a client that
+declares it, search_docs answers with a task (`resultType: "task"`, a fresh `taskId`,
+`ttlMs`) whose result `tasks/get` returns once done; `tasks/cancel` stops a task. Like many
+servers it hands any task to whoever names its id: binding a task to its caller is left to
+the gateway. Clients that do not declare the extension get search_docs' result at once.
+
 It records what reaches it as JSON lines in --record: one `http` line per HTTP request
 (method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
-one `tool` / `resource` / `prompt` line per tool invocation, resource read or prompt fetched. Tests read that file to
+one `tool` / `resource` / `prompt` line per tool invocation, resource read or prompt fetched,
+one `task` line per task created, polled or cancelled. Tests read that file to
 assert, on the server's side, what got through the gateway.
 
     python tests/e2e/mcp_server.py --port 8000 --record /tmp/mcp-record.jsonl
@@ -19,10 +26,22 @@ import json
 import os
 import threading
 import time
+import uuid
+from datetime import datetime, timezone
 
 import uvicorn
+from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
-from mcp_types import ContentBlock, EmbeddedResource, ResourceLink, TextContent, TextResourceContents
+from mcp.shared.exceptions import MCPError
+from mcp_types import (
+    INVALID_PARAMS,
+    ContentBlock,
+    EmbeddedResource,
+    RequestParams,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+)
 from mcp.server.transport_security import TransportSecuritySettings
 
 
@@ -39,8 +58,85 @@ class Recorder:
             f.flush()
 
 
+class TaskRef(RequestParams):
+    """The params of tasks/get and tasks/cancel: the task's id (wire name `taskId`)."""
+
+    task_id: str
+
+
+class Tasks(Extension):
+    """The tasks extension for the tools in `TASK_TOOLS`: such a call, from a client that
+    declared the extension, runs and is answered with a task (`CreateTaskResult`); the
+    client polls `tasks/get` for its status and, once completed, its result. The task is
+    found by its id alone, whoever asks."""
+
+    identifier = "io.modelcontextprotocol/tasks"
+    TASK_TOOLS = frozenset({"search_docs"})
+    TTL_MS = 10 * 60 * 1000
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+        self.tasks: dict[str, dict] = {}
+
+    def methods(self):
+        return [
+            MethodBinding(method="tasks/get", params_type=TaskRef, handler=self.get),
+            MethodBinding(method="tasks/cancel", params_type=TaskRef, handler=self.cancel),
+        ]
+
+    async def intercept_tool_call(self, params, ctx, call_next):
+        declared = (ctx.session.client_capabilities and ctx.session.client_capabilities.extensions) or {}
+        if params.name not in self.TASK_TOOLS or self.identifier not in declared:
+            return await call_next(ctx)
+        result = await call_next(ctx)  # quick work: done before the task is answered
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        task_id = str(uuid.uuid4())
+        self.tasks[task_id] = {
+            "taskId": task_id,
+            "status": "completed",
+            "createdAt": now,
+            "lastUpdatedAt": now,
+            "ttlMs": self.TTL_MS,
+            "result": result.model_dump(by_alias=True, mode="json", exclude_none=True),
+        }
+        self.recorder.write(kind="task", event="created", task_id=task_id, tool=params.name)
+        # The handle only: the result is fetched with tasks/get.
+        return {
+            "resultType": "task",
+            "taskId": task_id,
+            "status": "completed",
+            "createdAt": now,
+            "lastUpdatedAt": now,
+            "ttlMs": self.TTL_MS,
+            "pollIntervalMs": 100,
+        }
+
+    def _task(self, event: str, params: TaskRef) -> dict:
+        self.recorder.write(kind="task", event=event, task_id=params.task_id)
+        task = self.tasks.get(params.task_id)
+        if task is None:
+            raise MCPError(code=INVALID_PARAMS, message="unknown task", data={"taskId": params.task_id})
+        return task
+
+    async def get(self, ctx, params: TaskRef) -> dict:
+        task = self._task("get", params)
+        shown = {k: v for k, v in task.items() if k != "result" or task["status"] == "completed"}
+        return {"resultType": "complete", **shown}
+
+    async def cancel(self, ctx, params: TaskRef) -> dict:
+        task = self._task("cancel", params)
+        if task["status"] in ("completed", "failed", "cancelled"):
+            raise MCPError(code=INVALID_PARAMS, message=f"task is already {task['status']}")
+        task["status"] = "cancelled"
+        return {}
+
+
 def build_server(recorder: Recorder) -> MCPServer:
-    server = MCPServer("aigate-e2e-orders", instructions="Order desk used by aigate's tests.")
+    server = MCPServer(
+        "aigate-e2e-orders",
+        instructions="Order desk used by aigate's tests.",
+        extensions=[Tasks(recorder)],
+    )
 
     @server.tool()
     def get_order(customer_id: str, order_id: str) -> dict:
