@@ -64,8 +64,10 @@ fn repo(path: &str) -> String {
         .to_string()
 }
 
+/// A file of this test run, under cargo's scratch directory for tests (`target/tmp`), so
+/// runs leave nothing in the system's temporary directory.
 fn tmp(name: &str, content: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("aigate-cli-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("aigate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, content).unwrap();
@@ -169,7 +171,7 @@ fn check_names_the_json_path_of_each_error() {
 
 #[test]
 fn a_file_that_is_not_utf8_is_named() {
-    let dir = std::env::temp_dir().join(format!("aigate-cli-{}", std::process::id()));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("aigate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("latin1.json");
     std::fs::write(&file, b"{\"default_owner\": \"caf\xe9\"}").unwrap();
