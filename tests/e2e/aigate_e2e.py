@@ -554,10 +554,11 @@ class Outcome:
 
 
 def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = None, timeout: float = 15,
-                    on_request=None) -> Outcome:
+                    on_request=None, extensions=None) -> Outcome:
     """Connect with the MCP SDK client (Streamable HTTP, `Authorization: Bearer` through an
     httpx2 client), run `await op(client)`, and return its result or the error raised.
-    `on_request`: an async hook that may change each HTTP request before it is sent."""
+    `on_request`: an async hook that may change each HTTP request before it is sent;
+    `extensions`: the client's `ClientExtension`s (e.g. one resolving MCP tasks)."""
     import anyio
     import httpx2
     from mcp import Client
@@ -572,7 +573,8 @@ def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = N
         with anyio.fail_after(timeout):
             hooks = {"response": [wire.on_response], "request": [on_request] if on_request else []}
             async with httpx2.AsyncClient(headers=hdrs, timeout=timeout, event_hooks=hooks) as http:
-                async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=timeout) as client:
+                async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=timeout,
+                                  extensions=extensions) as client:
                     return await op(client)
 
     try:

@@ -6,9 +6,10 @@ docs://globex/pricing, and the prompts support_reply and admin_console.
 
 It speaks the tasks extension (io.modelcontextprotocol/tasks, SEP-2663): to a client that
 declares it, search_docs answers with a task (`resultType: "task"`, a fresh `taskId`,
-`ttlMs`) whose result `tasks/get` returns once done; `tasks/cancel` stops a task. Like many
-servers it hands any task to whoever names its id: binding a task to its caller is left to
-the gateway. Clients that do not declare the extension get search_docs' result at once.
+`ttlMs`) whose result `tasks/get` returns; `tasks/cancel` is served too (the work is quick:
+a task has finished when it is answered, so it is past cancelling). Like many servers it
+hands any task to whoever names its id: binding a task to its caller is left to the
+gateway. Clients that do not declare the extension get search_docs' result at once.
 
 It records what reaches it as JSON lines in --record: one `http` line per HTTP request
 (method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
@@ -119,16 +120,12 @@ class Tasks(Extension):
         return task
 
     async def get(self, ctx, params: TaskRef) -> dict:
-        task = self._task("get", params)
-        shown = {k: v for k, v in task.items() if k != "result" or task["status"] == "completed"}
-        return {"resultType": "complete", **shown}
+        return {"resultType": "complete", **self._task("get", params)}
 
     async def cancel(self, ctx, params: TaskRef) -> dict:
         task = self._task("cancel", params)
-        if task["status"] in ("completed", "failed", "cancelled"):
-            raise MCPError(code=INVALID_PARAMS, message=f"task is already {task['status']}")
-        task["status"] = "cancelled"
-        return {}
+        # A task in a terminal status cannot be cancelled (and these all are).
+        raise MCPError(code=INVALID_PARAMS, message=f"task is already {task['status']}")
 
 
 def build_server(recorder: Recorder) -> MCPServer:
