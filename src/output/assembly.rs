@@ -72,6 +72,21 @@ pub(super) struct Assembly {
     whole_seen: HashSet<String>,
 }
 
+/// The output index a Responses event files its call under. The SDKs key an item's events
+/// by it, reading `1.0` as 1: anything but an unsigned integer would file pieces under
+/// another call than a client does.
+fn output_index(data: &Map<String, Value>) -> Result<u64, Denial> {
+    match data.get("output_index") {
+        Some(i) => i
+            .as_u64()
+            .ok_or_else(|| malformed(RULE, "an output_index of the answer is not an unsigned integer")),
+        None => Err(malformed(
+            RULE,
+            "an event of a tool call in the answer has no output_index",
+        )),
+    }
+}
+
 impl Assembly {
     /// Reads one event; `true` when it belongs to a tool call.
     pub(super) fn event(&mut self, protocol: Protocol, event: &[u8], limits: &Limits) -> Result<bool, Denial> {
@@ -84,8 +99,10 @@ impl Assembly {
         if data.is_empty() || data == "[DONE]" {
             return Ok(false);
         }
-        // An event wraps what it carries one level deeper than a request would.
-        let data = match crate::json::parse(data.as_bytes(), limits.max_json_depth + 1) {
+        // An event wraps what it carries one level deeper than a request would. Its keys
+        // are read as a whole answer's are: two differing only in case (`"name"` and
+        // `"Name"`) are one member to Go's encoding/json, the last winning.
+        let data = match crate::json::parse_request(data.as_bytes(), limits.max_json_depth + 1) {
             Ok(Value::Object(m)) => m,
             Ok(_) => return Ok(false),
             Err(e) => return Err(malformed(RULE, format!("an event of the answer: {e}"))),
@@ -147,7 +164,6 @@ impl Assembly {
 
     fn responses(&mut self, mut data: Map<String, Value>, limits: &Limits) -> Result<bool, Denial> {
         let kind = data.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        let index = data.get("output_index").and_then(Value::as_u64).unwrap_or(0);
         let is_call = |item: &Value| {
             item.get("type")
                 .and_then(Value::as_str)
@@ -158,14 +174,22 @@ impl Assembly {
                 let Some(item) = data.get("item").filter(|i| is_call(i)) else {
                     return Ok(false);
                 };
-                let a = self.open(index)?;
+                let a = self.open(output_index(&data)?)?;
+                // A second announcement at one index is a second call to clients that keep
+                // items by position, and another name for the first to those keyed by index.
+                if a.kind.is_some() {
+                    return Err(malformed(
+                        RULE,
+                        "the answer announces two tool calls at one output_index",
+                    ));
+                }
                 join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
                 a.kind = item.get("type").and_then(Value::as_str).map(str::to_string);
                 a.name = item.get("name").and_then(Value::as_str).map(str::to_string);
                 Ok(true)
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
-                join(&mut self.open(index)?.pieces, data.get("delta"));
+                join(&mut self.open(output_index(&data)?)?.pieces, data.get("delta"));
                 Ok(true)
             }
             "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
@@ -173,7 +197,7 @@ impl Assembly {
                     .get("arguments")
                     .or_else(|| data.get("input"))
                     .and_then(Value::as_str);
-                let a = self.open(index)?;
+                let a = self.open(output_index(&data)?)?;
                 a.done = text.map(str::to_string);
                 if let Some(name) = data.get("name").and_then(Value::as_str) {
                     if a.name.as_deref().is_some_and(|n| n != name) {
@@ -184,6 +208,7 @@ impl Assembly {
                 Ok(true)
             }
             "response.output_item.done" => {
+                let index = output_index(&data);
                 let Some(Value::Object(mut item)) = data.remove("item") else {
                     return Ok(false);
                 };
@@ -198,7 +223,7 @@ impl Assembly {
                 let Some(call) = openai_responses::item_call(&mut item, &kind, limits)? else {
                     return Ok(false);
                 };
-                let a = self.announced.entry(index).or_default();
+                let a = self.announced.entry(index?).or_default();
                 // A client may act on the `added` item's name: it must be the one judged.
                 if a.kind.as_deref().is_some_and(|k| k != kind) || a.name.as_deref().is_some_and(|n| n != call.name) {
                     return Err(malformed(

@@ -11,6 +11,7 @@
 mod assembly;
 pub mod events;
 pub mod listing;
+pub mod redirect;
 pub mod stream;
 
 use crate::config::Protocol;

@@ -375,6 +375,47 @@ fn monitor_streams_pass_everything_and_still_read_calls() {
 }
 
 #[test]
+fn responses_stream_calls_are_filed_by_integer_output_indexes_announced_once() {
+    let added = |index: Value, name: &str| {
+        (
+            Some("response.output_item.added"),
+            json!({"type": "response.output_item.added", "output_index": index,
+                   "item": {"type": "function_call", "id": "fc", "call_id": "c1", "name": name, "arguments": ""}}),
+        )
+    };
+    let delta = |index: Value| {
+        (
+            Some("response.function_call_arguments.delta"),
+            json!({"type": "response.function_call_arguments.delta", "output_index": index,
+                   "delta": "{\"customer_id\":\"c-2\"}"}),
+        )
+    };
+    let refused = |events: &[(Option<&str>, Value)], why: &str| {
+        let (_, end) = run(Protocol::OpenaiResponses, &sse(events), 64, true);
+        let e = end.calls.unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{why}");
+        assert!(e.message.contains(why), "{}", e.message);
+    };
+    // `1.0` is index 1 to the SDKs: filed under 0 it would hide a call announced and
+    // never finished behind another.
+    refused(
+        &[added(json!(1.0), "get_order"), delta(json!(1.0))],
+        "not an unsigned integer",
+    );
+    refused(&[added(json!(-1), "get_order")], "not an unsigned integer");
+    refused(&[added(json!("1"), "get_order")], "not an unsigned integer");
+    let mut no_index = added(json!(0), "get_order");
+    no_index.1.as_object_mut().unwrap().remove("output_index");
+    refused(&[no_index], "has no output_index");
+    refused(&[delta(Value::Null)], "not an unsigned integer");
+    // Two announcements at one index: two calls to some clients, one renamed to others.
+    refused(
+        &[added(json!(0), "get_order"), added(json!(0), "search_docs")],
+        "announces two tool calls at one output_index",
+    );
+}
+
+#[test]
 fn responses_streams_judge_done_items_and_the_final_response() {
     let item = json!({"type": "function_call", "id": "fc", "call_id": "c1", "name": "get_order", "arguments": "{\"customer_id\":\"c-1\"}"});
     let added = json!({"type": "response.output_item.added", "output_index": 1,
@@ -1131,6 +1172,56 @@ fn members_aigate_reads_spelled_in_another_case_refuse_the_answer() {
         "function": {"name": "refund_order", "arguments": "{}"}}]}}]});
     let mut s = Stream::new(Protocol::OpenaiChat, &limits(), true);
     s.feed(format!("data: {piece}\n\n").as_bytes());
+    assert_eq!(s.finish().calls.unwrap_err().reason, Reason::BodyMalformed);
+    // Keys of one object differing only in case are one member to Go, the last winning,
+    // in any event: a tool's name, a final response, arguments given whole.
+    let streamed = [
+        (
+            Protocol::OpenaiChat,
+            None,
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "id": "c", "type": "function", "function": {"name": "search_docs", "Name": "refund_order",
+            "arguments": "{}"}}]}}]}),
+        ),
+        (
+            Protocol::OpenaiResponses,
+            None,
+            json!({"type": "response.output_item.done", "output_index": 0,
+            "item": {"type": "function_call", "name": "search_docs", "Name": "send_email", "call_id": "c",
+            "arguments": "{}"}}),
+        ),
+        (
+            Protocol::OpenaiResponses,
+            None,
+            json!({"type": "response.completed", "response": {"output": []},
+            "Response": {"output": [{"type": "function_call", "name": "refund_order", "call_id": "c",
+            "arguments": "{}"}]}}),
+        ),
+        (
+            Protocol::AnthropicMessages,
+            Some("content_block_start"),
+            json!({"type": "content_block_start",
+            "index": 0, "content_block": {"type": "tool_use", "id": "t", "name": "get_order",
+            "input": {"customer_id": "c-1", "Customer_id": "c-2"}}}),
+        ),
+    ];
+    for (protocol, event, data) in streamed {
+        let mut s = Stream::new(protocol, &limits(), true);
+        let start = json!({"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant",
+            "content": [], "model": "claude"}});
+        if protocol == Protocol::AnthropicMessages {
+            s.feed(format!("event: message_start\ndata: {start}\n\n").as_bytes());
+        }
+        let event = event.map(|e| format!("event: {e}\n")).unwrap_or_default();
+        s.feed(format!("{event}data: {data}\n\n").as_bytes());
+        let e = s.finish().calls.unwrap_err();
+        assert_eq!(e.reason, Reason::BodyMalformed, "{data}");
+        assert!(e.message.contains("only in case"), "{data}: {}", e.message);
+    }
+    // A final response spelled in another case alone is refused too: a Go client reads it.
+    let mut s = Stream::new(Protocol::OpenaiResponses, &limits(), true);
+    let lone = json!({"type": "response.completed", "Response": {"output": []}});
+    s.feed(format!("data: {lone}\n\n").as_bytes());
     assert_eq!(s.finish().calls.unwrap_err().reason, Reason::BodyMalformed);
     // What a model wrote for a tool, and schemas an answer echoes, are no structure of
     // aigate's: their names are free.

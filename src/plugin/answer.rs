@@ -81,7 +81,7 @@ impl Http {
     }
 
     /// At the response head: how the answer will be read, or its refusal when it cannot be.
-    pub(super) fn answer_head(&mut self, request: Decision) {
+    pub(super) fn answer_head(&mut self, request: Decision, end_of_stream: bool) {
         let head = response_head();
         let Some(protocol) = request.protocol else { return };
         // A model's error status carries no tool calls: the SDKs raise on it (at 4xx and
@@ -104,6 +104,17 @@ impl Http {
         } else {
             "model_calls"
         };
+        if status == Some(b'3') {
+            let scheme = self.headers.text(":scheme").unwrap_or_default();
+            let authority = self.headers.text(":authority").unwrap_or_default();
+            if output::redirect::leaves_origin(head.one("location"), scheme, authority) {
+                self.refuse_redirect(request, rule, end_of_stream);
+                return;
+            }
+        }
+        if end_of_stream {
+            return; // no body: nothing to judge
+        }
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
         // Given twice, a label is read one way here (the host's first value) and another by
@@ -188,6 +199,31 @@ impl Http {
             }
         };
         self.answer = Some(answer);
+    }
+
+    /// The answer sends the client to another origin (a `3xx` with a `Location` off the
+    /// gateway): the client would send its request there and run what comes back unjudged.
+    /// Refused: the client gets the error in place of the redirect, with no `Location`.
+    fn refuse_redirect(&mut self, request: Decision, rule: &'static str, end_of_stream: bool) {
+        let denial = Denial::new(
+            Reason::DataBoundary,
+            rule,
+            "the answer redirects the client to another origin, where aigate cannot judge what comes back",
+        );
+        let d = refused(&self.shared.policy, &request, denial);
+        self.record(&d, "aigate_answer");
+        if self.enforcing() {
+            let rpc = request.protocol == Some(Protocol::Mcp) && !request.rpc_ids.is_empty() && !end_of_stream;
+            set_response_header(":status", Some(if rpc { "200" } else { "502" }));
+            set_response_header("location", None);
+            set_response_header("content-length", None);
+            set_response_header("content-encoding", None);
+            set_response_header("content-type", Some("application/json"));
+        }
+        // With a body, the error takes its place at its end; without one, the status says it.
+        if !end_of_stream {
+            self.answer = Some(Answer::Refused(d));
+        }
     }
 
     /// The upstream answered a request whose verdict was still pending: with `hold: body`

@@ -203,8 +203,8 @@ impl HttpContext for Http {
             }
             return Action::Continue;
         }
-        if let Some(request) = self.judging.take().filter(|_| !end_of_stream) {
-            self.answer_head(request);
+        if let Some(request) = self.judging.take() {
+            self.answer_head(request, end_of_stream);
         }
         Action::Continue
     }

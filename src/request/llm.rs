@@ -205,7 +205,9 @@ pub fn obj(v: Value, rule: &'static str, what: &str) -> Result<Map<String, Value
 /// The member names aigate reads inside LLM requests and answers whose absence means
 /// something (a default type, no call): spelled in another case, they are refused. (A
 /// `name` aigate needs is required, so a lone `"Name"` is refused as a missing name.)
-pub const READ_KEYS: [&str; 48] = [
+pub const READ_KEYS: [&str; 49] = [
+    // A Responses stream's final response, which repeats every item.
+    "response",
     "type",
     "role",
     "arguments",

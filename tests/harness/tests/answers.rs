@@ -760,3 +760,61 @@ fn a_task_the_server_creates_is_followed_by_its_caller_alone() {
         assert_eq!(doc, status, "{mode}");
     }
 }
+
+#[test]
+fn an_answer_redirecting_off_the_gateway_is_refused() {
+    let idp = Idp::new();
+    let elsewhere = "https://model.elsewhere.example/v1/chat/completions";
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        // The LLM SDKs follow a 307 with the whole conversation, and run what comes back.
+        for body in [Vec::new(), completion("c-42")] {
+            let answer = UpstreamResponse::new(307)
+                .header("location", elsewhere)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+            assert_eq!(outcome.status(), Some(502), "{mode}");
+            assert_eq!(outcome.response_header("location"), None, "{mode}");
+            if !body.is_empty() {
+                let error: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+                assert_eq!(error["error"]["code"], "data_boundary", "{mode}: {error}");
+            }
+            let audits = audit_lines(&outcome);
+            assert_eq!(
+                (
+                    audits[1]["stage"].as_str(),
+                    audits[1]["reason"].as_str(),
+                    audits[1]["rule"].as_str()
+                ),
+                (Some("answer"), Some("data_boundary"), Some("model_calls")),
+                "{mode}: {audits:?}"
+            );
+        }
+        // A redirect on the request's own origin comes back through the gateway: it passes.
+        for location in ["/v2/chat/completions", "https://aigate.test/v2/chat/completions"] {
+            let answer = UpstreamResponse::new(308)
+                .header("location", location)
+                .header("content-type", "application/json")
+                .body(completion("c-42"));
+            let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+            assert_eq!(outcome.status(), Some(308), "{mode} {location}");
+            assert_eq!(outcome.response_header("location").as_deref(), Some(location), "{mode}");
+        }
+    }
+    // An MCP client gets a JSON-RPC error for its request.
+    let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        let answer = UpstreamResponse::new(307)
+            .header("location", "http://mcp.elsewhere.example/mcp")
+            .header("content-type", "application/json")
+            .body(b"{}".to_vec());
+        let outcome = plugin.request(mcp_post(&idp.token(), &call).upstream(answer)).unwrap();
+        assert_eq!(outcome.status(), Some(200), "{mode}");
+        assert_eq!(outcome.response_header("location"), None, "{mode}");
+        let reply: Value = serde_json::from_slice(outcome.response_body()).unwrap();
+        assert_eq!(
+            (reply["id"].as_i64(), reply["error"]["data"]["reason"].as_str()),
+            (Some(4), Some("data_boundary"))
+        );
+    }
+}
