@@ -57,6 +57,8 @@ pub struct McpMessage {
     pub id: Option<Value>,
     pub method: Option<String>,
     pub action: McpAction,
+    /// What the `Mcp-Name` header mirrors (`super::mirror::target`).
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -154,6 +156,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 id,
                 method: None,
                 action: McpAction::Other,
+                target: None,
             });
         }
         Some(Value::String(m)) => m,
@@ -172,6 +175,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     for key in params.keys() {
         crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
     }
+    let target = super::mirror::target(&method, &params);
     let action =
         match method.as_str() {
             "tools/call" => {
@@ -233,6 +237,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         id,
         method: Some(method),
         action,
+        target,
     })
 }
 
