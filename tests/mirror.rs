@@ -9,6 +9,7 @@ use aigate::engine::Decision;
 use aigate::request::mirror;
 use aigate::response;
 use common::*;
+use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const ORDER: &str = "get_order";
@@ -419,4 +420,29 @@ fn the_refusal_is_the_json_rpc_error_mcp_servers_give_at_400() {
     assert_eq!(v["error"]["reason"], "body_malformed");
     assert_eq!(v["error"]["rule"], "mcp.mirror");
     assert!(v.get("jsonrpc").is_none(), "{v}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any bytes in `Mcp-Name` (sentinel-shaped or not): nothing panics, and the call
+    /// passes only for the two spellings of its own tool's name.
+    #[test]
+    fn any_mcp_name_bytes_pass_only_when_they_name_the_body_tool(
+        value in prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..24),
+            prop::collection::vec(any::<u8>(), 0..12).prop_map(|b| [&b"=?base64?"[..], &b, b"?="].concat()),
+            "[A-Za-z0-9+/=]{0,16}".prop_map(|p| format!("=?base64?{p}?=").into_bytes()),
+            Just(b"get_order".to_vec()),
+            Just(b"=?base64?Z2V0X29yZGVy?=".to_vec()),
+        ],
+    ) {
+        let w = World::new();
+        let d = decide_bytes(&w, &[("mcp-name", &value)], &order());
+        let names_it = value == b"get_order" || value == b"=?base64?Z2V0X29yZGVy?=";
+        prop_assert_eq!(d.allowed(), names_it, "{:?}", String::from_utf8_lossy(&value));
+        if let Some(denial) = d.denial {
+            prop_assert_eq!((denial.reason, denial.rule.as_str()), (Reason::BodyMalformed, "mcp.mirror"));
+        }
+    }
 }
