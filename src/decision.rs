@@ -132,6 +132,10 @@ pub struct Denial {
     pub message: String,
     /// For `scope_missing`: the scope(s) that would grant the action.
     pub required_scope: Option<String>,
+    /// On MCP routes, the JSON-RPC error code the protocol itself gives this refusal (a
+    /// mirror header that disagrees with the body): the reply is then a JSON-RPC error with
+    /// the reason's HTTP status, as an MCP server would answer.
+    pub jsonrpc_code: Option<i64>,
 }
 
 impl Denial {
@@ -141,6 +145,7 @@ impl Denial {
             rule: rule.into(),
             message: message.into(),
             required_scope: None,
+            jsonrpc_code: None,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::media;
 use crate::policy::{DataRule, Policy, Tool};
-use crate::request::{mcp, Headers, Host, Repeated};
+use crate::request::{mcp, mirror, Headers, Host, Repeated};
 use serde_json::Value;
 
 /// Everything a decision produced, for the response, the audit line and the metrics.
@@ -270,7 +270,13 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         let rule = crate::audit::protocol_label(d.protocol);
         return Head::Decided(d.deny(Denial::new(Reason::BodyMalformed, rule, "a POST needs a JSON body")));
     }
-    // MCP's GET (server stream) and DELETE (end session) carry no action.
+    // MCP's GET (server stream) and DELETE (end session) carry no action, and no message
+    // for a mirror header to name.
+    if d.protocol == Some(Protocol::Mcp) {
+        if let Err(denial) = mirror::check_bodiless(headers, &method) {
+            return Head::Decided(d.deny(denial));
+        }
+    }
     Head::Decided(d)
 }
 
@@ -285,7 +291,7 @@ fn session_missing() -> Denial {
 /// Header-level input checks: duplicated credentials, headers in another spelling,
 /// encodings, the body's declared type and size.
 fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Option<Protocol>) -> Option<Denial> {
-    if let Some(name) = underscored_alias(policy, headers) {
+    if let Some(name) = underscored_alias(policy, headers, protocol) {
         let dashed = name.replace('_', "-");
         return Some(Denial::new(
             Reason::BodyMalformed,
@@ -389,6 +395,8 @@ fn judge_mcp(
     d.batch = parsed.batch;
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
     d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
+    // What intermediaries read in the headers must be what was judged in the body.
+    mirror::check(headers, &parsed)?;
     // Every element is judged; the first denial denies the whole batch. Approval grants
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();
@@ -615,10 +623,11 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
 }
 
 /// A header aigate reads (a method override, the body's framing and type, the session or
-/// approval header) sent under a name with `_` for `-`. CGI-style servers (WSGI, Rack,
-/// PHP) turn both spellings into one variable, so such a server could read a value aigate
-/// never saw: `X_HTTP_Method_Override: DELETE`, or a second session.
-fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers) -> Option<&'h str> {
+/// approval header, on MCP routes the mirror headers) sent under a name with `_` for `-`.
+/// CGI-style servers (WSGI, Rack, PHP) turn both spellings into one variable, so such a
+/// server could read a value aigate never saw: `X_HTTP_Method_Override: DELETE`, or a
+/// second session.
+fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option<Protocol>) -> Option<&'h str> {
     let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
     let approval = policy.approval.as_ref().map(|a| a.header.as_str());
     let read = || {
@@ -636,9 +645,10 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers) -> Option<&'h st
             .chain(session)
             .chain(approval)
     };
+    let mcp = protocol == Some(Protocol::Mcp);
     headers.names().filter(|n| n.contains('_')).find(|n| {
         let dashed = n.replace('_', "-");
-        read().any(|h| dashed.eq_ignore_ascii_case(h))
+        read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed))
     })
 }
 

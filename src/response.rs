@@ -72,12 +72,16 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
     }
     // A server's answer aigate refused is, to the client, the request's failure: a JSON-RPC
     // error too, so the agent reads why (a policy denial of the request is -32001).
+    // A refusal MCP itself gives a code (a mirror header that disagrees with the body) is a
+    // JSON-RPC error too, at the reason's status, as an MCP server would answer it.
     let answer = d.stage == Stage::Answer;
-    if d.protocol == Some(Protocol::Mcp) && (answer || is_jsonrpc_denial(reason)) && !d.rpc_ids.is_empty() {
-        let code = if answer {
-            JSONRPC_INTERNAL_ERROR
-        } else {
-            JSONRPC_POLICY_DENIED
+    let protocol_code = denial.jsonrpc_code.filter(|_| !answer);
+    let jsonrpc = answer || is_jsonrpc_denial(reason) || protocol_code.is_some();
+    if d.protocol == Some(Protocol::Mcp) && jsonrpc && !d.rpc_ids.is_empty() {
+        let code = match protocol_code {
+            Some(code) => code,
+            None if answer => JSONRPC_INTERNAL_ERROR,
+            None => JSONRPC_POLICY_DENIED,
         };
         let error = |id: &Value| {
             json!({"jsonrpc": "2.0", "id": id, "error": {
@@ -92,7 +96,7 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
             d.rpc_ids.first().map(error).unwrap_or(Value::Null)
         };
         return LocalReply {
-            status: 200,
+            status: if protocol_code.is_some() { status(reason) } else { 200 },
             headers,
             body: body.to_string().into_bytes(),
         };

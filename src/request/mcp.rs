@@ -66,6 +66,8 @@ pub struct McpMessage {
     pub id: Option<Value>,
     pub method: Option<String>,
     pub action: McpAction,
+    /// What the `Mcp-Name` header mirrors (`super::mirror::target`).
+    pub target: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,6 +164,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 id,
                 method: None,
                 action: McpAction::Other,
+                target: None,
             });
         }
         Some(Value::String(m)) => m,
@@ -180,6 +183,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     for key in params.keys() {
         crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
     }
+    let target = super::mirror::target(&method, &params);
     let action =
         match method.as_str() {
             "tools/call" => {
@@ -249,6 +253,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         id,
         method: Some(method),
         action,
+        target,
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod llm;
 pub mod mcp;
+pub mod mirror;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod splice;
