@@ -541,6 +541,9 @@ pub struct LimitsDoc {
     /// Longest an MCP task stays bound to its caller, whatever lifetime (`ttl`) the server
     /// gives it; then the caller can no longer follow it.
     pub max_task_seconds: u64,
+    /// Most MCP tasks one caller may hold bound at once: a caller creating tasks without
+    /// end fills its own share of the record, not every caller's.
+    pub max_tasks_per_caller: usize,
 }
 
 impl Default for LimitsDoc {
@@ -550,6 +553,7 @@ impl Default for LimitsDoc {
             max_json_depth: 32,
             max_batch_size: 32,
             max_task_seconds: 86_400,
+            max_tasks_per_caller: 128,
         }
     }
 }

@@ -455,7 +455,7 @@ fn follow_task(policy: &Policy, d: &Decision, principal: &Principal, id: &str, h
     let Some(route) = d.route.and_then(|i| policy.routes.get(i)) else {
         return Err(Denial::new(Reason::RouteUnmatched, "routes", "no route"));
     };
-    if route.tasks == Tasks::Pass || crate::tasks::owns(host, principal, id) {
+    if route.tasks == Tasks::Pass || crate::tasks::owns(host, &route.id, principal, id) {
         return Ok(());
     }
     // Whether the task exists, and whose it is, is not said: that too is information.

@@ -24,7 +24,22 @@ pub struct Ledger {
     pub name: &'static str,
     /// What a full bucket refuses, in its error ("approvals", "tasks").
     pub entries: &'static str,
+    pub placement: Placement,
 }
+
+/// Which bucket an entry lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Spread by scope and item: no scope fills more than its share of every bucket.
+    ByItem,
+    /// A scope's entries share one bucket, their ids opening with a mark of the scope, so
+    /// that a scope can be held to a number of entries: one caller filling the record
+    /// reaches only its own bucket, and only up to its quota.
+    ByScope,
+}
+
+/// Hex chars of an entry id that mark its scope (`Placement::ByScope`).
+const SCOPE_MARK: usize = 6;
 
 /// An entry's id (16 hex chars of a hash of scope and item) and its bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,15 +71,26 @@ impl Ledger {
     }
 
     /// Where `item` of `scope` lives.
-    pub fn slot(scope: &str, item: &str) -> Slot {
+    pub fn slot(&self, scope: &str, item: &str) -> Slot {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let digest = Sha256::new()
             .chain_update(scope)
             .chain_update([0u8])
             .chain_update(item)
             .finalize();
-        Slot {
-            id: digest.iter().take(8).map(|b| format!("{b:02x}")).collect(),
-            bucket: u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS,
+        match self.placement {
+            Placement::ByItem => Slot {
+                id: hex(digest.get(..8).unwrap_or_default()),
+                bucket: u32::from(digest.first().copied().unwrap_or(0)) % BUCKETS,
+            },
+            Placement::ByScope => {
+                let of_scope = Sha256::digest(scope);
+                let mark = hex(of_scope.get(1..1 + SCOPE_MARK / 2).unwrap_or_default());
+                Slot {
+                    id: mark + &hex(digest.get(..(16 - SCOPE_MARK) / 2).unwrap_or_default()),
+                    bucket: u32::from(of_scope.first().copied().unwrap_or(0)) % BUCKETS,
+                }
+            }
         }
     }
 
@@ -112,7 +138,22 @@ impl Ledger {
     /// Records `item` of `scope` until `exp`: `Ok(true)` when it is new, `Ok(false)` when
     /// it is recorded already (and unexpired; its expiry stays).
     pub fn insert(&self, store: &dyn SharedData, scope: &str, item: &str, exp: u64, now: u64) -> Result<bool, String> {
-        let slot = Self::slot(scope, item);
+        self.insert_within(store, scope, item, exp, now, usize::MAX)
+    }
+
+    /// As `insert`, refusing a new entry when `scope` holds `quota` unexpired ones already
+    /// (`Placement::ByScope`; other ledgers cannot count a scope's entries).
+    pub fn insert_within(
+        &self,
+        store: &dyn SharedData,
+        scope: &str,
+        item: &str,
+        exp: u64,
+        now: u64,
+        quota: usize,
+    ) -> Result<bool, String> {
+        let slot = self.slot(scope, item);
+        let mark = (self.placement == Placement::ByScope).then(|| slot.id.get(..SCOPE_MARK).unwrap_or_default());
         let missing = || {
             self.prepare(store);
             None
@@ -128,6 +169,15 @@ impl Ledger {
             if kept.len() / ENTRY >= BUCKET_CAPACITY {
                 return Err(format!("too many unexpired {} recorded", self.entries));
             }
+            if let Some(mark) = mark {
+                let held = entries(current, now).filter(|(id, _)| id.starts_with(mark)).count();
+                if held >= quota {
+                    return Err(format!(
+                        "{held} unexpired {} recorded for one caller already",
+                        self.entries
+                    ));
+                }
+            }
             kept.push_str(&format!("{}:{:08x}\n", slot.id, exp.min(u64::from(u32::MAX))));
             Ok(Edit::Write(kept))
         })
@@ -135,7 +185,7 @@ impl Ledger {
 
     /// Whether `item` of `scope` is recorded and unexpired: read only.
     pub fn contains(&self, store: &dyn SharedData, scope: &str, item: &str, now: u64) -> bool {
-        let slot = Self::slot(scope, item);
+        let slot = self.slot(scope, item);
         let Some((text, _)) = store.get(&self.key(slot.bucket)) else {
             return false;
         };
@@ -146,7 +196,7 @@ impl Ledger {
 
     /// Forgets `item` of `scope`: `Ok(false)` when it was not recorded.
     pub fn remove(&self, store: &dyn SharedData, scope: &str, item: &str) -> Result<bool, String> {
-        let slot = Self::slot(scope, item);
+        let slot = self.slot(scope, item);
         self.update(
             store,
             &self.key(slot.bucket),
@@ -176,6 +226,12 @@ mod tests {
     const L: Ledger = Ledger {
         name: "test.ledger",
         entries: "things",
+        placement: Placement::ByItem,
+    };
+    const BY_SCOPE: Ledger = Ledger {
+        name: "test.scoped",
+        entries: "things",
+        placement: Placement::ByScope,
     };
 
     #[test]
@@ -207,7 +263,7 @@ mod tests {
         L.prepare(&m);
         let in_zero = |i: u32| {
             let item = format!("{i}");
-            (Ledger::slot("a", &item).bucket == 0).then_some(item)
+            (L.slot("a", &item).bucket == 0).then_some(item)
         };
         let items: Vec<String> = (0..).filter_map(in_zero).take(BUCKET_CAPACITY + 1).collect();
         let (last, first) = items.split_last().unwrap();
@@ -220,5 +276,43 @@ mod tests {
         // Once they expire, room returns.
         assert_eq!(L.insert(&m, "a", last, 20_000, 10_001), Ok(true));
         assert!(m.get(&L.key(0)).unwrap().0.len() <= 2 * ENTRY);
+    }
+
+    #[test]
+    fn a_scope_is_held_to_its_quota_in_its_own_bucket() {
+        let m = Mem::default();
+        BY_SCOPE.prepare(&m);
+        let a = BY_SCOPE.slot("alice", "t1");
+        assert_eq!(a.bucket, BY_SCOPE.slot("alice", "t2").bucket, "one bucket per scope");
+        assert_eq!(a.id.len(), 16);
+        assert_eq!(
+            a.id.get(..SCOPE_MARK),
+            BY_SCOPE.slot("alice", "t2").id.get(..SCOPE_MARK)
+        );
+        for i in 0..3 {
+            assert_eq!(
+                BY_SCOPE.insert_within(&m, "alice", &format!("t{i}"), 100, 1, 3),
+                Ok(true)
+            );
+        }
+        let over = BY_SCOPE.insert_within(&m, "alice", "t3", 100, 1, 3).unwrap_err();
+        assert_eq!(over, "3 unexpired things recorded for one caller already");
+        assert_eq!(
+            BY_SCOPE.insert_within(&m, "alice", "t0", 100, 1, 3),
+            Ok(false),
+            "held already"
+        );
+        // Another scope in the same bucket is not counted against alice's quota.
+        let bob = (0..)
+            .map(|i: u32| format!("bob{i}"))
+            .find(|b| {
+                BY_SCOPE.slot(b, "t").bucket == a.bucket
+                    && BY_SCOPE.slot(b, "t").id.get(..SCOPE_MARK) != a.id.get(..SCOPE_MARK)
+            })
+            .unwrap();
+        assert_eq!(BY_SCOPE.insert_within(&m, &bob, "t9", 100, 1, 3), Ok(true));
+        assert!(BY_SCOPE.contains(&m, "alice", "t1", 50) && !BY_SCOPE.contains(&m, &bob, "t1", 50));
+        // Room returns as alice's entries expire.
+        assert_eq!(BY_SCOPE.insert_within(&m, "alice", "t3", 200, 100, 3), Ok(true));
     }
 }

@@ -6,26 +6,32 @@
 //! The id is all a request names: a caller holding another's task id would read that
 //! caller's result. So aigate notes, when the answer creating a task reaches a caller,
 //! that the task is that caller's, in a ledger shared by the proxy's workers; a request
-//! naming a task is allowed only for a task noted for its caller. The caller is its
-//! token's issuer, subject, tenant and workload, not its session: a task outlives the
-//! connection that created it.
+//! naming a task is allowed only for a task noted for its caller on the same route. The
+//! caller is its token's issuer, subject, tenant and workload, not its session: a task
+//! outlives the connection that created it. The route is part of it: two servers behind
+//! one gateway may hand out the same id (a counter, a short id), each for its own caller.
 
 use crate::identity::Principal;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Placement};
+use crate::policy::Limits;
 use crate::request::Host;
 use serde_json::{Map, Value};
 
-/// The tasks each caller may follow, until they expire.
+/// The tasks each caller may follow, until they expire. A caller's tasks share a bucket
+/// and count against its quota (`limits.max_tasks_per_caller`): one caller creating tasks
+/// without end fills its own share, not the record every caller needs.
 pub const TASKS: Ledger = Ledger {
     name: "aigate.tasks",
     entries: "tasks",
+    placement: Placement::ByScope,
 };
 
-/// The caller a task is bound to: the parts of its identity that stay the same across its
-/// sessions and tokens, each apart from the next.
-fn caller(p: &Principal) -> String {
+/// The caller a task is bound to, on `route`: the parts of its identity that stay the same
+/// across its sessions and tokens, each apart from the next.
+fn caller(route: &str, p: &Principal) -> String {
     let issuer = p.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
     [
+        route,
         issuer,
         &p.subject,
         p.tenant.as_deref().unwrap_or_default(),
@@ -34,9 +40,9 @@ fn caller(p: &Principal) -> String {
     .join("\0")
 }
 
-/// Whether task `id` was created for `p` and is still bound to it.
-pub fn owns(host: &dyn Host, p: &Principal, id: &str) -> bool {
-    TASKS.contains(host.shared(), &caller(p), id, host.now())
+/// Whether task `id` was created for `p` on `route` and is still bound to it.
+pub fn owns(host: &dyn Host, route: &str, p: &Principal, id: &str) -> bool {
+    TASKS.contains(host.shared(), &caller(route, p), id, host.now())
 }
 
 /// The task a result creates, if it is one: `{"task": {"taskId": …}}` (MCP 2025-11-25) or
@@ -48,21 +54,52 @@ pub fn created(result: &Map<String, Value>) -> Option<&Map<String, Value>> {
     (result.get("resultType").and_then(Value::as_str) == Some("task")).then_some(result)
 }
 
-/// Binds the task a server created (the object holding its `taskId`) to `p`, for its
-/// lifetime (`ttl`, or `ttlMs`, in milliseconds; none or `null` is unlimited) but at most
-/// `max_seconds`. Refused when the task has no id, or when it cannot be noted.
-pub fn bind(host: &dyn Host, p: &Principal, task: &Map<String, Value>, max_seconds: u64) -> Result<(), String> {
+/// Binds the task a server created (the object holding its `taskId`) to `p` on `route`,
+/// for its lifetime (`ttl`, or `ttlMs`, in milliseconds; none or `null` is unlimited) but
+/// at most `limits.max_task_seconds`. Refused when the task has no id, a lifetime that is
+/// no number, or the caller holds `limits.max_tasks_per_caller` tasks already.
+pub fn bind(
+    host: &dyn Host,
+    route: &str,
+    p: &Principal,
+    task: &Map<String, Value>,
+    limits: &Limits,
+) -> Result<(), String> {
     let id = task
         .get("taskId")
         .and_then(Value::as_str)
         .ok_or("the server created a task without a taskId")?;
-    let ttl = ["ttl", "ttlMs"]
-        .iter()
-        .find_map(|k| task.get(*k).and_then(Value::as_u64))
-        .map_or(max_seconds, |ms| ms.div_ceil(1000).clamp(1, max_seconds));
+    let ttl = lifetime(task)?.map_or(limits.max_task_seconds, |ms| {
+        // Whole seconds, rounded up: a fraction of a second left is still a second.
+        let seconds = (ms / 1000.0).ceil();
+        if seconds >= limits.max_task_seconds as f64 {
+            limits.max_task_seconds
+        } else {
+            (seconds as u64).max(1)
+        }
+    });
     let now = host.now();
-    TASKS.insert(host.shared(), &caller(p), id, now.saturating_add(ttl), now)?;
+    let quota = limits.max_tasks_per_caller;
+    TASKS.insert_within(
+        host.shared(),
+        &caller(route, p),
+        id,
+        now.saturating_add(ttl),
+        now,
+        quota,
+    )?;
     Ok(())
+}
+
+/// A task's lifetime in milliseconds (`ttl` in MCP 2025-11-25, `ttlMs` in the tasks
+/// extension); `None` when unlimited. Clients read `2000.0` or `2e3` as 2000 ms, so any
+/// number is taken (below zero, as none left); text is not a lifetime a client reads alike.
+fn lifetime(task: &Map<String, Value>) -> Result<Option<f64>, String> {
+    match ["ttl", "ttlMs"].iter().find_map(|k| task.get(*k)) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(Some(n.as_f64().unwrap_or(f64::MAX).max(0.0))),
+        Some(_) => Err("the server gave a task a lifetime that is not a number".into()),
+    }
 }
 
 #[cfg(test)]
@@ -112,16 +149,39 @@ mod tests {
         v.as_object().cloned().unwrap()
     }
 
+    fn limits(max_task_seconds: u64, max_tasks_per_caller: usize) -> Limits {
+        Limits {
+            max_task_seconds,
+            max_tasks_per_caller,
+            ..Limits::for_tests()
+        }
+    }
+
     #[test]
-    fn a_task_is_its_callers_alone() {
+    fn a_task_is_its_callers_alone_on_its_route() {
         let host = at(1000);
         let alice = principal("idp", "alice", Some("acme"), Some("agent-a"));
-        bind(&host, &alice, &task(json!({"taskId": "t1", "ttl": 60_000})), 86_400).unwrap();
-        assert!(owns(&host, &alice, "t1"));
-        assert!(!owns(&host, &alice, "t2"), "never created");
+        let l = limits(86_400, 128);
+        bind(
+            &host,
+            "mcp-a",
+            &alice,
+            &task(json!({"taskId": "t1", "ttl": 60_000})),
+            &l,
+        )
+        .unwrap();
+        assert!(owns(&host, "mcp-a", &alice, "t1"));
+        assert!(!owns(&host, "mcp-a", &alice, "t2"), "never created");
+        assert!(
+            !owns(&host, "mcp-b", &alice, "t1"),
+            "another server's task 1 is another task"
+        );
         let mut other_session = alice.clone();
         other_session.session = Some("s2".into());
-        assert!(owns(&host, &other_session, "t1"), "a task outlives its session");
+        assert!(
+            owns(&host, "mcp-a", &other_session, "t1"),
+            "a task outlives its session"
+        );
         for other in [
             principal("idp", "bob", Some("acme"), Some("agent-a")),
             principal("idp", "alice", Some("globex"), Some("agent-a")),
@@ -130,7 +190,7 @@ mod tests {
             // The parts are kept apart: "alice\0acme" is not "alic" + "e\0acme".
             principal("idp", "alice\0acme", None, Some("agent-a")),
         ] {
-            assert!(!owns(&host, &other, "t1"), "{other:?}");
+            assert!(!owns(&host, "mcp-a", &other, "t1"), "{other:?}");
         }
     }
 
@@ -138,20 +198,55 @@ mod tests {
     fn a_binding_lasts_the_tasks_lifetime_at_most_the_limit() {
         let host = at(1000);
         let alice = principal("idp", "alice", None, None);
-        bind(&host, &alice, &task(json!({"taskId": "short", "ttl": 1500})), 100).unwrap();
-        bind(&host, &alice, &task(json!({"taskId": "ext", "ttlMs": 30_000})), 100).unwrap();
-        bind(&host, &alice, &task(json!({"taskId": "unlimited", "ttl": null})), 100).unwrap();
-        bind(&host, &alice, &task(json!({"taskId": "long", "ttl": 10_000_000})), 100).unwrap();
+        let l = limits(100, 128);
+        for (id, lifetime) in [
+            ("short", json!({"ttl": 1500})),
+            ("ext", json!({"ttlMs": 30_000})),
+            ("float", json!({"ttlMs": 30_000.0})),
+            ("fraction", json!({"ttl": 1500.5})),
+            ("unlimited", json!({"ttl": null})),
+            ("absent", json!({})),
+            ("long", json!({"ttl": 10_000_000})),
+            ("huge", json!({"ttlMs": 1e300})),
+            ("spent", json!({"ttl": -1})),
+        ] {
+            let mut t = task(lifetime);
+            t.insert("taskId".into(), json!(id));
+            bind(&host, "r", &alice, &t, &l).unwrap();
+        }
         let owned_at = |now: u64, id: &str| {
             host.0.set(now);
-            owns(&host, &alice, id)
+            owns(&host, "r", &alice, id)
         };
-        assert!(owned_at(1001, "short"));
+        assert!(owned_at(1001, "short") && owned_at(1001, "fraction") && owned_at(1000, "spent"));
         assert!(!owned_at(1002, "short"), "1.5 s rounds up to 2");
-        assert!(owned_at(1029, "ext"));
-        assert!(!owned_at(1030, "ext"));
-        assert!(owned_at(1099, "unlimited") && owned_at(1099, "long"));
-        assert!(!owned_at(1100, "unlimited") && !owned_at(1100, "long"));
+        assert!(!owned_at(1002, "fraction"));
+        assert!(!owned_at(1001, "spent"), "a lifetime below zero is a second at most");
+        assert!(owned_at(1029, "ext") && owned_at(1029, "float"));
+        assert!(!owned_at(1030, "ext") && !owned_at(1030, "float"));
+        for id in ["unlimited", "absent", "long", "huge"] {
+            assert!(owned_at(1099, id), "{id}");
+            assert!(!owned_at(1100, id), "{id}");
+        }
+        // Text is not a lifetime clients read alike.
+        let text = task(json!({"taskId": "text", "ttl": "2000"}));
+        assert!(bind(&host, "r", &alice, &text, &l).is_err());
+    }
+
+    #[test]
+    fn a_caller_holds_at_most_its_quota_of_tasks() {
+        let host = at(1000);
+        let alice = principal("idp", "alice", None, None);
+        let bob = principal("idp", "bob", None, None);
+        let l = limits(60, 2);
+        for id in ["a", "b"] {
+            bind(&host, "r", &alice, &task(json!({"taskId": id})), &l).unwrap();
+        }
+        let over = bind(&host, "r", &alice, &task(json!({"taskId": "c"})), &l).unwrap_err();
+        assert!(over.contains("for one caller already"), "{over}");
+        bind(&host, "r", &bob, &task(json!({"taskId": "c"})), &l).unwrap();
+        host.0.set(1060);
+        bind(&host, "r", &alice, &task(json!({"taskId": "c"})), &l).unwrap();
     }
 
     #[test]
@@ -165,6 +260,6 @@ mod tests {
         let host = at(0);
         let alice = principal("idp", "alice", None, None);
         let no_id = task(json!({"resultType": "task", "taskId": 7}));
-        assert!(bind(&host, &alice, &no_id, 100).is_err());
+        assert!(bind(&host, "r", &alice, &no_id, &limits(100, 128)).is_err());
     }
 }

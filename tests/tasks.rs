@@ -154,6 +154,7 @@ fn a_task_list_shows_the_callers_own_tasks() {
 #[test]
 fn a_finished_tasks_result_is_held_to_the_callers_boundary() {
     let w = World::new();
+    assert!(answered(&w, &created("t-1")).0.allowed());
     let withheld =
         json!({"type": "text", "text": "aigate: a resource outside the caller's data boundary was withheld"});
     let result = json!({"content": [
@@ -215,4 +216,114 @@ fn a_route_may_leave_tasks_to_the_server() {
             .any(|e| e.contains("limits.max_task_seconds: must be between 1 and 2592000")),
         "{errors:?}"
     );
+}
+
+#[test]
+fn a_task_is_bound_on_the_route_that_created_it() {
+    // Two servers behind one gateway may both hand out task "1".
+    let w = World::with(|p| {
+        let mut billing = p["routes"][0].clone();
+        billing["id"] = json!("billing-mcp");
+        billing["prefix"] = json!("/billing/mcp");
+        p["routes"].as_array_mut().unwrap().insert(0, billing);
+    });
+    let t = w.token(json!({}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("get_order", json!({"customer_id": "c-42"}))),
+    );
+    assert_eq!(w.policy.routes[d.route.unwrap()].id, "support-mcp");
+    let (d, _) = engine::whole_answer(&w.policy, &d, created("1").to_string().as_bytes(), "abc", &w.host);
+    assert!(d.allowed());
+    assert_eq!(following(&w, json!({}), "tasks/get", "1"), None);
+    let mut h = w.headers(Some(&t));
+    h[1].1 = b"/billing/mcp".to_vec();
+    let d = w.decide(&h, Some(&rpc("tasks/get", json!({"taskId": "1"}))));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::DataBoundary, "routes.billing-mcp.tasks")
+    );
+}
+
+#[test]
+fn a_caller_holds_at_most_its_quota_of_tasks() {
+    let w = World::with(|p| p["limits"] = json!({"max_tasks_per_caller": 2}));
+    for id in ["t-1", "t-2"] {
+        assert!(answered(&w, &created(id)).0.allowed());
+    }
+    let (d, rewritten) = answered(&w, &created("t-3"));
+    let denial = d.denial.unwrap();
+    assert_eq!(denial.reason, Reason::InternalError);
+    assert!(
+        denial.message.contains("limits.max_tasks_per_caller"),
+        "{}",
+        denial.message
+    );
+    assert_eq!(rewritten.unwrap()["error"]["code"], -32603);
+    // Another caller has its own quota.
+    let t = w.token(serde_json::from_str(BOB).unwrap());
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("get_order", json!({"customer_id": "c-42"}))),
+    );
+    let (d, _) = engine::whole_answer(&w.policy, &d, created("t-3").to_string().as_bytes(), "abc", &w.host);
+    assert!(d.allowed(), "{:?}", d.denial);
+    let errors = aigate::policy::compile(
+        {
+            let mut doc = policy_doc();
+            doc["limits"] = json!({"max_tasks_per_caller": 0});
+            doc.to_string()
+        }
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(
+        errors.iter().any(|e| e
+            .to_string()
+            .contains("limits.max_tasks_per_caller: must be between 1 and 1024")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn another_callers_task_state_is_not_shown() {
+    let w = World::new();
+    assert!(answered(&w, &created("t-1")).0.allowed());
+    let state = |id: &str| {
+        json!({"taskId": id, "status": "completed", "statusMessage": "the export is ready",
+                                  "result": {"content": [{"type": "text", "text": "42 rows"}]}})
+    };
+    // Pushed, or given as a tasks/get answer: the caller's own task passes, another's does not.
+    for (own, other) in [
+        (
+            json!({"jsonrpc": "2.0", "method": "notifications/tasks", "params": state("t-1")}),
+            json!({"jsonrpc": "2.0", "method": "notifications/tasks", "params": state("t-other")}),
+        ),
+        (
+            json!({"jsonrpc": "2.0", "id": 3, "result": state("t-1")}),
+            json!({"jsonrpc": "2.0", "id": 3, "result": state("t-other")}),
+        ),
+    ] {
+        assert!(answered(&w, &own).0.allowed(), "{own}");
+        let (d, rewritten) = answered(&w, &other);
+        let denial = d.denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "answer"),
+            "{other}"
+        );
+        assert!(!rewritten.unwrap().to_string().contains("42 rows"));
+    }
+    // A request of the server's naming a task the client runs for it is no state of the
+    // caller's: it passes, and what it carries is still held to the boundary.
+    let withheld =
+        json!({"type": "text", "text": "aigate: a resource outside the caller's data boundary was withheld"});
+    let ask = json!({"jsonrpc": "2.0", "id": 9, "method": "sampling/createMessage", "params": {
+        "taskId": "client-task", "messages": [{"role": "user", "content": {"type": "tool_result", "toolUseId": "u",
+            "content": [{"type": "resource", "resource": {"uri": "docs://globex/payroll", "text": "payroll"}}]}}]}});
+    let (d, rewritten) = answered(&w, &ask);
+    assert_eq!(d.hidden, 1, "{:?}", d.denial);
+    let rewritten = rewritten.unwrap();
+    assert_eq!(rewritten["params"]["messages"][0]["content"]["content"][0], withheld);
 }

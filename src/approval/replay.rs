@@ -6,13 +6,14 @@
 //! `vm_id`, starts an empty one. So the record notes when it began (`SINCE`), and a grant
 //! issued before that is refused: whether it was spent before the restart is unknown.
 
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, Placement};
 use crate::request::SharedData;
 
 /// The grants used, until their expiry.
 pub const APPROVALS: Ledger = Ledger {
     name: "aigate.approvals",
     entries: "approvals",
+    placement: Placement::ByItem,
 };
 
 /// When the record began (decimal Unix seconds).
@@ -84,7 +85,7 @@ mod tests {
     use crate::request::{MemoryShared as Mem, SetError};
 
     fn slot(scope: &str, jti: &str) -> (String, u32) {
-        let s = Ledger::slot(scope, jti);
+        let s = APPROVALS.slot(scope, jti);
         (s.id, s.bucket)
     }
 

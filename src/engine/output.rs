@@ -90,6 +90,7 @@ pub fn visible<'a>(
     let lists_pass = route.is_some_and(|r| r.lists == Lists::Pass);
     let resources_pass = route.is_some_and(|r| r.answer_resources == AnswerResources::Pass);
     let tasks_pass = route.is_some_and(|r| r.tasks == Tasks::Pass);
+    let route_id = route.map_or("", |r| r.id.as_str());
     move |shown, item| {
         let Some(p) = request.principal.as_ref() else {
             return false;
@@ -103,11 +104,11 @@ pub fn visible<'a>(
                     || item
                         .get("taskId")
                         .and_then(Value::as_str)
-                        .is_some_and(|id| tasks::owns(host, p, id))
+                        .is_some_and(|id| tasks::owns(host, route_id, p, id))
             }
             Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
             Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
-            Shown::Created => tasks_pass || tasks::bind(host, p, item, policy.limits.max_task_seconds).is_ok(),
+            Shown::Created => tasks_pass || tasks::bind(host, route_id, p, item, &policy.limits).is_ok(),
         }
     }
 }

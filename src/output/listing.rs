@@ -198,14 +198,18 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
     }
     if let Some(params) = m.get("params").and_then(Value::as_object) {
         let path = at(path, &[Step::Key("params")]);
+        // A request of the server's (`sampling/createMessage`): messages for the client's model.
+        withhold_in_request(params, &path, keep, edits)?;
         if params.contains_key("taskId") {
-            // A task's state pushed to the client (`notifications/tasks`): once done it
-            // carries the result, and while it waits, the requests the server makes.
+            // A task's state pushed to the client (`notifications/tasks`): the caller's
+            // own tasks only; once done it carries the result, and while it waits, the
+            // requests the server makes. (A request of the server's naming a task, its
+            // `tasks/get` of a task the client runs for it, is no state of the caller's.)
             refuse_miscased(params, &RESULT_READ)?;
+            if m.get("id").is_none() {
+                own_task(params, keep)?;
+            }
             judge_task_state(params, &path, keep, edits)?;
-        } else {
-            // A request of the server's (`sampling/createMessage`): messages for the client's model.
-            withhold_in_request(params, &path, keep, edits)?;
         }
     }
     let Some(result) = m.get("result").and_then(Value::as_object) else {
@@ -244,9 +248,15 @@ fn judge_result<'d>(
             return Err(Denial::new(
                 Reason::InternalError,
                 RULE,
-                "the server created a task that aigate could not bind to its caller, so it is not shown",
+                "the server created a task that aigate could not bind to its caller (no taskId or lifetime it \
+                 can read, the caller holding limits.max_tasks_per_caller tasks already, or the record full), \
+                 so it is not shown",
             ));
         }
+    }
+    // A task's state (`tasks/get`, `tasks/cancel`): the caller's own tasks only.
+    if result.contains_key("taskId") {
+        own_task(result, keep)?;
     }
     // A tool's result (a task's too): content blocks.
     if let Some(blocks) = result.get("content").filter(|c| c.is_array()) {
@@ -274,6 +284,20 @@ fn judge_result<'d>(
         edits.edits.push(Edit::Replace(scope, br#""private""#));
     }
     Ok(())
+}
+
+/// A task's state (`taskId` and what goes with it) shown to the caller must be of one of
+/// its own tasks: a server answering with another caller's hands over that caller's
+/// status and result.
+fn own_task(state: &Map<String, Value>, keep: Keep) -> Result<(), Denial> {
+    if keep(Shown::Listed(Listing::Tasks), state) {
+        return Ok(());
+    }
+    Err(Denial::new(
+        Reason::DataBoundary,
+        RULE,
+        "the server's answer gives the state of a task that was not created for this caller",
+    ))
 }
 
 /// What a result or a task's state carries for the client to act on: the requests a

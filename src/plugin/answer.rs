@@ -108,12 +108,12 @@ impl Http {
             let scheme = self.headers.text(":scheme").unwrap_or_default();
             let authority = self.headers.text(":authority").unwrap_or_default();
             if output::redirect::leaves_origin(head.one("location"), scheme, authority) {
-                self.refuse_redirect(request, rule, end_of_stream);
+                self.refuse_redirect(request, end_of_stream);
                 return;
             }
         }
-        if end_of_stream {
-            return; // no body: nothing to judge
+        if end_of_stream || !engine::judges_answer(&self.shared.policy, &request) {
+            return; // no body, or a route that passes its answers unread
         }
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
@@ -204,10 +204,10 @@ impl Http {
     /// The answer sends the client to another origin (a `3xx` with a `Location` off the
     /// gateway): the client would send its request there and run what comes back unjudged.
     /// Refused: the client gets the error in place of the redirect, with no `Location`.
-    fn refuse_redirect(&mut self, request: Decision, rule: &'static str, end_of_stream: bool) {
+    fn refuse_redirect(&mut self, request: Decision, end_of_stream: bool) {
         let denial = Denial::new(
             Reason::DataBoundary,
-            rule,
+            "answer.location",
             "the answer redirects the client to another origin, where aigate cannot judge what comes back",
         );
         let d = refused(&self.shared.policy, &request, denial);

@@ -292,7 +292,9 @@ impl Http {
                 if !self.headers_gone {
                     self.upstream_headers(d.route);
                 }
-                if engine::judges_answer(policy, &d) {
+                // Every answer on a route is looked at for where it sends the client; the
+                // route's answers are judged further when it judges them.
+                if d.route.is_some() {
                     self.judging = Some(d);
                 }
                 Action::Continue

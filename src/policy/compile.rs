@@ -808,11 +808,18 @@ impl Checker {
                 format!("must be between 1 and {}", super::MAX_TASK_SECONDS),
             );
         }
+        if l.max_tasks_per_caller == 0 || l.max_tasks_per_caller > crate::ledger::BUCKET_CAPACITY {
+            self.err(
+                "limits.max_tasks_per_caller",
+                format!("must be between 1 and {}", crate::ledger::BUCKET_CAPACITY),
+            );
+        }
         Limits {
             max_body_bytes: l.max_body_bytes,
             max_json_depth: l.max_json_depth,
             max_batch_size: l.max_batch_size,
             max_task_seconds: l.max_task_seconds,
+            max_tasks_per_caller: l.max_tasks_per_caller,
         }
     }
 

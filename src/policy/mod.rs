@@ -411,6 +411,7 @@ pub struct Limits {
     pub max_json_depth: usize,
     pub max_batch_size: usize,
     pub max_task_seconds: u64,
+    pub max_tasks_per_caller: usize,
 }
 
 #[cfg(test)]
@@ -422,6 +423,7 @@ impl Limits {
             max_json_depth: 16,
             max_batch_size: 4,
             max_task_seconds: 86_400,
+            max_tasks_per_caller: 128,
         }
     }
 }

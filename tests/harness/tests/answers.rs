@@ -786,7 +786,7 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
                     audits[1]["reason"].as_str(),
                     audits[1]["rule"].as_str()
                 ),
-                (Some("answer"), Some("data_boundary"), Some("model_calls")),
+                (Some("answer"), Some("data_boundary"), Some("answer.location")),
                 "{mode}: {audits:?}"
             );
         }
@@ -801,6 +801,15 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
             assert_eq!(outcome.response_header("location").as_deref(), Some(location), "{mode}");
         }
     }
+    // A route that passes its answers unread still keeps the client on the gateway: the
+    // redirected request would carry the conversation aigate judged elsewhere.
+    let mut unread = llm_policy(&idp, "headers", "enforce");
+    unread["routes"][1]["model_calls"] = json!("pass");
+    let mut plugin = load(&unread, envoy_hold_headers());
+    let answer = UpstreamResponse::new(307).header("location", elsewhere);
+    let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+    assert_eq!(outcome.status(), Some(502));
+    assert_eq!(outcome.response_header("location"), None);
     // An MCP client gets a JSON-RPC error for its request.
     let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
     for (mode, mut plugin) in both_hold_modes(&idp) {
