@@ -2,10 +2,11 @@
 //! refused where two readings of the stream could differ:
 //! - Chat: `delta.tool_calls` pieces joined per choice and integer index, arguments
 //!   concatenated as the OpenAI SDK does; a name given in more than one piece is refused.
-//! - Responses: each call's `output_item.done` item, cross-checked with what a client may
-//!   read instead (the `added` item's type and name, the argument pieces of the `added`
-//!   item, `*.delta` and `*.done` events), and the
-//!   calls of the final `response`. A call announced and never finished is refused.
+//! - Responses: the calls of each `output_item.done` item (a computer call's every
+//!   action), cross-checked with what a client may read instead (the `added` item's type
+//!   and name, the argument pieces of the `added` item, `*.delta` and `*.done` events),
+//!   and the calls of the final `response`. A call announced and never finished is
+//!   refused.
 //! - Anthropic: events whose name and `type` agree (the SDK skips `ping` and unnamed
 //!   events, and reads the rest by `type`); content blocks by position, as the SDK keeps
 //!   them (`message_start`'s content first, then each `content_block_start` in order); a
@@ -220,12 +221,16 @@ impl Assembly {
                     .or_else(|| item.get("input"))
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let Some(call) = openai_responses::item_call(&mut item, &kind, limits)? else {
+                // Most items make one call; a computer call makes one per action.
+                let calls = openai_responses::item_calls(&mut item, &kind, limits)?;
+                if calls.is_empty() {
                     return Ok(false);
-                };
+                }
                 let a = self.announced.entry(index?).or_default();
                 // A client may act on the `added` item's name: it must be the one judged.
-                if a.kind.as_deref().is_some_and(|k| k != kind) || a.name.as_deref().is_some_and(|n| n != call.name) {
+                if a.kind.as_deref().is_some_and(|k| k != kind)
+                    || a.name.as_deref().is_some_and(|n| calls.iter().any(|c| c.name != n))
+                {
                     return Err(malformed(
                         RULE,
                         "the answer's events disagree about which tool a call is",
@@ -243,7 +248,7 @@ impl Assembly {
                     ));
                 }
                 a.closed = true;
-                self.add_whole(call);
+                calls.into_iter().for_each(|c| self.add_whole(c));
                 Ok(true)
             }
             // The final response repeats every item: a client reading only it sees them too.

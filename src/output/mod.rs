@@ -66,7 +66,7 @@ fn answer_calls(protocol: Protocol, mut top: Map<String, Value>, limits: &Limits
             for item in opt_array(top.remove("output"), RULE, "output")? {
                 let mut item = obj(item, RULE, "an output item")?;
                 if let Some(kind) = llm::opt_string(&mut item, "type", RULE)? {
-                    calls.extend(openai_responses::item_call(&mut item, &kind, limits)?);
+                    calls.extend(openai_responses::item_calls(&mut item, &kind, limits)?);
                 }
             }
         }

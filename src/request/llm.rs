@@ -205,7 +205,7 @@ pub fn obj(v: Value, rule: &'static str, what: &str) -> Result<Map<String, Value
 /// The member names aigate reads inside LLM requests and answers whose absence means
 /// something (a default type, no call): spelled in another case, they are refused. (A
 /// `name` aigate needs is required, so a lone `"Name"` is refused as a missing name.)
-pub const READ_KEYS: [&str; 49] = [
+pub const READ_KEYS: [&str; 50] = [
     // A Responses stream's final response, which repeats every item.
     "response",
     "type",
@@ -253,6 +253,7 @@ pub const READ_KEYS: [&str; 49] = [
     "url",
     "allowed_tools",
     "action",
+    "actions",
     "operation",
     "partial_json",
     "source",
@@ -261,10 +262,11 @@ pub const READ_KEYS: [&str; 49] = [
 /// Members under which an answer holds what a model wrote for a tool (its arguments) or
 /// what the request named as it liked (schemas a response echoes, metadata, prompt
 /// variables): not structure aigate reads, so not searched for miscased names.
-const FREE_FORM: [&str; 13] = [
+const FREE_FORM: [&str; 14] = [
     "input",
     "arguments",
     "action",
+    "actions",
     "operation",
     "metadata",
     "parsed",

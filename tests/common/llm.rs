@@ -46,8 +46,9 @@ pub fn llm_policy(p: &mut Value) {
     ]);
 }
 
-/// `llm_world` with hosted tools catalogued by type: a desktop agent, shells, a patcher
-/// limited to `docs/`, and web search; and a search model.
+/// `llm_world` with hosted tools catalogued by type: desktop agents (the preview and GA
+/// computer tools), shells, a patcher limited to `docs/`, and web search; and a search
+/// model.
 pub fn hosted_world() -> World {
     World::with(hosted_policy)
 }
@@ -69,6 +70,10 @@ pub fn hosted_policy(p: &mut Value) {
     for (name, tool) in [
         (
             "computer_use_preview",
+            json!({"intent": "tickets.desktop", "impact": "external", "owner": "it@example.com"}),
+        ),
+        (
+            "computer",
             json!({"intent": "tickets.desktop", "impact": "external", "owner": "it@example.com"}),
         ),
         (

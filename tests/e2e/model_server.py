@@ -255,6 +255,41 @@ def message_shifted_stream(model: str, name: str, shown: dict, real: dict) -> li
     return [f"event: {name}\ndata: {json.dumps(e)}\n\n".encode() for name, e in events]
 
 
+# `COMPUTER <members>`: a Responses answer whose one item is a computer_call with these
+# members (`action`, `actions`), as a model using the computer tools answers.
+COMPUTER = re.compile(r"COMPUTER (\{.*\})\s*$", re.S)
+
+
+def computer_members(doc: dict) -> dict | None:
+    m = COMPUTER.search(last_user_text(doc))
+    return json.loads(m.group(1)) if m else None
+
+
+def computer_item(members: dict) -> dict:
+    return {"type": "computer_call", "id": "cu_e2e", "call_id": "call_e2e", "pending_safety_checks": [],
+            "status": "completed", **members}
+
+
+def response_computer(model: str, members: dict) -> dict:
+    r = response(model)
+    r["output"] = [computer_item(members)]
+    return r
+
+
+def response_computer_stream(model: str, members: dict) -> list[bytes]:
+    item = computer_item(members)
+    events = [
+        {"type": "response.created", "response": response(model, "in_progress")},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**computer_item({}), "status": "in_progress"}},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": response_computer(model, members)},
+    ]
+    for i, e in enumerate(events):
+        e["sequence_number"] = i
+    return sse(events, named=True)
+
+
 CALLS = {
     "/chat/completions": (chat_call, chat_call_stream),
     "/responses": (response_call, response_call_stream),
@@ -338,6 +373,10 @@ def build_app(record_path: str):
             calling = next(v for k, v in CALLS.items() if scope["path"].endswith(k))
             plain = lambda m: calling[0](m, *call)  # noqa: E731
             streamed = lambda m: calling[1](m, *call)  # noqa: E731
+        computer = computer_members(doc)
+        if computer is not None and scope["path"].endswith("/responses"):
+            plain = lambda m: response_computer(m, computer)  # noqa: E731
+            streamed = lambda m: response_computer_stream(m, computer)  # noqa: E731
         shifted = scripted_call(doc) is None and shifted_call(doc)
         if shifted and scope["path"].endswith("/messages"):
             streamed = lambda m: message_shifted_stream(m, *shifted)  # noqa: E731
