@@ -646,9 +646,15 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option
             .chain(approval)
     };
     let mcp = protocol == Some(Protocol::Mcp);
+    // `Mcp-Param-Tenant_Id` is the header a tool's schema names (`x-mcp-header`), its
+    // underscore its own: only one standing in for a dash of the prefix is an alias.
+    let own_param = |n: &str| {
+        n.get(..mirror::PARAM.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(mirror::PARAM))
+    };
     headers.names().filter(|n| n.contains('_')).find(|n| {
         let dashed = n.replace('_', "-");
-        read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed))
+        read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed) && !own_param(n))
     })
 }
 

@@ -74,11 +74,6 @@ fn headers_that_say_what_the_body_says_pass() {
             order(),
         ),
         (
-            "a plain name may come as a sentinel",
-            vec![("mcp-name", "=?base64?Z2V0X29yZGVy?=")],
-            order(),
-        ),
-        (
             "a non-ASCII URI comes as a sentinel",
             vec![("mcp-method", "resources/read"), ("mcp-name", cafe)],
             rpc("resources/read", json!({"uri": "docs://acme/café"})),
@@ -172,7 +167,7 @@ fn headers_that_disagree_with_the_body_are_refused() {
         ),
         (
             "a sentinel of another name",
-            vec![("mcp-name", "=?base64?c2VuZF9lbWFpbA==?=")],
+            vec![("mcp-name", "=?base64?c8OpbmRfZW1haWw=?=")],
             order(),
             "Mcp-Name",
             "the body's tool name \"get_order\"",
@@ -242,6 +237,9 @@ fn values_without_one_reading_are_refused() {
         ),
         ("not UTF-8 once decoded", "mcp-name", b"=?base64?/w==?=".to_vec()),
         ("markers that overlap", "mcp-name", b"=?base64?=".to_vec()),
+        // A name that goes plain, wrapped anyway: Envoy's RBAC matching "get_order" (or
+        // denying "refund_order") would not see it, while the server decodes it.
+        ("a plain name wrapped", "mcp-name", b"=?base64?Z2V0X29yZGVy?=".to_vec()),
         // Raw UTF-8 is "ordér" to one reader and "ordÃ©r" to one reading Latin-1.
         ("raw non-ASCII", "mcp-name", "get_ordér".as_bytes().to_vec()),
         ("not UTF-8 at all", "mcp-name", b"get_\xff".to_vec()),
@@ -363,7 +361,13 @@ fn requests_without_a_message_carry_no_mirror_headers() {
 fn an_underscored_mirror_header_is_refused_on_mcp_routes() {
     // CGI-style servers read `Mcp_Name` as `Mcp-Name`: a value aigate never compared.
     let w = World::new();
-    for name in ["mcp_name", "Mcp_Method", "mcp_param_region"] {
+    for name in [
+        "mcp_name",
+        "Mcp_Method",
+        "mcp_param_region",
+        "Mcp-Param_Region",
+        "mcp_param-region",
+    ] {
         let d = decide(&w, &[(name, "send_email")], &order());
         let denial = d.denial.unwrap_or_else(|| panic!("{name}: allowed"));
         assert_eq!(
@@ -372,6 +376,13 @@ fn an_underscored_mirror_header_is_refused_on_mcp_routes() {
             "{name}"
         );
     }
+    // An argument a tool's schema mirrors may have an underscore in its own name.
+    let d = decide(
+        &w,
+        &[("mcp-method", "tools/call"), ("Mcp-Param-Tenant_Id", "acme")],
+        &order(),
+    );
+    assert!(d.allowed(), "{:?}", d.denial);
 }
 
 #[test]
@@ -440,7 +451,8 @@ proptest! {
     ) {
         let w = World::new();
         let d = decide_bytes(&w, &[("mcp-name", &value)], &order());
-        let names_it = value == b"get_order" || value == b"=?base64?Z2V0X29yZGVy?=";
+        // Sent plain, as it can be: wrapped, a filter matching header text would not see it.
+        let names_it = value == b"get_order";
         prop_assert_eq!(d.allowed(), names_it, "{:?}", String::from_utf8_lossy(&value));
         if let Some(denial) = d.denial {
             prop_assert_eq!((denial.reason, denial.rule.as_str()), (Reason::BodyMalformed, "mcp.mirror"));

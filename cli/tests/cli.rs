@@ -1836,3 +1836,31 @@ fn every_command_ends_quietly_when_its_reader_has_gone() {
         assert!(err.is_empty(), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn eval_reads_header_values_as_envoy_hands_them_on() {
+    // Envoy strips the spaces and tabs around a value before the plugin reads it: a case
+    // written with them is decided as the gateway decides the request.
+    let request = |name: &str| {
+        json!({"path": "/mcp", "headers": {"mcp-method": "tools/call", "mcp-name": name},
+               "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42", "azp": "support-agent",
+                          "scope": "orders.read", "iat": 1800000000, "exp": 1800000600},
+               "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                        "params": {"name": "get_order", "arguments": {"customer_id": "c-42", "order_id": "o-1"}}}})
+        .to_string()
+    };
+    for name in ["get_order", " get_order", "get_order \t", "\tget_order"] {
+        let out = aigate_reading(
+            &["eval", &repo("examples/policy.json"), "-", "--now", "1800000100"],
+            &request(name),
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.starts_with("decision  allow"), "{name:?}: {text}");
+    }
+    let out = aigate_reading(
+        &["eval", &repo("examples/policy.json"), "-", "--now", "1800000100"],
+        &request("get_ order"),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("decision  deny body_malformed"), "{text}");
+}

@@ -290,16 +290,19 @@ fn headers(req: &Request, body: Option<&[u8]>) -> Result<Headers, String> {
     if let (Some(b), false) = (body, has("content-length")) {
         pairs.push(("content-length".into(), b.len().to_string().into_bytes()));
     }
-    for (name, value) in &req.headers {
+    for (name, given) in &req.headers {
         if name.starts_with(':') {
             return Err(format!(
                 "header {name:?}: set pseudo-headers with method, path and host"
             ));
         }
         let name = name.to_ascii_lowercase();
-        match value {
-            HeaderValue::One(v) => pairs.push((name, v.clone().into_bytes())),
-            HeaderValue::Many(vs) => pairs.extend(vs.iter().map(|v| (name.clone(), v.clone().into_bytes()))),
+        // Envoy's codecs strip the spaces and tabs around a header value (RFC 9110's
+        // optional whitespace) before any filter reads it: so does the replay.
+        let value = |v: &String| v.trim_matches([' ', '\t']).as_bytes().to_vec();
+        match given {
+            HeaderValue::One(v) => pairs.push((name, value(v))),
+            HeaderValue::Many(vs) => pairs.extend(vs.iter().map(|v| (name.clone(), value(v)))),
         }
     }
     Ok(Headers::new(pairs))

@@ -53,8 +53,33 @@ struct Announced {
     pieces: String,
     /// From the `*.done` event.
     done: Option<String>,
+    /// What the `added` item does when it says so whole (a computer call's `action` and
+    /// `actions`, a shell call's `action`…), as canonical JSON.
+    payload: Option<String>,
     /// Its `output_item.done` arrived.
     closed: bool,
+}
+
+/// The members of a client-run call item that say what it does, given whole (not text).
+const PAYLOAD_KEYS: [&str; 5] = ["action", "actions", "operation", "arguments", "input"];
+
+/// What a call item does, given whole: its payload members that are objects or arrays,
+/// as canonical JSON (key order is no difference), or `None` when it gives none.
+fn payload(item: &Map<String, Value>) -> Result<Option<String>, Denial> {
+    let whole: Map<String, Value> = PAYLOAD_KEYS
+        .iter()
+        .filter_map(|k| {
+            item.get(*k)
+                .filter(|v| v.is_object() || v.is_array())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
+    if whole.is_empty() {
+        return Ok(None);
+    }
+    crate::digest::canonical_json(&Value::Object(whole))
+        .map(Some)
+        .map_err(|e| malformed(RULE, format!("a tool call of the answer: {e}")))
 }
 
 #[derive(Default)]
@@ -187,6 +212,7 @@ impl Assembly {
                 join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
                 a.kind = item.get("type").and_then(Value::as_str).map(str::to_string);
                 a.name = item.get("name").and_then(Value::as_str).map(str::to_string);
+                a.payload = item.as_object().map(payload).transpose()?.flatten();
                 Ok(true)
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
@@ -221,12 +247,21 @@ impl Assembly {
                     .or_else(|| item.get("input"))
                     .and_then(Value::as_str)
                     .map(str::to_string);
+                let done_payload = payload(&item)?;
                 // Most items make one call; a computer call makes one per action.
                 let calls = openai_responses::item_calls(&mut item, &kind, limits)?;
                 if calls.is_empty() {
                     return Ok(false);
                 }
                 let a = self.announced.entry(index?).or_default();
+                // A client may act on the `added` item (the SDK hands it over as it comes):
+                // what it does must be what the judged item does.
+                if a.payload.is_some() && a.payload != done_payload {
+                    return Err(malformed(
+                        RULE,
+                        "the answer's events disagree about what a tool call does",
+                    ));
+                }
                 // A client may act on the `added` item's name: it must be the one judged.
                 if a.kind.as_deref().is_some_and(|k| k != kind)
                     || a.name.as_deref().is_some_and(|n| calls.iter().any(|c| c.name != n))

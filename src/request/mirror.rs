@@ -27,10 +27,12 @@ pub const HEADER_MISMATCH: i64 = -32020;
 
 const METHOD: &str = "mcp-method";
 const NAME: &str = "mcp-name";
-const PARAM: &str = "mcp-param-";
+pub const PARAM: &str = "mcp-param-";
 const SENTINEL_OPEN: &[u8] = b"=?base64?";
 const SENTINEL_CLOSE: &[u8] = b"?=";
 const BAD_SENTINEL: &str = "is not a valid =?base64?…?= value (canonical base64 of UTF-8 text)";
+const NEEDLESS_SENTINEL: &str =
+    "wraps in =?base64?…?= a value that goes plain, which a filter matching header text would not see as that value";
 
 fn mismatch(message: impl Into<String>) -> Denial {
     Denial {
@@ -244,7 +246,24 @@ fn decode(value: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
     if STANDARD.encode(&text).as_bytes() != payload || std::str::from_utf8(&text).is_err() {
         return Err(BAD_SENTINEL);
     }
+    // Only a value that cannot go plain: a name that can (`refund_order`) wrapped anyway
+    // is one a filter matching header text (Envoy's RBAC, a rate limit) does not see as
+    // that name, while the server decodes it and acts on it.
+    if !needs_sentinel(&text) {
+        return Err(NEEDLESS_SENTINEL);
+    }
     Ok(Cow::Owned(text))
+}
+
+/// A value clients must send as a sentinel (SEP-2243): one that is empty, holds bytes
+/// other than visible ASCII and spaces, starts or ends with a space, or is itself spelled
+/// as a sentinel.
+fn needs_sentinel(text: &[u8]) -> bool {
+    text.is_empty()
+        || plain(text).is_err()
+        || text.starts_with(b" ")
+        || text.ends_with(b" ")
+        || (text.starts_with(SENTINEL_OPEN) && text.ends_with(SENTINEL_CLOSE))
 }
 
 fn plain(value: &[u8]) -> Result<&[u8], &'static str> {
@@ -267,6 +286,11 @@ mod tests {
             "café".as_bytes()
         );
         assert_eq!(decode(b"=?base64??=").unwrap().as_ref(), b"");
+        assert_eq!(decode(b"=?base64?IHBhZGRlZCA=?=").unwrap().as_ref(), b" padded ");
+        // A value that goes plain is sent plain: wrapped, a filter would not read it.
+        for needless in ["=?base64?cmVmdW5kX29yZGVy?=", "=?base64?YSBi?="] {
+            assert_eq!(decode(needless.as_bytes()), Err(NEEDLESS_SENTINEL), "{needless}");
+        }
         // The markers are lower-case: another spelling is a plain value.
         assert_eq!(decode(b"=?BASE64?eA==?=").unwrap().as_ref(), b"=?BASE64?eA==?=");
         for bad in [
