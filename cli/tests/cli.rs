@@ -642,7 +642,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("# aigate readiness: READY"), "{text}");
-    assert!(text.contains("- known outcomes: 19 of 19 as expected"), "{text}");
+    assert!(text.contains("- known outcomes: 20 of 20 as expected"), "{text}");
     // The example has warnings (no session binding, an unbound external tool), no errors.
     assert!(text.contains("- lints: 0 error(s)"), "{text}");
     assert!(text.contains("| warning | `session-bound` |"), "{text}");
