@@ -7,7 +7,10 @@
 mod llm;
 mod output;
 
-pub use output::{judges_answer, on_answer, on_listing, visible, whole_answer};
+pub use output::{
+    answer_at_once, answer_format, answer_too_large, judges_answer, on_answer, on_listing, refused_answer, stream_end,
+    visible, whole_answer,
+};
 
 use crate::approval;
 use crate::authz;

@@ -1,6 +1,8 @@
 //! Engine tests for judging a model's answer (`model_calls: judge`): its tool calls are
 //! held to the request's principal as calls the client sent would be.
 
+#[path = "common/chat_stream.rs"]
+mod chat_stream;
 mod common;
 
 use aigate::audit;
@@ -8,6 +10,7 @@ use aigate::decision::Reason;
 use aigate::engine::{self, Decision, Stage};
 use aigate::output;
 use aigate::policy;
+use chat_stream::chat_events;
 use common::*;
 use serde_json::{json, Value};
 
@@ -25,6 +28,11 @@ fn world() -> World {
 
 /// The allowed request a model answers.
 fn request(w: &World, scope: &str) -> Decision {
+    asking(w, scope, false)
+}
+
+/// The allowed request a model answers, as a stream when `stream`.
+fn asking(w: &World, scope: &str, stream: bool) -> Decision {
     let mut h = w.headers(Some(&w.token(json!({ "scope": scope }))));
     for (k, v) in h.iter_mut() {
         if k == ":path" {
@@ -33,9 +41,12 @@ fn request(w: &World, scope: &str) -> Decision {
     }
     let d = w.decide(
         &h,
-        Some(&json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "refund me"}]})),
+        Some(
+            &json!({"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "refund me"}]}),
+        ),
     );
     assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.stream, stream);
     d
 }
 
@@ -389,4 +400,263 @@ fn resources_in_mcp_answers_are_held_to_the_callers_data_boundary() {
     let passing = World::with(|p| p["routes"][0]["answer_resources"] = json!("pass"));
     let (d, rewritten) = judged(&passing, "orders.read docs.read");
     assert_eq!((d.hidden, rewritten), (0, None));
+}
+
+/// An answer's head: `content-type` and whatever else is given.
+fn head(content_type: &str, more: &[(&str, &str)]) -> aigate::request::Headers {
+    let mut pairs = vec![
+        (":status".to_string(), b"200".to_vec()),
+        ("content-type".to_string(), content_type.as_bytes().to_vec()),
+    ];
+    pairs.extend(more.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())));
+    aigate::request::Headers::new(pairs)
+}
+
+#[test]
+fn a_refused_stream_reaches_the_client_as_what_passed_and_the_error_event() {
+    let w = world();
+    let req = asking(&w, "orders.read", true);
+    let (events, text_len) = chat_events("c-99");
+    let sse = head("text/event-stream", &[]);
+    let (d, reply) = engine::answer_at_once(&w.policy, &req, &sse, events.as_bytes(), "abc", &w.host);
+    let denial = d.denial.as_ref().unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::BindingMismatch, "tools.get_order.bind./customer_id")
+    );
+    assert_eq!(d.stage, Stage::Answer);
+    let reply = String::from_utf8(reply.unwrap()).unwrap();
+    // The text passed before the call began; the held call became one error event, as
+    // the plugin ends the stream (no event name on Chat streams).
+    assert_eq!(&reply[..text_len], &events[..text_len]);
+    let error = engine::stream_end(&w.policy, &d, Vec::new(), "abc");
+    assert_eq!(&reply.as_bytes()[text_len..], error.as_slice());
+    let data: Value = serde_json::from_str(
+        reply[text_len..]
+            .strip_prefix("data: ")
+            .and_then(|r| r.strip_suffix("\n\n"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (data["error"]["code"].as_str(), data["error"]["decision_id"].as_str()),
+        (Some("binding_mismatch"), Some("abc"))
+    );
+    assert!(!reply.contains("c-99"), "{reply}");
+
+    // Allowed, the stream reaches the client as it is.
+    let (events, _) = chat_events("c-42");
+    let (d, reply) = engine::answer_at_once(&w.policy, &req, &sse, events.as_bytes(), "abc", &w.host);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!((d.calls.len(), reply), (1, None));
+
+    // A stream cut in the middle of its call never releases it.
+    let (events, text_len) = chat_events("c-42");
+    let cut = &events.as_bytes()[..events.len() - 30];
+    let (d, reply) = engine::answer_at_once(&w.policy, &req, &sse, cut, "abc", &w.host);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+    let reply = reply.unwrap();
+    assert_eq!(&reply[..text_len], &cut[..text_len]);
+    assert!(!String::from_utf8_lossy(&reply).contains("get_order"));
+}
+
+#[test]
+fn an_answer_at_once_is_read_as_its_head_says() {
+    let w = world();
+    let streamed = asking(&w, "orders.read", true);
+    let whole = asking(&w, "orders.read", false);
+    let (events, _) = chat_events("c-42");
+    let json_answer = answer(&[("get_order", json!({"customer_id": "c-99"}))]);
+    let mut huge = answer(&[("get_order", json!({"customer_id": "c-42"}))]);
+    huge.resize(w.policy.limits.max_body_bytes + 1, b' ');
+    type Row<'a> = (
+        &'a str,
+        &'a Decision,
+        aigate::request::Headers,
+        &'a [u8],
+        Option<Reason>,
+    );
+    let rows: Vec<Row> = vec![
+        // Events read as one JSON document are no answer.
+        (
+            "events labelled JSON",
+            &streamed,
+            head("application/json", &[]),
+            events.as_bytes(),
+            Some(Reason::BodyMalformed),
+        ),
+        // A whole answer was asked for: the SDKs parse it as JSON whatever its label.
+        (
+            "JSON labelled a stream",
+            &whole,
+            head("text/event-stream", &[]),
+            &json_answer,
+            Some(Reason::BindingMismatch),
+        ),
+        (
+            "neither JSON nor events",
+            &streamed,
+            head("text/plain", &[]),
+            events.as_bytes(),
+            Some(Reason::BodyMalformed),
+        ),
+        (
+            "compressed",
+            &streamed,
+            head("text/event-stream", &[("content-encoding", "gzip")]),
+            events.as_bytes(),
+            Some(Reason::EncodingUnsupported),
+        ),
+        (
+            "another charset",
+            &streamed,
+            head("text/event-stream; charset=latin1", &[]),
+            events.as_bytes(),
+            Some(Reason::EncodingUnsupported),
+        ),
+        (
+            "labelled twice",
+            &streamed,
+            head("text/event-stream", &[("content-type", "application/json")]),
+            events.as_bytes(),
+            Some(Reason::BodyMalformed),
+        ),
+        (
+            "declared too large",
+            &whole,
+            head("application/json", &[("content-length", "99999999")]),
+            &json_answer,
+            Some(Reason::BodyTooLarge),
+        ),
+        (
+            "too large",
+            &whole,
+            head("application/json", &[]),
+            &huge,
+            Some(Reason::BodyTooLarge),
+        ),
+        (
+            "events",
+            &streamed,
+            head("text/event-stream", &[]),
+            events.as_bytes(),
+            None,
+        ),
+    ];
+    for (name, req, head, body, expected) in rows {
+        let format = engine::answer_format(&w.policy, req, &head);
+        let (d, reply) = engine::answer_at_once(&w.policy, req, &head, body, "abc", &w.host);
+        assert_eq!(d.denial.as_ref().map(|x| x.reason), expected, "{name}");
+        match (expected, format) {
+            (None, Ok(_)) => assert_eq!(reply, None, "{name}"),
+            // Refused at its head: the provider's error JSON in place of the answer.
+            (Some(reason), Err(denial)) => {
+                assert_eq!(denial.reason, reason, "{name}");
+                let error: Value = serde_json::from_slice(&reply.unwrap()).unwrap();
+                assert_eq!(error["error"]["code"].as_str(), Some(reason.as_str()), "{name}");
+            }
+            (Some(_), Ok(_)) => assert!(reply.is_some(), "{name}"),
+            (None, Err(denial)) => panic!("{name}: {denial:?}"),
+        }
+    }
+}
+
+#[test]
+fn monitor_mode_judges_an_answer_at_once_and_changes_nothing() {
+    let w = World::with(|p| {
+        p["routes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat"}));
+        p["models"] = json!({"allow": ["gpt-4o-mini"]});
+        p["mode"] = json!("monitor");
+    });
+    let req = asking(&w, "orders.read", true);
+    let (events, _) = chat_events("c-99");
+    for (label, body) in [
+        ("text/event-stream", events.into_bytes()),
+        (
+            "application/json",
+            answer(&[("get_order", json!({"customer_id": "c-99"}))]),
+        ),
+        ("text/plain", b"get_order".to_vec()),
+    ] {
+        let (d, reply) = engine::answer_at_once(&w.policy, &req, &head(label, &[]), &body, "abc", &w.host);
+        assert!(d.denial.is_some(), "{label}");
+        assert_eq!(audit::verdict(&w.policy, &d), "would_deny", "{label}");
+        assert_eq!(reply, None, "{label}");
+        assert_eq!(
+            engine::stream_end(&w.policy, &d, b"held".to_vec(), "abc"),
+            b"held",
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn an_mcp_event_stream_at_once_is_filtered_message_by_message() {
+    let w = world();
+    let mut h = w.headers(Some(&w.token(json!({"scope": "orders.read"}))));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    let d = w.decide(&h, Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
+    assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{:?}", d.denial);
+    let listed = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "get_order", "inputSchema": {"type": "object"}},
+        {"name": "refund_order", "inputSchema": {"type": "object"}},
+        {"name": "send_email", "inputSchema": {"type": "object"}}
+    ]}});
+    let events = format!("id: 7\nevent: message\ndata: {listed}\n\n: keep-alive\n\n");
+    let (answer, reply) = engine::answer_at_once(
+        &w.policy,
+        &d,
+        &head("text/event-stream", &[]),
+        events.as_bytes(),
+        "abc",
+        &w.host,
+    );
+    assert!(answer.allowed(), "{:?}", answer.denial);
+    assert_eq!(answer.hidden, 2);
+    let reply = String::from_utf8(reply.unwrap()).unwrap();
+    assert!(reply.starts_with("id: 7\nevent: message\ndata: "), "{reply}");
+    assert!(reply.ends_with("\n\n: keep-alive\n\n"), "{reply}");
+    assert!(
+        reply.contains("get_order") && !reply.contains("refund_order"),
+        "{reply}"
+    );
+    // Everything listed may be used: the stream passes as it is.
+    let mut h = w.headers(Some(&w.token(json!({"scope": "orders.* email.send"}))));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    let all = w.decide(&h, Some(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})));
+    let (answer, reply) = engine::answer_at_once(
+        &w.policy,
+        &all,
+        &head("text/event-stream", &[]),
+        events.as_bytes(),
+        "abc",
+        &w.host,
+    );
+    assert_eq!((answer.hidden, reply), (0, None), "{:?}", answer.denial);
+    // An event readers disagree on refuses the stream: nothing of it passes, a JSON-RPC
+    // error event answers the request instead.
+    let bad = format!("data: {listed}\r\rdata: x\n\n");
+    let (answer, reply) = engine::answer_at_once(
+        &w.policy,
+        &d,
+        &head("text/event-stream", &[]),
+        bad.as_bytes(),
+        "abc",
+        &w.host,
+    );
+    assert_eq!(answer.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+    let reply = String::from_utf8(reply.unwrap()).unwrap();
+    let data = reply
+        .strip_prefix("data: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap();
+    let error: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        (error["id"].as_u64(), error["error"]["data"]["reason"].as_str()),
+        (Some(1), Some("body_malformed")),
+        "{reply}"
+    );
 }

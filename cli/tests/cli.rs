@@ -1,5 +1,9 @@
 //! The `aigate` command as users run it.
 
+#[path = "../../tests/common/chat_stream.rs"]
+mod chat_stream;
+
+use chat_stream::chat_events;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -638,7 +642,7 @@ fn readiness_replays_the_example_cases_and_calls_the_example_ready() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.starts_with("# aigate readiness: READY"), "{text}");
-    assert!(text.contains("- known outcomes: 19 of 19 as expected"), "{text}");
+    assert!(text.contains("- known outcomes: 20 of 20 as expected"), "{text}");
     // The example has warnings (no session binding, an unbound external tool), no errors.
     assert!(text.contains("- lints: 0 error(s)"), "{text}");
     assert!(text.contains("| warning | `session-bound` |"), "{text}");
@@ -1483,15 +1487,7 @@ fn eval_explains_each_rule_in_order() {
     }
     assert!(text.contains("owner     payments@example.com (accountable)"), "{text}");
 
-    let out = aigate(&[
-        "eval",
-        &repo("examples/policy.json"),
-        &request,
-        "--now",
-        "1800000100",
-        "--json",
-    ]);
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc = eval_json(&[&repo("examples/policy.json"), &request, "--now", "1800000100"]);
     assert_eq!(doc["decision"], "deny");
     assert_eq!(doc["reason"], "argument_violation");
     assert_eq!(doc["audit"]["owner"], "payments@example.com");
@@ -1669,18 +1665,7 @@ fn with_llm_route(id: &str, prefix: &str, protocol: &str) -> Value {
 /// `aigate eval --json` of the request in the file `request` and the answer in the file
 /// `answer`: the decision document.
 fn eval_answer(policy: &str, request: &str, answer: &str) -> Value {
-    let out = aigate(&[
-        "eval",
-        policy,
-        request,
-        "--answer",
-        answer,
-        "--now",
-        "1800000100",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    eval_json(&[policy, request, "--answer", answer, "--now", "1800000100"])
 }
 
 /// The claims of the support agent acting for alice.
@@ -1723,11 +1708,7 @@ fn eval_judges_every_action_of_a_computer_call_in_an_answer() {
 
 #[test]
 fn eval_and_readiness_judge_a_models_answer() {
-    let policy = with_llm_route("chat", "/v1/chat/completions", "openai_chat");
-    let policy = tmp("answer-policy.json", &policy.to_string());
-    let claims = agent_claims();
-    let request = json!({"path": "/v1/chat/completions", "claims": claims,
-                         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Where is o-1?"}]}});
+    let (policy, request) = chat_case(false);
     let answer = |customer: &str| {
         json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
             "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
@@ -1750,43 +1731,247 @@ fn eval_and_readiness_judge_a_models_answer() {
          "expect": {"decision": "deny", "reason": "binding_mismatch"}},
         {"name": "believed allowed", "request": request, "answer": answer("c-99"), "expect": {"decision": "allow"}}
     ]});
-    let out = aigate(&[
-        "readiness",
-        &policy,
-        "--cases",
-        &tmp("answer-cases.json", &cases.to_string()),
-        "--format",
-        "json",
-    ]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let passed: Vec<bool> = report["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["passed"].as_bool().unwrap())
-        .collect();
+    let (passed, code, _) = replayed(&policy, &cases, "answer-cases.json");
     assert_eq!(passed, [true, true, false]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(code, Some(1));
 
     // An answer to a denied request cannot be judged: the case says so.
     let mut denied = request.clone();
     denied["body"]["model"] = json!("gpt-4o");
     let cases = json!({"now": 1_800_000_100u64, "cases": [
         {"name": "no answer", "request": denied, "answer": answer("c-42"), "expect": {"decision": "allow"}}]});
-    let out = aigate(&[
-        "readiness",
-        &policy,
-        "--cases",
-        &tmp("answer-cases-2.json", &cases.to_string()),
-        "--format",
-        "json",
-    ]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, _, report) = replayed(&policy, &cases, "answer-cases-2.json");
     let problem = report["cases"][0]["problem"].as_str().unwrap();
     assert!(
         problem.contains("the request itself is deny (model_not_allowed)"),
         "{problem}"
     );
+}
+
+/// The example policy with a Chat route (its file), and a request of its caller asking for
+/// a whole or a streamed answer.
+fn chat_case(stream: bool) -> (String, Value) {
+    let policy = with_llm_route("chat", "/v1/chat/completions", "openai_chat");
+    let policy = tmp("chat-policy.json", &policy.to_string());
+    let request = json!({"path": "/v1/chat/completions", "claims": agent_claims(),
+                         "body": {"model": "gpt-4o-mini", "stream": stream,
+                                  "messages": [{"role": "user", "content": "Where is o-1?"}]}});
+    (policy, request)
+}
+
+/// `aigate eval` with `args` and `--json`, which must succeed: its document.
+fn eval_json(args: &[&str]) -> Value {
+    let out = aigate(&[&["eval"], args, &["--json"]].concat());
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `aigate readiness` of `cases` (written to the file `name`): whether each case replayed
+/// as expected, the exit code and the JSON report.
+fn replayed(policy: &str, cases: &Value, name: &str) -> (Vec<bool>, Option<i32>, Value) {
+    let out = aigate(&[
+        "readiness",
+        policy,
+        "--cases",
+        &tmp(name, &cases.to_string()),
+        "--format",
+        "json",
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("no report: {}", String::from_utf8_lossy(&out.stderr)));
+    let passed = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["passed"].as_bool().unwrap())
+        .collect();
+    (passed, out.status.code(), report)
+}
+
+#[test]
+fn readiness_replays_a_streamed_answer_event_by_event_as_the_gateway_does() {
+    let (policy, request) = chat_case(true);
+    let (injected, text_len) = chat_events("c-99");
+    let text = &injected[..text_len];
+    let (own, _) = chat_events("c-42");
+    // `answer_text` of a request asking for a stream is read as events.
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": "own order, streamed", "request": request, "answer_text": own, "expect": {"decision": "allow"}},
+        {"name": "injected call, streamed", "request": request, "answer_text": injected,
+         "expect": {"decision": "deny", "reason": "binding_mismatch", "rule": "tools.get_order.bind./customer_id"}},
+        {"name": "believed allowed", "request": request, "answer_text": injected, "expect": {"decision": "allow"}},
+        // The same events read whole as JSON are no answer at all.
+        {"name": "labelled JSON", "request": request, "answer_text": own, "answer_content_type": "application/json",
+         "expect": {"decision": "deny", "reason": "body_malformed"}}
+    ]});
+    let (passed, code, report) = replayed(&policy, &cases, "stream-cases.json");
+    assert_eq!(passed, [true, true, false, true], "{report:#}");
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        report["cases"][2]["problem"], "decision deny (expected allow)",
+        "{report:#}"
+    );
+
+    // What the client gets: the text that passed, then the plugin's error event.
+    let req_file = tmp("stream-request.json", &request.to_string());
+    let answer = tmp("stream-injected.txt", &injected);
+    let doc = eval_json(&[&policy, &req_file, "--answer-text", &answer, "--now", "1800000100"]);
+    assert_eq!(
+        (
+            doc["decision"].as_str(),
+            doc["reason"].as_str(),
+            doc["audit"]["stage"].as_str()
+        ),
+        (Some("deny"), Some("binding_mismatch"), Some("answer"))
+    );
+    let reply = doc["replaced_by"].as_str().unwrap();
+    let error = reply
+        .strip_prefix(text)
+        .and_then(|rest| rest.strip_prefix("data: "))
+        .and_then(|rest| rest.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    let error: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["rule"].as_str()),
+        (Some("binding_mismatch"), Some("tools.get_order.bind./customer_id"))
+    );
+    // Nothing of the refused call reached the client.
+    assert!(!reply.contains("tool_calls") && !reply.contains("c-99"), "{reply}");
+    // Shown as the client reads it, event by event.
+    let out = aigate(&[
+        "eval",
+        &policy,
+        &req_file,
+        "--answer-text",
+        &answer,
+        "--now",
+        "1800000100",
+    ]);
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        shown.contains(&format!("the client gets instead:\n{text}data: {{\"error\":")),
+        "{shown}"
+    );
+    // An allowed stream reaches the client as it is.
+    let doc = eval_json(&[
+        &policy,
+        &req_file,
+        "--answer-text",
+        &tmp("stream-own.txt", &own),
+        "--now",
+        "1800000100",
+    ]);
+    assert_eq!(
+        (doc["decision"].as_str(), &doc["replaced_by"]),
+        (Some("allow"), &Value::Null),
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn readiness_replays_an_mcp_event_stream_filtered() {
+    let policy = repo("examples/policy.json");
+    let claims = agent_claims();
+    let listed = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "get_order", "inputSchema": {"type": "object"}},
+        {"name": "refund_order", "inputSchema": {"type": "object"}},
+        {"name": "send_email", "inputSchema": {"type": "object"}}
+    ]}});
+    let events = format!("id: 7\nevent: message\ndata: {listed}\n\n");
+    let list = json!({"path": "/mcp", "claims": claims, "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}});
+    // The server's own stream (GET) is events without saying so.
+    let server_stream = json!({"method": "GET", "path": "/mcp", "claims": claims,
+                               "headers": {"accept": "text/event-stream"}});
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        {"name": "list as events", "request": list, "answer_text": events,
+         "answer_content_type": "text/event-stream", "expect": {"decision": "allow", "hidden": 2}},
+        {"name": "server stream", "request": server_stream, "answer_text": events,
+         "expect": {"decision": "allow", "hidden": 2}},
+        {"name": "nothing hidden?", "request": list, "answer_text": events,
+         "answer_content_type": "text/event-stream", "expect": {"decision": "allow", "hidden": 0}}
+    ]});
+    let (passed, code, report) = replayed(&policy, &cases, "mcp-stream-cases.json");
+    assert_eq!(passed, [true, true, false], "{report:#}");
+    assert_eq!(report["cases"][2]["problem"], "hidden 2 (expected 0)", "{report:#}");
+    assert_eq!(code, Some(1));
+
+    let doc = eval_json(&[
+        &policy,
+        &tmp("mcp-stream-request.json", &list.to_string()),
+        "--answer-text",
+        &tmp("mcp-stream.txt", &events),
+        "--answer-content-type",
+        "text/event-stream",
+        "--now",
+        "1800000100",
+    ]);
+    assert_eq!(
+        (doc["decision"].as_str(), doc["hidden"].as_u64()),
+        (Some("allow"), Some(2))
+    );
+    let reply = doc["replaced_by"].as_str().unwrap();
+    let data = reply
+        .strip_prefix("id: 7\nevent: message\ndata: ")
+        .and_then(|r| r.strip_suffix("\n\n"))
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    let shown: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        shown["result"]["tools"],
+        json!([{"name": "get_order", "inputSchema": {"type": "object"}}])
+    );
+}
+
+#[test]
+fn a_case_gives_its_answer_one_way() {
+    let (policy, request) = chat_case(true);
+    let (own, _) = chat_events("c-42");
+    let answer = json!({"id": "c", "object": "chat.completion", "choices": []});
+    for (case, message) in [
+        (
+            json!({"answer": answer, "answer_text": own}),
+            "give either answer (a JSON answer) or answer_text (an answer's exact body), not both",
+        ),
+        (
+            json!({"answer": answer, "answer_content_type": "text/event-stream"}),
+            "answer_content_type labels answer_text: answer is JSON",
+        ),
+        (
+            json!({"answer_content_type": "text/event-stream"}),
+            "answer_content_type labels answer_text, which the case does not give",
+        ),
+        (
+            json!({"answer_text": {"data": own}}),
+            "invalid type: map, expected a string",
+        ),
+    ] {
+        let mut c = json!({"name": "one answer", "request": request, "expect": {"decision": "allow"}});
+        c.as_object_mut().unwrap().extend(case.as_object().unwrap().clone());
+        let cases = json!({"now": 1_800_000_100u64, "cases": [
+            {"name": "first", "request": request, "expect": {"decision": "allow"}}, c]});
+        let file = tmp("two-answers.json", &cases.to_string());
+        let out = aigate(&["readiness", &policy, "--cases", &file]);
+        assert_eq!(out.status.code(), Some(2), "{case}");
+        assert!(out.stdout.is_empty(), "{case}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with(&format!("error: {file} at cases[1]")), "{case}: {err}");
+        assert!(err.contains(message), "{case}: {err}");
+    }
+    // eval: one answer file, and a content type only for its text.
+    let req_file = tmp("one-answer-request.json", &request.to_string());
+    let text = tmp("one-answer.txt", &own);
+    for args in [
+        vec!["--answer", &text, "--answer-text", &text],
+        vec!["--answer-content-type", "text/event-stream"],
+    ] {
+        let out = aigate(&[&["eval", &policy, &req_file][..], &args].concat());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("--answer-text"), "{args:?}: {err}");
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@
 //! it also fixes `now`. Everything after the signature (times, workload, ceilings,
 //! session, scopes, arguments, approvals, data rules) is judged as in production.
 
-use crate::config::Mode;
+use crate::config::{Mode, Protocol};
 use crate::engine::{self, Decision, Head};
 use crate::identity::cache::TokenCache;
 use crate::policy::{self, Policy, TokenSource};
@@ -52,6 +52,31 @@ pub struct Request {
 pub enum HeaderValue {
     One(String),
     Many(Vec<String>),
+}
+
+/// An answer to a request, as the upstream would send it back (with status 200).
+#[derive(Debug)]
+pub enum Answer {
+    /// A JSON document, sent as its compact text labelled `application/json` (`answer`).
+    Json(Value),
+    /// The exact body (`answer_text`: server-sent events, or JSON text), labelled
+    /// `content_type`; by default as [`default_content_type`] says.
+    Text {
+        body: Vec<u8>,
+        content_type: Option<String>,
+    },
+}
+
+/// The label of an answer given as text without one: an event stream when the request
+/// asked for a stream (`"stream": true` on an LLM route; an MCP `GET`, which opens the
+/// server's own event stream), else JSON.
+pub fn default_content_type(request: &Decision) -> &'static str {
+    let mcp_stream = request.protocol == Some(Protocol::Mcp) && request.http_method.eq_ignore_ascii_case("GET");
+    if request.stream || mcp_stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    }
 }
 
 fn default_host() -> String {
@@ -225,10 +250,12 @@ impl Evaluator {
         })
     }
 
-    /// Runs `req`, then judges `answer` (a JSON answer: a model's, or an MCP server's list)
-    /// as the plugin judges the answer to it. The request must be allowed and its route
-    /// must judge answers. `reply_body` is what the client would get instead, if anything.
-    pub fn run_answer(&self, req: &Request, answer: &Value, now: u64) -> Result<Outcome, String> {
+    /// Runs `req`, then judges `answer` as the plugin judges the answer to it: read as its
+    /// label says (whole as JSON, or event by event), in one piece. The request must be
+    /// allowed and its route must judge answers. `reply_body` is what the client would get
+    /// instead (a refusal, an error, a filtered list, a stream ending in the error event),
+    /// `None` when the answer reaches it as it is.
+    pub fn run_answer(&self, req: &Request, answer: &Answer, now: u64) -> Result<Outcome, String> {
         let request = self.run(req, now)?;
         if let Some(denial) = &request.decision.denial {
             return Err(format!(
@@ -249,7 +276,19 @@ impl Evaluator {
                     .into(),
             );
         }
-        let body = answer.to_string().into_bytes();
+        let (body, content_type) = match answer {
+            Answer::Json(v) => (v.to_string().into_bytes(), "application/json"),
+            Answer::Text { body, content_type } => (
+                body.clone(),
+                content_type
+                    .as_deref()
+                    .unwrap_or_else(|| default_content_type(&request.decision)),
+            ),
+        };
+        let head = Headers::new(vec![
+            (":status".into(), b"200".to_vec()),
+            ("content-type".into(), content_type.as_bytes().to_vec()),
+        ]);
         // The answer reads the same shared data as the requests (the tasks it creates are
         // bound there), nothing of the caller's connection.
         let host = CaseHost {
@@ -259,14 +298,14 @@ impl Evaluator {
             shared: &self.shared,
             cache: &self.cache,
         };
-        let (decision, rewritten) = engine::whole_answer(policy, &request.decision, &body, DECISION_ID, &host);
+        let (decision, reply) = engine::answer_at_once(policy, &request.decision, &head, &body, DECISION_ID, &host);
         let verdict = crate::audit::verdict(policy, &decision);
         let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
         Ok(Outcome {
             decision,
             verdict,
             status: None,
-            reply_body: rewritten.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            reply_body: reply.map(|b| String::from_utf8_lossy(&b).into_owned()),
             audit,
         })
     }

@@ -1,11 +1,11 @@
 //! `aigate eval POLICY REQUEST` and `aigate readiness POLICY --cases CASES`: the policy
 //! judged offline, by the same engine the plugin runs.
 
-use super::case::{Evaluator, Outcome, Request};
+use super::case::{Answer, Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
 use serde_json::json;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Bad input (unreadable file, invalid policy or request): exit 2, as `aigate check`
@@ -117,12 +117,42 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool, out:
     ExitCode::SUCCESS
 }
 
+/// An answer file as `eval` is given it.
+pub enum AnswerFile {
+    /// `--answer`: a JSON document.
+    Json(PathBuf),
+    /// `--answer-text`: the exact body (a stream's events), with its content type.
+    Text {
+        path: PathBuf,
+        content_type: Option<String>,
+    },
+}
+
+impl AnswerFile {
+    pub fn path(&self) -> &Path {
+        match self {
+            AnswerFile::Json(path) | AnswerFile::Text { path, .. } => path,
+        }
+    }
+
+    fn read(self) -> Result<Answer, String> {
+        match self {
+            AnswerFile::Json(path) => parse(&path, None).map(Answer::Json),
+            AnswerFile::Text { path, content_type } => Ok(Answer::Text {
+                body: super::read(&path)?,
+                content_type,
+            }),
+        }
+    }
+}
+
 /// The decision on an answer to a request: the answer's verdict, what the client would
-/// get instead (a refusal, a filtered list), and its audit record.
+/// get instead (a refusal, a filtered list, a stream ending in the error event), and its
+/// audit record.
 pub fn eval_answer(
     policy: &Path,
     request: &Path,
-    answer: &Path,
+    answer: AnswerFile,
     now: Option<u64>,
     as_json: bool,
     out: &mut String,
@@ -131,17 +161,19 @@ pub fn eval_answer(
         Ok(loaded) => loaded,
         Err(e) => return fail(&e),
     };
-    let body: serde_json::Value = match parse(answer, None) {
+    let file = super::name(answer.path());
+    let body = match answer.read() {
         Ok(b) => b,
         Err(e) => return fail(&e),
     };
     let outcome = match evaluator.run_answer(&req, &body, now_or_clock(now)) {
         Ok(o) => o,
-        Err(e) => return fail(&format!("{}: {e}", super::name(answer))),
+        Err(e) => return fail(&format!("{file}: {e}")),
     };
     let d = &outcome.decision;
     let replaced = outcome.reply_body.as_deref().map(json_or_text);
     if as_json {
+        // Events stay their text (`replaced_by` a string).
         let mut doc = verdict_json(&outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
@@ -174,6 +206,8 @@ pub fn eval_answer(
         );
     }
     let _ = match replaced {
+        // A stream is shown as the client reads it, not as a JSON string.
+        Some(serde_json::Value::String(events)) => write!(out, "the client gets instead:\n{events}"),
         Some(r) => writeln!(out, "the client gets instead:\n{r:#}"),
         None => writeln!(out, "the client gets the answer as it is"),
     };

@@ -45,14 +45,22 @@ enum Command {
         json: bool,
         /// A JSON answer to the request (a model's, or an MCP server's list): judge it as
         /// the plugin would, and show what the client would get. `-` for stdin.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "answer_text")]
         answer: Option<PathBuf>,
+        /// The exact body of an answer (a streamed answer's server-sent events, or JSON
+        /// text), judged as the plugin judges it for its content type. `-` for stdin.
+        #[arg(long)]
+        answer_text: Option<PathBuf>,
+        /// The content type of --answer-text (default: text/event-stream when the request
+        /// asked for a stream, else application/json).
+        #[arg(long, requires = "answer_text")]
+        answer_content_type: Option<String>,
     },
     /// The release gate: lint the policy and replay known outcomes; exit 1 when not ready.
     Readiness {
         /// Policy file, or `-` for stdin.
         policy: PathBuf,
-        /// Known outcomes: {"now": T, "cases": [{"name", "request", "answer"?, "expect"}]};
+        /// Known outcomes: {"now": T, "cases": [{"name", "request", "answer" or "answer_text"?, "expect"}]};
         /// `-` for stdin.
         #[arg(long)]
         cases: PathBuf,
@@ -133,8 +141,14 @@ pub fn main() -> ExitCode {
             policy,
             request,
             answer,
+            answer_text,
             ..
-        } => vec![Some(policy.as_path()), Some(request.as_path()), answer.as_deref()],
+        } => vec![
+            Some(policy.as_path()),
+            Some(request.as_path()),
+            answer.as_deref(),
+            answer_text.as_deref(),
+        ],
         Command::Readiness { policy, cases, .. } => vec![Some(policy.as_path()), Some(cases.as_path())],
         Command::Digest { args } => vec![Some(args.as_path())],
         Command::Approve { key, args, policy, .. } => {
@@ -161,10 +175,22 @@ fn run(command: Command, out: &mut String) -> ExitCode {
             now,
             json,
             answer,
-        } => match answer {
-            Some(answer) => eval::eval_answer(&policy, &request, &answer, now, json, out),
-            None => eval::eval(&policy, &request, now, json, out),
-        },
+            answer_text,
+            answer_content_type,
+        } => {
+            let answer = match (answer, answer_text) {
+                (Some(path), _) => Some(eval::AnswerFile::Json(path)),
+                (None, Some(path)) => Some(eval::AnswerFile::Text {
+                    path,
+                    content_type: answer_content_type,
+                }),
+                (None, None) => None,
+            };
+            match answer {
+                Some(answer) => eval::eval_answer(&policy, &request, answer, now, json, out),
+                None => eval::eval(&policy, &request, now, json, out),
+            }
+        }
         Command::Readiness {
             policy,
             cases,

@@ -3,7 +3,7 @@
 //! the AI see, what may it do, who is accountable) and every known outcome replays as
 //! expected. Warnings are reported and do not block.
 
-use super::case::{Evaluator, Request};
+use super::case::{Answer, Evaluator, Request};
 use super::lint::{Finding, Level, Question};
 use crate::decision::Reason;
 use crate::policy::Policy;
@@ -20,16 +20,72 @@ pub struct Cases {
     pub cases: Vec<Case>,
 }
 
+/// One known outcome: a request, and the answer to it when the answer's decision is the
+/// one expected.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "CaseFields")]
 pub struct Case {
     pub name: String,
     pub now: Option<u64>,
     pub request: Request,
-    /// A JSON answer to the request (a model's, or an MCP server's list): `expect` is
-    /// then the answer's decision.
-    pub answer: Option<serde_json::Value>,
+    /// The answer to the request (a model's, or an MCP server's): `expect` is then the
+    /// answer's decision.
+    pub answer: Option<Answer>,
     pub expect: Expect,
+}
+
+/// A case as the file writes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseFields {
+    name: String,
+    now: Option<u64>,
+    request: Request,
+    /// A JSON answer…
+    answer: Option<serde_json::Value>,
+    /// …or the exact body of one (a stream's events), with its content type.
+    answer_text: Option<String>,
+    answer_content_type: Option<String>,
+    expect: Expect,
+}
+
+impl TryFrom<CaseFields> for Case {
+    type Error = String;
+
+    /// Two answers, or a label for the JSON one, would leave the case's author believing
+    /// one answer was replayed when another was: the file is refused (named at the case).
+    fn try_from(c: CaseFields) -> Result<Case, String> {
+        let answer = match (c.answer, c.answer_text, c.answer_content_type) {
+            (Some(_), Some(_), _) => {
+                return Err(
+                    "give either answer (a JSON answer) or answer_text (an answer's exact body), not both".into(),
+                )
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(
+                    "answer_content_type labels answer_text: answer is JSON, sent as application/json (give the \
+                     exact body as answer_text to label it otherwise)"
+                        .into(),
+                )
+            }
+            (None, None, Some(_)) => {
+                return Err("answer_content_type labels answer_text, which the case does not give".into())
+            }
+            (Some(json), None, None) => Some(Answer::Json(json)),
+            (None, Some(text), content_type) => Some(Answer::Text {
+                body: text.into_bytes(),
+                content_type,
+            }),
+            (None, None, None) => None,
+        };
+        Ok(Case {
+            name: c.name,
+            now: c.now,
+            request: c.request,
+            answer,
+            expect: c.expect,
+        })
+    }
 }
 
 /// A decision as a case states it (`expect`) and as the replay observed it (`got`).

@@ -8,13 +8,15 @@
 
 use super::{Call, Decision, Stage};
 use crate::authz;
-use crate::config::{AnswerResources, Lists, Protocol, Tasks};
+use crate::config::{AnswerResources, Lists, Mode, Protocol, Tasks};
 use crate::decision::{Denial, Reason};
-use crate::output::{self, listing::Shown};
+use crate::output::listing::{ListStream, Shown};
+use crate::output::stream::Stream;
+use crate::output::{self, Format};
 use crate::policy::Policy;
 use crate::request::llm::LlmCall;
 use crate::request::mcp::Listing;
-use crate::request::Host;
+use crate::request::{Headers, Host};
 use crate::tasks;
 use serde_json::{Map, Value};
 
@@ -162,4 +164,167 @@ pub fn whole_answer(
         output::refusal(protocol, body, &text, &policy.limits).unwrap_or_else(|| error(&d, denial))
     });
     (d, rewritten)
+}
+
+/// The rule an answer refused for how it reads (its framing, its labels) is filed under.
+fn answer_rule(protocol: Protocol) -> &'static str {
+    if protocol == Protocol::Mcp {
+        "answer"
+    } else {
+        "model_calls"
+    }
+}
+
+/// The decision on an answer refused before it was read: unreadable, too large, cut
+/// short, or sending the client elsewhere.
+pub fn refused_answer(policy: &Policy, request: &Decision, denial: Denial) -> Decision {
+    match request.protocol {
+        Some(Protocol::Mcp) => on_listing(request, Err(denial)),
+        _ => on_answer(policy, request, Err(denial)),
+    }
+}
+
+/// Why an answer read whole is refused for its size.
+pub fn answer_too_large(policy: &Policy) -> Denial {
+    Denial::new(
+        Reason::BodyTooLarge,
+        "limits.max_body_bytes",
+        format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
+    )
+}
+
+/// How the answer to `request` is read, from its head: whole as JSON, or event by event;
+/// else why it cannot be read, so that it is refused before its body arrives. The head's
+/// `content-type`, `content-encoding` and `content-length` are looked at, nothing else.
+pub fn answer_format(policy: &Policy, request: &Decision, head: &Headers) -> Result<Format, Denial> {
+    let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+    let rule = answer_rule(protocol);
+    // Given twice, a label is read one way here (the host's first value) and another by
+    // a client that joins the values or takes the last.
+    let (encoding, label) = (head.one("content-encoding"), head.one("content-type"));
+    let repeated = encoding.is_err() || label.is_err();
+    let encoded = encoding
+        .ok()
+        .flatten()
+        .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
+    let label = label.ok().flatten();
+    let format = match (encoded || repeated, label) {
+        (true, _) => None,
+        // A model asked for a whole answer is read as JSON when it is labelled as a
+        // stream or not at all: the SDKs parse such a body as JSON regardless.
+        (false, label) if protocol.is_llm() && !request.stream => match label.map(output::format) {
+            None | Some(Some(_)) => Some(Format::Json),
+            Some(None) => None,
+        },
+        (false, label) => label.and_then(output::format),
+    };
+    // A whole answer declared larger than aigate reads is refused while its status can
+    // still change (the head goes on before the body arrives).
+    let declared_too_large = || {
+        head.text("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > policy.limits.max_body_bytes as u64)
+    };
+    match format {
+        Some(Format::Json) if declared_too_large() => Err(answer_too_large(policy)),
+        Some(format) => Ok(format),
+        None if repeated => Err(Denial::new(
+            Reason::BodyMalformed,
+            rule,
+            "the answer gives its content type or encoding more than once: clients may read it differently",
+        )),
+        None if encoded => Err(Denial::new(
+            Reason::EncodingUnsupported,
+            rule,
+            "the answer is compressed, so aigate cannot judge it",
+        )),
+        None if label.is_some_and(|l| !crate::media::utf8_charset(l)) => Err(Denial::new(
+            Reason::EncodingUnsupported,
+            rule,
+            "the answer declares a character set other than UTF-8, which clients would decode into other text than aigate read",
+        )),
+        None => Err(Denial::new(
+            Reason::BodyMalformed,
+            rule,
+            "the answer is neither JSON nor an event stream, so aigate cannot judge it",
+        )),
+    }
+}
+
+/// What ends a judged stream: `rest` (its held or unfinished events) when it is allowed
+/// or only watched, else one error event in the protocol's shape carrying the provider's
+/// error JSON (as a denied request gets it), which the SDKs raise.
+pub fn stream_end(policy: &Policy, d: &Decision, rest: Vec<u8>, decision_id: &str) -> Vec<u8> {
+    match (&d.denial, policy.mode) {
+        (Some(denial), Mode::Enforce) => output::error_event(
+            d.protocol.unwrap_or(Protocol::OpenaiChat),
+            &crate::response::render(policy, d, denial, decision_id).body,
+        ),
+        _ => rest,
+    }
+}
+
+/// Judges an answer that arrives at once, its head and then its whole body in one piece,
+/// as the plugin judges it: read as its head says ([`answer_format`]), a whole JSON answer
+/// by [`whole_answer`], a model's stream event by event ([`Stream`]), an MCP server's
+/// stream message by message ([`ListStream`]). The decision, and what the client gets in
+/// its place: the refusal or error JSON, the stream as rewritten (for a refused model
+/// stream, the events that passed and then the error event), the list without what is
+/// hidden; `None` when the answer reaches the client as it is (always so in monitor mode).
+pub fn answer_at_once(
+    policy: &Policy,
+    request: &Decision,
+    head: &Headers,
+    body: &[u8],
+    decision_id: &str,
+    host: &dyn Host,
+) -> (Decision, Option<Vec<u8>>) {
+    let enforce = policy.mode == Mode::Enforce;
+    let error = |d: &Decision| {
+        d.denial
+            .as_ref()
+            .map(|denial| crate::response::render(policy, d, denial, decision_id).body)
+    };
+    let format = match answer_format(policy, request, head) {
+        Ok(format) => format,
+        Err(denial) => {
+            let d = refused_answer(policy, request, denial);
+            let e = error(&d).filter(|_| enforce);
+            return (d, e);
+        }
+    };
+    let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+    let (d, out, tail) = match format {
+        Format::Json if body.len() > policy.limits.max_body_bytes => {
+            let d = refused_answer(policy, request, answer_too_large(policy));
+            let e = error(&d).filter(|_| enforce);
+            return (d, e);
+        }
+        Format::Json => {
+            let (d, rewritten) = whole_answer(policy, request, body, decision_id, host);
+            return (d, rewritten.filter(|_| enforce));
+        }
+        Format::EventStream if protocol == Protocol::Mcp => {
+            let keep = visible(policy, request, host);
+            let mut stream = ListStream::new(&policy.limits, enforce);
+            let out = stream.feed(body, &keep);
+            let (hidden, rest) = stream.finish(&keep);
+            let d = on_listing(request, hidden);
+            let tail = stream_end(policy, &d, rest, decision_id);
+            (d, out, tail)
+        }
+        Format::EventStream => {
+            let mut stream = Stream::new(protocol, &policy.limits, enforce);
+            let out = stream.feed(body);
+            let finished = stream.finish();
+            let d = on_answer(policy, request, finished.calls);
+            let tail = stream_end(policy, &d, finished.held, decision_id);
+            (d, out, tail)
+        }
+    };
+    // What passed as the events came (rewritten, or as they were), then how it ends.
+    let mut reply = out.unwrap_or_else(|| body.to_vec());
+    reply.extend_from_slice(&tail);
+    let changed = reply != body;
+    (d, changed.then_some(reply))
 }

@@ -67,14 +67,6 @@ pub(super) struct StreamHold {
     kept: Vec<u8>,
 }
 
-/// The decision on an answer refused before it was read.
-fn refused(policy: &crate::policy::Policy, request: &Decision, denial: Denial) -> Decision {
-    match request.protocol {
-        Some(Protocol::Mcp) => engine::on_listing(request, Err(denial)),
-        _ => engine::on_answer(policy, request, Err(denial)),
-    }
-}
-
 impl Http {
     fn enforcing(&self) -> bool {
         self.shared.policy.mode == Mode::Enforce
@@ -99,11 +91,6 @@ impl Http {
         if status != Some(b'2') && !super::upstream_answered() {
             return;
         }
-        let rule = if protocol == Protocol::Mcp {
-            "answer"
-        } else {
-            "model_calls"
-        };
         if status == Some(b'3') {
             let scheme = self.headers.text(":scheme").unwrap_or_default();
             let authority = self.headers.text(":authority").unwrap_or_default();
@@ -117,75 +104,19 @@ impl Http {
         }
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
-        // Given twice, a label is read one way here (the host's first value) and another by
-        // a client that joins the values or takes the last.
-        let (encoding, label) = (head.one("content-encoding"), head.one("content-type"));
-        let repeated = encoding.is_err() || label.is_err();
-        let encoded = encoding
-            .ok()
-            .flatten()
-            .is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let format = match (encoded || repeated, label.ok().flatten()) {
-            (true, _) => None,
-            // A model asked for a whole answer is read as JSON when it is labelled as a
-            // stream or not at all: the SDKs parse such a body as JSON regardless.
-            (false, label) if protocol.is_llm() && !request.stream => match label.map(output::format) {
-                None | Some(Some(_)) => Some(Format::Json),
-                Some(None) => None,
-            },
-            (false, label) => label.and_then(output::format),
-        };
-        // A whole answer declared larger than aigate reads is refused while its status can
-        // still change (the head goes on before the body arrives).
-        let declared_too_large = format == Some(Format::Json)
-            && head
-                .text("content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .is_some_and(|n| n > policy.limits.max_body_bytes as u64);
+        let format = engine::answer_format(policy, &request, &head);
         if enforce {
             // The answer may be rewritten: the host frames it anew.
             set_response_header("content-length", None);
         }
         let answer = match format {
-            Some(Format::Json) if !declared_too_large => Answer::Json(request, Vec::new()),
-            Some(Format::EventStream) if protocol == Protocol::Mcp => {
+            Ok(Format::Json) => Answer::Json(request, Vec::new()),
+            Ok(Format::EventStream) if protocol == Protocol::Mcp => {
                 Answer::Listing(request, ListStream::new(&policy.limits, enforce))
             }
-            Some(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
-            _ => {
-                let other_charset = label.ok().flatten().is_some_and(|l| !crate::media::utf8_charset(l));
-                let denial = if declared_too_large {
-                    Denial::new(
-                        Reason::BodyTooLarge,
-                        "limits.max_body_bytes",
-                        format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
-                    )
-                } else if repeated {
-                    Denial::new(
-                        Reason::BodyMalformed,
-                        rule,
-                        "the answer gives its content type or encoding more than once: clients may read it differently",
-                    )
-                } else if encoded {
-                    Denial::new(
-                        Reason::EncodingUnsupported,
-                        rule,
-                        "the answer is compressed, so aigate cannot judge it",
-                    )
-                } else if other_charset {
-                    Denial::new(
-                        Reason::EncodingUnsupported,
-                        rule,
-                        "the answer declares a character set other than UTF-8, which clients would decode into other text than aigate read",
-                    )
-                } else {
-                    Denial::new(
-                        Reason::BodyMalformed,
-                        rule,
-                        "the answer is neither JSON nor an event stream, so aigate cannot judge it",
-                    )
-                };
-                let d = refused(policy, &request, denial);
+            Ok(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
+            Err(denial) => {
+                let d = engine::refused_answer(policy, &request, denial);
                 if enforce {
                     // A JSON-RPC error answers MCP requests (as for a denied request); the
                     // server's own stream (`GET`) has none to answer.
@@ -210,7 +141,7 @@ impl Http {
             "answer.location",
             "the answer redirects the client to another origin, where aigate cannot judge what comes back",
         );
-        let d = refused(&self.shared.policy, &request, denial);
+        let d = engine::refused_answer(&self.shared.policy, &request, denial);
         self.record(&d, "aigate_answer");
         if self.enforcing() {
             let rpc = request.protocol == Some(Protocol::Mcp) && !request.rpc_ids.is_empty() && !end_of_stream;
@@ -279,7 +210,7 @@ impl Http {
         };
         let d = match answer {
             Answer::Listing(request, stream) => engine::on_listing(&request, Ok(stream.hidden())),
-            Answer::Json(request, _) | Answer::Stream(request, _) => refused(policy, &request, cut()),
+            Answer::Json(request, _) | Answer::Stream(request, _) => engine::refused_answer(policy, &request, cut()),
             Answer::Refused(_) | Answer::Ended => return, // recorded when it was refused
         };
         self.record(&d, "aigate_answer");
@@ -298,12 +229,7 @@ impl Http {
                 // The host's buffer holds only this piece: the ones before are in `whole`.
                 let piece = response_body(size);
                 if whole.len() + piece.len() > policy.limits.max_body_bytes {
-                    let too_large = Denial::new(
-                        Reason::BodyTooLarge,
-                        "limits.max_body_bytes",
-                        format!("the answer exceeds {} bytes", policy.limits.max_body_bytes),
-                    );
-                    let d = refused(policy, &request, too_large);
+                    let d = engine::refused_answer(policy, &request, engine::answer_too_large(policy));
                     self.record(&d, "aigate_answer");
                     if !self.enforcing() {
                         // Monitor: what was read passes on after all.
@@ -482,12 +408,7 @@ impl Http {
     /// What ends a judged stream: `rest` (held or unfinished events) when it is allowed or
     /// only watched, else one error event in the protocol's shape.
     fn stream_end(&self, d: &Decision, rest: Vec<u8>) -> Vec<u8> {
-        match (&d.denial, self.enforcing()) {
-            (Some(denial), true) => {
-                output::error_event(d.protocol.unwrap_or(Protocol::OpenaiChat), &self.error_json(d, denial))
-            }
-            _ => rest,
-        }
+        engine::stream_end(&self.shared.policy, d, rest, &self.decision_id)
     }
 
     /// The provider's error JSON, as a denied request gets it.

@@ -1,6 +1,8 @@
 //! The model's answer judged by the compiled module (`model_calls: judge`): refused calls
 //! never reach the client, in a JSON answer or a stream, in both hold modes.
 
+#[path = "../../common/chat_stream.rs"]
+mod chat_stream;
 mod common;
 
 use aigate_harness::{HostOptions, Plugin, Request, UpstreamResponse};
@@ -73,26 +75,10 @@ fn stream_answer(events: &[u8], piece: usize) -> UpstreamResponse {
     r
 }
 
-/// Text, then a call of `get_order` for `customer` in three pieces, then `[DONE]`.
+/// The shared Chat stream ([`chat_stream::chat_events`]) as bytes.
 fn chat_events(customer: &str) -> (Vec<u8>, usize) {
-    let chunk = |delta: Value| {
-        format!(
-            "data: {}\n\n",
-            json!({"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": null}]})
-        )
-    };
-    let text = chunk(json!({"role": "assistant", "content": "Checking."}));
-    let args = json!({"customer_id": customer}).to_string();
-    let (a, b) = args.split_at(7);
-    let mut events = text.clone();
-    events.push_str(&chunk(
-        json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get_order", "arguments": a}}]}),
-    ));
-    events.push_str(&chunk(
-        json!({"tool_calls": [{"index": 0, "function": {"arguments": b}}]}),
-    ));
-    events.push_str("data: [DONE]\n\n");
-    (events.into_bytes(), text.len())
+    let (events, text_len) = chat_stream::chat_events(customer);
+    (events.into_bytes(), text_len)
 }
 
 #[test]
@@ -825,5 +811,116 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
             (reply["id"].as_i64(), reply["error"]["data"]["reason"].as_str()),
             (Some(4), Some("data_boundary"))
         );
+    }
+}
+
+/// The engine's judgement of an answer that arrives at once, as the release gate replays
+/// it (`aigate readiness` with `answer_text`, `aigate eval --answer-text`): the request
+/// judged first, then the answer, with the decision id the plugin gave.
+fn replayed(
+    policy: &Value,
+    path: &str,
+    request: &[u8],
+    content_type: &str,
+    answer: &[u8],
+    decision_id: &str,
+) -> (Option<String>, Vec<u8>) {
+    use aigate::engine::{self, Head};
+    use aigate::request::{Headers, Host, MemoryShared, SharedData};
+    struct At(MemoryShared);
+    impl Host for At {
+        fn now(&self) -> u64 {
+            NOW
+        }
+        fn peer_uri_san(&self) -> Option<String> {
+            None
+        }
+        fn jwt_payload(&self, _namespace: &str, _key: &str) -> Option<serde_json::Map<String, Value>> {
+            None
+        }
+        fn shared(&self) -> &dyn SharedData {
+            &self.0
+        }
+    }
+    let policy = aigate::policy::compile(policy.to_string().as_bytes()).unwrap();
+    let host = At(MemoryShared::default());
+    let idp = Idp::new();
+    let head = |pairs: &[(&str, &[u8])]| Headers::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect());
+    let bearer = format!("Bearer {}", idp.token());
+    let headers = head(&[
+        (":method", b"POST"),
+        (":path", path.as_bytes()),
+        (":authority", b"aigate.test"),
+        (":scheme", b"https"),
+        ("authorization", bearer.as_bytes()),
+        ("content-type", b"application/json"),
+    ]);
+    let request = match engine::on_headers(&policy, &headers, &host, true) {
+        Head::NeedBody(d) => engine::on_body(&policy, d, &headers, request, &host),
+        Head::Decided(d) => panic!("decided at headers: {:?}", d.denial),
+    };
+    assert!(request.allowed(), "{:?}", request.denial);
+    let answer_head = head(&[(":status", b"200"), ("content-type", content_type.as_bytes())]);
+    let (d, reply) = engine::answer_at_once(&policy, &request, &answer_head, answer, decision_id, &host);
+    (
+        d.denial.map(|x| x.reason.as_str().to_string()),
+        reply.unwrap_or_else(|| answer.to_vec()),
+    )
+}
+
+#[test]
+fn the_release_gate_replays_a_stream_as_the_plugin_passes_it() {
+    let idp = Idp::new();
+    let request = json!({"model": "gpt-4o-mini", "stream": true,
+                         "messages": [{"role": "user", "content": "Where is my order?"}]})
+    .to_string();
+    let (refused, _) = chat_events("c-99");
+    let (allowed, _) = chat_events("c-42");
+    let cut = allowed[..allowed.len() - 40].to_vec();
+    let policy = llm_policy(&idp, "headers", "enforce");
+    for (name, events, reason) in [
+        ("refused call", &refused, Some("binding_mismatch")),
+        ("allowed call", &allowed, None),
+        ("cut in its call", &cut, Some("body_malformed")),
+    ] {
+        for (mode, mut plugin) in plugins(&idp, "enforce") {
+            for piece in [1, 13, events.len()] {
+                let outcome = plugin
+                    .request(chat_request(&idp, stream_answer(events, piece)))
+                    .unwrap();
+                let id = outcome.response_header("x-aigate-decision-id").unwrap();
+                let (gate_reason, gate_reply) =
+                    replayed(&policy, CHAT, request.as_bytes(), "text/event-stream", events, &id);
+                let what = format!("{name}, {mode}, pieces of {piece}");
+                assert_eq!(gate_reason.as_deref(), reason, "{what}");
+                let audits = audit_lines(&outcome);
+                assert_eq!(audits[1]["reason"].as_str(), reason, "{what}");
+                assert_eq!(
+                    String::from_utf8_lossy(outcome.response_body()),
+                    String::from_utf8_lossy(&gate_reply),
+                    "{what}"
+                );
+            }
+        }
+    }
+
+    // An MCP server's event stream: filtered message by message, on both sides.
+    let listed = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [
+        {"name": "get_order", "inputSchema": {"type": "object"}},
+        {"name": "refund_order", "inputSchema": {"type": "object"}},
+        {"name": "drop_tables", "inputSchema": {"type": "object"}}
+    ]}});
+    let events = format!("id: 1\nevent: message\ndata: {listed}\n\n").into_bytes();
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    for (mode, mut plugin) in both_hold_modes(&idp) {
+        let mut answer = tools_list_answer("text/event-stream", Vec::new());
+        answer.body_chunks = events.chunks(9).map(<[u8]>::to_vec).collect();
+        let outcome = plugin.request(mcp_post(&idp.token(), list).upstream(answer)).unwrap();
+        let id = outcome.response_header("x-aigate-decision-id").unwrap();
+        let (reason, reply) = replayed(&policy, "/mcp", list.as_bytes(), "text/event-stream", &events, &id);
+        assert_eq!(reason, None, "{mode}");
+        assert_eq!(audit_lines(&outcome)[1]["hidden"].as_u64(), Some(2), "{mode}");
+        assert_eq!(outcome.response_body_str(), String::from_utf8_lossy(&reply), "{mode}");
+        assert!(!outcome.response_body_str().contains("drop_tables"), "{mode}");
     }
 }
