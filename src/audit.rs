@@ -319,9 +319,10 @@ pub fn accountable_owner<'a>(policy: &'a Policy, d: &'a Decision) -> &'a str {
 }
 
 /// The rule an allowed request went by: the deciding call's tool, else the data rule,
-/// else the route (`unmatched` when none matched and unmatched requests are allowed).
-fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
-    let (prefix, name) = if let Some(c) = deciding_call(d) {
+/// else the route (`unmatched` when none matched and unmatched requests are allowed), as
+/// a prefix and a name.
+fn allow_rule_parts<'d>(d: &'d Decision, policy: &'d Policy) -> (&'static str, &'d str) {
+    if let Some(c) = deciding_call(d) {
         ("tools.", c.tool.as_str())
     } else if let Some(u) = &d.data {
         ("", u.rule.as_str())
@@ -329,7 +330,22 @@ fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
         ("routes.", r.id.as_str())
     } else {
         ("", "unmatched")
-    };
+    }
+}
+
+/// The rule the audit line names: the denial's, else the one an allowed request went by.
+pub fn rule(policy: &Policy, d: &Decision) -> String {
+    match &d.denial {
+        Some(x) => x.rule.clone(),
+        None => {
+            let (prefix, name) = allow_rule_parts(d, policy);
+            format!("{prefix}{name}")
+        }
+    }
+}
+
+fn allow_rule(w: &mut Line, d: &Decision, policy: &Policy) {
+    let (prefix, name) = allow_rule_parts(d, policy);
     w.open_field("rule");
     w.out.push('"');
     w.out.push_str(prefix); // needs no escaping

@@ -660,3 +660,27 @@ fn an_mcp_event_stream_at_once_is_filtered_message_by_message() {
         "{reply}"
     );
 }
+
+#[test]
+fn an_empty_answer_carries_nothing_to_judge_and_passes() {
+    let w = world();
+    // However it comes (ending at its head, or after an empty piece), an empty body is
+    // read as nothing: no client reads a message from it.
+    let chat = request(&w, "orders.read");
+    let (d, rewritten) = engine::whole_answer(&w.policy, &chat, b"", "abc", &w.host);
+    assert!(
+        d.allowed() && d.calls.is_empty() && rewritten.is_none(),
+        "{:?}",
+        d.denial
+    );
+    let t = w.token(json!({}));
+    let mcp = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("get_order", json!({"customer_id": "c-42"}))),
+    );
+    let (d, rewritten) = engine::whole_answer(&w.policy, &mcp, b"", "abc", &w.host);
+    assert!(d.allowed() && d.hidden == 0 && rewritten.is_none(), "{:?}", d.denial);
+    // One byte of whitespace is no JSON message: refused, as before.
+    let (d, _) = engine::whole_answer(&w.policy, &mcp, b" ", "abc", &w.host);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+}

@@ -225,6 +225,32 @@ fn one_grant_runs_an_action_once_and_reports_it_once() {
 }
 
 #[test]
+fn a_grant_a_conversation_reported_cannot_run_its_action_again() {
+    let w = llm_world();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let email = json!({"to": "alice@example.com", "subject": "Tracking"});
+    let digest = aigate::digest::args_digest(&email).unwrap();
+    let grant = w.grant(json!({"args_digest": digest, "jti": "reported-then-run"}));
+    // The client ran the call itself and told the model (the conversation reports it)...
+    let report = chat_body(
+        "gpt-4o-mini",
+        &["send_email"],
+        vec![chat_call("call_1", "send_email", &email)],
+    );
+    assert!(with_grant(&w, CHAT, &t, &grant, &report).allowed());
+    // ...so the same grant cannot send the e-mail again through a tool.
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), grant.as_bytes().to_vec()));
+    let d = w.decide(&h, Some(&call("send_email", email.clone())));
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ApprovalReplayed));
+    // A fresh grant beside it in the header is chosen instead.
+    let fresh = w.grant(json!({"args_digest": digest, "jti": "fresh"}));
+    let mut h = w.headers(Some(&t));
+    h.push(("x-aigate-approval".into(), format!("{grant},{fresh}").into_bytes()));
+    assert!(w.decide(&h, Some(&call("send_email", email))).allowed());
+}
+
+#[test]
 fn a_call_first_reported_from_history_spends_its_grant_and_is_recorded() {
     // OpenAI's documented loop sends parallel calls back interleaved with their outputs
     // (call A, output A, call B, output B): A then reads as an earlier turn. Still fresh,

@@ -2049,3 +2049,17 @@ fn eval_reads_header_values_as_envoy_hands_them_on() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("decision  deny body_malformed"), "{text}");
 }
+
+#[test]
+fn no_digest_or_grant_for_arguments_the_gateway_refuses() {
+    // Keys differing only in case are one key to Go's decoder: the gateway refuses the
+    // call, so no digest is given for it and no grant minted.
+    let args = tmp("case-args.json", r#"{"to": "a@example.com", "To": "b@example.com"}"#);
+    let out = aigate(&["digest", &args]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("differs from another key of its object only in case"),
+        "{err}"
+    );
+}

@@ -190,9 +190,7 @@ fn judge(
         }
         // A call happening now passes over a grant already spent at its gate for another
         // the header carries (clients list grants in any order).
-        let spent = |t: &Ticket| {
-            replay_scope(policy, gate).is_ok_and(|scope| replay::spent(host.shared(), &scope, &t.jti, host.now()))
-        };
+        let spent = |t: &Ticket| used_for(policy, host, &t.jti, gate);
         if result.is_ok() && use_ == Use::Claim && one.ticket.as_ref().is_some_and(spent) {
             result = deny(Reason::ApprovalReplayed, "approval has already been used");
         }
@@ -380,6 +378,12 @@ pub fn redeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -> 
             );
         }
     }
+    if gate == Gate::Action && used_for(policy, host, jti, Gate::Conversation) {
+        return deny(
+            Reason::ApprovalReplayed,
+            "approval was used already: a conversation reported its call as run",
+        );
+    }
     match replay::claim(host.shared(), &scope, jti, iat, exp, now) {
         Ok(replay::Claim::First) => Ok(()),
         Ok(replay::Claim::Replayed) => deny(Reason::ApprovalReplayed, "approval has already been used"),
@@ -423,6 +427,15 @@ pub fn unredeem(policy: &Policy, host: &dyn Host, ticket: &Ticket, gate: Gate) -
 }
 
 /// Grants are single-use per issuer and per gate.
+/// Whether grant `jti` can no longer be used at `gate`: spent there, or, for running an
+/// action, reported by a conversation as a call the client ran (it cannot run again
+/// through a tool; the other way round, run through aigate and then reported, is the one
+/// grant's whole life).
+fn used_for(policy: &Policy, host: &dyn Host, jti: &str, gate: Gate) -> bool {
+    let spent_at = |g| replay_scope(policy, g).is_ok_and(|scope| replay::spent(host.shared(), &scope, jti, host.now()));
+    spent_at(gate) || (gate == Gate::Action && spent_at(Gate::Conversation))
+}
+
 fn replay_scope(policy: &Policy, gate: Gate) -> Result<String, Denial> {
     let Some(cfg) = &policy.approval else {
         return Err(Denial::new(

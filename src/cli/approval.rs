@@ -62,7 +62,12 @@ pub fn digest(path: &Path, depth: Option<usize>) -> Result<String, String> {
 
 /// The tool call's arguments in `path`, read as [`digest`] reads them.
 fn arguments(path: &Path, depth: Option<usize>) -> Result<Value, String> {
-    let args = read_json(path, depth.unwrap_or(crate::policy::MAX_JSON_DEPTH))?;
+    let depth = depth.unwrap_or(crate::policy::MAX_JSON_DEPTH);
+    let bytes = super::read(path)?;
+    let args = super::parse_json(path, &bytes, depth)?;
+    // As strictly as the gateway reads a call: keys differing only in case (`to` and `To`)
+    // are a call it refuses, so no grant is minted for them.
+    crate::json::parse_request(&bytes, depth).map_err(|e| format!("{}: {e}", super::name(path)))?;
     if !args.is_object() {
         return Err(format!("{}: tool arguments are a JSON object", super::name(path)));
     }

@@ -223,7 +223,7 @@ pub fn replay(eval: &Evaluator, cases: &Cases, default_now: u64) -> Vec<CaseResu
                 decision: o.verdict.to_string(),
                 reason: denial.map(|x| x.reason.as_str().to_string()),
                 status: o.status,
-                rule: denial.map(|x| x.rule.clone()),
+                rule: Some(crate::audit::rule(&eval.policy, &o.decision)),
                 owner: Some(crate::audit::accountable_owner(&eval.policy, &o.decision).to_string()),
                 hidden: c.answer.as_ref().map(|_| o.decision.hidden),
             }

@@ -143,6 +143,16 @@ pub fn whole_answer(
 ) -> (Decision, Option<Vec<u8>>) {
     let error = |d: &Decision, denial: &Denial| crate::response::render(policy, d, denial, decision_id).body;
     let protocol = request.protocol.unwrap_or(Protocol::OpenaiChat);
+    // An empty body carries no message to judge, and no client reads one from it (MCP's
+    // `202` to notifications has none; the SDKs raise on an empty model answer): it
+    // passes, whether it ends at the answer's head or after an empty piece.
+    if body.is_empty() {
+        let d = match protocol {
+            Protocol::Mcp => on_listing(request, Ok(0)),
+            _ => on_answer(policy, request, Ok(Vec::new())),
+        };
+        return (d, None);
+    }
     if protocol == Protocol::Mcp {
         return match output::listing::filter(body, &policy.limits, &visible(policy, request, host)) {
             Ok(Some((filtered, hidden))) => (on_listing(request, Ok(hidden)), Some(filtered)),

@@ -99,8 +99,14 @@ impl Http {
                 return;
             }
         }
-        if end_of_stream || !engine::judges_answer(&self.shared.policy, &request) {
-            return; // no body, or a route that passes its answers unread
+        if !engine::judges_answer(&self.shared.policy, &request) {
+            return; // a route that passes its answers unread
+        }
+        if end_of_stream {
+            // No body: judged (and counted) as the empty answer it is.
+            let (d, _) = self.judge_whole(&request, b"");
+            self.record(&d, "aigate_answer");
+            return;
         }
         let policy = &self.shared.policy;
         let enforce = self.enforcing();

@@ -924,3 +924,32 @@ fn the_release_gate_replays_a_stream_as_the_plugin_passes_it() {
         assert!(!outcome.response_body_str().contains("drop_tables"), "{mode}");
     }
 }
+
+#[test]
+fn an_empty_answer_passes_and_is_counted() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        // Ending at its head (Content-Length: 0) or after an empty piece, it is the same answer.
+        for answer in [
+            UpstreamResponse::new(200)
+                .header("content-type", "application/json")
+                .header("content-length", "0"),
+            UpstreamResponse::new(200)
+                .header("content-type", "application/json")
+                .body(Vec::new()),
+        ] {
+            let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+            assert_eq!(outcome.status(), Some(200), "{mode}");
+            assert!(outcome.response_body().is_empty(), "{mode}");
+            let audits = audit_lines(&outcome);
+            assert_eq!(
+                audits
+                    .iter()
+                    .map(|a| (a["stage"].as_str(), a["decision"].as_str()))
+                    .collect::<Vec<_>>(),
+                [(Some("request"), Some("allow")), (Some("answer"), Some("allow"))],
+                "{mode}: {audits:?}"
+            );
+        }
+    }
+}
