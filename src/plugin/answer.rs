@@ -95,7 +95,13 @@ impl Http {
             let scheme = self.headers.text(":scheme").unwrap_or_default();
             let authority = self.headers.text(":authority").unwrap_or_default();
             if output::redirect::leaves_origin(head.one("location"), scheme, authority) {
-                self.refuse_redirect(request, end_of_stream);
+                // The client would send its request there and run what comes back unjudged.
+                let denial = Denial::new(
+                    Reason::DataBoundary,
+                    "answer.location",
+                    "the answer redirects the client to another origin, where aigate cannot judge what comes back",
+                );
+                self.refuse_at_head(request, denial, end_of_stream);
                 return;
             }
         }
@@ -110,43 +116,26 @@ impl Http {
         }
         let policy = &self.shared.policy;
         let enforce = self.enforcing();
-        let format = engine::answer_format(policy, &request, &head);
-        if enforce {
-            // The answer may be rewritten: the host frames it anew.
-            set_response_header("content-length", None);
-        }
-        let answer = match format {
+        let answer = match engine::answer_format(policy, &request, &head) {
             Ok(Format::Json) => Answer::Json(request, Vec::new()),
             Ok(Format::EventStream) if protocol == Protocol::Mcp => {
                 Answer::Listing(request, ListStream::new(&policy.limits, enforce))
             }
             Ok(Format::EventStream) => Answer::Stream(request, Stream::new(protocol, &policy.limits, enforce)),
-            Err(denial) => {
-                let d = engine::refused_answer(policy, &request, denial);
-                if enforce {
-                    // A JSON-RPC error answers MCP requests (as for a denied request); the
-                    // server's own stream (`GET`) has none to answer.
-                    let rpc = protocol == Protocol::Mcp && !request.rpc_ids.is_empty();
-                    set_response_header(":status", Some(if rpc { "200" } else { "502" }));
-                    set_response_header("content-encoding", None);
-                    set_response_header("content-type", Some("application/json"));
-                }
-                self.record(&d, "aigate_answer");
-                Answer::Refused(d)
-            }
+            Err(denial) => return self.refuse_at_head(request, denial, false),
         };
+        if enforce {
+            // The answer may be rewritten: the host frames it anew.
+            set_response_header("content-length", None);
+        }
         self.answer = Some(answer);
     }
 
-    /// The answer sends the client to another origin (a `3xx` with a `Location` off the
-    /// gateway): the client would send its request there and run what comes back unjudged.
-    /// Refused: the client gets the error in place of the redirect, with no `Location`.
-    fn refuse_redirect(&mut self, request: Decision, end_of_stream: bool) {
-        let denial = Denial::new(
-            Reason::DataBoundary,
-            "answer.location",
-            "the answer redirects the client to another origin, where aigate cannot judge what comes back",
-        );
+    /// Refuses the answer at its head (unreadable, or sending the client elsewhere): the
+    /// client gets the error in its place, with a head of its own. A JSON-RPC error answers
+    /// MCP requests (as for a denied request); the server's own stream (`GET`), and an
+    /// answer with no body to replace, have none to answer and get `502`.
+    fn refuse_at_head(&mut self, request: Decision, denial: Denial, end_of_stream: bool) {
         let d = engine::refused_answer(&self.shared.policy, &request, denial);
         self.record(&d, "aigate_answer");
         if self.enforcing() {

@@ -125,7 +125,8 @@ struct Http {
     headers_gone: bool,
     /// Refused before its body was complete: the rest of the body is held, never forwarded.
     body_refused: bool,
-    /// An allowed request whose answer is judged, until the response head arrives.
+    /// An allowed request on a route, until the response head arrives: every answer is
+    /// looked at for where it sends the client, and judged where the route judges answers.
     judging: Option<Decision>,
     answer: Option<answer::Answer>,
     /// Bytes of the answer the host is buffering.
