@@ -626,6 +626,18 @@ fn hold_headers_without_envoy_option_hangs() {
 /// A grant from carol for the `send_email` call `body`: sent without one first, the
 /// refusal names the digest to approve.
 fn grant_for_refused(plugin: &mut Plugin, idp: &Idp, approvals: &Idp, body: &str, jti: &str) -> String {
+    grant_for_refused_with(plugin, idp, approvals, body, jti, [])
+}
+
+/// As [`grant_for_refused`], with claims of its own (`iat`, `exp`…).
+fn grant_for_refused_with<const N: usize>(
+    plugin: &mut Plugin,
+    idp: &Idp,
+    approvals: &Idp,
+    body: &str,
+    jti: &str,
+    extra: [(&str, Value); N],
+) -> String {
     let first = plugin.request(mcp_post(&idp.token(), body)).unwrap();
     let reply: Value = serde_json::from_slice(&first.local_reply.expect("approval_required").body).unwrap();
     let digest = reply["error"]["data"]["args_digest"].as_str().unwrap().to_string();
@@ -636,7 +648,10 @@ fn grant_for_refused(plugin: &mut Plugin, idp: &Idp, approvals: &Idp, body: &str
         ("args_digest", json!(digest)),
         ("approver", json!("carol@example.com")),
         ("jti", json!(jti)),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra)
+    {
         claims.insert(k.into(), v);
     }
     approvals.sign(&claims)
@@ -753,26 +768,9 @@ fn a_restarted_proxy_refuses_grants_issued_before_it() {
     let args = json!({"to": "bob@example.com", "subject": "Refund"});
     let body = tools_call(json!(7), "send_email", args.clone());
     let grant = |jti: &str, iat: u64| {
-        let mut claims = idp.claims();
-        let digest = {
-            let first = load(&p, HostOptions::default())
-                .request(mcp_post(&idp.token(), &body))
-                .unwrap();
-            let reply: Value = serde_json::from_slice(&first.local_reply.unwrap().body).unwrap();
-            reply["error"]["data"]["args_digest"].as_str().unwrap().to_string()
-        };
-        for (k, v) in [
-            ("iss", json!("https://approvals.example.com")),
-            ("tool", json!("send_email")),
-            ("args_digest", json!(digest)),
-            ("approver", json!("carol@example.com")),
-            ("jti", json!(jti)),
-            ("iat", json!(iat)),
-            ("exp", json!(iat + 300)),
-        ] {
-            claims.insert(k.into(), v);
-        }
-        approvals.sign(&claims)
+        let mut fresh = load(&p, HostOptions::default());
+        let times = [("iat", json!(iat)), ("exp", json!(iat + 300))];
+        grant_for_refused_with(&mut fresh, &idp, &approvals, &body, jti, times)
     };
     let spent = grant("before-restart", NOW);
     let send = |plugin: &mut Plugin, grant: &str, token: &str| {
