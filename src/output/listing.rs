@@ -253,9 +253,9 @@ fn judge_result<'d>(
                  so it is not shown",
             ));
         }
-    }
-    // A task's state (`tasks/get`, `tasks/cancel`): the caller's own tasks only.
-    if result.contains_key("taskId") {
+    } else if result.contains_key("taskId") {
+        // A task's state (`tasks/get`, `tasks/cancel`): the caller's own tasks only (a task
+        // just created is, being bound now).
         own_task(result, keep)?;
     }
     // A tool's result (a task's too): content blocks.
