@@ -416,6 +416,10 @@ pub struct ToolDoc {
     /// Argument pointer → claim name: the argument must equal the caller's claim.
     #[serde(default)]
     pub bind: BTreeMap<String, String>,
+    /// MCP mirror header name (the tool schema's `x-mcp-header`, sent as `Mcp-Param-{name}`)
+    /// → the argument it mirrors, by JSON pointer.
+    #[serde(default)]
+    pub param_headers: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

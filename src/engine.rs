@@ -399,7 +399,7 @@ fn judge_mcp(
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
     d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
     // What intermediaries read in the headers must be what was judged in the body.
-    mirror::check(headers, &parsed)?;
+    mirror::check(headers, &parsed, &policy.tools)?;
     // Every element is judged; the first denial denies the whole batch. Approval grants
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();

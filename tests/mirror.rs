@@ -205,7 +205,14 @@ fn headers_that_disagree_with_the_body_are_refused() {
             vec![("mcp-param-region", "eu")],
             call(ORDER, json!({})),
             "\"mcp-param-region\"",
-            "has no arguments",
+            "has no argument of that value",
+        ),
+        (
+            "an argument value the call does not give",
+            vec![("mcp-param-order", "o-2")],
+            order(),
+            "\"mcp-param-order\"",
+            "has no argument of that value",
         ),
         (
             "an argument on a method that takes none",
@@ -379,10 +386,149 @@ fn an_underscored_mirror_header_is_refused_on_mcp_routes() {
     // An argument a tool's schema mirrors may have an underscore in its own name.
     let d = decide(
         &w,
-        &[("mcp-method", "tools/call"), ("Mcp-Param-Tenant_Id", "acme")],
+        &[("mcp-method", "tools/call"), ("Mcp-Param-Customer_Id", "c-42")],
         &order(),
     );
     assert!(d.allowed(), "{:?}", d.denial);
+}
+
+/// `get_order` as a server declaring `x-mcp-header` on two arguments describes it, and
+/// the catalogue repeats: `Mcp-Param-Customer` mirrors `/customer_id`, `Mcp-Param-Rush`
+/// `/options/rush`.
+fn declared() -> World {
+    World::with(|p| {
+        p["tools"]["get_order"]["param_headers"] = json!({"Customer": "/customer_id", "Rush": "/options/rush"});
+    })
+}
+
+#[test]
+fn a_declared_argument_header_carries_exactly_that_argument() {
+    let w = declared();
+    let rush = |v: Value| call(ORDER, json!({"customer_id": "c-42", "options": {"rush": v}}));
+    let passing: Vec<(&str, Extra, Value)> = vec![
+        ("the argument's value", vec![("mcp-param-customer", "c-42")], order()),
+        ("the name in any case", vec![("MCP-PARAM-CUSTOMER", "c-42")], order()),
+        (
+            "both, one nested",
+            vec![("mcp-param-customer", "c-42"), ("mcp-param-rush", "true")],
+            rush(json!(true)),
+        ),
+        // Older clients mirror nothing: the body alone is judged.
+        ("none sent", vec![], rush(json!(false))),
+        ("a number, as a number", vec![("mcp-param-rush", "2")], rush(json!(2))),
+        (
+            "a number spelt otherwise",
+            vec![("mcp-param-rush", "2.0")],
+            rush(json!(2)),
+        ),
+    ];
+    for (row, extra, body) in passing {
+        let d = decide(&w, &extra, &body);
+        assert!(d.allowed(), "{row}: {:?}", d.denial);
+    }
+    let refused: Vec<(&str, Extra, Value, &str)> = vec![
+        // The value is the call's, but of another argument than the one declared.
+        (
+            "another argument's value",
+            vec![("mcp-param-customer", "o-1")],
+            order(),
+            "does not match argument \"/customer_id\"",
+        ),
+        (
+            "a boolean spelt otherwise",
+            vec![("mcp-param-rush", "True")],
+            rush(json!(true)),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "another number",
+            vec![("mcp-param-rush", "3")],
+            rush(json!(2)),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "a number that is no JSON number",
+            vec![("mcp-param-rush", "0x2")],
+            rush(json!(2)),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "an object is never mirrored",
+            vec![("mcp-param-rush", "{}")],
+            rush(json!({})),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "an argument the call does not give",
+            vec![("mcp-param-rush", "true")],
+            order(),
+            "mirrors argument \"/options/rush\", which the body's tools/call does not give",
+        ),
+        (
+            "an argument given as null",
+            vec![("mcp-param-rush", "null")],
+            rush(Value::Null),
+            "which the body's tools/call does not give",
+        ),
+        (
+            "a header the tool does not declare",
+            vec![("mcp-param-order", "o-1")],
+            order(),
+            "mirrors no argument of tool \"get_order\" (its param_headers declare Mcp-Param-Customer, Mcp-Param-Rush)",
+        ),
+    ];
+    for (row, extra, body, says) in refused {
+        let header = extra.first().map(|(n, _)| *n).unwrap_or_default();
+        assert_mirror_refusal(&decide(&w, &extra, &body), header, says, row);
+    }
+}
+
+#[test]
+fn an_undeclared_argument_header_carries_a_value_of_the_call() {
+    let w = World::new();
+    let nested = call(
+        ORDER,
+        json!({"customer_id": "c-42", "options": {"rush": true, "tries": 3}}),
+    );
+    for (row, header, value) in [
+        ("a top-level string", "mcp-param-order", "o-1"),
+        ("a nested boolean", "mcp-param-rush", "true"),
+        ("a nested number", "mcp-param-tries", "3"),
+    ] {
+        let body = if row == "a top-level string" {
+            order()
+        } else {
+            nested.clone()
+        };
+        let d = decide(&w, &[(header, value)], &body);
+        assert!(d.allowed(), "{row}: {:?}", d.denial);
+    }
+    // Values inside arrays are never mirrored; neither are ones the call lacks.
+    let listed = call(ORDER, json!({"customer_id": "c-42", "tags": ["vip"]}));
+    for (row, value, body) in [("in an array", "vip", listed), ("absent", "4", nested)] {
+        let d = decide(&w, &[("mcp-param-x", value)], &body);
+        assert_mirror_refusal(&d, "mcp-param-x", "has no argument of that value", row);
+    }
+}
+
+#[test]
+fn param_headers_are_checked_when_the_policy_is_compiled() {
+    let mut p = policy_doc();
+    p["tools"]["get_order"]["param_headers"] = json!({"Re gion": "/region", "Tier": "tier", "tier": "/t"});
+    let errors: Vec<String> = aigate::policy::compile(p.to_string().as_bytes())
+        .err()
+        .map(|e| e.iter().map(|x| x.to_string()).collect())
+        .unwrap_or_default();
+    for (path, says) in [
+        ("tools.get_order.param_headers.Re gion", "HTTP token"),
+        ("tools.get_order.param_headers.Tier", "JSON pointers"),
+        ("tools.get_order.param_headers.tier", "declared twice"),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(path) && e.contains(says)),
+            "{path}: {errors:?}"
+        );
+    }
 }
 
 #[test]

@@ -593,6 +593,7 @@ impl Checker {
                         (ArgPath::new(&ptr), claim)
                     })
                     .collect();
+                let param_headers = self.param_headers(&path, t.param_headers);
                 let tool = Tool {
                     name: name.clone(),
                     intent: t.intent,
@@ -600,8 +601,39 @@ impl Checker {
                     owner: t.owner,
                     constraints,
                     bind,
+                    param_headers,
                 };
                 (name, tool)
+            })
+            .collect()
+    }
+
+    /// A tool's `x-mcp-header` declarations, held to what MCP asks of them: names that are
+    /// HTTP tokens (RFC 9110), unique in any case, each mirroring one argument.
+    fn param_headers(
+        &mut self,
+        path: &str,
+        docs: std::collections::BTreeMap<String, String>,
+    ) -> Vec<(String, ArgPath)> {
+        let mut seen: Vec<String> = Vec::new();
+        docs.into_iter()
+            .map(|(header, ptr)| {
+                let hpath = format!("{path}.param_headers.{header}");
+                let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+                if header.is_empty() || !header.bytes().all(token) {
+                    self.err(
+                        &hpath,
+                        "a mirror header name is an HTTP token (letters, digits and !#$%&'*+-.^_`|~), as in \"Region\"",
+                    );
+                } else if seen.iter().any(|s| s.eq_ignore_ascii_case(&header)) {
+                    self.err(
+                        &hpath,
+                        "mirror header names are compared in any case, and this one is declared twice",
+                    );
+                }
+                self.pointer(&hpath, &ptr);
+                seen.push(header.clone());
+                (header, ArgPath::new(&ptr))
             })
             .collect()
     }

@@ -175,6 +175,9 @@ pub struct Tool {
     pub constraints: Vec<(ArgPath, Constraint)>,
     /// (argument, claim name)
     pub bind: Vec<(ArgPath, String)>,
+    /// (mirror header name without `Mcp-Param-`, argument it mirrors): what the tool's
+    /// schema declares with `x-mcp-header`.
+    pub param_headers: Vec<(String, ArgPath)>,
 }
 
 /// An argument named by a JSON pointer (RFC 6901), split into its reference tokens once,

@@ -8,6 +8,13 @@
 //!
 //! A header's claim must hold for every message of the body: in a batch (older protocol
 //! revisions, which send no mirror headers) each message must carry what the header says.
+//!
+//! Which argument an `Mcp-Param-{Name}` header mirrors is declared by the tool's schema
+//! (`x-mcp-header`), which aigate sees only when the catalogue repeats it
+//! (`tools.<name>.param_headers`). Declared, the header must carry exactly that argument's
+//! value and no undeclared header may ride along; undeclared, its value must at least be
+//! the value of one of the call's arguments (at any depth of objects), or it describes
+//! another call than the one the body makes.
 //! Values are bytes: plain visible ASCII compared exactly, or the `=?base64?…?=` sentinel
 //! decoded first (canonical base64 of UTF-8 text, or it agrees with nothing).
 
@@ -15,10 +22,12 @@ use super::mcp::{McpAction, McpBody, McpMessage};
 use super::{Headers, Repeated};
 use crate::authz::shown;
 use crate::decision::{Denial, Reason};
+use crate::policy::Tool;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// The rule a mirror header that disagrees with the body is refused under.
 pub const RULE: &str = "mcp.mirror";
@@ -71,17 +80,17 @@ pub fn target(method: &str, params: &Map<String, Value>) -> Option<String> {
     params.get(member)?.as_str().map(str::to_owned)
 }
 
-/// Refuses a request whose mirror headers disagree with its JSON-RPC body, are repeated
-/// (readers taking the first and the last would act on different requests), or carry a
-/// value that has no one reading.
-pub fn check(headers: &Headers, body: &McpBody) -> Result<(), Denial> {
+/// Refuses a request whose mirror headers disagree with its JSON-RPC body (`tools` is the
+/// catalogue, for the headers its tools declare), are repeated (readers taking the first
+/// and the last would act on different requests), or carry a value that has no one reading.
+pub fn check(headers: &Headers, body: &McpBody, tools: &HashMap<String, Tool>) -> Result<(), Denial> {
     let method = one(headers, METHOD, "Mcp-Method")?
         .map(|v| plain(v).map_err(|p| mismatch(format!("Mcp-Method header {p}"))))
         .transpose()?;
     let name = one(headers, NAME, "Mcp-Name")?
         .map(|v| decode(v).map_err(|p| mismatch(format!("Mcp-Name header {p}"))))
         .transpose()?;
-    let param = params(headers)?;
+    let params = params(headers)?;
     for (i, m) in body.messages.iter().enumerate() {
         let at = At {
             batch: body.batch,
@@ -93,8 +102,8 @@ pub fn check(headers: &Headers, body: &McpBody) -> Result<(), Denial> {
         if let Some(header) = &name {
             check_name(header, m, at)?;
         }
-        if let Some(header) = param {
-            check_param(header, m, at)?;
+        for param in &params {
+            check_param(param, m, at, tools)?;
         }
     }
     Ok(())
@@ -146,20 +155,32 @@ fn one<'h>(headers: &'h Headers, name: &'h str, label: &str) -> Result<Option<&'
         .map_err(|Repeated| mismatch(format!("{label} appears more than once")))
 }
 
-/// The `Mcp-Param-*` header a request carries first, after checking that none appears
-/// twice and that each carries a value with one reading.
-fn params(headers: &Headers) -> Result<Option<&str>, Denial> {
-    let mut seen: Vec<&str> = Vec::new();
+/// An `Mcp-Param-{name}` header and the value it carries, decoded.
+struct Param<'h> {
+    /// The header's name as sent.
+    header: &'h str,
+    /// The name the tool's schema gives (`x-mcp-header`): the header's name without its prefix.
+    name: &'h str,
+    value: Cow<'h, [u8]>,
+}
+
+/// The `Mcp-Param-*` headers a request carries, after checking that none appears twice
+/// and that each carries a value with one reading.
+fn params(headers: &Headers) -> Result<Vec<Param<'_>>, Denial> {
+    let mut params: Vec<Param> = Vec::new();
     for n in headers.names().filter(|n| is_param(n)) {
-        if seen.iter().any(|s| s.eq_ignore_ascii_case(n)) {
+        if params.iter().any(|p| p.header.eq_ignore_ascii_case(n)) {
             return Err(mismatch(format!("header {} appears more than once", shown(n))));
         }
-        for v in headers.get_all(n) {
-            decode(v).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;
-        }
-        seen.push(n);
+        let value = one(headers, n, n)?.unwrap_or_default();
+        let value = decode(value).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;
+        params.push(Param {
+            header: n,
+            name: n.get(PARAM.len()..).unwrap_or_default(),
+            value,
+        });
     }
-    Ok(seen.first().copied())
+    Ok(params)
 }
 
 fn check_method(header: &[u8], m: &McpMessage, at: At) -> Result<(), Denial> {
@@ -207,22 +228,85 @@ fn check_name(header: &[u8], m: &McpMessage, at: At) -> Result<(), Denial> {
     Err(mismatch(format!("Mcp-Name header does not match {says}")))
 }
 
-fn check_param(header: &str, m: &McpMessage, at: At) -> Result<(), Denial> {
-    match &m.action {
-        McpAction::ToolCall { arguments, .. } if arguments.as_object().is_some_and(|a| !a.is_empty()) => Ok(()),
-        McpAction::ToolCall { .. } => Err(mismatch(format!(
-            "header {} mirrors a tool argument, but {} has no arguments",
-            shown(header),
-            at.says("tools/call", None)
-        ))),
-        _ => Err(mismatch(format!(
-            "header {} mirrors a tool argument, but {} is no tools/call",
-            shown(header),
+fn check_param(param: &Param, m: &McpMessage, at: At, tools: &HashMap<String, Tool>) -> Result<(), Denial> {
+    let header = shown(param.header);
+    let McpAction::ToolCall { name, arguments } = &m.action else {
+        return Err(mismatch(format!(
+            "header {header} mirrors a tool argument, but {} is no tools/call",
             match m.method.as_deref() {
                 Some(method) => at.says("method", Some(method)),
                 None => format!("{} (a response)", at.message()),
             }
+        )));
+    };
+    let declared = tools.get(name).map(|t| &t.param_headers).filter(|d| !d.is_empty());
+    let Some(declared) = declared else {
+        // Which argument it mirrors is unknown here: its value must be one the call gives.
+        return if any_argument_is(arguments, &param.value) {
+            Ok(())
+        } else {
+            Err(mismatch(format!(
+                "header {header} mirrors a tool argument, but {} has no argument of that value",
+                at.says("tools/call", None)
+            )))
+        };
+    };
+    let Some((_, arg)) = declared.iter().find(|(n, _)| n.eq_ignore_ascii_case(param.name)) else {
+        return Err(mismatch(format!(
+            "header {header} mirrors no argument of tool {} (its param_headers declare {})",
+            shown(name),
+            declared
+                .iter()
+                .map(|(n, _)| format!("Mcp-Param-{n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    match arg.find(arguments) {
+        Some(value) if mirrors(value, &param.value) => Ok(()),
+        Some(Value::Null) | None => Err(mismatch(format!(
+            "header {header} mirrors argument {}, which {} does not give",
+            shown(&arg.to_string()),
+            at.says("tools/call", None)
         ))),
+        Some(_) => Err(mismatch(format!(
+            "header {header} does not match argument {} of {}",
+            shown(&arg.to_string()),
+            at.says("tools/call", None)
+        ))),
+    }
+}
+
+/// Whether a header carries `value` as MCP mirrors it: a string as itself, a boolean as
+/// `true` or `false`, a number as a number equal to it. Objects, arrays and `null` are
+/// never mirrored.
+fn mirrors(value: &Value, header: &[u8]) -> bool {
+    match value {
+        Value::String(s) => s.as_bytes() == header,
+        Value::Bool(b) => header == if *b { &b"true"[..] } else { b"false" },
+        Value::Number(n) => std::str::from_utf8(header)
+            .ok()
+            .and_then(|h| serde_json::from_str::<Number>(h).ok())
+            .is_some_and(|h| same_number(n, &h)),
+        Value::Null | Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
+/// Integers compare exactly; other numbers as the doubles every JSON reader makes of them.
+fn same_number(a: &Number, b: &Number) -> bool {
+    if a.is_f64() || b.is_f64() {
+        a.as_f64().zip(b.as_f64()).is_some_and(|(a, b)| a == b)
+    } else {
+        a.as_i64() == b.as_i64() && a.as_u64() == b.as_u64()
+    }
+}
+
+/// Whether some argument, at any depth of objects (where `x-mcp-header` may stand), holds
+/// the value the header carries.
+fn any_argument_is(arguments: &Value, header: &[u8]) -> bool {
+    match arguments {
+        Value::Object(members) => members.values().any(|v| any_argument_is(v, header)),
+        v => mirrors(v, header),
     }
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A small, real MCP server (MCP Python SDK, Streamable HTTP) for the end-to-end tests and
-the demo: an order desk with tools get_order, refund_order, send_email, search_docs, the resource
+the demo: an order desk with tools get_order, refund_order, track_order (whose `region`
+its schema has clients mirror in `Mcp-Param-Region`), send_email, search_docs, the resource
 template docs://{tenant}/{name}, the documents docs://acme/handbook and
 docs://globex/pricing, and the prompts support_reply and admin_console.
 
@@ -29,6 +30,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timezone
+from typing import Annotated
 
 import uvicorn
 from mcp.server.extension import Extension, MethodBinding
@@ -44,6 +46,7 @@ from mcp_types import (
     TextResourceContents,
 )
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import Field
 
 
 class Recorder:
@@ -150,6 +153,21 @@ def build_server(recorder: Recorder) -> MCPServer:
             arguments={"customer_id": customer_id, "order_id": order_id, "amount": amount},
         )
         return {"customer_id": customer_id, "order_id": order_id, "refunded": amount}
+
+    @server.tool()
+    def track_order(
+        customer_id: str,
+        order_id: str,
+        # Mirrored as Mcp-Param-Region (SEP-2243), so a router can send the call to the region.
+        region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    ) -> dict:
+        """Where an order is, asked of one region's warehouse."""
+        recorder.write(
+            kind="tool",
+            name="track_order",
+            arguments={"customer_id": customer_id, "order_id": order_id, "region": region},
+        )
+        return {"order_id": order_id, "region": region, "status": "in transit"}
 
     @server.tool()
     def send_email(to: str, subject: str, body: str) -> str:

@@ -1,8 +1,9 @@
 """MCP's mirror headers (protocol revision 2026-07-28): `Mcp-Method` and `Mcp-Name` repeat
 the body's method and target so intermediaries can act without parsing the body. Through
 aigate in a real Envoy, in both hold variants: the MCP SDK's requests, which carry them,
-still work; a request whose header disagrees with the body is answered 400 with the
-JSON-RPC error -32020 (as the MCP server itself answers it) and never reaches the server.
+still work, `Mcp-Param-*` ones included; a request whose header disagrees with the body is
+answered 400 with the JSON-RPC error -32020 (as the MCP server itself answers it) and never
+reaches the server.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 import aigate_e2e as e2e
 
@@ -120,3 +122,57 @@ def test_the_sdk_surfaces_the_refusal_to_the_agent(gateway, mint, record):
     assert record.tools() == []
     calls = [e for e in e2e.reached(record.new()) if e["kind"] == "http" and "tools/call" in e["rpc_methods"]]
     assert calls == [], calls
+
+
+TRACK = {"customer_id": "cust-1", "order_id": "o-1", "region": "eu-west"}
+
+
+@pytest.fixture(scope="module")
+def declared(workdir, keys, approval_key, mcp_server, wasm_module, start_envoy):
+    """A gateway whose catalogue repeats track_order's x-mcp-header declaration."""
+    policy = e2e.e2e_policy(keys, approval_key)
+    policy["tools"]["track_order"] = {
+        "intent": "orders.read", "impact": "read", "owner": "logistics@example.com",
+        "bind": {"/customer_id": "customer_id"},
+        "param_headers": {"Region": "/region"},
+    }
+    envoy = e2e.Envoy(workdir, "headers", policy, mcp_server.port, name="mirror-declared")
+    yield start_envoy(envoy)
+    envoy.stop()
+
+
+def test_the_sdk_mirrors_a_declared_argument_and_it_passes(declared, mint, record):
+    sent = SentHeaders()
+
+    async def op(c):
+        # The SDK learns which arguments to mirror from the tool's schema in the listing.
+        await c.list_tools()
+        return await c.call_tool("track_order", TRACK)
+
+    out = e2e.mcp_client_call(declared.url, mint(), op, on_request=sent)
+    assert out.error is None, f"{out.error!r}; wire: {[(e.rpc_method, e.status, e.body) for e in out.wire.exchanges]}"
+    assert out.result.is_error is False and "in transit" in out.result.content[0].text
+    assert sent.last("tools/call").get("mcp-param-region") == "eu-west"
+    assert [(t["name"], t["arguments"]) for t in record.tools()] == [("track_order", TRACK)]
+
+
+def test_a_declared_argument_header_of_another_value_never_reaches_the_server(declared, mint, record, mcp_server):
+    body, headers = e2e.tool_call("track_order", TRACK, rpc_id="p-1")
+    # A router keyed on Mcp-Param-Region would send this to the warehouse of "cust-1"; the
+    # value is one of the call's arguments, but not the one the header mirrors.
+    headers = {**headers, "mcp-param-region": "cust-1"}
+    r = httpx.post(declared.url, json=body, headers={**headers, "authorization": f"Bearer {mint()}"}, timeout=15)
+
+    assert r.status_code == 400, r.text
+    reply = r.json()
+    assert reply["id"] == "p-1" and reply["error"]["code"] == HEADER_MISMATCH, reply
+    assert reply["error"]["data"]["rule"] == "mcp.mirror", reply
+    assert '"mcp-param-region" does not match argument "/region"' in reply["error"]["message"], reply
+    record.assert_nothing_reached(declared)
+    audit = declared.audit_for(r.headers["x-aigate-decision-id"])
+    assert (audit["decision"], audit["reason"], audit["rule"]) == ("deny", "body_malformed", "mcp.mirror"), audit
+
+    # The server, asked directly, refuses it the same way.
+    direct = httpx.post(mcp_server.url, json=body, headers=headers, timeout=15)
+    assert direct.status_code == 400, direct.text
+    assert direct.json()["error"]["code"] == HEADER_MISMATCH, direct.text
