@@ -547,11 +547,11 @@ fn judge_action(
 
 /// Headers that web frameworks (Rack, Express, ASP.NET Core, gorilla…) read as the request's
 /// method: the endpoint would run another action than the route judged.
-const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+pub(crate) const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
 
 /// Headers that web frameworks read as the request's path (IIS URL Rewrite, Symfony and
 /// Zend: `X-Original-URL`, `X-Rewrite-URL`): the endpoint would run the action at that path.
-const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+pub(crate) const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
 /// Whether the request names, in `X-Forwarded-Host` or `Forwarded: host=`, a host other
 /// than the one it was routed by: Rails, Django, Express and Werkzeug behind a trusted

@@ -4,6 +4,7 @@ mod common;
 
 use aigate::decision::Reason;
 use aigate::response;
+use base64::Engine as _;
 use common::*;
 use serde_json::{json, Value};
 
@@ -195,6 +196,11 @@ fn route_hosts_and_prefixes_that_could_never_match_are_refused() {
     for (field, value, want) in [
         ("host", "admin.example.com:443", "routes[0].host: must not carry a port"),
         ("host", "admin.example.com.", "routes[0].host: must not end with '.'"),
+        (
+            "host",
+            "*.example.com",
+            "routes[0].host: is matched exactly, not as a pattern",
+        ),
         (
             "host",
             "https://admin.example.com",
@@ -1688,7 +1694,17 @@ fn a_used_grant_is_remembered_until_no_policy_could_accept_it() {
 fn approval_config_errors_name_their_path() {
     let errs = |pointer: &str, value: Value| {
         let mut doc = policy_doc();
-        *doc.pointer_mut(pointer).unwrap() = value;
+        // A member or an element not there yet is added.
+        match doc.pointer_mut(pointer) {
+            Some(at) => *at = value,
+            None => {
+                let (parent, key) = pointer.rsplit_once('/').unwrap();
+                match doc.pointer_mut(parent).unwrap() {
+                    Value::Array(items) => items.push(value),
+                    parent => parent[key] = value,
+                }
+            }
+        }
         match aigate::policy::compile(doc.to_string().as_bytes()) {
             Ok(_) => vec![],
             Err(e) => e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(),
@@ -1698,7 +1714,37 @@ fn approval_config_errors_name_their_path() {
     let mut idp_key_as_approvals = policy_doc()["identity"]["jwt"]["issuers"][0]["jwks"]["keys"][0].clone();
     idp_key_as_approvals["kid"] = json!("approvals-9");
     let age = "approval.max_age_seconds: must be between 1 and 86400";
+    // The identity provider's public Ed25519 key as the approval service's HMAC secret, as
+    // pasted (its `x`) and as a PEM file of it: whoever reads the published JWKS can sign.
+    let idp_x = idp_key()["x"].as_str().unwrap().to_string();
+    let spki = [
+        &[0x30u8, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..],
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&idp_x).unwrap(),
+    ]
+    .concat();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(spki)
+    );
+    let public_secret =
+        "approval.jwks.keys[0]: its secret (k) is or holds the public key identity.jwt.issuers[0].jwks.keys[0]";
     for (pointer, value, want) in [
+        (
+            "/approval/jwks",
+            json!({"keys": [{"kty": "oct", "kid": "a-1", "k": idp_x}]}),
+            public_secret,
+        ),
+        (
+            "/approval/jwks",
+            json!({"keys": [{"kty": "oct", "kid": "a-1", "k": b64(pem.as_bytes())}]}),
+            public_secret,
+        ),
+        // Within one set too: a secret made of its own public key.
+        (
+            "/identity/jwt/issuers/0/jwks/keys/1",
+            json!({"kty": "oct", "kid": "i-1", "k": idp_x}),
+            "identity.jwt.issuers[0].jwks.keys[1]: its secret (k) is or holds the public key identity.jwt.issuers[0].jwks.keys[0]",
+        ),
         ("/approval/max_age_seconds", json!(0), age),
         ("/approval/max_age_seconds", json!(86401), age),
         // A grant signed by the identity provider would be an access token too.
@@ -1719,6 +1765,37 @@ fn approval_config_errors_name_their_path() {
             json!({"keys": [idp_key_as_approvals]}),
             "approval.jwks.keys[0]: is also a key of identity issuer",
         ),
+        // Each header the policy names carries one thing, and none HTTP or MCP gives a meaning.
+        (
+            "/approval/header",
+            json!("Authorization"),
+            "approval.header: \"authorization\" already means something else",
+        ),
+        (
+            "/identity/jwt/header",
+            json!("x-aigate-approval"),
+            "approval.header: is also identity.jwt.header",
+        ),
+        (
+            "/identity/jwt/header",
+            json!("Content-Type"),
+            "identity.jwt.header: \"content-type\" already means something else",
+        ),
+        (
+            "/identity/bind_session",
+            json!({"claim": "sid", "header": "X-Aigate-Approval"}),
+            "approval.header: is also identity.bind_session.header",
+        ),
+        (
+            "/identity/bind_session",
+            json!({"claim": "sid", "header": "mcp-method"}),
+            "identity.bind_session.header: \"mcp-method\" already means something else",
+        ),
+        (
+            "/identity/bind_session",
+            json!({"claim": "sid", "header": "x-http-method-override"}),
+            "identity.bind_session.header: \"x-http-method-override\" already means",
+        ),
         // An owner answers for something only if it names someone.
         (
             "/tools/send_email/owner",
@@ -1726,6 +1803,12 @@ fn approval_config_errors_name_their_path() {
             "tools.send_email.owner: must not be empty",
         ),
         ("/routes/0/owner", json!(""), "routes[0].owner: must not be empty"),
+        (
+            "/tools/send_email/owner",
+            json!("\u{200b}"),
+            "tools.send_email.owner: must name someone",
+        ),
+        ("/default_owner", json!("\u{2060}-"), "default_owner: must name someone"),
         (
             "/data/resources/0/owner",
             json!(""),
@@ -1739,6 +1822,9 @@ fn approval_config_errors_name_their_path() {
         );
     }
     assert!(errs("/approval/max_age_seconds", json!(86400)).is_empty());
+    // MCP's own session header is the one a session is bound to by default.
+    let session = json!({"claim": "sid", "header": "Mcp-Session-Id"});
+    assert!(errs("/identity/bind_session", session).is_empty());
     // More than five minutes of clock skew would keep expired tokens and grants alive.
     let e = errs("/identity/clock_skew_seconds", json!(301));
     assert!(

@@ -501,25 +501,35 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
     // Where the gateway trusts several providers, a grant naming one of them is fine.
     let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // A blank approver names no one for any gateway, with or without a policy.
-    let out = aigate(&[
-        "approve",
-        "--key",
-        &key,
-        "--iss",
-        "https://approvals.example.com",
-        "--aud",
-        "aigate",
-        "--sub",
-        "alice",
-        "--tool",
-        "send_email",
-        "--args",
-        &args,
-        "--approver",
-        "  ",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
+    // A blank approver names no one for any gateway, with or without a policy; nor does a
+    // blank issuer or audience name a gateway.
+    for (iss, aud, approver, flag) in [
+        ("https://approvals.example.com", "aigate", "  ", "--approver"),
+        (" ", "aigate", "carol", "--iss"),
+        ("https://approvals.example.com", "", "carol", "--aud"),
+    ] {
+        let out = aigate(&[
+            "approve",
+            "--key",
+            &key,
+            "--iss",
+            iss,
+            "--aud",
+            aud,
+            "--sub",
+            "alice",
+            "--tool",
+            "send_email",
+            "--args",
+            &args,
+            "--approver",
+            approver,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains(&format!("{flag} must not be empty or blank")), "{err}");
+        assert!(out.stdout.is_empty(), "{flag}");
+    }
     // A tool that needs no approval: the grant is minted, and the caller told it is never used.
     let out = approve(&one, &["--tool", "get_order"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -840,6 +850,23 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
         has("workload-identity", "error", "identity.workload is not set"),
         "{findings:?}"
     );
+    // A secret the gateway holds can sign approvals; a forwarded token can be replayed.
+    let mut policy: Value = example_policy();
+    policy["approval"]["jwks"] =
+        json!({"keys": [{"kty": "oct", "kid": "approvals-hs", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA"}]});
+    policy["identity"]["jwt"]["forward"] = json!(true);
+    let (_, report) = readiness_report(&policy, "secret-policy.json");
+    let warned: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["level"] == "warning")
+        .map(|f| f["lint"].as_str().unwrap())
+        .collect();
+    assert!(
+        warned.contains(&"approval-keys") && warned.contains(&"token-forwarding"),
+        "{warned:?}"
+    );
     // The shipped example's keys are none of these, and its data is per tenant.
     let (_, report) = readiness_report(&example_policy(), "example-policy.json");
     let lints: Vec<&str> = report["findings"]
@@ -849,7 +876,9 @@ fn readiness_refuses_published_keys_catch_all_actions_and_names_shared_data() {
         .map(|f| f["lint"].as_str().unwrap())
         .collect();
     assert!(
-        !lints.contains(&"published-key") && !lints.contains(&"tenant-boundary"),
+        ["published-key", "tenant-boundary", "approval-keys", "token-forwarding"]
+            .iter()
+            .all(|l| !lints.contains(l)),
         "{lints:?}"
     );
     assert_eq!(report["ready"], true);
@@ -1303,6 +1332,40 @@ fn readiness_refuses_unusable_input_with_exit_2() {
         String::from_utf8(out.stderr).unwrap(),
         format!("error: {bare}: a cases file must be an object {{\"now\": …, \"cases\": [...]}}, not an array\n")
     );
+    // A pinned time the gateway's clock could never read: at 0 it has no clock and denies
+    // everything, so "expect deny" would pass for a reason the case never meant.
+    let zero = tmp(
+        "zero-cases.json",
+        &json!({"now": 0, "cases": [case.clone()]}).to_string(),
+    );
+    let far = tmp(
+        "far-cases.json",
+        &json!({"cases": [{"now": 253_402_300_800u64, "name": "x", "request": {"path": "/mcp"},
+                           "expect": {"decision": "deny"}}]})
+        .to_string(),
+    );
+    for (file, at, t) in [(&zero, "now", "0"), (&far, "cases[0].now", "253402300800")] {
+        let out = aigate(&["readiness", &repo("examples/policy.json"), "--cases", file]);
+        assert_eq!(out.status.code(), Some(2), "{file}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!("{file} at {at}: {t} is no time the gateway's clock reads")),
+            "{err}"
+        );
+    }
+    let request = tmp("now-request.json", r#"{"path": "/mcp"}"#);
+    for command in [vec!["eval", &request], vec!["readiness", "--cases", &zero]] {
+        let out = aigate(
+            &[
+                &[command[0], &repo("examples/policy.json"), "--now", "0"][..],
+                &command[1..],
+            ]
+            .concat(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("'--now <NOW>': 0 is no time"), "{command:?}: {err}");
+    }
     let listed = tmp("listed-request.json", "[{\"path\": \"/mcp\"}]");
     let out = aigate(&["eval", &repo("examples/policy.json"), &listed]);
     assert_eq!(out.status.code(), Some(2));

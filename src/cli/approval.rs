@@ -258,6 +258,9 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         ("--tool", Some(&a.tool)),
         ("--jti", a.jti.as_ref()),
         ("--sub-iss", a.subject_issuer.as_ref()),
+        // A gateway's approval issuer and audience are never blank (`aigate check`).
+        ("--iss", Some(&issuer)),
+        ("--aud", Some(&audience)),
     ] {
         if value.is_some_and(|v| v.trim().is_empty()) {
             return Err(format!(

@@ -67,6 +67,35 @@ pub enum Answer {
     },
 }
 
+/// The last second a pinned time may name: 9999-12-31T23:59:59Z.
+const LAST_SECOND: u64 = 253_402_300_799;
+
+/// A pinned time (`--now`, a cases file's `now`) as the gateway's clock could read it:
+/// at 0 it finds no clock and refuses every request (`internal_error`), and past year 9999
+/// no token is alive, so a case expecting only "deny" would pass for a reason it never saw.
+pub fn unix_second(t: u64) -> Result<u64, String> {
+    if (1..=LAST_SECOND).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{t} is no time the gateway's clock reads: name a Unix second between 1 and {LAST_SECOND} (year 9999)"
+        ))
+    }
+}
+
+/// `--now` as clap reads it.
+pub fn parse_now(text: &str) -> Result<u64, String> {
+    unix_second(text.parse::<u64>().map_err(|e| format!("{e}"))?)
+}
+
+/// A cases file's `now`, refused as `--now` is.
+pub fn pinned_now<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(de)?
+        .map(unix_second)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
 /// The label of an answer given as text without one: an event stream when the request
 /// asked for a stream (`"stream": true` on an LLM route; an MCP `GET`, which opens the
 /// server's own event stream), else JSON.

@@ -95,6 +95,32 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
         );
     }
 
+    // A secret the gateway holds is in its configuration, which Envoy's /config_dump, an
+    // Istio WasmPlugin or an Envoy Gateway policy shows to whoever can read those.
+    if let Some(a) = &p.approval {
+        if a.keys.algs().any(|alg| alg == crate::jws::Alg::Hs256) {
+            add(
+                "approval-keys",
+                Warning,
+                Accountable,
+                "approval.jwks holds an HS256 secret: whoever reads the gateway's configuration (Envoy's \
+                 /config_dump, the WasmPlugin or EnvoyExtensionPolicy resource) can sign approvals; give \
+                 the approval service an EdDSA or ES256 key, whose public half is all the gateway needs"
+                    .into(),
+            );
+        }
+    }
+    if matches!(p.identity.token, crate::policy::TokenSource::Jwt { forward: true, .. }) {
+        add(
+            "token-forwarding",
+            Warning,
+            See,
+            "identity.jwt.forward is true: the caller's token reaches the upstream, which could replay \
+             it against any service that accepts it; let the upstream trust the gateway instead"
+                .into(),
+        );
+    }
+
     // Who is accountable: identity and owners.
     match p.identity.max_lifetime {
         None => add(

@@ -38,7 +38,7 @@ enum Command {
         /// Request file (method, path, headers, claims or credential, body), or `-` for stdin.
         request: PathBuf,
         /// Unix seconds to judge at (default: the clock).
-        #[arg(long)]
+        #[arg(long, value_parser = case::parse_now)]
         now: Option<u64>,
         /// Print JSON (decision, reply, audit record, explanation).
         #[arg(long)]
@@ -65,7 +65,7 @@ enum Command {
         #[arg(long)]
         cases: PathBuf,
         /// Unix seconds for cases that set no time (default: the clock).
-        #[arg(long)]
+        #[arg(long, value_parser = case::parse_now)]
         now: Option<u64>,
         #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
         format: String,
@@ -121,7 +121,7 @@ enum Command {
         jti: Option<String>,
         /// Issue time, Unix seconds (default: the clock), for grants in case files
         /// replayed at a pinned `now`.
-        #[arg(long)]
+        #[arg(long, value_parser = case::parse_now)]
         iat: Option<u64>,
     },
     /// Generate an approval-service signing key (private JWK and public JWKS).

@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 #[serde(deny_unknown_fields)]
 pub struct Cases {
     /// Unix seconds every case runs at, unless it sets its own.
+    #[serde(default, deserialize_with = "super::case::pinned_now")]
     pub now: Option<u64>,
     pub cases: Vec<Case>,
 }
@@ -39,6 +40,7 @@ pub struct Case {
 #[serde(deny_unknown_fields)]
 struct CaseFields {
     name: String,
+    #[serde(default, deserialize_with = "super::case::pinned_now")]
     now: Option<u64>,
     request: Request,
     /// A JSON answer…

@@ -72,6 +72,24 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
     }
 }
 
+/// Headers that HTTP, MCP or aigate itself give a meaning (lower case); the policy's own
+/// headers must be others. `authorization` is the caller's credential, `mcp-*` MCP's own
+/// (`mcp-session-id` may carry the session it binds).
+const RESERVED_HEADERS: [&str; 12] = [
+    "host",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "te",
+    "connection",
+    "upgrade",
+    "cookie",
+    "x-aigate-decision-id",
+    "x-forwarded-host",
+    "forwarded",
+];
+
 #[derive(Default)]
 struct Checker {
     errors: Vec<ConfigError>,
@@ -94,7 +112,17 @@ impl Checker {
     /// An owner, when named, must name someone: an empty one answers for nothing.
     fn owner(&mut self, path: &str, owner: &Option<String>) {
         if let Some(o) = owner {
-            self.non_empty(&format!("{path}.owner"), o);
+            self.someone(&format!("{path}.owner"), o);
+        }
+    }
+
+    /// A name a reader of the audit log can see: blank and invisible text (a zero-width
+    /// space, a word joiner) looks named in a review and answers for nothing.
+    fn someone(&mut self, path: &str, s: &str) {
+        if s.trim().is_empty() {
+            self.err(path, "must not be empty");
+        } else if !s.chars().any(char::is_alphanumeric) {
+            self.err(path, "must name someone: it holds no letter or digit");
         }
     }
 
@@ -121,6 +149,58 @@ impl Checker {
                     ),
                 );
             }
+        }
+    }
+
+    /// The headers the policy names (the token's, the session's, the grants') are each
+    /// one thing: a header carrying two (a grant read from `Authorization`) would be read
+    /// as both, and one HTTP, MCP or aigate gives its own meaning would never carry it.
+    fn headers_apart(&mut self, identity: &IdentityPolicy, approval: Option<&ApprovalPolicy>) {
+        let mut named: Vec<(&str, &str)> = Vec::new();
+        if let TokenSource::Jwt { header, .. } = &identity.token {
+            named.push(("identity.jwt.header", header));
+        }
+        if let Some(b) = &identity.bind_session {
+            named.push(("identity.bind_session.header", &b.header));
+        }
+        if let Some(a) = approval {
+            named.push(("approval.header", &a.header));
+        }
+        for (i, (path, header)) in named.iter().enumerate() {
+            if let Some((other, _)) = named.iter().take(i).find(|(_, h)| h == header) {
+                self.err(*path, format!("is also {other}: one header cannot carry both"));
+            }
+            let reserved = RESERVED_HEADERS
+                .iter()
+                .chain(&crate::engine::METHOD_OVERRIDES)
+                .chain(&crate::engine::PATH_OVERRIDES)
+                .any(|r| r == header)
+                || header.starts_with("mcp-")
+                    && (*path != "identity.bind_session.header" || *header != "mcp-session-id")
+                || *header == "authorization" && *path != "identity.jwt.header";
+            if reserved {
+                self.err(
+                    *path,
+                    format!("{header:?} already means something else (HTTP, MCP or aigate)"),
+                );
+            }
+        }
+    }
+
+    /// No HMAC secret of the policy may be a public key of the policy (the classic
+    /// algorithm confusion, set up in the configuration instead of forged in a header).
+    fn secrets_apart(&mut self, doc: &PolicyDoc) {
+        let mut sets: Vec<(String, &serde_json::Value)> = Vec::new();
+        if let Some(jwt) = &doc.identity.jwt {
+            for (i, iss) in jwt.issuers.iter().enumerate() {
+                sets.push((format!("identity.jwt.issuers[{i}].jwks"), &iss.jwks));
+            }
+        }
+        if let Some(a) = &doc.approval {
+            sets.push(("approval.jwks".to_string(), &a.jwks));
+        }
+        for (path, message) in crate::jws::secrets_made_of_public_keys(&sets) {
+            self.err(path, message);
         }
     }
 
@@ -153,6 +233,11 @@ impl Checker {
             self.err(path, "must not carry a port (ports are ignored when matching)");
         } else if host.ends_with('.') {
             self.err(path, "must not end with '.' (a trailing dot is ignored when matching)");
+        } else if host.contains(['*', '?']) {
+            self.err(
+                path,
+                "is matched exactly, not as a pattern: name each host in a route of its own",
+            );
         }
     }
 
@@ -168,7 +253,8 @@ impl Checker {
     }
 
     fn policy(&mut self, doc: PolicyDoc, hash: String) -> Policy {
-        self.non_empty("default_owner", &doc.default_owner);
+        self.someone("default_owner", &doc.default_owner);
+        self.secrets_apart(&doc);
         let metadata: Vec<_> = doc.routes.iter().map(|r| r.protected_resource.clone()).collect();
         let mut routes = self.routes(doc.routes);
         let identity = self.identity(doc.identity);
@@ -223,6 +309,7 @@ impl Checker {
         if let (Some(a), TokenSource::Jwt { issuers, .. }) = (&approval, &identity.token) {
             self.apart(a, issuers);
         }
+        self.headers_apart(&identity, approval.as_ref());
         Policy {
             mode: doc.mode,
             hold: doc.hold.unwrap_or_default(),
