@@ -261,6 +261,16 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
             )));
         }
     }
+    // MCP sends its messages in POSTs; a server reads no body of a GET (its stream) or a
+    // DELETE (the session's end). Judged, such a body would be audited (and its mirror
+    // headers taken) as a call no server runs.
+    if has_body && d.protocol == Some(Protocol::Mcp) && method != "POST" {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::BodyMalformed,
+            "mcp",
+            format!("an MCP {method} carries no JSON-RPC message: MCP sends its messages in POST requests"),
+        )));
+    }
     if has_body {
         return Head::NeedBody(d);
     }
@@ -423,11 +433,9 @@ fn judge_mcp(
                 for uri in uris {
                     d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
                 }
-                for id in tasks {
-                    follow_task(policy, d, principal, &id, host)?;
-                }
+                follow_tasks(policy, d, principal, &tasks, host)?;
             }
-            mcp::McpAction::Task { id } => follow_task(policy, d, principal, &id, host)?,
+            mcp::McpAction::Task { id } => follow_tasks(policy, d, principal, &[id], host)?,
             mcp::McpAction::PromptGet { name } => {
                 let rule = authz::prompt(policy, &name);
                 d.prompt = Some(name);
@@ -452,24 +460,48 @@ fn judge_mcp(
     claim_grants(policy, d, principal, headers, host, external)
 }
 
-/// A request naming a task (to follow, steer or stop it) is allowed for the caller the
-/// task was created for only, on routes that bind tasks (`tasks: bind`).
-fn follow_task(policy: &Policy, d: &Decision, principal: &Principal, id: &str, host: &dyn Host) -> Result<(), Denial> {
+/// A request naming tasks (to follow, steer or stop them) is allowed for the caller the
+/// tasks were created for only, on routes that bind tasks (`tasks: bind`). The caller's
+/// tasks are read once, however many the request names (a `subscriptions/listen`), and a
+/// request naming more than a caller can hold names another's.
+fn follow_tasks(
+    policy: &Policy,
+    d: &Decision,
+    principal: &Principal,
+    ids: &[String],
+    host: &dyn Host,
+) -> Result<(), Denial> {
     let Some(route) = d.route.and_then(|i| policy.routes.get(i)) else {
         return Err(Denial::new(Reason::RouteUnmatched, "routes", "no route"));
     };
-    if route.tasks == Tasks::Pass || crate::tasks::owns(host, &route.id, principal, id) {
+    if route.tasks == Tasks::Pass || ids.is_empty() {
         return Ok(());
     }
-    // Whether the task exists, and whose it is, is not said: that too is information.
-    Err(Denial::new(
-        Reason::DataBoundary,
-        format!("routes.{}.tasks", route.id),
-        format!(
-            "task {} was not created for this caller through aigate, or its binding expired",
-            authz::shown(id)
-        ),
-    ))
+    let rule = format!("routes.{}.tasks", route.id);
+    let quota = policy.limits.max_tasks_per_caller;
+    if ids.len() > quota {
+        return Err(Denial::new(
+            Reason::DataBoundary,
+            rule,
+            format!(
+                "the request names {} tasks, more than the {quota} one caller can hold (limits.max_tasks_per_caller)",
+                ids.len()
+            ),
+        ));
+    }
+    let held = crate::tasks::held(host, &route.id, principal);
+    match ids.iter().find(|id| !held.contains(id)) {
+        None => Ok(()),
+        // Whether the task exists, and whose it is, is not said: that too is information.
+        Some(id) => Err(Denial::new(
+            Reason::DataBoundary,
+            rule,
+            format!(
+                "task {} was not created for this caller through aigate, or its binding expired",
+                authz::shown(id)
+            ),
+        )),
+    }
 }
 
 /// A REST action: the route's tool, called with the JSON body (an object; none = `{}`).

@@ -11,6 +11,7 @@
 
 use crate::request::{SetError, SharedData};
 use sha2::{Digest, Sha256};
+use std::collections::HashSet;
 
 pub const BUCKETS: u32 = 64;
 pub const BUCKET_CAPACITY: usize = 1024;
@@ -46,6 +47,20 @@ const SCOPE_MARK: usize = 6;
 pub struct Slot {
     pub id: String,
     pub bucket: u32,
+}
+
+/// A scope's unexpired entries as one read found them (`Ledger::held`).
+pub struct Held {
+    ledger: Ledger,
+    scope: String,
+    ids: HashSet<String>,
+}
+
+impl Held {
+    /// Whether `item` was recorded for the scope and unexpired when read.
+    pub fn contains(&self, item: &str) -> bool {
+        self.ids.contains(&self.ledger.slot(&self.scope, item).id)
+    }
 }
 
 /// What a change to a bucket decided, given its current entries.
@@ -181,6 +196,28 @@ impl Ledger {
             kept.push_str(&format!("{}:{:08x}\n", slot.id, exp.min(u64::from(u32::MAX))));
             Ok(Edit::Write(kept))
         })
+    }
+
+    /// The unexpired entries of `scope`, read once to look many items up
+    /// (`Placement::ByScope`, where a scope's entries share one bucket).
+    pub fn held(&self, store: &dyn SharedData, scope: &str, now: u64) -> Held {
+        let slot = self.slot(scope, "");
+        let mark = slot.id.get(..SCOPE_MARK).unwrap_or_default();
+        let ids = match (self.placement, store.get(&self.key(slot.bucket))) {
+            (Placement::ByScope, Some((text, _))) => {
+                let text = String::from_utf8_lossy(&text);
+                entries(&text, now)
+                    .filter(|(id, _)| id.starts_with(mark))
+                    .map(|(id, _)| id.to_string())
+                    .collect()
+            }
+            _ => HashSet::new(),
+        };
+        Held {
+            ledger: *self,
+            scope: scope.to_string(),
+            ids,
+        }
     }
 
     /// Whether `item` of `scope` is recorded and unexpired: read only.

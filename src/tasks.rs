@@ -45,6 +45,13 @@ pub fn owns(host: &dyn Host, route: &str, p: &Principal, id: &str) -> bool {
     TASKS.contains(host.shared(), &caller(route, p), id, host.now())
 }
 
+/// The tasks bound to `p` on `route`, read once: for a request or an answer naming many
+/// (a `subscriptions/listen`, a `tasks/list`), whose cost must not grow with a shared-data
+/// read per id.
+pub fn held(host: &dyn Host, route: &str, p: &Principal) -> crate::ledger::Held {
+    TASKS.held(host.shared(), &caller(route, p), host.now())
+}
+
 /// The task a result creates, if it is one: `{"task": {"taskId": …}}` (MCP 2025-11-25) or
 /// `{"resultType": "task", "taskId": …}` (the tasks extension).
 pub fn created(result: &Map<String, Value>) -> Option<&Map<String, Value>> {
@@ -162,6 +169,12 @@ mod tests {
         let host = at(1000);
         let alice = principal("idp", "alice", Some("acme"), Some("agent-a"));
         let l = limits(86_400, 128);
+        // One lookup, and the tasks read once for many: always the same answer.
+        let owned = |host: &dyn Host, route: &str, p: &Principal, id: &str| {
+            let one = owns(host, route, p, id);
+            assert_eq!(held(host, route, p).contains(id), one, "{route} {p:?} {id}");
+            one
+        };
         bind(
             &host,
             "mcp-a",
@@ -170,16 +183,16 @@ mod tests {
             &l,
         )
         .unwrap();
-        assert!(owns(&host, "mcp-a", &alice, "t1"));
-        assert!(!owns(&host, "mcp-a", &alice, "t2"), "never created");
+        assert!(owned(&host, "mcp-a", &alice, "t1"));
+        assert!(!owned(&host, "mcp-a", &alice, "t2"), "never created");
         assert!(
-            !owns(&host, "mcp-b", &alice, "t1"),
+            !owned(&host, "mcp-b", &alice, "t1"),
             "another server's task 1 is another task"
         );
         let mut other_session = alice.clone();
         other_session.session = Some("s2".into());
         assert!(
-            owns(&host, "mcp-a", &other_session, "t1"),
+            owned(&host, "mcp-a", &other_session, "t1"),
             "a task outlives its session"
         );
         for other in [
@@ -190,7 +203,7 @@ mod tests {
             // The parts are kept apart: "alice\0acme" is not "alic" + "e\0acme".
             principal("idp", "alice\0acme", None, Some("agent-a")),
         ] {
-            assert!(!owns(&host, "mcp-a", &other, "t1"), "{other:?}");
+            assert!(!owned(&host, "mcp-a", &other, "t1"), "{other:?}");
         }
     }
 

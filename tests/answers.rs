@@ -142,6 +142,51 @@ fn an_unreadable_answer_is_refused() {
 }
 
 #[test]
+fn an_answer_read_otherwise_by_its_client_is_replaced_whole_not_rewritten() {
+    // Go's encoding/json binds "Tool_calls" as tool_calls, and a Responses item's or an
+    // Anthropic block's "Type" as type: a rewrite that removed only what aigate reads
+    // would hand the client the call. The provider's error comes instead.
+    let w = World::with(|p| {
+        p["routes"].as_array_mut().unwrap().extend([
+            json!({"id": "chat", "prefix": CHAT, "protocol": "openai_chat"}),
+            json!({"id": "responses", "prefix": "/v1/responses", "protocol": "openai_responses"}),
+            json!({"id": "messages", "prefix": "/v1/messages", "protocol": "anthropic_messages"}),
+        ]);
+        p["models"] = json!({"allow": ["gpt-4o-mini"]});
+    });
+    let refund = json!({"customer_id": "c-99", "amount": 5000}).to_string();
+    for (path, ask, body) in [
+        (
+            CHAT,
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant",
+                "Tool_calls": [{"id": "c1", "type": "function", "function": {"name": "refund_order", "arguments": refund}}]}}]}),
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-4o-mini", "input": "hi"}),
+            json!({"output": [{"Type": "function_call", "call_id": "c1", "name": "refund_order", "arguments": refund}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "gpt-4o-mini", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+            json!({"content": [{"Type": "tool_use", "id": "t1", "name": "refund_order", "input": {"customer_id": "c-99"}}]}),
+        ),
+    ] {
+        let mut h = w.headers(Some(&w.token(json!({}))));
+        h.retain(|(k, _)| k != ":path");
+        h.push((":path".into(), path.as_bytes().to_vec()));
+        let req = w.decide(&h, Some(&ask));
+        assert!(req.allowed(), "{path}: {:?}", req.denial);
+        let (d, rewritten) = engine::whole_answer(&w.policy, &req, body.to_string().as_bytes(), "abc", &w.host);
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed), "{path}");
+        let sent: Value = serde_json::from_slice(&rewritten.unwrap()).unwrap();
+        assert!(!sent.to_string().contains("refund_order"), "{path}: {sent}");
+        assert_eq!(sent["error"]["reason"], "body_malformed", "{path}: {sent}");
+    }
+}
+
+#[test]
 fn the_audit_line_of_an_answer_shares_the_decision_id_and_names_the_call() {
     let w = world();
     let d = judge(&w, "orders.read", &[("get_order", json!({"customer_id": "c-99"}))]);

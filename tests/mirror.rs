@@ -295,6 +295,11 @@ fn repeated_mirror_headers_are_refused_even_when_each_agrees() {
             vec![("mcp-param-order", "o-1"), ("Mcp-Param-Order", "o-1")],
             "appears more than once",
         ),
+        (
+            "an argument twice to a CGI-style server",
+            vec![("Mcp-Param-Customer_Id", "c-42"), ("Mcp-Param-Customer-Id", "c-42")],
+            "headers \"Mcp-Param-Customer_Id\" and \"Mcp-Param-Customer-Id\" are one header to servers that read '_' as '-'",
+        ),
     ] {
         let d = decide(&w, &extra, &order());
         assert_mirror_refusal(&d, "", says, row);
@@ -361,6 +366,30 @@ fn requests_without_a_message_carry_no_mirror_headers() {
         // Without it, the same request passes.
         h.retain(|(k, _)| k != "mcp-method");
         assert!(w.decide(&h, None).allowed(), "{method}");
+    }
+}
+
+#[test]
+fn a_get_or_delete_carrying_a_message_is_refused() {
+    // No server reads the body of MCP's GET (its stream) or DELETE (the session's end):
+    // judged, the call in it would be audited, and its headers taken, as one that ran.
+    let w = World::new();
+    for method in ["GET", "DELETE"] {
+        let mut h = with(&w, &[("mcp-method", &b"tools/call"[..]), ("mcp-name", b"get_order")]);
+        h.retain(|(k, _)| k != ":method");
+        h.push((":method".into(), method.as_bytes().to_vec()));
+        let d = w.decide(&h, Some(&order()));
+        let denial = d.denial.unwrap_or_else(|| panic!("{method}: allowed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str(), denial.message.as_str()),
+            (
+                Reason::BodyMalformed,
+                "mcp",
+                format!("an MCP {method} carries no JSON-RPC message: MCP sends its messages in POST requests")
+                    .as_str()
+            ),
+        );
+        assert!(d.calls.is_empty(), "{method}: {:?}", d.calls);
     }
 }
 

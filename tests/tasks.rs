@@ -86,6 +86,65 @@ fn only_the_caller_a_task_was_created_for_follows_it() {
 }
 
 #[test]
+fn a_listen_naming_many_tasks_reads_the_callers_tasks_once() {
+    let w = World::new();
+    assert!(answered(&w, &created("t-1")).0.allowed());
+    let listen = |ids: Vec<String>| {
+        let t = w.token(json!({}));
+        let body = rpc("subscriptions/listen", json!({"notifications": {"taskIds": ids}}));
+        let before = w.host.shared_reads.get();
+        let d = w.decide(&w.headers(Some(&t)), Some(&body));
+        (
+            d.denial.map(|x| (x.reason, x.message)),
+            w.host.shared_reads.get() - before,
+        )
+    };
+    // One task named a hundred thousand times is one task: allowed, for one read of the
+    // caller's tasks.
+    let (denial, reads) = listen(vec!["t-1".to_string(); 100_000]);
+    assert_eq!(denial, None);
+    assert_eq!(reads, 1);
+    // Naming more tasks than a caller can hold names another's: refused before any read.
+    let many: Vec<String> = (0..129).map(|i| format!("t-{i}")).collect();
+    let (denial, reads) = listen(many);
+    assert_eq!(
+        denial,
+        Some((
+            Reason::DataBoundary,
+            "the request names 129 tasks, more than the 128 one caller can hold (limits.max_tasks_per_caller)".into()
+        ))
+    );
+    assert_eq!(reads, 0);
+    // Within the quota, every id is looked up in that one read, and one not the caller's
+    // refuses the listen.
+    let (denial, reads) = listen(vec!["t-1".into(), "t-2".into()]);
+    assert_eq!(denial.map(|(r, _)| r), Some(Reason::DataBoundary));
+    assert_eq!(reads, 1);
+}
+
+#[test]
+fn a_tasks_list_reads_the_callers_tasks_once() {
+    let w = World::new();
+    assert!(answered(&w, &created("t-1")).0.allowed());
+    let t = w.token(json!({}));
+    let d = w.decide(&w.headers(Some(&t)), Some(&rpc("tasks/list", json!({}))));
+    assert!(d.allowed(), "{:?}", d.denial);
+    let tasks: Vec<Value> = (0..5_000)
+        .map(|i| json!({"taskId": format!("t-{i}"), "status": "working"}))
+        .collect();
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"tasks": tasks}});
+    let before = w.host.shared_reads.get();
+    let (d, rewritten) = engine::whole_answer(&w.policy, &d, answer.to_string().as_bytes(), "abc", &w.host);
+    assert_eq!(w.host.shared_reads.get() - before, 1);
+    assert_eq!(d.hidden, 4_999);
+    let shown = rewritten.map(|b| serde_json::from_slice::<Value>(&b).unwrap()).unwrap();
+    assert_eq!(
+        shown["result"]["tasks"],
+        json!([{"taskId": "t-1", "status": "working"}])
+    );
+}
+
+#[test]
 fn a_task_created_in_the_2025_shape_is_bound_for_its_lifetime() {
     let mut w = World::new();
     let answer = json!({"jsonrpc": "2.0", "id": 1, "result": {"task": {

@@ -93,6 +93,8 @@ pub fn visible<'a>(
     let resources_pass = route.is_some_and(|r| r.answer_resources == AnswerResources::Pass);
     let tasks_pass = route.is_some_and(|r| r.tasks == Tasks::Pass);
     let route_id = route.map_or("", |r| r.id.as_str());
+    // The caller's tasks, read once for a whole list, however long the server made it.
+    let held = std::cell::OnceCell::new();
     move |shown, item| {
         let Some(p) = request.principal.as_ref() else {
             return false;
@@ -106,7 +108,7 @@ pub fn visible<'a>(
                     || item
                         .get("taskId")
                         .and_then(Value::as_str)
-                        .is_some_and(|id| tasks::owns(host, route_id, p, id))
+                        .is_some_and(|id| held.get_or_init(|| tasks::held(host, route_id, p)).contains(id))
             }
             Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
             Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
@@ -164,8 +166,16 @@ pub fn whole_answer(
             }
         };
     }
-    let d = on_answer(policy, request, output::calls(protocol, body, &policy.limits));
+    let calls = output::calls(protocol, body, &policy.limits);
+    let read_whole = calls.is_ok();
+    let d = on_answer(policy, request, calls);
     let rewritten = d.denial.as_ref().map(|denial| {
+        // An answer aigate could not read as the client will (a member spelled in another
+        // case, which Go clients bind as the member itself) is not rewritten: the rewrite
+        // would pass on what aigate never read. The client gets the provider's error.
+        if !read_whole {
+            return error(&d, denial);
+        }
         let text = format!(
             "aigate: the model's tool call was refused: {} (reason: {}, decision: {decision_id})",
             denial.message,

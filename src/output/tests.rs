@@ -339,6 +339,31 @@ fn chat_pieces_are_a_custom_tool_only_as_the_sdks_read_one() {
             "{events:?}"
         );
     }
+    // The same calls whole, in a JSON answer, as offers and in the conversation's history.
+    let both = [
+        json!({"id": "a", "function": {"name": "get_order", "arguments": "{}"}, "custom": {"name": "refund_order", "input": "x"}}),
+        json!({"id": "a", "type": "function", "function": {"name": "get_order", "arguments": "{}"}, "custom": {"name": "refund_order", "input": "x"}}),
+        json!({"id": "a", "type": "custom", "function": {"name": "get_order", "arguments": "{}"}, "custom": {"name": "refund_order", "input": "x"}}),
+    ];
+    let says_two = "says it is two kinds of tool (its type, function, custom): clients could take it for either";
+    for call in &both {
+        let answer = json!({"choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": [call]}}]});
+        let denial = calls(Protocol::OpenaiChat, &bytes(&answer), &limits()).unwrap_err();
+        assert_eq!(denial.reason, Reason::BodyMalformed, "{call}");
+        assert_eq!(denial.message, format!("a tool call {says_two}"), "{call}");
+        let history = json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [call]}]});
+        let denial = crate::request::openai_chat::parse(&bytes(&history), &limits()).unwrap_err();
+        assert_eq!(denial.message, format!("a tool call {says_two}"), "{call}");
+    }
+    for tool in [
+        json!({"type": "function", "function": {"name": "get_order"}, "custom": {"name": "refund_order"}}),
+        json!({"function": {"name": "get_order"}, "custom": {"name": "refund_order"}}),
+        json!({"type": "web_search", "function": {"name": "refund_order"}}),
+    ] {
+        let offer = json!({"model": "m", "messages": [], "tools": [tool]});
+        let denial = crate::request::openai_chat::parse(&bytes(&offer), &limits()).unwrap_err();
+        assert_eq!(denial.message, format!("a tool {says_two}"), "{tool}");
+    }
 }
 
 #[test]

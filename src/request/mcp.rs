@@ -268,9 +268,16 @@ fn subscribed(notifications: Option<Value>) -> Result<(Vec<String>, Vec<String>)
     for key in n.keys() {
         crate::request::refuse_miscased(key, &["resourceSubscriptions", "taskIds"], "mcp")?;
     }
+    // Each named once: a list repeating one id a million times is one subscription, and
+    // judging it must cost one.
+    let once = |mut list: Vec<String>| {
+        let mut seen = std::collections::HashSet::new();
+        list.retain(|x| seen.insert(x.clone()));
+        list
+    };
     Ok((
-        strings(n.remove("resourceSubscriptions"), "resourceSubscriptions")?,
-        strings(n.remove("taskIds"), "taskIds")?,
+        once(strings(n.remove("resourceSubscriptions"), "resourceSubscriptions")?),
+        once(strings(n.remove("taskIds"), "taskIds")?),
     ))
 }
 

@@ -168,9 +168,20 @@ struct Param<'h> {
 /// and that each carries a value with one reading.
 fn params(headers: &Headers) -> Result<Vec<Param<'_>>, Denial> {
     let mut params: Vec<Param> = Vec::new();
+    // CGI-style servers (WSGI, Rack, PHP) read `_` as `-`: to them `Mcp-Param-Tenant_Id`
+    // and `Mcp-Param-Tenant-Id` are one header, given twice.
+    let folded = |n: &str| n.replace('_', "-").to_ascii_lowercase();
     for n in headers.names().filter(|n| is_param(n)) {
-        if params.iter().any(|p| p.header.eq_ignore_ascii_case(n)) {
-            return Err(mismatch(format!("header {} appears more than once", shown(n))));
+        if let Some(p) = params.iter().find(|p| folded(p.header) == folded(n)) {
+            return Err(mismatch(if p.header.eq_ignore_ascii_case(n) {
+                format!("header {} appears more than once", shown(n))
+            } else {
+                format!(
+                    "headers {} and {} are one header to servers that read '_' as '-', given twice",
+                    shown(p.header),
+                    shown(n)
+                )
+            }));
         }
         let value = one(headers, n, n)?.unwrap_or_default();
         let value = decode(value).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;

@@ -82,13 +82,13 @@ fn is_search_model(model: &str) -> bool {
 /// "function": {"name": …}}`, `{"type": "custom", "custom": {"name": …}}`, the legacy
 /// `{"name": …}`, or for other types the type itself.
 fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
-    let kind = llm::opt_string(&mut t, "type", RULE)?;
-    let inner = match kind.as_deref() {
-        Some("function") => "function",
-        Some("custom") => "custom",
-        None if t.contains_key("function") => "function",
-        None => return llm::opt_string(&mut t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name")),
-        Some(other) => return Ok(other.to_string()),
+    let inner = match kind(&mut t, "a tool")? {
+        Kind::Function => "function",
+        Kind::Custom => "custom",
+        Kind::Unsaid => {
+            return llm::opt_string(&mut t, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
+        }
+        Kind::Other(other) => return Ok(other),
     };
     // OpenAI reads the name inside the definition; compatible servers that flatten tools
     // read a top-level one. Carrying both, a tool could be judged as one and run as another.
@@ -100,6 +100,41 @@ fn tool_name(mut t: Map<String, Value>) -> Result<String, Denial> {
     }
     let mut inner = obj(t.remove(inner).unwrap_or(Value::Null), RULE, "a tool's definition")?;
     llm::opt_string(&mut inner, "name", RULE)?.ok_or_else(|| malformed(RULE, "a tool needs a name"))
+}
+
+/// What a tool or a tool call is.
+enum Kind {
+    Function,
+    Custom,
+    /// Another type, named.
+    Other(String),
+    /// No type and no definition: a legacy entry.
+    Unsaid,
+}
+
+/// What a tool or a tool call (`what`) is, as the SDKs read it: its `type`, or else the
+/// `function` or `custom` member it carries (`null` says nothing). One that says two
+/// things (both members, or a type and another kind's member) could be offered or run as
+/// either by clients that dispatch on the member they find: refused.
+fn kind(t: &mut Map<String, Value>, what: &str) -> Result<Kind, Denial> {
+    let declared = llm::opt_string(t, "type", RULE)?;
+    let has = |member: &str| t.get(member).is_some_and(|v| !v.is_null());
+    let (function, custom) = (has("function"), has("custom"));
+    let kind = match declared {
+        Some(d) if d == "function" && !custom => Kind::Function,
+        Some(d) if d == "custom" && !function => Kind::Custom,
+        Some(d) if d != "function" && d != "custom" && !function && !custom => Kind::Other(d),
+        None if function && !custom => Kind::Function,
+        None if custom && !function => Kind::Custom,
+        None if !function && !custom => Kind::Unsaid,
+        _ => return Err(malformed(
+            RULE,
+            format!(
+                "{what} says it is two kinds of tool (its type, function, custom): clients could take it for either"
+            ),
+        )),
+    };
+    Ok(kind)
 }
 
 /// Each entry of the top-level array `list` (`tools`, or the legacy `functions`) is an
@@ -232,8 +267,8 @@ fn messages(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial>
 }
 
 pub(crate) fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<LlmCall, Denial> {
-    match llm::opt_string(&mut c, "type", RULE)?.as_deref() {
-        Some("function") | None => function(
+    match kind(&mut c, "a tool call")? {
+        Kind::Function | Kind::Unsaid => function(
             obj(
                 c.remove("function").unwrap_or(Value::Null),
                 RULE,
@@ -241,7 +276,7 @@ pub(crate) fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<Ll
             )?,
             limits,
         ),
-        Some("custom") => {
+        Kind::Custom => {
             let mut custom = obj(c.remove("custom").unwrap_or(Value::Null), RULE, "a custom tool call")?;
             let name = llm::opt_string(&mut custom, "name", RULE)?
                 .ok_or_else(|| malformed(RULE, "a tool call needs a name"))?;
@@ -252,7 +287,7 @@ pub(crate) fn tool_call(mut c: Map<String, Value>, limits: &Limits) -> Result<Ll
                 latest: false,
             })
         }
-        Some(other) => Err(malformed(RULE, format!("unknown tool call type {other:?}"))),
+        Kind::Other(other) => Err(malformed(RULE, format!("unknown tool call type {other:?}"))),
     }
 }
 

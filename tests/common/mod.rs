@@ -44,6 +44,9 @@ pub struct TestHost {
     pub peer: Option<String>,
     pub payload: Option<Map<String, Value>>,
     pub shared_fails: bool,
+    /// How many times shared data was read: the cost that must not grow with what a
+    /// request or an answer repeats.
+    pub shared_reads: std::cell::Cell<usize>,
     store: MemoryShared,
 }
 
@@ -73,6 +76,7 @@ impl Host for TestHost {
 
 impl SharedData for TestHost {
     fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.shared_reads.set(self.shared_reads.get() + 1);
         self.store.get(key)
     }
     fn set(&self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
