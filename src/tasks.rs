@@ -53,12 +53,23 @@ pub fn held(host: &dyn Host, route: &str, p: &Principal) -> crate::ledger::Held 
 }
 
 /// The task a result creates, if it is one: `{"task": {"taskId": …}}` (MCP 2025-11-25) or
-/// `{"resultType": "task", "taskId": …}` (the tasks extension).
-pub fn created(result: &Map<String, Value>) -> Option<&Map<String, Value>> {
-    if let Some(task) = result.get("task").and_then(Value::as_object) {
-        return Some(task);
+/// `{"resultType": "task", "taskId": …}` (the tasks extension). A result that also names
+/// another task at its top (the extension's shape, or a task's state) is refused: a client
+/// of one revision would follow one task, a client of the other another, and only one of
+/// them would be the caller's.
+pub fn created(result: &Map<String, Value>) -> Result<Option<&Map<String, Value>>, String> {
+    let extension = (result.get("resultType").and_then(Value::as_str) == Some("task")).then_some(result);
+    let Some(task) = result.get("task").and_then(Value::as_object) else {
+        return Ok(extension);
+    };
+    match result.get("taskId") {
+        Some(top) if Some(top) != task.get("taskId") => Err(
+            "the result creates task \"task.taskId\" and names another at its top (taskId): clients of one \
+             protocol revision would follow one, clients of the other the other"
+                .into(),
+        ),
+        _ => Ok(Some(task)),
     }
-    (result.get("resultType").and_then(Value::as_str) == Some("task")).then_some(result)
 }
 
 /// Binds the task a server created (the object holding its `taskId`) to `p` on `route`,
@@ -264,12 +275,24 @@ mod tests {
 
     #[test]
     fn created_tasks_are_read_in_both_shapes() {
+        let id = |r: &Map<String, Value>| created(r).unwrap().and_then(|t| t.get("taskId")).cloned();
         let core = task(json!({"task": {"taskId": "a", "status": "working"}}));
-        assert_eq!(created(&core).and_then(|t| t.get("taskId")), Some(&json!("a")));
+        assert_eq!(id(&core), Some(json!("a")));
         let ext = task(json!({"resultType": "task", "taskId": "b", "status": "working"}));
-        assert_eq!(created(&ext).and_then(|t| t.get("taskId")), Some(&json!("b")));
+        assert_eq!(id(&ext), Some(json!("b")));
         let polled = task(json!({"resultType": "complete", "taskId": "b", "status": "completed"}));
-        assert_eq!(created(&polled), None, "a task's state is no new task");
+        assert_eq!(id(&polled), None, "a task's state is no new task");
+        // Both shapes naming one task are that task.
+        let both = task(json!({"resultType": "task", "taskId": "c", "task": {"taskId": "c"}}));
+        assert_eq!(id(&both), Some(json!("c")));
+        // Naming two, or creating one and giving another's state, names which is whose to no one.
+        for two in [
+            json!({"resultType": "task", "taskId": "ext", "task": {"taskId": "core"}}),
+            json!({"task": {"taskId": "new"}, "taskId": "other", "status": "completed"}),
+            json!({"task": {"taskId": "new"}, "taskId": 7}),
+        ] {
+            assert!(created(&task(two.clone())).is_err(), "{two}");
+        }
         let host = at(0);
         let alice = principal("idp", "alice", None, None);
         let no_id = task(json!({"resultType": "task", "taskId": 7}));

@@ -144,6 +144,68 @@ fn a_tasks_list_reads_the_callers_tasks_once() {
     );
 }
 
+/// A GET's stream (`GET /mcp`, with the session header when `session` names one) and the
+/// answer it carries, judged as it arrives at once as events.
+fn on_a_get_stream(w: &World, session: Option<&str>, message: &Value) -> Decision {
+    let mut h = w.headers(Some(&w.token(json!({"sid": "s-1"}))));
+    h.retain(|(k, _)| k != ":method");
+    h.push((":method".into(), b"GET".to_vec()));
+    if let Some(s) = session {
+        h.push(("mcp-session-id".into(), s.as_bytes().to_vec()));
+    }
+    let d = w.decide(&h, None);
+    assert!(d.allowed() && engine::judges_answer(&w.policy, &d), "{:?}", d.denial);
+    let head = aigate::request::Headers::new(vec![
+        (":status".into(), b"200".to_vec()),
+        ("content-type".into(), b"text/event-stream".to_vec()),
+    ]);
+    let events = format!("id: 1\ndata: {message}\n\n");
+    engine::answer_at_once(&w.policy, &d, &head, events.as_bytes(), "abc", &w.host).0
+}
+
+#[test]
+fn a_task_on_a_get_stream_is_bound_only_where_the_session_is_the_callers() {
+    // A server replays on a GET what it holds for the session (a resumed stream), whoever
+    // opened it: the task created there may be another caller's.
+    let w = World::new();
+    let d = on_a_get_stream(&w, Some("s-1"), &created("t-replayed"));
+    assert_eq!(d.denial.as_ref().map(|x| x.reason), Some(Reason::InternalError));
+    assert!(d.denial.unwrap().message.contains("a GET's stream"));
+    assert_eq!(
+        following(&w, json!({}), "tasks/get", "t-replayed").map(|(r, _)| r),
+        Some(Reason::DataBoundary)
+    );
+    // Where the session is bound to the token, the stream is the caller's own.
+    let w = World::with(|p| p["identity"]["bind_session"] = json!({"claim": "sid"}));
+    let d = on_a_get_stream(&w, Some("s-1"), &created("t-resumed"));
+    assert!(d.allowed(), "{:?}", d.denial);
+    let mut h = w.headers(Some(&w.token(json!({"sid": "s-1"}))));
+    h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+    let follow = w.decide(&h, Some(&rpc("tasks/get", json!({"taskId": "t-resumed"}))));
+    assert!(follow.allowed(), "{:?}", follow.denial);
+}
+
+#[test]
+fn a_result_naming_two_tasks_is_refused() {
+    let w = World::new();
+    for result in [
+        json!({"resultType": "task", "taskId": "ext", "task": {"taskId": "core"}}),
+        json!({"task": {"taskId": "new"}, "taskId": "someone-elses", "status": "completed"}),
+    ] {
+        let (d, rewritten) = answered(&w, &json!({"jsonrpc": "2.0", "id": 1, "result": result}));
+        let denial = d.denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BodyMalformed, "answer"),
+            "{result}"
+        );
+        assert!(!rewritten.unwrap().to_string().contains("someone-elses"));
+        for id in ["ext", "core", "new"] {
+            assert!(following(&w, json!({}), "tasks/get", id).is_some(), "{id} was bound");
+        }
+    }
+}
+
 #[test]
 fn a_task_created_in_the_2025_shape_is_bound_for_its_lifetime() {
     let mut w = World::new();

@@ -112,7 +112,14 @@ pub fn visible<'a>(
             }
             Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
             Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
-            Shown::Created => tasks_pass || tasks::bind(host, route_id, p, item, &policy.limits).is_ok(),
+            // A task is bound to the caller of the request it answers. A GET's stream answers
+            // no request: on it a server replays or pushes what it holds for the session,
+            // whoever opened it, unless the session is bound to the token.
+            Shown::Created => {
+                tasks_pass
+                    || ((request.http_method == "POST" || policy.identity.bind_session.is_some())
+                        && tasks::bind(host, route_id, p, item, &policy.limits).is_ok())
+            }
         }
     }
 }

@@ -242,14 +242,15 @@ fn judge_result<'d>(
         }
     }
     // A task created in place of the result: bound to the caller before it learns the id.
-    if let Some(task) = crate::tasks::created(result) {
+    if let Some(task) = crate::tasks::created(result).map_err(|m| malformed(RULE, m))? {
         refuse_miscased(task, &TASK_READ)?;
         if !keep(Shown::Created, task) {
             return Err(Denial::new(
                 Reason::InternalError,
                 RULE,
                 "the server created a task that aigate could not bind to its caller (no taskId or lifetime it \
-                 can read, the caller holding limits.max_tasks_per_caller tasks already, or the record full), \
+                 can read, the caller holding limits.max_tasks_per_caller tasks already, the record full, or a \
+                 GET's stream, which answers no request of the caller's, without identity.bind_session), \
                  so it is not shown",
             ));
         }

@@ -127,12 +127,14 @@ fn kind(t: &mut Map<String, Value>, what: &str) -> Result<Kind, Denial> {
         None if function && !custom => Kind::Function,
         None if custom && !function => Kind::Custom,
         None if !function && !custom => Kind::Unsaid,
-        _ => return Err(malformed(
-            RULE,
-            format!(
+        _ => {
+            return Err(malformed(
+                RULE,
+                format!(
                 "{what} says it is two kinds of tool (its type, function, custom): clients could take it for either"
             ),
-        )),
+            ))
+        }
     };
     Ok(kind)
 }
