@@ -71,6 +71,19 @@ enum Edit {
     Answer(bool),
 }
 
+/// 32 hex chars of randomness: std's `RandomState` is seeded from the host's (WASI
+/// `random_get` in the plugin).
+fn fresh_salt() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let state = std::collections::hash_map::RandomState::new();
+    let half = |n: u8| {
+        let mut h = state.build_hasher();
+        h.write_u8(n);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(0), half(1))
+}
+
 /// The unexpired entries of a bucket's text, as `(id, expiry)`.
 fn entries(text: &str, now: u64) -> impl Iterator<Item = (&str, u64)> {
     text.lines().filter_map(move |line| {
@@ -117,6 +130,33 @@ impl Ledger {
             if store.get(&self.key(b)).is_none() {
                 let _ = store.set(&self.key(b), b"v1\n", 0);
             }
+        }
+        if self.placement == Placement::ByScope && self.salt(store).is_none() {
+            let _ = store.set(&self.salt_key(), fresh_salt().as_bytes(), 0);
+        }
+    }
+
+    /// The proxy's secret for placing scopes (`Placement::ByScope`), made when the ledger
+    /// is prepared; `None` before. Mixed into the scope, it keeps anyone from working out
+    /// offline which identities share a bucket, and so from gathering enough of them to
+    /// fill the bucket another caller needs.
+    pub fn salt(&self, store: &dyn SharedData) -> Option<String> {
+        store
+            .get(&self.salt_key())
+            .and_then(|(v, _)| String::from_utf8(v).ok())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn salt_key(&self) -> String {
+        format!("{}.salt", self.name)
+    }
+
+    /// A read that found nothing recorded.
+    pub fn nothing_held(&self) -> Held {
+        Held {
+            ledger: *self,
+            scope: String::new(),
+            ids: HashSet::new(),
         }
     }
 
@@ -284,6 +324,22 @@ mod tests {
         assert_eq!(L.remove(&m, "a", "x"), Ok(true));
         assert_eq!(L.remove(&m, "a", "x"), Ok(false));
         assert!(!L.contains(&m, "a", "x", 202));
+    }
+
+    #[test]
+    fn each_proxy_places_scopes_by_a_secret_of_its_own() {
+        let (a, b) = (Mem::default(), Mem::default());
+        assert_eq!(BY_SCOPE.salt(&a), None);
+        BY_SCOPE.prepare(&a);
+        BY_SCOPE.prepare(&b);
+        let salt = BY_SCOPE.salt(&a).unwrap();
+        assert_eq!(salt.len(), 32);
+        BY_SCOPE.prepare(&a);
+        assert_eq!(BY_SCOPE.salt(&a), Some(salt.clone()), "kept once made");
+        assert_ne!(BY_SCOPE.salt(&b), Some(salt), "another proxy's is another");
+        // Spread by item, entries need none.
+        L.prepare(&a);
+        assert_eq!(L.salt(&a), None);
     }
 
     #[test]

@@ -27,10 +27,12 @@ pub const TASKS: Ledger = Ledger {
 };
 
 /// The caller a task is bound to, on `route`: the parts of its identity that stay the same
-/// across its sessions and tokens, each apart from the next.
-fn caller(route: &str, p: &Principal) -> String {
+/// across its sessions and tokens, each apart from the next, after the proxy's secret
+/// (`Ledger::salt`), so which callers share a bucket cannot be worked out.
+fn caller(salt: &str, route: &str, p: &Principal) -> String {
     let issuer = p.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
     [
+        salt,
         route,
         issuer,
         &p.subject,
@@ -42,14 +44,20 @@ fn caller(route: &str, p: &Principal) -> String {
 
 /// Whether task `id` was created for `p` on `route` and is still bound to it.
 pub fn owns(host: &dyn Host, route: &str, p: &Principal, id: &str) -> bool {
-    TASKS.contains(host.shared(), &caller(route, p), id, host.now())
+    // No secret, no record yet: nothing is bound.
+    TASKS
+        .salt(host.shared())
+        .is_some_and(|salt| TASKS.contains(host.shared(), &caller(&salt, route, p), id, host.now()))
 }
 
 /// The tasks bound to `p` on `route`, read once: for a request or an answer naming many
 /// (a `subscriptions/listen`, a `tasks/list`), whose cost must not grow with a shared-data
 /// read per id.
 pub fn held(host: &dyn Host, route: &str, p: &Principal) -> crate::ledger::Held {
-    TASKS.held(host.shared(), &caller(route, p), host.now())
+    match TASKS.salt(host.shared()) {
+        Some(salt) => TASKS.held(host.shared(), &caller(&salt, route, p), host.now()),
+        None => TASKS.nothing_held(),
+    }
 }
 
 /// The task a result creates, if it is one: `{"task": {"taskId": …}}` (MCP 2025-11-25) or
@@ -98,14 +106,15 @@ pub fn bind(
     });
     let now = host.now();
     let quota = limits.max_tasks_per_caller;
-    TASKS.insert_within(
-        host.shared(),
-        &caller(route, p),
-        id,
-        now.saturating_add(ttl),
-        now,
-        quota,
-    )?;
+    let store = host.shared();
+    let salt = TASKS
+        .salt(store)
+        .or_else(|| {
+            TASKS.prepare(store);
+            TASKS.salt(store)
+        })
+        .ok_or("the record of tasks is unavailable")?;
+    TASKS.insert_within(store, &caller(&salt, route, p), id, now.saturating_add(ttl), now, quota)?;
     Ok(())
 }
 
@@ -271,6 +280,27 @@ mod tests {
         bind(&host, "r", &bob, &task(json!({"taskId": "c"})), &l).unwrap();
         host.0.set(1060);
         bind(&host, "r", &alice, &task(json!({"taskId": "c"})), &l).unwrap();
+    }
+
+    #[test]
+    fn which_callers_share_a_bucket_is_each_proxys_secret() {
+        // Eight callers whose buckets an attacker worked out for one proxy land elsewhere
+        // in another: the placement is keyed by the proxy's secret.
+        let bucket_of = |host: &dyn Host, sub: &str| {
+            let salt = TASKS.salt(host.shared()).unwrap();
+            TASKS
+                .slot(&caller(&salt, "r", &principal("idp", sub, None, None)), "t")
+                .bucket
+        };
+        let (one, other) = (at(0), at(0));
+        TASKS.prepare(one.shared());
+        TASKS.prepare(other.shared());
+        let subs: Vec<String> = (0..8).map(|i| format!("user-{i}")).collect();
+        let placed = |h: &dyn Host| subs.iter().map(|s| bucket_of(h, s)).collect::<Vec<_>>();
+        assert_ne!(placed(&one), placed(&other));
+        // Before the record exists, nothing is bound and nothing is looked up.
+        let fresh = at(0);
+        assert!(!owns(&fresh, "r", &principal("idp", "a", None, None), "t"));
     }
 
     #[test]
