@@ -74,6 +74,17 @@ pub fn constraints(tool: &Tool, args: &Value) -> Result<(), Denial> {
                 ),
                 ))
             }
+            Located::Miscased(key) => {
+                return Err(Denial::new(
+                    Reason::ArgumentViolation,
+                    format!("tools.{name}.constraints.{ptr}"),
+                    format!(
+                        "argument {ptr} is sent as {}, which servers binding names without case (Go, ASP.NET) \
+                         read as it, unchecked: send it as the policy names it",
+                        shown(&key)
+                    ),
+                ))
+            }
         };
         if let Err(why) = check(c, found) {
             return Err(Denial::new(

@@ -825,7 +825,7 @@ fn argument_constraints_judge_the_whole_value() {
         });
     });
     let t = w.token(json!({}));
-    let rows: [(&str, Value, Option<&str>); 18] = [
+    let rows: [(&str, Value, Option<&str>); 21] = [
         // A path the policy looks inside must be there as JSON: a server that decodes an
         // object sent as text would act on an amount the constraint never saw.
         (
@@ -873,6 +873,23 @@ fn argument_constraints_judge_the_whole_value() {
             json!({"note": "x".repeat(201)}),
             Some("/note"),
         ),
+        // Go's encoding/json and ASP.NET Core bind a member whatever its case: a checked
+        // argument sent in another case reaches them unchecked, so it is refused.
+        (
+            "argument in another case",
+            json!({"Note": "x".repeat(201)}),
+            Some("/note"),
+        ),
+        (
+            "nested in another case",
+            json!({"Payment": {"amount": 5000}}),
+            Some("/payment/amount"),
+        ),
+        (
+            "inner in another case",
+            json!({"payment": {"AMOUNT": 5000}}),
+            Some("/payment/amount"),
+        ),
     ];
     for (name, args, want) in rows {
         let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", args)));
@@ -880,6 +897,12 @@ fn argument_constraints_judge_the_whole_value() {
         let want = want.map(|ptr| (Reason::ArgumentViolation, format!("tools.set_mode.constraints.{ptr}")));
         assert_eq!(got, want, "{name}");
     }
+    let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", json!({"Note": "x"}))));
+    assert_eq!(
+        d.denial.unwrap().message,
+        "argument /note is sent as \"Note\", which servers binding names without case (Go, ASP.NET) read as it, \
+         unchecked: send it as the policy names it"
+    );
 }
 
 #[test]

@@ -2126,3 +2126,36 @@ fn no_digest_or_grant_for_arguments_the_gateway_refuses() {
         "{err}"
     );
 }
+
+#[test]
+fn eval_reads_an_empty_body_as_envoy_delivers_it() {
+    // Envoy ends the stream at the headers of a POST with `Content-Length: 0`: the plugin
+    // sees no body at all, and so must the replay.
+    let request = tmp(
+        "empty-body-request.json",
+        &json!({"path": "/mcp", "body_text": "",
+                "claims": {"sub": "alice", "tenant": "acme", "azp": "support-agent", "scope": "orders.read",
+                           "iat": 1_800_000_000u64, "exp": 1_800_000_600u64}})
+        .to_string(),
+    );
+    let out = aigate(&[
+        "eval",
+        &repo("examples/policy.json"),
+        &request,
+        "--now",
+        "1800000100",
+        "--json",
+    ]);
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        (&doc["decision"], &doc["reason"], &doc["rule"], &doc["message"]),
+        (
+            &json!("deny"),
+            &json!("body_malformed"),
+            &json!("mcp"),
+            &json!("a POST needs a JSON body")
+        ),
+        "{doc}"
+    );
+}

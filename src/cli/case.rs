@@ -244,7 +244,9 @@ impl Evaluator {
             shared: &self.shared,
             cache: &self.cache,
         };
-        let decision = match engine::on_headers(policy, &headers, &host, body.is_some()) {
+        // An empty body is none to Envoy: its headers end the stream (`Content-Length: 0`).
+        let has_body = body.as_ref().is_some_and(|b| !b.is_empty());
+        let decision = match engine::on_headers(policy, &headers, &host, has_body) {
             Head::Decided(d) => d,
             Head::NeedBody(mut d) => {
                 let body = body.unwrap_or_default();

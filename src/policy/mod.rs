@@ -208,7 +208,7 @@ impl ArgPath {
     pub fn find<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
         match self.locate(doc) {
             Located::Found(v) => Some(v),
-            Located::Absent | Located::Blocked(_) => None,
+            Located::Absent | Located::Blocked(_) | Located::Miscased(_) => None,
         }
     }
 
@@ -220,7 +220,15 @@ impl ArgPath {
         let mut at = doc;
         for (depth, token) in self.tokens.iter().enumerate() {
             let next = match at {
-                Value::Object(map) => map.get(token),
+                // Go's encoding/json and ASP.NET Core bind a member whatever its case: one
+                // sent in another case is the argument to them, unseen by a pointer.
+                Value::Object(map) => match map.get(token) {
+                    None => match map.keys().find(|k| crate::json::same_key_ignoring_case(k, token)) {
+                        Some(k) => return Located::Miscased(k.clone()),
+                        None => None,
+                    },
+                    found => found,
+                },
                 Value::Array(items) => {
                     let canonical = !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
                     match token.parse::<usize>().ok().filter(|_| canonical) {
@@ -252,6 +260,8 @@ pub enum Located<'a> {
     Absent,
     /// The value at this pointer is not an object or array the rest of the path can enter.
     Blocked(String),
+    /// A member on the way is absent as named but present in another case (this key).
+    Miscased(String),
 }
 
 impl std::fmt::Display for ArgPath {
