@@ -986,3 +986,51 @@ fn chat_web_search_options_offer_the_hosted_web_search() {
     off["web_search_options"] = json!(true);
     assert_eq!(reason(&w, CHAT, &searcher, &off), Some(Reason::BodyMalformed));
 }
+
+#[test]
+fn openrouter_web_search_is_an_offer_of_web_search() {
+    // OpenRouter searches the web for a model's `:online` variant and for its `web`
+    // plugin: each is an offer of the hosted tool, held to the caller's scopes.
+    let w = World::with(|p| {
+        hosted_policy(p);
+        p["models"]["allow"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("openai/gpt-4o-mini*"));
+    });
+    let searcher = w.token(json!({"scope": "orders.read tickets.search"}));
+    let orders_only = w.token(json!({"scope": "orders.read"}));
+    let online = json!({"model": "openai/gpt-4o-mini:online", "messages": [{"role": "user", "content": "news"}]});
+    let routed = json!({"model": "openai/gpt-4o-mini", "models": ["openai/gpt-4o-mini:online"], "messages": []});
+    let plugin = json!({"model": "openai/gpt-4o-mini", "plugins": [{"id": "web", "max_results": 3}], "messages": []});
+    for body in [&online, &routed, &plugin] {
+        assert!(decide(&w, CHAT, &searcher, body).allowed(), "{body}");
+        let d = decide(&w, CHAT, &orders_only, body);
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ToolOfferDenied), "{body}");
+        assert_eq!(d.refused_offers, ["web_search"], "{body}");
+    }
+    // Any other plugin is a tool the catalogue must name.
+    let parser = json!({"model": "openai/gpt-4o-mini", "plugins": [{"id": "file-parser"}], "messages": []});
+    let d = decide(&w, CHAT, &searcher, &parser);
+    assert_eq!(d.refused_offers, ["file-parser"]);
+    for bad in [json!([{"max_results": 3}]), json!({"id": "web"}), json!([{"id": 7}])] {
+        let mut body = plugin.clone();
+        body["plugins"] = bad.clone();
+        assert_eq!(reason(&w, CHAT, &searcher, &body), Some(Reason::BodyMalformed), "{bad}");
+    }
+    // strip takes the plugins out; the :online model cannot be, and is refused.
+    let strip = "/strip/v1/chat/completions";
+    let h = headers_for(&w, strip, Some(&orders_only));
+    let raw = r#"{"model":"openai/gpt-4o-mini","plugins":[{"id":"web"}],"messages":[]}"#;
+    let d = w.decide_raw(&h, Some(raw.as_bytes()));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(
+        String::from_utf8(d.rewrite.unwrap()).unwrap(),
+        r#"{"model":"openai/gpt-4o-mini","messages":[]}"#
+    );
+    let raw = r#"{"model":"openai/gpt-4o-mini:online","messages":[]}"#;
+    assert_eq!(
+        w.decide_raw(&h, Some(raw.as_bytes())).denial.map(|x| x.reason),
+        Some(Reason::ToolOfferDenied)
+    );
+}
