@@ -414,50 +414,77 @@ fn judge_mcp(
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();
     for m in parsed.messages {
-        if policy.identity.bind_session.is_some()
-            && principal.session.is_none()
-            && !matches!(m.method.as_deref(), Some("initialize") | None)
-        {
-            return Err(session_missing());
+        // The audit's method is the message that decided: in a batch, the one refused.
+        let method = m.method.clone();
+        if let Err(denial) = judge_message(policy, d, principal, host, m, &mut external) {
+            d.rpc_method = method;
+            return Err(denial);
         }
-        match m.action {
-            mcp::McpAction::ToolCall { name, arguments } => {
-                if let Some(tool) = judge_call(policy, d, principal, name, &arguments)? {
-                    external.push(Awaiting::claim(d, tool, arguments, approval::Gate::Action));
-                }
+    }
+    if external.is_empty() {
+        return Ok(());
+    }
+    let first = d.rpc_method.take();
+    // A grant is only ever asked of a tools/call.
+    d.rpc_method = Some("tools/call".into());
+    claim_grants(policy, d, principal, headers, host, external)?;
+    d.rpc_method = first;
+    Ok(())
+}
+
+/// One message of an MCP body (a batch's element), judged; the external-impact calls it
+/// makes join `external`, to claim their grants once every message has been judged.
+fn judge_message<'p>(
+    policy: &'p Policy,
+    d: &mut Decision,
+    principal: &Principal,
+    host: &dyn Host,
+    m: mcp::McpMessage,
+    external: &mut Vec<Awaiting<'p>>,
+) -> Result<(), Denial> {
+    if policy.identity.bind_session.is_some()
+        && principal.session.is_none()
+        && !matches!(m.method.as_deref(), Some("initialize") | None)
+    {
+        return Err(session_missing());
+    }
+    match m.action {
+        mcp::McpAction::ToolCall { name, arguments } => {
+            if let Some(tool) = judge_call(policy, d, principal, name, &arguments)? {
+                external.push(Awaiting::claim(d, tool, arguments, approval::Gate::Action));
             }
-            mcp::McpAction::ResourceRead { uri } => {
+        }
+        mcp::McpAction::ResourceRead { uri } => {
+            d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
+        }
+        mcp::McpAction::Subscribe { uris, tasks } => {
+            for uri in uris {
                 d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
             }
-            mcp::McpAction::Subscribe { uris, tasks } => {
-                for uri in uris {
-                    d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
-                }
-                follow_tasks(policy, d, principal, &tasks, host)?;
-            }
-            mcp::McpAction::Task { id } => follow_tasks(policy, d, principal, &[id], host)?,
-            mcp::McpAction::PromptGet { name } => {
-                let rule = authz::prompt(policy, &name);
-                d.prompt = Some(name);
-                d.use_data(policy, principal, rule)?;
-            }
-            mcp::McpAction::List(_) | mcp::McpAction::Other => {}
-            mcp::McpAction::Unknown => {
-                let route = d.route.and_then(|i| policy.routes.get(i));
-                if route.is_none_or(|r| r.unknown_methods == UnknownMethods::Deny) {
-                    return Err(Denial::new(
-                        Reason::ToolUnknown,
-                        route.map_or("routes".into(), |r| format!("routes.{}.unknown_methods", r.id)),
-                        format!(
-                            "MCP method {} is not one aigate knows, so what it does cannot be judged",
-                            authz::shown(m.method.as_deref().unwrap_or_default())
-                        ),
-                    ));
-                }
+            follow_tasks(policy, d, principal, &tasks, host)?;
+        }
+        mcp::McpAction::Task { id } => follow_tasks(policy, d, principal, &[id], host)?,
+        mcp::McpAction::PromptGet { name } => {
+            let rule = authz::prompt(policy, &name);
+            d.prompt = Some(name);
+            d.use_data(policy, principal, rule)?;
+        }
+        mcp::McpAction::List(_) | mcp::McpAction::Other => {}
+        mcp::McpAction::Unknown => {
+            let route = d.route.and_then(|i| policy.routes.get(i));
+            if route.is_none_or(|r| r.unknown_methods == UnknownMethods::Deny) {
+                return Err(Denial::new(
+                    Reason::ToolUnknown,
+                    route.map_or("routes".into(), |r| format!("routes.{}.unknown_methods", r.id)),
+                    format!(
+                        "MCP method {} is not one aigate knows, so what it does cannot be judged",
+                        authz::shown(m.method.as_deref().unwrap_or_default())
+                    ),
+                ));
             }
         }
     }
-    claim_grants(policy, d, principal, headers, host, external)
+    Ok(())
 }
 
 /// A request naming tasks (to follow, steer or stop them) is allowed for the caller the

@@ -2099,6 +2099,26 @@ fn a_batch_refused_before_an_approval_was_examined_names_the_call_that_refused_i
 }
 
 #[test]
+fn a_batch_is_audited_under_the_method_of_the_message_that_decided() {
+    let w = World::new();
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {}});
+    let method = |batch: Value| {
+        let d = w.decide(&w.headers(Some(&t)), Some(&batch));
+        let line: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "m", 0)).unwrap();
+        (line["decision"].as_str().unwrap().to_string(), line["method"].clone())
+    };
+    // Allowed: the first message's. Refused: the message refused, not the one before it.
+    let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
+    assert_eq!(method(json!([init, ping])), ("allow".into(), json!("initialize")));
+    let refund = call("refund_order", json!({"customer_id": "c-42", "amount": 1}));
+    assert_eq!(method(json!([init, refund])), ("deny".into(), json!("tools/call")));
+    // A grant missing is a tools/call's, whatever came first.
+    let mail = call("send_email", json!({"to": "bob@example.com", "subject": "hi"}));
+    assert_eq!(method(json!([ping, mail])), ("deny".into(), json!("tools/call")));
+}
+
+#[test]
 fn a_refusal_names_only_the_approver_of_a_grant_meant_for_the_call() {
     // Carol approved the e-mail to a@; a call to b@ with only her grant is refused, and
     // the record must not say she approved b@.
