@@ -557,69 +557,6 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
     })
 }
 
-/// The HMAC secrets of several key sets (`(path, JWKS)`) that are, or hold, a public key
-/// of any of them: `(path of the oct key, message)`. A secret anyone can read from a
-/// published JWKS (the `x` of an Ed25519 key pasted as `k`, a PEM-wrapped public key)
-/// lets anyone sign. Each public value is looked for as bytes, as base64url text and as
-/// standard base64 text (as PEM and DER carry it); keys that do not parse are left to
-/// `KeySet::from_jwks`.
-pub fn secrets_made_of_public_keys(sets: &[(String, &Value)]) -> Vec<(String, String)> {
-    let keys = |jwks: &'_ Value| -> Vec<Map<String, Value>> {
-        jwks.get("keys")
-            .and_then(Value::as_array)
-            .map(|keys| keys.iter().filter_map(|k| k.as_object().cloned()).collect())
-            .unwrap_or_default()
-    };
-    // (where, what a reader of the published JWKS can spell it as)
-    let mut public: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
-    for (path, jwks) in sets {
-        for (i, obj) in keys(jwks).iter().enumerate() {
-            if str_member(obj, "kty").ok().flatten() == Some("oct") {
-                continue;
-            }
-            let mut spellings = Vec::new();
-            for member in ["x", "y", "n"] {
-                // A few bytes in common prove nothing; a public value is 32 bytes or more.
-                if let Some(bytes) = bytes_member(obj, member).ok().flatten().filter(|b| b.len() >= 16) {
-                    spellings.push(b64_encode(&bytes).into_bytes());
-                    // Standard base64 of whole 3-byte groups reads the same at any offset
-                    // that is a multiple of 3, as in a PEM body.
-                    let whole = bytes.len() - bytes.len() % 3;
-                    spellings.push(
-                        base64::engine::general_purpose::STANDARD
-                            .encode(bytes.get(..whole).unwrap_or_default())
-                            .into_bytes(),
-                    );
-                    spellings.push(bytes);
-                }
-            }
-            public.push((format!("{path}.keys[{i}]"), spellings));
-        }
-    }
-    let mut found = Vec::new();
-    for (path, jwks) in sets {
-        for (i, obj) in keys(jwks).iter().enumerate() {
-            if str_member(obj, "kty").ok().flatten() != Some("oct") {
-                continue;
-            }
-            let Some(secret) = bytes_member(obj, "k").ok().flatten() else {
-                continue;
-            };
-            let holds = |needle: &[u8]| secret.windows(needle.len()).any(|w| w == needle);
-            if let Some((whose, _)) = public.iter().find(|(_, spellings)| spellings.iter().any(|s| holds(s))) {
-                found.push((
-                    format!("{path}.keys[{i}]"),
-                    format!(
-                        "its secret (k) is or holds the public key {whose}, which anyone can read: \
-                         whoever has it could sign tokens this set accepts"
-                    ),
-                ));
-            }
-        }
-    }
-    found
-}
-
 fn ec_point(x: &[u8; 32], y: &[u8; 32]) -> Result<p256::ecdsa::VerifyingKey, String> {
     let point = p256::EncodedPoint::from_affine_coordinates(&(*x).into(), &(*y).into(), false);
     p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| "x, y is not a point on P-256".to_string())

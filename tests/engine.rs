@@ -1819,6 +1819,22 @@ fn approval_config_errors_name_their_path() {
             json!({"claim": "sid", "header": "x-http-method-override"}),
             "identity.bind_session.header: \"x-http-method-override\" already means",
         ),
+        // One header to servers that read `_` as `-`.
+        (
+            "/identity/jwt/header",
+            json!("X_Aigate_Approval"),
+            "approval.header: is also identity.jwt.header",
+        ),
+        (
+            "/approval/header",
+            json!("x_envoy_original_path"),
+            "approval.header: \"x-envoy-original-path\" already means",
+        ),
+        (
+            "/approval/header",
+            json!("Proxy-Authorization"),
+            "approval.header: \"proxy-authorization\" already means",
+        ),
         // An owner answers for something only if it names someone.
         (
             "/tools/send_email/owner",
@@ -1832,6 +1848,7 @@ fn approval_config_errors_name_their_path() {
             "tools.send_email.owner: must name someone",
         ),
         ("/default_owner", json!("\u{2060}-"), "default_owner: must name someone"),
+        ("/default_owner", json!("\u{3164}"), "default_owner: must name someone"),
         (
             "/data/resources/0/owner",
             json!(""),

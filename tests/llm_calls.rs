@@ -1003,12 +1003,42 @@ fn openrouter_web_search_is_an_offer_of_web_search() {
     let online = json!({"model": "openai/gpt-4o-mini:online", "messages": [{"role": "user", "content": "news"}]});
     let routed = json!({"model": "openai/gpt-4o-mini", "models": ["openai/gpt-4o-mini:online"], "messages": []});
     let plugin = json!({"model": "openai/gpt-4o-mini", "plugins": [{"id": "web", "max_results": 3}], "messages": []});
-    for body in [&online, &routed, &plugin] {
-        assert!(decide(&w, CHAT, &searcher, body).allowed(), "{body}");
-        let d = decide(&w, CHAT, &orders_only, body);
-        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::ToolOfferDenied), "{body}");
-        assert_eq!(d.refused_offers, ["web_search"], "{body}");
+    let free = json!({"model": "openai/gpt-4o-mini:online:free", "messages": []});
+    // OpenRouter serves the Responses and Messages APIs too, with the same variants.
+    let as_responses = |b: &Value| {
+        let mut b = b.clone();
+        b.as_object_mut().unwrap().remove("messages");
+        b["input"] = json!("news");
+        b
+    };
+    let as_messages = |b: &Value| {
+        let mut b = b.clone();
+        b["max_tokens"] = json!(64);
+        b
+    };
+    for body in [&online, &routed, &plugin, &free] {
+        for (path, body) in [
+            (CHAT, body.clone()),
+            (RESPONSES, as_responses(body)),
+            (MESSAGES, as_messages(body)),
+        ] {
+            assert!(decide(&w, path, &searcher, &body).allowed(), "{path} {body}");
+            let d = decide(&w, path, &orders_only, &body);
+            assert_eq!(
+                d.denial.map(|x| x.reason),
+                Some(Reason::ToolOfferDenied),
+                "{path} {body}"
+            );
+            assert_eq!(d.refused_offers, ["web_search"], "{path} {body}");
+        }
     }
+    // The Messages API's router models are held to the allow-list like the others'.
+    let routed_elsewhere =
+        as_messages(&json!({"model": "openai/gpt-4o-mini", "models": ["meta/llama-3"], "messages": []}));
+    assert_eq!(
+        reason(&w, MESSAGES, &searcher, &routed_elsewhere),
+        Some(Reason::ModelNotAllowed)
+    );
     // Any other plugin is a tool the catalogue must name.
     let parser = json!({"model": "openai/gpt-4o-mini", "plugins": [{"id": "file-parser"}], "messages": []});
     let d = decide(&w, CHAT, &searcher, &parser);

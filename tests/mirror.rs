@@ -444,11 +444,20 @@ fn a_declared_argument_header_carries_exactly_that_argument() {
         ),
         // Older clients mirror nothing: the body alone is judged.
         ("none sent", vec![], rush(json!(false))),
-        ("a number, as a number", vec![("mcp-param-rush", "2")], rush(json!(2))),
         (
-            "a number spelt otherwise",
-            vec![("mcp-param-rush", "2.0")],
+            "an integer, as its digits",
+            vec![("mcp-param-rush", "2")],
             rush(json!(2)),
+        ),
+        (
+            "a fraction, as a number",
+            vec![("mcp-param-rush", "2.5")],
+            rush(json!(2.5)),
+        ),
+        (
+            "a fraction spelt otherwise",
+            vec![("mcp-param-rush", "25e-1")],
+            rush(json!(2.5)),
         ),
     ];
     for (row, extra, body) in passing {
@@ -479,6 +488,33 @@ fn a_declared_argument_header_carries_exactly_that_argument() {
             "a number that is no JSON number",
             vec![("mcp-param-rush", "0x2")],
             rush(json!(2)),
+            "does not match argument \"/options/rush\"",
+        ),
+        // An integer goes as its digits: a filter matching "100" must see the 100 that runs.
+        (
+            "an integer spelt otherwise",
+            vec![("mcp-param-rush", "1e2")],
+            rush(json!(100)),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "an integer with a fraction",
+            vec![("mcp-param-rush", "100.0")],
+            rush(json!(100)),
+            "does not match argument \"/options/rush\"",
+        ),
+        (
+            "a large integer rounded",
+            vec![("mcp-param-rush", "9007199254740992")],
+            rush(json!(9_007_199_254_740_993u64)),
+            "does not match argument \"/options/rush\"",
+        ),
+        // A number or a boolean always goes plain; wrapped (" 100" needs the sentinel) it
+        // is text no filter reads as the number.
+        (
+            "a number wrapped",
+            vec![("mcp-param-rush", "=?base64?IDEwMA==?=")],
+            rush(json!(100)),
             "does not match argument \"/options/rush\"",
         ),
         (

@@ -449,3 +449,29 @@ fn another_callers_task_state_is_not_shown() {
     let rewritten = rewritten.unwrap();
     assert_eq!(rewritten["params"]["messages"][0]["content"]["content"][0], withheld);
 }
+
+#[test]
+fn a_member_aigate_reads_spelled_in_snake_case_is_refused() {
+    // Servers whose models also take snake_case names (pydantic's populate_by_name) read
+    // `task_ids` as `taskIds`: a listen aigate would pass as naming nothing.
+    let w = World::new();
+    let t = w.token(json!({}));
+    for params in [
+        json!({"notifications": {"task_ids": ["someone-elses"]}}),
+        json!({"notifications": {"resource_subscriptions": ["docs://globex/pricing"]}}),
+    ] {
+        let d = w.decide(&w.headers(Some(&t)), Some(&rpc("subscriptions/listen", params.clone())));
+        let denial = d.denial.unwrap_or_else(|| panic!("{params}: allowed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BodyMalformed, "mcp"),
+            "{params}"
+        );
+        assert!(denial.message.contains("spelled in snake_case"), "{}", denial.message);
+    }
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&rpc("tasks/get", json!({"taskId": "t-1", "task_id": "someone-elses"}))),
+    );
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed));
+}

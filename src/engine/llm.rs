@@ -140,7 +140,8 @@ fn offers(
     // The model itself is the offer (a search model): nothing to strip.
     if req.offers.iter().zip(&refused).any(|(o, r)| *r && o.list == "model") {
         return refuse(format!(
-            "model {} searches the web on every request, and this caller may not use web_search",
+            "model {} searches the web on every request (a search model, or a router's :online variant of it \
+             or of a model it may run instead), and this caller may not use web_search",
             shown(&req.model)
         ));
     }

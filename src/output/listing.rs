@@ -169,26 +169,8 @@ fn refuse_miscased(object: &Map<String, Value>, read: &[&str]) -> Result<(), Den
         crate::request::refuse_miscased(key, read, RULE)?;
         // Clients whose models also take snake_case names (pydantic's populate_by_name)
         // read `resource_templates` as `resourceTemplates`.
-        if !key.contains('_') {
-            return Ok(());
-        }
-        match read.iter().find(|k| snake_of(key, k)) {
-            Some(k) => Err(malformed(
-                RULE,
-                format!("member {key:?} is {k:?} spelled in snake_case, which some clients read as it: send {k:?}"),
-            )),
-            None => Ok(()),
-        }
+        crate::request::refuse_snake_cased(key, read, RULE)
     })
-}
-
-/// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
-fn snake_of(key: &str, camel: &str) -> bool {
-    let mut rest = key.bytes().filter(|b| *b != b'_');
-    camel
-        .bytes()
-        .all(|c| rest.next().is_some_and(|k| k.eq_ignore_ascii_case(&c)))
-        && rest.next().is_none()
 }
 
 /// One JSON-RPC message at `path`.

@@ -75,8 +75,12 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
 /// Headers that HTTP, MCP or aigate itself give a meaning (lower case); the policy's own
 /// headers must be others. `authorization` is the caller's credential, `mcp-*` MCP's own
 /// (`mcp-session-id` may carry the session it binds).
-const RESERVED_HEADERS: [&str; 12] = [
+const RESERVED_HEADERS: [&str; 16] = [
     "host",
+    "proxy-authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
     "content-type",
     "content-length",
     "content-encoding",
@@ -89,6 +93,9 @@ const RESERVED_HEADERS: [&str; 12] = [
     "x-forwarded-host",
     "forwarded",
 ];
+
+/// Letters that show as nothing: the Hangul fillers.
+const INVISIBLE_LETTERS: [char; 4] = ['\u{115f}', '\u{1160}', '\u{3164}', '\u{ffa0}'];
 
 #[derive(Default)]
 struct Checker {
@@ -121,7 +128,10 @@ impl Checker {
     fn someone(&mut self, path: &str, s: &str) {
         if s.trim().is_empty() {
             self.err(path, "must not be empty");
-        } else if !s.chars().any(char::is_alphanumeric) {
+        } else if !s
+            .chars()
+            .any(|c| c.is_alphanumeric() && !INVISIBLE_LETTERS.contains(&c))
+        {
             self.err(path, "must name someone: it holds no letter or digit");
         }
     }
@@ -166,18 +176,22 @@ impl Checker {
         if let Some(a) = approval {
             named.push(("approval.header", &a.header));
         }
+        // CGI-style servers read `_` as `-`: `x_tok` and `x-tok` are one header to them.
+        let dashed = |h: &str| h.replace('_', "-");
         for (i, (path, header)) in named.iter().enumerate() {
-            if let Some((other, _)) = named.iter().take(i).find(|(_, h)| h == header) {
+            if let Some((other, _)) = named.iter().take(i).find(|(_, h)| dashed(h) == dashed(header)) {
                 self.err(*path, format!("is also {other}: one header cannot carry both"));
             }
+            let header = dashed(header);
             let reserved = RESERVED_HEADERS
                 .iter()
                 .chain(&crate::engine::METHOD_OVERRIDES)
                 .chain(&crate::engine::PATH_OVERRIDES)
-                .any(|r| r == header)
+                .any(|r| *r == header)
+                || header.starts_with("x-envoy-")
                 || header.starts_with("mcp-")
-                    && (*path != "identity.bind_session.header" || *header != "mcp-session-id")
-                || *header == "authorization" && *path != "identity.jwt.header";
+                    && (*path != "identity.bind_session.header" || header != "mcp-session-id")
+                || header == "authorization" && *path != "identity.jwt.header";
             if reserved {
                 self.err(
                     *path,
@@ -199,7 +213,7 @@ impl Checker {
         if let Some(a) = &doc.approval {
             sets.push(("approval.jwks".to_string(), &a.jwks));
         }
-        for (path, message) in crate::jws::secrets_made_of_public_keys(&sets) {
+        for (path, message) in super::secrets::made_of_public_keys(&sets) {
             self.err(path, message);
         }
     }

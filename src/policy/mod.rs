@@ -5,6 +5,7 @@ mod compile;
 mod model;
 pub mod resource_metadata;
 mod scope;
+mod secrets;
 
 pub use compile::{compile, ConfigError};
 pub use model::ModelPattern;

@@ -32,6 +32,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "thread" => thread(&mut r, value),
             "diagnostics" => diagnostics(&mut r, value)?,
             "fallbacks" => fallbacks(&mut r, value)?,
+            // OpenRouter serves this API too: its models to try, and its plugins.
+            "models" => llm::router_models(&mut r, value, "models", RULE)?,
+            "plugins" => llm::plugins(&mut r, value, RULE)?,
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
@@ -40,13 +43,16 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    llm::router_web_search(&mut r);
     Ok(r)
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 10] = [
+const READ: [&str; 12] = [
     "model",
     "fallbacks",
+    "models",
+    "plugins",
     "stream",
     "tools",
     "tool_choice",

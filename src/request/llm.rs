@@ -318,6 +318,48 @@ pub fn router_models(r: &mut LlmRequest, v: Value, place: &'static str, rule: &'
     Ok(())
 }
 
+/// The hosted tool that searches the web, as every protocol's offers name it (Chat's
+/// `web_search_options` turns it on), as catalogued.
+pub const WEB_SEARCH: &str = "web_search";
+
+/// The model asked for is itself an offer of `web_search` (it searches on every request),
+/// one that stripping cannot take away.
+pub fn offer_web_search_by_model(r: &mut LlmRequest) {
+    r.offers.push(Offer {
+        name: WEB_SEARCH.to_string(),
+        list: "model",
+        index: 0,
+    });
+}
+
+/// Routers in front of any of the APIs (OpenRouter) search the web for a model's `:online`
+/// variant (`openai/gpt-4o:online`, `…:online:free`): asked for as the model or among the
+/// router's `models`, an offer of `web_search`.
+pub fn router_web_search(r: &mut LlmRequest) {
+    let online = |m: &str| m.split(':').skip(1).any(|v| v.trim().eq_ignore_ascii_case("online"));
+    if online(&r.model) || r.other_models.iter().any(|(m, _)| online(m)) {
+        offer_web_search_by_model(r);
+    }
+}
+
+/// OpenRouter's `plugins`, on any of the APIs it serves: each runs at the router on the
+/// caller's behalf. `web` searches the web (an offer of `web_search`); any other is an
+/// offer of a tool named by its `id`, which the catalogue must hold. Stripping one drops
+/// the whole member.
+pub fn plugins(r: &mut LlmRequest, v: Value, rule: &'static str) -> Result<(), Denial> {
+    for (index, p) in opt_array(Some(v), rule, "plugins")?.into_iter().enumerate() {
+        let mut p = obj(p, rule, "a plugin")?;
+        let id = opt_string(&mut p, "id", rule)?.ok_or_else(|| malformed(rule, "a plugin names itself in \"id\""))?;
+        let name = if id == "web" { WEB_SEARCH.to_string() } else { id };
+        r.offers.push(Offer {
+            name,
+            list: "plugins",
+            index,
+        });
+    }
+    Ok(())
+}
+
 pub fn opt_string(m: &mut Map<String, Value>, key: &str, rule: &'static str) -> Result<Option<String>, Denial> {
     match m.remove(key) {
         None | Some(Value::Null) => Ok(None),

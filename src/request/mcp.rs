@@ -182,6 +182,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     };
     for key in params.keys() {
         crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
+        crate::request::refuse_snake_cased(key, &PARAMS_READ, "mcp")?;
     }
     let target = super::mirror::target(&method, &params);
     let action =
@@ -212,6 +213,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                 };
                 for key in r.keys() {
                     crate::request::refuse_miscased(key, &PARAMS_READ, "mcp")?;
+                    crate::request::refuse_snake_cased(key, &PARAMS_READ, "mcp")?;
                 }
                 match (r.remove("type"), r.remove("name"), r.remove("uri")) {
                     (Some(Value::String(t)), Some(Value::String(name)), _) if t == "ref/prompt" => {
@@ -267,6 +269,7 @@ fn subscribed(notifications: Option<Value>) -> Result<(Vec<String>, Vec<String>)
     };
     for key in n.keys() {
         crate::request::refuse_miscased(key, &["resourceSubscriptions", "taskIds"], "mcp")?;
+        crate::request::refuse_snake_cased(key, &["resourceSubscriptions", "taskIds"], "mcp")?;
     }
     // Each named once: a list repeating one id a million times is one subscription, and
     // judging it must cost one.

@@ -162,6 +162,9 @@ struct Param<'h> {
     /// The name the tool's schema gives (`x-mcp-header`): the header's name without its prefix.
     name: &'h str,
     value: Cow<'h, [u8]>,
+    /// Sent as a `=?base64?…?=` sentinel: text only (a string argument), never a number or
+    /// a boolean, which always go plain.
+    wrapped: bool,
 }
 
 /// The `Mcp-Param-*` headers a request carries, after checking that none appears twice
@@ -184,11 +187,12 @@ fn params(headers: &Headers) -> Result<Vec<Param<'_>>, Denial> {
             }));
         }
         let value = one(headers, n, n)?.unwrap_or_default();
-        let value = decode(value).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;
+        let decoded = decode(value).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;
         params.push(Param {
             header: n,
             name: n.get(PARAM.len()..).unwrap_or_default(),
-            value,
+            wrapped: matches!(decoded, Cow::Owned(_)),
+            value: decoded,
         });
     }
     Ok(params)
@@ -253,7 +257,7 @@ fn check_param(param: &Param, m: &McpMessage, at: At, tools: &HashMap<String, To
     let declared = tools.get(name).map(|t| &t.param_headers).filter(|d| !d.is_empty());
     let Some(declared) = declared else {
         // Which argument it mirrors is unknown here: its value must be one the call gives.
-        return if any_argument_is(arguments, &param.value) {
+        return if any_argument_is(arguments, param) {
             Ok(())
         } else {
             Err(mismatch(format!(
@@ -274,7 +278,7 @@ fn check_param(param: &Param, m: &McpMessage, at: At, tools: &HashMap<String, To
         )));
     };
     match arg.find(arguments) {
-        Some(value) if mirrors(value, &param.value) => Ok(()),
+        Some(value) if mirrors(value, param) => Ok(()),
         Some(Value::Null) | None => Err(mismatch(format!(
             "header {header} mirrors argument {}, which {} does not give",
             shown(&arg.to_string()),
@@ -288,33 +292,30 @@ fn check_param(param: &Param, m: &McpMessage, at: At, tools: &HashMap<String, To
     }
 }
 
-/// Whether a header carries `value` as MCP mirrors it: a string as itself, a boolean as
-/// `true` or `false`, a number as a number equal to it. Objects, arrays and `null` are
-/// never mirrored.
-fn mirrors(value: &Value, header: &[u8]) -> bool {
+/// Whether a header carries `value` as MCP mirrors it: a string as itself (plain, or as a
+/// sentinel when it cannot go plain), a boolean as `true` or `false`, an integer as its
+/// decimal digits exactly (`100`, not `1e2` nor `100.0`: a filter matching header text
+/// must see the number that runs), another number as a JSON number equal to it. Objects,
+/// arrays and `null` are never mirrored.
+fn mirrors(value: &Value, header: &Param) -> bool {
+    let plain = || (!header.wrapped).then_some(header.value.as_ref());
     match value {
-        Value::String(s) => s.as_bytes() == header,
-        Value::Bool(b) => header == if *b { &b"true"[..] } else { b"false" },
-        Value::Number(n) => std::str::from_utf8(header)
-            .ok()
+        Value::String(s) => s.as_bytes() == header.value.as_ref(),
+        Value::Bool(b) => plain() == Some(if *b { &b"true"[..] } else { b"false" }),
+        Value::Number(n) if !n.is_f64() => plain() == Some(n.to_string().as_bytes()),
+        Value::Number(n) => plain()
+            .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| serde_json::from_str::<Number>(h).ok())
-            .is_some_and(|h| same_number(n, &h)),
+            .and_then(|h| h.as_f64())
+            .zip(n.as_f64())
+            .is_some_and(|(h, n)| h == n),
         Value::Null | Value::Array(_) | Value::Object(_) => false,
-    }
-}
-
-/// Integers compare exactly; other numbers as the doubles every JSON reader makes of them.
-fn same_number(a: &Number, b: &Number) -> bool {
-    if a.is_f64() || b.is_f64() {
-        a.as_f64().zip(b.as_f64()).is_some_and(|(a, b)| a == b)
-    } else {
-        a.as_i64() == b.as_i64() && a.as_u64() == b.as_u64()
     }
 }
 
 /// Whether some argument, at any depth of objects (where `x-mcp-header` may stand), holds
 /// the value the header carries.
-fn any_argument_is(arguments: &Value, header: &[u8]) -> bool {
+fn any_argument_is(arguments: &Value, header: &Param) -> bool {
     match arguments {
         Value::Object(members) => members.values().any(|v| any_argument_is(v, header)),
         v => mirrors(v, header),

@@ -135,6 +135,32 @@ pub fn refuse_miscased(key: &str, read: &[&str], rule: &'static str) -> Result<(
     }
 }
 
+/// Refuses a member that is a camelCase name aigate reads written in snake_case
+/// (`task_ids` for `taskIds`): MCP servers and clients whose models also take snake_case
+/// names (pydantic's `populate_by_name`) read it as the member aigate did not judge.
+pub fn refuse_snake_cased(key: &str, read: &[&str], rule: &'static str) -> Result<(), crate::decision::Denial> {
+    if !key.contains('_') {
+        return Ok(());
+    }
+    match read.iter().find(|k| !k.contains('_') && snake_of(key, k)) {
+        Some(k) => Err(crate::decision::Denial::new(
+            crate::decision::Reason::BodyMalformed,
+            rule,
+            format!("member {key:?} is {k:?} spelled in snake_case, which some readers take for it: send {k:?}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
+pub fn snake_of(key: &str, camel: &str) -> bool {
+    let mut rest = key.bytes().filter(|b| *b != b'_');
+    camel
+        .bytes()
+        .all(|c| rest.next().is_some_and(|k| k.eq_ignore_ascii_case(&c)))
+        && rest.next().is_none()
+}
+
 /// Why a request's JSON (a body, or arguments sent as JSON text) is refused. Nesting past
 /// the limit names the setting and its value, as the body size and batch refusals do: the
 /// client can tell a limit it hit from a malformed document.

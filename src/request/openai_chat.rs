@@ -3,15 +3,12 @@
 //! `tool_choice` (and the legacy `function_call`), and `messages[].tool_calls` (and the
 //! legacy `function_call`). Content (text, images, audio) is never looked at.
 
-use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, Offer, ToolChoice};
+use super::llm::{self, malformed, obj, opt_array, string, LlmCall, LlmRequest, Offer, ToolChoice, WEB_SEARCH};
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
 
 const RULE: &str = "openai_chat";
-
-/// The hosted tool `web_search_options` turns on, as catalogued.
-const WEB_SEARCH: &str = "web_search";
 
 pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     let top = llm::object(body, limits, RULE)?;
@@ -28,7 +25,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "fallbacks" => llm::router_models(&mut r, value, "fallbacks", RULE)?,
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
-            "plugins" => plugins(&mut r, value)?,
+            "plugins" => llm::plugins(&mut r, value, RULE)?,
             // Azure OpenAI "On Your Data": the provider retrieves from a search index or
             // store of its own choosing (with the resource's identity), which no `data`
             // rule describes. A retrieval store aigate cannot judge is outside the boundary.
@@ -52,14 +49,11 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
     // Search models search the web on every request, `web_search_options` or not: the
-    // model is an offer of the hosted tool, one that stripping cannot take away. So is a
-    // router's model that may run the request.
-    if is_search_model(&r.model) || r.other_models.iter().any(|(m, _)| is_search_model(m)) {
-        r.offers.push(Offer {
-            name: WEB_SEARCH.to_string(),
-            list: "model",
-            index: 0,
-        });
+    // model is an offer of the hosted tool, one that stripping cannot take away.
+    if is_search_model(&r.model) {
+        llm::offer_web_search_by_model(&mut r);
+    } else {
+        llm::router_web_search(&mut r);
     }
     Ok(r)
 }
@@ -74,10 +68,10 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// OpenAI's search models (`gpt-4o-search-preview`, `gpt-5-search-api` and their dated
-/// snapshots), and OpenRouter's `:online` variant of any model (its web plugin).
+/// snapshots).
 fn is_search_model(model: &str) -> bool {
     let m = model.to_ascii_lowercase();
-    m.contains("-search-preview") || m.contains("-search-api") || m.ends_with(":online")
+    m.contains("-search-preview") || m.contains("-search-api")
 }
 
 /// The name in a tool, a forced choice or an allowed-tools entry: `{"type": "function",
@@ -195,24 +189,6 @@ fn web_search(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             });
         }
         _ => return Err(malformed(RULE, "web_search_options must be an object")),
-    }
-    Ok(())
-}
-
-/// OpenRouter's `plugins`: each runs at the router on the caller's behalf. `web` searches
-/// the web (an offer of `web_search`); any other is an offer of a tool named by its `id`,
-/// which the catalogue must hold. Stripping one drops the whole member.
-fn plugins(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
-    for (index, p) in opt_array(Some(v), RULE, "plugins")?.into_iter().enumerate() {
-        let mut p = obj(p, RULE, "a plugin")?;
-        let id =
-            llm::opt_string(&mut p, "id", RULE)?.ok_or_else(|| malformed(RULE, "a plugin names itself in \"id\""))?;
-        let name = if id == "web" { WEB_SEARCH.to_string() } else { id };
-        r.offers.push(Offer {
-            name,
-            list: "plugins",
-            index,
-        });
     }
     Ok(())
 }

@@ -17,10 +17,11 @@ const RULE: &str = "openai_responses";
 /// prompt template.
 const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
 /// The top-level members aigate reads.
-const READ: [&str; 10] = [
+const READ: [&str; 11] = [
     "model",
     "models",
     "fallbacks",
+    "plugins",
     "stream",
     "tools",
     "tool_choice",
@@ -59,6 +60,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "tool_choice" => choice(&mut r.choice, value)?,
             "models" => llm::router_models(&mut r, value, "models", RULE)?,
             "fallbacks" => llm::router_models(&mut r, value, "fallbacks", RULE)?,
+            "plugins" => llm::plugins(&mut r, value, RULE)?,
             "input" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 input(&mut r, value, limits)?
@@ -76,6 +78,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
+    llm::router_web_search(&mut r);
     Ok(r)
 }
 
