@@ -95,9 +95,19 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     w.name("http_method", Some(&d.http_method));
     w.name("method", d.rpc_method.as_deref());
     w.name("model", d.model.as_deref());
-    w.name("tool", call.map(|c| c.tool.as_str()));
-    w.text("intent", call.and_then(|c| c.intent.as_deref()));
-    w.text("impact", call.and_then(|c| c.impact).map(impact_label));
+    let action = call.is_none().then(|| route_action(policy, d)).flatten();
+    w.name("tool", call.map(|c| c.tool.as_str()).or(action.map(|(name, _)| name)));
+    w.text(
+        "intent",
+        call.and_then(|c| c.intent.as_deref())
+            .or(action.map(|(_, t)| t.intent.as_str())),
+    );
+    w.text(
+        "impact",
+        call.and_then(|c| c.impact)
+            .or(action.map(|(_, t)| t.impact))
+            .map(impact_label),
+    );
     w.name("prompt", d.prompt.as_deref());
     w.text("subject", p.map(|p| p.subject.as_str()));
     w.text("workload", p.and_then(|p| p.workload.as_deref()));
@@ -305,6 +315,17 @@ pub fn deciding_call(d: &Decision) -> Option<&Call> {
     }
 }
 
+/// On a REST action route, the route's one tool when no call of it was judged: a request
+/// refused before its arguments were read (its identity, its body's size or encoding) was
+/// still an attempt at that action, and the action's owner answers for it.
+fn route_action<'a>(policy: &'a Policy, d: &Decision) -> Option<(&'a str, &'a crate::policy::Tool)> {
+    if d.protocol != Some(Protocol::Action) || !d.calls.is_empty() {
+        return None;
+    }
+    let name = d.route.and_then(|i| policy.routes.get(i))?.tool.as_deref()?;
+    Some((name, policy.tools.get(name)?))
+}
+
 /// Who answers for one call: its tool's owner, else the route's, else the default.
 fn call_owner<'a>(policy: &'a Policy, route: Option<&'a crate::policy::Route>, c: &'a Call) -> &'a str {
     policy.owner_for(policy.tools.get(&c.tool), None, route)
@@ -313,7 +334,10 @@ fn call_owner<'a>(policy: &'a Policy, route: Option<&'a crate::policy::Route>, c
 /// Who answers for a decision: the deciding tool's owner, else the data rule's, else the
 /// route's, else the policy's default owner.
 pub fn accountable_owner<'a>(policy: &'a Policy, d: &'a Decision) -> &'a str {
-    let tool = deciding_call(d).and_then(|c| policy.tools.get(&c.tool));
+    let tool = match deciding_call(d) {
+        Some(c) => policy.tools.get(&c.tool),
+        None => route_action(policy, d).map(|(_, t)| t),
+    };
     let route = d.route.and_then(|i| policy.routes.get(i));
     policy.owner_for(tool, d.data.as_ref().and_then(|u| u.owner.as_deref()), route)
 }

@@ -78,6 +78,32 @@ fn an_action_is_judged_as_its_tool() {
 }
 
 #[test]
+fn a_refusal_before_the_body_still_names_the_action_attempted() {
+    // No token, or a body aigate will not read: the arguments are never judged, but the
+    // request was an attempt at the route's one action, and its owner answers for it.
+    let w = world();
+    let mut anonymous = request(&w, "/api/refunds", "POST", &[]);
+    anonymous.retain(|(k, _)| k != "authorization");
+    let gzipped = request(&w, "/api/refunds", "POST", &[("content-encoding", "gzip")]);
+    for (h, reason) in [(anonymous, "unauthenticated"), (gzipped, "encoding_unsupported")] {
+        let d = w.decide(&h, Some(&json!({"customer_id": "c-42", "amount": 20})));
+        assert_eq!(d.denial.as_ref().map(|x| x.reason.as_str()), Some(reason));
+        assert!(d.calls.is_empty(), "no call was judged");
+        let v: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &d, "a", 0)).unwrap();
+        assert_eq!(
+            (&v["tool"], &v["intent"], &v["impact"], &v["owner"]),
+            (
+                &json!("refund_order"),
+                &json!("orders.refund"),
+                &json!("write"),
+                &json!("payments@example.com")
+            ),
+            "{reason}: {v}"
+        );
+    }
+}
+
+#[test]
 fn scopes_and_ceilings_apply() {
     let w = world();
     let narrow = w.token(json!({"scope": "orders.read"}));

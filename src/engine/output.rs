@@ -206,7 +206,9 @@ fn answer_rule(protocol: Protocol) -> &'static str {
 /// short, or sending the client elsewhere.
 pub fn refused_answer(policy: &Policy, request: &Decision, denial: Denial) -> Decision {
     match request.protocol {
-        Some(Protocol::Mcp) => on_listing(request, Err(denial)),
+        // The answer of the called tool (an MCP server's, a REST action's): its record
+        // names the tool, and the tool's owner answers for it.
+        Some(Protocol::Mcp | Protocol::Action) => on_listing(request, Err(denial)),
         _ => on_answer(policy, request, Err(denial)),
     }
 }

@@ -421,6 +421,12 @@ impl ListStream {
         self.hidden
     }
 
+    /// Whether part of an event is held, waiting for its end: cut there, the stream never
+    /// brought it to the client.
+    pub fn holds_part_of_an_event(&self) -> bool {
+        self.events.waiting() > 0
+    }
+
     /// Takes the next piece; returns what to pass on in its place, or `None` to pass it on
     /// unchanged.
     pub fn feed(&mut self, chunk: &[u8], keep: Keep) -> Option<Vec<u8>> {

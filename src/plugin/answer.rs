@@ -144,7 +144,9 @@ impl Http {
             set_response_header("location", None);
             set_response_header("content-length", None);
             set_response_header("content-encoding", None);
-            set_response_header("content-type", Some("application/json"));
+            // The error JSON takes the place of a body; with none to replace, the status
+            // alone says it, and no content type claims a body.
+            set_response_header("content-type", (!end_of_stream).then_some("application/json"));
         }
         // With a body, the error takes its place at its end; without one, the status says it.
         if !end_of_stream {
@@ -192,7 +194,8 @@ impl Http {
     }
 
     /// The stream ended before the answer did. A list answer's events passed filtered as
-    /// they came: its count so far is recorded. A whole answer, or a model's held tool
+    /// they came: its count so far is recorded, as refused when it was cut inside an event
+    /// (held, that one never reached the client). A whole answer, or a model's held tool
     /// calls, never reached the client: recorded as refused.
     pub(super) fn answer_unfinished(&mut self, answer: Answer) {
         let policy = &self.shared.policy;
@@ -204,6 +207,11 @@ impl Http {
             )
         };
         let d = match answer {
+            Answer::Listing(request, stream) if stream.holds_part_of_an_event() => {
+                let mut d = engine::on_listing(&request, Err(cut()));
+                d.hidden = stream.hidden();
+                d
+            }
             Answer::Listing(request, stream) => engine::on_listing(&request, Ok(stream.hidden())),
             Answer::Json(request, _) | Answer::Stream(request, _) => engine::refused_answer(policy, &request, cut()),
             Answer::Refused(_) | Answer::Ended => return, // recorded when it was refused

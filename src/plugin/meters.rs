@@ -21,14 +21,19 @@ const PROTOCOLS: [Option<Protocol>; 6] = [
     None,
 ];
 /// Protocols whose answers are judged, and the reasons an answer can be refused for.
-const ANSWERING: [Protocol; 4] = [
+/// Protocols whose answers aigate judges: REST actions for where their answers send the
+/// client (a redirect off the origin).
+const ANSWERING: [Protocol; 5] = [
     Protocol::Mcp,
     Protocol::OpenaiChat,
     Protocol::OpenaiResponses,
     Protocol::AnthropicMessages,
+    Protocol::Action,
 ];
-const ANSWER_DENIALS: [Reason; 8] = [
+const ANSWER_DENIALS: [Reason; 9] = [
     Reason::ToolUnknown,
+    // Another caller's task, a redirect off the origin.
+    Reason::DataBoundary,
     Reason::ScopeMissing,
     Reason::ArgumentViolation,
     Reason::BindingMismatch,

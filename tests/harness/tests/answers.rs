@@ -399,6 +399,25 @@ fn an_answer_cut_short_still_leaves_its_audit_line() {
         let outcome = plugin.request(mcp_post(&idp.token(), &list).upstream(answer)).unwrap();
         assert!(!outcome.response_body_str().contains("refund_order"), "{mode}");
         assert_list_answer_line(&outcome, 2, mode);
+        // Cut inside an event: that event was held and never reached the client, so the
+        // answer is recorded as refused (and counted so), with what was hidden before.
+        let events = format!("event: message\ndata: {listed}\n\nevent: message\ndata: {{\"jsonrpc\"");
+        let answer = tools_list_answer("text/event-stream", events.into_bytes()).cut();
+        let outcome = plugin.request(mcp_post(&idp.token(), &list).upstream(answer)).unwrap();
+        let line = audit_lines(&outcome)
+            .into_iter()
+            .find(|a| a["stage"] == "answer")
+            .unwrap_or_else(|| panic!("{mode}: no answer line"));
+        assert_eq!(
+            (&line["decision"], &line["reason"], &line["rule"], &line["hidden"]),
+            (&json!("deny"), &json!("body_malformed"), &json!("answer"), &json!(2)),
+            "{mode}: {line}"
+        );
+        assert_eq!(
+            plugin.metric("protocol=.=mcp;.;decision=.=deny;.;reason=.=body_malformed;.;aigate_answers_total"),
+            Some(1),
+            "{mode}"
+        );
     }
     // A whole answer cut short never reached the client: recorded as refused, counted.
     for (mode, mut plugin) in plugins(&idp, "enforce") {
@@ -753,7 +772,7 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
     let elsewhere = "https://model.elsewhere.example/v1/chat/completions";
     for (mode, mut plugin) in plugins(&idp, "enforce") {
         // The LLM SDKs follow a 307 with the whole conversation, and run what comes back.
-        for body in [Vec::new(), completion("c-42")] {
+        for (n, body) in [Vec::new(), completion("c-42")].into_iter().enumerate() {
             let answer = UpstreamResponse::new(307)
                 .header("location", elsewhere)
                 .header("content-type", "application/json")
@@ -761,10 +780,19 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
             let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
             assert_eq!(outcome.status(), Some(502), "{mode}");
             assert_eq!(outcome.response_header("location"), None, "{mode}");
-            if !body.is_empty() {
+            if body.is_empty() {
+                // No body to put the error in: the status alone says it.
+                assert_eq!(outcome.response_header("content-type"), None, "{mode}");
+            } else {
                 let error: Value = serde_json::from_slice(outcome.response_body()).unwrap();
                 assert_eq!(error["error"]["code"], "data_boundary", "{mode}: {error}");
             }
+            // Counted once per refused answer.
+            assert_eq!(
+                plugin.metric(&answers_metric("deny", "data_boundary")),
+                Some(n as u64 + 1),
+                "{mode}"
+            );
             let audits = audit_lines(&outcome);
             assert_eq!(
                 (
@@ -796,6 +824,39 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
     let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
     assert_eq!(outcome.status(), Some(502));
     assert_eq!(outcome.response_header("location"), None);
+    // A REST action's answer too: refused, counted, and its record names the action's
+    // tool and owner, who answer for where their endpoint sends the client.
+    let mut actions = policy(&idp);
+    actions["routes"] = json!([{"id": "orders", "prefix": "/api/orders", "methods": ["POST"],
+                                "protocol": "action", "tool": "get_order"}]);
+    let mut plugin = load(&actions, envoy_hold_headers());
+    let answer = UpstreamResponse::new(303).header("location", "https://orders.elsewhere.example/o-1");
+    let lookup = json!({"customer_id": "c-42", "order_id": "o-1"});
+    let outcome = plugin
+        .request(
+            Request::post("/api/orders")
+                .bearer(&idp.token())
+                .json(lookup.to_string().into_bytes())
+                .upstream(answer),
+        )
+        .unwrap();
+    assert_eq!(outcome.status(), Some(502));
+    assert_eq!(outcome.response_header("location"), None);
+    let audits = audit_lines(&outcome);
+    let answer_line = audits.iter().find(|a| a["stage"] == "answer").expect("an answer line");
+    assert_eq!(
+        (&answer_line["reason"], &answer_line["tool"], &answer_line["owner"]),
+        (
+            &json!("data_boundary"),
+            &json!("get_order"),
+            &json!("orders-team@example.com")
+        ),
+        "{answer_line}"
+    );
+    assert_eq!(
+        plugin.metric("protocol=.=action;.;decision=.=deny;.;reason=.=data_boundary;.;aigate_answers_total"),
+        Some(1)
+    );
     // An MCP client gets a JSON-RPC error for its request.
     let call = tools_call(json!(4), "get_order", json!({"customer_id": "c-42"}));
     for (mode, mut plugin) in both_hold_modes(&idp) {
