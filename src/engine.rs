@@ -690,23 +690,7 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
 /// server could read a value aigate never saw: `X_HTTP_Method_Override: DELETE`, or a
 /// second session.
 fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option<Protocol>) -> Option<&'h str> {
-    let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
-    let approval = policy.approval.as_ref().map(|a| a.header.as_str());
-    let read = || {
-        METHOD_OVERRIDES
-            .into_iter()
-            .chain(PATH_OVERRIDES)
-            .chain([
-                "x-forwarded-host",
-                "forwarded",
-                "content-type",
-                "content-encoding",
-                "content-length",
-                "transfer-encoding",
-            ])
-            .chain(session)
-            .chain(approval)
-    };
+    let read = || headers_read(policy);
     let mcp = protocol == Some(Protocol::Mcp);
     // `Mcp-Param-Tenant_Id` is the header a tool's schema names (`x-mcp-header`), its
     // underscore its own: only one standing in for a dash of the prefix is an alias.
@@ -718,6 +702,56 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option
         let dashed = n.replace('_', "-");
         read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed) && !own_param(n))
     })
+}
+
+/// The headers aigate reads to decide, besides the credential and MCP's mirror headers:
+/// the method and path overrides, the forwarded host, the body's framing and type, and the
+/// policy's session and approval headers.
+fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
+    let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
+    let approval = policy.approval.as_ref().map(|a| a.header.as_str());
+    METHOD_OVERRIDES
+        .into_iter()
+        .chain(PATH_OVERRIDES)
+        .chain([
+            "x-forwarded-host",
+            "forwarded",
+            "content-type",
+            "content-encoding",
+            "content-length",
+            "transfer-encoding",
+        ])
+        .chain(session)
+        .chain(approval)
+}
+
+/// Why a request's trailers are refused, if they are: one named as a header aigate reads
+/// (the credential, a grant, a method override, the body's type, on MCP routes a mirror
+/// header), in any case or with `_` for `-`. aigate decides on the headers; an upstream
+/// that merges trailers into them (HTTP/2 upstreams get the trailers) would act on what
+/// aigate never read.
+pub fn trailers_problem(policy: &Policy, d: &Decision, names: &[String]) -> Option<Denial> {
+    let token = match &policy.identity.token {
+        crate::policy::TokenSource::Jwt { header, .. } => Some(header.as_str()),
+        _ => None,
+    };
+    let mcp = d.protocol == Some(Protocol::Mcp);
+    let named = names.iter().find(|n| {
+        let dashed = n.replace('_', "-");
+        headers_read(policy)
+            .chain(["authorization", ":authority", "host"])
+            .chain(token)
+            .any(|h| dashed.eq_ignore_ascii_case(h))
+            || (mcp && mirror::is_mirror(&dashed))
+    })?;
+    Some(Denial::new(
+        Reason::BodyMalformed,
+        "trailers",
+        format!(
+            "trailer {} is a header aigate reads: it decides on the headers, and an upstream merging trailers into them would act on what aigate never read",
+            authz::shown(named)
+        ),
+    ))
 }
 
 /// Why the body's declared type cannot be judged, if it cannot. Every body: given once, and

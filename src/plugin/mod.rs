@@ -188,8 +188,12 @@ impl HttpContext for Http {
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A request with trailers has no end-of-stream body callback: decide here.
-        if self.pending.is_none() {
+        let Some(pending) = self.pending.as_ref() else {
             return self.decided();
+        };
+        let names: Vec<String> = self.get_http_request_trailers().into_iter().map(|(k, _)| k).collect();
+        if let Some(denial) = engine::trailers_problem(&self.shared.policy, pending, &names) {
+            return self.decide_without_body(denial, self.body_size);
         }
         self.decide_with_body()
     }

@@ -480,6 +480,28 @@ fn trailers_end_the_request() {
             .unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert!(!outcome.forwarded(), "{mode}");
         assert_eq!(body_json(&outcome)["error"]["data"]["reason"], "tool_unknown", "{mode}");
+
+        // A trailer named as a header aigate reads is refused: an upstream merging
+        // trailers into headers would run the call as a DELETE, or as another caller's.
+        for (name, value) in [
+            ("x-http-method-override", "DELETE"),
+            ("Authorization", "Bearer other"),
+            ("mcp_name", "send_email"),
+        ] {
+            let outcome = plugin
+                .request(mcp_post(&idp.token(), &allowed).chunked(16).trailers([(name, value)]))
+                .unwrap_or_else(|e| panic!("{mode} {name}: {e}"));
+            let reached = outcome.upstream.as_ref().is_some_and(|u| u.complete);
+            assert!(!reached, "{mode} {name}: the request reached the upstream whole");
+            // Refused before the body is read: the generic error shape, at 400.
+            assert_eq!(outcome.status(), Some(400), "{mode} {name}");
+            let error = &body_json(&outcome)["error"];
+            assert_eq!(
+                (&error["reason"], &error["rule"]),
+                (&json!("body_malformed"), &json!("trailers")),
+                "{mode} {name}: {error}"
+            );
+        }
     }
 }
 
