@@ -209,7 +209,7 @@ fn scalar(c: &Constraint, v: &Value) -> Result<(), String> {
             }
             // A path or URL under the prefix must stay under it once a server resolves it:
             // `/files/acme/../globex/x` starts with `/files/acme/` and opens globex's file.
-            if dot_segments(s) || crate::request::encoded_separator(s) || s.contains("%25") {
+            if dot_segments(s) || crate::request::encoded_separator(s) || s.contains("%25") || decodes_elsewhere(s) {
                 return Err("holds a dot segment or an encoded separator that could leave the allowed prefix".into());
             }
         }
@@ -387,10 +387,13 @@ pub fn data_scope(policy: &Policy, principal: &Principal, rule: &dyn DataRule) -
 /// segment, encoded separator or other way out (`leaves_its_prefix`): however it is filled,
 /// it names a URI below its fixed part.
 fn stays_put(template: &str) -> bool {
-    let mut literal = String::new();
+    // The literal text twice: without the expressions (a dot beside one could become a
+    // dot segment once filled) and with each filled (`{kind}/{name}` is no empty segment).
+    let (mut literal, mut filled) = (String::new(), String::new());
     let mut rest = template;
     while let Some((before, after)) = rest.split_once('{') {
         literal.push_str(before);
+        filled.push_str(before);
         let Some((expression, tail)) = after.split_once('}') else {
             return false;
         };
@@ -401,10 +404,12 @@ fn stays_put(template: &str) -> bool {
         if !simple {
             return false;
         }
+        filled.push('x');
         rest = tail;
     }
     literal.push_str(rest);
-    !leaves_its_prefix(&literal)
+    filled.push_str(rest);
+    !leaves_its_prefix(&filled) && !dot_segments(&literal)
 }
 
 /// Whether a URI that passes a prefix test may reach something outside the prefix once a
@@ -416,6 +421,33 @@ fn leaves_its_prefix(uri: &str) -> bool {
         || uri.contains("%25")
         || dot_segments(uri)
         || crate::request::encoded_separator(uri)
+        || decodes_elsewhere(uri)
+}
+
+/// Characters Unicode normalisation (NFKC) turns into a dot or a separator: the fullwidth
+/// and small full stops, the one-dot leader, the fullwidth solidus and reverse solidus, the
+/// division and fraction slashes.
+const LOOKALIKE_SEPARATORS: [char; 7] = [
+    '\u{ff0e}', '\u{fe52}', '\u{2024}', '\u{ff0f}', '\u{ff3c}', '\u{2215}', '\u{2044}',
+];
+
+/// Ways a text that passes a prefix test becomes another once a server decodes or
+/// normalises it: an empty segment after the scheme's (`acme//globex`: path joins read the
+/// rest from the root), a needless percent-encoding (`%3b` is `;`, whose parameters servers
+/// drop: `..%3b` is `..`), an overlong UTF-8 lead (`%c0%ae` is `.` to lenient decoders),
+/// IIS's `%u002e`, and characters normalisation makes a dot or a separator (`．．`).
+fn decodes_elsewhere(text: &str) -> bool {
+    let path = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let lower = text.to_ascii_lowercase();
+    path.contains("//")
+        || crate::request::needless_encoding(text)
+        || lower.contains("%c0")
+        || lower.contains("%c1")
+        || lower
+            .as_bytes()
+            .windows(6)
+            .any(|w| w.starts_with(b"%u") && w.get(2..).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
+        || text.contains(LOOKALIKE_SEPARATORS)
 }
 
 /// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`) or URL parsers

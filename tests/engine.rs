@@ -729,6 +729,12 @@ fn action_reasons() {
         ("encoded backslash", rpc("resources/read", json!({"uri": "docs://acme/..%5cglobex/secret"})), Reason::DataBoundary),
         ("encoded percent", rpc("resources/read", json!({"uri": "docs://acme/%252e%252e/globex/secret"})), Reason::DataBoundary),
         ("tab in a dot segment", rpc("resources/read", json!({"uri": "docs://acme/.	./globex/secret"})), Reason::DataBoundary),
+        // Text a server decodes or normalises into a way out of the prefix.
+        ("empty segment", rpc("resources/read", json!({"uri": "docs://acme//globex/pricing"})), Reason::DataBoundary),
+        ("encoded semicolon", rpc("resources/read", json!({"uri": "docs://acme/..%3b/globex/pricing"})), Reason::DataBoundary),
+        ("overlong dots", rpc("resources/read", json!({"uri": "docs://acme/%c0%ae%c0%ae/globex/pricing"})), Reason::DataBoundary),
+        ("IIS-encoded dots", rpc("resources/read", json!({"uri": "docs://acme/%u002e%u002e/globex/pricing"})), Reason::DataBoundary),
+        ("fullwidth dots", rpc("resources/read", json!({"uri": "docs://acme/\u{ff0e}\u{ff0e}/globex/pricing"})), Reason::DataBoundary),
         ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),

@@ -905,6 +905,27 @@ fn an_mcp_call_before_its_approval_does_not_make_the_approval_history() {
     }
     // After the approval it ran: history, its grant checked but not spent again.
     let mut after = remote_approval("send_email", &email, json!(true));
-    after["input"].as_array_mut().unwrap().push(ran);
+    after["input"].as_array_mut().unwrap().push(ran.clone());
     assert!(with_grant(&w, RESPONSES, &t, &grant, &after).allowed());
+    // Approved again after it ran: the provider might run it again, on a grant long spent
+    // (or expired) that history would accept. A request answered twice is refused.
+    let mut again = after.clone();
+    let input = again["input"].as_array_mut().unwrap();
+    input.push(json!({"role": "user", "content": "Send it once more"}));
+    for approve in [true, false] {
+        let mut twice = again.clone();
+        twice["input"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "mcp_approval_response", "approval_request_id": "mcpr_1", "approve": approve}));
+        let denial = with_grant(&w, RESPONSES, &t, &grant, &twice).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.message.as_str()),
+            (
+                Reason::BodyMalformed,
+                "two mcp_approval_response items answer one approval request"
+            ),
+            "{approve}"
+        );
+    }
 }

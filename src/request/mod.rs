@@ -87,7 +87,7 @@ pub fn path_problem(path: &str) -> Option<&'static str> {
 }
 
 /// A `%XX` that decodes to an unreserved character (or `;`): no client needs to encode one.
-fn needless_encoding(path: &str) -> bool {
+pub fn needless_encoding(path: &str) -> bool {
     let hex = |b: u8| char::from(b).to_digit(16);
     path.as_bytes().windows(3).any(|w| match *w {
         [b'%', hi, lo] => match (hex(hi), hex(lo)) {

@@ -471,7 +471,7 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let (mut asked, mut approved) = (HashMap::new(), Vec::new());
     // Approved calls the provider has run already: an `mcp_call` after the approval
     // names it. One before it cannot have run what was not yet approved.
-    let (mut ran, mut approved_so_far) = (HashSet::new(), HashSet::new());
+    let (mut ran, mut approved_so_far, mut answered) = (HashSet::new(), HashSet::new(), HashSet::new());
     for item in items {
         let mut item = obj(item, RULE, "an input item")?;
         let kind = llm::opt_string(&mut item, "type", RULE)?;
@@ -553,20 +553,29 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
                 continue;
             }
             Some("mcp_approval_response") => {
-                match item.get("approve") {
-                    Some(Value::Bool(true)) => {
-                        let id = llm::opt_string(&mut item, "approval_request_id", RULE)?
-                            .ok_or_else(|| malformed(RULE, "an mcp_approval_response names its approval_request_id"))?;
-                        approved_so_far.insert(id.clone());
-                        approved.push(id);
-                    }
-                    Some(Value::Bool(false)) => {}
+                let approve = match item.get("approve") {
+                    Some(Value::Bool(approve)) => *approve,
                     _ => {
                         return Err(malformed(
                             RULE,
                             "an mcp_approval_response's approve must be true or false",
                         ))
                     }
+                };
+                let id = llm::opt_string(&mut item, "approval_request_id", RULE)?
+                    .ok_or_else(|| malformed(RULE, "an mcp_approval_response names its approval_request_id"))?;
+                // Answered twice, a request is run again or not at the provider's guess:
+                // a second approval after the call it let run would be judged as that
+                // call's history, on the first one's grant.
+                if !answered.insert(id.clone()) {
+                    return Err(malformed(
+                        RULE,
+                        "two mcp_approval_response items answer one approval request",
+                    ));
+                }
+                if approve {
+                    approved_so_far.insert(id.clone());
+                    approved.push(id);
                 }
                 continue;
             }
