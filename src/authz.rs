@@ -250,7 +250,8 @@ pub fn model(policy: &Policy, principal: &Principal, model: &str) -> Result<(), 
 }
 
 /// Does the caller hold the named scope itself (not an intent it grants)? The token must
-/// carry it (or a pattern covering its name) and so must the workload's ceiling.
+/// carry it (or a pattern covering its name), and so must the workload's ceiling and the
+/// token issuer's (`scopes` of an issuer): a partner's IdP grants no more models than tools.
 fn holds(policy: &Policy, principal: &Principal, scope: &str) -> bool {
     let covers = |held: &String| {
         held == scope || (!policy.scopes.contains_key(held) && PatternRef::parse(held).is_ok_and(|p| p.matches(scope)))
@@ -259,7 +260,11 @@ fn holds(policy: &Policy, principal: &Principal, scope: &str) -> bool {
         Some(c) => c.scopes.iter().any(covers),
         None => policy.ceilings.is_empty(),
     };
-    ceiling && principal.scopes.iter().any(covers)
+    let issuer = principal
+        .issuer
+        .and_then(|i| policy.identity.issuer_scopes.get(i))
+        .is_none_or(|(_, scopes)| scopes.iter().any(covers));
+    ceiling && issuer && principal.scopes.iter().any(covers)
 }
 
 /// A caller-supplied name in a message: bounded, so a huge name cannot bloat replies.

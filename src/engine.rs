@@ -704,10 +704,14 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option
     })
 }
 
-/// The headers aigate reads to decide, besides the credential and MCP's mirror headers:
-/// the method and path overrides, the forwarded host, the body's framing and type, and the
-/// policy's session and approval headers.
+/// The headers aigate reads to decide, besides MCP's mirror headers: the method and path
+/// overrides, the forwarded host, the body's framing and type, and the policy's token,
+/// session and approval headers.
 fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
+    let token = match &policy.identity.token {
+        crate::policy::TokenSource::Jwt { header, .. } => Some(header.as_str()),
+        _ => None,
+    };
     let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
     let approval = policy.approval.as_ref().map(|a| a.header.as_str());
     METHOD_OVERRIDES
@@ -721,6 +725,7 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
             "content-length",
             "transfer-encoding",
         ])
+        .chain(token)
         .chain(session)
         .chain(approval)
 }
@@ -731,16 +736,11 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
 /// that merges trailers into them (HTTP/2 upstreams get the trailers) would act on what
 /// aigate never read.
 pub fn trailers_problem(policy: &Policy, d: &Decision, names: &[String]) -> Option<Denial> {
-    let token = match &policy.identity.token {
-        crate::policy::TokenSource::Jwt { header, .. } => Some(header.as_str()),
-        _ => None,
-    };
     let mcp = d.protocol == Some(Protocol::Mcp);
     let named = names.iter().find(|n| {
         let dashed = n.replace('_', "-");
         headers_read(policy)
             .chain(["authorization", ":authority", "host"])
-            .chain(token)
             .any(|h| dashed.eq_ignore_ascii_case(h))
             || (mcp && mirror::is_mirror(&dashed))
     })?;

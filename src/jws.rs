@@ -208,6 +208,18 @@ fn parse_object(bytes: &[u8], segment: Segment) -> Result<Map<String, Value>, Jw
     Err(JwsError::Malformed(why))
 }
 
+/// Reads the claims of a token that at least claims to be signed (an algorithm aigate
+/// supports, no `none`, no `crit`, a signature segment), verifying nothing: for comparing
+/// a token another verifier checked (Envoy's `jwt_authn`) with what it verified.
+pub fn peek_signed_claims(token: &str) -> Result<Map<String, Value>, JwsError> {
+    let parts = Parts::split(token)?;
+    header_alg(&parts.header)?;
+    if parts.signature_b64.is_empty() {
+        return Err(JwsError::Malformed("empty signature segment"));
+    }
+    parse_object(&parts.payload()?, Segment::Payload)
+}
+
 /// Reads the claims without verifying anything, only so the caller can find `iss` and
 /// pick that issuer's [`KeySet`]. Parsing is as strict as in [`KeySet::verify`]; the result
 /// must not be used for any decision.

@@ -443,11 +443,38 @@ fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
     // another token (jwt_authn verified one from the query string, or passed over a
     // scheme it does not match), another scheme, or a second header.
     let rogue = w.token(json!({"sub": "mallory"}));
+    // An unsigned token of the verified claims, and one whose customer id rounds to the
+    // verified one as a double (jwt_authn's metadata holds numbers as doubles).
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let payload = |claims: &serde_json::Map<String, Value>| b64(Value::Object(claims.clone()));
+    let unsigned = format!("{}.{}.", b64(json!({"alg": "none"})), payload(&claims));
+    let none_signed = format!("{}.{}.c2ln", b64(json!({"alg": "none"})), payload(&claims));
+    let mut w_big = World::with(|p| {
+        let identity = p["identity"].as_object_mut().unwrap();
+        identity.remove("jwt");
+        identity.insert("source".into(), json!("jwt_authn"));
+        identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
+    });
+    let big = w_big.token(json!({"customer_id": 9_007_199_254_740_992u64}));
+    let mut neighbour = aigate::jws::peek_claims(&big).unwrap();
+    w_big.host.payload = Some(aigate::identity::metadata::as_metadata(&neighbour));
+    neighbour.insert("customer_id".into(), json!(9_007_199_254_740_993u64));
+    let forged = format!("{}.{}.c2ln", big.split('.').next().unwrap(), payload(&neighbour));
+    let mut h = w_big.headers(None);
+    h.push(("authorization".into(), format!("Bearer {forged}").into_bytes()));
+    let lookup = call("search_docs", json!({"query": "x"}));
+    assert_eq!(
+        w_big.decide(&h, Some(&lookup)).denial.map(|d| d.reason),
+        Some(Reason::TokenInvalid),
+        "a neighbouring integer is another credential"
+    );
     for value in [
         format!("bearer {rogue}"),
         format!("Token {alice}"),
         "Basic bWFsbG9yeTpzZWNyZXQ=".to_string(),
         "Bearer someone-else".to_string(),
+        format!("Bearer {unsigned}"),
+        format!("Bearer {none_signed}"),
     ] {
         let mut h = removed.clone();
         h.push(("authorization".into(), value.clone().into_bytes()));
@@ -609,6 +636,29 @@ fn an_mcp_route_takes_the_transports_methods_only() {
         h[0].1 = method.as_bytes().to_vec();
         assert!(w.decide_raw(&h, None).allowed(), "{method}");
     }
+}
+
+#[test]
+fn a_custom_token_header_under_another_spelling_is_refused() {
+    // The token travels in x-api-token: a WSGI or Rack server reads x_api_token as that
+    // header, so a second credential under it would be the one the upstream acts on.
+    let w = World::with(|p| p["identity"]["jwt"]["header"] = json!("x-api-token"));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let mut h = w.headers(None);
+    h.push((
+        "x-api-token".into(),
+        format!("Bearer {}", w.token(json!({}))).into_bytes(),
+    ));
+    assert!(w.decide(&h, Some(&body)).allowed());
+    h.push((
+        "x_api_token".into(),
+        format!("Bearer {}", w.token(json!({"sub": "bob"}))).into_bytes(),
+    ));
+    let denial = w.decide(&h, Some(&body)).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::BodyMalformed, "headers")
+    );
 }
 
 #[test]

@@ -105,6 +105,25 @@ fn model_allow_list_global_and_per_scope() {
         Some(Reason::ModelNotAllowed)
     );
     assert!(decide(&w2, CHAT, &p2, &chat_body("gpt-4o-mini", &[], vec![])).allowed());
+    // Nor when its issuer's cap lacks it: a partner's IdP trusted for order lookups grants
+    // no premium model, whatever its tokens say.
+    let w3 = World::with(|p| {
+        llm_policy(p);
+        let mut partner = p["identity"]["jwt"]["issuers"][0].clone();
+        partner["issuer"] = json!("https://partner.example.com");
+        partner["scopes"] = json!(["orders.read"]);
+        p["identity"]["jwt"]["issuers"].as_array_mut().unwrap().push(partner);
+    });
+    for scope in ["orders.read llm.premium", "orders.read llm.*", "*"] {
+        let partner = w3.token(json!({"iss": "https://partner.example.com", "scope": scope}));
+        assert_eq!(
+            reason(&w3, CHAT, &partner, &chat_body("gpt-4o", &[], vec![])),
+            Some(Reason::ModelNotAllowed),
+            "{scope}"
+        );
+    }
+    let main = w3.token(json!({"scope": "orders.read llm.premium"}));
+    assert!(decide(&w3, CHAT, &main, &chat_body("gpt-4o", &[], vec![])).allowed());
 }
 
 /// `llm_world` with the advisor server tool catalogued: it runs a model of its own.

@@ -65,6 +65,25 @@ pub fn as_metadata(claims: &Map<String, Value>) -> Map<String, Value> {
     claims.iter().map(|(k, v)| (k.clone(), through(v))).collect()
 }
 
+/// Whether every number of `claims` is the same after travelling as a double: integers
+/// within 2^53, no `-0`.
+pub fn survives_doubles(claims: &Map<String, Value>) -> bool {
+    fn exact(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => u <= 1 << 53,
+                (_, Some(i), _) => i.unsigned_abs() <= 1 << 53,
+                (_, _, Some(f)) => !(f == 0.0 && f.is_sign_negative()),
+                _ => false,
+            },
+            Value::Array(items) => items.iter().all(exact),
+            Value::Object(m) => m.values().all(exact),
+            _ => true,
+        }
+    }
+    claims.values().all(exact)
+}
+
 fn to_json(v: PbValue, depth: usize) -> Option<Value> {
     Some(match v.kind? {
         Kind::NullValue(_) => Value::Null,

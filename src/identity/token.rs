@@ -31,10 +31,14 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
             // passed over a header in a scheme it does not match (`bearer`, `Token`): an
             // Authorization header still here must be the token it verified (kept with
             // `forward: true`), or the upstream would take another credential for the caller.
+            // Compared through the doubles jwt_authn's metadata holds, the claims must also
+            // survive them: an integer past 2^53 (or -0) would equal its neighbour there.
             if let Ok(Some(raw)) = headers.one("authorization") {
                 let verified = bearer(raw)
-                    .and_then(|token| jws::peek_claims(token).ok())
-                    .is_some_and(|claims| super::metadata::as_metadata(&claims) == payload);
+                    .and_then(|token| jws::peek_signed_claims(token).ok())
+                    .is_some_and(|claims| {
+                        super::metadata::survives_doubles(&claims) && super::metadata::as_metadata(&claims) == payload
+                    });
                 if !verified {
                     return Err(Denial::new(
                         Reason::TokenInvalid,
