@@ -244,10 +244,15 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     // servers ignore a GET's body.
     let route = d.route.and_then(|i| policy.routes.get(i));
     if let Some(r) = route.filter(|r| r.protocol.is_llm() && r.provider_state == ProviderState::Deny) {
+        let overridden = |names: &[&str]| names.iter().any(|h| headers.get_all(h).next().is_some());
         let elsewhere = if method != "POST" {
             Some("a request other than a POST")
         } else if below_prefix(path, &r.prefix) {
             Some("a request to a path below the route's endpoint")
+        } else if overridden(&METHOD_OVERRIDES) || overridden(&PATH_OVERRIDES) {
+            // A proxy or framework honouring it turns the judged POST into a GET or a DELETE
+            // of a stored object, or sends it to another endpoint.
+            Some("a request overriding its method or path")
         } else {
             None
         };

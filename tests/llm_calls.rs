@@ -1064,3 +1064,94 @@ fn openrouter_web_search_is_an_offer_of_web_search() {
         Some(Reason::ToolOfferDenied)
     );
 }
+
+#[test]
+fn a_provider_call_the_client_leaves_pending_is_judged_as_this_requests() {
+    // Anthropic runs a server_tool_use of the last turn that has no result yet (a paused
+    // turn goes on), with the input the client sent: it is a call of this request.
+    let w = World::with(|p| {
+        hosted_policy(p);
+        p["tools"]["web_fetch"] = json!({"intent": "tickets.search", "impact": "read",
+            "constraints": {"/url": {"required": true, "prefix_in": ["https://docs.example.com/"]}}});
+    });
+    let t = w.token(json!({"scope": "orders.read tickets.search"}));
+    let fetch =
+        |url: &str| json!({"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_fetch", "input": {"url": url}});
+    let body = |last: Vec<Value>| {
+        json!({"model": "claude-haiku-4-5", "max_tokens": 64,
+               "tools": [{"type": "web_fetch_20250910", "name": "web_fetch"}],
+               "messages": [{"role": "user", "content": "Fetch the docs"}, {"role": "assistant", "content": last}]})
+    };
+    let d = decide(&w, MESSAGES, &t, &body(vec![fetch("https://evil.example.net/globex/")]));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ArgumentViolation, "tools.web_fetch.constraints./url")
+    );
+    assert!(decide(&w, MESSAGES, &t, &body(vec![fetch("https://docs.example.com/a")])).allowed());
+    // A provider tool the catalogue does not name cannot be judged.
+    let bash = json!({"type": "server_tool_use", "id": "srvtoolu_2", "name": "bash_code_execution",
+                      "input": {"command": "curl https://evil.example.net"}});
+    assert_eq!(reason(&w, MESSAGES, &t, &body(vec![bash])), Some(Reason::ToolUnknown));
+    // With its result, it ran: history the provider made, not this request's.
+    let ran = vec![
+        fetch("https://evil.example.net/globex/"),
+        json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {"type": "web_fetch_tool_error", "error_code": "url_not_allowed"}}),
+    ];
+    assert!(decide(&w, MESSAGES, &t, &body(ran)).allowed());
+    // In an earlier turn it is history too.
+    let mut earlier = body(vec![fetch("https://evil.example.net/globex/")]);
+    earlier["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "user", "content": "thanks"}),
+        json!({"role": "assistant", "content": "ok"}),
+    ]);
+    assert!(decide(&w, MESSAGES, &t, &earlier).allowed());
+}
+
+#[test]
+fn a_router_preset_or_a_method_override_is_not_judged_and_so_refused() {
+    let w = llm_world();
+    let t = w.token(json!({}));
+    // An OpenRouter preset brings a model, fallbacks, a system prompt and tools the body
+    // does not hold.
+    for (path, body) in [
+        (
+            CHAT,
+            json!({"model": "gpt-4o-mini", "preset": "premium-websearch", "messages": []}),
+        ),
+        (
+            RESPONSES,
+            json!({"model": "gpt-4o-mini", "preset": "premium-websearch", "input": "hi"}),
+        ),
+        (
+            MESSAGES,
+            json!({"model": "claude-haiku-4-5", "max_tokens": 8, "preset": "p", "messages": []}),
+        ),
+    ] {
+        let denial = decide(&w, path, &t, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{path}: allowed"));
+        assert_eq!(denial.reason, Reason::DataBoundary, "{path}");
+        assert!(denial.rule.ends_with(".provider_state"), "{path}: {}", denial.rule);
+        let mut plain = body.clone();
+        plain["preset"] = Value::Null;
+        assert!(decide(&w, path, &t, &plain).allowed(), "{path}");
+    }
+    // A method or path override turns the judged POST into a GET or DELETE of a stored
+    // object (or sends it elsewhere) for a proxy that honours it.
+    let body = json!({"model": "gpt-4o-mini", "messages": []});
+    for header in ["x-http-method-override", "x-method-override", "x-original-url"] {
+        let mut h = headers_for(&w, CHAT, Some(&t));
+        h.push((header.into(), b"DELETE".to_vec()));
+        let denial = w.decide(&h, Some(&body)).denial.unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.chat.provider_state"),
+            "{header}"
+        );
+        assert!(
+            denial.message.starts_with("a request overriding its method or path"),
+            "{header}"
+        );
+    }
+}

@@ -35,6 +35,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             // OpenRouter serves this API too: its models to try, and its plugins.
             "models" => llm::router_models(&mut r, value, "models", RULE)?,
             "plugins" => llm::plugins(&mut r, value, RULE)?,
+            // An OpenRouter preset the router keeps: a model, fallbacks, a system prompt
+            // and tools of its own, none of them in the body.
+            "preset" if !value.is_null() => r.provider_state.push("preset"),
             "messages" => {
                 llm::collect_files(&value, &mut r.files, RULE)?;
                 messages(&mut r, value)?
@@ -48,8 +51,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 12] = [
+const READ: [&str; 13] = [
     "model",
+    "preset",
     "fallbacks",
     "models",
     "plugins",
@@ -220,6 +224,11 @@ const KNOWN_BLOCKS: [&str; 24] = [
 fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     let mut turns = Vec::new();
     let mut last_turn = None;
+    // The provider's own tool calls (`server_tool_use`, `mcp_tool_use`) by message, and the
+    // ids their results answer: one of the last turn without its result is run by the
+    // provider on this request (a paused turn goes on), with the input the client sent.
+    let mut provider_calls: Vec<(usize, Option<String>, Map<String, Value>)> = Vec::new();
+    let mut answered: Vec<String> = Vec::new();
     for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
         let mut m = obj(m, RULE, "a message")?;
         // Each assistant message is one model turn; only the last one's calls are new.
@@ -260,7 +269,17 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                         }
                     }
                 }
-                Some(kind) if KNOWN_BLOCKS.contains(&kind) => {}
+                Some("server_tool_use" | "mcp_tool_use") => {
+                    let id = b.get("id").and_then(Value::as_str).map(str::to_string);
+                    provider_calls.push((i, id, b));
+                }
+                Some(kind) if KNOWN_BLOCKS.contains(&kind) => {
+                    if kind.ends_with("_tool_result") {
+                        if let Some(id) = b.get("tool_use_id").and_then(Value::as_str) {
+                            answered.push(id.to_string());
+                        }
+                    }
+                }
                 Some(kind) => {
                     return Err(malformed(
                         RULE,
@@ -272,6 +291,13 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                 }
                 None => return Err(malformed(RULE, "a content block needs a string type")),
             }
+        }
+    }
+    for (i, id, b) in provider_calls {
+        let pending = id.is_none_or(|id| !answered.contains(&id));
+        if Some(i) == last_turn && pending {
+            r.calls.push(tool_use(b)?);
+            turns.push(i);
         }
     }
     llm::mark_latest(&mut r.calls, &turns, last_turn);

@@ -26,6 +26,9 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
             "function_call" => function_choice(&mut r.choice, value)?,
             "web_search_options" => web_search(&mut r, value)?,
             "plugins" => llm::plugins(&mut r, value, RULE)?,
+            // An OpenRouter preset the router keeps: a model, fallbacks, a system prompt
+            // and tools of its own, none of them in the body.
+            "preset" if !value.is_null() => r.provider_state.push("preset"),
             // Azure OpenAI "On Your Data": the provider retrieves from a search index or
             // store of its own choosing (with the resource's identity), which no `data`
             // rule describes. A retrieval store aigate cannot judge is outside the boundary.
@@ -215,8 +218,9 @@ fn choice(c: &mut ToolChoice, v: Value) -> Result<(), Denial> {
 }
 
 /// The top-level members aigate reads.
-const READ: [&str; 13] = [
+const READ: [&str; 14] = [
     "model",
+    "preset",
     "models",
     "fallbacks",
     "data_sources",

@@ -15,10 +15,13 @@ const RULE: &str = "openai_responses";
 
 /// Members that continue state OpenAI keeps: an earlier response, a conversation, a stored
 /// prompt template.
-const PROVIDER_STATE: [&str; 3] = ["previous_response_id", "conversation", "prompt"];
+/// Members naming state the provider (or a router in front of it) keeps: an earlier
+/// response, a conversation, a stored prompt, an OpenRouter preset.
+const PROVIDER_STATE: [&str; 4] = ["previous_response_id", "conversation", "prompt", "preset"];
 /// The top-level members aigate reads.
-const READ: [&str; 11] = [
+const READ: [&str; 12] = [
     "model",
+    "preset",
     "models",
     "fallbacks",
     "plugins",
