@@ -412,7 +412,8 @@ fn judge_mcp(
     let parsed = mcp::parse(body, &policy.limits)?;
     d.batch = parsed.batch;
     d.rpc_ids = parsed.messages.iter().filter_map(|m| m.id.clone()).collect();
-    d.rpc_method = parsed.messages.first().and_then(|m| m.method.clone());
+    // The first message with a method: a client's response leading a batch names none.
+    d.rpc_method = parsed.messages.iter().find_map(|m| m.method.clone());
     // What intermediaries read in the headers must be what was judged in the body.
     mirror::check(headers, &parsed, &policy.tools)?;
     // Every element is judged; the first denial denies the whole batch. Approval grants

@@ -800,6 +800,11 @@ fn action_reasons() {
         ("a subdomain", call("send_email", json!({"to": "bob@mail.example.com"})), Reason::ArgumentViolation),
         ("the domain in capitals", call("send_email", json!({"to": "bob@EXAMPLE.com"})), Reason::ApprovalRequired),
         ("prompt not listed", rpc("prompts/get", json!({"name": "admin_console"})), Reason::DataBoundary),
+        // support_* covers names within one segment: a server keeping prompts as files
+        // would resolve these to admin_console.
+        ("prompt under a prefix, by a path", rpc("prompts/get", json!({"name": "support_/../admin_console"})), Reason::DataBoundary),
+        ("prompt under a prefix, by a backslash path", rpc("prompts/get", json!({"name": "support_..\\admin_console"})), Reason::DataBoundary),
+        ("prompt under a prefix, encoded", rpc("prompts/get", json!({"name": "support_%2F..%2Fadmin_console"})), Reason::DataBoundary),
         ("subscribe to another tenant", rpc("resources/subscribe", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
         ("complete an unlisted prompt", rpc("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "admin_console"}, "argument": {"name": "a", "value": ""}})), Reason::DataBoundary),
         ("complete the tenant of a template", rpc("completion/complete", json!({"ref": {"type": "ref/resource", "uri": "docs://{tenant}/{name}"}, "argument": {"name": "tenant", "value": "g"}})), Reason::DataBoundary),
@@ -2184,6 +2189,10 @@ fn a_batch_is_audited_under_the_method_of_the_message_that_decided() {
     // Allowed: the first message's. Refused: the message refused, not the one before it.
     let ping = json!({"jsonrpc": "2.0", "id": 2, "method": "ping"});
     assert_eq!(method(json!([init, ping])), ("allow".into(), json!("initialize")));
+    // A client's response leading the batch names no method: the call after it does.
+    let response = json!({"jsonrpc": "2.0", "id": "s-1", "result": {}});
+    let lookup = call("get_order", json!({"customer_id": "c-42"}));
+    assert_eq!(method(json!([response, lookup])), ("allow".into(), json!("tools/call")));
     let refund = call("refund_order", json!({"customer_id": "c-42", "amount": 1}));
     assert_eq!(method(json!([init, refund])), ("deny".into(), json!("tools/call")));
     // A grant missing is a tools/call's, whatever came first.

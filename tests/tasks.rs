@@ -426,6 +426,11 @@ fn another_callers_task_state_is_not_shown() {
             json!({"jsonrpc": "2.0", "id": 3, "result": state("t-1")}),
             json!({"jsonrpc": "2.0", "id": 3, "result": state("t-other")}),
         ),
+        // `"id": null` is a notification to clients that ignore the member.
+        (
+            json!({"jsonrpc": "2.0", "id": null, "method": "notifications/tasks", "params": state("t-1")}),
+            json!({"jsonrpc": "2.0", "id": null, "method": "notifications/tasks", "params": state("t-other")}),
+        ),
     ] {
         assert!(answered(&w, &own).0.allowed(), "{own}");
         let (d, rewritten) = answered(&w, &other);

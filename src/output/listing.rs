@@ -92,7 +92,8 @@ pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8
         }
         message => judge_message(message, &[], keep, &mut edits)?,
     }
-    if edits.hidden == 0 {
+    // Nothing hidden may still change the answer: a per-caller view marked private.
+    if edits.edits.is_empty() {
         return Ok(None);
     }
     let bytes = write(body, &edits.edits)
@@ -188,7 +189,8 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
             // requests the server makes. (A request of the server's naming a task, its
             // `tasks/get` of a task the client runs for it, is no state of the caller's.)
             refuse_miscased(params, &RESULT_READ)?;
-            if m.get("id").is_none() {
+            // `"id": null` reads as a notification to clients that ignore the member.
+            if m.get("id").is_none_or(Value::is_null) {
                 own_task(params, keep)?;
             }
             judge_task_state(params, &path, keep, edits)?;
@@ -261,8 +263,11 @@ fn judge_result<'d>(
         withhold_in_messages(messages, &at(path, &[Step::Key("messages")]), keep, edits)?;
     }
     judge_task_state(result, path, keep, edits)?;
-    // A list cut for one caller must not be cached for all.
-    if edits.hidden > before && result.contains_key("cacheScope") {
+    // A list or a read judged for one caller is that caller's view, whatever was hidden
+    // from it: cached for all (`public`), another caller would be served it.
+    let per_caller = LISTINGS.iter().any(|l| result.contains_key(l.items_key())) || result.contains_key("contents");
+    let public = result.get("cacheScope").is_some_and(|c| c.as_str() != Some("private"));
+    if public && (per_caller || edits.hidden > before) {
         let scope = at(path, &[Step::Key("cacheScope")]);
         edits.edits.push(Edit::Replace(scope, br#""private""#));
     }

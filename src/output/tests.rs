@@ -951,6 +951,27 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
         listing::filter(&bytes(&error), &limits(), &keep_even_names).unwrap(),
         None
     );
+    // A list judged for one caller is that caller's view even when nothing was hidden: a
+    // cache shared by callers must not serve it to others.
+    let public = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}], "cacheScope": "public"}});
+    let (out, hidden) = listing::filter(&bytes(&public), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 0);
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["result"]["cacheScope"], "private");
+    // Already private, or not a list or a read: as it is.
+    let mut private = public.clone();
+    private["result"]["cacheScope"] = json!("private");
+    assert_eq!(
+        listing::filter(&bytes(&private), &limits(), &keep_even_names).unwrap(),
+        None
+    );
+    let text = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "x"}], "cacheScope": "public"}});
+    assert_eq!(
+        listing::filter(&bytes(&text), &limits(), &keep_even_names).unwrap(),
+        None
+    );
     let e = listing::filter(b"{\"id\":1,\"id\":2}", &limits(), &keep_even_names).unwrap_err();
     assert_eq!(e.reason, Reason::BodyMalformed);
 

@@ -339,10 +339,16 @@ impl NamePattern {
         }
     }
 
+    /// A prefix (`support_*`) covers names that continue it within one path segment: a
+    /// server keeping prompts as files would read `support_/../admin_console` as another
+    /// prompt. `*` alone covers every name.
     pub fn matches(&self, name: &str) -> bool {
         match self {
             NamePattern::Exact(e) => e == name,
-            NamePattern::Prefix(p) => name.starts_with(p.as_str()),
+            NamePattern::Prefix(p) if p.is_empty() => true,
+            NamePattern::Prefix(p) => name
+                .strip_prefix(p.as_str())
+                .is_some_and(|rest| !rest.contains(['/', '\\', '%']) && !rest.contains("..")),
         }
     }
 }
