@@ -419,14 +419,19 @@ fn identity_reasons() {
     assert_eq!((d.reason, d.rule.as_str()), (Reason::InternalError, "identity"));
 }
 
-#[test]
-fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
-    let mut w = World::with(|p| {
+/// The example policy taking identity from Envoy's jwt_authn (its payload in metadata).
+fn jwt_authn_world() -> World {
+    World::with(|p| {
         let identity = p["identity"].as_object_mut().unwrap();
         identity.remove("jwt");
         identity.insert("source".into(), json!("jwt_authn"));
         identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
-    });
+    })
+}
+
+#[test]
+fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
+    let mut w = jwt_authn_world();
     let alice = w.token(json!({}));
     let claims = aigate::jws::peek_claims(&alice).unwrap();
     w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
@@ -449,12 +454,7 @@ fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
     let payload = |claims: &serde_json::Map<String, Value>| b64(Value::Object(claims.clone()));
     let unsigned = format!("{}.{}.", b64(json!({"alg": "none"})), payload(&claims));
     let none_signed = format!("{}.{}.c2ln", b64(json!({"alg": "none"})), payload(&claims));
-    let mut w_big = World::with(|p| {
-        let identity = p["identity"].as_object_mut().unwrap();
-        identity.remove("jwt");
-        identity.insert("source".into(), json!("jwt_authn"));
-        identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
-    });
+    let mut w_big = jwt_authn_world();
     let big = w_big.token(json!({"customer_id": 9_007_199_254_740_992u64}));
     let mut neighbour = aigate::jws::peek_claims(&big).unwrap();
     w_big.host.payload = Some(aigate::identity::metadata::as_metadata(&neighbour));
@@ -499,12 +499,7 @@ fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
 fn a_claim_number_rounded_behind_jwt_authn_binds_nothing() {
     // Envoy hands the payload over as doubles: a Snowflake-style id of 2^53 or more comes
     // out rounded, and equal to the rounded form of its neighbours.
-    let mut w = World::with(|p| {
-        let identity = p["identity"].as_object_mut().unwrap();
-        identity.remove("jwt");
-        identity.insert("source".into(), json!("jwt_authn"));
-        identity.insert("jwt_authn".into(), json!({"payload_key": "jwt_payload"}));
-    });
+    let mut w = jwt_authn_world();
     let claims = w.claims(json!({"customer_id": 1_234_567_890_123_456_789u64}));
     w.host.payload = Some(aigate::identity::metadata::as_metadata(&claims));
     let headers = w.headers(None);
