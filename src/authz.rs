@@ -498,7 +498,7 @@ pub fn resource<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Res
         return Err(Denial::new(
             Reason::DataBoundary,
             "data.resources",
-            "resource URI contains dot segments",
+            "resource URI could leave its prefix once a server reads it (a dot or empty segment, an encoded separator or percent, a look-alike dot or slash)",
         ));
     }
     policy

@@ -315,7 +315,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
             Reason::BodyMalformed,
             "headers",
             format!(
-                "header {:?} is read as {dashed:?} by CGI-style servers (WSGI, Rack, PHP), which aigate reads only under that name: send it as {dashed:?}",
+                "header {} is read as {dashed:?} by CGI-style servers (WSGI, Rack, PHP), which aigate reads only under that name: send it as {dashed:?}",
                 authz::shown(name)
             ),
         ));

@@ -2235,3 +2235,26 @@ fn a_spent_grant_first_in_the_header_does_not_hide_a_fresh_one() {
         Some(Reason::ApprovalReplayed)
     );
 }
+
+#[test]
+fn the_deepest_depth_limit_a_policy_may_set_is_the_one_enforced() {
+    let w = World::with(|p| p["limits"]["max_json_depth"] = json!(aigate::policy::MAX_JSON_DEPTH));
+    let t = w.token(json!({}));
+    // The body, params and arguments objects, then `arrays` nested arrays.
+    let body = |arrays: usize| {
+        let deep = format!("{}{}", "[".repeat(arrays), "]".repeat(arrays));
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"search_docs","arguments":{{"query":"x","deep":{deep}}}}}}}"#
+        )
+    };
+    let at_limit = aigate::policy::MAX_JSON_DEPTH - 3;
+    let d = w.decide_raw(&w.headers(Some(&t)), Some(body(at_limit).as_bytes()));
+    assert!(d.allowed(), "{:?}", d.denial);
+    let d = w.decide_raw(&w.headers(Some(&t)), Some(body(at_limit + 1).as_bytes()));
+    let denial = d.denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::BodyMalformed, "limits.max_json_depth")
+    );
+    assert!(denial.message.contains("= 127"), "{}", denial.message);
+}

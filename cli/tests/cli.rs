@@ -542,7 +542,7 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
 
 #[test]
 fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
-    // Arguments about 100 deep, in a body the policy's depth limit (128) accepts.
+    // Arguments about 100 deep, in a body the policy's depth limit (127) accepts.
     let mut nested = json!("x");
     for _ in 0..98 {
         nested = json!([nested]);
@@ -553,7 +553,7 @@ fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
     let key = tmp("deep-key.json", &keys.to_string());
     let mut policy: Value = example_policy();
     policy["approval"]["jwks"] = keys["public"].clone();
-    policy["limits"]["max_json_depth"] = json!(128);
+    policy["limits"]["max_json_depth"] = json!(127);
     let deep = tmp("deep-policy.json", &policy.to_string());
     policy["limits"]["max_json_depth"] = json!(32);
     let shallow = tmp("shallow-policy.json", &policy.to_string());
@@ -2158,4 +2158,28 @@ fn eval_reads_an_empty_body_as_envoy_delivers_it() {
         ),
         "{doc}"
     );
+}
+
+#[test]
+fn eval_shows_the_oauth_metadata_aigate_answers_itself() {
+    // As the plugin does: the route's protected resource metadata is answered by aigate,
+    // never forwarded, whoever asks.
+    let mut policy: Value = example_policy();
+    policy["routes"][0]["protected_resource"] =
+        json!({"resource": "https://aigate.example.com/mcp", "scopes_supported": ["orders.read"]});
+    let policy = tmp("metadata-policy.json", &policy.to_string());
+    let request = tmp(
+        "metadata-request.json",
+        r#"{"path": "/.well-known/oauth-protected-resource/mcp", "method": "GET"}"#,
+    );
+    let doc = eval_json(&[&policy, &request, "--now", "1800000100"]);
+    assert_eq!(
+        (&doc["decision"], &doc["status"]),
+        (&json!("allow"), &json!(200)),
+        "{doc}"
+    );
+    assert_eq!(doc["reply"]["resource"], "https://aigate.example.com/mcp", "{doc}");
+    let text = aigate(&["eval", &policy, &request, "--now", "1800000100"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("decision  allow  (answered 200 by aigate)"), "{text}");
 }

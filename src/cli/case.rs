@@ -269,6 +269,16 @@ impl Evaluator {
                     Some(String::from_utf8_lossy(&reply.body).into_owned()),
                 )
             }
+            // The route's OAuth metadata: answered by aigate, as the plugin answers it.
+            (None, _) if decision.metadata => (
+                Some(200),
+                Some(
+                    policy
+                        .resource_metadata(decision.route)
+                        .map_or("{}", |m| m.document.as_str())
+                        .to_string(),
+                ),
+            ),
             _ => (None, None),
         };
         let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));

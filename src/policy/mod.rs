@@ -420,8 +420,10 @@ pub enum TemplatePart {
     Claim(String),
 }
 
-/// The deepest JSON nesting `limits.max_json_depth` may allow.
-pub const MAX_JSON_DEPTH: usize = 128;
+/// The deepest JSON nesting `limits.max_json_depth` may allow: serde_json's own recursion
+/// guard, kept as a backstop, refuses a 128th nested container, so a limit of 128 would
+/// be 127 in fact.
+pub const MAX_JSON_DEPTH: usize = 127;
 /// The longest a task may stay bound to its caller (`limits.max_task_seconds`): 30 days.
 pub const MAX_TASK_SECONDS: u64 = 30 * 86_400;
 

@@ -62,7 +62,7 @@ pub fn compile(doc: &ProtectedResourceDoc, issuers: &[String]) -> Result<Protect
     if servers.is_empty() {
         return Err((
             "authorization_servers",
-            "required when the policy names no token issuer (identity.source jwt_authn or vouched)".into(),
+            "required when the policy names no token issuer (identity.source jwt_authn)".into(),
         ));
     }
     for server in &servers {
