@@ -429,30 +429,53 @@ fn leaves_its_prefix(uri: &str) -> bool {
         || decodes_elsewhere(uri)
 }
 
-/// Characters Unicode normalisation (NFKC) turns into a dot or a separator: the fullwidth
-/// and small full stops, the one-dot leader, the fullwidth solidus and reverse solidus, the
-/// division and fraction slashes.
-const LOOKALIKE_SEPARATORS: [char; 7] = [
-    '\u{ff0e}', '\u{fe52}', '\u{2024}', '\u{ff0f}', '\u{ff3c}', '\u{2215}', '\u{2044}',
-];
-
 /// Ways a text that passes a prefix test becomes another once a server decodes or
 /// normalises it: an empty segment after the scheme's (`acme//globex`: path joins read the
 /// rest from the root), a needless percent-encoding (`%3b` is `;`, whose parameters servers
-/// drop: `..%3b` is `..`), an overlong UTF-8 lead (`%c0%ae` is `.` to lenient decoders),
-/// IIS's `%u002e`, and characters normalisation makes a dot or a separator (`．．`).
+/// drop: `..%3b` is `..`), percent-encoded bytes that are no UTF-8 (an overlong `%c0%ae` is
+/// `.` to lenient decoders), IIS's `%u002e`, and characters normalisation turns into ASCII
+/// (`‥`, `．`, `﹨`), as written or percent-encoded.
 fn decodes_elsewhere(text: &str) -> bool {
     let path = text.split_once("://").map_or(text, |(_, rest)| rest);
     let lower = text.to_ascii_lowercase();
+    let iis = lower
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.starts_with(b"%u") && w.get(2..).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)));
+    let decoded = percent_decoded(text);
     path.contains("//")
         || crate::request::needless_encoding(text)
-        || lower.contains("%c0")
-        || lower.contains("%c1")
-        || lower
-            .as_bytes()
-            .windows(6)
-            .any(|w| w.starts_with(b"%u") && w.get(2..).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)))
-        || text.contains(LOOKALIKE_SEPARATORS)
+        || iis
+        || text.chars().any(crate::request::compatibility_form)
+        || match std::str::from_utf8(&decoded) {
+            Ok(d) => d.chars().any(crate::request::compatibility_form),
+            Err(_) => true,
+        }
+}
+
+/// `text` with each `%XX` decoded to its byte (other bytes as they are).
+fn percent_decoded(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`) or URL parsers

@@ -780,6 +780,11 @@ fn action_reasons() {
         ("overlong dots", rpc("resources/read", json!({"uri": "docs://acme/%c0%ae%c0%ae/globex/pricing"})), Reason::DataBoundary),
         ("IIS-encoded dots", rpc("resources/read", json!({"uri": "docs://acme/%u002e%u002e/globex/pricing"})), Reason::DataBoundary),
         ("fullwidth dots", rpc("resources/read", json!({"uri": "docs://acme/\u{ff0e}\u{ff0e}/globex/pricing"})), Reason::DataBoundary),
+        ("two dot leader", rpc("resources/read", json!({"uri": "docs://acme/\u{2025}/globex/pricing"})), Reason::DataBoundary),
+        ("vertical two dots", rpc("resources/read", json!({"uri": "docs://acme/\u{fe30}/globex/pricing"})), Reason::DataBoundary),
+        ("small reverse solidus", rpc("resources/read", json!({"uri": "docs://acme/..\u{fe68}globex\u{fe68}pricing"})), Reason::DataBoundary),
+        ("encoded two dot leader", rpc("resources/read", json!({"uri": "docs://acme/%E2%80%A5/globex/pricing"})), Reason::DataBoundary),
+        ("three-byte overlong dots", rpc("resources/read", json!({"uri": "docs://acme/%e0%80%ae%e0%80%ae/globex/pricing"})), Reason::DataBoundary),
         ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),
@@ -800,6 +805,7 @@ fn action_reasons() {
         ("prompt under a prefix, by a path", rpc("prompts/get", json!({"name": "support_/../admin_console"})), Reason::DataBoundary),
         ("prompt under a prefix, by a backslash path", rpc("prompts/get", json!({"name": "support_..\\admin_console"})), Reason::DataBoundary),
         ("prompt under a prefix, encoded", rpc("prompts/get", json!({"name": "support_%2F..%2Fadmin_console"})), Reason::DataBoundary),
+        ("prompt under a prefix, by look-alikes", rpc("prompts/get", json!({"name": "support_\u{2025}\u{ff0f}admin_console"})), Reason::DataBoundary),
         ("subscribe to another tenant", rpc("resources/subscribe", json!({"uri": "docs://globex/plan.md"})), Reason::DataBoundary),
         ("complete an unlisted prompt", rpc("completion/complete", json!({"ref": {"type": "ref/prompt", "name": "admin_console"}, "argument": {"name": "a", "value": ""}})), Reason::DataBoundary),
         ("complete the tenant of a template", rpc("completion/complete", json!({"ref": {"type": "ref/resource", "uri": "docs://{tenant}/{name}"}, "argument": {"name": "tenant", "value": "g"}})), Reason::DataBoundary),
@@ -819,6 +825,9 @@ fn action_reasons() {
     for (name, body, want) in rows {
         assert_eq!(reason_of(&w, Some(&t), &body), Some(want), "{name}");
     }
+    // A name of the caller's own, percent-encoded as UTF-8, is no way out.
+    let cafe = rpc("resources/read", json!({"uri": "docs://acme/caf%C3%A9.md"}));
+    assert_eq!(reason_of(&w, Some(&t), &cafe), None);
     // An empty claim binds nothing: a staff token with customer_id "" must not look up the
     // order of customer "" (to a backend, perhaps every customer).
     for empty in [json!(""), json!([]), json!({})] {

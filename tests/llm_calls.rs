@@ -1099,6 +1099,41 @@ fn a_provider_call_the_client_leaves_pending_is_judged_as_this_requests() {
         json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {"type": "web_fetch_tool_error", "error_code": "url_not_allowed"}}),
     ];
     assert!(decide(&w, MESSAGES, &t, &body(ran)).allowed());
+    // Another assistant message after it is the same turn (the provider merges them):
+    // still pending, still judged.
+    for trailing in [json!([]), json!([{"type": "text", "text": "…"}])] {
+        let mut split = body(vec![fetch("https://evil.example.net/globex/")]);
+        split["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "assistant", "content": trailing}));
+        assert_eq!(
+            reason(&w, MESSAGES, &t, &split),
+            Some(Reason::ArgumentViolation),
+            "{split}"
+        );
+    }
+    // A result answers only its own call, after it, in its turn: one before it, of another
+    // kind, or in an earlier message of another role answers nothing.
+    let result = json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_1", "content": {}});
+    let mcp_result = json!({"type": "mcp_tool_result", "tool_use_id": "srvtoolu_1", "content": []});
+    for blocks in [
+        vec![result.clone(), fetch("https://evil.example.net/globex/")],
+        vec![fetch("https://evil.example.net/globex/"), mcp_result],
+    ] {
+        assert_eq!(
+            reason(&w, MESSAGES, &t, &body(blocks.clone())),
+            Some(Reason::ArgumentViolation),
+            "{blocks:?}"
+        );
+    }
+    // Two calls of one turn under one id: which a result answers is anyone's guess.
+    let twice = vec![
+        fetch("https://docs.example.com/a"),
+        fetch("https://evil.example.net/"),
+        result,
+    ];
+    assert_eq!(reason(&w, MESSAGES, &t, &body(twice)), Some(Reason::BodyMalformed));
     // In an earlier turn it is history too.
     let mut earlier = body(vec![fetch("https://evil.example.net/globex/")]);
     earlier["messages"].as_array_mut().unwrap().extend([
@@ -1136,6 +1171,27 @@ fn a_router_preset_or_a_method_override_is_not_judged_and_so_refused() {
         let mut plain = body.clone();
         plain["preset"] = Value::Null;
         assert!(decide(&w, path, &t, &plain).allowed(), "{path}");
+    }
+    // A preset named in the model, alone or after one, or among the router's models: the
+    // same preset, wherever the allow-list lets any model through.
+    let any_model = World::with(|p| {
+        llm_policy(p);
+        p["models"]["allow"] = json!(["*"]);
+    });
+    let t_any = any_model.token(json!({}));
+    for body in [
+        json!({"model": "@preset/premium-websearch", "messages": []}),
+        json!({"model": "openai/gpt-4o@preset/premium-websearch", "messages": []}),
+        json!({"model": "gpt-4o-mini", "models": ["@preset/premium-websearch"], "messages": []}),
+    ] {
+        let denial = decide(&any_model, CHAT, &t_any, &body)
+            .denial
+            .unwrap_or_else(|| panic!("{body}: allowed"));
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::DataBoundary, "routes.chat.provider_state"),
+            "{body}"
+        );
     }
     // A method or path override turns the judged POST into a GET or DELETE of a stored
     // object (or sends it elsewhere) for a proxy that honours it.

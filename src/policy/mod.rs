@@ -346,9 +346,11 @@ impl NamePattern {
         match self {
             NamePattern::Exact(e) => e == name,
             NamePattern::Prefix(p) if p.is_empty() => true,
-            NamePattern::Prefix(p) => name
-                .strip_prefix(p.as_str())
-                .is_some_and(|rest| !rest.contains(['/', '\\', '%']) && !rest.contains("..")),
+            NamePattern::Prefix(p) => name.strip_prefix(p.as_str()).is_some_and(|rest| {
+                !rest.contains(['/', '\\', '%'])
+                    && !rest.contains("..")
+                    && !rest.chars().any(crate::request::compatibility_form)
+            }),
         }
     }
 }

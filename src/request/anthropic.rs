@@ -46,7 +46,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
-    llm::router_web_search(&mut r);
+    llm::router_features(&mut r);
     Ok(r)
 }
 
@@ -222,19 +222,24 @@ const KNOWN_BLOCKS: [&str; 24] = [
 ];
 
 fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
+    // Calls by turn: consecutive assistant messages are one turn, as the provider merges
+    // them; only the last turn's calls are new.
     let mut turns = Vec::new();
-    let mut last_turn = None;
-    // The provider's own tool calls (`server_tool_use`, `mcp_tool_use`) by message, and the
-    // ids their results answer: one of the last turn without its result is run by the
-    // provider on this request (a paused turn goes on), with the input the client sent.
-    let mut provider_calls: Vec<(usize, Option<String>, Map<String, Value>)> = Vec::new();
-    let mut answered: Vec<String> = Vec::new();
-    for (i, m) in llm::array(v, RULE, "messages")?.into_iter().enumerate() {
+    let (mut turn, mut last_turn, mut in_assistant) = (0, None, false);
+    // The provider's own tool calls (`server_tool_use`, `mcp_tool_use`) of the last turn,
+    // answered or not: one left without its result is run by the provider on this request
+    // (a paused turn goes on), with the input the client sent.
+    let mut provider_calls: Vec<ProviderCall> = Vec::new();
+    for m in llm::array(v, RULE, "messages")? {
         let mut m = obj(m, RULE, "a message")?;
-        // Each assistant message is one model turn; only the last one's calls are new.
-        if m.get("role").and_then(Value::as_str) == Some("assistant") {
-            last_turn = Some(i);
+        let assistant = m.get("role").and_then(Value::as_str) == Some("assistant");
+        if assistant && !in_assistant {
+            turn += 1;
+            last_turn = Some(turn);
+            // A later turn: what was pending before it is the provider's history.
+            provider_calls.clear();
         }
+        in_assistant = assistant;
         let blocks = match m.remove("content") {
             Some(Value::Array(blocks)) => blocks,
             None | Some(Value::Null | Value::String(_)) => continue,
@@ -250,7 +255,19 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             match b.get("type").and_then(Value::as_str) {
                 Some("tool_use") => {
                     r.calls.push(tool_use(b)?);
-                    turns.push(i);
+                    turns.push(turn);
+                }
+                Some(kind @ ("server_tool_use" | "mcp_tool_use")) if assistant => {
+                    let id = b.get("id").and_then(Value::as_str).map(str::to_string);
+                    if id.is_some() && provider_calls.iter().any(|c| c.id == id) {
+                        return Err(malformed(RULE, "two provider tool calls of one turn share an id"));
+                    }
+                    provider_calls.push(ProviderCall {
+                        mcp: kind == "mcp_tool_use",
+                        id,
+                        block: b,
+                        answered: false,
+                    });
                 }
                 Some("tool_addition") => tool_addition(r, b)?,
                 // A compaction carries the tool changes of the turns it replaces.
@@ -269,14 +286,17 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                         }
                     }
                 }
-                Some("server_tool_use" | "mcp_tool_use") => {
-                    let id = b.get("id").and_then(Value::as_str).map(str::to_string);
-                    provider_calls.push((i, id, b));
-                }
                 Some(kind) if KNOWN_BLOCKS.contains(&kind) => {
-                    if kind.ends_with("_tool_result") {
-                        if let Some(id) = b.get("tool_use_id").and_then(Value::as_str) {
-                            answered.push(id.to_string());
+                    // A provider tool's result answers its call when it follows it in the
+                    // same turn, of the call's kind (an MCP server's, or a server tool's).
+                    if assistant && kind.ends_with("_tool_result") && kind != "tool_result" {
+                        let id = b.get("tool_use_id").and_then(Value::as_str);
+                        let mcp = kind == "mcp_tool_result";
+                        if let Some(c) = provider_calls
+                            .iter_mut()
+                            .find(|c| id.is_some() && c.id.as_deref() == id && c.mcp == mcp)
+                        {
+                            c.answered = true;
                         }
                     }
                 }
@@ -293,15 +313,21 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             }
         }
     }
-    for (i, id, b) in provider_calls {
-        let pending = id.is_none_or(|id| !answered.contains(&id));
-        if Some(i) == last_turn && pending {
-            r.calls.push(tool_use(b)?);
-            turns.push(i);
-        }
+    // What is left is the last turn's (a user message after it does not say it ran).
+    for c in provider_calls.into_iter().filter(|c| !c.answered) {
+        r.calls.push(tool_use(c.block)?);
+        turns.push(turn);
     }
     llm::mark_latest(&mut r.calls, &turns, last_turn);
     Ok(())
+}
+
+/// A `server_tool_use` or `mcp_tool_use` block of the last turn.
+struct ProviderCall {
+    mcp: bool,
+    id: Option<String>,
+    block: Map<String, Value>,
+    answered: bool,
 }
 
 /// A `tool_addition` block offers the model a tool from this point of the conversation on:

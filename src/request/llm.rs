@@ -332,12 +332,19 @@ pub fn offer_web_search_by_model(r: &mut LlmRequest) {
     });
 }
 
-/// Routers in front of any of the APIs (OpenRouter) search the web for a model's `:online`
-/// variant (`openai/gpt-4o:online`, `…:online:free`): asked for as the model or among the
-/// router's `models`, an offer of `web_search`.
-pub fn router_web_search(r: &mut LlmRequest) {
+/// What routers in front of any of the APIs (OpenRouter) read in a model's name, asked for
+/// as the model or among the router's `models` or `fallbacks`: a preset (`@preset/name`,
+/// alone or after a model), which brings a model, a prompt and tools of its own, is state
+/// the router keeps; an `:online` variant (`openai/gpt-4o:online`, `…:online:free`)
+/// searches the web, an offer of `web_search` (once, however many models ask for it).
+pub fn router_features(r: &mut LlmRequest) {
+    let preset = |m: &str| m.to_ascii_lowercase().contains("@preset/");
     let online = |m: &str| m.split(':').skip(1).any(|v| v.trim().eq_ignore_ascii_case("online"));
-    if online(&r.model) || r.other_models.iter().any(|(m, _)| online(m)) {
+    let names = || std::iter::once(r.model.as_str()).chain(r.other_models.iter().map(|(m, _)| m.as_str()));
+    if names().any(preset) && !r.provider_state.contains(&"preset") {
+        r.provider_state.push("preset");
+    }
+    if names().any(online) && !r.offers.iter().any(|o| o.list == "model") {
         offer_web_search_by_model(r);
     }
 }

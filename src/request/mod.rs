@@ -152,6 +152,14 @@ pub fn refuse_snake_cased(key: &str, read: &[&str], rule: &'static str) -> Resul
     }
 }
 
+/// A character compatibility normalisation (NFKC) turns into ASCII: the dot leaders and
+/// ellipsis (`‥` is `..`), the fraction and division slashes, the CJK compatibility and
+/// small forms (`︰`, `﹨`), and the halfwidth and fullwidth forms (`．`, `／`, `Ａ`). A
+/// server normalising a name or a path would read another one than the text judged.
+pub fn compatibility_form(c: char) -> bool {
+    matches!(u32::from(c), 0x2024..=0x2026 | 0x2044 | 0x2215 | 0xFE30..=0xFE4F | 0xFE50..=0xFE6F | 0xFF00..=0xFFEF)
+}
+
 /// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
 pub fn snake_of(key: &str, camel: &str) -> bool {
     let mut rest = key.bytes().filter(|b| *b != b'_');

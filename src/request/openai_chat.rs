@@ -55,9 +55,8 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
     // model is an offer of the hosted tool, one that stripping cannot take away.
     if is_search_model(&r.model) {
         llm::offer_web_search_by_model(&mut r);
-    } else {
-        llm::router_web_search(&mut r);
     }
+    llm::router_features(&mut r);
     Ok(r)
 }
 

@@ -81,7 +81,7 @@ pub fn parse(body: &[u8], limits: &Limits) -> Result<LlmRequest, Denial> {
         }
     }
     r.model = model.ok_or_else(|| malformed(RULE, "model is required"))?;
-    llm::router_web_search(&mut r);
+    llm::router_features(&mut r);
     Ok(r)
 }
 
