@@ -244,12 +244,11 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     // servers ignore a GET's body.
     let route = d.route.and_then(|i| policy.routes.get(i));
     if let Some(r) = route.filter(|r| r.protocol.is_llm() && r.provider_state == ProviderState::Deny) {
-        let overridden = |names: &[&str]| names.iter().any(|h| headers.get_all(h).next().is_some());
         let elsewhere = if method != "POST" {
             Some("a request other than a POST")
         } else if below_prefix(path, &r.prefix) {
             Some("a request to a path below the route's endpoint")
-        } else if overridden(&METHOD_OVERRIDES) || overridden(&PATH_OVERRIDES) {
+        } else if overriding(headers).is_some() {
             // A proxy or framework honouring it turns the judged POST into a GET or a DELETE
             // of a stored object, or sends it to another endpoint.
             Some("a request overriding its method or path")
@@ -427,15 +426,9 @@ fn judge_mcp(
             return Err(denial);
         }
     }
-    if external.is_empty() {
-        return Ok(());
-    }
-    let first = d.rpc_method.take();
-    // A grant is only ever asked of a tools/call.
-    d.rpc_method = Some("tools/call".into());
-    claim_grants(policy, d, principal, headers, host, external)?;
-    d.rpc_method = first;
-    Ok(())
+    // A grant is only ever asked of a tools/call: a missing one is that message's refusal.
+    claim_grants(policy, d, principal, headers, host, external)
+        .inspect_err(|_| d.rpc_method = Some("tools/call".into()))
 }
 
 /// One message of an MCP body (a batch's element), judged; the external-impact calls it
@@ -618,6 +611,18 @@ pub(crate) const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-htt
 /// Zend: `X-Original-URL`, `X-Rewrite-URL`): the endpoint would run the action at that path.
 pub(crate) const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
+/// A method or path override header the request carries, if any.
+fn overriding(headers: &Headers) -> Option<&'static str> {
+    let carries = |names: &[&str]| names.iter().any(|h| headers.get_all(h).next().is_some());
+    if carries(&METHOD_OVERRIDES) {
+        Some("a method override header")
+    } else if carries(&PATH_OVERRIDES) {
+        Some("a path override header")
+    } else {
+        None
+    }
+}
+
 /// Whether the request names, in `X-Forwarded-Host` or `Forwarded: host=`, a host other
 /// than the one it was routed by: Rails, Django, Express and Werkzeug behind a trusted
 /// proxy take the request's host from them, so a host-routed endpoint would act for
@@ -661,11 +666,8 @@ fn below_prefix(path: &str, prefix: &str) -> bool {
 /// the route's prefix (a trailing `/` alone is none), a method override, a body not
 /// declared as UTF-8 JSON.
 fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
-    if METHOD_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
-        return Some("a method override header");
-    }
-    if PATH_OVERRIDES.iter().any(|h| headers.get_all(h).next().is_some()) {
-        return Some("a path override header");
+    if let Some(what) = overriding(headers) {
+        return Some(what);
     }
     if forwarded_elsewhere(headers) {
         return Some("a forwarded host other than the request's");
@@ -700,13 +702,9 @@ fn underscored_alias<'h>(policy: &Policy, headers: &'h Headers, protocol: Option
     let mcp = protocol == Some(Protocol::Mcp);
     // `Mcp-Param-Tenant_Id` is the header a tool's schema names (`x-mcp-header`), its
     // underscore its own: only one standing in for a dash of the prefix is an alias.
-    let own_param = |n: &str| {
-        n.get(..mirror::PARAM.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(mirror::PARAM))
-    };
     headers.names().filter(|n| n.contains('_')).find(|n| {
         let dashed = n.replace('_', "-");
-        read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed) && !own_param(n))
+        read().any(|h| dashed.eq_ignore_ascii_case(h)) || (mcp && mirror::is_mirror(&dashed) && !mirror::is_param(n))
     })
 }
 

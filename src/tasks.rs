@@ -42,18 +42,10 @@ fn caller(salt: &str, route: &str, p: &Principal) -> String {
     .join("\0")
 }
 
-/// Whether task `id` was created for `p` on `route` and is still bound to it.
-pub fn owns(host: &dyn Host, route: &str, p: &Principal, id: &str) -> bool {
-    // No secret, no record yet: nothing is bound.
-    TASKS
-        .salt(host.shared())
-        .is_some_and(|salt| TASKS.contains(host.shared(), &caller(&salt, route, p), id, host.now()))
-}
-
-/// The tasks bound to `p` on `route`, read once: for a request or an answer naming many
-/// (a `subscriptions/listen`, a `tasks/list`), whose cost must not grow with a shared-data
-/// read per id.
+/// The tasks bound to `p` on `route` (created for it and unexpired), read once: a request
+/// or an answer naming many (a `subscriptions/listen`, a `tasks/list`) costs one read.
 pub fn held(host: &dyn Host, route: &str, p: &Principal) -> crate::ledger::Held {
+    // No secret, no record yet: nothing is bound.
     match TASKS.salt(host.shared()) {
         Some(salt) => TASKS.held(host.shared(), &caller(&salt, route, p), host.now()),
         None => TASKS.nothing_held(),
@@ -189,12 +181,7 @@ mod tests {
         let host = at(1000);
         let alice = principal("idp", "alice", Some("acme"), Some("agent-a"));
         let l = limits(86_400, 128);
-        // One lookup, and the tasks read once for many: always the same answer.
-        let owned = |host: &dyn Host, route: &str, p: &Principal, id: &str| {
-            let one = owns(host, route, p, id);
-            assert_eq!(held(host, route, p).contains(id), one, "{route} {p:?} {id}");
-            one
-        };
+        let owned = |host: &dyn Host, route: &str, p: &Principal, id: &str| held(host, route, p).contains(id);
         bind(
             &host,
             "mcp-a",
@@ -249,7 +236,7 @@ mod tests {
         }
         let owned_at = |now: u64, id: &str| {
             host.0.set(now);
-            owns(&host, "r", &alice, id)
+            held(&host, "r", &alice).contains(id)
         };
         assert!(owned_at(1001, "short") && owned_at(1001, "fraction") && owned_at(1000, "spent"));
         assert!(!owned_at(1002, "short"), "1.5 s rounds up to 2");
@@ -300,7 +287,7 @@ mod tests {
         assert_ne!(placed(&one), placed(&other));
         // Before the record exists, nothing is bound and nothing is looked up.
         let fresh = at(0);
-        assert!(!owns(&fresh, "r", &principal("idp", "a", None, None), "t"));
+        assert!(!held(&fresh, "r", &principal("idp", "a", None, None)).contains("t"));
     }
 
     #[test]

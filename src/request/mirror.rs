@@ -36,7 +36,7 @@ pub const HEADER_MISMATCH: i64 = -32020;
 
 const METHOD: &str = "mcp-method";
 const NAME: &str = "mcp-name";
-pub const PARAM: &str = "mcp-param-";
+const PARAM: &str = "mcp-param-";
 const SENTINEL_OPEN: &[u8] = b"=?base64?";
 const SENTINEL_CLOSE: &[u8] = b"?=";
 const BAD_SENTINEL: &str = "is not a valid =?base64?…?= value (canonical base64 of UTF-8 text)";
@@ -56,7 +56,8 @@ pub fn is_mirror(name: &str) -> bool {
     name.eq_ignore_ascii_case(METHOD) || name.eq_ignore_ascii_case(NAME) || is_param(name)
 }
 
-fn is_param(name: &str) -> bool {
+/// Whether a header name is an `Mcp-Param-*` one, in any case.
+pub fn is_param(name: &str) -> bool {
     name.as_bytes()
         .get(..PARAM.len())
         .is_some_and(|p| p.eq_ignore_ascii_case(PARAM.as_bytes()))

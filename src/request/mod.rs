@@ -161,7 +161,7 @@ pub fn compatibility_form(c: char) -> bool {
 }
 
 /// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
-pub fn snake_of(key: &str, camel: &str) -> bool {
+fn snake_of(key: &str, camel: &str) -> bool {
     let mut rest = key.bytes().filter(|b| *b != b'_');
     camel
         .bytes()

@@ -13,8 +13,6 @@ use std::collections::{HashMap, HashSet};
 
 const RULE: &str = "openai_responses";
 
-/// Members that continue state OpenAI keeps: an earlier response, a conversation, a stored
-/// prompt template.
 /// Members naming state the provider (or a router in front of it) keeps: an earlier
 /// response, a conversation, a stored prompt, an OpenRouter preset.
 const PROVIDER_STATE: [&str; 4] = ["previous_response_id", "conversation", "prompt", "preset"];
