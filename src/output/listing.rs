@@ -53,6 +53,9 @@ enum Edit<'d> {
     Drop(Path<'d>),
     /// A value becomes other JSON text.
     Replace(Path<'d>, &'static [u8]),
+    /// Members go first in the object at the path (JSON text ending in a comma: the
+    /// object has members already).
+    Prepend(Path<'d>, &'static [u8]),
 }
 
 /// Every edit of one answer, and how many of them hide something from the caller.
@@ -118,6 +121,13 @@ fn write(body: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
                 }
             }
             Edit::Replace(path, with) => spans.push((splice::locate(body, path)?, with)),
+            Edit::Prepend(path, with) => {
+                let (start, _) = splice::locate(body, path)?;
+                if body.get(start) != Some(&b'{') {
+                    return None;
+                }
+                spans.push(((start + 1, start + 1), with));
+            }
         }
     }
     for (list, indexes) in lists {
@@ -143,13 +153,14 @@ const LISTINGS: [Listing; 5] = [
 /// and an item.
 const MESSAGE_READ: [&str; 2] = ["result", "params"];
 const PARAMS_READ: [&str; 1] = ["messages"];
-const RESULT_READ: [&str; 14] = [
+const RESULT_READ: [&str; 15] = [
     "tools",
     "resources",
     "resourceTemplates",
     "prompts",
     "tasks",
     "cacheScope",
+    "ttlMs",
     "content",
     "contents",
     "messages",
@@ -264,12 +275,24 @@ fn judge_result<'d>(
     }
     judge_task_state(result, path, keep, edits)?;
     // A list or a read judged for one caller is that caller's view, whatever was hidden
-    // from it: cached for all (`public`), another caller would be served it.
+    // from it: cached for all (`public`), another caller would be served it. A result
+    // with a lifetime (`ttlMs`) and no scope reads as `public` (the schema's default), so
+    // it is given one; without a lifetime nothing caches it. (A task's state has a
+    // `ttlMs` of its own, the task's lifetime.)
     let per_caller = LISTINGS.iter().any(|l| result.contains_key(l.items_key())) || result.contains_key("contents");
-    let public = result.get("cacheScope").is_some_and(|c| c.as_str() != Some("private"));
-    if public && (per_caller || edits.hidden > before) {
-        let scope = at(path, &[Step::Key("cacheScope")]);
-        edits.edits.push(Edit::Replace(scope, br#""private""#));
+    if per_caller || edits.hidden > before {
+        match result.get("cacheScope") {
+            Some(scope) if scope.as_str() != Some("private") => {
+                let scope = at(path, &[Step::Key("cacheScope")]);
+                edits.edits.push(Edit::Replace(scope, br#""private""#));
+            }
+            None if result.contains_key("ttlMs") && !result.contains_key("taskId") => {
+                edits
+                    .edits
+                    .push(Edit::Prepend(path.to_vec(), br#""cacheScope":"private","#));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

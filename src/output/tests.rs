@@ -967,6 +967,41 @@ fn list_answers_lose_the_items_the_caller_may_not_see() {
         listing::filter(&bytes(&private), &limits(), &keep_even_names).unwrap(),
         None
     );
+    // A lifetime and no scope reads as public: the scope is given, the server's bytes kept.
+    let unscoped = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\": {\"ttlMs\": 60000, \"tools\":[{\"name\":\"t0\"}]}}";
+    let (out, hidden) = listing::filter(unscoped.as_bytes(), &limits(), &keep_even_names)
+        .unwrap()
+        .unwrap();
+    assert_eq!(hidden, 0);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\": {\"cacheScope\":\"private\",\"ttlMs\": 60000, \"tools\":[{\"name\":\"t0\"}]}}"
+    );
+    // Hidden items and no scope: given one too, in the same pass.
+    let (out, hidden) = listing::filter(
+        br#"{"id":1,"result":{"ttlMs":1,"tools":[{"name":"t1"},{"name":"t2"}]}}"#,
+        &limits(),
+        &keep_even_names,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(hidden, 1);
+    assert_eq!(
+        out,
+        br#"{"id":1,"result":{"cacheScope":"private","ttlMs":1,"tools":[{"name":"t2"}]}}"#
+    );
+    // No lifetime: nothing caches it, and it passes as it is; a miscased lifetime is refused.
+    assert_eq!(
+        listing::filter(&bytes(&all_seen), &limits(), &keep_even_names).unwrap(),
+        None
+    );
+    let e = listing::filter(
+        br#"{"id":1,"result":{"TtlMs":1,"tools":[]}}"#,
+        &limits(),
+        &keep_even_names,
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, Reason::BodyMalformed);
     let text = json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": "x"}], "cacheScope": "public"}});
     assert_eq!(
         listing::filter(&bytes(&text), &limits(), &keep_even_names).unwrap(),

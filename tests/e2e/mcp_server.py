@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import uvicorn
+from mcp.server.caching import CacheHint
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
@@ -136,6 +137,12 @@ def build_server(recorder: Recorder) -> MCPServer:
         "aigate-e2e-orders",
         instructions="Order desk used by aigate's tests.",
         extensions=[Tasks(recorder)],
+        # Lists and reads declared the same for every caller, cacheable for a minute
+        # (SEP-2549): behind aigate they are each caller's own view.
+        cache_hints={
+            "tools/list": CacheHint(ttl_ms=60_000, scope="public"),
+            "resources/read": CacheHint(ttl_ms=60_000, scope="public"),
+        },
     )
 
     @server.tool()

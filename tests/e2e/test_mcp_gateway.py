@@ -165,6 +165,12 @@ def test_lists_show_the_agent_only_what_it_may_use(gateway, mint):
         count=4))
     # Tools: refund_order (out of scope) and track_order (not in the catalogue).
     assert hidden == [1, 1, 1, 2], hidden
+    # The server declares its tool list the same for every caller, cacheable for a
+    # minute; what the agent got is its own view, so a shared cache must not serve it.
+    answer = out.wire.last("tools/list").body
+    assert answer["result"]["ttlMs"] == 60_000, answer
+    assert answer["result"]["cacheScope"] == "private", answer
+    assert tools.cache_scope == "private"
 
     # With orders.refund in the token, refund_order is listed too.
     out = e2e.mcp_client_call(gateway.url, mint(scope="orders.read orders.refund"), lambda c: c.list_tools())
