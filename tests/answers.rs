@@ -391,14 +391,14 @@ fn mcp_lists_show_what_the_caller_may_use() {
 fn a_list_answers_decision_counts_what_was_hidden() {
     let w = world();
     let req = request(&w, "orders.read");
-    let d = engine::on_listing(&req, Ok(3));
+    let d = engine::on_listing(&req, 3, None);
     assert!(d.allowed());
     let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
     assert_eq!(
         (line["stage"].as_str(), line["hidden"].as_u64()),
         (Some("answer"), Some(3))
     );
-    let d = engine::on_listing(&req, Ok(0));
+    let d = engine::on_listing(&req, 0, None);
     let line: Value = serde_json::from_str(&audit::record(&w.policy, &d, "abc", 0)).unwrap();
     assert!(line.get("hidden").is_none(), "{line}");
 }

@@ -125,18 +125,20 @@ pub fn visible<'a>(
 }
 
 /// The decision on an MCP answer: allowed, with the count of list items and resources the
-/// caller was not shown, or refused when it could not be read.
-pub fn on_listing(request: &Decision, hidden: Result<usize, Denial>) -> Decision {
+/// caller was not shown, or refused when it could not be read (with the count of what was
+/// hidden of it before then: a stream refused part-way hid some of what it passed).
+pub fn on_listing(request: &Decision, hidden: usize, refused: Option<Denial>) -> Decision {
     let mut d = answer_to(request);
     // The answer is the called tool's or the read resource's: its record names them, and
     // their owners answer for it.
     d.calls = request.calls.clone();
     d.data = request.data.clone();
-    match (hidden, request.principal.is_some()) {
-        (Ok(n), true) => d.hidden = n,
-        (Ok(_), false) => d.denial = Some(no_principal()),
-        (Err(denial), _) => d.denial = Some(denial),
-    }
+    d.hidden = hidden;
+    d.denial = match (refused, request.principal.is_some()) {
+        (Some(denial), _) => Some(denial),
+        (None, true) => None,
+        (None, false) => Some(no_principal()),
+    };
     d
 }
 
@@ -157,17 +159,17 @@ pub fn whole_answer(
     // passes, whether it ends at the answer's head or after an empty piece.
     if body.is_empty() {
         let d = match protocol {
-            Protocol::Mcp => on_listing(request, Ok(0)),
+            Protocol::Mcp => on_listing(request, 0, None),
             _ => on_answer(policy, request, Ok(Vec::new())),
         };
         return (d, None);
     }
     if protocol == Protocol::Mcp {
         return match output::listing::filter(body, &policy.limits, &visible(policy, request, host)) {
-            Ok(Some((filtered, hidden))) => (on_listing(request, Ok(hidden)), Some(filtered)),
-            Ok(None) => (on_listing(request, Ok(0)), None),
+            Ok(Some((filtered, hidden))) => (on_listing(request, hidden, None), Some(filtered)),
+            Ok(None) => (on_listing(request, 0, None), None),
             Err(denial) => {
-                let d = on_listing(request, Err(denial.clone()));
+                let d = on_listing(request, 0, Some(denial.clone()));
                 let e = error(&d, &denial);
                 (d, Some(e))
             }
@@ -208,7 +210,7 @@ pub fn refused_answer(policy: &Policy, request: &Decision, denial: Denial) -> De
     match request.protocol {
         // The answer of the called tool (an MCP server's, a REST action's): its record
         // names the tool, and the tool's owner answers for it.
-        Some(Protocol::Mcp | Protocol::Action) => on_listing(request, Err(denial)),
+        Some(Protocol::Mcp | Protocol::Action) => on_listing(request, 0, Some(denial)),
         _ => on_answer(policy, request, Err(denial)),
     }
 }
@@ -337,8 +339,8 @@ pub fn answer_at_once(
             let keep = visible(policy, request, host);
             let mut stream = ListStream::new(&policy.limits, enforce);
             let out = stream.feed(body, &keep);
-            let (hidden, rest) = stream.finish(&keep);
-            let d = on_listing(request, hidden);
+            let (hidden, refused, rest) = stream.finish(&keep);
+            let d = on_listing(request, hidden, refused);
             let tail = stream_end(policy, &d, rest, decision_id);
             (d, out, tail)
         }

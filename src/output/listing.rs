@@ -506,9 +506,9 @@ impl ListStream {
         (out != chunk).then_some(out)
     }
 
-    /// The stream ended: how many items were hidden (or why it could not be read), and
+    /// The stream ended: how many items were hidden, why it could not be read (if so), and
     /// what is left to pass on (an event the stream ended in the middle of, filtered).
-    pub fn finish(mut self, keep: Keep) -> (Result<usize, Denial>, Vec<u8>) {
+    pub fn finish(mut self, keep: Keep) -> (usize, Option<Denial>, Vec<u8>) {
         let last = std::mem::take(&mut self.events).rest();
         let mut rest = Vec::new();
         if self.failure.is_none() && !last.iter().all(u8::is_ascii_whitespace) {
@@ -525,10 +525,10 @@ impl ListStream {
         if !self.rewrite {
             rest.clear();
         }
-        match self.failure {
-            Some(denial) => (Err(denial), Vec::new()),
-            None => (Ok(self.hidden), rest),
+        if self.failure.is_some() {
+            rest.clear();
         }
+        (self.hidden, self.failure, rest)
     }
 }
 

@@ -1108,9 +1108,9 @@ fn streamed_list_answers_are_filtered_event_by_event() {
         for piece in body.as_bytes().chunks(size) {
             passed.extend(s.feed(piece, &keep_even_names).unwrap_or_else(|| piece.to_vec()));
         }
-        let (hidden, rest) = s.finish(&keep_even_names);
+        let (hidden, refused, rest) = s.finish(&keep_even_names);
         passed.extend(rest);
-        assert_eq!(hidden.unwrap(), 1);
+        assert_eq!((hidden, refused), (1, None));
         let text = String::from_utf8(passed).unwrap();
         let filtered = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}]}});
         assert_eq!(
@@ -1123,15 +1123,22 @@ fn streamed_list_answers_are_filtered_event_by_event() {
     let mut s = listing::ListStream::new(&limits(), false);
     assert_eq!(s.feed(body.as_bytes(), &keep_even_names), None);
     assert_eq!(s.feed(b"data: {\"jsonrpc\":\"2.0\"}", &keep_even_names), None);
-    let (hidden, rest) = s.finish(&keep_even_names);
-    assert_eq!((hidden.unwrap(), rest.len()), (1, 0));
-    // An event that is not JSON ends the stream.
+    let (hidden, refused, rest) = s.finish(&keep_even_names);
+    assert_eq!((hidden, refused, rest.len()), (1, None, 0));
+    // An event that is not JSON ends the stream; what was hidden before it is still counted.
     let mut s = listing::ListStream::new(&limits(), true);
+    assert!(s
+        .feed(format!("data: {answer}\n\n").as_bytes(), &keep_even_names)
+        .is_some());
     assert_eq!(
         s.feed(b"data: {nope\n\ndata: {}\n\n", &keep_even_names),
         Some(Vec::new())
     );
-    assert_eq!(s.finish(&keep_even_names).0.unwrap_err().reason, Reason::BodyMalformed);
+    let (hidden, refused, rest) = s.finish(&keep_even_names);
+    assert_eq!(
+        (hidden, refused.unwrap().reason, rest.len()),
+        (1, Reason::BodyMalformed, 0)
+    );
     // A byte-order mark opening a line: the Python SDK ignores that line, others read it
     // as data, so the two would see different messages. Refused, as the first event too.
     // A carriage return alone ends a line to the SSE standard (and aigate, and the Python
@@ -1150,15 +1157,15 @@ fn streamed_list_answers_are_filtered_event_by_event() {
     ] {
         let mut s = listing::ListStream::new(&limits(), true);
         assert_eq!(s.feed(body.as_bytes(), &keep_even_names), Some(Vec::new()), "{body:?}");
-        let (hidden, rest) = s.finish(&keep_even_names);
-        assert_eq!(hidden.unwrap_err().reason, Reason::BodyMalformed);
+        let (_, refused, rest) = s.finish(&keep_even_names);
+        assert_eq!(refused.unwrap().reason, Reason::BodyMalformed);
         assert!(rest.is_empty());
     }
     // Comments and every field of the standard are read as the standard says.
     let body = format!(": keep-alive\nretry: 1000\nid: 3\nevent: message\ndata: {answer}\n\n");
     let mut s = listing::ListStream::new(&limits(), true);
     assert!(s.feed(body.as_bytes(), &keep_even_names).is_some());
-    assert!(s.finish(&keep_even_names).0.is_ok(), "{body:?}");
+    assert!(s.finish(&keep_even_names).1.is_none(), "{body:?}");
 }
 
 #[test]
@@ -1175,8 +1182,8 @@ fn a_list_event_over_the_limit_is_refused_however_it_arrives() {
         for piece in body.as_bytes().chunks(size) {
             s.feed(piece, &keep_even_names);
         }
-        let (hidden, _) = s.finish(&keep_even_names);
-        assert_eq!(hidden.unwrap_err().reason, Reason::BodyTooLarge, "pieces of {size}");
+        let (_, refused, _) = s.finish(&keep_even_names);
+        assert_eq!(refused.unwrap().reason, Reason::BodyTooLarge, "pieces of {size}");
     }
 }
 

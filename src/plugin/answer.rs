@@ -208,11 +208,9 @@ impl Http {
         };
         let d = match answer {
             Answer::Listing(request, stream) if stream.holds_part_of_an_event() => {
-                let mut d = engine::on_listing(&request, Err(cut()));
-                d.hidden = stream.hidden();
-                d
+                engine::on_listing(&request, stream.hidden(), Some(cut()))
             }
-            Answer::Listing(request, stream) => engine::on_listing(&request, Ok(stream.hidden())),
+            Answer::Listing(request, stream) => engine::on_listing(&request, stream.hidden(), None),
             Answer::Json(request, _) | Answer::Stream(request, _) => engine::refused_answer(policy, &request, cut()),
             Answer::Refused(_) | Answer::Ended => return, // recorded when it was refused
         };
@@ -264,8 +262,9 @@ impl Http {
                 let chunk = response_body(size);
                 let mut out = stream.feed(&chunk, &engine::visible(policy, &request, &super::host::ProxyHost));
                 if end_of_stream {
-                    let (hidden, rest) = stream.finish(&engine::visible(policy, &request, &super::host::ProxyHost));
-                    let d = engine::on_listing(&request, hidden);
+                    let (hidden, refused, rest) =
+                        stream.finish(&engine::visible(policy, &request, &super::host::ProxyHost));
+                    let d = engine::on_listing(&request, hidden, refused);
                     self.record(&d, "aigate_answer");
                     let tail = self.stream_end(&d, rest);
                     if !tail.is_empty() {
