@@ -983,6 +983,15 @@ fn config_errors_name_their_path() {
             &|d| d["data"]["vector_stores"] = json!([{"id": "x", "ids": ["vs_{tenant"], "scope": "a"}]),
             "data.vector_stores[0].ids[0]",
         ),
+        // Ids are exact: a pattern would match nothing.
+        (
+            &|d| d["data"]["vector_stores"] = json!([{"id": "x", "ids": ["*"], "scope": "a"}]),
+            "data.vector_stores[0].ids[0]: ids are matched exactly",
+        ),
+        (
+            &|d| d["data"]["files"] = json!([{"id": "x", "ids": ["file-{tenant}-*"], "scope": "a"}]),
+            "data.files[0].ids[0]: ids are matched exactly",
+        ),
     ];
     for (edit, want) in rows {
         let e = errs(edit);

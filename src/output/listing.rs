@@ -548,13 +548,18 @@ fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec
         return Ok(None);
     };
     let text = String::from_utf8_lossy(event);
+    // Lines end as the server ended them (a lone carriage return was refused above).
+    let eol: &[u8] = match event.iter().position(|b| *b == b'\n') {
+        Some(i) if i > 0 && event.get(i - 1) == Some(&b'\r') => b"\r\n",
+        _ => b"\n",
+    };
     let mut out = Vec::with_capacity(json.len() + 64);
     for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
         let bare = line.strip_prefix('\u{feff}').unwrap_or(line);
         let field = bare.split_once(':').map_or(bare, |(f, _)| f);
         if field != "data" {
             out.extend_from_slice(line.as_bytes());
-            out.push(b'\n');
+            out.extend_from_slice(eol);
         }
     }
     // The data was joined with `\n` from its lines; JSON text holds no raw line break
@@ -562,8 +567,8 @@ fn filter_event(event: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec
     for line in json.split(|b| *b == b'\n') {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(line);
-        out.push(b'\n');
+        out.extend_from_slice(eol);
     }
-    out.push(b'\n');
+    out.extend_from_slice(eol);
     Ok(Some((out, hidden)))
 }

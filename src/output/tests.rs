@@ -1166,6 +1166,12 @@ fn streamed_list_answers_are_filtered_event_by_event() {
     let mut s = listing::ListStream::new(&limits(), true);
     assert!(s.feed(body.as_bytes(), &keep_even_names).is_some());
     assert!(s.finish(&keep_even_names).1.is_none(), "{body:?}");
+    // A server ending its lines with CRLF keeps them in the rewritten event.
+    let body = format!("event: message\r\nid: 7\r\ndata: {answer}\r\n\r\n");
+    let mut s = listing::ListStream::new(&limits(), true);
+    let out = String::from_utf8(s.feed(body.as_bytes(), &keep_even_names).unwrap()).unwrap();
+    let filtered = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "t0"}]}});
+    assert_eq!(out, format!("event: message\r\nid: 7\r\ndata: {filtered}\r\n\r\n"));
 }
 
 #[test]

@@ -848,6 +848,17 @@ impl Checker {
                     .map(|(j, id)| {
                         let ipath = format!("{path}.ids[{j}]");
                         self.non_empty(&ipath, id);
+                        // Provider ids hold no `*`: one here is a pattern meant, which an
+                        // exact match would silently never honour.
+                        if id.contains('*') {
+                            self.err(
+                                &ipath,
+                                format!(
+                                    "ids are matched exactly, so {id:?} would only match an id spelled with '*': \
+                                     list the ids, or template one with a claim, as in \"vs_{{tenant}}\""
+                                ),
+                            );
+                        }
                         self.template(&ipath, id)
                     })
                     .collect();
