@@ -55,17 +55,99 @@ struct Announced {
     done: Option<String>,
     /// What the `added` item does when it says so whole (a computer call's `action` and
     /// `actions`, a shell call's `action`…), as canonical JSON.
-    payload: Option<String>,
+    payload: Option<Map<String, Value>>,
+    /// The item's `id`, as the `added` item or the first event naming it gives it.
+    id: Option<String>,
+    /// A shell call's commands as a client puts them together from the `added` item and
+    /// the `shell_call_command.*` events (`None` until one arrives).
+    commands: Option<Vec<String>>,
     /// Its `output_item.done` arrived.
     closed: bool,
+}
+
+impl Announced {
+    /// An event names the item it belongs to by `item_id` besides its output index: a
+    /// client keying pieces by id would file them under another call when the two disagree.
+    fn same_item(&mut self, id: Option<&Value>) -> Result<(), Denial> {
+        let Some(id) = id.and_then(Value::as_str) else {
+            return Ok(());
+        };
+        match &self.id {
+            Some(known) if known != id => Err(malformed(
+                RULE,
+                "the answer's events disagree about which item a tool call's pieces belong to",
+            )),
+            Some(_) => Ok(()),
+            None => {
+                self.id = Some(id.to_string());
+                Ok(())
+            }
+        }
+    }
+
+    /// A `response.shell_call_command.*` event (`step`: `added`, `delta` or `done`) applied
+    /// as the SDK applies it: `added` appends a command (or restates one), `delta` extends
+    /// one, `done` gives it whole. A command beyond the list, or one of no shell call, is
+    /// one no two clients would read alike.
+    fn shell_command(&mut self, step: &str, data: &Map<String, Value>) -> Result<(), Denial> {
+        let odd = || {
+            malformed(
+                RULE,
+                "a shell command event of the answer fits no command of its shell call",
+            )
+        };
+        if self.kind.as_deref() != Some("shell_call") {
+            return Err(odd());
+        }
+        let index = data
+            .get("command_index")
+            .and_then(Value::as_u64)
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(odd)?;
+        let text = |key: &str| data.get(key).and_then(Value::as_str).ok_or_else(odd);
+        let added = self.payload.as_ref().map(shell_commands).unwrap_or_default();
+        let commands = self.commands.get_or_insert(added);
+        let next = commands.len();
+        match (step, commands.get_mut(index)) {
+            ("added", None) if index == next => commands.push(text("command")?.to_string()),
+            ("added" | "done", Some(command)) => *command = text("command")?.to_string(),
+            ("delta", Some(command)) => command.push_str(text("delta")?),
+            _ => return Err(odd()),
+        }
+        Ok(())
+    }
+
+    /// What the `added` item does, with the commands the events put together in place of
+    /// its own: what a client holds once the item is done.
+    fn announced_payload(&self) -> Result<Option<String>, Denial> {
+        let Some(mut payload) = self.payload.clone() else {
+            return Ok(None);
+        };
+        if let (Some(commands), Some(Value::Object(action))) = (&self.commands, payload.get_mut("action")) {
+            action.insert(
+                "commands".into(),
+                commands.iter().map(|c| Value::String(c.clone())).collect(),
+            );
+        }
+        canonical(payload).map(Some)
+    }
+}
+
+/// A shell call item's commands (`action.commands`), as far as they are strings.
+fn shell_commands(item: &Map<String, Value>) -> Vec<String> {
+    item.get("action")
+        .and_then(|a| a.get("commands"))
+        .and_then(Value::as_array)
+        .map(|c| c.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// The members of a client-run call item that say what it does, given whole (not text).
 const PAYLOAD_KEYS: [&str; 5] = ["action", "actions", "operation", "arguments", "input"];
 
 /// What a call item does, given whole: its payload members that are objects or arrays,
-/// as canonical JSON (key order is no difference), or `None` when it gives none.
-fn payload(item: &Map<String, Value>) -> Result<Option<String>, Denial> {
+/// or `None` when it gives none.
+fn payload(item: &Map<String, Value>) -> Option<Map<String, Value>> {
     let whole: Map<String, Value> = PAYLOAD_KEYS
         .iter()
         .filter_map(|k| {
@@ -74,11 +156,12 @@ fn payload(item: &Map<String, Value>) -> Result<Option<String>, Denial> {
                 .map(|v| (k.to_string(), v.clone()))
         })
         .collect();
-    if whole.is_empty() {
-        return Ok(None);
-    }
-    crate::digest::canonical_json(&Value::Object(whole))
-        .map(Some)
+    (!whole.is_empty()).then_some(whole)
+}
+
+/// Payload members as canonical JSON: key order and number spelling are no difference.
+fn canonical(payload: Map<String, Value>) -> Result<String, Denial> {
+    crate::digest::canonical_json(&Value::Object(payload))
         .map_err(|e| malformed(RULE, format!("a tool call of the answer: {e}")))
 }
 
@@ -193,10 +276,13 @@ impl Assembly {
         let is_call = |item: &Value| {
             item.get("type")
                 .and_then(Value::as_str)
-                .is_some_and(openai_responses::is_client_call)
+                .is_some_and(openai_responses::is_judged_call)
         };
         match kind.as_str() {
             "response.output_item.added" => {
+                if let Some(item) = data.get("item").and_then(Value::as_object) {
+                    openai_responses::output_item_kind(item)?;
+                }
                 let Some(item) = data.get("item").filter(|i| is_call(i)) else {
                     return Ok(false);
                 };
@@ -212,11 +298,21 @@ impl Assembly {
                 join(&mut a.pieces, item.get("arguments").or_else(|| item.get("input")));
                 a.kind = item.get("type").and_then(Value::as_str).map(str::to_string);
                 a.name = item.get("name").and_then(Value::as_str).map(str::to_string);
-                a.payload = item.as_object().map(payload).transpose()?.flatten();
+                a.payload = item.as_object().and_then(payload);
+                a.id = item.get("id").and_then(Value::as_str).map(str::to_string);
                 Ok(true)
             }
             "response.function_call_arguments.delta" | "response.custom_tool_call_input.delta" => {
-                join(&mut self.open(output_index(&data)?)?.pieces, data.get("delta"));
+                let a = self.open(output_index(&data)?)?;
+                a.same_item(data.get("item_id"))?;
+                join(&mut a.pieces, data.get("delta"));
+                Ok(true)
+            }
+            "response.shell_call_command.added"
+            | "response.shell_call_command.delta"
+            | "response.shell_call_command.done" => {
+                let step = kind.rsplit('.').next().unwrap_or_default();
+                self.open(output_index(&data)?)?.shell_command(step, &data)?;
                 Ok(true)
             }
             "response.function_call_arguments.done" | "response.custom_tool_call_input.done" => {
@@ -225,6 +321,7 @@ impl Assembly {
                     .or_else(|| data.get("input"))
                     .and_then(Value::as_str);
                 let a = self.open(output_index(&data)?)?;
+                a.same_item(data.get("item_id"))?;
                 a.done = text.map(str::to_string);
                 if let Some(name) = data.get("name").and_then(Value::as_str) {
                     if a.name.as_deref().is_some_and(|n| n != name) {
@@ -239,24 +336,33 @@ impl Assembly {
                 let Some(Value::Object(mut item)) = data.remove("item") else {
                     return Ok(false);
                 };
-                let Some(kind) = item.get("type").and_then(Value::as_str).map(str::to_string) else {
-                    return Ok(false);
-                };
+                let kind = openai_responses::output_item_kind(&item)?;
                 let text = item
                     .get("arguments")
                     .or_else(|| item.get("input"))
                     .and_then(Value::as_str)
                     .map(str::to_string);
-                let done_payload = payload(&item)?;
+                let done_payload = payload(&item).map(canonical).transpose()?;
+                let done_commands = shell_commands(&item);
                 // Most items make one call; a computer call makes one per action.
                 let calls = openai_responses::item_calls(&mut item, &kind, limits)?;
                 if calls.is_empty() {
                     return Ok(false);
                 }
                 let a = self.announced.entry(index?).or_default();
+                a.same_item(item.get("id"))?;
+                // The commands a client put together from the command events are what the
+                // judged item runs.
+                if a.commands.as_ref().is_some_and(|c| *c != done_commands) {
+                    return Err(malformed(
+                        RULE,
+                        "the answer's events disagree about what a tool call does",
+                    ));
+                }
                 // A client may act on the `added` item (the SDK hands it over as it comes):
                 // what it does must be what the judged item does.
-                if a.payload.is_some() && a.payload != done_payload {
+                let announced = a.announced_payload()?;
+                if announced.is_some() && announced != done_payload {
                     return Err(malformed(
                         RULE,
                         "the answer's events disagree about what a tool call does",
@@ -286,6 +392,12 @@ impl Assembly {
                 calls.into_iter().for_each(|c| self.add_whole(c));
                 Ok(true)
             }
+            // An event aigate does not know that carries a call item (an `added` or `done`
+            // under a new name): a client applying it would hold a call not judged.
+            _ if data.get("item").is_some_and(is_call) => Err(malformed(
+                RULE,
+                format!("the answer's {kind:?} event carries a tool call aigate does not read there"),
+            )),
             // The final response repeats every item: a client reading only it sees them too.
             _ => match data.remove("response") {
                 Some(Value::Object(response)) => {

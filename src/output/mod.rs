@@ -65,9 +65,8 @@ fn answer_calls(protocol: Protocol, mut top: Map<String, Value>, limits: &Limits
         Protocol::OpenaiResponses => {
             for item in opt_array(top.remove("output"), RULE, "output")? {
                 let mut item = obj(item, RULE, "an output item")?;
-                if let Some(kind) = llm::opt_string(&mut item, "type", RULE)? {
-                    calls.extend(openai_responses::item_calls(&mut item, &kind, limits)?);
-                }
+                let kind = openai_responses::output_item_kind(&item)?;
+                calls.extend(openai_responses::item_calls(&mut item, &kind, limits)?);
             }
         }
         Protocol::AnthropicMessages => {
@@ -105,7 +104,7 @@ pub fn refusal(protocol: Protocol, body: &[u8], message: &str, limits: &Limits) 
     let is_call = |v: &Value| {
         v.get("type")
             .and_then(Value::as_str)
-            .is_some_and(openai_responses::is_client_call)
+            .is_some_and(openai_responses::is_judged_call)
     };
     match protocol {
         Protocol::OpenaiChat => {

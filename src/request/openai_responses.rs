@@ -437,13 +437,26 @@ pub(crate) fn item_calls(item: &mut Map<String, Value>, kind: &str, limits: &Lim
             }
         }
         "computer_call" => return computer_calls(item),
+        // A program is code the provider runs, calling the request's tools: judged as a
+        // call of the tool that offers programs, with its code as the argument.
+        "program" => {
+            let code =
+                llm::opt_string(item, "code", RULE)?.ok_or_else(|| malformed(RULE, "a program needs its code"))?;
+            let mut arguments = Map::new();
+            arguments.insert("code".into(), Value::String(code));
+            LlmCall {
+                name: PROGRAMS.to_string(),
+                arguments: Value::Object(arguments),
+                latest: false,
+            }
+        }
         kind => match client_call(kind) {
             Some((tool, payload)) => LlmCall {
                 name: tool.to_string(),
                 arguments: payload_of(item, kind, payload)?,
                 latest: false,
             },
-            None if !is_client_call(kind) => return Ok(Vec::new()),
+            None if !is_judged_call(kind) => return Ok(Vec::new()),
             None => {
                 return Err(malformed(
                     RULE,
@@ -455,9 +468,28 @@ pub(crate) fn item_calls(item: &mut Map<String, Value>, kind: &str, limits: &Lim
     Ok(vec![call])
 }
 
-/// An item type the client runs (every `*_call` but the provider-run ones).
-pub(crate) fn is_client_call(kind: &str) -> bool {
-    kind.ends_with("_call") && !PROVIDER_CALLS.contains(&kind)
+/// An output item of a response (a JSON answer's `output`, a stream's items): of a type
+/// aigate knows, as input items are (a new type may be a call a client runs), and typed
+/// (the SDKs read an item without a type as a message, whatever else it carries).
+pub(crate) fn output_item_kind(item: &Map<String, Value>) -> Result<String, Denial> {
+    let kind = match item.get("type") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(_) => return Err(malformed(RULE, "an output item's type is not a string")),
+        None => return Err(malformed(RULE, "an output item has no type")),
+    };
+    if !INPUT_ITEMS.contains(&kind.as_str()) {
+        return Err(malformed(
+            RULE,
+            format!("output item type {kind:?} is one aigate cannot judge (it may be a call a client runs)"),
+        ));
+    }
+    Ok(kind)
+}
+
+/// An item type judged as a call: one the client runs (every `*_call` but the
+/// provider-run ones), and a program (code the provider runs against the request's tools).
+pub(crate) fn is_judged_call(kind: &str) -> bool {
+    (kind.ends_with("_call") && !PROVIDER_CALLS.contains(&kind)) || kind == "program"
 }
 
 fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
@@ -528,21 +560,6 @@ fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
                     && item.get("encrypted_content").is_none_or(Value::is_null) =>
             {
                 state(r, STORED_REASONING);
-                continue;
-            }
-            // A program is code the provider runs, calling the request's tools: judged as
-            // a call of the tool that offers programs, with its code as the argument.
-            Some("program") => {
-                let code = llm::opt_string(&mut item, "code", RULE)?
-                    .ok_or_else(|| malformed(RULE, "a program needs its code"))?;
-                let mut arguments = Map::new();
-                arguments.insert("code".into(), Value::String(code));
-                r.calls.push(LlmCall {
-                    name: PROGRAMS.to_string(),
-                    arguments: Value::Object(arguments),
-                    latest: false,
-                });
-                turns.push(turn);
                 continue;
             }
             Some("mcp_approval_request") => {
