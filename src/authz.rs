@@ -402,10 +402,10 @@ fn stays_put(template: &str) -> bool {
         let Some((expression, tail)) = after.split_once('}') else {
             return false;
         };
-        let simple = !expression.is_empty()
-            && expression
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        // A variable name (RFC 6570): name characters, dots only between them.
+        let simple = expression
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
         if !simple {
             return false;
         }
@@ -433,8 +433,11 @@ fn leaves_its_prefix(uri: &str) -> bool {
 /// normalises it: an empty segment after the scheme's (`acme//globex`: path joins read the
 /// rest from the root), a needless percent-encoding (`%3b` is `;`, whose parameters servers
 /// drop: `..%3b` is `..`), percent-encoded bytes that are no UTF-8 (an overlong `%c0%ae` is
-/// `.` to lenient decoders), IIS's `%u002e`, and characters normalisation turns into ASCII
-/// (`‥`, `．`, `﹨`), as written or percent-encoded.
+/// `.` to lenient decoders), IIS's `%u002e`, characters normalisation turns into ASCII
+/// (`‥`, `．`, `﹨`) or drops (a soft hyphen, a zero-width joiner: `.\u{200b}.` is `..`), as
+/// written or percent-encoded, and controls once decoded (`%00` ends a path to file APIs,
+/// `.%09.` is `..` to a URL parser reading the decoded text) or a dot segment once decoded
+/// (`..%20`: Windows drops a segment's trailing spaces).
 fn decodes_elsewhere(text: &str) -> bool {
     let path = text.split_once("://").map_or(text, |(_, rest)| rest);
     let lower = text.to_ascii_lowercase();
@@ -446,9 +449,15 @@ fn decodes_elsewhere(text: &str) -> bool {
     path.contains("//")
         || crate::request::needless_encoding(text)
         || iis
-        || text.chars().any(crate::request::compatibility_form)
+        || text
+            .chars()
+            .any(|c| crate::request::compatibility_form(c) || crate::request::default_ignorable(c))
         || match std::str::from_utf8(&decoded) {
-            Ok(d) => d.chars().any(crate::request::compatibility_form),
+            Ok(d) => {
+                d.chars().any(|c| {
+                    crate::request::compatibility_form(c) || crate::request::default_ignorable(c) || c.is_control()
+                }) || dot_segments(d)
+            }
             Err(_) => true,
         }
 }
@@ -478,11 +487,12 @@ fn percent_decoded(text: &str) -> Vec<u8> {
     out
 }
 
-/// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`) or URL parsers
-/// that drop tabs and newlines (`.\t.`) read it.
+/// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`), URL parsers
+/// that drop tabs and newlines (`.\t.`) and file systems that drop trailing spaces (`.. `)
+/// read it; the last segment ends at a query or fragment (`acme/..?` is `acme/..`).
 fn dot_segments(uri: &str) -> bool {
     uri.split(['/', '\\']).any(|seg| {
-        let read = seg.split(';').next().unwrap_or("");
+        let read = seg.split([';', '?', '#']).next().unwrap_or("").trim_end_matches(' ');
         let (mut n, mut only_dots) = (0, true);
         for c in read.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')) {
             n += 1;
@@ -535,6 +545,25 @@ pub fn resource<'p>(policy: &'p Policy, principal: &Principal, uri: &str) -> Res
                 "resource is outside the caller's data boundary",
             )
         })
+}
+
+/// The rule a resource template lies under (`completion/complete` names one, to complete
+/// its variables): one a list would show the caller, whose simple expressions cannot
+/// leave the prefix once filled. Another (`{+path}`, `{/segments*}`, `{#x}`) expands
+/// reserved characters or adds segments: completing it lists what lies elsewhere.
+pub fn resource_template<'p>(
+    policy: &'p Policy,
+    principal: &Principal,
+    template: &str,
+) -> Result<&'p ResourceRule, Denial> {
+    if !stays_put(template) {
+        return Err(Denial::new(
+            Reason::DataBoundary,
+            "data.resources",
+            "resource template could name URIs outside its prefix once filled (only simple {name} expressions stay put)",
+        ));
+    }
+    resource(policy, principal, template)
 }
 
 /// Fills a template from the principal; `None` when a hole has no usable value, so a

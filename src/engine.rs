@@ -456,6 +456,9 @@ fn judge_message<'p>(
         mcp::McpAction::ResourceRead { uri } => {
             d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;
         }
+        mcp::McpAction::TemplateRef { uri } => {
+            d.use_data(policy, principal, authz::resource_template(policy, principal, &uri))?;
+        }
         mcp::McpAction::Subscribe { uris, tasks } => {
             for uri in uris {
                 d.use_data(policy, principal, authz::resource(policy, principal, &uri))?;

@@ -254,6 +254,12 @@ fn allowed_calls() {
         ),
         json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
         rpc("resources/read", json!({"uri": "docs://acme/handbook.md"})),
+        // An encoded space, a query after a name, dots inside a name, a non-ASCII name.
+        rpc(
+            "resources/read",
+            json!({"uri": "docs://acme/team%20notes/v1..2.md?rev=3#top"}),
+        ),
+        rpc("resources/read", json!({"uri": "docs://acme/caf\u{e9}.md"})),
         rpc("resources/subscribe", json!({"uri": "docs://acme/handbook.md"})),
         rpc("resources/unsubscribe", json!({"uri": "docs://globex/anything"})),
         rpc(
@@ -752,6 +758,14 @@ fn h_with(w: &World, token: &str, name: &str, value: &str) -> Vec<(String, Vec<u
     h
 }
 
+/// A `completion/complete` of variable `x` of a resource template.
+fn complete_template(uri: &str) -> Value {
+    rpc(
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": uri}, "argument": {"name": "x", "value": "../globex/"}}),
+    )
+}
+
 #[test]
 fn action_reasons() {
     let w = World::new();
@@ -785,6 +799,25 @@ fn action_reasons() {
         ("small reverse solidus", rpc("resources/read", json!({"uri": "docs://acme/..\u{fe68}globex\u{fe68}pricing"})), Reason::DataBoundary),
         ("encoded two dot leader", rpc("resources/read", json!({"uri": "docs://acme/%E2%80%A5/globex/pricing"})), Reason::DataBoundary),
         ("three-byte overlong dots", rpc("resources/read", json!({"uri": "docs://acme/%e0%80%ae%e0%80%ae/globex/pricing"})), Reason::DataBoundary),
+        // Completing a template that expands reserved characters or adds segments.
+        ("reserved expansion", complete_template("docs://acme/{+x}"), Reason::DataBoundary),
+        ("path segments", complete_template("docs://acme/{/y*}"), Reason::DataBoundary),
+        ("fragment expansion", complete_template("docs://acme/{#x}"), Reason::DataBoundary),
+        ("two variables", complete_template("docs://acme/{x,y}"), Reason::DataBoundary),
+        ("dots for a name", complete_template("docs://acme/{..}"), Reason::DataBoundary),
+        ("another tenant's template", complete_template("docs://globex/{name}"), Reason::DataBoundary),
+        // A last dot segment ends at the query or fragment: `acme/x/..?` is `acme/`.
+        ("dot segment before a query", rpc("resources/read", json!({"uri": "docs://acme/x/..?a"})), Reason::DataBoundary),
+        ("dot segment before a fragment", rpc("resources/read", json!({"uri": "docs://acme/x/..#"})), Reason::DataBoundary),
+        ("one dot before a query", rpc("resources/subscribe", json!({"uri": "docs://acme/x/.?"})), Reason::DataBoundary),
+        // Controls and spaces once decoded, characters that mappings drop.
+        ("encoded NUL", rpc("resources/read", json!({"uri": "docs://acme/..%00/globex/pricing"})), Reason::DataBoundary),
+        ("encoded tab", rpc("resources/read", json!({"uri": "docs://acme/.%09./globex/pricing"})), Reason::DataBoundary),
+        ("encoded trailing space", rpc("resources/read", json!({"uri": "docs://acme/..%20/globex/pricing"})), Reason::DataBoundary),
+        ("encoded delete", rpc("resources/read", json!({"uri": "docs://acme/x%7f"})), Reason::DataBoundary),
+        ("soft hyphen", rpc("resources/read", json!({"uri": "docs://acme/\u{ad}../globex/pricing"})), Reason::DataBoundary),
+        ("zero-width space", rpc("resources/read", json!({"uri": "docs://acme/.\u{200b}./globex/pricing"})), Reason::DataBoundary),
+        ("encoded zero-width joiner", rpc("resources/read", json!({"uri": "docs://acme/..%E2%80%8D/globex/pricing"})), Reason::DataBoundary),
         ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),

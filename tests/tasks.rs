@@ -38,6 +38,13 @@ fn following(w: &World, claims: Value, method: &str, id: &str) -> Option<(Reason
 
 const BOB: &str = r#"{"sub": "bob"}"#;
 
+/// A message of the server's that names the task it belongs to in `_meta`.
+fn related(method: &str, task: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": 77, "method": method, "params": {
+        "message": "42 rows ready: confirm?", "progressToken": "p", "progress": 1,
+        "_meta": {"io.modelcontextprotocol/related-task": {"taskId": task}}}})
+}
+
 #[test]
 fn only_the_caller_a_task_was_created_for_follows_it() {
     let w = World::with(|p| {
@@ -391,21 +398,24 @@ fn a_caller_holds_at_most_its_quota_of_tasks() {
     );
     let (d, _) = engine::whole_answer(&w.policy, &d, created("t-3").to_string().as_bytes(), "abc", &w.host);
     assert!(d.allowed(), "{:?}", d.denial);
-    let errors = aigate::policy::compile(
-        {
-            let mut doc = policy_doc();
-            doc["limits"] = json!({"max_tasks_per_caller": 0});
-            doc.to_string()
-        }
-        .as_bytes(),
-    )
-    .unwrap_err();
-    assert!(
-        errors.iter().any(|e| e
-            .to_string()
-            .contains("limits.max_tasks_per_caller: must be between 1 and 1024")),
-        "{errors:?}"
-    );
+    // None, or more than an eighth of the bucket a caller's tasks share with others.
+    for quota in [0, 129] {
+        let errors = aigate::policy::compile(
+            {
+                let mut doc = policy_doc();
+                doc["limits"] = json!({"max_tasks_per_caller": quota});
+                doc.to_string()
+            }
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(
+            errors.iter().any(|e| e
+                .to_string()
+                .contains("limits.max_tasks_per_caller: must be between 1 and 128")),
+            "{errors:?}"
+        );
+    }
 }
 
 #[test]
@@ -430,6 +440,22 @@ fn another_callers_task_state_is_not_shown() {
         (
             json!({"jsonrpc": "2.0", "id": null, "method": "notifications/tasks", "params": state("t-1")}),
             json!({"jsonrpc": "2.0", "id": null, "method": "notifications/tasks", "params": state("t-other")}),
+        ),
+        // Messages tied to a task by `_meta`: a question it asks its caller, its progress,
+        // its result.
+        (
+            related("elicitation/create", "t-1"),
+            related("elicitation/create", "t-other"),
+        ),
+        (
+            related("notifications/progress", "t-1"),
+            related("notifications/progress", "t-other"),
+        ),
+        (
+            json!({"jsonrpc": "2.0", "id": 4, "result": {"content": [{"type": "text", "text": "42 rows"}],
+                "_meta": {"io.modelcontextprotocol/related-task": {"taskId": "t-1"}}}}),
+            json!({"jsonrpc": "2.0", "id": 4, "result": {"content": [{"type": "text", "text": "42 rows"}],
+                "_meta": {"io.modelcontextprotocol/related-task": {"taskId": "t-other"}}}}),
         ),
     ] {
         assert!(answered(&w, &own).0.allowed(), "{own}");

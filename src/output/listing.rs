@@ -190,6 +190,15 @@ fn judge_message<'d>(m: &'d Value, path: &[Step<'d>], keep: Keep, edits: &mut Ed
     if let Some(message) = m.as_object() {
         refuse_miscased(message, &MESSAGE_READ)?;
     }
+    // A message tied to a task (a status, a progress notification, a question the task asks
+    // its caller) belongs to that task's caller alone.
+    // (One that names it in another shape than a `taskId` names no task of the caller's.)
+    let unnamed = Map::new();
+    for part in ["params", "result"] {
+        if let Some(task) = m.get(part).and_then(related_task) {
+            own_task(task.as_object().unwrap_or(&unnamed), keep)?;
+        }
+    }
     if let Some(params) = m.get("params").and_then(Value::as_object) {
         let path = at(path, &[Step::Key("params")]);
         // A request of the server's (`sampling/createMessage`): messages for the client's model.
@@ -295,6 +304,12 @@ fn judge_result<'d>(
         }
     }
     Ok(())
+}
+
+/// The task a message says it belongs to (`_meta["io.modelcontextprotocol/related-task"]`,
+/// holding its `taskId`).
+fn related_task(part: &Value) -> Option<&Value> {
+    part.get("_meta")?.get("io.modelcontextprotocol/related-task")
 }
 
 /// A task's state (`taskId` and what goes with it) shown to the caller must be of one of

@@ -952,10 +952,16 @@ impl Checker {
                 format!("must be between 1 and {}", super::MAX_TASK_SECONDS),
             );
         }
-        if l.max_tasks_per_caller == 0 || l.max_tasks_per_caller > crate::ledger::BUCKET_CAPACITY {
+        // A caller's tasks share a bucket of the record with those of 1 in 64 callers: at
+        // most an eighth of it each, so that no one caller fills it for the others.
+        let most = crate::ledger::BUCKET_CAPACITY / 8;
+        if l.max_tasks_per_caller == 0 || l.max_tasks_per_caller > most {
             self.err(
                 "limits.max_tasks_per_caller",
-                format!("must be between 1 and {}", crate::ledger::BUCKET_CAPACITY),
+                format!(
+                    "must be between 1 and {most} (a caller's tasks share a bucket of {} with other callers)",
+                    crate::ledger::BUCKET_CAPACITY
+                ),
             );
         }
         Limits {

@@ -13,6 +13,11 @@ pub enum McpAction {
     ResourceRead {
         uri: String,
     },
+    /// `completion/complete` of a resource template's variable: the URIs the template
+    /// names once filled.
+    TemplateRef {
+        uri: String,
+    },
     /// `subscriptions/listen`: a stream of the updates of each resource named, which is
     /// reading them, and of each task named (its status and, once done, its result).
     Subscribe {
@@ -220,7 +225,7 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                         McpAction::PromptGet { name }
                     }
                     (Some(Value::String(t)), _, Some(Value::String(uri))) if t == "ref/resource" => {
-                        McpAction::ResourceRead { uri }
+                        McpAction::TemplateRef { uri }
                     }
                     _ => return Err(malformed(
                         "completion/complete params.ref must be a ref/prompt with a name or a ref/resource with a uri",

@@ -160,6 +160,31 @@ pub fn compatibility_form(c: char) -> bool {
     matches!(u32::from(c), 0x2024..=0x2026 | 0x2044 | 0x2215 | 0xFE30..=0xFE4F | 0xFE50..=0xFE6F | 0xFF00..=0xFFEF)
 }
 
+/// A character Unicode says to ignore in display (Default_Ignorable_Code_Point: soft
+/// hyphen, zero-width spaces and joiners, variation selectors, tags…), which identifier and
+/// domain name mappings (NFKC_Casefold, UTS #46) remove: `.\u{200b}.` becomes `..`.
+pub fn default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0xAD | 0x34F
+            | 0x61C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
+}
+
 /// Is `key` the camelCase name `camel` written in snake_case (`input_requests`)?
 fn snake_of(key: &str, camel: &str) -> bool {
     let mut rest = key.bytes().filter(|b| *b != b'_');
