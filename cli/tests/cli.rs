@@ -1310,6 +1310,26 @@ fn readiness_refuses_unusable_input_with_exit_2() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains(&format!("typo-reason.json {at}{message}")), "{err}");
     }
+    // `null` reads as a field left out: "reason": null would pass for any denial.
+    for field in ["reason", "status", "rule", "owner", "hidden"] {
+        let cases = json!({"cases": [{"name": "x", "request": {"path": "/mcp"},
+                                      "expect": {"decision": "deny", field: null}}]});
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &tmp("null-expect.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{field}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!(
+                "null-expect.json at cases[0].expect.{field}: null is no expectation: give a value, or leave the field out"
+            )),
+            "{err}"
+        );
+    }
     // A body with a duplicate key would replay as the body that kept one of them, which the
     // plugin refuses: the file is refused instead.
     let dup = r#"{"cases": [{"name": "x", "request": {"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1,
