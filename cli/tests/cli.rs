@@ -1804,7 +1804,8 @@ fn eval_and_readiness_judge_a_models_answer() {
         (doc["decision"].as_str(), doc["reason"].as_str()),
         (Some("deny"), Some("binding_mismatch"))
     );
-    let refusal = doc["replaced_by"]["choices"][0]["message"]["refusal"].as_str().unwrap();
+    let replaced: Value = serde_json::from_str(doc["replaced_by"].as_str().unwrap()).unwrap();
+    let refusal = replaced["choices"][0]["message"]["refusal"].as_str().unwrap();
     assert!(refusal.contains("binding_mismatch"), "{refusal}");
     assert_eq!(doc["audit"]["stage"], "answer");
 
@@ -2006,6 +2007,41 @@ fn readiness_replays_an_mcp_event_stream_filtered() {
         shown["result"]["tools"],
         json!([{"name": "get_order", "inputSchema": {"type": "object"}}])
     );
+}
+
+#[test]
+fn eval_shows_the_bytes_the_client_gets_in_place_of_an_answer() {
+    let request = tmp(
+        "exact-list-request.json",
+        &json!({"path": "/mcp", "claims": agent_claims(),
+                "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}})
+        .to_string(),
+    );
+    // Keys out of order and a number no double holds: the client gets them as the server
+    // wrote them, only the hidden tool cut.
+    let answer = tmp(
+        "exact-list.json",
+        r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_order","x":12345678901234567890},{"name":"send_email"}],"nextCursor":"a"}}"#,
+    );
+    let kept = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_order","x":12345678901234567890}],"nextCursor":"a"}}"#;
+    let args = [
+        "eval",
+        &repo("examples/policy.json"),
+        &request,
+        "--answer-text",
+        &answer,
+        "--now",
+        "1800000100",
+    ];
+    let out = aigate(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("the client gets instead:\n{kept}\naudit: ")),
+        "{text}"
+    );
+    let doc = eval_json(&args[1..]);
+    assert_eq!(doc["replaced_by"], kept);
 }
 
 #[test]

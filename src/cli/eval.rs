@@ -171,9 +171,11 @@ pub fn eval_answer(
         Err(e) => return fail(&format!("{file}: {e}")),
     };
     let d = &outcome.decision;
-    let replaced = outcome.reply_body.as_deref().map(json_or_text);
+    // The bytes the engine puts in the answer's place, as text: a filtered list keeps the
+    // server's key order and numbers (a re-serialised one would show another document
+    // than the client gets), a stream its events.
+    let replaced = outcome.reply_body.as_deref();
     if as_json {
-        // Events stay their text (`replaced_by` a string).
         let mut doc = verdict_json(&outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
@@ -206,9 +208,9 @@ pub fn eval_answer(
         );
     }
     let _ = match replaced {
-        // A stream is shown as the client reads it, not as a JSON string.
-        Some(serde_json::Value::String(events)) => write!(out, "the client gets instead:\n{events}"),
-        Some(r) => writeln!(out, "the client gets instead:\n{r:#}"),
+        // Events end their own lines; a JSON body gets one to end the output's.
+        Some(text) if text.ends_with('\n') => write!(out, "the client gets instead:\n{text}"),
+        Some(text) => writeln!(out, "the client gets instead:\n{text}"),
         None => writeln!(out, "the client gets the answer as it is"),
     };
     let _ = writeln!(out, "audit: {}", outcome.audit);
