@@ -204,6 +204,27 @@ fn a_file_that_is_not_utf8_is_named() {
 }
 
 #[test]
+fn a_file_starting_with_a_byte_order_mark_is_told_so() {
+    let policy = tmp(
+        "bom-policy.json",
+        &format!(
+            "\u{feff}{}",
+            std::fs::read_to_string(repo("examples/policy.json")).unwrap()
+        ),
+    );
+    let out = aigate(&["check", &policy]);
+    assert_eq!(out.status.code(), Some(1));
+    let bom = "invalid JSON: the text starts with a byte-order mark (U+FEFF), which JSON text must not";
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(bom), "{err}");
+    let request = tmp("bom-request.json", "\u{feff}{\"path\": \"/mcp\"}");
+    let out = aigate(&["eval", &repo("examples/policy.json"), &request]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("{request}: {bom}")), "{err}");
+}
+
+#[test]
 fn every_command_reads_one_input_from_stdin() {
     let policy = std::fs::read_to_string(repo("examples/policy.json")).unwrap();
     let cases = std::fs::read_to_string(repo("examples/cases.json")).unwrap();
