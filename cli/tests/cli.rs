@@ -1407,6 +1407,26 @@ fn readiness_refuses_unusable_input_with_exit_2() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains("'--now <NOW>': 0 is no time"), "{command:?}: {err}");
     }
+    // The report names each case by its name: none, or one two cases share, names no case.
+    for (cases, at, message) in [
+        (
+            json!([case.clone(), {"name": " ", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}}]),
+            " at cases[1]: ",
+            "a case's name must not be empty or blank",
+        ),
+        (
+            json!([case.clone(), {"name": "y", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}}, case.clone()]),
+            " at cases[2]: ",
+            "the name \"x\" is also that of cases[0]",
+        ),
+    ] {
+        let file = tmp("named-cases.json", &json!({"cases": cases}).to_string());
+        let out = aigate(&["readiness", &repo("examples/policy.json"), "--cases", &file]);
+        assert_eq!(out.status.code(), Some(2), "{message}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("{file}{at}{message}")), "{err}");
+    }
     let listed = tmp("listed-request.json", "[{\"path\": \"/mcp\"}]");
     let out = aigate(&["eval", &repo("examples/policy.json"), &listed]);
     assert_eq!(out.status.code(), Some(2));

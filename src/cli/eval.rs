@@ -234,8 +234,18 @@ pub fn readiness(
         Err(e) => return fail(&e),
     };
     // A case that cannot stand for a request the plugin sees is a wrong case file, not a
-    // wrong outcome: refused before anything is replayed.
+    // wrong outcome: refused before anything is replayed. So is a name two cases share:
+    // the report names a failed case by it.
+    let mut named = std::collections::HashMap::new();
     for (i, c) in corpus.cases.iter().enumerate() {
+        if let Some(first) = named.insert(c.name.as_str(), i) {
+            return fail(&format!(
+                "{} at cases[{i}]: the name {:?} is also that of cases[{first}]: give each case its own name, \
+                 which the report names it by",
+                super::name(cases),
+                c.name
+            ));
+        }
         if let Some(problem) = evaluator.refuses(&c.request) {
             return fail(&format!(
                 "{} at cases[{i}] ({:?}): {problem}",

@@ -57,6 +57,10 @@ impl TryFrom<CaseFields> for Case {
     /// Two answers, or a label for the JSON one, would leave the case's author believing
     /// one answer was replayed when another was: the file is refused (named at the case).
     fn try_from(c: CaseFields) -> Result<Case, String> {
+        // The report names each case by its name: one that shows nothing names no case.
+        if c.name.trim().is_empty() {
+            return Err("a case's name must not be empty or blank: the report names the case by it".into());
+        }
         let answer = match (c.answer, c.answer_text, c.answer_content_type) {
             (Some(_), Some(_), _) => {
                 return Err(
