@@ -1617,6 +1617,16 @@ fn eval_explains_each_rule_in_order() {
     assert_eq!(doc["audit"]["owner"], "payments@example.com");
     assert_eq!(doc["audit"]["tool"], "refund_order");
     assert_eq!(doc["reply"]["error"]["data"]["reason"], "argument_violation", "{doc:#}");
+    // An allowed call's rule is its tool's, as the audit record and readiness say.
+    let allowed = json!({"path": "/mcp", "claims": agent_claims(),
+        "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                 "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}}});
+    let allowed = tmp("allowed-call.json", &allowed.to_string());
+    let doc = eval_json(&[&repo("examples/policy.json"), &allowed, "--now", "1800000100"]);
+    assert_eq!(
+        (&doc["decision"], &doc["rule"], &doc["audit"]["rule"]),
+        (&json!("allow"), &json!("tools.get_order"), &json!("tools.get_order"))
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use super::case::{Answer, Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
+use crate::policy::Policy;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,12 +61,14 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, object: Option<&str>) -> R
 }
 
 /// The fields every `--json` decision has: verdict, reason, rule, message, audit record.
-fn verdict_json(outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
+/// `rule` is the one the audit record names (for an allowed call, its tool), as a case's
+/// `expect.rule` is compared with it.
+fn verdict_json(policy: &Policy, outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
     let denial = outcome.decision.denial.as_ref();
     let mut doc = serde_json::Map::new();
     doc.insert("decision".into(), json!(outcome.verdict));
     doc.insert("reason".into(), json!(denial.map(|x| x.reason.as_str())));
-    doc.insert("rule".into(), json!(denial.map(|x| x.rule.as_str())));
+    doc.insert("rule".into(), json!(crate::audit::rule(policy, &outcome.decision)));
     doc.insert("message".into(), json!(denial.map(|x| x.message.as_str())));
     doc.insert("audit".into(), json_or_text(&outcome.audit));
     doc
@@ -106,7 +109,7 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool, out:
     };
     let policy = &evaluator.policy;
     if as_json {
-        let mut doc = verdict_json(&outcome);
+        let mut doc = verdict_json(policy, &outcome);
         doc.insert("status".into(), json!(outcome.status));
         doc.insert("reply".into(), json!(outcome.reply_body.as_deref().map(json_or_text)));
         doc.insert("explanation".into(), json!(explain::explain(policy, &outcome)));
@@ -176,7 +179,7 @@ pub fn eval_answer(
     // than the client gets), a stream its events.
     let replaced = outcome.reply_body.as_deref();
     if as_json {
-        let mut doc = verdict_json(&outcome);
+        let mut doc = verdict_json(&evaluator.policy, &outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
         let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
