@@ -2096,6 +2096,34 @@ fn eval_shows_the_bytes_the_client_gets_in_place_of_an_answer() {
 }
 
 #[test]
+fn eval_in_monitor_mode_says_the_items_were_only_counted() {
+    let mut policy = example_policy();
+    policy["mode"] = json!("monitor");
+    let policy = tmp("monitor-policy.json", &policy.to_string());
+    let request = tmp(
+        "monitor-list-request.json",
+        &json!({"path": "/mcp", "claims": agent_claims(),
+                "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}})
+        .to_string(),
+    );
+    let answer = tmp(
+        "monitor-list.json",
+        &json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "get_order"}, {"name": "send_email"}]}})
+            .to_string(),
+    );
+    let out = aigate(&["eval", &policy, &request, "--answer", &answer, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "answer: allow, 1 listed item(s) the caller would not be shown (monitor mode: counted, not hidden)\n\
+             the client gets the answer as it is\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_case_gives_its_answer_one_way() {
     let (policy, request) = chat_case(true);
     let (own, _) = chat_events("c-42");

@@ -3,6 +3,7 @@
 
 use super::case::{Answer, Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
+use crate::config::Mode;
 use crate::policy::Policy;
 use serde_json::json;
 use std::fmt::Write as _;
@@ -193,6 +194,12 @@ pub fn eval_answer(
             x.reason.as_str(),
             x.rule,
             x.message
+        ),
+        // In monitor mode nothing is cut: the items are counted as they would have been hidden.
+        None if d.hidden > 0 && evaluator.policy.mode == Mode::Monitor => writeln!(
+            out,
+            "answer: allow, {} listed item(s) the caller would not be shown (monitor mode: counted, not hidden)",
+            d.hidden
         ),
         None if d.hidden > 0 => writeln!(out, "answer: allow, {} listed item(s) hidden from the caller", d.hidden),
         None => writeln!(out, "answer: allow"),
