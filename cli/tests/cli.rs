@@ -342,8 +342,27 @@ fn approve_mints_a_grant_the_engine_verifies() {
             assert!(err.contains("--ttl must be between 1 and 86400"), "--ttl {ttl}: {err}");
             assert_eq!(out.status.code(), Some(2), "unusable input exits 2");
         }
+        // A grant issued after the gateway's clock reads is refused there: not signed,
+        // whether the clock is the real one or the one a case file pins.
+        for (more, clock) in [
+            (&["--iat", "253402300799"][..], "the clock"),
+            (
+                &["--iat", "1800000101", "--now", "1800000100"][..],
+                "--now (1800000100)",
+            ),
+        ] {
+            let out = approve_with("300", &[&["--sub-iss", "https://idp.example.com"], more].concat());
+            assert_eq!(out.status.code(), Some(2), "{more:?}");
+            assert!(out.stdout.is_empty());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("is after {clock}"))
+                    && err.contains("the gateway refuses a grant issued in its future (approval_invalid)"),
+                "{err}"
+            );
+        }
         // A grant for a case file replayed at a pinned clock is issued at that time.
-        let out = approve_with("300", &["--sub-iss", "https://idp.example.com", "--iat", "1800000000"]);
+        let out = approve_with("300", &["--sub-iss", "https://idp.example.com", "--now", "1800000000"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
         assert_eq!(
@@ -613,6 +632,8 @@ fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
             "carol@example.com",
             "--iat",
             "1800000050",
+            "--now",
+            "1800000100",
         ])
     };
     let out = approve(&deep);
