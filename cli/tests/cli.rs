@@ -2242,6 +2242,64 @@ fn every_command_ends_quietly_when_its_reader_has_gone() {
 }
 
 #[test]
+fn a_request_no_client_could_send_is_refused() {
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let length = call.to_string().len();
+    let request = |headers: Value| json!({"path": "/mcp", "claims": agent_claims(), "headers": headers, "body": call});
+    for (headers, problem) in [
+        // Another header than the credential's: it would slip past the refusal of claims
+        // beside the credential header.
+        (
+            json!({"authorization ": "Bearer x"}),
+            "header name \"authorization \" is no HTTP field name".to_string(),
+        ),
+        (
+            json!({"x(y)": "1"}),
+            "header name \"x(y)\" is no HTTP field name".into(),
+        ),
+        (json!({"": "1"}), "header name \"\" is no HTTP field name".into()),
+        (
+            json!({"content-length": "10"}),
+            format!("content-length \"10\" is not the body's length ({length} bytes)"),
+        ),
+        (
+            json!({"Content-Length": [length.to_string(), "9"]}),
+            format!("content-length \"9\" is not the body's length ({length} bytes)"),
+        ),
+    ] {
+        let file = tmp("unsendable-request.json", &request(headers.clone()).to_string());
+        let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+        assert_eq!(out.status.code(), Some(2), "{headers}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("{file}: {problem}")), "{err}");
+        let cases = json!({"cases": [{"name": "unsendable", "request": request(headers.clone()),
+                                      "expect": {"decision": "allow"}}]});
+        let file = tmp("unsendable-cases.json", &cases.to_string());
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &file,
+            "--now",
+            "1800000100",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{headers}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!("{file} at cases[0] (\"unsendable\"): {problem}")),
+            "{err}"
+        );
+    }
+    // The body's own length, given, is the header as any client sends it.
+    let file = tmp(
+        "sendable-request.json",
+        &request(json!({"content-length": length.to_string(), "x-trace_id!": "1"})).to_string(),
+    );
+    let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn eval_reads_header_values_as_envoy_hands_them_on() {
     // Envoy strips the spaces and tabs around a value before the plugin reads it: a case
     // written with them is decided as the gateway decides the request.

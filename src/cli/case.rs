@@ -47,6 +47,58 @@ pub struct Request {
     pub body_text: Option<String>,
 }
 
+impl Request {
+    /// The body's bytes: `body` as its compact text, or `body_text` as written.
+    fn body_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.body, &self.body_text) {
+            (Some(v), _) => Some(v.to_string().into_bytes()),
+            (_, Some(t)) => Some(t.clone().into_bytes()),
+            _ => None,
+        }
+    }
+
+    /// Why no client could send this request, if none could: a header name that is no
+    /// HTTP field name (`"authorization "` would be another header than the credential's,
+    /// which no request carries), or a `content-length` other than the body's length (a
+    /// codec reads that many bytes as the body, or refuses the request). Replayed, either
+    /// would be judged as no gateway ever judges it.
+    fn unsendable(&self) -> Option<String> {
+        // Pseudo-headers are refused with their own message when the head is built.
+        let field_name = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if let Some(name) = self.headers.keys().find(|n| !n.starts_with(':') && !field_name(n)) {
+            return Some(format!(
+                "header name {name:?} is no HTTP field name (letters, digits and !#$%&'*+-.^_`|~ only, RFC 9110): \
+                 no request carries it"
+            ));
+        }
+        let length = self.body_bytes().map_or(0, |b| b.len());
+        let declared = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        for (_, value) in declared {
+            let values = match value {
+                HeaderValue::One(v) => std::slice::from_ref(v),
+                HeaderValue::Many(vs) => vs.as_slice(),
+            };
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.trim_matches([' ', '\t']) != length.to_string())
+            {
+                return Some(format!(
+                    "content-length {v:?} is not the body's length ({length} bytes): a codec reads that many bytes as \
+                     the body or refuses the request; leave content-length out, it is added"
+                ));
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum HeaderValue {
@@ -195,7 +247,12 @@ impl Evaluator {
     /// so the case is refused instead: a malformed or repeated credential is tested
     /// without claims, a caller with claims without the header. Behind `jwt_authn` the
     /// plugin itself checks the header beside the verified payload, so both are judged.
+    ///
+    /// Nor can a request no client could send ([`Request::unsendable`]) stand for one.
     pub fn refuses(&self, req: &Request) -> Option<String> {
+        if let Some(problem) = req.unsendable() {
+            return Some(problem);
+        }
         let TokenSource::Jwt { header, .. } = &self.policy.identity.token else {
             return None;
         };
@@ -220,11 +277,7 @@ impl Evaluator {
         if !req.path.starts_with('/') {
             return Err(format!("path {:?} must start with '/'", req.path));
         }
-        let body = match (&req.body, &req.body_text) {
-            (Some(v), _) => Some(v.to_string().into_bytes()),
-            (_, Some(t)) => Some(t.clone().into_bytes()),
-            _ => None,
-        };
+        let body = req.body_bytes();
         let headers = headers(req, body.as_deref())?;
         let policy = if req.claims.is_some() {
             &self.from_claims
