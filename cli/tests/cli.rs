@@ -2145,6 +2145,39 @@ fn eval_in_monitor_mode_says_the_items_were_only_counted() {
 }
 
 #[test]
+fn readiness_expects_the_status_the_client_gets_with_a_refused_answer() {
+    let (policy, request) = chat_case(false);
+    let call = |customer: &str| {
+        json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+                "function": {"name": "get_order", "arguments": json!({"customer_id": customer}).to_string()}}]}}]})
+        .to_string()
+    };
+    let list =
+        json!({"path": "/mcp", "claims": agent_claims(), "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}});
+    let tools = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "get_order"}]}}).to_string();
+    let case = |name: &str, request: &Value, answer: String, label: &str, expect: Value| json!({"name": name, "request": request, "answer_text": answer, "answer_content_type": label, "expect": expect});
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        // Unreadable: refused at its head, the gateway's 502 in its place.
+        case("not json", &request, call("c-42"), "application/octet-stream",
+             json!({"decision": "deny", "reason": "body_malformed", "status": 502})),
+        case("latin1", &request, call("c-42"), "application/json; charset=latin1",
+             json!({"decision": "deny", "reason": "encoding_unsupported", "status": 502})),
+        // Refused once read: the refusal comes under the status the answer went out with.
+        case("refused call", &request, call("c-99"), "application/json",
+             json!({"decision": "deny", "reason": "binding_mismatch", "status": 200})),
+        // An MCP request gets its JSON-RPC error with 200.
+        case("mcp not json", &list, tools, "text/plain",
+             json!({"decision": "deny", "reason": "body_malformed", "status": 200})),
+        case("allowed", &request, call("c-42"), "application/json", json!({"decision": "allow"})),
+    ]});
+    let (passed, code, report) = replayed(&policy, &cases, "answer-status-cases.json");
+    assert_eq!(passed, [true, true, true, true, true], "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["cases"][4]["got"]["status"], Value::Null, "{report:#}");
+}
+
+#[test]
 fn a_case_gives_its_answer_one_way() {
     let (policy, request) = chat_case(true);
     let (own, _) = chat_events("c-42");

@@ -119,6 +119,9 @@ pub enum Answer {
     },
 }
 
+/// The status a replayed answer comes with.
+const ANSWER_STATUS: u32 = 200;
+
 /// The last second a pinned time may name: 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
 
@@ -380,7 +383,7 @@ impl Evaluator {
             ),
         };
         let head = Headers::new(vec![
-            (":status".into(), b"200".to_vec()),
+            (":status".into(), ANSWER_STATUS.to_string().into_bytes()),
             ("content-type".into(), content_type.as_bytes().to_vec()),
         ]);
         // The answer reads the same shared data as the requests (the tasks it creates are
@@ -393,12 +396,22 @@ impl Evaluator {
             cache: &self.cache,
         };
         let (decision, reply) = engine::answer_at_once(policy, &request.decision, &head, &body, DECISION_ID, &host);
+        // The client gets a refusal in the answer's place: with the gateway's status when
+        // it was refused at its head (unreadable), else under the status the answer's head
+        // went out with. Nothing replaces an answer that passes, or in monitor mode.
+        let status = match (&decision.denial, policy.mode) {
+            (Some(_), Mode::Enforce) => Some(match engine::answer_format(policy, &request.decision, &head) {
+                Err(_) => engine::head_refusal_status(&request.decision, !body.is_empty()),
+                Ok(_) => ANSWER_STATUS,
+            }),
+            _ => None,
+        };
         let verdict = crate::audit::verdict(policy, &decision);
         let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
         Ok(Outcome {
             decision,
             verdict,
-            status: None,
+            status,
             reply_body: reply.map(|b| String::from_utf8_lossy(&b).into_owned()),
             audit,
         })
