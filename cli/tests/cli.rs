@@ -2178,6 +2178,31 @@ fn readiness_expects_the_status_the_client_gets_with_a_refused_answer() {
 }
 
 #[test]
+fn an_answer_the_gateway_passes_unread_is_no_case() {
+    let mut policy = example_policy();
+    policy["routes"].as_array_mut().unwrap().push(
+        json!({"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action", "tool": "refund_order"}),
+    );
+    let policy = tmp("action-policy.json", &policy.to_string());
+    let request = json!({"path": "/api/refunds", "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42",
+        "azp": "support-agent", "scope": "orders.refund", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+        "body": {"customer_id": "c-42", "amount": 5}});
+    let request = tmp("action-request.json", &request.to_string());
+    let answer = tmp("action-answer.json", r#"{"refund": "r-1"}"#);
+    let out = aigate(&["eval", &policy, &request, "--answer", &answer, "--now", "1800000100"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "route \"refunds\" is a REST action: its endpoint's answer passes to the client as it is, only a \
+             redirect off the request's origin being refused (502, rule answer.location)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("model_calls"), "{err}");
+}
+
+#[test]
 fn a_case_gives_its_answer_one_way() {
     let (policy, request) = chat_case(true);
     let (own, _) = chat_events("c-42");

@@ -367,11 +367,7 @@ impl Evaluator {
             &self.policy
         };
         if !engine::judges_answer(policy, &request.decision) {
-            return Err(
-                "the answer to this request is not judged (a route with model_calls \"pass\", an MCP \
-                 route with lists and answer_resources \"pass\", or MCP notifications alone)"
-                    .into(),
-            );
+            return Err(unread(policy, &request.decision));
         }
         let (body, content_type) = match answer {
             Answer::Json(v) => (v.to_string().into_bytes(), "application/json"),
@@ -416,6 +412,34 @@ impl Evaluator {
             audit,
         })
     }
+}
+
+/// Why the answer to an allowed request is not judged, for a case or `eval` that gives
+/// one: the plugin passes it to the client unread (at the `200` a replayed answer comes
+/// with), so there is no decision on it to replay.
+fn unread(policy: &Policy, request: &Decision) -> String {
+    let route = request.route.and_then(|i| policy.routes.get(i));
+    let why = match route {
+        _ if request.metadata => {
+            "aigate answers this request itself (the route's OAuth metadata): no upstream answer comes back".to_string()
+        }
+        None => "no route takes the request (unmatched: allow): its answer passes to the client unread".to_string(),
+        Some(r) if !policy.judges_answers(request.route) => {
+            let passes = match r.protocol {
+                Protocol::Action => {
+                    "is a REST action: its endpoint's answer passes to the client as it is, only a redirect off the \
+                     request's origin being refused (502, rule answer.location), and a replayed answer is a 200"
+                }
+                Protocol::Mcp => "passes MCP answers unread (lists, answer_resources and tasks \"pass\")",
+                _ => "passes model answers unread (model_calls \"pass\")",
+            };
+            format!("route {:?} {passes}", r.id)
+        }
+        Some(_) => {
+            "the request names no caller, whose boundary the answer would be held to: it passes unread".to_string()
+        }
+    };
+    format!("{why}; there is no decision on the answer to replay (leave the answer out to replay the request)")
 }
 
 fn headers(req: &Request, body: Option<&[u8]>) -> Result<Headers, String> {
