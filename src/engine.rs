@@ -8,8 +8,8 @@ mod llm;
 mod output;
 
 pub use output::{
-    answer_at_once, answer_format, answer_too_large, judges_answer, on_answer, on_listing, refused_answer, stream_end,
-    visible, whole_answer,
+    answer_at_once, answer_format, answer_too_large, head_refusal_status, judges_answer, on_answer, on_listing,
+    refused_answer, stream_end, visible, whole_answer,
 };
 
 use crate::approval;

@@ -62,6 +62,15 @@ pub fn parse_request(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError>
 
 fn parse_with(bytes: &[u8], max_depth: usize, fold_keys: bool) -> Result<Value, JsonError> {
     let text = std::str::from_utf8(bytes).map_err(|_| JsonError::NotUtf8)?;
+    // Invisible in an editor, a byte-order mark would be reported as "expected value at
+    // line 1 column 1": it is named instead (and still refused).
+    if text.starts_with('\u{feff}') {
+        return Err(JsonError::Syntax(
+            "the text starts with a byte-order mark (U+FEFF), which JSON text must not (RFC 8259 section 8.1): \
+             save it without one"
+                .into(),
+        ));
+    }
     let mut de = serde_json::Deserializer::from_str(text);
     // serde_json's own recursion guard (128) stays on as a backstop.
     let value = Strict {
@@ -216,6 +225,16 @@ impl<'de> Visitor<'de> for Strict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_a_byte_order_mark() {
+        let e = parse(b"\xef\xbb\xbf{}", 8).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid JSON: the text starts with a byte-order mark (U+FEFF)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn accepts_plain_documents() {

@@ -204,6 +204,27 @@ fn a_file_that_is_not_utf8_is_named() {
 }
 
 #[test]
+fn a_file_starting_with_a_byte_order_mark_is_told_so() {
+    let policy = tmp(
+        "bom-policy.json",
+        &format!(
+            "\u{feff}{}",
+            std::fs::read_to_string(repo("examples/policy.json")).unwrap()
+        ),
+    );
+    let out = aigate(&["check", &policy]);
+    assert_eq!(out.status.code(), Some(1));
+    let bom = "invalid JSON: the text starts with a byte-order mark (U+FEFF), which JSON text must not";
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(bom), "{err}");
+    let request = tmp("bom-request.json", "\u{feff}{\"path\": \"/mcp\"}");
+    let out = aigate(&["eval", &repo("examples/policy.json"), &request]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("{request}: {bom}")), "{err}");
+}
+
+#[test]
 fn every_command_reads_one_input_from_stdin() {
     let policy = std::fs::read_to_string(repo("examples/policy.json")).unwrap();
     let cases = std::fs::read_to_string(repo("examples/cases.json")).unwrap();
@@ -321,8 +342,27 @@ fn approve_mints_a_grant_the_engine_verifies() {
             assert!(err.contains("--ttl must be between 1 and 86400"), "--ttl {ttl}: {err}");
             assert_eq!(out.status.code(), Some(2), "unusable input exits 2");
         }
+        // A grant issued after the gateway's clock reads is refused there: not signed,
+        // whether the clock is the real one or the one a case file pins.
+        for (more, clock) in [
+            (&["--iat", "253402300799"][..], "the clock"),
+            (
+                &["--iat", "1800000101", "--now", "1800000100"][..],
+                "--now (1800000100)",
+            ),
+        ] {
+            let out = approve_with("300", &[&["--sub-iss", "https://idp.example.com"], more].concat());
+            assert_eq!(out.status.code(), Some(2), "{more:?}");
+            assert!(out.stdout.is_empty());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("is after {clock}"))
+                    && err.contains("the gateway refuses a grant issued in its future (approval_invalid)"),
+                "{err}"
+            );
+        }
         // A grant for a case file replayed at a pinned clock is issued at that time.
-        let out = approve_with("300", &["--sub-iss", "https://idp.example.com", "--iat", "1800000000"]);
+        let out = approve_with("300", &["--sub-iss", "https://idp.example.com", "--now", "1800000000"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let claims = set.verify(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
         assert_eq!(
@@ -592,6 +632,8 @@ fn digest_and_approve_read_arguments_as_deep_as_the_gateway() {
             "carol@example.com",
             "--iat",
             "1800000050",
+            "--now",
+            "1800000100",
         ])
     };
     let out = approve(&deep);
@@ -1310,6 +1352,26 @@ fn readiness_refuses_unusable_input_with_exit_2() {
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains(&format!("typo-reason.json {at}{message}")), "{err}");
     }
+    // `null` reads as a field left out: "reason": null would pass for any denial.
+    for field in ["reason", "status", "rule", "owner", "hidden"] {
+        let cases = json!({"cases": [{"name": "x", "request": {"path": "/mcp"},
+                                      "expect": {"decision": "deny", field: null}}]});
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &tmp("null-expect.json", &cases.to_string()),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{field}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!(
+                "null-expect.json at cases[0].expect.{field}: null is no expectation: give a value, or leave the field out"
+            )),
+            "{err}"
+        );
+    }
     // A body with a duplicate key would replay as the body that kept one of them, which the
     // plugin refuses: the file is refused instead.
     let dup = r#"{"cases": [{"name": "x", "request": {"path": "/mcp", "body": {"jsonrpc": "2.0", "id": 1,
@@ -1365,6 +1427,26 @@ fn readiness_refuses_unusable_input_with_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{command:?}");
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains("'--now <NOW>': 0 is no time"), "{command:?}: {err}");
+    }
+    // The report names each case by its name: none, or one two cases share, names no case.
+    for (cases, at, message) in [
+        (
+            json!([case.clone(), {"name": " ", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}}]),
+            " at cases[1]: ",
+            "a case's name must not be empty or blank",
+        ),
+        (
+            json!([case.clone(), {"name": "y", "request": {"path": "/mcp"}, "expect": {"decision": "deny"}}, case.clone()]),
+            " at cases[2]: ",
+            "the name \"x\" is also that of cases[0]",
+        ),
+    ] {
+        let file = tmp("named-cases.json", &json!({"cases": cases}).to_string());
+        let out = aigate(&["readiness", &repo("examples/policy.json"), "--cases", &file]);
+        assert_eq!(out.status.code(), Some(2), "{message}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("{file}{at}{message}")), "{err}");
     }
     let listed = tmp("listed-request.json", "[{\"path\": \"/mcp\"}]");
     let out = aigate(&["eval", &repo("examples/policy.json"), &listed]);
@@ -1556,6 +1638,16 @@ fn eval_explains_each_rule_in_order() {
     assert_eq!(doc["audit"]["owner"], "payments@example.com");
     assert_eq!(doc["audit"]["tool"], "refund_order");
     assert_eq!(doc["reply"]["error"]["data"]["reason"], "argument_violation", "{doc:#}");
+    // An allowed call's rule is its tool's, as the audit record and readiness say.
+    let allowed = json!({"path": "/mcp", "claims": agent_claims(),
+        "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                 "params": {"name": "get_order", "arguments": {"customer_id": "c-42"}}}});
+    let allowed = tmp("allowed-call.json", &allowed.to_string());
+    let doc = eval_json(&[&repo("examples/policy.json"), &allowed, "--now", "1800000100"]);
+    assert_eq!(
+        (&doc["decision"], &doc["rule"], &doc["audit"]["rule"]),
+        (&json!("allow"), &json!("tools.get_order"), &json!("tools.get_order"))
+    );
 }
 
 #[test]
@@ -1784,7 +1876,8 @@ fn eval_and_readiness_judge_a_models_answer() {
         (doc["decision"].as_str(), doc["reason"].as_str()),
         (Some("deny"), Some("binding_mismatch"))
     );
-    let refusal = doc["replaced_by"]["choices"][0]["message"]["refusal"].as_str().unwrap();
+    let replaced: Value = serde_json::from_str(doc["replaced_by"].as_str().unwrap()).unwrap();
+    let refusal = replaced["choices"][0]["message"]["refusal"].as_str().unwrap();
     assert!(refusal.contains("binding_mismatch"), "{refusal}");
     assert_eq!(doc["audit"]["stage"], "answer");
 
@@ -1989,6 +2082,127 @@ fn readiness_replays_an_mcp_event_stream_filtered() {
 }
 
 #[test]
+fn eval_shows_the_bytes_the_client_gets_in_place_of_an_answer() {
+    let request = tmp(
+        "exact-list-request.json",
+        &json!({"path": "/mcp", "claims": agent_claims(),
+                "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}})
+        .to_string(),
+    );
+    // Keys out of order and a number no double holds: the client gets them as the server
+    // wrote them, only the hidden tool cut.
+    let answer = tmp(
+        "exact-list.json",
+        r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_order","x":12345678901234567890},{"name":"send_email"}],"nextCursor":"a"}}"#,
+    );
+    let kept = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"get_order","x":12345678901234567890}],"nextCursor":"a"}}"#;
+    let args = [
+        "eval",
+        &repo("examples/policy.json"),
+        &request,
+        "--answer-text",
+        &answer,
+        "--now",
+        "1800000100",
+    ];
+    let out = aigate(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("the client gets instead:\n{kept}\naudit: ")),
+        "{text}"
+    );
+    let doc = eval_json(&args[1..]);
+    assert_eq!(doc["replaced_by"], kept);
+}
+
+#[test]
+fn eval_in_monitor_mode_says_the_items_were_only_counted() {
+    let mut policy = example_policy();
+    policy["mode"] = json!("monitor");
+    let policy = tmp("monitor-policy.json", &policy.to_string());
+    let request = tmp(
+        "monitor-list-request.json",
+        &json!({"path": "/mcp", "claims": agent_claims(),
+                "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}})
+        .to_string(),
+    );
+    let answer = tmp(
+        "monitor-list.json",
+        &json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "get_order"}, {"name": "send_email"}]}})
+            .to_string(),
+    );
+    let out = aigate(&["eval", &policy, &request, "--answer", &answer, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(
+            "answer: allow, 1 listed item(s) the caller would not be shown (monitor mode: counted, not hidden)\n\
+             the client gets the answer as it is\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn readiness_expects_the_status_the_client_gets_with_a_refused_answer() {
+    let (policy, request) = chat_case(false);
+    let call = |customer: &str| {
+        json!({"id": "c", "object": "chat.completion", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "t", "type": "function",
+                "function": {"name": "get_order", "arguments": json!({"customer_id": customer}).to_string()}}]}}]})
+        .to_string()
+    };
+    let list =
+        json!({"path": "/mcp", "claims": agent_claims(), "body": {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}});
+    let tools = json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "get_order"}]}}).to_string();
+    let case = |name: &str, request: &Value, answer: String, label: &str, expect: Value| json!({"name": name, "request": request, "answer_text": answer, "answer_content_type": label, "expect": expect});
+    let cases = json!({"now": 1_800_000_100u64, "cases": [
+        // Unreadable: refused at its head, the gateway's 502 in its place.
+        case("not json", &request, call("c-42"), "application/octet-stream",
+             json!({"decision": "deny", "reason": "body_malformed", "status": 502})),
+        case("latin1", &request, call("c-42"), "application/json; charset=latin1",
+             json!({"decision": "deny", "reason": "encoding_unsupported", "status": 502})),
+        // Refused once read: the refusal comes under the status the answer went out with.
+        case("refused call", &request, call("c-99"), "application/json",
+             json!({"decision": "deny", "reason": "binding_mismatch", "status": 200})),
+        // An MCP request gets its JSON-RPC error with 200.
+        case("mcp not json", &list, tools, "text/plain",
+             json!({"decision": "deny", "reason": "body_malformed", "status": 200})),
+        case("allowed", &request, call("c-42"), "application/json", json!({"decision": "allow"})),
+    ]});
+    let (passed, code, report) = replayed(&policy, &cases, "answer-status-cases.json");
+    assert_eq!(passed, [true, true, true, true, true], "{report:#}");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["cases"][4]["got"]["status"], Value::Null, "{report:#}");
+}
+
+#[test]
+fn an_answer_the_gateway_passes_unread_is_no_case() {
+    let mut policy = example_policy();
+    policy["routes"].as_array_mut().unwrap().push(
+        json!({"id": "refunds", "prefix": "/api/refunds", "methods": ["POST"], "protocol": "action", "tool": "refund_order"}),
+    );
+    let policy = tmp("action-policy.json", &policy.to_string());
+    let request = json!({"path": "/api/refunds", "claims": {"sub": "alice", "tenant": "acme", "customer_id": "c-42",
+        "azp": "support-agent", "scope": "orders.refund", "iat": 1_800_000_000u64, "exp": 1_800_000_600u64},
+        "body": {"customer_id": "c-42", "amount": 5}});
+    let request = tmp("action-request.json", &request.to_string());
+    let answer = tmp("action-answer.json", r#"{"refund": "r-1"}"#);
+    let out = aigate(&["eval", &policy, &request, "--answer", &answer, "--now", "1800000100"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(
+            "route \"refunds\" is a REST action: its endpoint's answer passes to the client as it is, only a \
+             redirect off the request's origin being refused (502, rule answer.location)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("model_calls"), "{err}");
+}
+
+#[test]
 fn a_case_gives_its_answer_one_way() {
     let (policy, request) = chat_case(true);
     let (own, _) = chat_events("c-42");
@@ -2083,6 +2297,64 @@ fn every_command_ends_quietly_when_its_reader_has_gone() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_request_no_client_could_send_is_refused() {
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let length = call.to_string().len();
+    let request = |headers: Value| json!({"path": "/mcp", "claims": agent_claims(), "headers": headers, "body": call});
+    for (headers, problem) in [
+        // Another header than the credential's: it would slip past the refusal of claims
+        // beside the credential header.
+        (
+            json!({"authorization ": "Bearer x"}),
+            "header name \"authorization \" is no HTTP field name".to_string(),
+        ),
+        (
+            json!({"x(y)": "1"}),
+            "header name \"x(y)\" is no HTTP field name".into(),
+        ),
+        (json!({"": "1"}), "header name \"\" is no HTTP field name".into()),
+        (
+            json!({"content-length": "10"}),
+            format!("content-length \"10\" is not the body's length ({length} bytes)"),
+        ),
+        (
+            json!({"Content-Length": [length.to_string(), "9"]}),
+            format!("content-length \"9\" is not the body's length ({length} bytes)"),
+        ),
+    ] {
+        let file = tmp("unsendable-request.json", &request(headers.clone()).to_string());
+        let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+        assert_eq!(out.status.code(), Some(2), "{headers}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(&format!("{file}: {problem}")), "{err}");
+        let cases = json!({"cases": [{"name": "unsendable", "request": request(headers.clone()),
+                                      "expect": {"decision": "allow"}}]});
+        let file = tmp("unsendable-cases.json", &cases.to_string());
+        let out = aigate(&[
+            "readiness",
+            &repo("examples/policy.json"),
+            "--cases",
+            &file,
+            "--now",
+            "1800000100",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{headers}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(&format!("{file} at cases[0] (\"unsendable\"): {problem}")),
+            "{err}"
+        );
+    }
+    // The body's own length, given, is the header as any client sends it.
+    let file = tmp(
+        "sendable-request.json",
+        &request(json!({"content-length": length.to_string(), "x-trace_id!": "1"})).to_string(),
+    );
+    let out = aigate(&["eval", &repo("examples/policy.json"), &file, "--now", "1800000100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -232,6 +232,8 @@ pub struct Approve<'a> {
     pub ttl: u64,
     pub jti: Option<String>,
     pub iat: Option<u64>,
+    /// When the gateway is presented the grant (`None`: the clock).
+    pub now: Option<u64>,
 }
 
 pub fn approve(a: Approve<'_>) -> Result<String, String> {
@@ -301,13 +303,23 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         Some(g) => g.ttl(a.ttl)?,
         None => a.ttl,
     };
-    let now = match a.iat {
+    let now = match a.now {
         Some(t) => t,
         None => SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| e.to_string())?
             .as_secs(),
     };
+    let iat = a.iat.unwrap_or(now);
+    // A grant issued after the gateway's clock reads is refused (approval_invalid): within
+    // the policy's clock skew it verifies, but it is not spent before its iat.
+    if iat > now {
+        let clock = if a.now.is_some() { "--now" } else { "the clock" };
+        return Err(format!(
+            "--iat {iat} is after {clock} ({now}): the gateway refuses a grant issued in its future \
+             (approval_invalid); for a case file replayed at a pinned now, give that time with --now"
+        ));
+    }
     let jti = match a.jti {
         Some(j) => j,
         None => b64(&random::<16>()?),
@@ -322,8 +334,8 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     claims.insert("tool".into(), json!(a.tool));
     claims.insert("args_digest".into(), json!(args_digest(&args)?));
     claims.insert("approver".into(), json!(a.approver));
-    claims.insert("iat".into(), json!(now));
-    let exp = now.checked_add(ttl).ok_or("--iat plus --ttl is past the end of time")?;
+    claims.insert("iat".into(), json!(iat));
+    let exp = iat.checked_add(ttl).ok_or("--iat plus --ttl is past the end of time")?;
     claims.insert("exp".into(), json!(exp));
     claims.insert("jti".into(), json!(jti));
     let grant = key.sign(&claims);

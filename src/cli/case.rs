@@ -47,6 +47,58 @@ pub struct Request {
     pub body_text: Option<String>,
 }
 
+impl Request {
+    /// The body's bytes: `body` as its compact text, or `body_text` as written.
+    fn body_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.body, &self.body_text) {
+            (Some(v), _) => Some(v.to_string().into_bytes()),
+            (_, Some(t)) => Some(t.clone().into_bytes()),
+            _ => None,
+        }
+    }
+
+    /// Why no client could send this request, if none could: a header name that is no
+    /// HTTP field name (`"authorization "` would be another header than the credential's,
+    /// which no request carries), or a `content-length` other than the body's length (a
+    /// codec reads that many bytes as the body, or refuses the request). Replayed, either
+    /// would be judged as no gateway ever judges it.
+    fn unsendable(&self) -> Option<String> {
+        // Pseudo-headers are refused with their own message when the head is built.
+        let field_name = |n: &str| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        if let Some(name) = self.headers.keys().find(|n| !n.starts_with(':') && !field_name(n)) {
+            return Some(format!(
+                "header name {name:?} is no HTTP field name (letters, digits and !#$%&'*+-.^_`|~ only, RFC 9110): \
+                 no request carries it"
+            ));
+        }
+        let length = self.body_bytes().map_or(0, |b| b.len());
+        let declared = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+        for (_, value) in declared {
+            let values = match value {
+                HeaderValue::One(v) => std::slice::from_ref(v),
+                HeaderValue::Many(vs) => vs.as_slice(),
+            };
+            if let Some(v) = values
+                .iter()
+                .find(|v| v.trim_matches([' ', '\t']) != length.to_string())
+            {
+                return Some(format!(
+                    "content-length {v:?} is not the body's length ({length} bytes): a codec reads that many bytes as \
+                     the body or refuses the request; leave content-length out, it is added"
+                ));
+            }
+        }
+        None
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum HeaderValue {
@@ -66,6 +118,9 @@ pub enum Answer {
         content_type: Option<String>,
     },
 }
+
+/// The status a replayed answer comes with.
+const ANSWER_STATUS: u32 = 200;
 
 /// The last second a pinned time may name: 9999-12-31T23:59:59Z.
 const LAST_SECOND: u64 = 253_402_300_799;
@@ -195,7 +250,12 @@ impl Evaluator {
     /// so the case is refused instead: a malformed or repeated credential is tested
     /// without claims, a caller with claims without the header. Behind `jwt_authn` the
     /// plugin itself checks the header beside the verified payload, so both are judged.
+    ///
+    /// Nor can a request no client could send ([`Request::unsendable`]) stand for one.
     pub fn refuses(&self, req: &Request) -> Option<String> {
+        if let Some(problem) = req.unsendable() {
+            return Some(problem);
+        }
         let TokenSource::Jwt { header, .. } = &self.policy.identity.token else {
             return None;
         };
@@ -220,11 +280,7 @@ impl Evaluator {
         if !req.path.starts_with('/') {
             return Err(format!("path {:?} must start with '/'", req.path));
         }
-        let body = match (&req.body, &req.body_text) {
-            (Some(v), _) => Some(v.to_string().into_bytes()),
-            (_, Some(t)) => Some(t.clone().into_bytes()),
-            _ => None,
-        };
+        let body = req.body_bytes();
         let headers = headers(req, body.as_deref())?;
         let policy = if req.claims.is_some() {
             &self.from_claims
@@ -311,11 +367,7 @@ impl Evaluator {
             &self.policy
         };
         if !engine::judges_answer(policy, &request.decision) {
-            return Err(
-                "the answer to this request is not judged (a route with model_calls \"pass\", an MCP \
-                 route with lists and answer_resources \"pass\", or MCP notifications alone)"
-                    .into(),
-            );
+            return Err(unread(policy, &request.decision));
         }
         let (body, content_type) = match answer {
             Answer::Json(v) => (v.to_string().into_bytes(), "application/json"),
@@ -327,7 +379,7 @@ impl Evaluator {
             ),
         };
         let head = Headers::new(vec![
-            (":status".into(), b"200".to_vec()),
+            (":status".into(), ANSWER_STATUS.to_string().into_bytes()),
             ("content-type".into(), content_type.as_bytes().to_vec()),
         ]);
         // The answer reads the same shared data as the requests (the tasks it creates are
@@ -340,16 +392,54 @@ impl Evaluator {
             cache: &self.cache,
         };
         let (decision, reply) = engine::answer_at_once(policy, &request.decision, &head, &body, DECISION_ID, &host);
+        // The client gets a refusal in the answer's place: with the gateway's status when
+        // it was refused at its head (unreadable), else under the status the answer's head
+        // went out with. Nothing replaces an answer that passes, or in monitor mode.
+        let status = match (&decision.denial, policy.mode) {
+            (Some(_), Mode::Enforce) => Some(match engine::answer_format(policy, &request.decision, &head) {
+                Err(_) => engine::head_refusal_status(&request.decision, !body.is_empty()),
+                Ok(_) => ANSWER_STATUS,
+            }),
+            _ => None,
+        };
         let verdict = crate::audit::verdict(policy, &decision);
         let audit = crate::audit::record(policy, &decision, DECISION_ID, now.saturating_mul(1_000_000_000));
         Ok(Outcome {
             decision,
             verdict,
-            status: None,
+            status,
             reply_body: reply.map(|b| String::from_utf8_lossy(&b).into_owned()),
             audit,
         })
     }
+}
+
+/// Why the answer to an allowed request is not judged, for a case or `eval` that gives
+/// one: the plugin passes it to the client unread (at the `200` a replayed answer comes
+/// with), so there is no decision on it to replay.
+fn unread(policy: &Policy, request: &Decision) -> String {
+    let route = request.route.and_then(|i| policy.routes.get(i));
+    let why = match route {
+        _ if request.metadata => {
+            "aigate answers this request itself (the route's OAuth metadata): no upstream answer comes back".to_string()
+        }
+        None => "no route takes the request (unmatched: allow): its answer passes to the client unread".to_string(),
+        Some(r) if !policy.judges_answers(request.route) => {
+            let passes = match r.protocol {
+                Protocol::Action => {
+                    "is a REST action: its endpoint's answer passes to the client as it is, only a redirect off the \
+                     request's origin being refused (502, rule answer.location), and a replayed answer is a 200"
+                }
+                Protocol::Mcp => "passes MCP answers unread (lists, answer_resources and tasks \"pass\")",
+                _ => "passes model answers unread (model_calls \"pass\")",
+            };
+            format!("route {:?} {passes}", r.id)
+        }
+        Some(_) => {
+            "the request names no caller, whose boundary the answer would be held to: it passes unread".to_string()
+        }
+    };
+    format!("{why}; there is no decision on the answer to replay (leave the answer out to replay the request)")
 }
 
 fn headers(req: &Request, body: Option<&[u8]>) -> Result<Headers, String> {

@@ -3,6 +3,8 @@
 
 use super::case::{Answer, Evaluator, Outcome, Request};
 use super::{explain, lint, readiness};
+use crate::config::Mode;
+use crate::policy::Policy;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,12 +62,14 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path, object: Option<&str>) -> R
 }
 
 /// The fields every `--json` decision has: verdict, reason, rule, message, audit record.
-fn verdict_json(outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
+/// `rule` is the one the audit record names (for an allowed call, its tool), as a case's
+/// `expect.rule` is compared with it.
+fn verdict_json(policy: &Policy, outcome: &Outcome) -> serde_json::Map<String, serde_json::Value> {
     let denial = outcome.decision.denial.as_ref();
     let mut doc = serde_json::Map::new();
     doc.insert("decision".into(), json!(outcome.verdict));
     doc.insert("reason".into(), json!(denial.map(|x| x.reason.as_str())));
-    doc.insert("rule".into(), json!(denial.map(|x| x.rule.as_str())));
+    doc.insert("rule".into(), json!(crate::audit::rule(policy, &outcome.decision)));
     doc.insert("message".into(), json!(denial.map(|x| x.message.as_str())));
     doc.insert("audit".into(), json_or_text(&outcome.audit));
     doc
@@ -106,7 +110,7 @@ pub fn eval(policy: &Path, request: &Path, now: Option<u64>, as_json: bool, out:
     };
     let policy = &evaluator.policy;
     if as_json {
-        let mut doc = verdict_json(&outcome);
+        let mut doc = verdict_json(policy, &outcome);
         doc.insert("status".into(), json!(outcome.status));
         doc.insert("reply".into(), json!(outcome.reply_body.as_deref().map(json_or_text)));
         doc.insert("explanation".into(), json!(explain::explain(policy, &outcome)));
@@ -171,10 +175,12 @@ pub fn eval_answer(
         Err(e) => return fail(&format!("{file}: {e}")),
     };
     let d = &outcome.decision;
-    let replaced = outcome.reply_body.as_deref().map(json_or_text);
+    // The bytes the engine puts in the answer's place, as text: a filtered list keeps the
+    // server's key order and numbers (a re-serialised one would show another document
+    // than the client gets), a stream its events.
+    let replaced = outcome.reply_body.as_deref();
     if as_json {
-        // Events stay their text (`replaced_by` a string).
-        let mut doc = verdict_json(&outcome);
+        let mut doc = verdict_json(&evaluator.policy, &outcome);
         doc.insert("hidden".into(), json!(d.hidden));
         doc.insert("replaced_by".into(), json!(replaced));
         let _ = writeln!(out, "{:#}", serde_json::Value::Object(doc));
@@ -188,6 +194,12 @@ pub fn eval_answer(
             x.reason.as_str(),
             x.rule,
             x.message
+        ),
+        // In monitor mode nothing is cut: the items are counted as they would have been hidden.
+        None if d.hidden > 0 && evaluator.policy.mode == Mode::Monitor => writeln!(
+            out,
+            "answer: allow, {} listed item(s) the caller would not be shown (monitor mode: counted, not hidden)",
+            d.hidden
         ),
         None if d.hidden > 0 => writeln!(out, "answer: allow, {} listed item(s) hidden from the caller", d.hidden),
         None => writeln!(out, "answer: allow"),
@@ -206,9 +218,9 @@ pub fn eval_answer(
         );
     }
     let _ = match replaced {
-        // A stream is shown as the client reads it, not as a JSON string.
-        Some(serde_json::Value::String(events)) => write!(out, "the client gets instead:\n{events}"),
-        Some(r) => writeln!(out, "the client gets instead:\n{r:#}"),
+        // Events end their own lines; a JSON body gets one to end the output's.
+        Some(text) if text.ends_with('\n') => write!(out, "the client gets instead:\n{text}"),
+        Some(text) => writeln!(out, "the client gets instead:\n{text}"),
         None => writeln!(out, "the client gets the answer as it is"),
     };
     let _ = writeln!(out, "audit: {}", outcome.audit);
@@ -232,8 +244,18 @@ pub fn readiness(
         Err(e) => return fail(&e),
     };
     // A case that cannot stand for a request the plugin sees is a wrong case file, not a
-    // wrong outcome: refused before anything is replayed.
+    // wrong outcome: refused before anything is replayed. So is a name two cases share:
+    // the report names a failed case by it.
+    let mut named = std::collections::HashMap::new();
     for (i, c) in corpus.cases.iter().enumerate() {
+        if let Some(first) = named.insert(c.name.as_str(), i) {
+            return fail(&format!(
+                "{} at cases[{i}]: the name {:?} is also that of cases[{first}]: give each case its own name, \
+                 which the report names it by",
+                super::name(cases),
+                c.name
+            ));
+        }
         if let Some(problem) = evaluator.refuses(&c.request) {
             return fail(&format!(
                 "{} at cases[{i}] ({:?}): {problem}",

@@ -119,10 +119,14 @@ enum Command {
         /// Grant id (random when omitted).
         #[arg(long)]
         jti: Option<String>,
-        /// Issue time, Unix seconds (default: the clock), for grants in case files
-        /// replayed at a pinned `now`.
+        /// Issue time, Unix seconds (default: --now), not after --now: the gateway refuses a
+        /// grant issued in its future.
         #[arg(long, value_parser = case::parse_now)]
         iat: Option<u64>,
+        /// When the gateway is presented the grant, Unix seconds (default: the clock), for
+        /// grants in case files replayed at a pinned `now`.
+        #[arg(long, value_parser = case::parse_now)]
+        now: Option<u64>,
     },
     /// Generate an approval-service signing key (private JWK and public JWKS).
     Keygen {
@@ -212,6 +216,7 @@ fn run(command: Command, out: &mut String) -> ExitCode {
             aud,
             jti,
             iat,
+            now,
         } => print(
             approval::approve(approval::Approve {
                 key: &key,
@@ -226,6 +231,7 @@ fn run(command: Command, out: &mut String) -> ExitCode {
                 ttl,
                 jti,
                 iat,
+                now,
             }),
             out,
         ),

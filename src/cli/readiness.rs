@@ -57,6 +57,10 @@ impl TryFrom<CaseFields> for Case {
     /// Two answers, or a label for the JSON one, would leave the case's author believing
     /// one answer was replayed when another was: the file is refused (named at the case).
     fn try_from(c: CaseFields) -> Result<Case, String> {
+        // The report names each case by its name: one that shows nothing names no case.
+        if c.name.trim().is_empty() {
+            return Err("a case's name must not be empty or blank: the report names the case by it".into());
+        }
         let answer = match (c.answer, c.answer_text, c.answer_content_type) {
             (Some(_), Some(_), _) => {
                 return Err(
@@ -100,11 +104,15 @@ pub struct Expect {
     /// One of the closed set of reasons: a misspelt one would fail its case, never the file.
     #[serde(default, deserialize_with = "reason")]
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "given")]
     pub status: Option<u32>,
+    #[serde(default, deserialize_with = "given")]
     pub rule: Option<String>,
     /// The accountable owner the audit record names.
+    #[serde(default, deserialize_with = "given")]
     pub owner: Option<String>,
     /// An MCP list answer: how many items the caller is not shown.
+    #[serde(default, deserialize_with = "given")]
     pub hidden: Option<usize>,
 }
 
@@ -123,8 +131,20 @@ fn decision<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
+/// An expected field, when the case gives it. A field left out is not compared; one given
+/// as `null` would read the same, so `"reason": null` would pass for every reason while
+/// its author believed it checked one: refused, naming the field.
+fn given<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        None => Err(D::Error::custom(
+            "null is no expectation: give a value, or leave the field out to leave it unchecked (only the fields given are compared)",
+        )),
+        given => Ok(given),
+    }
+}
+
 fn reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    match Option::<String>::deserialize(d)? {
+    match given::<D, String>(d)? {
         Some(r) if !Reason::ALL.iter().any(|x| x.as_str() == r) => {
             let known: Vec<&str> = Reason::ALL.iter().map(|x| x.as_str()).collect();
             Err(D::Error::custom(format!(

@@ -215,6 +215,20 @@ pub fn refused_answer(policy: &Policy, request: &Decision, denial: Denial) -> De
     }
 }
 
+/// The status the client gets with an answer refused at its head (unreadable, or sending
+/// the client elsewhere), in place of the upstream's: a JSON-RPC error answers MCP
+/// requests (`200`); the server's own stream (`GET`), which answers no request, an answer
+/// with no body to replace (`has_body` false) and a model's answer get `502`. An answer
+/// refused once read keeps the status its head went out with.
+pub fn head_refusal_status(request: &Decision, has_body: bool) -> u32 {
+    let rpc = request.protocol == Some(Protocol::Mcp) && !request.rpc_ids.is_empty() && has_body;
+    if rpc {
+        200
+    } else {
+        502
+    }
+}
+
 /// Why an answer read whole is refused for its size.
 pub fn answer_too_large(policy: &Policy) -> Denial {
     Denial::new(

@@ -132,15 +132,14 @@ impl Http {
     }
 
     /// Refuses the answer at its head (unreadable, or sending the client elsewhere): the
-    /// client gets the error in its place, with a head of its own. A JSON-RPC error answers
-    /// MCP requests (as for a denied request); the server's own stream (`GET`), and an
-    /// answer with no body to replace, have none to answer and get `502`.
+    /// client gets the error in its place, with a head of its own, its status as
+    /// [`engine::head_refusal_status`] says.
     fn refuse_at_head(&mut self, request: Decision, denial: Denial, end_of_stream: bool) {
         let d = engine::refused_answer(&self.shared.policy, &request, denial);
         self.record(&d, "aigate_answer");
         if self.enforcing() {
-            let rpc = request.protocol == Some(Protocol::Mcp) && !request.rpc_ids.is_empty() && !end_of_stream;
-            set_response_header(":status", Some(if rpc { "200" } else { "502" }));
+            let status = engine::head_refusal_status(&request, !end_of_stream).to_string();
+            set_response_header(":status", Some(&status));
             set_response_header("location", None);
             set_response_header("content-length", None);
             set_response_header("content-encoding", None);
