@@ -441,9 +441,11 @@ fn judge_message<'p>(
     m: mcp::McpMessage,
     external: &mut Vec<Awaiting<'p>>,
 ) -> Result<(), Denial> {
+    // Only `initialize` opens a session; a response to the server answers a request it
+    // made within one.
     if policy.identity.bind_session.is_some()
         && principal.session.is_none()
-        && !matches!(m.method.as_deref(), Some("initialize") | None)
+        && m.method.as_deref() != Some("initialize")
     {
         return Err(session_missing());
     }

@@ -695,6 +695,10 @@ fn session_binding() {
         reason_of(&w, Some(&t), &rpc("server/discover", json!({}))),
         Some(Reason::SessionMismatch)
     );
+    // A response to the server answers a request made within a session: it names it too.
+    let answer = json!({"jsonrpc": "2.0", "id": "srv-1", "result": {"action": "accept", "content": {}}});
+    assert_eq!(reason_of(&w, Some(&t), &answer), Some(Reason::SessionMismatch));
+    assert!(w.decide(&h, Some(&answer)).allowed());
     let unbound = w.token(json!({}));
     assert_eq!(
         w.decide(&h_with(&w, &unbound, "mcp-session-id", "s-1"), Some(&body))
@@ -703,6 +707,14 @@ fn session_binding() {
             .reason,
         Reason::SessionMismatch
     );
+    // An empty claim binds to no session, an empty header included.
+    let empty = w.token(json!({"sid": ""}));
+    let denial = w
+        .decide(&h_with(&w, &empty, "mcp-session-id", ""), Some(&body))
+        .denial
+        .unwrap();
+    assert_eq!(denial.reason, Reason::SessionMismatch);
+    assert!(denial.message.contains("empty"), "{}", denial.message);
     // Every other request must name its session: an MCP GET (the server's stream) or
     // DELETE, and, below, a REST action or an LLM request.
     for method in ["GET", "DELETE"] {

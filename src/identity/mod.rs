@@ -271,6 +271,12 @@ fn session(policy: &Policy, headers: &Headers, claims: &Map<String, Value>) -> R
             .map_err(|_| Denial::new(Reason::SessionMismatch, rule, "the session header is not text"))?,
     };
     match claims.get(&bind.claim).and_then(Value::as_str) {
+        // An empty claim binds nothing (as in `bind`): it names no session to hold to.
+        Some("") => Err(Denial::new(
+            Reason::SessionMismatch,
+            rule,
+            format!("the token's {:?} claim is empty, binding it to no session", bind.claim),
+        )),
         Some(bound) if bound == presented => Ok(Some(presented.to_string())),
         Some(_) => Err(Denial::new(
             Reason::SessionMismatch,

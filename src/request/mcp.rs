@@ -160,9 +160,20 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     let method = match obj.remove("method") {
         None => {
             // A client's response to a server request: it carries no action.
-            if !(obj.contains_key("result") || obj.contains_key("error")) {
+            let (result, error) = (obj.contains_key("result"), obj.contains_key("error"));
+            if !(result || error) {
                 return Err(malformed(
                     "a JSON-RPC message needs \"method\", \"result\" or \"error\"",
+                ));
+            }
+            // It answers one request, by its id (JSON-RPC 2.0 §5): only an error about a
+            // request that could not be read has a null one.
+            if result && error {
+                return Err(malformed("a JSON-RPC response has \"result\" or \"error\", not both"));
+            }
+            if id.as_ref().is_none_or(|id| id.is_null() && result) {
+                return Err(malformed(
+                    "a JSON-RPC response needs the \"id\" of the request it answers",
                 ));
             }
             return Ok(McpMessage {
@@ -374,6 +385,16 @@ mod tests {
         // An error answer may carry a null id; a response carries no action.
         let b = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#;
         assert_eq!(parse(b, &limits()).unwrap().messages[0].action, McpAction::Other);
+        // A result answers a request by its id, and is no error too.
+        for b in [
+            r#"{"jsonrpc":"2.0","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
+            r#"{"jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#,
+        ] {
+            let d = parse(b.as_bytes(), &limits()).unwrap_err();
+            assert_eq!(d.reason, Reason::BodyMalformed, "{b}");
+        }
     }
 
     #[test]
