@@ -78,6 +78,41 @@ fn an_action_is_judged_as_its_tool() {
 }
 
 #[test]
+fn an_argument_the_policy_judges_is_refused_in_another_spelling() {
+    // A pydantic model with camelCase aliases and `populate_by_name` reads `customerId`
+    // (before `customer_id`, in either order), binders of kebab-case names `customer-id`,
+    // Go and ASP.NET any case: the endpoint would act for c-99, which aigate never judged.
+    let w = world();
+    let orders = request(&w, "/api/orders", "POST", &[]);
+    for body in [
+        json!({"customer_id": "c-42", "customerId": "c-99"}),
+        json!({"customerId": "c-99", "customer_id": "c-42"}),
+        json!({"customer_id": "c-42", "customer-id": "c-99"}),
+        json!({"customer_id": "c-42", "CustomerID": "c-99"}),
+        json!({"customerId": "c-42"}),
+    ] {
+        let denial = w.decide(&orders, Some(&body)).denial.expect("an alias passed");
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BindingMismatch, "tools.get_order.bind./customer_id"),
+            "{body}"
+        );
+        assert!(denial.message.contains("is sent as"), "{}", denial.message);
+    }
+    // A constrained argument too: the refund limit holds of `amount`, not of `amount_`.
+    let refunds = request(&w, "/api/refunds", "POST", &[]);
+    let body = json!({"customer_id": "c-42", "amount": 5, "amount_": 100000});
+    let denial = w.decide(&refunds, Some(&body)).denial.expect("an alias passed");
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ArgumentViolation, "tools.refund_order.constraints./amount")
+    );
+    // Arguments the policy does not judge may be spelled as the endpoint likes.
+    let body = json!({"customer_id": "c-42", "amount": 5, "reasonCode": "x", "reason_text": "y"});
+    assert!(w.decide(&refunds, Some(&body)).allowed());
+}
+
+#[test]
 fn a_refusal_before_the_body_still_names_the_action_attempted() {
     // No token, or a body aigate will not read: the arguments are never judged, but the
     // request was an attempt at the route's one action, and its owner answers for it.

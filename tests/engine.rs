@@ -762,6 +762,8 @@ fn action_reasons() {
         ("other customer", call("get_order", json!({"customer_id": "c-99"})), Reason::BindingMismatch),
         ("no customer", call("get_order", json!({})), Reason::BindingMismatch),
         ("customer as number", call("get_order", json!({"customer_id": 42})), Reason::BindingMismatch),
+        ("customer beside its alias", call("get_order", json!({"customer_id": "c-42", "customerId": "c-99"})), Reason::BindingMismatch),
+        ("customer in kebab-case", call("get_order", json!({"customer_id": "c-42", "customer-id": "c-99"})), Reason::BindingMismatch),
         ("external domain", call("send_email", json!({"to": "x@evil.com", "subject": "hi"})), Reason::ArgumentViolation),
         ("missing recipient", call("send_email", json!({"subject": "hi"})), Reason::ArgumentViolation),
         ("subject too long", call("send_email", json!({"to": "a@example.com", "subject": "x".repeat(201)})), Reason::ArgumentViolation),
@@ -890,7 +892,7 @@ fn argument_constraints_judge_the_whole_value() {
         });
     });
     let t = w.token(json!({}));
-    let rows: [(&str, Value, Option<&str>); 21] = [
+    let rows: [(&str, Value, Option<&str>); 23] = [
         // A path the policy looks inside must be there as JSON: a server that decodes an
         // object sent as text would act on an amount the constraint never saw.
         (
@@ -955,6 +957,18 @@ fn argument_constraints_judge_the_whole_value() {
             json!({"payment": {"AMOUNT": 5000}}),
             Some("/payment/amount"),
         ),
+        // pydantic's camelCase aliases and kebab-case binders read these as the argument,
+        // the alias even beside the argument's own spelling.
+        (
+            "beside its camelCase alias",
+            json!({"note": "x", "Note_": "x".repeat(201)}),
+            Some("/note"),
+        ),
+        (
+            "inner beside its alias",
+            json!({"payment": {"amount": 5, "amount-": 5000}}),
+            Some("/payment/amount"),
+        ),
     ];
     for (name, args, want) in rows {
         let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", args)));
@@ -965,8 +979,8 @@ fn argument_constraints_judge_the_whole_value() {
     let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", json!({"Note": "x"}))));
     assert_eq!(
         d.denial.unwrap().message,
-        "argument /note is sent as \"Note\", which servers binding names without case (Go, ASP.NET) read as it, \
-         unchecked: send it as the policy names it"
+        "argument /note is sent as \"Note\", which servers binding names loosely (Go and ASP.NET ignore case, \
+         pydantic reads camelCase aliases) read as it, unchecked: send it only as the policy names it"
     );
 }
 
