@@ -265,6 +265,15 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
             )));
         }
     }
+    // An action's input outside its body is in the head: refused there, so that with
+    // `hold: body` the upstream never receives the head of a request refused for it. A
+    // body declared empty (`Content-Length: 0`) is judged as none, as at end of stream.
+    if let Some(r) = route.filter(|r| r.protocol == Protocol::Action) {
+        let body_follows = has_body && headers.text("content-length").map(str::trim) != Some("0");
+        if let Err(denial) = refuse_extra_input(policy, &mut d, r, headers, body_follows) {
+            return Head::Decided(d.deny(denial));
+        }
+    }
     // MCP sends its messages in POSTs; a server reads no body of a GET (its stream) or a
     // DELETE (the session's end). Judged, such a body would be audited (and its mirror
     // headers taken) as a call no server runs.
@@ -548,16 +557,8 @@ fn judge_action(
         ));
     };
     let has_body = !body.iter().all(u8::is_ascii_whitespace);
-    if route.extra_input == ExtraInput::Deny {
-        if let Some(what) = extra_input(&route.prefix, headers, has_body) {
-            d.calls.push(Call::new(policy, tool));
-            return Err(Denial::new(
-                Reason::ArgumentViolation,
-                format!("routes.{}.extra_input", route.id),
-                format!("{what} carries input aigate does not judge: send the action's arguments in its JSON body"),
-            ));
-        }
-    }
+    // Judged at the head already, but for the type of a body the head did not announce.
+    refuse_extra_input(policy, d, route, headers, has_body)?;
     let args = if !has_body {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
@@ -601,6 +602,31 @@ fn judge_action(
             Err(denial)
         }
     }
+}
+
+/// Refuses an action whose request carries input outside its body (see [`extra_input`]),
+/// unless its route allows it; the refusal names the route's action as attempted.
+fn refuse_extra_input(
+    policy: &Policy,
+    d: &mut Decision,
+    route: &crate::policy::Route,
+    headers: &Headers,
+    has_body: bool,
+) -> Result<(), Denial> {
+    if route.extra_input == ExtraInput::Allow {
+        return Ok(());
+    }
+    let Some(what) = extra_input(&route.prefix, headers, has_body) else {
+        return Ok(());
+    };
+    if let Some(tool) = &route.tool {
+        d.calls.push(Call::new(policy, tool.clone()));
+    }
+    Err(Denial::new(
+        Reason::ArgumentViolation,
+        format!("routes.{}.extra_input", route.id),
+        format!("{what} carries input aigate does not judge: send the action's arguments in its JSON body"),
+    ))
 }
 
 /// Headers that web frameworks (Rack, Express, ASP.NET Core, gorilla…) read as the request's
@@ -758,14 +784,20 @@ pub fn trailers_problem(policy: &Policy, d: &Decision, names: &[String]) -> Opti
     ))
 }
 
+const REPEATED_TYPE: &str = "Content-Type appears more than once, or lists several types: send one";
+
 /// Why the body's declared type cannot be judged, if it cannot. Every body: given once, and
 /// in UTF-8 if it names a charset (an endpoint that decodes by the declared charset, UTF-7
 /// say, would read other JSON than the UTF-8 aigate parsed). MCP and LLM bodies: declared
 /// JSON, as their servers require (an action route says itself what else it takes:
 /// `extra_input`).
 fn body_type_problem(headers: &Headers, protocol: Option<Protocol>) -> Option<&'static str> {
+    // Envoy joins a repeated Content-Type into one value with a comma, which no single
+    // media type holds (outside a quoted parameter, which no JSON type needs): one reader
+    // takes the first type, another the last.
     let label = match headers.one("content-type") {
-        Err(Repeated) => return Some("Content-Type appears more than once"),
+        Ok(Some(v)) if v.contains(&b',') => return Some(REPEATED_TYPE),
+        Err(Repeated) => return Some(REPEATED_TYPE),
         Ok(label) => label,
     };
     if label.is_some_and(|v| std::str::from_utf8(v).is_err()) {
