@@ -630,12 +630,37 @@ fn refuse_extra_input(
 }
 
 /// Headers that web frameworks (Rack, Express, ASP.NET Core, gorilla…) read as the request's
-/// method: the endpoint would run another action than the route judged.
-pub(crate) const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// method, and those in which a proxy hands a service the method it was sent
+/// (`X-Forwarded-Method`: Traefik's forward auth; `X-Original-Method`: nginx's
+/// `auth_request` convention): the endpoint would run another action than the route judged.
+pub(crate) const METHOD_OVERRIDES: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-method",
+    "x-original-method",
+];
 
 /// Headers that web frameworks read as the request's path (IIS URL Rewrite, Symfony and
-/// Zend: `X-Original-URL`, `X-Rewrite-URL`): the endpoint would run the action at that path.
-pub(crate) const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+/// Zend: `X-Original-URL`, `X-Rewrite-URL`), or as the path it was sent to before a proxy
+/// rewrote it: `X-Forwarded-Prefix` (Spring, Werkzeug's ProxyFix and ASP.NET Core make it
+/// the path base), `X-Forwarded-Uri` (Traefik), `X-Original-URI` (nginx's `auth_request`
+/// convention), `X-Forwarded-Path` (Kong), `X-Envoy-Original-Path` (Envoy's own, read by
+/// services behind it). The endpoint would run, or authorise, the action at that path.
+pub(crate) const PATH_OVERRIDES: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-original-uri",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+];
+
+/// Headers that applications behind a trusted proxy read as the request's host: Rails,
+/// Django, Express and Werkzeug `X-Forwarded-Host`; some applications `X-Host` in its
+/// place (a known lever of cache poisoning). `Forwarded: host=` is read apart: one pair of many.
+const FORWARDED_HOSTS: [&str; 2] = ["x-forwarded-host", "x-host"];
 
 /// A method or path override header the request carries, if any.
 fn overriding(headers: &Headers) -> Option<&'static str> {
@@ -649,7 +674,7 @@ fn overriding(headers: &Headers) -> Option<&'static str> {
     }
 }
 
-/// Whether the request names, in `X-Forwarded-Host` or `Forwarded: host=`, a host other
+/// Whether the request names, in `X-Forwarded-Host`, `X-Host` or `Forwarded: host=`, a host other
 /// than the one it was routed by: Rails, Django, Express and Werkzeug behind a trusted
 /// proxy take the request's host from them, so a host-routed endpoint would act for
 /// another host than the route judged.
@@ -665,7 +690,7 @@ fn forwarded_elsewhere(headers: &Headers) -> bool {
             .map(|v| std::str::from_utf8(v).ok())
             .collect::<Vec<_>>()
     };
-    let x_forwarded = texts("x-forwarded-host");
+    let x_forwarded: Vec<_> = FORWARDED_HOSTS.iter().flat_map(|h| texts(h)).collect();
     let forwarded = texts("forwarded");
     // A value that is not text cannot be compared: it names some other host.
     if x_forwarded.iter().chain(&forwarded).any(Option::is_none) {
@@ -747,8 +772,8 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
     METHOD_OVERRIDES
         .into_iter()
         .chain(PATH_OVERRIDES)
+        .chain(FORWARDED_HOSTS)
         .chain([
-            "x-forwarded-host",
             "forwarded",
             "content-type",
             "content-encoding",

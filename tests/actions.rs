@@ -351,6 +351,17 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             "for=10.0.0.1, Host=\"admin.example.com\"",
             Some("a forwarded host"),
         ),
+        // Proxies' records of the path and method a request was sent with, which services
+        // behind them read as the request's.
+        ("x-forwarded-prefix", "/api/mail", Some("a path override header")),
+        ("X-Forwarded-Uri", "/api/mail", Some("a path override header")),
+        ("x-original-uri", "/api/mail", Some("a path override header")),
+        ("x-forwarded-path", "/api/mail", Some("a path override header")),
+        ("x-envoy-original-path", "/api/mail", Some("a path override header")),
+        ("x-forwarded-method", "DELETE", Some("a method override header")),
+        ("X-Original-Method", "DELETE", Some("a method override header")),
+        ("x-host", "admin.example.com", Some("a forwarded host")),
+        ("x-host", "gateway.example.com", None),
         ("x-forwarded-host", "Gateway.Example.com:443", None),
         ("forwarded", "for=10.0.0.1;proto=https", None),
         ("forwarded", "host=gateway.example.com", None),
