@@ -344,7 +344,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
     {
         return Some(Denial::new(
             Reason::EncodingUnsupported,
-            "limits",
+            "content_encoding",
             "compressed bodies cannot be inspected; send Content-Encoding: identity",
         ));
     }
@@ -357,7 +357,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
             Err(Repeated) => {
                 return Some(Denial::new(
                     Reason::BodyMalformed,
-                    "limits",
+                    "content_length",
                     "Content-Length appears more than once",
                 ))
             }

@@ -1085,7 +1085,7 @@ fn input_reasons() {
         )
         .denial
         .unwrap();
-    assert_eq!(dup.rule, "limits", "other JSON refusals keep their rule");
+    assert_eq!(dup.rule, "json", "other JSON refusals say the JSON failed");
     assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
     let big = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
@@ -1100,10 +1100,16 @@ fn input_reasons() {
 
     let mut gz = w.headers(Some(&t));
     gz.push(("content-encoding".into(), b"gzip".to_vec()));
+    let compressed = w.decide(&gz, Some(&ok)).denial.unwrap();
     assert_eq!(
-        w.decide(&gz, Some(&ok)).denial.unwrap().reason,
-        Reason::EncodingUnsupported
+        (compressed.reason, compressed.rule.as_str()),
+        (Reason::EncodingUnsupported, "content_encoding")
     );
+    // A byte-order mark, trailing JSON or a trailing NUL: the JSON is what failed.
+    for body in [&b"\xef\xbb\xbf{}"[..], b"{} {}", b"{}\x00", b"\xff\xfe{\x00}\x00"] {
+        let d = w.decide_raw(&w.headers(Some(&t)), Some(body)).denial.unwrap();
+        assert_eq!((d.reason, d.rule.as_str()), (Reason::BodyMalformed, "json"), "{body:?}");
+    }
     let mut declared = w.headers(Some(&t));
     declared.push(("content-length".into(), b"99999999".to_vec()));
     assert_eq!(
