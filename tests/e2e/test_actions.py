@@ -102,7 +102,8 @@ def test_input_refused_for_its_head_never_sends_the_head_upstream(gw, mint, seen
     args = {"customer_id": "cust-1", "order_id": "o-1", "amount": 5}
     for path, headers in (("/api/refunds?amount=100000", {}),
                           ("/api/refunds", {"x-http-method-override": "DELETE"}),
-                          ("/api/refunds", {"x-original-url": "/api/mail"})):
+                          ("/api/refunds", {"x-original-url": "/api/mail"}),
+                          ("/api/refunds", {"x-forwarded-uri": "/api/mail"})):
         error = refused(post(gw, path, token, args, **headers), gw, 403, "argument_violation")
         assert error["rule"] == "routes.refunds.extra_input", error
     # Content-Type given twice: Envoy joins the two into one list, refused as on MCP routes.
