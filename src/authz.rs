@@ -30,7 +30,17 @@ pub fn tool_call<'p>(policy: &'p Policy, principal: &Principal, name: &str, args
         return Err(d);
     }
     for (ptr, claim) in &tool.bind {
-        let arg = ptr.find(args);
+        let arg = match ptr.locate(args) {
+            Located::Found(v) => Some(v),
+            Located::Respelled(key) => {
+                return Err(Denial::new(
+                    Reason::BindingMismatch,
+                    format!("tools.{name}.bind.{ptr}"),
+                    respelled(ptr, &key),
+                ))
+            }
+            Located::Absent | Located::Blocked(_) => None,
+        };
         let bound = principal.attribute(claim);
         let holds = match (arg, &bound) {
             (Some(a), Some(b)) => same_value(a, b),
@@ -74,15 +84,11 @@ pub fn constraints(tool: &Tool, args: &Value) -> Result<(), Denial> {
                 ),
                 ))
             }
-            Located::Miscased(key) => {
+            Located::Respelled(key) => {
                 return Err(Denial::new(
                     Reason::ArgumentViolation,
                     format!("tools.{name}.constraints.{ptr}"),
-                    format!(
-                        "argument {ptr} is sent as {}, which servers binding names without case (Go, ASP.NET) \
-                         read as it, unchecked: send it as the policy names it",
-                        shown(&key)
-                    ),
+                    respelled(ptr, &key),
                 ))
             }
         };
@@ -95,6 +101,16 @@ pub fn constraints(tool: &Tool, args: &Value) -> Result<(), Denial> {
         }
     }
     Ok(())
+}
+
+/// Why an argument the policy judges is refused when a member names it in another spelling:
+/// a server binding names loosely would act on that member, which aigate did not judge.
+fn respelled(ptr: &crate::policy::ArgPath, key: &str) -> String {
+    format!(
+        "argument {ptr} is sent as {}, which servers binding names loosely (Go and ASP.NET ignore case, \
+         pydantic reads camelCase aliases) read as it, unchecked: send it only as the policy names it",
+        shown(key)
+    )
 }
 
 /// Claims may carry ids as numbers while tools take strings (or the reverse): compare

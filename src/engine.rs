@@ -265,6 +265,15 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
             )));
         }
     }
+    // An action's input outside its body is in the head: refused there, so that with
+    // `hold: body` the upstream never receives the head of a request refused for it. A
+    // body declared empty (`Content-Length: 0`) is judged as none, as at end of stream.
+    if let Some(r) = route.filter(|r| r.protocol == Protocol::Action) {
+        let body_follows = has_body && headers.text("content-length").map(str::trim) != Some("0");
+        if let Err(denial) = refuse_extra_input(policy, &mut d, r, headers, body_follows) {
+            return Head::Decided(d.deny(denial));
+        }
+    }
     // MCP sends its messages in POSTs; a server reads no body of a GET (its stream) or a
     // DELETE (the session's end). Judged, such a body would be audited (and its mirror
     // headers taken) as a call no server runs.
@@ -335,7 +344,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
     {
         return Some(Denial::new(
             Reason::EncodingUnsupported,
-            "limits",
+            "content_encoding",
             "compressed bodies cannot be inspected; send Content-Encoding: identity",
         ));
     }
@@ -348,7 +357,7 @@ fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Op
             Err(Repeated) => {
                 return Some(Denial::new(
                     Reason::BodyMalformed,
-                    "limits",
+                    "content_length",
                     "Content-Length appears more than once",
                 ))
             }
@@ -553,16 +562,8 @@ fn judge_action(
         ));
     };
     let has_body = !body.iter().all(u8::is_ascii_whitespace);
-    if route.extra_input == ExtraInput::Deny {
-        if let Some(what) = extra_input(&route.prefix, headers, has_body) {
-            d.calls.push(Call::new(policy, tool));
-            return Err(Denial::new(
-                Reason::ArgumentViolation,
-                format!("routes.{}.extra_input", route.id),
-                format!("{what} carries input aigate does not judge: send the action's arguments in its JSON body"),
-            ));
-        }
-    }
+    // Judged at the head already, but for the type of a body the head did not announce.
+    refuse_extra_input(policy, d, route, headers, has_body)?;
     let args = if !has_body {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
@@ -608,13 +609,63 @@ fn judge_action(
     }
 }
 
+/// Refuses an action whose request carries input outside its body (see [`extra_input`]),
+/// unless its route allows it; the refusal names the route's action as attempted.
+fn refuse_extra_input(
+    policy: &Policy,
+    d: &mut Decision,
+    route: &crate::policy::Route,
+    headers: &Headers,
+    has_body: bool,
+) -> Result<(), Denial> {
+    if route.extra_input == ExtraInput::Allow {
+        return Ok(());
+    }
+    let Some(what) = extra_input(&route.prefix, headers, has_body) else {
+        return Ok(());
+    };
+    if let Some(tool) = &route.tool {
+        d.calls.push(Call::new(policy, tool.clone()));
+    }
+    Err(Denial::new(
+        Reason::ArgumentViolation,
+        format!("routes.{}.extra_input", route.id),
+        format!("{what} carries input aigate does not judge: send the action's arguments in its JSON body"),
+    ))
+}
+
 /// Headers that web frameworks (Rack, Express, ASP.NET Core, gorilla…) read as the request's
-/// method: the endpoint would run another action than the route judged.
-pub(crate) const METHOD_OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-method-override"];
+/// method, and those in which a proxy hands a service the method it was sent
+/// (`X-Forwarded-Method`: Traefik's forward auth; `X-Original-Method`: nginx's
+/// `auth_request` convention): the endpoint would run another action than the route judged.
+pub(crate) const METHOD_OVERRIDES: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-forwarded-method",
+    "x-original-method",
+];
 
 /// Headers that web frameworks read as the request's path (IIS URL Rewrite, Symfony and
-/// Zend: `X-Original-URL`, `X-Rewrite-URL`): the endpoint would run the action at that path.
-pub(crate) const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+/// Zend: `X-Original-URL`, `X-Rewrite-URL`), or as the path it was sent to before a proxy
+/// rewrote it: `X-Forwarded-Prefix` (Spring, Werkzeug's ProxyFix and ASP.NET Core make it
+/// the path base), `X-Forwarded-Uri` (Traefik), `X-Original-URI` (nginx's `auth_request`
+/// convention), `X-Forwarded-Path` (Kong), `X-Envoy-Original-Path` (Envoy's own, read by
+/// services behind it). The endpoint would run, or authorise, the action at that path.
+pub(crate) const PATH_OVERRIDES: [&str; 7] = [
+    "x-original-url",
+    "x-rewrite-url",
+    "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-original-uri",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+];
+
+/// Headers that applications behind a trusted proxy read as the request's host: Rails,
+/// Django, Express and Werkzeug `X-Forwarded-Host`; some applications `X-Host` in its
+/// place (a known lever of cache poisoning). `Forwarded: host=` is read apart: one pair of many.
+const FORWARDED_HOSTS: [&str; 2] = ["x-forwarded-host", "x-host"];
 
 /// A method or path override header the request carries, if any.
 fn overriding(headers: &Headers) -> Option<&'static str> {
@@ -628,7 +679,7 @@ fn overriding(headers: &Headers) -> Option<&'static str> {
     }
 }
 
-/// Whether the request names, in `X-Forwarded-Host` or `Forwarded: host=`, a host other
+/// Whether the request names, in `X-Forwarded-Host`, `X-Host` or `Forwarded: host=`, a host other
 /// than the one it was routed by: Rails, Django, Express and Werkzeug behind a trusted
 /// proxy take the request's host from them, so a host-routed endpoint would act for
 /// another host than the route judged.
@@ -644,7 +695,7 @@ fn forwarded_elsewhere(headers: &Headers) -> bool {
             .map(|v| std::str::from_utf8(v).ok())
             .collect::<Vec<_>>()
     };
-    let x_forwarded = texts("x-forwarded-host");
+    let x_forwarded: Vec<_> = FORWARDED_HOSTS.iter().flat_map(|h| texts(h)).collect();
     let forwarded = texts("forwarded");
     // A value that is not text cannot be compared: it names some other host.
     if x_forwarded.iter().chain(&forwarded).any(Option::is_none) {
@@ -726,8 +777,8 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
     METHOD_OVERRIDES
         .into_iter()
         .chain(PATH_OVERRIDES)
+        .chain(FORWARDED_HOSTS)
         .chain([
-            "x-forwarded-host",
             "forwarded",
             "content-type",
             "content-encoding",
@@ -763,14 +814,20 @@ pub fn trailers_problem(policy: &Policy, d: &Decision, names: &[String]) -> Opti
     ))
 }
 
+const REPEATED_TYPE: &str = "Content-Type appears more than once, or lists several types: send one";
+
 /// Why the body's declared type cannot be judged, if it cannot. Every body: given once, and
 /// in UTF-8 if it names a charset (an endpoint that decodes by the declared charset, UTF-7
 /// say, would read other JSON than the UTF-8 aigate parsed). MCP and LLM bodies: declared
 /// JSON, as their servers require (an action route says itself what else it takes:
 /// `extra_input`).
 fn body_type_problem(headers: &Headers, protocol: Option<Protocol>) -> Option<&'static str> {
+    // Envoy joins a repeated Content-Type into one value with a comma, which no single
+    // media type holds (outside a quoted parameter, which no JSON type needs): one reader
+    // takes the first type, another the last.
     let label = match headers.one("content-type") {
-        Err(Repeated) => return Some("Content-Type appears more than once"),
+        Ok(Some(v)) if v.contains(&b',') => return Some(REPEATED_TYPE),
+        Err(Repeated) => return Some(REPEATED_TYPE),
         Ok(label) => label,
     };
     if label.is_some_and(|v| std::str::from_utf8(v).is_err()) {

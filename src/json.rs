@@ -113,6 +113,19 @@ pub fn same_key_ignoring_case(a: &str, b: &str) -> bool {
     folded(a) == folded(b)
 }
 
+/// Whether two keys name one argument to a server that binds names loosely: they differ
+/// only in case (see [`folded`]) or in `_` and `-`. Besides Go and ASP.NET, which ignore
+/// case, pydantic models with a camelCase alias generator and `populate_by_name` read
+/// `customerId` as `customer_id` (preferring the alias), and binders of kebab-case names
+/// `customer-id`.
+pub fn same_argument_name(a: &str, b: &str) -> bool {
+    let bare = |s: &str| s.chars().filter(|c| !matches!(c, '_' | '-')).collect::<String>();
+    if !a.contains(['_', '-']) && !b.contains(['_', '-']) {
+        return same_key_ignoring_case(a, b);
+    }
+    same_key_ignoring_case(&bare(a), &bare(b))
+}
+
 /// Whether some other key of `map` folds to the same text as one of its keys; only keys
 /// with an upper-case or non-ASCII letter can collide with another, so most objects skip it.
 fn case_collision(map: &Map<String, Value>) -> Option<&str> {
@@ -271,6 +284,30 @@ mod tests {
             "{\"straße\":1,\"strasse\":2}",
         ] {
             assert!(parse_request(doc.as_bytes(), 8).is_ok(), "{doc}");
+        }
+    }
+
+    #[test]
+    fn argument_names_are_one_across_case_underscores_and_dashes() {
+        for (a, b) in [
+            ("customer_id", "customerId"),
+            ("customer_id", "customer-id"),
+            ("customer_id", "CUSTOMERID"),
+            ("customer_id", "Customer_Id"),
+            ("note", "Note"),
+            ("amount_usd", "amount__usd"),
+            ("\u{212a}ind", "kind"),
+        ] {
+            assert!(same_argument_name(a, b), "{a} {b}");
+            assert!(same_argument_name(b, a), "{b} {a}");
+        }
+        for (a, b) in [
+            ("customer_id", "customer_ids"),
+            ("note", "notes"),
+            ("a_b", "a.b"),
+            ("stra\u{df}e", "STRASSE"),
+        ] {
+            assert!(!same_argument_name(a, b), "{a} {b}");
         }
     }
 

@@ -4,6 +4,8 @@
 mod common;
 
 use aigate::decision::Reason;
+use aigate::engine::{self, Decision, Head};
+use aigate::request::Headers;
 use aigate::response;
 use common::*;
 use serde_json::{json, Value};
@@ -75,6 +77,41 @@ fn an_action_is_judged_as_its_tool() {
         assert_eq!(v["owner"], "payments@example.com");
         assert!(v["args_digest"].is_null());
     }
+}
+
+#[test]
+fn an_argument_the_policy_judges_is_refused_in_another_spelling() {
+    // A pydantic model with camelCase aliases and `populate_by_name` reads `customerId`
+    // (before `customer_id`, in either order), binders of kebab-case names `customer-id`,
+    // Go and ASP.NET any case: the endpoint would act for c-99, which aigate never judged.
+    let w = world();
+    let orders = request(&w, "/api/orders", "POST", &[]);
+    for body in [
+        json!({"customer_id": "c-42", "customerId": "c-99"}),
+        json!({"customerId": "c-99", "customer_id": "c-42"}),
+        json!({"customer_id": "c-42", "customer-id": "c-99"}),
+        json!({"customer_id": "c-42", "CustomerID": "c-99"}),
+        json!({"customerId": "c-42"}),
+    ] {
+        let denial = w.decide(&orders, Some(&body)).denial.expect("an alias passed");
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::BindingMismatch, "tools.get_order.bind./customer_id"),
+            "{body}"
+        );
+        assert!(denial.message.contains("is sent as"), "{}", denial.message);
+    }
+    // A constrained argument too: the refund limit holds of `amount`, not of `amount_`.
+    let refunds = request(&w, "/api/refunds", "POST", &[]);
+    let body = json!({"customer_id": "c-42", "amount": 5, "amount_": 100000});
+    let denial = w.decide(&refunds, Some(&body)).denial.expect("an alias passed");
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::ArgumentViolation, "tools.refund_order.constraints./amount")
+    );
+    // Arguments the policy does not judge may be spelled as the endpoint likes.
+    let body = json!({"customer_id": "c-42", "amount": 5, "reasonCode": "x", "reason_text": "y"});
+    assert!(w.decide(&refunds, Some(&body)).allowed());
 }
 
 #[test]
@@ -197,10 +234,8 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         Some("multipart/form-data; boundary=x"),
         Some("text/plain"),
         None,
-        Some("application/x-www-form-urlencoded,application/vnd.api+json"),
         Some("application/x-www-form-urlencoded +json"),
         Some("application/x-www-form-urlencoded\t+json"),
-        Some("application/json, text/plain"),
         Some("application/json; charset"),
         Some("application/json; char set=utf-8"),
     ] {
@@ -233,6 +268,10 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         "application/json;charset=utf-16",
         "application/json; charset=utf-8; charset=utf-7",
         "text/plain; charset=utf-7",
+        // A list of types, as Envoy joins a Content-Type given twice: the MCP routes' answer.
+        "application/json,application/json",
+        "application/x-www-form-urlencoded,application/vnd.api+json",
+        "application/json, text/plain",
     ] {
         let denial = typed(Some(t), sneaky).denial.unwrap_or_else(|| panic!("{t:?} passed"));
         assert_eq!(
@@ -241,6 +280,19 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             "{t:?}"
         );
     }
+    let mut twice = request(&w, "/api/refunds", "POST", &[("content-type", "application/json")]);
+    assert_eq!(twice.iter().filter(|(k, _)| k == "content-type").count(), 2);
+    let denial = w.decide_raw(&twice, Some(sneaky)).denial.expect("two types passed");
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::EncodingUnsupported, "content_type")
+    );
+    twice.retain(|(k, _)| k != "authorization");
+    assert_eq!(
+        w.decide_raw(&twice, Some(sneaky)).denial.map(|x| x.reason),
+        Some(Reason::EncodingUnsupported),
+        "decided with the other input checks, before identity"
+    );
     // Without a body there is nothing to declare.
     let mut bare = request(&w, "/api/refunds", "POST", &[]);
     bare.retain(|(k, _)| k != "content-type");
@@ -299,6 +351,17 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             "for=10.0.0.1, Host=\"admin.example.com\"",
             Some("a forwarded host"),
         ),
+        // Proxies' records of the path and method a request was sent with, which services
+        // behind them read as the request's.
+        ("x-forwarded-prefix", "/api/mail", Some("a path override header")),
+        ("X-Forwarded-Uri", "/api/mail", Some("a path override header")),
+        ("x-original-uri", "/api/mail", Some("a path override header")),
+        ("x-forwarded-path", "/api/mail", Some("a path override header")),
+        ("x-envoy-original-path", "/api/mail", Some("a path override header")),
+        ("x-forwarded-method", "DELETE", Some("a method override header")),
+        ("X-Original-Method", "DELETE", Some("a method override header")),
+        ("x-host", "admin.example.com", Some("a forwarded host")),
+        ("x-host", "gateway.example.com", None),
         ("x-forwarded-host", "Gateway.Example.com:443", None),
         ("forwarded", "for=10.0.0.1;proto=https", None),
         ("forwarded", "host=gateway.example.com", None),
@@ -340,6 +403,66 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
             .any(|m| m.path == "routes[0].extra_input" && m.message.contains("only to action routes")),
         "{e:?}"
     );
+}
+
+#[test]
+fn input_outside_the_body_is_refused_at_the_head() {
+    // With `hold: body` the head goes upstream when the verdict waits for the body: what the
+    // head alone refuses must be refused before that, as a bad token is.
+    let w = world();
+    let head = |path: &str, extra: &[(&str, &str)]| {
+        let h = Headers::new(request(&w, path, "POST", extra));
+        engine::on_headers(&w.policy, &h, &w.host, true)
+    };
+    for (path, extra) in [
+        ("/api/refunds?x=1", vec![]),
+        ("/api/refunds/c-99", vec![]),
+        ("/api/refunds", vec![("x-http-method-override", "DELETE")]),
+        ("/api/refunds", vec![("x-original-url", "/api/mail")]),
+        ("/api/refunds", vec![("x-forwarded-host", "admin.example.com")]),
+    ] {
+        match head(path, &extra) {
+            Head::Decided(d) => {
+                let denial = d.denial.expect("decided, and refused");
+                assert_eq!(denial.rule, "routes.refunds.extra_input", "{path} {extra:?}");
+                assert_eq!(
+                    d.calls.iter().map(|c| c.tool.as_str()).collect::<Vec<_>>(),
+                    ["refund_order"],
+                    "the action attempted is named"
+                );
+            }
+            Head::NeedBody(_) => panic!("{path} {extra:?} waits for the body"),
+        }
+    }
+    // A body not declared JSON: the head says one follows, so it is refused there too.
+    let mut untyped = request(&w, "/api/refunds", "POST", &[]);
+    untyped.retain(|(k, _)| k != "content-type");
+    let untyped = Headers::new(untyped);
+    assert!(matches!(
+        engine::on_headers(&w.policy, &untyped, &w.host, true),
+        Head::Decided(Decision { denial: Some(_), .. })
+    ));
+    // ...but not one declared empty, which is judged as no arguments at its end.
+    let mut empty = request(&w, "/api/refunds", "POST", &[("content-length", "0")]);
+    empty.retain(|(k, _)| k != "content-type");
+    let empty = Headers::new(empty);
+    let Head::NeedBody(d) = engine::on_headers(&w.policy, &empty, &w.host, true) else {
+        panic!("an empty body was refused at the head");
+    };
+    let d = engine::on_body(&w.policy, d, &empty, b"", &w.host);
+    assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch));
+    // A clean head waits for the body, and a route allowing extra input does not refuse.
+    assert!(matches!(head("/api/refunds", &[]), Head::NeedBody(_)));
+    let w = World::with(|p| {
+        let mut routes = world_routes();
+        routes[0]["extra_input"] = json!("allow");
+        p["routes"] = Value::from(routes);
+    });
+    let h = Headers::new(request(&w, "/api/refunds?x=1", "POST", &[]));
+    assert!(matches!(
+        engine::on_headers(&w.policy, &h, &w.host, true),
+        Head::NeedBody(_)
+    ));
 }
 
 #[test]

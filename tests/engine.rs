@@ -788,6 +788,8 @@ fn action_reasons() {
         ("other customer", call("get_order", json!({"customer_id": "c-99"})), Reason::BindingMismatch),
         ("no customer", call("get_order", json!({})), Reason::BindingMismatch),
         ("customer as number", call("get_order", json!({"customer_id": 42})), Reason::BindingMismatch),
+        ("customer beside its alias", call("get_order", json!({"customer_id": "c-42", "customerId": "c-99"})), Reason::BindingMismatch),
+        ("customer in kebab-case", call("get_order", json!({"customer_id": "c-42", "customer-id": "c-99"})), Reason::BindingMismatch),
         ("external domain", call("send_email", json!({"to": "x@evil.com", "subject": "hi"})), Reason::ArgumentViolation),
         ("missing recipient", call("send_email", json!({"subject": "hi"})), Reason::ArgumentViolation),
         ("subject too long", call("send_email", json!({"to": "a@example.com", "subject": "x".repeat(201)})), Reason::ArgumentViolation),
@@ -935,7 +937,7 @@ fn argument_constraints_judge_the_whole_value() {
         });
     });
     let t = w.token(json!({}));
-    let rows: [(&str, Value, Option<&str>); 21] = [
+    let rows: [(&str, Value, Option<&str>); 23] = [
         // A path the policy looks inside must be there as JSON: a server that decodes an
         // object sent as text would act on an amount the constraint never saw.
         (
@@ -1000,6 +1002,18 @@ fn argument_constraints_judge_the_whole_value() {
             json!({"payment": {"AMOUNT": 5000}}),
             Some("/payment/amount"),
         ),
+        // pydantic's camelCase aliases and kebab-case binders read these as the argument,
+        // the alias even beside the argument's own spelling.
+        (
+            "beside its camelCase alias",
+            json!({"note": "x", "Note_": "x".repeat(201)}),
+            Some("/note"),
+        ),
+        (
+            "inner beside its alias",
+            json!({"payment": {"amount": 5, "amount-": 5000}}),
+            Some("/payment/amount"),
+        ),
     ];
     for (name, args, want) in rows {
         let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", args)));
@@ -1010,8 +1024,8 @@ fn argument_constraints_judge_the_whole_value() {
     let d = w.decide(&w.headers(Some(&t)), Some(&call("set_mode", json!({"Note": "x"}))));
     assert_eq!(
         d.denial.unwrap().message,
-        "argument /note is sent as \"Note\", which servers binding names without case (Go, ASP.NET) read as it, \
-         unchecked: send it as the policy names it"
+        "argument /note is sent as \"Note\", which servers binding names loosely (Go and ASP.NET ignore case, \
+         pydantic reads camelCase aliases) read as it, unchecked: send it only as the policy names it"
     );
 }
 
@@ -1116,7 +1130,7 @@ fn input_reasons() {
         )
         .denial
         .unwrap();
-    assert_eq!(dup.rule, "limits", "other JSON refusals keep their rule");
+    assert_eq!(dup.rule, "json", "other JSON refusals say the JSON failed");
     assert_eq!(raw(b"[1e999]"), Some(Reason::BodyMalformed));
     let big = vec![b' '; 1024 * 1024 + 1];
     assert_eq!(raw(&big), Some(Reason::BodyTooLarge));
@@ -1131,10 +1145,16 @@ fn input_reasons() {
 
     let mut gz = w.headers(Some(&t));
     gz.push(("content-encoding".into(), b"gzip".to_vec()));
+    let compressed = w.decide(&gz, Some(&ok)).denial.unwrap();
     assert_eq!(
-        w.decide(&gz, Some(&ok)).denial.unwrap().reason,
-        Reason::EncodingUnsupported
+        (compressed.reason, compressed.rule.as_str()),
+        (Reason::EncodingUnsupported, "content_encoding")
     );
+    // A byte-order mark, trailing JSON or a trailing NUL: the JSON is what failed.
+    for body in [&b"\xef\xbb\xbf{}"[..], b"{} {}", b"{}\x00", b"\xff\xfe{\x00}\x00"] {
+        let d = w.decide_raw(&w.headers(Some(&t)), Some(body)).denial.unwrap();
+        assert_eq!((d.reason, d.rule.as_str()), (Reason::BodyMalformed, "json"), "{body:?}");
+    }
     let mut declared = w.headers(Some(&t));
     declared.push(("content-length".into(), b"99999999".to_vec()));
     assert_eq!(

@@ -75,7 +75,7 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, Vec<ConfigError>> {
 /// Headers that HTTP, MCP or aigate itself give a meaning (lower case); the policy's own
 /// headers must be others. `authorization` is the caller's credential, `mcp-*` MCP's own
 /// (`mcp-session-id` may carry the session it binds).
-const RESERVED_HEADERS: [&str; 16] = [
+const RESERVED_HEADERS: [&str; 17] = [
     "host",
     "proxy-authorization",
     "x-forwarded-for",
@@ -91,6 +91,7 @@ const RESERVED_HEADERS: [&str; 16] = [
     "cookie",
     "x-aigate-decision-id",
     "x-forwarded-host",
+    "x-host",
     "forwarded",
 ];
 

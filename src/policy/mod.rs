@@ -209,7 +209,7 @@ impl ArgPath {
     pub fn find<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
         match self.locate(doc) {
             Located::Found(v) => Some(v),
-            Located::Absent | Located::Blocked(_) | Located::Miscased(_) => None,
+            Located::Absent | Located::Blocked(_) | Located::Respelled(_) => None,
         }
     }
 
@@ -221,15 +221,19 @@ impl ArgPath {
         let mut at = doc;
         for (depth, token) in self.tokens.iter().enumerate() {
             let next = match at {
-                // Go's encoding/json and ASP.NET Core bind a member whatever its case: one
-                // sent in another case is the argument to them, unseen by a pointer.
-                Value::Object(map) => match map.get(token) {
-                    None => match map.keys().find(|k| crate::json::same_key_ignoring_case(k, token)) {
-                        Some(k) => return Located::Miscased(k.clone()),
-                        None => None,
-                    },
-                    found => found,
-                },
+                // Go's encoding/json and ASP.NET Core bind a member whatever its case, and
+                // pydantic's camelCase aliases read `customerId` for `customer_id` (before
+                // it, when both are sent): a member spelled so is the argument to them,
+                // unseen by a pointer, whether or not the pointer's own spelling is there too.
+                Value::Object(map) => {
+                    let other = map
+                        .keys()
+                        .find(|k| k.as_str() != token && crate::json::same_argument_name(k, token));
+                    if let Some(k) = other {
+                        return Located::Respelled(k.clone());
+                    }
+                    map.get(token)
+                }
                 Value::Array(items) => {
                     let canonical = !token.starts_with('+') && (token == "0" || !token.starts_with('0'));
                     match token.parse::<usize>().ok().filter(|_| canonical) {
@@ -261,8 +265,9 @@ pub enum Located<'a> {
     Absent,
     /// The value at this pointer is not an object or array the rest of the path can enter.
     Blocked(String),
-    /// A member on the way is absent as named but present in another case (this key).
-    Miscased(String),
+    /// A member on the way is present under another spelling (this key: another case, or
+    /// `_` and `-` added or left out) that servers binding names loosely read as it.
+    Respelled(String),
 }
 
 impl std::fmt::Display for ArgPath {
@@ -649,5 +654,60 @@ mod tests {
         );
         assert_eq!(at("/to/5"), Located::Absent);
         assert_eq!(at("/to/0"), Located::Found(&json!("a@x")));
+    }
+
+    #[test]
+    fn a_member_spelled_another_way_is_respelled_at_any_step() {
+        use super::Located;
+        let at = |p: &str, doc: serde_json::Value| ArgPath::new(p).locate(&doc).clone_key();
+        let respelled = |k: &str| Some(k.to_string());
+        // Alone, or beside the pointer's own spelling (pydantic prefers the alias).
+        assert_eq!(
+            at("/customer_id", json!({"customerId": "c-9"})),
+            respelled("customerId")
+        );
+        assert_eq!(
+            at("/customer_id", json!({"customer_id": "c-1", "customerId": "c-9"})),
+            respelled("customerId")
+        );
+        assert_eq!(
+            at("/customer_id", json!({"customerId": "c-9", "customer_id": "c-1"})),
+            respelled("customerId")
+        );
+        assert_eq!(
+            at("/customer_id", json!({"customer-id": "c-9"})),
+            respelled("customer-id")
+        );
+        assert_eq!(
+            at("/customerId", json!({"customer_id": "c-9"})),
+            respelled("customer_id")
+        );
+        assert_eq!(at("/order/customer_id", json!({"Order": {}})), respelled("Order"));
+        assert_eq!(
+            at(
+                "/order/customer_id",
+                json!({"order": {"customer_id": "c-1", "CustomerID": "c-9"}})
+            ),
+            respelled("CustomerID")
+        );
+        assert_eq!(
+            at("/lines/0/sku_code", json!({"lines": [{"skuCode": "x"}]})),
+            respelled("skuCode")
+        );
+        // Other members, and the pointer's own spelling alone, are what they were.
+        assert_eq!(at("/customer_id", json!({"customer_id": "c-1", "customer": "x"})), None);
+        assert_eq!(
+            ArgPath::new("/customer_id").locate(&json!({"customer_id": "c-1"})),
+            Located::Found(&json!("c-1"))
+        );
+    }
+
+    impl super::Located<'_> {
+        fn clone_key(&self) -> Option<String> {
+            match self {
+                super::Located::Respelled(k) => Some(k.clone()),
+                _ => None,
+            }
+        }
     }
 }

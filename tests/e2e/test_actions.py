@@ -94,6 +94,35 @@ def test_input_outside_the_body_never_reaches_the_endpoint(gw, mint, seen):
     assert seen.one()["path"] == "/api/refunds/"
 
 
+def test_input_refused_for_its_head_never_sends_the_head_upstream(gw, mint, seen):
+    # With `hold: body` a head waiting for its body goes upstream; one refused for what the
+    # head alone carries is refused before that, as a bad token is: nothing reaches the
+    # endpoint, not even the request line.
+    token = mint(scope="orders.refund")
+    args = {"customer_id": "cust-1", "order_id": "o-1", "amount": 5}
+    for path, headers in (("/api/refunds?amount=100000", {}),
+                          ("/api/refunds", {"x-http-method-override": "DELETE"}),
+                          ("/api/refunds", {"x-original-url": "/api/mail"}),
+                          ("/api/refunds", {"x-forwarded-uri": "/api/mail"})):
+        error = refused(post(gw, path, token, args, **headers), gw, 403, "argument_violation")
+        assert error["rule"] == "routes.refunds.extra_input", error
+    # Content-Type given twice: Envoy joins the two into one list, refused as on MCP routes.
+    r = httpx.post(f"http://127.0.0.1:{gw.listen_port}/api/refunds", content=json.dumps(args).encode(),
+                   headers=[("authorization", f"Bearer {token}"), ("content-type", "application/json"),
+                            ("content-type", "application/json")], timeout=20)
+    assert refused(r, gw, 415, "encoding_unsupported")["rule"] == "content_type"
+    assert seen.rec.since(seen.start) == [], "no head went upstream"
+
+
+def test_an_argument_spelled_as_its_alias_never_reaches_the_endpoint(gw, mint, seen):
+    # A pydantic endpoint with camelCase aliases would read customerId, cust-9.
+    token = mint()
+    for body in ({"customer_id": "cust-1", "customerId": "cust-9"}, {"customer_id": "cust-1", "customer-id": "cust-9"}):
+        error = refused(post(gw, "/api/orders", token, body), gw, 403, "binding_mismatch")
+        assert error["rule"] == "tools.get_order.bind./customer_id", error
+    seen.nothing()
+
+
 def test_an_external_action_needs_a_grant_for_its_exact_body(gw, mint, approval_key, seen):
     args = {"to": "bob@example.com", "subject": "Your refund"}
     token = mint()
