@@ -479,7 +479,7 @@ fn decodes_elsewhere(text: &str) -> bool {
 }
 
 /// `text` with each `%XX` decoded to its byte (other bytes as they are).
-fn percent_decoded(text: &str) -> Vec<u8> {
+pub(crate) fn percent_decoded(text: &str) -> Vec<u8> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -555,7 +555,7 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
             let (mac, k) = hmac_key(obj)?;
             (
                 Material::Oct(mac),
-                format!(r#"{{"k":"{}","kty":"oct"}}"#, b64_encode(&k)),
+                format!(r#"{{"k":"{}","kty":"oct"}}"#, b64_encode(&hmac_effective_key(&k))),
             )
         }
     };
@@ -572,6 +572,22 @@ fn public_key_from_jwk(jwk: &Value) -> Result<Key, String> {
 fn ec_point(x: &[u8; 32], y: &[u8; 32]) -> Result<p256::ecdsa::VerifyingKey, String> {
     let point = p256::EncodedPoint::from_affine_coordinates(&(*x).into(), &(*y).into(), false);
     p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|_| "x, y is not a point on P-256".to_string())
+}
+
+/// The key HMAC-SHA256 computes with (RFC 2104): a secret longer than the block is hashed
+/// first, and a shorter one padded with zeros, so `K`, `K‖00` and (for a long `K`) its
+/// SHA-256 are one key. Thumbprinted in this form, two secrets that sign alike are
+/// recognised as one key.
+fn hmac_effective_key(k: &[u8]) -> Vec<u8> {
+    let mut key = if k.len() > 64 {
+        <Sha256 as sha2::Digest>::digest(k).to_vec()
+    } else {
+        k.to_vec()
+    };
+    while key.last() == Some(&0) {
+        key.pop();
+    }
+    key
 }
 
 /// The HMAC state and the secret it was made from (for the thumbprint; not kept).
@@ -1400,5 +1416,18 @@ mod tests {
         let a = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "kid": "a", "k": A1_KEY}]})).unwrap();
         let b = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "kid": "b", "k": A1_KEY, "alg": "HS256"}]})).unwrap();
         assert_eq!(a.thumbprints().next().unwrap().1, b.thumbprints().next().unwrap().1);
+        // Secrets HMAC makes one key of: zeros appended, a long secret and its digest.
+        let print = |k: &[u8]| {
+            let set = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": b64_encode(k)}]})).unwrap();
+            let print = set.thumbprints().next().unwrap().1.to_string();
+            print
+        };
+        let short = [7u8; 32];
+        let mut padded = short.to_vec();
+        padded.extend([0, 0]);
+        assert_eq!(print(&short), print(&padded));
+        let long = [9u8; 80];
+        assert_eq!(print(&long), print(&<Sha256 as sha2::Digest>::digest(long)));
+        assert_ne!(print(&short), print(&[8u8; 32]));
     }
 }

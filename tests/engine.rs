@@ -499,6 +499,54 @@ fn identity_from_jwt_authn_refuses_a_credential_envoy_did_not_verify() {
         (d.reason, d.rule.as_str()),
         (Reason::TokenInvalid, "identity.jwt_authn")
     );
+    // jwt_authn passed over a credential (a scheme it does not match) and verified none:
+    // the client sent one, so it is told that one was not read, not that none was sent.
+    w.host.payload = None;
+    let mut passed_over = removed.clone();
+    passed_over.push(("authorization".into(), format!("bearer {alice}").into_bytes()));
+    let d = w.decide(&passed_over, Some(&body)).denial.unwrap();
+    assert_eq!(d.reason, Reason::TokenInvalid);
+    assert_eq!(
+        w.decide(&removed, Some(&body)).denial.map(|d| d.reason),
+        Some(Reason::Unauthenticated)
+    );
+}
+
+#[test]
+fn a_second_credential_beside_the_verified_token_is_refused() {
+    let w = World::new();
+    let t = w.token(json!({}));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let rogue = w.token(json!({"sub": "mallory"}));
+    // RFC 6750's query parameter, however its name is spelled, and Proxy-Authorization.
+    for path in [
+        format!("/mcp?access_token={rogue}"),
+        format!("/mcp?x=1&ACCESS_TOKEN={rogue}"),
+        format!("/mcp?access%5Ftoken={rogue}"),
+    ] {
+        let mut h = w.headers(Some(&t));
+        h.retain(|(k, _)| k != ":path");
+        h.push((":path".into(), path.clone().into_bytes()));
+        let d = w
+            .decide(&h, Some(&body))
+            .denial
+            .unwrap_or_else(|| panic!("{path}: allowed"));
+        assert_eq!(
+            (d.reason, d.rule.as_str()),
+            (Reason::TokenInvalid, "identity.jwt"),
+            "{path}"
+        );
+    }
+    let mut h = w.headers(Some(&t));
+    h.push(("proxy-authorization".into(), format!("Bearer {rogue}").into_bytes()));
+    let d = w.decide(&h, Some(&body)).denial.unwrap();
+    assert_eq!(d.reason, Reason::TokenInvalid);
+    assert!(d.message.contains("Proxy-Authorization"), "{}", d.message);
+    // Other query parameters are no credential.
+    let mut h = w.headers(Some(&t));
+    h.retain(|(k, _)| k != ":path");
+    h.push((":path".into(), b"/mcp?token_hint=access_token".to_vec()));
+    assert!(w.decide(&h, Some(&body)).allowed());
 }
 
 #[test]
@@ -1570,6 +1618,7 @@ fn audit_names_the_accountable_owner_and_no_secrets() {
     assert_eq!(v["impact"], "write");
     assert_eq!(v["owner"], "payments@example.com");
     assert_eq!(v["subject"], "alice");
+    assert_eq!(v["issuer"], w.claims(json!({}))["iss"]);
     assert_eq!(v["workload"], "support-agent");
     assert_eq!(v["tenant"], "acme");
     assert_eq!(v["policy_hash"], w.policy.hash);

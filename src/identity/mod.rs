@@ -48,13 +48,13 @@ impl Principal {
         token && ceiling && issuer
     }
 
-    /// Value for a `{name}` template hole or a `bind` claim: `tenant`, `subject` and
-    /// `workload` name the principal's fields; anything else is a claim (dotted path).
     /// The `iss` of the caller's token, if it names one.
     pub fn token_issuer(&self) -> Option<String> {
         self.claims.get("iss").and_then(Value::as_str).map(str::to_string)
     }
 
+    /// Value for a `{name}` template hole or a `bind` claim: `tenant`, `subject` and
+    /// `workload` name the principal's fields; anything else is a claim (dotted path).
     pub fn attribute(&self, name: &str) -> Option<Value> {
         match name {
             "subject" => Some(Value::String(self.subject.clone())),

@@ -21,11 +21,21 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
                 ));
             }
             let payload = host.jwt_payload(namespace, payload_key).ok_or_else(|| {
-                Denial::new(
-                    Reason::Unauthenticated,
-                    "identity.jwt_authn",
-                    "no verified token payload from jwt_authn",
-                )
+                // A credential jwt_authn passed over (its prefix match is case-sensitive:
+                // `bearer …`, or another scheme) was sent: not "no credential".
+                if headers.get_all("authorization").next().is_some() {
+                    Denial::new(
+                        Reason::TokenInvalid,
+                        "identity.jwt_authn",
+                        "jwt_authn verified no token: the Authorization header's credential was not one it reads (send \"Bearer <token>\")",
+                    )
+                } else {
+                    Denial::new(
+                        Reason::Unauthenticated,
+                        "identity.jwt_authn",
+                        "no verified token payload from jwt_authn",
+                    )
+                }
             })?;
             // jwt_authn may have verified a token from elsewhere (the query string), or
             // passed over a header in a scheme it does not match (`bearer`, `Token`): an
@@ -59,6 +69,13 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
         }
         TokenSource::Jwt { header, issuers, .. } => {
             let rule = "identity.jwt";
+            if let Some(other) = unverified_credential(headers) {
+                return Err(Denial::new(
+                    Reason::TokenInvalid,
+                    rule,
+                    format!("{other} carries a credential aigate does not verify; the upstream could take it for the caller's"),
+                ));
+            }
             let raw = match headers.one(header) {
                 Err(Repeated) => {
                     return Err(Denial::new(
@@ -92,6 +109,23 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
             Ok(claims)
         }
     }
+}
+
+/// Where a request carries a second credential beside the one judged, which an upstream may
+/// read for the caller: RFC 6750's `access_token` query parameter (however its name is
+/// encoded or cased), or a `Proxy-Authorization` header, which a proxy consumes and no
+/// client sends through one to a service.
+fn unverified_credential(headers: &Headers) -> Option<&'static str> {
+    if headers.get_all("proxy-authorization").next().is_some() {
+        return Some("the Proxy-Authorization header");
+    }
+    let query = headers.text(":path")?.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split(['&', ';'])
+        .map(|pair| pair.split('=').next().unwrap_or_default())
+        .any(|name| crate::authz::percent_decoded(name).eq_ignore_ascii_case(b"access_token"))
+        .then_some("the query string's access_token")
 }
 
 /// Signature, issuer and audience: everything about a token that does not depend on the clock.

@@ -647,7 +647,7 @@ def test_audit_lines_match_decision_ids(gateway, mint):
     for did, decision in zip(ids, expected):
         rec = assert_audit(gateway, did, decision=decision)
         for field in ("time", "decision_id", "decision", "reason", "rule", "mode", "protocol", "method",
-                      "tool", "intent", "impact", "subject", "workload", "tenant", "session", "owner",
+                      "tool", "intent", "impact", "subject", "issuer", "workload", "tenant", "session", "owner",
                       "approver", "args_digest", "policy_hash"):
             assert field in rec, (field, rec)
     audit = gateway.audit()
