@@ -418,10 +418,13 @@ fn stays_put(template: &str) -> bool {
         let Some((expression, tail)) = after.split_once('}') else {
             return false;
         };
-        // A variable name (RFC 6570): name characters, dots only between them.
-        let simple = expression
-            .split('.')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        // Variable names (RFC 6570: name characters, dots only between them), expanded
+        // percent-encoded in place or as query parameters (`{?q,lang}`, `{&page}`).
+        let names = expression.strip_prefix(['?', '&']).unwrap_or(expression);
+        let simple = names.split(',').all(|name| {
+            name.split('.')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        });
         if !simple {
             return false;
         }
@@ -450,10 +453,9 @@ fn leaves_its_prefix(uri: &str) -> bool {
 /// rest from the root), a needless percent-encoding (`%3b` is `;`, whose parameters servers
 /// drop: `..%3b` is `..`), percent-encoded bytes that are no UTF-8 (an overlong `%c0%ae` is
 /// `.` to lenient decoders), IIS's `%u002e`, characters normalisation turns into ASCII
-/// (`‥`, `．`, `﹨`) or drops (a soft hyphen, a zero-width joiner: `.\u{200b}.` is `..`), as
-/// written or percent-encoded, and controls once decoded (`%00` ends a path to file APIs,
-/// `.%09.` is `..` to a URL parser reading the decoded text) or a dot segment once decoded
-/// (`..%20`: Windows drops a segment's trailing spaces).
+/// (`‥`, `．`, `﹨`), as written or percent-encoded, and controls once decoded (`%00` ends a
+/// path to file APIs, `.%09.` is `..` to a URL parser reading the decoded text) or a dot
+/// segment once decoded (`..%20`, `.%E2%80%8B.`: see [`dot_segments`]).
 fn decodes_elsewhere(text: &str) -> bool {
     let path = text.split_once("://").map_or(text, |(_, rest)| rest);
     let lower = text.to_ascii_lowercase();
@@ -465,14 +467,12 @@ fn decodes_elsewhere(text: &str) -> bool {
     path.contains("//")
         || crate::request::needless_encoding(text)
         || iis
-        || text
-            .chars()
-            .any(|c| crate::request::compatibility_form(c) || crate::request::default_ignorable(c))
+        || text.chars().any(crate::request::compatibility_form)
         || match std::str::from_utf8(&decoded) {
             Ok(d) => {
-                d.chars().any(|c| {
-                    crate::request::compatibility_form(c) || crate::request::default_ignorable(c) || c.is_control()
-                }) || dot_segments(d)
+                d.chars()
+                    .any(|c| crate::request::compatibility_form(c) || c.is_control())
+                    || dot_segments(d)
             }
             Err(_) => true,
         }
@@ -504,20 +504,24 @@ pub(crate) fn percent_decoded(text: &str) -> Vec<u8> {
 }
 
 /// A `.` or `..` segment, also as servers that drop `;` parameters (`..;x`), URL parsers
-/// that drop tabs and newlines (`.\t.`) and file systems that drop trailing spaces (`.. `)
-/// read it; the last segment ends at a query or fragment (`acme/..?` is `acme/..`).
+/// that drop tabs and newlines (`.\t.`), identifier mappings that drop characters Unicode
+/// says to ignore (`.\u{200b}.`) and file systems that drop trailing spaces (`.. `, and
+/// `..\u{a0}`, a space once normalised) read it; the last segment ends at a query or
+/// fragment (`acme/..?` is `acme/..`). Those characters elsewhere (a zero-width joiner in
+/// an emoji or a Persian word) make no dot segment.
 fn dot_segments(uri: &str) -> bool {
     uri.split(['/', '\\']).any(|seg| {
-        let read = seg.split([';', '?', '#']).next().unwrap_or("").trim_end_matches(' ');
-        let (mut n, mut only_dots) = (0, true);
-        for c in read.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')) {
-            n += 1;
-            only_dots &= c == '.';
-            if n > 2 {
-                break;
-            }
+        let read = seg.split([';', '?', '#']).next().unwrap_or("");
+        // Most segments hold a letter: no dot segment, however read.
+        if read.chars().any(char::is_alphanumeric) {
+            return false;
         }
-        only_dots && (n == 1 || n == 2)
+        let mut kept = read
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\n' | '\r') && !crate::request::default_ignorable(*c))
+            .collect::<String>();
+        kept.truncate(kept.trim_end_matches(char::is_whitespace).len());
+        matches!(kept.as_str(), "." | "..")
     })
 }
 

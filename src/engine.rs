@@ -647,20 +647,22 @@ pub(crate) const METHOD_OVERRIDES: [&str; 5] = [
 ];
 
 /// Headers that web frameworks read as the request's path (IIS URL Rewrite, Symfony and
-/// Zend: `X-Original-URL`, `X-Rewrite-URL`), or as the path it was sent to before a proxy
-/// rewrote it: `X-Forwarded-Prefix` (Spring, Werkzeug's ProxyFix and ASP.NET Core make it
-/// the path base), `X-Forwarded-Uri` (Traefik), `X-Original-URI` (nginx's `auth_request`
-/// convention), `X-Forwarded-Path` (Kong), `X-Envoy-Original-Path` (Envoy's own, read by
-/// services behind it). The endpoint would run, or authorise, the action at that path.
-pub(crate) const PATH_OVERRIDES: [&str; 7] = [
+/// Zend: `X-Original-URL`, `X-Rewrite-URL`), then the path records of proxies, which
+/// services behind them read as the path the request was sent to (`X-Forwarded-Uri`:
+/// Traefik; `X-Original-URI`: nginx's `auth_request` convention; `X-Forwarded-Path`: Kong):
+/// the endpoint would run, or authorise, the action at that path. A record of the request's
+/// own path (Kong adds one to every request) is none. (`X-Forwarded-Prefix`, a path base,
+/// and `X-Envoy-Original-Path`, which an Envoy in front sets on every rewrite, as an Istio
+/// ingress does, change no route: they pass.)
+pub(crate) const PATH_OVERRIDES: [&str; 5] = [
     "x-original-url",
     "x-rewrite-url",
-    "x-forwarded-prefix",
     "x-forwarded-uri",
     "x-original-uri",
     "x-forwarded-path",
-    "x-envoy-original-path",
 ];
+/// How many of [`PATH_OVERRIDES`] route by themselves, whatever path they name.
+const PATH_ROUTERS: usize = 2;
 
 /// Headers that applications behind a trusted proxy read as the request's host: Rails,
 /// Django, Express and Werkzeug `X-Forwarded-Host`; some applications `X-Host` in its
@@ -670,9 +672,17 @@ const FORWARDED_HOSTS: [&str; 2] = ["x-forwarded-host", "x-host"];
 /// A method or path override header the request carries, if any.
 fn overriding(headers: &Headers) -> Option<&'static str> {
     let carries = |names: &[&str]| names.iter().any(|h| headers.get_all(h).next().is_some());
+    let own = headers.text(":path").unwrap_or("");
+    let own_path = own.split('?').next().unwrap_or("");
+    let elsewhere = |name: &&str| {
+        headers
+            .get_all(name)
+            .any(|v| std::str::from_utf8(v).map_or(true, |v| v != own && v != own_path))
+    };
+    let (routers, records) = PATH_OVERRIDES.split_at(PATH_ROUTERS);
     if carries(&METHOD_OVERRIDES) {
         Some("a method override header")
-    } else if carries(&PATH_OVERRIDES) {
+    } else if carries(routers) || records.iter().any(elsewhere) {
         Some("a path override header")
     } else {
         None

@@ -353,11 +353,16 @@ fn input_outside_the_body_is_refused_unless_the_route_allows_it() {
         ),
         // Proxies' records of the path and method a request was sent with, which services
         // behind them read as the request's.
-        ("x-forwarded-prefix", "/api/mail", Some("a path override header")),
         ("X-Forwarded-Uri", "/api/mail", Some("a path override header")),
         ("x-original-uri", "/api/mail", Some("a path override header")),
         ("x-forwarded-path", "/api/mail", Some("a path override header")),
-        ("x-envoy-original-path", "/api/mail", Some("a path override header")),
+        // A record of the request's own path (Kong adds one to every request), a path
+        // base, and an Envoy in front that rewrote the path (an Istio ingress): no other
+        // route.
+        ("x-forwarded-path", "/api/refunds", None),
+        ("X-Forwarded-Uri", "/api/refunds", None),
+        ("x-forwarded-prefix", "/public", None),
+        ("x-envoy-original-path", "/public/refunds", None),
         ("x-forwarded-method", "DELETE", Some("a method override header")),
         ("X-Original-Method", "DELETE", Some("a method override header")),
         ("x-host", "admin.example.com", Some("a forwarded host")),

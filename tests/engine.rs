@@ -260,6 +260,16 @@ fn allowed_calls() {
             json!({"uri": "docs://acme/team%20notes/v1..2.md?rev=3#top"}),
         ),
         rpc("resources/read", json!({"uri": "docs://acme/caf\u{e9}.md"})),
+        // Characters Unicode says to ignore, where they make no dot segment: a zero-width
+        // non-joiner in a Persian word, emoji with a joiner or a variation selector.
+        rpc(
+            "resources/read",
+            json!({"uri": "docs://acme/\u{645}\u{6cc}\u{200c}\u{62e}\u{648}\u{627}\u{647}\u{645}.md"}),
+        ),
+        rpc(
+            "resources/read",
+            json!({"uri": "docs://acme/\u{2764}\u{fe0f}/\u{1f468}\u{200d}\u{1f469}.md?q=%E2%80%8D"}),
+        ),
         rpc("resources/subscribe", json!({"uri": "docs://acme/handbook.md"})),
         rpc("resources/unsubscribe", json!({"uri": "docs://globex/anything"})),
         rpc(
@@ -274,6 +284,9 @@ fn allowed_calls() {
             "completion/complete",
             json!({"ref": {"type": "ref/resource", "uri": "docs://acme/{name}"}, "argument": {"name": "name", "value": "re"}}),
         ),
+        // Expressions that expand percent-encoded or into the query.
+        complete_template("docs://acme/{a,b}/{x}{?q,lang}{&page}"),
+        complete_template("docs://acme/{tenant_id}/{a.b}"),
         json!([
             call("get_order", json!({"customer_id": "c-42", "order_id": "o-1"})),
             rpc("ping", json!({}))
@@ -523,6 +536,11 @@ fn a_second_credential_beside_the_verified_token_is_refused() {
         format!("/mcp?access_token={rogue}"),
         format!("/mcp?x=1&ACCESS_TOKEN={rogue}"),
         format!("/mcp?access%5Ftoken={rogue}"),
+        // As PHP and Rack read names: `.`, a space and an unclosed `[` as `_`, an array.
+        format!("/mcp?access.token={rogue}"),
+        format!("/mcp?access+token={rogue}"),
+        format!("/mcp?access[token={rogue}"),
+        format!("/mcp?access_token[]={rogue}"),
     ] {
         let mut h = w.headers(Some(&t));
         h.retain(|(k, _)| k != ":path");
@@ -537,11 +555,13 @@ fn a_second_credential_beside_the_verified_token_is_refused() {
             "{path}"
         );
     }
-    let mut h = w.headers(Some(&t));
-    h.push(("proxy-authorization".into(), format!("Bearer {rogue}").into_bytes()));
-    let d = w.decide(&h, Some(&body)).denial.unwrap();
-    assert_eq!(d.reason, Reason::TokenInvalid);
-    assert!(d.message.contains("Proxy-Authorization"), "{}", d.message);
+    for name in ["proxy-authorization", "Proxy_Authorization"] {
+        let mut h = w.headers(Some(&t));
+        h.push((name.into(), format!("Bearer {rogue}").into_bytes()));
+        let d = w.decide(&h, Some(&body)).denial.unwrap();
+        assert_eq!(d.reason, Reason::TokenInvalid, "{name}");
+        assert!(d.message.contains("Proxy-Authorization"), "{}", d.message);
+    }
     // Other query parameters are no credential.
     let mut h = w.headers(Some(&t));
     h.retain(|(k, _)| k != ":path");
@@ -865,7 +885,7 @@ fn action_reasons() {
         ("reserved expansion", complete_template("docs://acme/{+x}"), Reason::DataBoundary),
         ("path segments", complete_template("docs://acme/{/y*}"), Reason::DataBoundary),
         ("fragment expansion", complete_template("docs://acme/{#x}"), Reason::DataBoundary),
-        ("two variables", complete_template("docs://acme/{x,y}"), Reason::DataBoundary),
+        ("exploded", complete_template("docs://acme/{x*}"), Reason::DataBoundary),
         ("dots for a name", complete_template("docs://acme/{..}"), Reason::DataBoundary),
         ("another tenant's template", complete_template("docs://globex/{name}"), Reason::DataBoundary),
         // A last dot segment ends at the query or fragment: `acme/x/..?` is `acme/`.
@@ -880,6 +900,8 @@ fn action_reasons() {
         ("soft hyphen", rpc("resources/read", json!({"uri": "docs://acme/\u{ad}../globex/pricing"})), Reason::DataBoundary),
         ("zero-width space", rpc("resources/read", json!({"uri": "docs://acme/.\u{200b}./globex/pricing"})), Reason::DataBoundary),
         ("encoded zero-width joiner", rpc("resources/read", json!({"uri": "docs://acme/..%E2%80%8D/globex/pricing"})), Reason::DataBoundary),
+        ("encoded no-break space", rpc("resources/read", json!({"uri": "docs://acme/x/..%C2%A0/globex"})), Reason::DataBoundary),
+        ("ideographic space", rpc("resources/read", json!({"uri": "docs://acme/x/..\u{3000}/globex"})), Reason::DataBoundary),
         ("two recipients", call("send_email", json!({"to": "eve@evil.com, bob@example.com"})), Reason::ArgumentViolation),
         ("display name", call("send_email", json!({"to": "Bob <eve@evil.com>@example.com"})), Reason::ArgumentViolation),
         ("recipients as a list", call("send_email", json!({"to": ["bob@example.com"]})), Reason::ArgumentViolation),

@@ -112,20 +112,37 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
 }
 
 /// Where a request carries a second credential beside the one judged, which an upstream may
-/// read for the caller: RFC 6750's `access_token` query parameter (however its name is
-/// encoded or cased), or a `Proxy-Authorization` header, which a proxy consumes and no
-/// client sends through one to a service.
+/// read for the caller: RFC 6750's `access_token` query parameter (its name as servers
+/// read it, see [`parameter_name`]), or a `Proxy-Authorization` header (also spelled with
+/// `_`, which CGI-style servers read as it), which a proxy consumes and no client sends
+/// through one to a service.
 fn unverified_credential(headers: &Headers) -> Option<&'static str> {
-    if headers.get_all("proxy-authorization").next().is_some() {
+    if headers
+        .names()
+        .any(|n| n.replace('_', "-").eq_ignore_ascii_case("proxy-authorization"))
+    {
         return Some("the Proxy-Authorization header");
     }
     let query = headers.text(":path")?.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or_default();
     query
         .split(['&', ';'])
-        .map(|pair| pair.split('=').next().unwrap_or_default())
-        .any(|name| crate::authz::percent_decoded(name).eq_ignore_ascii_case(b"access_token"))
+        .map(|pair| parameter_name(pair.split('=').next().unwrap_or_default()))
+        .any(|name| name.eq_ignore_ascii_case("access_token"))
         .then_some("the query string's access_token")
+}
+
+/// A query parameter's name as servers read it: percent-decoded (`+` a space), an array's
+/// brackets dropped (`access_token[]`: Rack and PHP), and as PHP names its variables, with
+/// `.`, a space and an unclosed `[` read as `_` (`access.token` is `access_token`).
+fn parameter_name(raw: &str) -> String {
+    let decoded = crate::authz::percent_decoded(&raw.replace('+', " "));
+    let name = String::from_utf8_lossy(&decoded);
+    let name = match name.split_once('[') {
+        Some((base, rest)) if rest.contains(']') => base.to_string(),
+        _ => name.into_owned(),
+    };
+    name.replace(['.', ' ', '['], "_")
 }
 
 /// Signature, issuer and audience: everything about a token that does not depend on the clock.

@@ -118,16 +118,25 @@ impl Announced {
     }
 
     /// What the `added` item does, with the commands the events put together in place of
-    /// its own: what a client holds once the item is done.
-    fn announced_payload(&self) -> Result<Option<String>, Denial> {
+    /// its own: what a client holds once the item is done. A shell call added with no
+    /// commands yet (none streamed either) gives them in its done item, `done_commands`:
+    /// an empty list is nothing a client could run.
+    fn announced_payload(&self, done_commands: &[String]) -> Result<Option<String>, Denial> {
         let Some(mut payload) = self.payload.clone() else {
             return Ok(None);
         };
-        if let (Some(commands), Some(Value::Object(action))) = (&self.commands, payload.get_mut("action")) {
-            action.insert(
-                "commands".into(),
-                commands.iter().map(|c| Value::String(c.clone())).collect(),
-            );
+        let commands = match &self.commands {
+            Some(streamed) => Some(streamed.as_slice()),
+            None if shell_commands(&payload).is_empty() => Some(done_commands),
+            None => None,
+        };
+        if let (Some(commands), Some(Value::Object(action))) = (commands, payload.get_mut("action")) {
+            if action.contains_key("commands") || !commands.is_empty() {
+                action.insert(
+                    "commands".into(),
+                    commands.iter().map(|c| Value::String(c.clone())).collect(),
+                );
+            }
         }
         canonical(payload).map(Some)
     }
@@ -361,7 +370,7 @@ impl Assembly {
                 }
                 // A client may act on the `added` item (the SDK hands it over as it comes):
                 // what it does must be what the judged item does.
-                let announced = a.announced_payload()?;
+                let announced = a.announced_payload(&done_commands)?;
                 if announced.is_some() && announced != done_payload {
                     return Err(malformed(
                         RULE,

@@ -579,6 +579,9 @@ fn responses_shell_commands_and_item_ids_in_events_must_be_the_items_judged() {
     ])
     .unwrap();
     assert_eq!(calls[0].arguments["commands"], json!(["ls", "pwd"]));
+    // Added with no commands yet and none streamed: the done item gives them.
+    let calls = judge(vec![added(shell(json!([]))), done(shell(json!(["ls"])))]).unwrap();
+    assert_eq!(calls[0].arguments["commands"], json!(["ls"]));
 
     // Argument pieces naming another item than the one at their output index.
     let call = |id: &str, name: &str| json!({"type": "function_call", "id": id, "call_id": id, "name": name, "arguments": "{}"});

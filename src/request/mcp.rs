@@ -160,7 +160,9 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
     let method = match obj.remove("method") {
         None => {
             // A client's response to a server request: it carries no action.
-            let (result, error) = (obj.contains_key("result"), obj.contains_key("error"));
+            // (`"error": null` beside a result is JSON-RPC 1.0's way of saying none.)
+            let result = obj.contains_key("result");
+            let error = obj.get("error").is_some_and(|e| !e.is_null());
             if !(result || error) {
                 return Err(malformed(
                     "a JSON-RPC message needs \"method\", \"result\" or \"error\"",
@@ -385,12 +387,15 @@ mod tests {
         // An error answer may carry a null id; a response carries no action.
         let b = br#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#;
         assert_eq!(parse(b, &limits()).unwrap().messages[0].action, McpAction::Other);
+        let b = br#"{"jsonrpc":"2.0","id":2,"result":{},"error":null}"#;
+        assert_eq!(parse(b, &limits()).unwrap().messages[0].action, McpAction::Other);
         // A result answers a request by its id, and is no error too.
         for b in [
             r#"{"jsonrpc":"2.0","result":{}}"#,
             r#"{"jsonrpc":"2.0","id":null,"result":{}}"#,
             r#"{"jsonrpc":"2.0","error":{"code":1,"message":"x"}}"#,
             r#"{"jsonrpc":"2.0","id":1,"result":{},"error":{"code":1,"message":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"error":null}"#,
         ] {
             let d = parse(b.as_bytes(), &limits()).unwrap_err();
             assert_eq!(d.reason, Reason::BodyMalformed, "{b}");
