@@ -119,6 +119,16 @@ pub fn same_key_ignoring_case(a: &str, b: &str) -> bool {
 /// `customerId` as `customer_id` (preferring the alias), and binders of kebab-case names
 /// `customer-id`.
 pub fn same_argument_name(a: &str, b: &str) -> bool {
+    // ASCII names (nearly all) compare in place: this runs for every key beside a judged
+    // argument.
+    if a.is_ascii() && b.is_ascii() {
+        fn bare(s: &str) -> impl Iterator<Item = u8> + '_ {
+            s.bytes()
+                .filter(|c| !matches!(c, b'_' | b'-'))
+                .map(|c| c.to_ascii_lowercase())
+        }
+        return bare(a).eq(bare(b));
+    }
     let bare = |s: &str| s.chars().filter(|c| !matches!(c, '_' | '-')).collect::<String>();
     if !a.contains(['_', '-']) && !b.contains(['_', '-']) {
         return same_key_ignoring_case(a, b);

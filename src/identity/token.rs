@@ -117,10 +117,14 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
 /// `_`, which CGI-style servers read as it), which a proxy consumes and no client sends
 /// through one to a service.
 fn unverified_credential(headers: &Headers) -> Option<&'static str> {
-    if headers
-        .names()
-        .any(|n| n.replace('_', "-").eq_ignore_ascii_case("proxy-authorization"))
-    {
+    let proxy = |name: &str| {
+        name.len() == "proxy-authorization".len()
+            && name
+                .bytes()
+                .zip("proxy-authorization".bytes())
+                .all(|(n, p)| n.to_ascii_lowercase() == p || (n == b'_' && p == b'-'))
+    };
+    if headers.names().any(proxy) {
         return Some("the Proxy-Authorization header");
     }
     let query = headers.text(":path")?.split_once('?')?.1;
