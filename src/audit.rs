@@ -4,7 +4,6 @@
 use crate::config::{Impact, Mode, Protocol};
 use crate::engine::{Call, Decision, Stage};
 use crate::policy::Policy;
-use serde_json::Value;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -112,7 +111,7 @@ pub fn record(policy: &Policy, d: &Decision, decision_id: &str, now_nanos: u64) 
     w.name("prompt", d.prompt.as_deref());
     w.text("subject", p.map(|p| p.subject.as_str()));
     // Whose word the subject is: alice of a partner's provider is not the main one's.
-    w.text("issuer", p.and_then(|p| p.claims.get("iss")).and_then(Value::as_str));
+    w.text("issuer", p.and_then(|p| p.token_issuer()));
     w.text("workload", p.and_then(|p| p.workload.as_deref()));
     w.text("tenant", p.and_then(|p| p.tenant.as_deref()));
     w.name(

@@ -270,7 +270,8 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     // body declared empty (`Content-Length: 0`) is judged as none, as at end of stream.
     if let Some(r) = route.filter(|r| r.protocol == Protocol::Action) {
         let body_follows = has_body && headers.text("content-length").map(str::trim) != Some("0");
-        if let Err(denial) = refuse_extra_input(policy, &mut d, r, headers, body_follows) {
+        let found = extra_input(&r.prefix, headers).or_else(|| undeclared_body(headers, body_follows));
+        if let Err(denial) = refuse_extra_input(policy, &mut d, r, found) {
             return Head::Decided(d.deny(denial));
         }
     }
@@ -562,8 +563,8 @@ fn judge_action(
         ));
     };
     let has_body = !body.iter().all(u8::is_ascii_whitespace);
-    // Judged at the head already, but for the type of a body the head did not announce.
-    refuse_extra_input(policy, d, route, headers, has_body)?;
+    // The rest was judged at the head; a body the head did not announce has its type yet.
+    refuse_extra_input(policy, d, route, undeclared_body(headers, has_body))?;
     let args = if !has_body {
         Ok(Value::Object(serde_json::Map::new()))
     } else {
@@ -609,19 +610,16 @@ fn judge_action(
     }
 }
 
-/// Refuses an action whose request carries input outside its body (see [`extra_input`]),
-/// unless its route allows it; the refusal names the route's action as attempted.
+/// Refuses an action whose request carries input outside its body (`found`: see
+/// [`extra_input`] and [`undeclared_body`]), unless its route allows it; the refusal names
+/// the route's action as attempted.
 fn refuse_extra_input(
     policy: &Policy,
     d: &mut Decision,
     route: &crate::policy::Route,
-    headers: &Headers,
-    has_body: bool,
+    found: Option<&'static str>,
 ) -> Result<(), Denial> {
-    if route.extra_input == ExtraInput::Allow {
-        return Ok(());
-    }
-    let Some(what) = extra_input(&route.prefix, headers, has_body) else {
+    let Some(what) = found.filter(|_| route.extra_input == ExtraInput::Deny) else {
         return Ok(());
     };
     if let Some(tool) = &route.tool {
@@ -728,10 +726,10 @@ fn below_prefix(path: &str, prefix: &str) -> bool {
     !below.trim_start_matches('/').is_empty()
 }
 
-/// What of an action's request is input outside its body: a query string, a path below
-/// the route's prefix (a trailing `/` alone is none), a method override, a body not
-/// declared as UTF-8 JSON.
-fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'static str> {
+/// What of an action's request head is input outside its body: a method or path override,
+/// a forwarded host, a query string, a path below the route's prefix (a trailing `/` alone
+/// is none).
+fn extra_input(prefix: &str, headers: &Headers) -> Option<&'static str> {
     if let Some(what) = overriding(headers) {
         return Some(what);
     }
@@ -743,16 +741,16 @@ fn extra_input(prefix: &str, headers: &Headers, has_body: bool) -> Option<&'stat
     if !query.is_empty() {
         return Some("the query string");
     }
-    if below_prefix(path, prefix) {
-        return Some("the path below the route's prefix");
-    }
-    // A body the endpoint would parse as a form (or anything but JSON) holds other
-    // arguments than the JSON aigate judged: `{"x":"&amount=100000&"}` is both. Rack reads
-    // a POST without a content type as a form, so a body must say it is JSON.
-    if !has_body {
-        return None;
-    }
+    below_prefix(path, prefix).then_some("the path below the route's prefix")
+}
+
+/// A body not declared as UTF-8 JSON, if the request has one: the endpoint would parse a
+/// form (or anything but JSON) as other arguments than the JSON aigate judged
+/// (`{"x":"&amount=100000&"}` is both), and Rack reads a POST without a content type as a
+/// form, so a body must say it is JSON.
+fn undeclared_body(headers: &Headers, has_body: bool) -> Option<&'static str> {
     match headers.one("content-type") {
+        _ if !has_body => None,
         Ok(Some(v)) if media::is_json_type(v) => None,
         _ => Some("a body that is not declared JSON"),
     }

@@ -130,9 +130,6 @@ pub fn same_argument_name(a: &str, b: &str) -> bool {
         return bare(a).eq(bare(b));
     }
     let bare = |s: &str| s.chars().filter(|c| !matches!(c, '_' | '-')).collect::<String>();
-    if !a.contains(['_', '-']) && !b.contains(['_', '-']) {
-        return same_key_ignoring_case(a, b);
-    }
     same_key_ignoring_case(&bare(a), &bare(b))
 }
 

@@ -1418,9 +1418,13 @@ mod tests {
         assert_eq!(a.thumbprints().next().unwrap().1, b.thumbprints().next().unwrap().1);
         // Secrets HMAC makes one key of: zeros appended, a long secret and its digest.
         let print = |k: &[u8]| {
-            let set = KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": b64_encode(k)}]})).unwrap();
-            let print = set.thumbprints().next().unwrap().1.to_string();
-            print
+            KeySet::from_jwks(&json!({"keys": [{"kty": "oct", "k": b64_encode(k)}]}))
+                .unwrap()
+                .thumbprints()
+                .next()
+                .unwrap()
+                .1
+                .to_string()
         };
         let short = [7u8; 32];
         let mut padded = short.to_vec();

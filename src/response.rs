@@ -249,7 +249,7 @@ fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut M
     data.insert("issuer".into(), json!(issuer));
     if let Some(digest) = &call.args_digest {
         data.insert("args_digest".into(), json!(digest));
-        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject, &issuer) {
+        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject, issuer) {
             data.insert("approval_url".into(), json!(url));
         }
     }

@@ -295,7 +295,7 @@ fn verify(
     // partner's provider is not the alice a human approved.
     let issuer = principal.token_issuer();
     match text("sub_iss") {
-        Some(named) if Some(named) != issuer.as_deref() => {
+        Some(named) if Some(named) != issuer => {
             return fail(
                 Reason::ApprovalMismatch,
                 "approval was granted for a subject of another identity provider",

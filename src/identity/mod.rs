@@ -49,8 +49,8 @@ impl Principal {
     }
 
     /// The `iss` of the caller's token, if it names one.
-    pub fn token_issuer(&self) -> Option<String> {
-        self.claims.get("iss").and_then(Value::as_str).map(str::to_string)
+    pub fn token_issuer(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
     }
 
     /// Value for a `{name}` template hole or a `bind` claim: `tenant`, `subject` and

@@ -23,19 +23,14 @@ pub(super) fn claims(id: &IdentityPolicy, headers: &Headers, host: &dyn Host, no
             let payload = host.jwt_payload(namespace, payload_key).ok_or_else(|| {
                 // A credential jwt_authn passed over (its prefix match is case-sensitive:
                 // `bearer …`, or another scheme) was sent: not "no credential".
-                if headers.get_all("authorization").next().is_some() {
-                    Denial::new(
+                let (reason, message) = match headers.get_all("authorization").next() {
+                    Some(_) => (
                         Reason::TokenInvalid,
-                        "identity.jwt_authn",
                         "jwt_authn verified no token: the Authorization header's credential was not one it reads (send \"Bearer <token>\")",
-                    )
-                } else {
-                    Denial::new(
-                        Reason::Unauthenticated,
-                        "identity.jwt_authn",
-                        "no verified token payload from jwt_authn",
-                    )
-                }
+                    ),
+                    None => (Reason::Unauthenticated, "no verified token payload from jwt_authn"),
+                };
+                Denial::new(reason, "identity.jwt_authn", message)
             })?;
             // jwt_authn may have verified a token from elsewhere (the query string), or
             // passed over a header in a scheme it does not match (`bearer`, `Token`): an

@@ -117,24 +117,20 @@ impl Announced {
         Ok(())
     }
 
-    /// What the `added` item does, with the commands the events put together in place of
-    /// its own: what a client holds once the item is done. A shell call added with no
-    /// commands yet (none streamed either) gives them in its done item, `done_commands`:
-    /// an empty list is nothing a client could run.
+    /// What the `added` item does, as a client holds it once the item is done: a shell
+    /// call's commands are the done item's (`done_commands`) when the events streamed them
+    /// (compared with the done item's apart) or the added item gave none yet (an empty list
+    /// is nothing a client could run).
     fn announced_payload(&self, done_commands: &[String]) -> Result<Option<String>, Denial> {
         let Some(mut payload) = self.payload.clone() else {
             return Ok(None);
         };
-        let commands = match &self.commands {
-            Some(streamed) => Some(streamed.as_slice()),
-            None if shell_commands(&payload).is_empty() => Some(done_commands),
-            None => None,
-        };
-        if let (Some(commands), Some(Value::Object(action))) = (commands, payload.get_mut("action")) {
-            if action.contains_key("commands") || !commands.is_empty() {
+        let completed = self.commands.is_some() || shell_commands(&payload).is_empty();
+        if let (true, Some(Value::Object(action))) = (completed, payload.get_mut("action")) {
+            if action.contains_key("commands") || !done_commands.is_empty() {
                 action.insert(
                     "commands".into(),
-                    commands.iter().map(|c| Value::String(c.clone())).collect(),
+                    done_commands.iter().map(|c| Value::String(c.clone())).collect(),
                 );
             }
         }
@@ -282,11 +278,7 @@ impl Assembly {
 
     fn responses(&mut self, mut data: Map<String, Value>, limits: &Limits) -> Result<bool, Denial> {
         let kind = data.get("type").and_then(Value::as_str).unwrap_or("").to_string();
-        let is_call = |item: &Value| {
-            item.get("type")
-                .and_then(Value::as_str)
-                .is_some_and(openai_responses::is_judged_call)
-        };
+        let is_call = openai_responses::is_judged_item;
         match kind.as_str() {
             "response.output_item.added" => {
                 if let Some(item) = data.get("item").and_then(Value::as_object) {

@@ -537,10 +537,7 @@ impl ListStream {
             }
         }
         // Monitor: every byte passed already.
-        if !self.rewrite {
-            rest.clear();
-        }
-        if self.failure.is_some() {
+        if !self.rewrite || self.failure.is_some() {
             rest.clear();
         }
         (self.hidden, self.failure, rest)

@@ -101,11 +101,7 @@ pub fn refusal(protocol: Protocol, body: &[u8], message: &str, limits: &Limits) 
     let Ok(Value::Object(mut top)) = crate::json::parse(body, limits.max_json_depth) else {
         return None;
     };
-    let is_call = |v: &Value| {
-        v.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(openai_responses::is_judged_call)
-    };
+    let is_call = openai_responses::is_judged_item;
     match protocol {
         Protocol::OpenaiChat => {
             for choice in top.get_mut("choices")?.as_array_mut()? {

@@ -204,8 +204,8 @@ pub fn json_problem(e: &crate::json::JsonError, limits: &crate::policy::Limits) 
     }
 }
 
-/// The refusal of a request body that is not acceptable JSON (`body_malformed`), under
-/// the limit it hit: `limits.max_json_depth` for nesting, else `limits`.
+/// The refusal of a request body that is not acceptable JSON (`body_malformed`): under
+/// `limits.max_json_depth` for nesting, else under `json`.
 pub fn json_refused(e: &crate::json::JsonError, limits: &crate::policy::Limits) -> crate::decision::Denial {
     // Depth is a limit the policy sets; anything else is the JSON itself.
     let rule = match e {

@@ -492,6 +492,11 @@ pub(crate) fn is_judged_call(kind: &str) -> bool {
     (kind.ends_with("_call") && !PROVIDER_CALLS.contains(&kind)) || kind == "program"
 }
 
+/// An item (of an answer's output) whose `type` is judged as a call.
+pub(crate) fn is_judged_item(item: &Value) -> bool {
+    item.get("type").and_then(Value::as_str).is_some_and(is_judged_call)
+}
+
 fn input(r: &mut LlmRequest, v: Value, limits: &Limits) -> Result<(), Denial> {
     let items = match v {
         Value::String(_) | Value::Null => return Ok(()),
