@@ -164,12 +164,32 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         ..Decision::default()
     };
 
-    // Whatever `unmatched` says: such a path could be judged as one route and served as another.
+    // Whatever `unmatched` says: such a path, method or host could be judged as one route
+    // and served as another.
     if let Some(problem) = crate::request::path_problem(path) {
         return Head::Decided(d.deny(Denial::new(
             Reason::RouteUnmatched,
             "routes",
             format!("the request path {problem}: it is matched to no route"),
+        )));
+    }
+    if method.bytes().any(|b| !b.is_ascii() || b.is_ascii_lowercase()) {
+        // HTTP/2 carries `:method: post` as it is; Flask and Django upper-case it and run
+        // the POST handler that a route for POST judges.
+        return Head::Decided(d.deny(Denial::new(
+            Reason::RouteUnmatched,
+            "routes",
+            format!(
+                "the request method {} is not in upper case, which servers that upper-case it would read as another: it is matched to no route",
+                authz::shown(&method)
+            ),
+        )));
+    }
+    if let Some(problem) = crate::request::authority_problem(authority) {
+        return Head::Decided(d.deny(Denial::new(
+            Reason::RouteUnmatched,
+            "routes",
+            format!("the request's host (authority) {problem}: it is matched to no route"),
         )));
     }
     // An OAuth client's first step, before it has a token: the route's protected resource
@@ -318,6 +338,16 @@ fn session_missing() -> Denial {
 /// Header-level input checks: duplicated credentials, headers in another spelling,
 /// encodings, the body's declared type and size.
 fn input_checks(policy: &Policy, headers: &Headers, has_body: bool, protocol: Option<Protocol>) -> Option<Denial> {
+    // An upgraded request (WebSocket, HTTP/2 extended CONNECT) becomes a tunnel: what
+    // crosses it is no body aigate reads, and with `hold: body` its head would already
+    // have reached the upstream, which answers it at once.
+    if headers.get_all("upgrade").next().is_some() || headers.get_all(":protocol").next().is_some() {
+        return Some(Denial::new(
+            Reason::BodyMalformed,
+            "upgrade",
+            "a protocol upgrade (Upgrade, or CONNECT with :protocol) opens a tunnel whose messages aigate cannot judge",
+        ));
+    }
     if let Some(name) = underscored_alias(policy, headers, protocol) {
         let dashed = name.replace('_', "-");
         return Some(Denial::new(
@@ -428,17 +458,29 @@ fn judge_mcp(
     // Every element is judged; the first denial denies the whole batch. Approval grants
     // are claimed last, so a batch another element denies never spends one.
     let mut external = Vec::new();
+    // The message each awaiting call came in: a refused grant is that message's refusal.
+    let mut asked_by = Vec::new();
     for m in parsed.messages {
         // The audit's method is the message that decided: in a batch, the one refused.
         let method = m.method.clone();
+        let before = external.len();
         if let Err(denial) = judge_message(policy, d, principal, host, m, &mut external) {
             d.rpc_method = method;
             return Err(denial);
         }
+        asked_by.extend(std::iter::repeat_n(method, external.len() - before));
     }
-    // A grant is only ever asked of a tools/call: a missing one is that message's refusal.
-    claim_grants(policy, d, principal, headers, host, external)
-        .inspect_err(|_| d.rpc_method = Some("tools/call".into()))
+    let calls: Vec<Option<usize>> = external.iter().map(|a| a.call).collect();
+    claim_grants(policy, d, principal, headers, host, external).inspect_err(|_| {
+        // The call whose grant failed: judged (no longer awaiting) and not allowed.
+        let failed = calls.iter().position(|i| {
+            i.and_then(|i| d.calls.get(i))
+                .is_some_and(|c| !c.allowed && !c.awaiting_grant)
+        });
+        if let Some(method) = failed.and_then(|f| asked_by.get(f)) {
+            d.rpc_method = method.clone();
+        }
+    })
 }
 
 /// One message of an MCP body (a batch's element), judged; the external-impact calls it
@@ -458,6 +500,11 @@ fn judge_message<'p>(
         && m.method.as_deref() != Some("initialize")
     {
         return Err(session_missing());
+    }
+    // A message the server files with a task (a client's answer to what the task asked,
+    // the draft's `tasks/input_response`) reaches that task: the caller's own only.
+    if let Some(task) = &m.related_task {
+        follow_tasks(policy, d, principal, std::slice::from_ref(task), host)?;
     }
     match m.action {
         mcp::McpAction::ToolCall { name, arguments } => {
@@ -496,6 +543,13 @@ fn judge_message<'p>(
                     ),
                 ));
             }
+        }
+    }
+    // The tools the client's model called in answer to a server's sampling request: the
+    // server runs them for this caller, so each is judged as the caller's own call.
+    for call in m.sampled {
+        if let Some(tool) = judge_call(policy, d, principal, call.name, &call.arguments)? {
+            external.push(Awaiting::claim(d, tool, call.arguments, approval::Gate::Action));
         }
     }
     Ok(())
@@ -808,7 +862,7 @@ pub fn trailers_problem(policy: &Policy, d: &Decision, names: &[String]) -> Opti
     let named = names.iter().find(|n| {
         let dashed = n.replace('_', "-");
         headers_read(policy)
-            .chain(["authorization", ":authority", "host"])
+            .chain(["authorization", "proxy-authorization", ":authority", "host", "upgrade"])
             .any(|h| dashed.eq_ignore_ascii_case(h))
             || (mcp && mirror::is_mirror(&dashed))
     })?;

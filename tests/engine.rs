@@ -118,13 +118,23 @@ fn mcp_methods_aigate_does_not_know_are_refused_unless_the_route_passes_them() {
         "logging/setLevel",
         "resources/unsubscribe",
         "tasks/list",
-        "notifications/initialized",
-        "notifications/cancelled",
     ] {
         assert_eq!(reason_of(&w, Some(&t), &rpc(method, json!({}))), None, "{method}");
     }
+    for method in ["notifications/initialized", "notifications/cancelled"] {
+        let notification = json!({"jsonrpc": "2.0", "method": method, "params": {}});
+        assert_eq!(reason_of(&w, Some(&t), &notification), None, "{method}");
+    }
     // A server extension, a later revision's method, a misspelt one: what it does is unknown.
-    for method in ["tools/execute", "acme/run_sql", "Tools/call", "notifications", ""] {
+    // So is a request named like a notification (it carries an id; no notification does).
+    for method in [
+        "tools/execute",
+        "acme/run_sql",
+        "Tools/call",
+        "notifications",
+        "",
+        "notifications/tools/call",
+    ] {
         let d = w.decide(&w.headers(Some(&t)), Some(&rpc(method, json!({"name": "drop_tables"}))));
         let denial = d.denial.unwrap();
         assert_eq!(
@@ -181,6 +191,56 @@ fn a_route_may_be_bound_to_a_host() {
     assert_eq!(at("tools.example.com.:8443"), None);
     assert_eq!(at("admin.example.com"), Some(Reason::RouteUnmatched));
     assert_eq!(at("tools.example.com.evil.net"), Some(Reason::RouteUnmatched));
+}
+
+#[test]
+fn a_method_or_host_servers_read_as_another_is_matched_to_no_route() {
+    // Even where requests no route matches pass: such a request could be judged by one
+    // route (or none) and served by another.
+    let w = World::with(|p| {
+        p["unmatched"] = json!("allow");
+        p["routes"][0]["host"] = json!("tools.example.com");
+    });
+    let t = w.token(json!({}));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let sent = |name: &str, value: &str| {
+        let mut h = w.headers(Some(&t));
+        h.retain(|(k, _)| k != name);
+        h.push((name.into(), value.as_bytes().to_vec()));
+        w.decide(&h, Some(&body)).denial.map(|d| (d.reason, d.rule))
+    };
+    let refused = Some((Reason::RouteUnmatched, "routes".to_string()));
+    for method in ["post", "Post", "gEt", "POST\u{e9}"] {
+        assert_eq!(sent(":method", method), refused, "{method:?}");
+    }
+    for authority in [
+        "tools.example.com:abc",
+        "tools.example.com:80:80",
+        "tools.example.com,evil.example.com",
+        "evil@tools.example.com",
+        "tools%2eexample.com",
+        "tools..example.com",
+        ".tools.example.com",
+        "tools.example.com..",
+        "[::1",
+        "[::1]x",
+        "[evil]",
+    ] {
+        assert_eq!(sent(":authority", authority), refused, "{authority:?}");
+    }
+    for authority in [
+        "tools.example.com",
+        "tools.example.com.",
+        "tools.example.com:",
+        "tools.example.com:8443",
+        "my_service:8080",
+        "127.0.0.1:10000",
+        "[::1]:10000",
+        "[::1]",
+    ] {
+        assert_ne!(sent(":authority", authority), refused, "{authority:?}");
+    }
+    assert_eq!(sent(":method", "POST"), None);
 }
 
 #[test]
@@ -1212,6 +1272,18 @@ fn input_reasons() {
     assert_eq!(raw(&exact), None, "a body of exactly max_body_bytes is judged");
     exact.push(b' ');
     assert_eq!(raw(&exact), Some(Reason::BodyTooLarge));
+
+    // An upgrade turns the request into a tunnel aigate cannot read.
+    for (name, value) in [("upgrade", "websocket"), (":protocol", "websocket"), ("upgrade", "h2c")] {
+        let mut h = w.headers(Some(&t));
+        h.push((name.into(), value.as_bytes().to_vec()));
+        let d = w.decide(&h, Some(&ok)).denial.unwrap();
+        assert_eq!(
+            (d.reason, d.rule.as_str()),
+            (Reason::BodyMalformed, "upgrade"),
+            "{name}"
+        );
+    }
 
     let mut gz = w.headers(Some(&t));
     gz.push(("content-encoding".into(), b"gzip".to_vec()));
@@ -2402,4 +2474,87 @@ fn the_deepest_depth_limit_a_policy_may_set_is_the_one_enforced() {
         (Reason::BodyMalformed, "limits.max_json_depth")
     );
     assert!(denial.message.contains("= 127"), "{}", denial.message);
+}
+
+/// A sampling result carrying the tool calls the client's model chose: the server that
+/// offered the tools runs them.
+fn sampled(calls: &[(&str, Value)]) -> Value {
+    let content: Vec<Value> = std::iter::once(json!({"type": "text", "text": "On it."}))
+        .chain(
+            calls
+                .iter()
+                .map(|(name, input)| json!({"type": "tool_use", "id": "tu", "name": name, "input": input})),
+        )
+        .collect();
+    json!({"role": "assistant", "model": "agent-model", "stopReason": "toolUse", "content": content})
+}
+
+#[test]
+fn tools_the_clients_model_calls_for_a_server_are_judged_as_the_callers_calls() {
+    let w = World::new();
+    // Alice may look orders up and send mail, not refund.
+    let t = w.token(json!({"scope": "orders.read email.send"}));
+    let decide = |body: &Value| w.decide(&w.headers(Some(&t)), Some(body));
+    let mine = json!({"customer_id": "c-42"});
+    let theirs = json!({"customer_id": "c-7"});
+    let refund = json!({"customer_id": "c-42", "amount": 1});
+    // Two shapes: the client's JSON-RPC response to the server's sampling request
+    // (sessions), and the retried request carrying it in `inputResponses` (multi-round-trip).
+    let response = |calls: &[(&str, Value)]| json!({"jsonrpc": "2.0", "id": 5, "result": sampled(calls)});
+    let retried = |calls: &[(&str, Value)]| {
+        json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+            "name": "get_order", "arguments": mine, "requestState": "opaque",
+            "inputResponses": {"plan": sampled(calls), "ask": {"action": "accept", "content": {"ok": true}}}}})
+    };
+    for shape in [&response as &dyn Fn(&[(&str, Value)]) -> Value, &retried] {
+        let d = decide(&shape(&[("get_order", mine.clone())]));
+        assert!(d.allowed(), "{:?}", d.denial);
+        assert!(
+            d.calls.iter().all(|c| c.tool == "get_order" && c.allowed),
+            "{:?}",
+            d.calls
+        );
+        for (calls, reason) in [
+            (vec![("refund_order", refund.clone())], Reason::ScopeMissing),
+            (vec![("get_order", theirs.clone())], Reason::BindingMismatch),
+            (vec![("drop_tables", json!({}))], Reason::ToolUnknown),
+            (
+                vec![
+                    ("get_order", mine.clone()),
+                    ("send_email", json!({"to": "bob@example.com"})),
+                ],
+                Reason::ApprovalRequired,
+            ),
+        ] {
+            let d = decide(&shape(&calls));
+            let denial = d
+                .denial
+                .as_ref()
+                .unwrap_or_else(|| panic!("{calls:?} allowed: {:?}", d.calls));
+            assert_eq!(denial.reason, reason, "{calls:?}: {}", denial.message);
+            let last = d.calls.last().unwrap();
+            assert_eq!((last.tool.as_str(), last.allowed), (calls.last().unwrap().0, false));
+        }
+    }
+    // An approval for exactly the call the model chose lets it run, at the action gate.
+    let email = json!({"to": "bob@example.com", "subject": "Refund"});
+    let d = w.decide_approved(&t, &w.grant_for(&email, "sampled"), &response(&[("send_email", email)]));
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.calls[0].approver.as_deref(), Some("carol@example.com"));
+    // What a server's reader would take for the judged members is refused.
+    for result in [
+        json!({"Content": [{"type": "tool_use", "name": "refund_order", "input": refund}]}),
+        json!({"content": [{"type": "tool_use", "Name": "refund_order", "name": "get_order", "input": mine}]}),
+        json!({"content": {"type": "tool_use", "name": "refund_order", "input": "{}"}}),
+        json!({"content": [{"type": "tool_use", "input": {}}]}),
+    ] {
+        let body = json!({"jsonrpc": "2.0", "id": 5, "result": result});
+        assert_eq!(reason_of(&w, Some(&t), &body), Some(Reason::BodyMalformed), "{body}");
+    }
+    let bad = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "get_order", "arguments": mine, "inputResponses": ["not", "an", "object"]}});
+    assert_eq!(reason_of(&w, Some(&t), &bad), Some(Reason::BodyMalformed));
+    let snake = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
+        "name": "get_order", "arguments": mine, "input_responses": {"plan": sampled(&[("refund_order", refund)])}}});
+    assert_eq!(reason_of(&w, Some(&t), &snake), Some(Reason::BodyMalformed));
 }

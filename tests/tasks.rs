@@ -83,6 +83,30 @@ fn only_the_caller_a_task_was_created_for_follows_it() {
     };
     assert_eq!(listen(json!({})), None);
     assert_eq!(listen(bob.clone()), Some(Reason::DataBoundary));
+    // A message the client ties to a task in `_meta` (its answer to what the task asked,
+    // the draft's `tasks/input_response`) reaches that task: the caller's own only.
+    let meta = json!({"io.modelcontextprotocol/related-task": {"taskId": "t-1"}});
+    let tied = [
+        json!({"jsonrpc": "2.0", "id": 9, "result": {"action": "accept", "content": {}, "_meta": meta}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"_meta": meta}}),
+    ];
+    for body in &tied {
+        for (claims, expected) in [(json!({}), None), (bob.clone(), refused.clone())] {
+            let t = w.token(claims);
+            let d = w.decide(&w.headers(Some(&t)), Some(body));
+            assert_eq!(d.denial.map(|x| (x.reason, x.rule)), expected, "{body}");
+        }
+    }
+    for meta in [
+        json!({"io.modelcontextprotocol/related-task": "t-1"}),
+        json!({"io.modelcontextprotocol/related-task": {"TaskId": "t-1"}}),
+        json!("t-1"),
+    ] {
+        let t = w.token(json!({}));
+        let body = json!({"jsonrpc": "2.0", "id": 9, "result": {"_meta": meta}});
+        let d = w.decide(&w.headers(Some(&t)), Some(&body));
+        assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BodyMalformed), "{body}");
+    }
     // The denial says neither whether the task exists nor whose it is.
     let t = w.token(bob);
     let d = w.decide(&w.headers(Some(&t)), Some(&rpc("tasks/get", json!({"taskId": "t-1"}))));

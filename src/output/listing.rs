@@ -152,7 +152,7 @@ const LISTINGS: [Listing; 5] = [
 /// The members of a list answer aigate reads, at each level: the message, its result,
 /// and an item.
 const MESSAGE_READ: [&str; 2] = ["result", "params"];
-const PARAMS_READ: [&str; 1] = ["messages"];
+const PARAMS_READ: [&str; 2] = ["messages", "tools"];
 const RESULT_READ: [&str; 15] = [
     "tools",
     "resources",
@@ -233,17 +233,7 @@ fn judge_result<'d>(
     let before = edits.hidden;
     refuse_miscased(result, &RESULT_READ)?;
     for listing in LISTINGS {
-        let key = listing.items_key();
-        if let Some(items) = result.get(key).and_then(Value::as_array) {
-            for item in items.iter().filter_map(Value::as_object) {
-                refuse_miscased(item, &ITEM_READ)?;
-            }
-            for (i, item) in items.iter().enumerate() {
-                if !item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)) {
-                    edits.hide(Edit::Drop(at(path, &[Step::Key(key), Step::Index(i)])));
-                }
-            }
-        }
+        hide_unlisted(result, listing, path, keep, edits)?;
     }
     // A task created in place of the result: bound to the caller before it learns the id.
     if let Some(task) = crate::tasks::created(result).map_err(|m| malformed(RULE, m))? {
@@ -306,6 +296,30 @@ fn judge_result<'d>(
     Ok(())
 }
 
+/// Drops the items of the `listing` in `holder` (its `tools`, its `resources`…) that the
+/// caller may not see.
+fn hide_unlisted<'d>(
+    holder: &'d Map<String, Value>,
+    listing: Listing,
+    path: &[Step<'d>],
+    keep: Keep,
+    edits: &mut Edits<'d>,
+) -> Result<(), Denial> {
+    let key = listing.items_key();
+    let Some(items) = holder.get(key).and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for item in items.iter().filter_map(Value::as_object) {
+        refuse_miscased(item, &ITEM_READ)?;
+    }
+    for (i, item) in items.iter().enumerate() {
+        if !item.as_object().is_some_and(|o| keep(Shown::Listed(listing), o)) {
+            edits.hide(Edit::Drop(at(path, &[Step::Key(key), Step::Index(i)])));
+        }
+    }
+    Ok(())
+}
+
 /// The task a message says it belongs to (`_meta["io.modelcontextprotocol/related-task"]`,
 /// holding its `taskId`).
 fn related_task(part: &Value) -> Option<&Value> {
@@ -353,7 +367,9 @@ fn judge_task_state<'d>(
     Ok(())
 }
 
-/// The parameters of a request the server makes of the client: its `messages`, if any.
+/// The parameters of a request the server makes of the client: its `messages`, if any,
+/// and the `tools` a sampling request offers the client's model (MCP 2025-11-25), which it
+/// is shown as a `tools/list` answer would show them: only those the caller may call.
 fn withhold_in_request<'d>(
     params: &'d Map<String, Value>,
     path: &[Step<'d>],
@@ -361,6 +377,7 @@ fn withhold_in_request<'d>(
     edits: &mut Edits<'d>,
 ) -> Result<(), Denial> {
     refuse_miscased(params, &PARAMS_READ)?;
+    hide_unlisted(params, Listing::Tools, path, keep, edits)?;
     match params.get("messages") {
         Some(messages) => withhold_in_messages(messages, &at(path, &[Step::Key("messages")]), keep, edits),
         None => Ok(()),

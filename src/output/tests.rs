@@ -994,10 +994,14 @@ fn resources_in_answers_outside_the_boundary_are_withheld() {
     // Messages for the client's model: a multi-round result's sampling request, a server's
     // own sampling request, a tool's result inside them.
     let link = |uri: &str| json!({"type": "resource_link", "uri": uri});
+    // The tools a sampling request offers the client's model are shown as a tools list
+    // would show them: those the caller may not call go (a name and a description are
+    // information, and a description is a carrier of injected instructions).
+    let tool = |name: &str| json!({"name": name, "description": "…", "inputSchema": {"type": "object"}});
     let sampling = json!({"method": "sampling/createMessage", "params": {"maxTokens": 10, "messages": [
         {"role": "user", "content": {"type": "tool_result", "toolUseId": "t1", "content": [link("docs://t1"), link("docs://t0")]}},
         {"role": "user", "content": [link("docs://t3")]}
-    ]}});
+    ], "tools": [tool("get_t0"), tool("refund_t1"), tool("admin_t3"), tool("send_t2")], "toolChoice": {"mode": "auto"}}});
     let multi_round = json!({"jsonrpc": "2.0", "id": 7, "result": {"resultType": "input_required",
         "inputRequests": {"s1": sampling.clone()}}});
     let mut server_request = sampling.clone();
@@ -1007,8 +1011,10 @@ fn resources_in_answers_outside_the_boundary_are_withheld() {
         let (out, hidden) = listing::filter(&bytes(answer), &limits(), &keep_even_names)
             .unwrap()
             .unwrap();
-        assert_eq!(hidden, 2, "{answer}");
+        assert_eq!(hidden, 4, "{answer}");
         let out: Value = serde_json::from_slice(&out).unwrap();
+        let tools = out.pointer(&format!("{at}/params/tools")).unwrap();
+        assert_eq!(tools, &json!([tool("get_t0"), tool("send_t2")]));
         let messages = out.pointer(&format!("{at}/params/messages")).unwrap();
         assert_eq!(messages[0]["content"]["content"], json!([withheld, link("docs://t0")]));
         assert_eq!(messages[1]["content"], json!([withheld]));
@@ -1032,6 +1038,8 @@ fn resources_in_answers_outside_the_boundary_are_withheld() {
         json!({"jsonrpc": "2.0", "id": 1, "result": {"messages": [{"Content": {"type": "resource_link", "uri": "docs://t1"}}]}}),
         json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "Params": {"messages": []}}),
         json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "params": {"Messages": []}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "params": {"Tools": []}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "sampling/createMessage", "params": {"tools": [{"Name": "admin_t3", "name": "get_t0"}]}}),
         json!({"jsonrpc": "2.0", "id": 1, "result": {"InputRequests": {}}}),
         json!({"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "tool_result", "Content": []}]}}),
     ] {

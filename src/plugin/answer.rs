@@ -81,6 +81,18 @@ impl Http {
         // client may read any status's body as the answer (the Python SDK a 300's, mcp-go
         // even a 500's), so an MCP answer is judged whatever its status.
         let status = head.one(":status").ok().flatten().and_then(|s| s.first().copied());
+        if status == Some(b'1') {
+            // An interim status as the final answer (`101` to a request that asked for no
+            // upgrade, aigate refusing every upgrade): no client reads it as an answer, and
+            // an HTTP/1 client may take the connection for a tunnel.
+            let denial = Denial::new(
+                Reason::BodyMalformed,
+                "answer.status",
+                "the upstream answered with an interim (1xx) status as its final answer",
+            );
+            self.refuse_at_head(request, denial, end_of_stream);
+            return;
+        }
         let success = matches!(status, Some(b'2' | b'3'));
         if !success && protocol != Protocol::Mcp {
             return;
@@ -143,6 +155,8 @@ impl Http {
             set_response_header("location", None);
             set_response_header("content-length", None);
             set_response_header("content-encoding", None);
+            set_response_header("upgrade", None);
+            set_response_header("sec-websocket-accept", None);
             // The error JSON takes the place of a body; with none to replace, the status
             // alone says it, and no content type claims a body.
             set_response_header("content-type", (!end_of_stream).then_some("application/json"));

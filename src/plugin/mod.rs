@@ -385,11 +385,15 @@ impl Host for WorkerHost<'_> {
 }
 
 /// Whether the response being encoded is the upstream's (Envoy's `response.code_details`
-/// is `via_upstream`) rather than one Envoy made itself (a timeout, a body over its buffer
+/// is `via_upstream`, or `websocket_handshake_unsuccessful` for its answer to an upgrade it
+/// did not accept) rather than one Envoy made itself (a timeout, a body over its buffer
 /// limit). Unknown counts as the upstream's: the caller then withholds the answer.
 fn upstream_answered() -> bool {
     match proxy_wasm::hostcalls::get_property(vec!["response", "code_details"]) {
-        Ok(Some(details)) => details == b"via_upstream",
+        Ok(Some(details)) => matches!(
+            details.as_slice(),
+            b"via_upstream" | b"websocket_handshake_unsuccessful"
+        ),
         _ => true,
     }
 }

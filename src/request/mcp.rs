@@ -73,6 +73,21 @@ pub struct McpMessage {
     pub action: McpAction,
     /// What the `Mcp-Name` header mirrors (`super::mirror::target`).
     pub target: Option<String>,
+    /// Tool calls the client's model chose in answer to a server's sampling request that
+    /// offered it tools (MCP 2025-11-25 sampling with tools): the server runs them. They
+    /// travel in the client's JSON-RPC response, or in `params.inputResponses` of a
+    /// retried request (multi-round-trip requests, and `tasks/update`).
+    pub sampled: Vec<SampledCall>,
+    /// The task the message says it belongs to (`_meta["io.modelcontextprotocol/related-task"]`
+    /// of its params or result): the server files it with that task.
+    pub related_task: Option<String>,
+}
+
+/// A `tool_use` block of a sampling result: the tool the client's model calls, and with what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledCall {
+    pub name: String,
+    pub arguments: Value,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +124,21 @@ const PASSING: [&str; 5] = [
 /// The members of a JSON-RPC message aigate reads.
 const MESSAGE_READ: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
 /// The members of `params` (and of a completion's `ref`) aigate reads.
-const PARAMS_READ: [&str; 7] = ["name", "arguments", "uri", "ref", "type", "notifications", "taskId"];
+const PARAMS_READ: [&str; 9] = [
+    "name",
+    "arguments",
+    "uri",
+    "ref",
+    "type",
+    "notifications",
+    "taskId",
+    "inputResponses",
+    "_meta",
+];
+/// The members of a sampling result and of its `tool_use` blocks aigate reads.
+const SAMPLED_READ: [&str; 4] = ["content", "type", "name", "input"];
+/// Where a message names the task it belongs to.
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 fn malformed(message: impl Into<String>) -> Denial {
     Denial::new(Reason::BodyMalformed, "mcp", message)
@@ -178,11 +207,14 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
                     "a JSON-RPC response needs the \"id\" of the request it answers",
                 ));
             }
+            let result = obj.remove("result").unwrap_or(Value::Null);
             return Ok(McpMessage {
                 id,
                 method: None,
                 action: McpAction::Other,
                 target: None,
+                sampled: sampled_calls(&result)?,
+                related_task: related_task(&result)?,
             });
         }
         Some(Value::String(m)) => m,
@@ -203,6 +235,18 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         crate::request::refuse_snake_cased(key, &PARAMS_READ, "mcp")?;
     }
     let target = super::mirror::target(&method, &params);
+    let related_task = related_task_of(&params)?;
+    let sampled = match params.remove("inputResponses") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(responses)) => {
+            let mut calls = Vec::new();
+            for response in responses.values() {
+                calls.extend(sampled_calls(response)?);
+            }
+            calls
+        }
+        Some(_) => return Err(malformed("params.inputResponses must be an object")),
+    };
     let action =
         match method.as_str() {
             "tools/call" => {
@@ -266,7 +310,10 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
             "resources/templates/list" => McpAction::List(Listing::ResourceTemplates),
             "prompts/list" => McpAction::List(Listing::Prompts),
             "tasks/list" => McpAction::List(Listing::Tasks),
-            m if PASSING.contains(&m) || m.starts_with("notifications/") => McpAction::Other,
+            m if PASSING.contains(&m) => McpAction::Other,
+            // A notification has no id: one that carries an id is a request, and no
+            // request of that name is one aigate knows.
+            m if m.starts_with("notifications/") && id.is_none() => McpAction::Other,
             _ => McpAction::Unknown,
         };
     Ok(McpMessage {
@@ -274,7 +321,73 @@ fn message(item: Value) -> Result<McpMessage, Denial> {
         method: Some(method),
         action,
         target,
+        sampled,
+        related_task,
     })
+}
+
+/// The task a request's params or a response's result names in its `_meta` as the one it
+/// belongs to. A name that is not a `taskId` string is refused: a server reads it its own way.
+fn related_task(part: &Value) -> Result<Option<String>, Denial> {
+    match part.as_object() {
+        Some(part) => related_task_of(part),
+        None => Ok(None),
+    }
+}
+
+fn related_task_of(part: &serde_json::Map<String, Value>) -> Result<Option<String>, Denial> {
+    let Some(meta) = part.get("_meta") else { return Ok(None) };
+    let Some(meta) = meta.as_object() else {
+        return Err(malformed("\"_meta\" must be an object"));
+    };
+    let Some(related) = meta.get(RELATED_TASK) else {
+        return Ok(None);
+    };
+    if let Some(related) = related.as_object() {
+        for key in related.keys() {
+            crate::request::refuse_miscased(key, &["taskId"], "mcp")?;
+            crate::request::refuse_snake_cased(key, &["taskId"], "mcp")?;
+        }
+    }
+    match related.get("taskId") {
+        Some(Value::String(id)) => Ok(Some(id.clone())),
+        _ => Err(malformed(format!(
+            "_meta[\"{RELATED_TASK}\"] must name its task by a taskId string"
+        ))),
+    }
+}
+
+/// The `tool_use` blocks of a sampling result (`content`: one block or a list of them).
+fn sampled_calls(result: &Value) -> Result<Vec<SampledCall>, Denial> {
+    let Some(result) = result.as_object() else {
+        return Ok(Vec::new());
+    };
+    for key in result.keys() {
+        crate::request::refuse_miscased(key, &SAMPLED_READ, "mcp")?;
+    }
+    let blocks = match result.get("content") {
+        Some(Value::Array(blocks)) => blocks.iter().collect(),
+        Some(block @ Value::Object(_)) => vec![block],
+        _ => return Ok(Vec::new()),
+    };
+    let mut calls = Vec::new();
+    for block in blocks.into_iter().filter_map(Value::as_object) {
+        for key in block.keys() {
+            crate::request::refuse_miscased(key, &SAMPLED_READ, "mcp")?;
+        }
+        if block.get("type").and_then(Value::as_str) != Some("tool_use") {
+            continue;
+        }
+        let (Some(Value::String(name)), Some(arguments @ Value::Object(_))) = (block.get("name"), block.get("input"))
+        else {
+            return Err(malformed("a tool_use block needs a string name and an object input"));
+        };
+        calls.push(SampledCall {
+            name: name.clone(),
+            arguments: arguments.clone(),
+        });
+    }
+    Ok(calls)
 }
 
 /// What a `subscriptions/listen` asks to follow: the resources of

@@ -51,6 +51,48 @@ impl Headers {
     }
 }
 
+/// What makes a request's authority (`Host`, `:authority`) one that servers read as
+/// another host than aigate routes by, if anything: a port that is not a number (Go's
+/// `net/http` serves `admin.example.com:abc` as `admin.example.com`), characters no host
+/// name has (`,` of two joined `Host` headers, `@`, `%`), or an empty label. A host name
+/// is letters, digits, `-`, `_` and dots, with at most one dot at its end; an IP literal
+/// is bracketed (`[::1]`).
+pub fn authority_problem(authority: &str) -> Option<&'static str> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(literal) => {
+            let Some((address, rest)) = literal.split_once(']') else {
+                return Some("opens an IP literal it does not close");
+            };
+            if address.is_empty() || !address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+                return Some("holds an IP literal that is no address");
+            }
+            match rest.strip_prefix(':') {
+                Some(port) => ("", Some(port)),
+                None if rest.is_empty() => ("", None),
+                None => return Some("goes on after its IP literal"),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if port.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit())) {
+        return Some("has a port that is not a number");
+    }
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Some("holds characters no host name has");
+    }
+    let labels = host.strip_suffix('.').unwrap_or(host);
+    if !host.is_empty() && labels.split('.').any(str::is_empty) {
+        return Some("has an empty label");
+    }
+    None
+}
+
 /// Why a request path cannot be matched to a route safely, if it cannot: routes match by
 /// prefix, and an upstream that resolves `/api/orders/../refunds`, `//api/refunds` or
 /// `/api%2Frefunds` would run an endpoint other than the one judged. Hosts that normalise

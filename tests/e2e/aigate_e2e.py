@@ -229,6 +229,8 @@ class RecordingServer:
     script: Path
     label: str
     record_name: str
+    # Arguments of the script beyond its port and record.
+    extra_args: tuple[str, ...] = ()
 
     def __init__(self, workdir: Path, port: int | None = None):
         self.workdir = workdir
@@ -241,7 +243,8 @@ class RecordingServer:
         self.record.path.touch()
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(self.script), "--port", str(self.port), "--record", str(self.record.path)],
+                [sys.executable, str(self.script), "--port", str(self.port), "--record", str(self.record.path),
+                 *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=REPO,
             )
 
@@ -266,6 +269,18 @@ class McpServer(RecordingServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/mcp"
+
+
+class SamplingMcpServer(McpServer):
+    """The MCP server with ask_assistant, which has the client's model choose tools it runs;
+    `sse` has it answer POSTs as event streams (its sampling request rides the stream)."""
+
+    label = "MCP server (sampling)"
+
+    def __init__(self, workdir: Path, sse: bool = False):
+        self.record_name = "mcp-sampling-sse" if sse else "mcp-sampling"
+        self.extra_args = ("--sampling", "--sse") if sse else ("--sampling",)
+        super().__init__(workdir)
 
 
 @dataclass
@@ -554,11 +569,12 @@ class Outcome:
 
 
 def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = None, timeout: float = 15,
-                    on_request=None, extensions=None) -> Outcome:
+                    on_request=None, extensions=None, **client_options) -> Outcome:
     """Connect with the MCP SDK client (Streamable HTTP, `Authorization: Bearer` through an
     httpx2 client), run `await op(client)`, and return its result or the error raised.
     `on_request`: an async hook that may change each HTTP request before it is sent;
-    `extensions`: the client's `ClientExtension`s (e.g. one resolving MCP tasks)."""
+    `extensions`: the client's `ClientExtension`s (e.g. one resolving MCP tasks);
+    `client_options`: more of the `Client`'s options (a sampling callback, say)."""
     import anyio
     import httpx2
     from mcp import Client
@@ -574,7 +590,7 @@ def mcp_client_call(url: str, token: str | None, op, *, headers: dict | None = N
             hooks = {"response": [wire.on_response], "request": [on_request] if on_request else []}
             async with httpx2.AsyncClient(headers=hdrs, timeout=timeout, event_hooks=hooks) as http:
                 async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=timeout,
-                                  extensions=extensions) as client:
+                                  extensions=extensions, **client_options) as client:
                     return await op(client)
 
     try:

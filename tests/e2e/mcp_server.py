@@ -12,6 +12,12 @@ a task has finished when it is answered, so it is past cancelling). Like many se
 hands any task to whoever names its id: binding a task to its caller is left to the
 gateway. Clients that do not declare the extension get search_docs' result at once.
 
+With --sampling it also offers ask_assistant, an agentic tool (sampling with tools, MCP
+2025-11-25): it asks the client's model, offering it get_order and refund_order, and runs
+the tool the model picks, as servers built on the SDK's sampling-with-tools flow do. With
+--sse it answers POSTs as event streams (so it can send its own requests, the sampling
+request among them, on the stream of a 2025-11-25 session) instead of JSON.
+
 It records what reaches it as JSON lines in --record: one `http` line per HTTP request
 (method, path, the JSON-RPC method(s) of its body, the x-aigate-decision-id it carried) and
 one `tool` / `resource` / `prompt` line per tool invocation, resource read or prompt fetched,
@@ -36,15 +42,19 @@ import uvicorn
 from mcp.server.caching import CacheHint
 from mcp.server.extension import Extension, MethodBinding
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.resolve import Resolve, Sample
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     INVALID_PARAMS,
     ContentBlock,
+    CreateMessageResultWithTools,
     EmbeddedResource,
     RequestParams,
     ResourceLink,
+    SamplingMessage,
     TextContent,
     TextResourceContents,
+    Tool,
 )
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
@@ -132,7 +142,25 @@ class Tasks(Extension):
         raise MCPError(code=INVALID_PARAMS, message=f"task is already {task['status']}")
 
 
-def build_server(recorder: Recorder) -> MCPServer:
+ORDER_ARGS = {"customer_id": {"type": "string"}, "order_id": {"type": "string"}}
+
+
+def plan(question: str) -> Sample:
+    """The sampling request ask_assistant makes: the question, and the tools the model may call."""
+    return Sample(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+        max_tokens=200,
+        system_prompt="You are the order desk assistant. Use the tools to help the customer.",
+        tools=[
+            Tool(name="get_order", description="Look up one order of a customer.",
+                 input_schema={"type": "object", "properties": ORDER_ARGS}),
+            Tool(name="refund_order", description="Refund (part of) an order.",
+                 input_schema={"type": "object", "properties": {**ORDER_ARGS, "amount": {"type": "number"}}}),
+        ],
+    )
+
+
+def build_server(recorder: Recorder, sampling: bool = False) -> MCPServer:
     server = MCPServer(
         "aigate-e2e-orders",
         instructions="Order desk used by aigate's tests.",
@@ -175,6 +203,22 @@ def build_server(recorder: Recorder) -> MCPServer:
             arguments={"customer_id": customer_id, "order_id": order_id, "region": region},
         )
         return {"order_id": order_id, "region": region, "status": "in transit"}
+
+    if sampling:
+
+        @server.tool()
+        def ask_assistant(question: str, answer: Annotated[CreateMessageResultWithTools, Resolve(plan)]) -> str:
+            """Ask the order desk assistant (it may look up or refund orders)."""
+            recorder.write(kind="tool", name="ask_assistant", arguments={"question": question})
+            ran = []
+            for block in answer.content_as_list:
+                if getattr(block, "type", None) != "tool_use":
+                    continue
+                args = dict(block.input)
+                # Run as the model asked, the way such a server would (it trusts the caller's model).
+                recorder.write(kind="tool", name=block.name, arguments=args, via="sampling")
+                ran.append({"tool": block.name, "arguments": args})
+            return json.dumps({"ran": ran})
 
     @server.tool()
     def send_email(to: str, subject: str, body: str) -> str:
@@ -283,9 +327,9 @@ class RecordHttp:
         return await self.app(scope, replay, send)
 
 
-def build_app(record_path: str):
+def build_app(record_path: str, sampling: bool = False, sse: bool = False):
     recorder = Recorder(record_path)
-    server = build_server(recorder)
+    server = build_server(recorder, sampling)
     # The SDK's Streamable HTTP app refuses Host headers it does not know (DNS-rebinding
     # protection). Behind the gateway the Host is Envoy's 127.0.0.1:<port>: allow loopback.
     security = TransportSecuritySettings(
@@ -295,7 +339,7 @@ def build_app(record_path: str):
     )
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
-        json_response=True,
+        json_response=not sse,
         transport_security=security,
     )
     return RecordHttp(app, recorder)
@@ -307,8 +351,10 @@ def main() -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--record", default=os.environ.get("MCP_RECORD", "mcp-record.jsonl"))
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--sampling", action="store_true", help="also offer ask_assistant (sampling with tools)")
+    p.add_argument("--sse", action="store_true", help="answer POSTs as event streams")
     a = p.parse_args()
-    uvicorn.run(build_app(a.record), host=a.host, port=a.port, log_level=a.log_level)
+    uvicorn.run(build_app(a.record, a.sampling, a.sse), host=a.host, port=a.port, log_level=a.log_level)
 
 
 if __name__ == "__main__":

@@ -875,6 +875,46 @@ fn an_answer_redirecting_off_the_gateway_is_refused() {
     }
 }
 
+#[test]
+fn an_interim_status_as_the_final_answer_is_refused() {
+    // A `101` to a request that asked for no upgrade (aigate refuses every upgrade): no
+    // client reads it as an answer, and an HTTP/1 client may take the connection for a
+    // tunnel. Refused on every judged route, its upgrade headers dropped.
+    let idp = Idp::new();
+    let switching = || {
+        UpstreamResponse::new(101)
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    };
+    let mut actions = policy(&idp);
+    actions["routes"] = json!([{"id": "orders", "prefix": "/api/orders", "methods": ["POST"],
+                                "protocol": "action", "tool": "get_order"}]);
+    let mut plugin = load(&actions, envoy_hold_headers());
+    let lookup = json!({"customer_id": "c-42", "order_id": "o-1"});
+    let outcome = plugin
+        .request(
+            Request::post("/api/orders")
+                .bearer(&idp.token())
+                .json(lookup.to_string().into_bytes())
+                .upstream(switching()),
+        )
+        .unwrap();
+    assert_eq!(outcome.status(), Some(502));
+    assert_eq!(outcome.response_header("upgrade"), None);
+    assert_eq!(outcome.response_header("sec-websocket-accept"), None);
+    let audits = audit_lines(&outcome);
+    let answer = audits.iter().find(|a| a["stage"] == "answer").expect("an answer line");
+    assert_eq!(
+        (&answer["reason"], &answer["rule"]),
+        (&json!("body_malformed"), &json!("answer.status"))
+    );
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let outcome = plugin.request(chat_request(&idp, switching())).unwrap();
+        assert_eq!(outcome.status(), Some(502), "{mode}");
+        assert_eq!(outcome.response_header("upgrade"), None, "{mode}");
+    }
+}
+
 /// The engine's judgement of an answer that arrives at once, as the release gate replays
 /// it (`aigate readiness` with `answer_text`, `aigate eval --answer-text`): the request
 /// judged first, then the answer, with the decision id the plugin gave.

@@ -486,6 +486,8 @@ fn trailers_end_the_request() {
         for (name, value) in [
             ("x-http-method-override", "DELETE"),
             ("Authorization", "Bearer other"),
+            ("Proxy-Authorization", "Bearer other"),
+            ("upgrade", "websocket"),
             ("mcp_name", "send_email"),
         ] {
             let outcome = plugin
