@@ -58,8 +58,9 @@ pub struct Decision {
     pub rewrite: Option<Vec<u8>>,
     /// The request asks for the route's protected resource metadata: aigate answers it.
     pub metadata: bool,
-    /// The session a request named that its token is not bound to (no principal is
-    /// established then, but the audit names the session tried).
+    /// The session a request named that no token binds: one its token is not bound to (no
+    /// principal is established then), or on an MCP route without `bind_session` the
+    /// `Mcp-Session-Id` presented. The audit names it, so a session's requests can be traced.
     pub session_tried: Option<String>,
 }
 
@@ -214,6 +215,13 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     };
     d.route = Some(route_idx);
     d.protocol = policy.routes.get(route_idx).map(|r| r.protocol);
+    if d.protocol == Some(Protocol::Mcp) && policy.identity.bind_session.is_none() {
+        d.session_tried = headers
+            .one("mcp-session-id")
+            .ok()
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+    }
     // MCP's Streamable HTTP transport has three methods; any other is nothing aigate judges.
     if d.protocol == Some(Protocol::Mcp) && !matches!(method.as_str(), "POST" | "GET" | "DELETE") {
         return Head::Decided(d.deny(Denial::new(

@@ -1715,8 +1715,19 @@ fn audit_names_the_accountable_owner_and_no_secrets() {
     assert_eq!(v["issuer"], w.claims(json!({}))["iss"]);
     assert_eq!(v["workload"], "support-agent");
     assert_eq!(v["tenant"], "acme");
+    assert_eq!(v["session"], Value::Null);
     assert_eq!(v["policy_hash"], w.policy.hash);
     assert_eq!(v["policy_hash"].as_str().unwrap().len(), 64);
+    // Without bind_session the MCP session presented is named all the same: a session's
+    // requests can be traced to the callers who sent them.
+    let mut h = w.headers(Some(&t));
+    h.push(("mcp-session-id".into(), b"5f2c".to_vec()));
+    let traced = w.decide(&h, Some(&call("get_order", json!({"customer_id": "c-42"}))));
+    let traced: Value = serde_json::from_str(&aigate::audit::record(&w.policy, &traced, "abc", 0)).unwrap();
+    assert_eq!(
+        (&traced["session"], &traced["subject"]),
+        (&json!("5f2c"), &json!("alice"))
+    );
     // A control plane that re-serialises the policy (spacing, key order, escapes) leaves
     // its hash as the release gate reported it; another policy has another hash.
     let doc = policy_doc();

@@ -202,7 +202,9 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "session-bound",
             Warning,
             Accountable,
-            "identity.bind_session is not set: a token is not bound to one MCP session".into(),
+            "identity.bind_session is not set: a token is not bound to one MCP session, and a caller holding \
+             another's session id can act in that session"
+                .into(),
         );
     }
     if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
