@@ -296,6 +296,9 @@ class Envoy:
     with_wasm: bool = True
     # Envoy worker threads: more than one to test what workers share (single-use grants).
     concurrency: int = 1
+    # Upgrade types the connection manager accepts (`upgrade_configs`), as Istio's
+    # sidecars accept WebSocket: none in the shipped configs.
+    upgrades: tuple[str, ...] = ()
     listen_port: int = field(default_factory=free_port)
     admin_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
@@ -316,7 +319,7 @@ class Envoy:
         return f"http://127.0.0.1:{self.admin_port}"
 
     def render(self) -> str:
-        return envoy_config.render(
+        config = envoy_config.render(
             self.variant,
             self.policy,
             listen_port=self.listen_port,
@@ -327,6 +330,12 @@ class Envoy:
             jwt_provider=self.jwt_provider,
             with_wasm=self.with_wasm,
         )
+        if self.upgrades:
+            anchor = "          normalize_path: true\n"
+            assert anchor in config, "the template's connection manager moved"
+            upgrades = ", ".join(f"{{upgrade_type: {u}}}" for u in self.upgrades)
+            config = config.replace(anchor, f"          upgrade_configs: [{upgrades}]\n{anchor}", 1)
+        return config
 
     def start(self, timeout: float = 60, attempts: int = 3) -> "Envoy":
         """Start and wait for /ready. Ports are picked free beforehand, so another process
