@@ -40,6 +40,11 @@ pub struct PolicyDoc {
     /// not given.
     #[serde(default, deserialize_with = "given")]
     pub hold: Option<Hold>,
+    /// The key sealing MCP session ids to their callers (`sessions: bind`), base64url, at
+    /// least 32 bytes: the same on every replica, so a session opened through one is
+    /// accepted by the others. Without it each proxy makes its own.
+    #[serde(default)]
+    pub session_key: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +127,10 @@ pub struct RouteDoc {
     /// for it? Default `bind`.
     #[serde(default)]
     pub tasks: Option<Tasks>,
+    /// MCP routes: is a session (`Mcp-Session-Id`) the server opens for a caller that
+    /// caller's alone? Default `bind`.
+    #[serde(default)]
+    pub sessions: Option<Sessions>,
     /// MCP routes: may a request use a JSON-RPC method aigate does not know (a later
     /// protocol revision's, a server's own extension)? Default `deny`.
     #[serde(default)]
@@ -183,6 +192,16 @@ pub enum Lists {
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Tasks {
+    #[default]
+    Bind,
+    Pass,
+}
+
+/// `bind` each MCP session to the caller it was opened for (the session id the client
+/// sees is sealed to it), or `pass` session ids as the server gives them.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Sessions {
     #[default]
     Bind,
     Pass,

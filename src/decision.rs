@@ -136,6 +136,9 @@ pub struct Denial {
     /// mirror header that disagrees with the body): the reply is then a JSON-RPC error with
     /// the reason's HTTP status, as an MCP server would answer.
     pub jsonrpc_code: Option<i64>,
+    /// The HTTP status a protocol gives this refusal in place of the reason's: MCP's `404`
+    /// for a session the server does not know, which has clients open a new one.
+    pub status: Option<u32>,
 }
 
 impl Denial {
@@ -146,6 +149,7 @@ impl Denial {
             message: message.into(),
             required_scope: None,
             jsonrpc_code: None,
+            status: None,
         }
     }
 }

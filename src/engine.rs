@@ -14,7 +14,7 @@ pub use output::{
 
 use crate::approval;
 use crate::authz;
-use crate::config::{ExtraInput, Impact, Protocol, ProviderState, Tasks, UnknownMethods};
+use crate::config::{ExtraInput, Impact, Mode, Protocol, ProviderState, Tasks, UnknownMethods};
 use crate::decision::{Denial, Reason};
 use crate::identity::{self, Principal};
 use crate::media;
@@ -58,6 +58,9 @@ pub struct Decision {
     pub rewrite: Option<Vec<u8>>,
     /// The request asks for the route's protected resource metadata: aigate answers it.
     pub metadata: bool,
+    /// MCP routes binding sessions: the server's own id of the session the request
+    /// presented sealed (see `crate::sessions`), sent upstream in its place.
+    pub upstream_session: Option<String>,
     /// The session a request named that no token binds: one its token is not bound to (no
     /// principal is established then), or on an MCP route without `bind_session` the
     /// `Mcp-Session-Id` presented. The audit names it, so a session's requests can be traced.
@@ -249,6 +252,9 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
                 return Head::Decided(d.deny(session_missing()));
             }
             d.identity = Some(Ok(()));
+            if let Some(denial) = open_session(policy, &mut d, headers) {
+                return Head::Decided(d.deny(denial));
+            }
         }
         Err(denial) => {
             d.identity = Some(Err(denial.reason));
@@ -333,6 +339,49 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
         }
     }
     Head::Decided(d)
+}
+
+/// On an MCP route binding sessions, the session the request presents must have been
+/// sealed to its caller: the server's own id then goes upstream in its place. One that was
+/// not (another caller's, the server's bare id, one sealed by a proxy since restarted) is
+/// a session this caller does not have: `404`, as MCP servers answer a session they do not
+/// know, so the client opens a new one. Monitor mode seals nothing and so checks nothing.
+fn open_session(policy: &Policy, d: &mut Decision, headers: &Headers) -> Option<Denial> {
+    let route = d
+        .route
+        .and_then(|i| policy.routes.get(i))
+        .filter(|r| r.protocol == Protocol::Mcp && r.sessions == crate::config::Sessions::Bind)?;
+    let key = policy.session_seal.as_ref().filter(|_| policy.mode == Mode::Enforce)?;
+    let rule = format!("routes.{}.sessions", route.id);
+    let presented = match headers.one(crate::sessions::SESSION_HEADER) {
+        Ok(None) => return None,
+        Ok(Some(v)) => v,
+        Err(Repeated) => {
+            return Some(Denial::new(
+                Reason::BodyMalformed,
+                rule,
+                "the session header appears twice",
+            ))
+        }
+    };
+    let principal = d.principal.as_ref()?;
+    let id = std::str::from_utf8(presented)
+        .ok()
+        .and_then(|v| crate::sessions::unseal(key, &route.id, principal, v));
+    match id {
+        Some(id) => {
+            d.upstream_session = Some(id.to_string());
+            None
+        }
+        None => Some(Denial {
+            status: Some(404),
+            ..Denial::new(
+                Reason::SessionMismatch,
+                rule,
+                "this session was not opened for this caller through aigate, or the gateway restarted since: start a new session",
+            )
+        }),
+    }
 }
 
 fn session_missing() -> Denial {

@@ -28,4 +28,5 @@ mod plugin;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod sessions;
 pub mod tasks;

@@ -102,7 +102,7 @@ pub fn render(policy: &Policy, d: &Decision, denial: &Denial, decision_id: &str)
         };
     }
 
-    let status = status(reason);
+    let status = denial.status.unwrap_or_else(|| status(reason));
     // An MCP route that publishes its protected resource metadata points its challenges
     // at it: an OAuth client finds its authorization server from there.
     let metadata = policy.resource_metadata(d.route).map(|m| m.url.as_str());

@@ -30,16 +30,20 @@ pub const TASKS: Ledger = Ledger {
 /// across its sessions and tokens, each apart from the next, after the proxy's secret
 /// (`Ledger::salt`), so which callers share a bucket cannot be worked out.
 fn caller(salt: &str, route: &str, p: &Principal) -> String {
-    let issuer = p.claims.get("iss").and_then(Value::as_str).unwrap_or_default();
+    let [issuer, subject, tenant, workload] = caller_parts(p);
+    [salt, route, issuer, subject, tenant, workload].join("\0")
+}
+
+/// Who a caller is for what it opens and follows later (its tasks, its MCP sessions): the
+/// parts of its identity that stay the same across its sessions and tokens, its token's
+/// issuer, subject, tenant and workload.
+pub fn caller_parts(p: &Principal) -> [&str; 4] {
     [
-        salt,
-        route,
-        issuer,
+        p.claims.get("iss").and_then(Value::as_str).unwrap_or_default(),
         &p.subject,
         p.tenant.as_deref().unwrap_or_default(),
         p.workload.as_deref().unwrap_or_default(),
     ]
-    .join("\0")
 }
 
 /// The tasks bound to `p` on `route` (created for it and unexpired), read once: a request

@@ -2569,3 +2569,110 @@ fn tools_the_clients_model_calls_for_a_server_are_judged_as_the_callers_calls() 
         "name": "get_order", "arguments": mine, "input_responses": {"plan": sampled(&[("refund_order", refund)])}}});
     assert_eq!(reason_of(&w, Some(&t), &snake), Some(Reason::BodyMalformed));
 }
+
+#[test]
+fn an_mcp_session_is_its_openers_alone() {
+    let mut w = World::new();
+    let key = aigate::sessions::SealKey::new(vec![9; 32]);
+    w.policy.session_seal = Some(key.clone());
+    let alice = w.token(json!({}));
+    let bob = w.token(json!({"sub": "bob"}));
+    let body = call("get_order", json!({"customer_id": "c-42"}));
+    let opened = w.decide(&w.headers(Some(&alice)), Some(&rpc("initialize", json!({}))));
+    let sealed = aigate::sessions::seal(&key, "support-mcp", opened.principal.as_ref().unwrap(), "s-1").unwrap();
+    let presenting = |token: &str, session: &str| {
+        let mut h = w.headers(Some(token));
+        h.push(("mcp-session-id".into(), session.as_bytes().to_vec()));
+        w.decide(&h, Some(&body))
+    };
+    // Its opener reaches the session: the server gets its own id.
+    let d = presenting(&alice, &sealed);
+    assert!(d.allowed(), "{:?}", d.denial);
+    assert_eq!(d.upstream_session.as_deref(), Some("s-1"));
+    // Another caller holding the id, or anyone presenting the server's bare id, does not:
+    // 404, as MCP servers answer a session they do not know, so clients open a new one.
+    for (token, session) in [
+        (&bob, sealed.as_str()),
+        (&alice, "s-1"),
+        (&alice, "s-1.AAAAAAAAAAAAAAAAAAAAAA"),
+    ] {
+        let d = presenting(token, session);
+        let denial = d.denial.clone().unwrap();
+        assert_eq!(
+            (denial.reason, denial.rule.as_str()),
+            (Reason::SessionMismatch, "routes.support-mcp.sessions"),
+            "{session}"
+        );
+        assert_eq!(d.upstream_session, None);
+        let reply = response::render(&w.policy, &d, &denial, "abc");
+        assert_eq!(reply.status, 404, "{session}");
+        assert!(
+            !reply.headers.iter().any(|(k, _)| k == "www-authenticate"),
+            "{:?}",
+            reply.headers
+        );
+    }
+    let mut twice = w.headers(Some(&alice));
+    twice.push(("mcp-session-id".into(), sealed.as_bytes().to_vec()));
+    twice.push(("mcp-session-id".into(), sealed.as_bytes().to_vec()));
+    assert_eq!(reason_of_headers(&w, &twice, &body), Some(Reason::BodyMalformed));
+    // A route passing sessions, and monitor mode, seal nothing and check nothing.
+    for (field, value) in [("sessions", json!("pass")), ("mode", json!("monitor"))] {
+        let mut lax = World::with(|p| {
+            if field == "mode" {
+                p["mode"] = value.clone();
+            } else {
+                p["routes"][0][field] = value.clone();
+            }
+        });
+        lax.policy.session_seal = Some(key.clone());
+        let mut h = lax.headers(Some(&bob));
+        h.push(("mcp-session-id".into(), b"s-1".to_vec()));
+        let d = lax.decide(&h, Some(&body));
+        assert!(d.denial.is_none() || field == "mode", "{field}: {:?}", d.denial);
+        assert_eq!(d.upstream_session, None, "{field}");
+    }
+}
+
+fn reason_of_headers(w: &World, h: &[(String, Vec<u8>)], body: &Value) -> Option<Reason> {
+    w.decide(h, Some(body)).denial.map(|d| d.reason)
+}
+
+#[test]
+fn session_settings_are_checked() {
+    let errs = |edit: &dyn Fn(&mut Value)| {
+        let mut doc = policy_doc();
+        edit(&mut doc);
+        match aigate::policy::compile(doc.to_string().as_bytes()) {
+            Ok(p) => (vec![], p.session_seal.is_some()),
+            Err(e) => (e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(), false),
+        }
+    };
+    let (e, _) = errs(&|d| {
+        d["routes"].as_array_mut().unwrap().push(
+            json!({"id": "chat", "prefix": "/v1/chat/completions", "protocol": "openai_chat", "sessions": "bind"}),
+        );
+        d["models"] = json!({"allow": ["*"]});
+    });
+    assert!(
+        e.iter()
+            .any(|m| m.contains("routes[1].sessions: applies only to MCP routes")),
+        "{e:?}"
+    );
+    let (e, _) = errs(&|d| d["session_key"] = json!("c2hvcnQ"));
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with("session_key: must hold at least 32 bytes")),
+        "{e:?}"
+    );
+    let (e, _) = errs(&|d| d["session_key"] = json!("not base64url!"));
+    assert!(
+        e.iter().any(|m| m.starts_with("session_key: must be base64url")),
+        "{e:?}"
+    );
+    let (e, sealed) = errs(&|d| d["session_key"] = json!(b64(&[3u8; 32])));
+    assert!(e.is_empty() && sealed, "{e:?}");
+    // Without one, a policy seals nothing until a proxy gives it its own key.
+    let (e, sealed) = errs(&|_| {});
+    assert!(e.is_empty() && !sealed, "{e:?}");
+}

@@ -85,6 +85,9 @@ pub fn summary(p: &Policy) -> String {
         if r.protocol == crate::config::Protocol::Mcp && r.tasks == crate::config::Tasks::Pass {
             notes.push_str(" (tasks unbound)");
         }
+        if r.protocol == crate::config::Protocol::Mcp && r.sessions == crate::config::Sessions::Pass {
+            notes.push_str(" (sessions unbound)");
+        }
         if let Some(m) = &r.protected_resource {
             notes.push_str(&format!(" (OAuth metadata at {})", m.path));
         }

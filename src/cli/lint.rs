@@ -202,9 +202,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             "session-bound",
             Warning,
             Accountable,
-            "identity.bind_session is not set: a token is not bound to one MCP session, and a caller holding \
-             another's session id can act in that session"
-                .into(),
+            "identity.bind_session is not set: a token is not bound to one MCP session".into(),
         );
     }
     if let TokenSource::Jwt { issuers, .. } = &p.identity.token {
@@ -398,7 +396,7 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
     }
     // Route settings that let something through unjudged: one warning per route using one.
     type Applies = fn(&Policy, &crate::policy::Route) -> bool;
-    let unjudged: [(&str, Question, Applies, &str); 8] = [
+    let unjudged: [(&str, Question, Applies, &str); 9] = [
         (
             "provider-state",
             See,
@@ -442,6 +440,13 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
             |_, r| r.protocol == crate::config::Protocol::Mcp && r.tasks == crate::config::Tasks::Pass,
             "lets any caller follow, steer or cancel any task by its id: whoever learns another \
              caller's task id reads that caller's result, unless the server binds tasks itself",
+        ),
+        (
+            "mcp-sessions",
+            See,
+            |_, r| r.protocol == crate::config::Protocol::Mcp && r.sessions == crate::config::Sessions::Pass,
+            "lets any caller act in any MCP session by its id: whoever learns another caller's \
+             Mcp-Session-Id answers what the server asked there or ends it, unless the server binds sessions itself",
         ),
         (
             "mcp-unknown-methods",

@@ -76,6 +76,9 @@ impl Http {
     pub(super) fn answer_head(&mut self, request: Decision, end_of_stream: bool) {
         let head = response_head();
         let Some(protocol) = request.protocol else { return };
+        if protocol == Protocol::Mcp {
+            self.seal_session(&request, &head);
+        }
         // A model's error status carries no tool calls: the SDKs raise on it (at 4xx and
         // 5xx; the Go SDKs read a 3xx's body as the answer, so that is judged). An MCP
         // client may read any status's body as the answer (the Python SDK a 300's, mcp-go
@@ -141,6 +144,32 @@ impl Http {
             set_response_header("content-length", None);
         }
         self.answer = Some(answer);
+    }
+
+    /// A session the server opens (or names) in its answer reaches the client sealed to the
+    /// caller on a route binding sessions: only this caller's requests will reach it.
+    fn seal_session(&self, request: &Decision, head: &Headers) {
+        let policy = &self.shared.policy;
+        let Some(key) = policy.session_seal.as_ref().filter(|_| self.enforcing()) else {
+            return;
+        };
+        let Some(route) = request
+            .route
+            .and_then(|i| policy.routes.get(i))
+            .filter(|r| r.sessions == crate::config::Sessions::Bind)
+        else {
+            return;
+        };
+        let sealed = match (head.one(crate::sessions::SESSION_HEADER), request.principal.as_ref()) {
+            (Ok(None), _) => return,
+            (Ok(Some(id)), Some(p)) => std::str::from_utf8(id)
+                .ok()
+                .and_then(|id| crate::sessions::seal(key, &route.id, p, id)),
+            _ => None,
+        };
+        // A session that cannot be sealed (an id that is not text, or named twice) is not
+        // handed out.
+        set_response_header(crate::sessions::SESSION_HEADER, sealed.as_deref());
     }
 
     /// Refuses the answer at its head (unreadable, or sending the client elsewhere): the

@@ -47,7 +47,7 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match policy::compile(&bytes) {
+        match policy::compile(&bytes).and_then(seal_sessions) {
             Ok(policy) => {
                 let meters = Meters::define(&policy);
                 meters.config_loaded();
@@ -155,6 +155,7 @@ impl HttpContext for Http {
                     self.set_http_request_header("content-length", None);
                 }
                 let route = d.route;
+                let session = d.upstream_session.clone();
                 self.pending = Some(d);
                 match policy.hold {
                     Hold::Headers => Action::Pause,
@@ -163,7 +164,7 @@ impl HttpContext for Http {
                     // Envoy refuses header changes once they are gone (and the SDK traps
                     // on the refusal), so what the upstream sees in them is set now.
                     Hold::Body => {
-                        self.upstream_headers(route);
+                        self.upstream_headers(route, session.as_deref());
                         self.headers_gone = true;
                         Action::Continue
                     }
@@ -295,7 +296,7 @@ impl Http {
                     self.set_http_request_body(0, self.body_size, body);
                 }
                 if !self.headers_gone {
-                    self.upstream_headers(d.route);
+                    self.upstream_headers(d.route, d.upstream_session.as_deref());
                 }
                 // Every answer on a route is looked at for where it sends the client; the
                 // route's answers are judged further when it judges them.
@@ -335,8 +336,12 @@ impl Http {
     /// caller's token removed unless `identity.jwt.forward` (a server holding it could
     /// replay it at the gateway for any tool the caller may use), and where the answer is
     /// judged, no compression offered (a compressed answer is unreadable).
-    fn upstream_headers(&self, route: Option<usize>) {
+    fn upstream_headers(&self, route: Option<usize>, session: Option<&str>) {
         self.set_http_request_header(DECISION_HEADER, Some(&self.decision_id));
+        // The server's own id of a session the client presented sealed.
+        if let Some(session) = session {
+            self.set_http_request_header(crate::sessions::SESSION_HEADER, Some(session));
+        }
         // Only on a route's traffic: a request no route matched (`unmatched: allow`) goes
         // to some other service, whose own credentials it may carry in that header.
         if let (
@@ -382,6 +387,22 @@ impl Host for WorkerHost<'_> {
     fn token_cache(&self) -> Option<&TokenCache> {
         Some(self.tokens)
     }
+}
+
+/// A policy binding MCP sessions without a `session_key` of its own seals them with the
+/// proxy's (made once, in its shared data); one that cannot get it is refused.
+fn seal_sessions(mut policy: Policy) -> Result<Policy, Vec<policy::ConfigError>> {
+    if policy.binds_sessions() && policy.session_seal.is_none() {
+        policy.session_seal = crate::sessions::proxy_key(&host::ProxyShared);
+        if policy.session_seal.is_none() {
+            return Err(vec![policy::ConfigError {
+                path: "session_key".into(),
+                message: "the proxy's shared data holds no key to seal MCP sessions with, and the policy gives none"
+                    .into(),
+            }]);
+        }
+    }
+    Ok(policy)
 }
 
 /// Whether the response being encoded is the upstream's (Envoy's `response.code_details`

@@ -325,6 +325,7 @@ impl Checker {
             self.apart(a, issuers);
         }
         self.headers_apart(&identity, approval.as_ref());
+        let session_seal = doc.session_key.as_deref().and_then(|k| self.session_key(k));
         Policy {
             mode: doc.mode,
             hold: doc.hold.unwrap_or_default(),
@@ -345,7 +346,24 @@ impl Checker {
             prompts,
             limits,
             approval,
+            session_seal,
             hash,
+        }
+    }
+
+    /// The configured key sealing MCP sessions: base64url (no padding), at least 256 bits.
+    fn session_key(&mut self, key: &str) -> Option<crate::sessions::SealKey> {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key) {
+            Ok(bytes) if bytes.len() >= 32 => Some(crate::sessions::SealKey::new(bytes)),
+            Ok(_) => {
+                self.err("session_key", "must hold at least 32 bytes (43 base64url characters)");
+                None
+            }
+            Err(_) => {
+                self.err("session_key", "must be base64url without padding");
+                None
+            }
         }
     }
 
@@ -431,6 +449,9 @@ impl Checker {
                 if r.tasks.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.tasks"), "applies only to MCP routes");
                 }
+                if r.sessions.is_some() && r.protocol != Protocol::Mcp {
+                    self.err(format!("{path}.sessions"), "applies only to MCP routes");
+                }
                 if r.unknown_methods.is_some() && r.protocol != Protocol::Mcp {
                     self.err(format!("{path}.unknown_methods"), "applies only to MCP routes");
                 }
@@ -460,6 +481,7 @@ impl Checker {
                     lists: r.lists.unwrap_or_default(),
                     answer_resources: r.answer_resources.unwrap_or_default(),
                     tasks: r.tasks.unwrap_or_default(),
+                    sessions: r.sessions.unwrap_or_default(),
                     unknown_methods: r.unknown_methods.unwrap_or_default(),
                     extra_input: r.extra_input.unwrap_or_default(),
                     // Compiled once the identity's issuers are known (`resource_metadata`).

@@ -44,6 +44,10 @@ pub struct Policy {
     pub prompts: Vec<PromptRule>,
     pub limits: Limits,
     pub approval: Option<ApprovalPolicy>,
+    /// The key MCP session ids are sealed to their callers with (`sessions: bind`): the
+    /// policy's `session_key`, or one the plugin makes for its proxy when the policy has
+    /// none. `None` (the CLI, with no key given) takes a session as the caller's.
+    pub session_seal: Option<crate::sessions::SealKey>,
     /// Hex SHA-256 of the configuration's RFC 8785 canonical form: names the policy in audit
     /// records, whatever spacing or key order the host delivered it in.
     pub hash: String,
@@ -73,6 +77,8 @@ pub struct Route {
     pub answer_resources: AnswerResources,
     /// MCP routes: whether each task is bound to the caller it was created for.
     pub tasks: Tasks,
+    /// MCP routes: whether a session is its opener's alone (its id sealed to the caller).
+    pub sessions: crate::config::Sessions,
     /// MCP routes: whether methods aigate does not know pass unjudged.
     pub unknown_methods: UnknownMethods,
     /// MCP routes: the OAuth protected resource metadata aigate serves for the endpoint.
@@ -494,6 +500,13 @@ impl Route {
 }
 
 impl Policy {
+    /// Whether a route binds MCP sessions to their callers (`sessions: bind`).
+    pub fn binds_sessions(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.protocol == Protocol::Mcp && r.sessions == crate::config::Sessions::Bind)
+    }
+
     /// The protected resource metadata a decision's route publishes, if any.
     pub fn resource_metadata(&self, route: Option<usize>) -> Option<&resource_metadata::ProtectedResource> {
         route

@@ -47,3 +47,48 @@ def test_a_session_bound_token_works_in_its_session_only(bound, keys, record):
         assert r.headers["www-authenticate"].startswith("Bearer"), r.headers
         assert_audit(bound, r.headers["x-aigate-decision-id"], decision="deny", reason="session_mismatch")
     assert [t["name"] for t in record.tools()] == ["get_order"], "nothing more reached the server"
+
+
+def test_an_mcp_session_is_its_openers_alone(gateway, mint, mcp_server):
+    """Without bind_session, aigate seals the session id the server hands out to the caller
+    it was opened for (`sessions: bind`, the default): another caller holding the id gets
+    404, as for a session the server does not know, and nothing reaches the server."""
+    version = "2025-11-25"
+
+    def send(token: str, body: dict | None, session: str | None = None, method: str = "POST") -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream",
+                   "content-type": "application/json", "mcp-protocol-version": version}
+        if session:
+            headers["mcp-session-id"] = session
+        return httpx.request(method, gateway.url, json=body, headers=headers, timeout=10)
+
+    alice, bob = mint(), mint(sub="bob")
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version, "clientInfo": {"name": "e2e", "version": "0"}, "capabilities": {}}}
+    r = send(alice, init)
+    assert r.status_code == 200, r.text
+    sealed = r.headers["mcp-session-id"]
+    bare, tag = sealed.rsplit(".", 1)
+    assert bare and len(tag) == 22, sealed
+    assert send(alice, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sealed).status_code == 202
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    # Its opener's requests reach the session (the server gets its own id back).
+    r = send(alice, listing, sealed)
+    assert r.status_code == 200 and "result" in r.json(), r.text
+
+    mark = mcp_server.record.mark()
+    for token, session, method, body in (
+        (bob, sealed, "POST", listing),
+        (bob, sealed, "DELETE", None),
+        (alice, bare, "POST", listing),
+    ):
+        r = send(token, body, session, method)
+        assert r.status_code == 404, (method, r.status_code, r.text)
+        error = r.json()["error"]
+        assert (error["reason"], error["rule"]) == ("session_mismatch", "routes.support-mcp.sessions"), error
+        record = gateway.audit_for(r.headers["x-aigate-decision-id"])
+        assert (record["decision"], record["session"]) == ("deny", session), record
+    assert mcp_server.record.since(mark) == [], "a request in another's session reached the server"
+    # Bob's DELETE ended nothing: the session goes on for alice.
+    r = send(alice, listing, sealed)
+    assert r.status_code == 200 and "result" in r.json(), r.text
