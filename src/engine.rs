@@ -892,6 +892,8 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
         _ => None,
     };
     let session = policy.identity.bind_session.as_ref().map(|b| b.header.as_str());
+    // The session an MCP route seals, read whenever a route binds sessions.
+    let sealed = policy.binds_sessions().then_some(crate::sessions::SESSION_HEADER);
     let approval = policy.approval.as_ref().map(|a| a.header.as_str());
     METHOD_OVERRIDES
         .into_iter()
@@ -906,6 +908,7 @@ fn headers_read(policy: &Policy) -> impl Iterator<Item = &str> {
         ])
         .chain(token)
         .chain(session)
+        .chain(sealed)
         .chain(approval)
 }
 

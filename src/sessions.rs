@@ -73,9 +73,10 @@ fn fresh_key() -> String {
 /// The MAC binding `id` to the caller on `route`.
 fn mac(key: &SealKey, route: &str, p: &Principal, id: &str) -> Option<Hmac<Sha256>> {
     let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).ok()?;
-    for part in [route, &crate::tasks::caller_parts(p).join("\0"), id] {
+    // Each part with its length first: no two (route, caller, id) read as one.
+    for part in [route, &crate::tasks::caller_id(p), id] {
+        mac.update(&(part.len() as u64).to_be_bytes());
         mac.update(part.as_bytes());
-        mac.update(&[0]);
     }
     Some(mac)
 }
@@ -149,5 +150,23 @@ mod tests {
             None
         );
         assert_eq!(format!("{key:?}"), "SealKey(…)");
+    }
+
+    #[test]
+    fn callers_whose_parts_run_together_are_apart() {
+        let key = SealKey::new(vec![7; 32]);
+        let a = principal("victim\0acme", "t");
+        let b = principal("victim", "acme\0t");
+        let mut no_tenant = principal("alice", "");
+        no_tenant.tenant = None;
+        let empty_tenant = principal("alice", "");
+        for (one, other) in [(&a, &b), (&no_tenant, &empty_tenant)] {
+            let sealed = seal(&key, "mcp", one, "s-1").unwrap();
+            assert_eq!(unseal(&key, "mcp", other, &sealed), None, "{sealed}");
+        }
+        // Nor do a route and an id that run together.
+        let sealed = seal(&key, "m", &a, "cp.s-1").unwrap();
+        let (_, tag) = sealed.rsplit_once('.').unwrap();
+        assert_eq!(unseal(&key, "mcp", &a, &format!("s-1.{tag}")), None);
     }
 }

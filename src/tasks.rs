@@ -30,20 +30,15 @@ pub const TASKS: Ledger = Ledger {
 /// across its sessions and tokens, each apart from the next, after the proxy's secret
 /// (`Ledger::salt`), so which callers share a bucket cannot be worked out.
 fn caller(salt: &str, route: &str, p: &Principal) -> String {
-    let [issuer, subject, tenant, workload] = caller_parts(p);
-    [salt, route, issuer, subject, tenant, workload].join("\0")
+    serde_json::json!([salt, route, caller_id(p)]).to_string()
 }
 
 /// Who a caller is for what it opens and follows later (its tasks, its MCP sessions): the
 /// parts of its identity that stay the same across its sessions and tokens, its token's
-/// issuer, subject, tenant and workload.
-pub fn caller_parts(p: &Principal) -> [&str; 4] {
-    [
-        p.claims.get("iss").and_then(Value::as_str).unwrap_or_default(),
-        &p.subject,
-        p.tenant.as_deref().unwrap_or_default(),
-        p.workload.as_deref().unwrap_or_default(),
-    ]
+/// issuer, subject, tenant and workload. Written as a JSON array, so no two callers share
+/// one (parts holding a separator, or an absent part beside an empty one, cannot collide).
+pub fn caller_id(p: &Principal) -> String {
+    serde_json::json!([p.claims.get("iss"), p.subject, p.tenant, p.workload]).to_string()
 }
 
 /// The tasks bound to `p` on `route` (created for it and unexpired), read once: a request

@@ -2612,6 +2612,18 @@ fn an_mcp_session_is_its_openers_alone() {
             reply.headers
         );
     }
+    // Under the underscored name a CGI-style server reads as the header, or as a trailer,
+    // the session is not one aigate checked: refused.
+    let mut aliased = w.headers(Some(&alice));
+    aliased.push(("mcp_session_id".into(), b"s-1".to_vec()));
+    let denial = w.decide(&aliased, Some(&body)).denial.unwrap();
+    assert_eq!(
+        (denial.reason, denial.rule.as_str()),
+        (Reason::BodyMalformed, "headers")
+    );
+    let pending = w.decide(&w.headers(Some(&alice)), Some(&body));
+    let trailer = aigate::engine::trailers_problem(&w.policy, &pending, &["Mcp-Session-Id".to_string()]).unwrap();
+    assert_eq!(trailer.rule, "trailers");
     let mut twice = w.headers(Some(&alice));
     twice.push(("mcp-session-id".into(), sealed.as_bytes().to_vec()));
     twice.push(("mcp-session-id".into(), sealed.as_bytes().to_vec()));

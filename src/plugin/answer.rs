@@ -186,6 +186,9 @@ impl Http {
             set_response_header("content-encoding", None);
             set_response_header("upgrade", None);
             set_response_header("sec-websocket-accept", None);
+            // What the refused answer would have set up for the client goes with it.
+            set_response_header("set-cookie", None);
+            set_response_header(crate::sessions::SESSION_HEADER, None);
             // The error JSON takes the place of a body; with none to replace, the status
             // alone says it, and no content type claims a body.
             set_response_header("content-type", (!end_of_stream).then_some("application/json"));

@@ -885,6 +885,7 @@ fn an_interim_status_as_the_final_answer_is_refused() {
         UpstreamResponse::new(101)
             .header("upgrade", "websocket")
             .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .header("set-cookie", "srv=abc")
     };
     let mut actions = policy(&idp);
     actions["routes"] = json!([{"id": "orders", "prefix": "/api/orders", "methods": ["POST"],
@@ -902,6 +903,8 @@ fn an_interim_status_as_the_final_answer_is_refused() {
     assert_eq!(outcome.status(), Some(502));
     assert_eq!(outcome.response_header("upgrade"), None);
     assert_eq!(outcome.response_header("sec-websocket-accept"), None);
+    // What the refused answer would have set up for the client goes with it.
+    assert_eq!(outcome.response_header("set-cookie"), None);
     let audits = audit_lines(&outcome);
     let answer = audits.iter().find(|a| a["stage"] == "answer").expect("an answer line");
     assert_eq!(
