@@ -9,6 +9,8 @@ use crate::policy::{
 };
 use crate::request::mcp::Listing;
 use serde_json::{Map, Value};
+use std::cell::{OnceCell, RefCell};
+use std::collections::{HashMap, HashSet};
 
 /// Judges a tool call: catalogue, scope, claim bindings, argument constraints.
 /// Approval for external impact is judged afterwards by `approval`.
@@ -292,36 +294,62 @@ pub fn shown(name: &str) -> String {
     }
 }
 
-/// The rule of `data.vector_stores` listing a retrieval store the model is to search.
-pub fn vector_store<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
-    listed(&policy.vector_stores, "vector_stores", "vector store", principal, id)
-}
-
-/// The rule of `data.files` listing a provider-stored file the request puts before the
-/// model (a file id names one tenant's upload like a store id does).
-pub fn file<'p>(policy: &'p Policy, principal: &Principal, id: &str) -> Result<&'p StoreRule, Denial> {
-    listed(&policy.files, "files", "file", principal, id)
-}
-
-/// The first of `rules` whose ids, filled from the caller, include `id`; none →
-/// `data_boundary`.
-fn listed<'p>(
+/// The rules of `data.vector_stores` or `data.files`, with the ids each lets one caller
+/// name: filled from its claims once, at the first id asked about. A request may name
+/// thousands of stores or files, and a token's claim may list thousands: filling every
+/// rule again for each id would cost their product.
+pub struct Listed<'p> {
     rules: &'p [StoreRule],
-    kind: &str,
-    what: &str,
-    principal: &Principal,
-    id: &str,
-) -> Result<&'p StoreRule, Denial> {
-    rules
-        .iter()
-        .find(|r| r.ids.iter().any(|t| fill_each(t, principal).iter().any(|v| v == id)))
-        .ok_or_else(|| {
-            Denial::new(
-                Reason::DataBoundary,
-                format!("data.{kind}"),
-                format!("{what} {} is outside the caller's data boundary", shown(id)),
-            )
-        })
+    kind: &'static str,
+    what: &'static str,
+    principal: &'p Principal,
+    ids: OnceCell<Vec<HashSet<String>>>,
+}
+
+impl<'p> Listed<'p> {
+    /// The rules of `data.vector_stores`: the retrieval stores the model may search.
+    pub fn vector_stores(policy: &'p Policy, principal: &'p Principal) -> Listed<'p> {
+        Listed::new(&policy.vector_stores, "vector_stores", "vector store", principal)
+    }
+
+    /// The rules of `data.files`: the provider-stored files the request may put before the
+    /// model (a file id names one tenant's upload like a store id does).
+    pub fn files(policy: &'p Policy, principal: &'p Principal) -> Listed<'p> {
+        Listed::new(&policy.files, "files", "file", principal)
+    }
+
+    fn new(rules: &'p [StoreRule], kind: &'static str, what: &'static str, principal: &'p Principal) -> Listed<'p> {
+        Listed {
+            rules,
+            kind,
+            what,
+            principal,
+            ids: OnceCell::new(),
+        }
+    }
+
+    /// The first rule whose ids, filled from the caller, include `id`; none →
+    /// `data_boundary`.
+    pub fn rule(&self, id: &str) -> Result<&'p StoreRule, Denial> {
+        let ids = self.ids.get_or_init(|| {
+            self.rules
+                .iter()
+                .map(|r| r.ids.iter().flat_map(|t| fill_each(t, self.principal)).collect())
+                .collect()
+        });
+        self.rules
+            .iter()
+            .zip(ids)
+            .find(|(_, ids)| ids.contains(id))
+            .map(|(r, _)| r)
+            .ok_or_else(|| {
+                Denial::new(
+                    Reason::DataBoundary,
+                    format!("data.{}", self.kind),
+                    format!("{} {} is outside the caller's data boundary", self.what, shown(id)),
+                )
+            })
+    }
 }
 
 /// The rule whose URL prefix, filled from the caller, a remote MCP server the provider is
@@ -359,6 +387,41 @@ pub fn prompt<'p>(policy: &'p Policy, name: &str) -> Result<&'p PromptRule, Deni
         })
 }
 
+/// What one caller's scopes grant, remembered per intent (or data rule scope): judging a
+/// long list asks the same few intents again for each item, and each asking reads every
+/// scope the token holds, which may be hundreds.
+pub struct Grants<'a> {
+    policy: &'a Policy,
+    principal: &'a Principal,
+    known: RefCell<HashMap<String, bool>>,
+}
+
+impl<'a> Grants<'a> {
+    pub fn new(policy: &'a Policy, principal: &'a Principal) -> Grants<'a> {
+        Grants {
+            policy,
+            principal,
+            known: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Whether the caller is granted `wanted` (see `Principal::grants`).
+    pub fn grants(&self, wanted: &str) -> bool {
+        if let Some(known) = self.known.borrow().get(wanted) {
+            return *known;
+        }
+        let granted = self.principal.grants(self.policy, wanted);
+        // Only the policy's intents and scopes are asked about: the memory stays small.
+        self.known.borrow_mut().insert(wanted.to_string(), granted);
+        granted
+    }
+
+    /// A tool the caller could call: catalogued, and its intent granted.
+    pub fn usable(&self, name: &str) -> bool {
+        self.policy.tools.get(name).is_some_and(|t| self.grants(&t.intent))
+    }
+}
+
 /// A tool the caller could call: catalogued, and its intent granted.
 pub fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
     policy
@@ -374,10 +437,16 @@ pub fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
 /// so never as a new path segment) and no dot segments or encoded separators around them. A
 /// template whose variables could name another tenant's data stays hidden.
 pub fn visible(policy: &Policy, principal: &Principal, listing: Listing, item: &Map<String, Value>) -> bool {
+    shows(&Grants::new(policy, principal), listing, item)
+}
+
+/// `visible`, with what the caller is granted remembered across the items of one answer.
+pub fn shows(grants: &Grants, listing: Listing, item: &Map<String, Value>) -> bool {
+    let (policy, principal) = (grants.policy, grants.principal);
     let text = |key: &str| item.get(key).and_then(Value::as_str);
-    let granted = |rule: &dyn DataRule| data_scope(policy, principal, rule).is_ok();
+    let granted = |rule: &dyn DataRule| grants.grants(rule.scope());
     match listing {
-        Listing::Tools => text("name").is_some_and(|n| usable(policy, principal, n)),
+        Listing::Tools => text("name").is_some_and(|n| grants.usable(n)),
         Listing::Prompts => text("name").is_some_and(|n| prompt(policy, n).is_ok_and(|r| granted(r))),
         Listing::Resources => text("uri").is_some_and(|u| resource(policy, principal, u).is_ok_and(|r| granted(r))),
         Listing::ResourceTemplates => text("uriTemplate").is_some_and(|t| {
@@ -529,11 +598,11 @@ fn dot_segments(uri: &str) -> bool {
 /// yields each of them (a token listing the stores its tenant owns).
 fn fill_each(parts: &[TemplatePart], principal: &Principal) -> Vec<String> {
     if let [TemplatePart::Claim(c)] = parts {
-        if let Some(Value::Array(items)) = principal.attribute(c) {
+        if let Some(Value::Array(items)) = principal.attribute(c).as_deref() {
             return items
-                .into_iter()
+                .iter()
                 .filter_map(|v| match v {
-                    Value::String(s) if !s.is_empty() => Some(s),
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
                     _ => None,
                 })
                 .collect();
@@ -594,8 +663,8 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
         match p {
             TemplatePart::Literal(l) => out.push_str(l),
             TemplatePart::Claim(c) => {
-                let v = match principal.attribute(c)? {
-                    Value::String(s) => s,
+                let v = match principal.attribute(c)?.as_ref() {
+                    Value::String(s) => s.clone(),
                     // Only exact integers name something (see `same_value`).
                     Value::Number(n) if !n.is_f64() => n.to_string(),
                     _ => return None,

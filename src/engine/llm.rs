@@ -62,13 +62,17 @@ pub(super) fn judge(
         }
     }
     // Each distinct id once, in the order named: a body may repeat one many times.
+    let (stores, files) = (
+        authz::Listed::vector_stores(policy, principal),
+        authz::Listed::files(policy, principal),
+    );
     let mut seen = HashSet::new();
     for id in req.vector_stores.iter().filter(|id| seen.insert(id.as_str())) {
-        d.use_data(policy, principal, authz::vector_store(policy, principal, id))?;
+        d.use_data(policy, principal, stores.rule(id))?;
     }
     let mut seen = HashSet::new();
     for id in req.files.iter().filter(|id| seen.insert(id.as_str())) {
-        d.use_data(policy, principal, authz::file(policy, principal, id))?;
+        d.use_data(policy, principal, files.rule(id))?;
     }
     for server in &req.mcp_servers {
         match server {
@@ -114,11 +118,8 @@ fn offers(
     body: &[u8],
     protocol: Protocol,
 ) -> Result<(), Denial> {
-    let refused: Vec<bool> = req
-        .offers
-        .iter()
-        .map(|o| !authz::usable(policy, principal, &o.name))
-        .collect();
+    let grants = authz::Grants::new(policy, principal);
+    let refused: Vec<bool> = req.offers.iter().map(|o| !grants.usable(&o.name)).collect();
     if !refused.contains(&true) {
         return Ok(());
     }

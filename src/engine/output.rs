@@ -95,8 +95,10 @@ pub fn visible<'a>(
     let route_id = route.map_or("", |r| r.id.as_str());
     // The caller's tasks, read once for a whole list, however long the server made it.
     let held = std::cell::OnceCell::new();
+    // What the caller is granted, asked once per intent for a whole answer.
+    let grants = request.principal.as_ref().map(|p| authz::Grants::new(policy, p));
     move |shown, item| {
-        let Some(p) = request.principal.as_ref() else {
+        let (Some(p), Some(grants)) = (request.principal.as_ref(), grants.as_ref()) else {
             return false;
         };
         match shown {
@@ -110,8 +112,8 @@ pub fn visible<'a>(
                         .and_then(Value::as_str)
                         .is_some_and(|id| held.get_or_init(|| tasks::held(host, route_id, p)).contains(id))
             }
-            Shown::Listed(listing) => lists_pass || authz::visible(policy, p, listing, item),
-            Shown::Resource => resources_pass || authz::visible(policy, p, Listing::Resources, item),
+            Shown::Listed(listing) => lists_pass || authz::shows(grants, listing, item),
+            Shown::Resource => resources_pass || authz::shows(grants, Listing::Resources, item),
             // A task is bound to the caller of the request it answers. A GET's stream answers
             // no request: on it a server replays or pushes what it holds for the session,
             // whoever opened it, unless the session is bound to the token.

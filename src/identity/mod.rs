@@ -9,6 +9,7 @@ use crate::policy::Policy;
 use crate::request::{Headers, Host, Repeated};
 use cache::Claims;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Default)]
 pub struct Principal {
@@ -55,12 +56,14 @@ impl Principal {
 
     /// Value for a `{name}` template hole or a `bind` claim: `tenant`, `subject` and
     /// `workload` name the principal's fields; anything else is a claim (dotted path).
-    pub fn attribute(&self, name: &str) -> Option<Value> {
+    /// A claim is lent, not copied: one may list thousands of ids, and templates are
+    /// filled for every item of a list answer.
+    pub fn attribute(&self, name: &str) -> Option<Cow<'_, Value>> {
         match name {
-            "subject" => Some(Value::String(self.subject.clone())),
-            "tenant" => self.tenant.clone().map(Value::String),
-            "workload" => self.workload.clone().map(Value::String),
-            _ => claim_path(&self.claims, name).cloned(),
+            "subject" => Some(Cow::Owned(Value::String(self.subject.clone()))),
+            "tenant" => self.tenant.clone().map(|t| Cow::Owned(Value::String(t))),
+            "workload" => self.workload.clone().map(|w| Cow::Owned(Value::String(w))),
+            _ => claim_path(&self.claims, name).map(Cow::Borrowed),
         }
     }
 }

@@ -105,8 +105,12 @@ impl Announced {
             .and_then(|i| usize::try_from(i).ok())
             .ok_or_else(odd)?;
         let text = |key: &str| data.get(key).and_then(Value::as_str).ok_or_else(odd);
-        let added = self.payload.as_ref().map(shell_commands).unwrap_or_default();
-        let commands = self.commands.get_or_insert(added);
+        // The added item's commands, copied at the first command event only: a stream may
+        // bring thousands of them for an item of thousands of commands.
+        let payload = &self.payload;
+        let commands = self
+            .commands
+            .get_or_insert_with(|| payload.as_ref().map(shell_commands).unwrap_or_default());
         let next = commands.len();
         match (step, commands.get_mut(index)) {
             ("added", None) if index == next => commands.push(text("command")?.to_string()),

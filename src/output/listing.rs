@@ -19,6 +19,7 @@ use crate::request::llm::malformed;
 use crate::request::mcp::Listing;
 use crate::request::splice::{self, Span, Step};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// What an answer shows the caller that the policy may refuse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,36 +106,53 @@ pub fn filter(body: &[u8], limits: &Limits, keep: Keep) -> Result<Option<(Vec<u8
 }
 
 /// `body` with the edits made: the elements dropped from each list, the values replaced.
+/// The document is walked once for every edit together: an answer may withhold thousands
+/// of blocks, and finding each from the root again would cost their number times the
+/// answer's size.
 fn write(body: &[u8], edits: &[Edit]) -> Option<Vec<u8>> {
-    let mut spans: Vec<(Span, &[u8])> = Vec::new();
     // Each list is read once, whatever number of its elements go.
     let mut lists: Vec<(&[Step], Vec<usize>)> = Vec::new();
+    let mut list_at: HashMap<&[Step], usize> = HashMap::new();
+    // Where each edit other than a drop applies, in the order of `edits`.
+    let mut paths: Vec<&[Step]> = Vec::new();
     for edit in edits {
         match edit {
             Edit::Drop(path) => {
                 let (Step::Index(i), list) = path.split_last()? else {
                     return None;
                 };
-                match lists.iter_mut().find(|(l, _)| *l == list) {
-                    Some((_, indexes)) => indexes.push(*i),
-                    None => lists.push((list, vec![*i])),
-                }
+                let k = *list_at.entry(list).or_insert_with(|| {
+                    lists.push((list, Vec::new()));
+                    lists.len() - 1
+                });
+                lists.get_mut(k)?.1.push(*i);
             }
-            Edit::Replace(path, with) => spans.push((splice::locate(body, path)?, with)),
-            Edit::Prepend(path, with) => {
-                let (start, _) = splice::locate(body, path)?;
+            Edit::Replace(path, _) | Edit::Prepend(path, _) => paths.push(path),
+        }
+    }
+    let edited = paths.len();
+    paths.extend(lists.iter().map(|(list, _)| *list));
+    let found = splice::locate_all(body, &paths)?;
+    let (at_edits, at_lists) = found.split_at_checked(edited)?;
+    let mut spans: Vec<(Span, &[u8])> = Vec::with_capacity(edits.len());
+    let replaced = edits.iter().filter(|e| !matches!(e, Edit::Drop(_)));
+    for (edit, &(start, end)) in replaced.zip(at_edits) {
+        match edit {
+            Edit::Replace(_, with) => spans.push(((start, end), with)),
+            Edit::Prepend(_, with) => {
                 if body.get(start) != Some(&b'{') {
                     return None;
                 }
                 spans.push(((start + 1, start + 1), with));
             }
+            Edit::Drop(_) => return None,
         }
     }
-    for (list, indexes) in lists {
-        let elements = splice::elements(body, splice::locate(body, list)?)?;
+    for ((_, indexes), &list) in lists.iter().zip(at_lists) {
+        let elements = splice::elements(body, list)?;
         let mut remove = vec![false; elements.len()];
         for i in indexes {
-            *remove.get_mut(i)? = true;
+            *remove.get_mut(*i)? = true;
         }
         spans.extend(splice::cuts(&elements, &remove).into_iter().map(|cut| (cut, &[][..])));
     }

@@ -39,13 +39,6 @@ fn response_body(size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-fn response_body_range(start: usize, size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, start, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
 /// Replaces `size` bytes at `start` of the body the host holds now (this piece, or what it
 /// buffered). Envoy rewrites from the start only (`start` 0), or appends. A host with
 /// nothing to write (Envoy at trailers, when nothing was buffered) refuses, which must not
@@ -59,11 +52,13 @@ fn set_response_body(start: usize, size: usize, with: &[u8]) {
     }
 }
 
-/// A model's stream the host buffers since a call began.
+/// A model's stream held since a call began.
 #[derive(Debug, Clone)]
 pub(super) struct StreamHold {
-    /// The front of the buffer, judged already (events before the call, in its piece).
-    /// After each piece the buffer is this again, so new bytes start at its end.
+    /// What passed of the piece where the call began (the events before it), judged
+    /// already: it goes out first at the end. Kept here, not at the front of the host's
+    /// buffer: Envoy rewrites a buffer from its start only, so the front would be copied
+    /// again with every later piece (thousands, in a long stream).
     kept: Vec<u8>,
 }
 
@@ -269,7 +264,6 @@ impl Http {
         };
         let shared = std::rc::Rc::clone(&self.shared);
         let policy = &shared.policy;
-        self.answer_buffered = 0;
         match answer {
             Answer::Json(request, mut whole) => {
                 // The host's buffer holds only this piece: the ones before are in `whole`.
@@ -340,15 +334,13 @@ impl Http {
     }
 
     /// A piece of a model's stream. Until a call begins each piece is passed on (the events
-    /// it completes). From the piece where one begins, the host buffers the stream (Pause):
-    /// what passed in that piece stays at the front of the buffer, and at the end the rest
-    /// of the buffer becomes the held events (allowed) or one error event (refused). The
-    /// host's buffer stays writable when the stream ends in trailers.
+    /// it completes). From the piece where one begins, the stream is held (Pause), each
+    /// piece taken out of the host's buffer as it comes: at the end what passed in that
+    /// piece goes first, then the held events (allowed) or one error event (refused). The
+    /// host keeps an (empty) buffer, writable when the stream ends in trailers.
     fn stream_body(&mut self, request: Decision, mut stream: Stream, size: usize, end_of_stream: bool) -> Action {
-        let fresh = match &self.stream_hold {
-            Some(h) => response_body_range(h.kept.len(), size.saturating_sub(h.kept.len())),
-            None => response_body(size),
-        };
+        // The host's buffer holds only this piece: the ones before were taken out.
+        let fresh = response_body(size);
         let out = stream.feed(&fresh);
         if end_of_stream {
             let finished = stream.finish();
@@ -356,7 +348,7 @@ impl Http {
             self.record(&d, "aigate_answer");
             let tail = self.stream_end(&d, finished.held);
             match self.stream_hold.take() {
-                // Envoy rewrites a body from its start only: the passed front goes back in.
+                // What passed before the call goes out first, then the held events.
                 Some(h) => {
                     let mut whole = h.kept;
                     whole.extend_from_slice(&tail);
@@ -390,19 +382,22 @@ impl Http {
         }
         let holding = stream.holding();
         self.answer = Some(Answer::Stream(request, stream));
-        match self.stream_hold.as_mut() {
-            // The held events are in the plugin (`Stream`): the host's buffer goes back to
-            // the judged front, so it holds at most that front and one piece.
-            Some(h) => {
-                set_response_body(0, size, &h.kept);
-                self.answer_buffered = h.kept.len();
+        match self.stream_hold.as_ref() {
+            // The held events are in the plugin (`Stream`), the judged front too: the
+            // host's buffer is emptied, so it never holds more than one piece.
+            Some(_) => {
+                if size > 0 {
+                    set_response_body(0, size, &[]);
+                }
                 Action::Pause
             }
             None if holding => {
-                let kept = out.unwrap_or(fresh);
-                set_response_body(0, size, &kept);
-                self.answer_buffered = kept.len();
-                self.stream_hold = Some(StreamHold { kept });
+                if size > 0 {
+                    set_response_body(0, size, &[]);
+                }
+                self.stream_hold = Some(StreamHold {
+                    kept: out.unwrap_or(fresh),
+                });
                 Action::Pause
             }
             None => {
@@ -417,7 +412,8 @@ impl Http {
     /// Response trailers end the answer without an end-of-stream body callback.
     pub(super) fn answer_trailers(&mut self) {
         if self.answer.is_some() {
-            let _ = self.answer_body(self.answer_buffered, true);
+            // Every piece was taken out of the host's buffer as it came.
+            let _ = self.answer_body(0, true);
         }
     }
 

@@ -103,7 +103,6 @@ impl RootContext for Root {
             body_refused: false,
             judging: None,
             answer: None,
-            answer_buffered: 0,
             stream_hold: None,
         }))
     }
@@ -129,8 +128,6 @@ struct Http {
     /// looked at for where it sends the client, and judged where the route judges answers.
     judging: Option<Decision>,
     answer: Option<answer::Answer>,
-    /// Bytes of the answer the host is buffering.
-    answer_buffered: usize,
     stream_hold: Option<answer::StreamHold>,
 }
 

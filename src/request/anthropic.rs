@@ -12,6 +12,7 @@ use crate::authz::shown;
 use crate::decision::{Denial, Reason};
 use crate::policy::Limits;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 const RULE: &str = "anthropic_messages";
 
@@ -230,6 +231,9 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
     // answered or not: one left without its result is run by the provider on this request
     // (a paused turn goes on), with the input the client sent.
     let mut provider_calls: Vec<ProviderCall> = Vec::new();
+    // Each of them by its id, so that a turn of thousands is checked for a repeated id
+    // and matched with its results without comparing every pair.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
     for m in llm::array(v, RULE, "messages")? {
         let mut m = obj(m, RULE, "a message")?;
         let assistant = m.get("role").and_then(Value::as_str) == Some("assistant");
@@ -238,6 +242,7 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
             last_turn = Some(turn);
             // A later turn: what was pending before it is the provider's history.
             provider_calls.clear();
+            by_id.clear();
         }
         in_assistant = assistant;
         let blocks = match m.remove("content") {
@@ -258,13 +263,13 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                     turns.push(turn);
                 }
                 Some(kind @ ("server_tool_use" | "mcp_tool_use")) if assistant => {
-                    let id = b.get("id").and_then(Value::as_str).map(str::to_string);
-                    if id.is_some() && provider_calls.iter().any(|c| c.id == id) {
-                        return Err(malformed(RULE, "two provider tool calls of one turn share an id"));
+                    if let Some(id) = b.get("id").and_then(Value::as_str) {
+                        if by_id.insert(id.to_string(), provider_calls.len()).is_some() {
+                            return Err(malformed(RULE, "two provider tool calls of one turn share an id"));
+                        }
                     }
                     provider_calls.push(ProviderCall {
                         mcp: kind == "mcp_tool_use",
-                        id,
                         block: b,
                         answered: false,
                     });
@@ -292,10 +297,8 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
                     if assistant && kind.ends_with("_tool_result") && kind != "tool_result" {
                         let id = b.get("tool_use_id").and_then(Value::as_str);
                         let mcp = kind == "mcp_tool_result";
-                        if let Some(c) = provider_calls
-                            .iter_mut()
-                            .find(|c| id.is_some() && c.id.as_deref() == id && c.mcp == mcp)
-                        {
+                        let call = id.and_then(|id| by_id.get(id)).and_then(|k| provider_calls.get_mut(*k));
+                        if let Some(c) = call.filter(|c| c.mcp == mcp) {
                             c.answered = true;
                         }
                     }
@@ -325,7 +328,6 @@ fn messages(r: &mut LlmRequest, v: Value) -> Result<(), Denial> {
 /// A `server_tool_use` or `mcp_tool_use` block of the last turn.
 struct ProviderCall {
     mcp: bool,
-    id: Option<String>,
     block: Map<String, Value>,
     answered: bool,
 }

@@ -166,34 +166,58 @@ struct Param<'h> {
     /// Sent as a `=?base64?…?=` sentinel: text only (a string argument), never a number or
     /// a boolean, which always go plain.
     wrapped: bool,
+    /// The plain value read as a JSON number, read once: it is compared with every
+    /// fractional argument of the call, and a call may hold thousands.
+    number: Option<f64>,
 }
 
 /// The `Mcp-Param-*` headers a request carries, after checking that none appears twice
 /// and that each carries a value with one reading.
 fn params(headers: &Headers) -> Result<Vec<Param<'_>>, Denial> {
+    let sent: Vec<(&str, &[u8])> = headers.pairs().filter(|(n, _)| is_param(n)).collect();
+    if sent.is_empty() {
+        return Ok(Vec::new());
+    }
+    // How often each name appears, in any case: a request may carry many headers, and
+    // each is compared with the others by these counts, not one by one.
+    let mut times: HashMap<String, usize> = HashMap::new();
+    for (n, _) in &sent {
+        *times.entry(n.to_ascii_lowercase()).or_default() += 1;
+    }
     let mut params: Vec<Param> = Vec::new();
     // CGI-style servers (WSGI, Rack, PHP) read `_` as `-`: to them `Mcp-Param-Tenant_Id`
     // and `Mcp-Param-Tenant-Id` are one header, given twice.
     let folded = |n: &str| n.replace('_', "-").to_ascii_lowercase();
-    for n in headers.names().filter(|n| is_param(n)) {
-        if let Some(p) = params.iter().find(|p| folded(p.header) == folded(n)) {
-            return Err(mismatch(if p.header.eq_ignore_ascii_case(n) {
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (n, value) in sent {
+        if let Some(p) = seen.get(&folded(n)) {
+            return Err(mismatch(if p.eq_ignore_ascii_case(n) {
                 format!("header {} appears more than once", shown(n))
             } else {
                 format!(
                     "headers {} and {} are one header to servers that read '_' as '-', given twice",
-                    shown(p.header),
+                    shown(p),
                     shown(n)
                 )
             }));
         }
-        let value = one(headers, n, n)?.unwrap_or_default();
+        if times.get(&n.to_ascii_lowercase()).is_some_and(|t| *t > 1) {
+            return Err(mismatch(format!("{n} appears more than once")));
+        }
         let decoded = decode(value).map_err(|p| mismatch(format!("header {} {p}", shown(n))))?;
+        let wrapped = matches!(decoded, Cow::Owned(_));
+        let number = (!wrapped)
+            .then(|| std::str::from_utf8(&decoded).ok())
+            .flatten()
+            .and_then(|h| serde_json::from_str::<Number>(h).ok())
+            .and_then(|h| h.as_f64());
+        seen.insert(folded(n), n);
         params.push(Param {
             header: n,
             name: n.get(PARAM.len()..).unwrap_or_default(),
-            wrapped: matches!(decoded, Cow::Owned(_)),
+            wrapped,
             value: decoded,
+            number,
         });
     }
     Ok(params)
@@ -304,12 +328,7 @@ fn mirrors(value: &Value, header: &Param) -> bool {
         Value::String(s) => s.as_bytes() == header.value.as_ref(),
         Value::Bool(b) => plain() == Some(if *b { &b"true"[..] } else { b"false" }),
         Value::Number(n) if !n.is_f64() => plain() == Some(n.to_string().as_bytes()),
-        Value::Number(n) => plain()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| serde_json::from_str::<Number>(h).ok())
-            .and_then(|h| h.as_f64())
-            .zip(n.as_f64())
-            .is_some_and(|(h, n)| h == n),
+        Value::Number(n) => header.number.zip(n.as_f64()).is_some_and(|(h, n)| h == n),
         Value::Null | Value::Array(_) | Value::Object(_) => false,
     }
 }

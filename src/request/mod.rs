@@ -40,6 +40,11 @@ impl Headers {
         Ok(first)
     }
 
+    /// The headers, names with their values, in order (a repeated one as often as it appears).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
     /// The names of the headers, in order (a repeated one as often as it appears).
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.pairs.iter().map(|(n, _)| n.as_str())

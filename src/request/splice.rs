@@ -7,6 +7,9 @@
 //!
 //! Only validated text comes here, but nothing is assumed: any surprise is `None`.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 /// One member of an object: its key (unescaped), where it starts (the key's quote) and
 /// the byte range of its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,13 +80,13 @@ fn value_end(text: &[u8], i: usize) -> Option<usize> {
 }
 
 /// A key's text, unescaped (`"t\u006fols"` is `tools`). Keys without escapes, nearly all
-/// of them, need no parser.
-fn unescape(quoted: &[u8]) -> Option<String> {
+/// of them, need no parser (nor a copy).
+fn unescape_key(quoted: &[u8]) -> Option<Cow<'_, str>> {
     let text = std::str::from_utf8(quoted).ok()?;
     if !text.contains('\\') {
-        return text.get(1..text.len().checked_sub(1)?).map(str::to_string);
+        return text.get(1..text.len().checked_sub(1)?).map(Cow::Borrowed);
     }
-    serde_json::from_str(text).ok()
+    serde_json::from_str(text).ok().map(Cow::Owned)
 }
 
 /// The members of the top-level object of `text`.
@@ -106,7 +109,7 @@ fn members_at(text: &[u8], mut i: usize) -> Option<Vec<Member>> {
             return None;
         }
         let key_end = string_end(text, i)?;
-        let key = unescape(text.get(i..key_end)?)?;
+        let key = unescape_key(text.get(i..key_end)?)?.into_owned();
         let colon = skip_ws(text, key_end);
         if text.get(colon) != Some(&b':') {
             return None;
@@ -179,7 +182,7 @@ pub fn cuts(items: &[Span], remove: &[bool]) -> Vec<Span> {
 }
 
 /// One step into a JSON value: an object's member, or an array's element.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step<'a> {
     Key(&'a str),
     Index(usize),
@@ -187,16 +190,109 @@ pub enum Step<'a> {
 
 /// The span of the value at `path` in the JSON text `text` (the whole text for no step).
 pub fn locate(text: &[u8], path: &[Step]) -> Option<Span> {
-    let start = skip_ws(text, 0);
-    let mut span = (start, value_end(text, start)?);
-    for step in path {
-        span = match step {
-            // The strict parser refused duplicate keys: the key names one member.
-            Step::Key(key) => members_at(text, span.0)?.into_iter().find(|m| m.key == *key)?.value,
-            Step::Index(i) => *elements(text, span)?.get(*i)?,
-        };
+    locate_all(text, &[path])?.into_iter().next()
+}
+
+/// The paths still to find below one value, as a tree of their steps: a document is
+/// walked once, however many paths lead into it (an answer may withhold thousands of
+/// blocks of one list, each a path from the root).
+#[derive(Default)]
+struct Wanted<'a> {
+    /// The paths (their indexes) that end at this value.
+    here: Vec<usize>,
+    keys: HashMap<&'a str, Wanted<'a>>,
+    indexes: HashMap<usize, Wanted<'a>>,
+}
+
+/// The span of the value at each of `paths` in the JSON text `text`, in one walk of it:
+/// `None` when one of them leads nowhere.
+pub fn locate_all(text: &[u8], paths: &[&[Step]]) -> Option<Vec<Span>> {
+    let mut root = Wanted::default();
+    for (n, path) in paths.iter().enumerate() {
+        let mut node = &mut root;
+        for step in *path {
+            node = match step {
+                Step::Key(key) => node.keys.entry(key).or_default(),
+                Step::Index(i) => node.indexes.entry(*i).or_default(),
+            };
+        }
+        node.here.push(n);
     }
-    Some(span)
+    let mut found = vec![None; paths.len()];
+    walk(text, skip_ws(text, 0), &root, &mut found)?;
+    found.into_iter().collect()
+}
+
+/// Walks the value starting at `i`, noting the spans `wanted` asks for at it and below
+/// it, and returns where it ends. Only values on a wanted path are entered: any other is
+/// skipped, so each byte is read once.
+fn walk(text: &[u8], i: usize, wanted: &Wanted, found: &mut [Option<Span>]) -> Option<usize> {
+    let end = match text.get(i)? {
+        b'{' if !wanted.keys.is_empty() => walk_members(text, i, wanted, found)?,
+        b'[' if !wanted.indexes.is_empty() => walk_elements(text, i, wanted, found)?,
+        _ => value_end(text, i)?,
+    };
+    for n in &wanted.here {
+        // The first value a path reaches is its value (the strict parser refused
+        // duplicate keys: there is one).
+        let slot = found.get_mut(*n)?;
+        slot.get_or_insert((i, end));
+    }
+    Some(end)
+}
+
+/// Walks the object starting at `i` (as `members_at` reads it), entering the members
+/// `wanted` names.
+fn walk_members(text: &[u8], i: usize, wanted: &Wanted, found: &mut [Option<Span>]) -> Option<usize> {
+    let mut i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b'}') {
+        return Some(i + 1);
+    }
+    loop {
+        if text.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = string_end(text, i)?;
+        let key = unescape_key(text.get(i..key_end)?)?;
+        let colon = skip_ws(text, key_end);
+        if text.get(colon) != Some(&b':') {
+            return None;
+        }
+        let vstart = skip_ws(text, colon + 1);
+        let vend = match wanted.keys.get(key.as_ref()) {
+            Some(below) => walk(text, vstart, below, found)?,
+            None => value_end(text, vstart)?,
+        };
+        let next = skip_ws(text, vend);
+        match text.get(next)? {
+            b',' => i = skip_ws(text, next + 1),
+            b'}' => return Some(next + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// Walks the array starting at `i` (as `elements` reads it), entering the elements
+/// `wanted` names.
+fn walk_elements(text: &[u8], i: usize, wanted: &Wanted, found: &mut [Option<Span>]) -> Option<usize> {
+    let mut i = skip_ws(text, i + 1);
+    if text.get(i) == Some(&b']') {
+        return Some(i + 1);
+    }
+    let mut k = 0usize;
+    loop {
+        let end = match wanted.indexes.get(&k) {
+            Some(below) => walk(text, i, below, found)?,
+            None => value_end(text, i)?,
+        };
+        k += 1;
+        let next = skip_ws(text, end);
+        match text.get(next)? {
+            b',' => i = skip_ws(text, next + 1),
+            b']' => return Some(next + 1),
+            _ => return None,
+        }
+    }
 }
 
 /// `text` without the `cuts` (overlapping cuts merge).
@@ -207,14 +303,9 @@ pub fn apply(text: &[u8], cuts: Vec<Span>) -> Option<Vec<u8>> {
 /// `text` with each span replaced by its bytes (none: cut). Spans may overlap only as cuts
 /// do: one within a span already written is dropped; one straddling it is refused.
 pub fn rewrite(text: &[u8], mut edits: Vec<(Span, &[u8])>) -> Option<Vec<u8>> {
-    // A handful of edits: an insertion sort keeps the module small (no generic quicksort).
-    for i in 1..edits.len() {
-        let mut j = i;
-        while j > 0 && edits.get(j).map(|e| e.0) < edits.get(j - 1).map(|e| e.0) {
-            edits.swap(j, j - 1);
-            j -= 1;
-        }
-    }
+    // Stable: edits of one span keep the order they were given in. An answer may bring
+    // thousands of edits, so no insertion sort.
+    edits.sort_by_key(|e| e.0);
     let mut out = Vec::with_capacity(text.len());
     let mut at = 0usize;
     for ((start, end), with) in edits {
@@ -288,6 +379,94 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
             assert_eq!(v.as_object().unwrap().len(), rm.iter().filter(|r| !**r).count());
         }
+    }
+
+    /// Every path into `value` (its own, then each member's and element's, recursively).
+    fn all_paths<'v>(value: &'v serde_json::Value, path: Vec<Step<'v>>, out: &mut Vec<Vec<Step<'v>>>) {
+        out.push(path.clone());
+        match value {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    let mut p = path.clone();
+                    p.push(Step::Key(k));
+                    all_paths(v, p, out);
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, v) in a.iter().enumerate() {
+                    let mut p = path.clone();
+                    p.push(Step::Index(i));
+                    all_paths(v, p, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One path found from the root, step by step, as each edit was found before all were
+    /// found in one walk: the reference the walk must agree with.
+    fn locate_from_root(text: &[u8], path: &[Step]) -> Option<Span> {
+        let start = skip_ws(text, 0);
+        let mut span = (start, value_end(text, start)?);
+        for step in path {
+            span = match step {
+                Step::Key(key) => members_at(text, span.0)?.into_iter().find(|m| m.key == *key)?.value,
+                Step::Index(i) => *elements(text, span)?.get(*i)?,
+            };
+        }
+        Some(span)
+    }
+
+    #[test]
+    fn one_walk_finds_every_path_where_the_root_does() {
+        let docs = [
+            r#" {"a" : [1, {"b":"x]}"} , [ ] ,[[2]]], "t\u006fols": {"x": -1.5e3, "y": null} , "z":[{}]} "#,
+            r#"[{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text"},{"uri":"docs://g/1"}]}},{"result":{"tools":[]}}]"#,
+            r#""only a string""#,
+            "[[[[[]]]],\n\t{\"\\\"\":[true,false]}]",
+        ];
+        for doc in docs {
+            let text = doc.as_bytes();
+            let value: serde_json::Value = serde_json::from_slice(text).unwrap();
+            let mut paths = Vec::new();
+            all_paths(&value, Vec::new(), &mut paths);
+            let wanted: Vec<&[Step]> = paths.iter().map(Vec::as_slice).collect();
+            let each: Vec<Span> = wanted.iter().map(|p| locate_from_root(text, p).unwrap()).collect();
+            assert_eq!(locate_all(text, &wanted).unwrap(), each, "{doc}");
+            // Every value is what the parser reads there.
+            for (path, span) in paths.iter().zip(&each) {
+                let at: serde_json::Value = serde_json::from_slice(&text[span.0..span.1]).unwrap();
+                let mut expected = &value;
+                for step in path {
+                    expected = match step {
+                        Step::Key(k) => &expected[*k],
+                        Step::Index(i) => &expected[*i],
+                    };
+                }
+                assert_eq!(&at, expected, "{doc} at {path:?}");
+            }
+            // One at a time, and in reverse order, the same spans.
+            for (path, span) in wanted.iter().zip(&each) {
+                assert_eq!(locate(text, path), Some(*span));
+            }
+            let reversed: Vec<&[Step]> = wanted.iter().rev().copied().collect();
+            let mut back = locate_all(text, &reversed).unwrap();
+            back.reverse();
+            assert_eq!(back, each);
+        }
+        // A path that leads nowhere finds nothing, whatever else is found.
+        let text = br#"{"a":[1,2],"b":{"c":3}}"#;
+        for missing in [
+            &[Step::Key("x")][..],
+            &[Step::Key("a"), Step::Index(2)],
+            &[Step::Key("a"), Step::Key("c")],
+            &[Step::Key("b"), Step::Index(0)],
+            &[Step::Key("b"), Step::Key("c"), Step::Key("d")],
+        ] {
+            assert_eq!(locate_all(text, &[&[Step::Key("a")], missing]), None, "{missing:?}");
+            assert_eq!(locate_from_root(text, missing), None, "{missing:?}");
+        }
+        assert_eq!(locate_all(text, &[]), Some(vec![]));
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub(crate) fn run(plugin: &mut Plugin, request: Request) -> Result<Outcome, Harn
     outcome.fuel_by_export = diff(&state.fuel_by_export, &fuel_by_export_before);
     if let Some(s) = stream {
         outcome.filter_state = s.filter_state;
+        outcome.body_bytes_written = s.body_bytes_written;
     }
     Ok(outcome)
 }

@@ -285,6 +285,9 @@ pub struct Outcome {
     pub fuel: u64,
     /// The same, by export the host called (`proxy_on_request_body`, `malloc`…).
     pub fuel_by_export: BTreeMap<String, u64>,
+    /// Bytes the plugin wrote into the request's and the answer's body buffers
+    /// (`proxy_set_buffer_bytes`): Envoy copies each of them, work outside the fuel count.
+    pub body_bytes_written: u64,
     /// Values the plugin set with `proxy_set_property` (Envoy filter state `wasm.<path>`),
     /// keyed by [`property_key`].
     pub filter_state: BTreeMap<Vec<u8>, Vec<u8>>,

@@ -68,6 +68,8 @@ pub(crate) struct Stream {
     pub(crate) properties: HashMap<Vec<u8>, Vec<u8>>,
     /// Values the plugin set with `proxy_set_property` (Envoy filter state `wasm.<path>`).
     pub(crate) filter_state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Bytes the plugin wrote into body buffers (`proxy_set_buffer_bytes`).
+    pub(crate) body_bytes_written: u64,
     pub(crate) deferred: Vec<Deferred>,
 }
 
@@ -89,6 +91,7 @@ impl Stream {
             access_log_phase: false,
             properties,
             filter_state: BTreeMap::new(),
+            body_bytes_written: 0,
             deferred: Vec::new(),
         }
     }

@@ -550,6 +550,33 @@ fn a_call_beginning_in_the_same_piece_as_text_is_still_held() {
     }
 }
 
+/// Once a call begins, each later piece is taken out of Envoy's buffer as it comes: what
+/// passed before the call is written back once, at the end, not with every piece (Envoy
+/// would copy it again for each piece of a long stream).
+#[test]
+fn a_held_stream_writes_what_passed_before_the_call_once() {
+    let idp = Idp::new();
+    for (mode, mut plugin) in plugins(&idp, "enforce") {
+        let (call, text_len) = chat_events("c-42");
+        let front = call[..text_len].repeat(64);
+        let events = [front.as_slice(), &call[text_len..]].concat();
+        let first_call_end = front.len() + call[text_len..].windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        let mut answer = stream_answer(&events, events.len());
+        answer.body_chunks = vec![events[..first_call_end].to_vec()];
+        answer
+            .body_chunks
+            .extend(events[first_call_end..].chunks(1).map(<[u8]>::to_vec));
+        let outcome = plugin.request(chat_request(&idp, answer)).unwrap();
+        assert_eq!(outcome.response_body(), events.as_slice(), "{mode}");
+        assert!(
+            outcome.body_bytes_written <= 2 * events.len() as u64,
+            "{mode}: {} bytes written for an answer of {}",
+            outcome.body_bytes_written,
+            events.len()
+        );
+    }
+}
+
 #[test]
 fn lists_are_filtered_by_shape_whatever_the_id_and_on_server_streams() {
     let idp = Idp::new();

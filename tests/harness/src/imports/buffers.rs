@@ -74,6 +74,7 @@ pub(crate) fn proxy_set_buffer_bytes(
     len: u32,
 ) -> HostResult {
     let data = tri!(memory::read(caller, ptr, len));
+    let written = data.len() as u64;
     let state = caller.data_mut();
     let Some(stream) = state.stream.as_mut() else {
         return status(Status::BadArgument);
@@ -99,5 +100,6 @@ pub(crate) fn proxy_set_buffer_bytes(
     } else {
         return status(Status::BadArgument);
     }
+    stream.body_bytes_written += written;
     status(Status::Ok)
 }
