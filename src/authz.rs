@@ -422,14 +422,6 @@ impl<'a> Grants<'a> {
     }
 }
 
-/// A tool the caller could call: catalogued, and its intent granted.
-pub fn usable(policy: &Policy, principal: &Principal, name: &str) -> bool {
-    policy
-        .tools
-        .get(name)
-        .is_some_and(|t| principal.grants(policy, &t.intent))
-}
-
 /// May the caller see this item of an MCP list? A tool it may call, a prompt or resource
 /// inside its data boundary with the rule's scope granted. A resource template is visible
 /// when its fixed part (up to the first `{`) already lies inside a resource rule and what

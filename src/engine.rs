@@ -220,7 +220,7 @@ pub fn on_headers(policy: &Policy, headers: &Headers, host: &dyn Host, has_body:
     d.protocol = policy.routes.get(route_idx).map(|r| r.protocol);
     if d.protocol == Some(Protocol::Mcp) && policy.identity.bind_session.is_none() {
         d.session_tried = headers
-            .one("mcp-session-id")
+            .one(crate::sessions::SESSION_HEADER)
             .ok()
             .flatten()
             .map(|v| String::from_utf8_lossy(v).into_owned());

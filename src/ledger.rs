@@ -71,17 +71,19 @@ enum Edit {
     Answer(bool),
 }
 
-/// 32 hex chars of randomness: std's `RandomState` is seeded from the host's (WASI
-/// `random_get` in the plugin).
-fn fresh_salt() -> String {
+/// A secret a proxy makes for itself (a ledger's salt, the key sealing MCP sessions):
+/// `words` × 16 hex chars of randomness. std's `RandomState` is seeded from the host's
+/// (WASI `random_get` in the plugin).
+pub(crate) fn fresh_secret(words: u8) -> String {
     use std::hash::{BuildHasher, Hasher};
     let state = std::collections::hash_map::RandomState::new();
-    let half = |n: u8| {
-        let mut h = state.build_hasher();
-        h.write_u8(n);
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(0), half(1))
+    (0..words)
+        .map(|n| {
+            let mut h = state.build_hasher();
+            h.write_u8(n);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
 }
 
 /// The unexpired entries of a bucket's text, as `(id, expiry)`.
@@ -132,7 +134,7 @@ impl Ledger {
             }
         }
         if self.placement == Placement::ByScope && self.salt(store).is_none() {
-            let _ = store.set(&self.salt_key(), fresh_salt().as_bytes(), 0);
+            let _ = store.set(&self.salt_key(), fresh_secret(2).as_bytes(), 0);
         }
     }
 

@@ -52,22 +52,8 @@ pub fn proxy_key(store: &dyn crate::request::SharedData) -> Option<SealKey> {
     if let Some(key) = read() {
         return Some(SealKey(key));
     }
-    let _ = store.set(PROXY_KEY, fresh_key().as_bytes(), 0);
+    let _ = store.set(PROXY_KEY, crate::ledger::fresh_secret(4).as_bytes(), 0);
     read().map(SealKey)
-}
-
-/// 64 hex characters from std's `RandomState`, which the host's randomness seeds (WASI
-/// `random_get` in the plugin).
-fn fresh_key() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let state = std::collections::hash_map::RandomState::new();
-    (0u8..4)
-        .map(|n| {
-            let mut h = state.build_hasher();
-            h.write_u8(n);
-            format!("{:016x}", h.finish())
-        })
-        .collect()
 }
 
 /// The MAC binding `id` to the caller on `route`.

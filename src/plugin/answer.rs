@@ -27,6 +27,18 @@ pub(super) enum Answer {
     Ended,
 }
 
+/// What an answer refused at its head loses: where it sent the client, how its body was
+/// framed, the upgrade it accepted, and what it would have set up for the client.
+const REFUSED_HEAD_DROPS: [&str; 7] = [
+    "location",
+    "content-length",
+    "content-encoding",
+    "upgrade",
+    "sec-websocket-accept",
+    "set-cookie",
+    crate::sessions::SESSION_HEADER,
+];
+
 /// The answer's head, read in one host call.
 fn response_head() -> Headers {
     Headers::new(hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default())
@@ -176,14 +188,9 @@ impl Http {
         if self.enforcing() {
             let status = engine::head_refusal_status(&request, !end_of_stream).to_string();
             set_response_header(":status", Some(&status));
-            set_response_header("location", None);
-            set_response_header("content-length", None);
-            set_response_header("content-encoding", None);
-            set_response_header("upgrade", None);
-            set_response_header("sec-websocket-accept", None);
-            // What the refused answer would have set up for the client goes with it.
-            set_response_header("set-cookie", None);
-            set_response_header(crate::sessions::SESSION_HEADER, None);
+            for name in REFUSED_HEAD_DROPS {
+                set_response_header(name, None);
+            }
             // The error JSON takes the place of a body; with none to replace, the status
             // alone says it, and no content type claims a body.
             set_response_header("content-type", (!end_of_stream).then_some("application/json"));
