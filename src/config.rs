@@ -45,6 +45,11 @@ pub struct PolicyDoc {
     /// accepted by the others. Without it each proxy makes its own.
     #[serde(default)]
     pub session_key: Option<String>,
+    /// Keys that sealed sessions before `session_key` replaced them: they still open the
+    /// sessions they sealed, never seal new ones, so a key is rotated without every
+    /// client losing its session at once.
+    #[serde(default)]
+    pub retired_session_keys: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]

@@ -23,19 +23,32 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 /// Bytes of MAC kept in a seal: 128 bits, 22 base64url characters.
 const TAG_BYTES: usize = 16;
 
-/// The key seals are made with. Its bytes never show in `Debug` output.
+/// The keys seals are made and opened with: the current key seals, and it and the retired
+/// keys (`retired_session_keys`, the keys it replaced) open. Their bytes never show in
+/// `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SealKey(Vec<u8>);
+pub struct SealKey {
+    current: Vec<u8>,
+    retired: Vec<Vec<u8>>,
+}
 
 impl SealKey {
     pub fn new(bytes: Vec<u8>) -> Self {
-        SealKey(bytes)
+        SealKey {
+            current: bytes,
+            retired: Vec::new(),
+        }
+    }
+
+    /// The same key, also opening the seals `retired` keys made.
+    pub fn with_retired(self, retired: Vec<Vec<u8>>) -> Self {
+        SealKey { retired, ..self }
     }
 }
 
 impl std::fmt::Debug for SealKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SealKey(…)")
+        write!(f, "SealKey(… and {} retired)", self.retired.len())
     }
 }
 
@@ -50,15 +63,15 @@ const PROXY_KEY: &str = "aigate.sessions.key";
 pub fn proxy_key(store: &dyn crate::request::SharedData) -> Option<SealKey> {
     let read = || store.get(PROXY_KEY).map(|(v, _)| v).filter(|v| v.len() >= 32);
     if let Some(key) = read() {
-        return Some(SealKey(key));
+        return Some(SealKey::new(key));
     }
     let _ = store.set(PROXY_KEY, crate::ledger::fresh_secret(4).as_bytes(), 0);
-    read().map(SealKey)
+    read().map(SealKey::new)
 }
 
-/// The MAC binding `id` to the caller on `route`.
-fn mac(key: &SealKey, route: &str, p: &Principal, id: &str) -> Option<Hmac<Sha256>> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).ok()?;
+/// The MAC binding `id` to the caller on `route` under `key`.
+fn mac(key: &[u8], route: &str, p: &Principal, id: &str) -> Option<Hmac<Sha256>> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).ok()?;
     // Each part with its length first: no two (route, caller, id) read as one.
     for part in [route, &crate::tasks::caller_id(p), id] {
         mac.update(&(part.len() as u64).to_be_bytes());
@@ -71,12 +84,13 @@ fn mac(key: &SealKey, route: &str, p: &Principal, id: &str) -> Option<Hmac<Sha25
 /// `None` only if the key cannot key a MAC (never for an HMAC key).
 pub fn seal(key: &SealKey, route: &str, p: &Principal, id: &str) -> Option<String> {
     use base64::Engine as _;
-    let tag = mac(key, route, p, id)?.finalize().into_bytes();
+    let tag = mac(&key.current, route, p, id)?.finalize().into_bytes();
     let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.get(..TAG_BYTES)?);
     Some(format!("{id}.{tag}"))
 }
 
-/// The server's session id in `presented`, if it was sealed to this caller on `route`.
+/// The server's session id in `presented`, if it was sealed to this caller on `route`
+/// (by the current key or a retired one).
 pub fn unseal<'a>(key: &SealKey, route: &str, p: &Principal, presented: &'a str) -> Option<&'a str> {
     use base64::Engine as _;
     // The tag has no dot, the server's id may: the seal is after the last one.
@@ -86,8 +100,10 @@ pub fn unseal<'a>(key: &SealKey, route: &str, p: &Principal, presented: &'a str)
         return None;
     }
     // Compared in constant time, so a caller cannot find a tag byte by byte.
-    mac(key, route, p, id)?.verify_truncated_left(&tag).ok()?;
-    Some(id)
+    std::iter::once(&key.current)
+        .chain(&key.retired)
+        .any(|k| mac(k, route, p, id).is_some_and(|m| m.verify_truncated_left(&tag).is_ok()))
+        .then_some(id)
 }
 
 #[cfg(test)]
@@ -135,7 +151,26 @@ mod tests {
             unseal(&key, "mcp", &alice, std::str::from_utf8(&flipped).unwrap()),
             None
         );
-        assert_eq!(format!("{key:?}"), "SealKey(…)");
+        assert_eq!(format!("{key:?}"), "SealKey(… and 0 retired)");
+    }
+
+    #[test]
+    fn a_retired_key_opens_what_it_sealed_and_seals_nothing() {
+        let alice = principal("alice", "acme");
+        let old = SealKey::new(vec![1; 32]);
+        let sealed_before = seal(&old, "mcp", &alice, "s-1").unwrap();
+        let rotated = SealKey::new(vec![2; 32]).with_retired(vec![vec![1; 32]]);
+        assert_eq!(unseal(&rotated, "mcp", &alice, &sealed_before), Some("s-1"));
+        let sealed_after = seal(&rotated, "mcp", &alice, "s-2").unwrap();
+        assert_eq!(
+            sealed_after,
+            seal(&SealKey::new(vec![2; 32]), "mcp", &alice, "s-2").unwrap()
+        );
+        assert_eq!(unseal(&old, "mcp", &alice, &sealed_after), None, "the new key seals");
+        // Still only for its caller, and not once the key is dropped.
+        assert_eq!(unseal(&rotated, "mcp", &principal("bob", "acme"), &sealed_before), None);
+        assert_eq!(unseal(&SealKey::new(vec![2; 32]), "mcp", &alice, &sealed_before), None);
+        assert_eq!(format!("{rotated:?}"), "SealKey(… and 1 retired)");
     }
 
     #[test]

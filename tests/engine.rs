@@ -2589,6 +2589,22 @@ fn an_mcp_session_is_its_openers_alone() {
     let d = presenting(&alice, &sealed);
     assert!(d.allowed(), "{:?}", d.denial);
     assert_eq!(d.upstream_session.as_deref(), Some("s-1"));
+    // Once the key is rotated (the old one retired), the session goes on; dropped, it ends.
+    let mut rotated = World::new();
+    rotated.policy.session_seal = Some(aigate::sessions::SealKey::new(vec![10; 32]).with_retired(vec![vec![9; 32]]));
+    let mut dropped = World::new();
+    dropped.policy.session_seal = Some(aigate::sessions::SealKey::new(vec![10; 32]));
+    for (w2, goes_on) in [(&rotated, true), (&dropped, false)] {
+        let mut w2h = w2.headers(Some(&alice));
+        w2h.push(("mcp-session-id".into(), sealed.as_bytes().to_vec()));
+        let d = w2.decide(&w2h, Some(&body));
+        assert_eq!(
+            d.upstream_session.as_deref(),
+            goes_on.then_some("s-1"),
+            "{:?}",
+            d.denial
+        );
+    }
     // Another caller holding the id, or anyone presenting the server's bare id, does not:
     // 404, as MCP servers answer a session they do not know, so clients open a new one.
     for (token, session) in [
@@ -2684,6 +2700,52 @@ fn session_settings_are_checked() {
     );
     let (e, sealed) = errs(&|d| d["session_key"] = json!(b64(&[3u8; 32])));
     assert!(e.is_empty() && sealed, "{e:?}");
+    // Retired keys: only beside a current one, each a key, none repeated, at most four.
+    let (e, sealed) = errs(&|d| {
+        d["session_key"] = json!(b64(&[3u8; 32]));
+        d["retired_session_keys"] = json!([b64(&[4u8; 32]), b64(&[5u8; 32])]);
+    });
+    assert!(e.is_empty() && sealed, "{e:?}");
+    for (retired, current, wanted) in [
+        (
+            json!([b64(&[4u8; 32])]),
+            None,
+            "retired_session_keys: needs session_key",
+        ),
+        (
+            json!(["c2hvcnQ"]),
+            Some(3u8),
+            "retired_session_keys[0]: must hold at least 32 bytes",
+        ),
+        (
+            json!([b64(&[4u8; 32]), "a+b"]),
+            Some(3),
+            "retired_session_keys[1]: must be base64url",
+        ),
+        (
+            json!([b64(&[3u8; 32])]),
+            Some(3),
+            "retired_session_keys[0]: repeats a key given before it",
+        ),
+        (
+            json!([b64(&[4u8; 32]), b64(&[4u8; 32])]),
+            Some(3),
+            "retired_session_keys[1]: repeats a key",
+        ),
+        (
+            json!((10u8..15).map(|b| b64(&[b; 32])).collect::<Vec<_>>()),
+            Some(3),
+            "retired_session_keys: at most 4 keys",
+        ),
+    ] {
+        let (e, _) = errs(&|d| {
+            if let Some(c) = current {
+                d["session_key"] = json!(b64(&[c; 32]));
+            }
+            d["retired_session_keys"] = retired.clone();
+        });
+        assert!(e.iter().any(|m| m.starts_with(wanted)), "{wanted}: {e:?}");
+    }
     // Without one, a policy seals nothing until a proxy gives it its own key.
     let (e, sealed) = errs(&|_| {});
     assert!(e.is_empty() && !sealed, "{e:?}");

@@ -325,7 +325,7 @@ impl Checker {
             self.apart(a, issuers);
         }
         self.headers_apart(&identity, approval.as_ref());
-        let session_seal = doc.session_key.as_deref().and_then(|k| self.session_key(k));
+        let session_seal = self.session_keys(doc.session_key.as_deref(), doc.retired_session_keys);
         Policy {
             mode: doc.mode,
             hold: doc.hold.unwrap_or_default(),
@@ -351,17 +351,52 @@ impl Checker {
         }
     }
 
-    /// The configured key sealing MCP sessions: base64url (no padding), at least 256 bits.
-    fn session_key(&mut self, key: &str) -> Option<crate::sessions::SealKey> {
+    /// The configured keys sealing MCP sessions: `session_key`, and the keys it replaced,
+    /// which open what they sealed. Each base64url (no padding), at least 256 bits; at most
+    /// four retired, as a seal no key opens is tried against each.
+    fn session_keys(&mut self, key: Option<&str>, retired: Vec<String>) -> Option<crate::sessions::SealKey> {
+        const MOST_RETIRED: usize = 4;
+        let Some(key) = key else {
+            if !retired.is_empty() {
+                self.err(
+                    "retired_session_keys",
+                    "needs session_key: retired keys open the sessions they sealed, the current key seals new ones",
+                );
+            }
+            return None;
+        };
+        let current = self.session_key("session_key".into(), key);
+        if retired.len() > MOST_RETIRED {
+            self.err(
+                "retired_session_keys",
+                format!("at most {MOST_RETIRED} keys: drop those whose sessions have ended"),
+            );
+        }
+        let mut opening = Vec::new();
+        for (i, k) in retired.iter().enumerate() {
+            let path = format!("retired_session_keys[{i}]");
+            match self.session_key(path.clone(), k) {
+                Some(bytes) if Some(&bytes) == current.as_ref() || opening.contains(&bytes) => {
+                    self.err(path, "repeats a key given before it")
+                }
+                Some(bytes) => opening.push(bytes),
+                None => {}
+            }
+        }
+        Some(crate::sessions::SealKey::new(current?).with_retired(opening))
+    }
+
+    /// One key of `session_key` or `retired_session_keys`, at `path`.
+    fn session_key(&mut self, path: String, key: &str) -> Option<Vec<u8>> {
         use base64::Engine as _;
         match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key) {
-            Ok(bytes) if bytes.len() >= 32 => Some(crate::sessions::SealKey::new(bytes)),
+            Ok(bytes) if bytes.len() >= 32 => Some(bytes),
             Ok(_) => {
-                self.err("session_key", "must hold at least 32 bytes (43 base64url characters)");
+                self.err(path, "must hold at least 32 bytes (43 base64url characters)");
                 None
             }
             Err(_) => {
-                self.err("session_key", "must be base64url without padding");
+                self.err(path, "must be base64url without padding");
                 None
             }
         }
