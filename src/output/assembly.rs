@@ -240,8 +240,9 @@ impl Assembly {
     /// key them (`1.0` is index 1 to Python and JavaScript, not a position); a name comes
     /// whole in one piece, as OpenAI sends it, since clients join name pieces differently
     /// (one keeps the first, another the last, another all), so a split name could be read
-    /// as another tool than the one judged.
-    fn chat(&mut self, data: Map<String, Value>) -> Result<bool, Denial> {
+    /// as another tool than the one judged. The chunk is read as strictly as a JSON answer
+    /// (`choices` an array of objects…): JavaScript reads `choices[0]` of an object too.
+    fn chat(&mut self, mut data: Map<String, Value>) -> Result<bool, Denial> {
         let index = |v: Option<&Value>, what: &str| match v {
             None => Ok(None),
             Some(v) => v
@@ -250,15 +251,40 @@ impl Assembly {
                 .ok_or_else(|| malformed(RULE, format!("a {what} index of the answer is not an unsigned integer"))),
         };
         let mut call = false;
-        for choice in data.get("choices").and_then(Value::as_array).into_iter().flatten() {
-            let c = index(choice.get("index"), "choice")?.unwrap_or(0);
-            let Some(delta) = choice.get("delta") else { continue };
-            for t in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+        let choices = llm::opt_array(data.remove("choices"), RULE, "choices")?;
+        for (position, choice) in choices.into_iter().enumerate() {
+            let mut choice = llm::obj(choice, RULE, "a choice")?;
+            let mut delta = match choice.remove("delta") {
+                None | Some(Value::Null) => continue,
+                Some(d) => llm::obj(d, RULE, "a choice's delta")?,
+            };
+            let pieces = llm::opt_array(delta.remove("tool_calls"), RULE, "tool_calls")?;
+            let legacy = delta.remove("function_call").filter(|f| !f.is_null());
+            if pieces.is_empty() && legacy.is_none() {
+                continue;
+            }
+            // Loops that read a chunk's `choices[0]` by position (OpenAI's guide, LangChain)
+            // and the SDKs that key choices by `index` must file a call piece alike: a choice
+            // carrying one sits at the position its index names (a repeated or absent index
+            // would hide a piece from one of them).
+            let c = index(choice.get("index"), "choice")?;
+            if c != Some(position as u64) {
+                return Err(malformed(
+                    RULE,
+                    "a choice carrying a tool call piece is not at the position its index names in its chunk",
+                ));
+            }
+            let c = position as u64;
+            for t in pieces {
+                let mut t = llm::obj(t, RULE, "a tool call piece")?;
                 let i = index(t.get("index"), "tool call")?
                     .ok_or_else(|| malformed(RULE, "a tool call piece of the answer has no index"))?;
                 let p = self.chat.entry((c, i)).or_default();
-                let function = t.get("function").filter(|f| !f.is_null());
-                let custom = t.get("custom").filter(|f| !f.is_null());
+                let mut part = |key: &str| match t.remove(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(f) => llm::obj(f, RULE, key).map(Some),
+                };
+                let (function, custom) = (part("function")?, part("custom")?);
                 kind_piece(&mut p.custom, t.get("type"), function.is_some(), custom.is_some())?;
                 if let Some(f) = function {
                     name_piece(&mut p.name, f.get("name"))?;
@@ -270,7 +296,8 @@ impl Assembly {
                 }
                 call = true;
             }
-            if let Some(f) = delta.get("function_call").filter(|f| !f.is_null()) {
+            if let Some(f) = legacy {
+                let f = llm::obj(f, RULE, "function_call")?;
                 let p = self.chat.entry((c, u64::MAX)).or_default();
                 name_piece(&mut p.name, f.get("name"))?;
                 join(&mut p.arguments, f.get("arguments"));
@@ -462,12 +489,16 @@ impl Assembly {
                     return Err(malformed(RULE, "the answer starts its message twice"));
                 }
                 self.started = true;
-                let content = data
-                    .get("message")
-                    .and_then(|m| m.get("content"))
-                    .and_then(Value::as_array);
+                // As strictly as a JSON answer: the SDK reads a content object's members too.
+                let content = match data.get("message") {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(m) => {
+                        let mut m = llm::obj(m.clone(), RULE, "the started message")?;
+                        llm::opt_array(m.remove("content"), RULE, "content")?
+                    }
+                };
                 let mut call = false;
-                for block in content.into_iter().flatten() {
+                for block in &content {
                     call |= self.open_block(block);
                 }
                 Ok(call)

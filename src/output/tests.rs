@@ -294,6 +294,42 @@ fn chat_pieces_are_filed_as_the_sdks_file_them() {
             None,
             json!({"choices": [{"index": -1, "delta": {"tool_calls": [start.clone()]}}]}),
         )],
+        // A repeated choice: a loop reading `choices[0]` misses the second's piece, which
+        // aigate would join to the first choice's call.
+        vec![
+            piece(
+                json!({"index": 0, "id": "a", "type": "function", "function": {"name": "refund", "arguments": "{\"to\":\""}}),
+            ),
+            (
+                None,
+                json!({"choices": [
+                    {"index": 0, "delta": {}},
+                    {"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "a\"}"}}]}},
+                ]}),
+            ),
+        ],
+        // A call piece in a choice with no index, or away from the position it names.
+        vec![(None, json!({"choices": [{"delta": {"tool_calls": [start.clone()]}}]}))],
+        vec![(
+            None,
+            json!({"choices": [{"index": 1, "delta": {"tool_calls": [start.clone()]}}]}),
+        )],
+        // Shapes JavaScript reads as arrays and objects all the same (`choices[0]`,
+        // `delta.tool_calls[0]`): not ignored.
+        vec![(
+            None,
+            json!({"choices": {"0": {"index": 0, "delta": {"tool_calls": [start.clone()]}}}}),
+        )],
+        vec![(
+            None,
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": {"0": start.clone()}}}]}),
+        )],
+        vec![(None, json!({"choices": ["text"]}))],
+        vec![(None, json!({"choices": [{"index": 0, "delta": "text"}]}))],
+        vec![(
+            None,
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "a", "type": "function", "function": "refund"}]}}]}),
+        )],
     ];
     for events in refused {
         let (_, end) = run(Protocol::OpenaiChat, &sse(&events), 7, true);
@@ -1366,6 +1402,16 @@ fn anthropic_blocks_are_read_by_position_as_the_sdk_reads_them() {
         names(&end.calls.unwrap()),
         [("get_order", &json!({"customer_id": "c-1"}))]
     );
+    // Content that is no array, or a message that is no object, is not ignored: the SDK
+    // reads members of an object as it would an array's.
+    for message in [json!({"id": "m", "content": {"0": tool.clone()}}), json!("m")] {
+        let body = sse(&[(
+            Some("message_start"),
+            json!({"type": "message_start", "message": message}),
+        )]);
+        let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
+        assert_eq!(end.calls.unwrap_err().reason, Reason::BodyMalformed, "{message}");
+    }
     // Input at the start and in pieces: a reader of either alone acts differently.
     let body = sse(&[start(0, tool.clone()), piece(0, "{\"customer_id\": \"c-99\"}")]);
     let (_, end) = run(Protocol::AnthropicMessages, &body, 9, true);
