@@ -120,8 +120,16 @@ fn respelled(ptr: &crate::policy::ArgPath, key: &str) -> String {
 /// null) binds nothing, as it fills no template: a backend may read an empty customer id
 /// as "every customer". Nor does a number that is not an exact integer: behind jwt_authn
 /// every claim number travelled as a double, and an id of 2^53 or more came out rounded,
-/// equal to the rounded form of other ids.
+/// equal to the rounded form of other ids. Nor, likewise, does an argument number beyond
+/// 2^53 − 1: a JavaScript server reads `9007199254740993` as another customer's id,
+/// `…992` (send such ids as strings).
 fn same_value(arg: &Value, claim: &Value) -> bool {
+    const SAFE: u64 = (1 << 53) - 1;
+    if let Value::Number(n) = arg {
+        if !(n.as_u64().is_some_and(|u| u <= SAFE) || n.as_i64().is_some_and(|i| i.unsigned_abs() <= SAFE)) {
+            return false;
+        }
+    }
     let empty = match claim {
         Value::Null => true,
         Value::String(s) => s.is_empty(),

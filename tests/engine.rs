@@ -657,6 +657,29 @@ fn a_claim_number_rounded_behind_jwt_authn_binds_nothing() {
 }
 
 #[test]
+fn an_argument_number_a_javascript_server_rounds_binds_nothing() {
+    // 9007199254740993 is 9007199254740992 to a JavaScript server: another customer's id,
+    // whatever the token says. Send such ids as strings.
+    let w = World::new();
+    for claim in [json!("9007199254740993"), json!(9_007_199_254_740_993u64)] {
+        let t = w.token(json!({"customer_id": claim}));
+        for args in [r#"{"customer_id":9007199254740993}"#, r#"{"customer_id":-9007199254740993}"#] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_order","arguments":{args}}}}}"#
+            );
+            let d = w.decide_raw(&w.headers(Some(&t)), Some(body.as_bytes()));
+            assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch), "{claim} {args}");
+        }
+        let d = w.decide(&w.headers(Some(&t)), Some(&call("get_order", json!({"customer_id": "9007199254740993"}))));
+        assert!(d.allowed(), "{claim}: {:?}", d.denial);
+    }
+    // The largest integer every reader reads alike still binds, as a number or a string.
+    let t = w.token(json!({"customer_id": "9007199254740991"}));
+    let d = w.decide(&w.headers(Some(&t)), Some(&call("get_order", json!({"customer_id": 9_007_199_254_740_991u64}))));
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
 fn workload_from_mtls_spiffe_id() {
     let mut w = World::new();
     let body = call("get_order", json!({"customer_id": "c-42"}));
