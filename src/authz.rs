@@ -82,7 +82,7 @@ pub fn constraints(tool: &Tool, args: &Value) -> Result<(), Denial> {
                     Reason::ArgumentViolation,
                     format!("tools.{name}.constraints.{ptr}"),
                     format!(
-                    "argument {at} is not an object or array, so {ptr} cannot be checked: send it as JSON, not as text"
+                    "argument {at} is not what {ptr} reaches into (an object for a member's name, an array for an index), so {ptr} cannot be checked: send it as JSON of that shape, not as text"
                 ),
                 ))
             }
@@ -130,15 +130,7 @@ fn same_value(arg: &Value, claim: &Value) -> bool {
             return false;
         }
     }
-    let empty = match claim {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        Value::Number(n) => n.is_f64(),
-        Value::Bool(_) => false,
-    };
-    if empty {
+    if blank(claim) || claim.as_number().is_some_and(serde_json::Number::is_f64) {
         return false;
     }
     match (arg, claim) {
@@ -147,20 +139,33 @@ fn same_value(arg: &Value, claim: &Value) -> bool {
     }
 }
 
+/// A value that names nothing: `null`, `""`, `[]`, `{}`.
+fn blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) | Value::Bool(_) => false,
+    }
+}
+
 /// Checks one constraint. A list argument is declared by `max_items`: the scalar rules then
 /// apply to every element. Without it a scalar rule needs a single value, so a list cannot
 /// stand in for one (`[]` would satisfy every rule with nothing checked).
 fn check(c: &Constraint, v: Option<&Value>) -> Result<(), String> {
-    let Some(v) = v else {
-        return if c.required { Err("is required".into()) } else { Ok(()) };
+    // `null` is no value to a server that reads an absent argument as null; an empty
+    // value is "every customer" to a backend that filters by it.
+    let v = match v {
+        Some(v) if c.required && blank(v) => return Err("is required and must not be empty".into()),
+        Some(v) => v,
+        None if c.required => return Err("is required".into()),
+        None => return Ok(()),
     };
     match (v, c.max_items) {
         (Value::Array(items), Some(max)) => {
             if items.len() > max {
                 return Err(format!("has more than {max} items"));
-            }
-            if c.required && items.is_empty() {
-                return Err("is required and must not be empty".into());
             }
             items.iter().try_for_each(|item| scalar(c, item))
         }
@@ -202,7 +207,17 @@ fn in_domain(s: &str, domain: &str) -> bool {
 }
 
 fn plain_mailbox(local: &str) -> bool {
-    let atext = |c: char| c.is_ascii_alphanumeric() || !c.is_ascii() || "#$&'*+-/=?^_`{|}~".contains(c);
+    // Non-ASCII letters are allowed (RFC 6531), but not forms a mail system may map onto
+    // ASCII (`＠`, `﹫` are `@` after NFKC) nor invisible ones: `a＠evil.io@corp.com` must
+    // not read as a mailbox at evil.io anywhere.
+    let atext = |c: char| {
+        c.is_ascii_alphanumeric()
+            || (!c.is_ascii()
+                && !crate::request::compatibility_form(c)
+                && !crate::request::default_ignorable(c)
+                && !c.is_control())
+            || "#$&'*+-/=?^_`{|}~".contains(c)
+    };
     !local.contains("=?")
         && !local.contains("?=")
         && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(atext))
@@ -670,8 +685,16 @@ pub fn fill(parts: &[TemplatePart], principal: &Principal) -> Option<String> {
                     _ => return None,
                 };
                 // A separator would move the boundary; a `%` would let a server that
-                // decodes the filled part (`ac%6De` is `acme`) read another tenant's.
-                if v.is_empty() || v.contains(['/', '\\', '?', '#', '%']) || v.chars().any(char::is_control) {
+                // decodes the filled part (`ac%6De` is `acme`) read another tenant's; a
+                // `;` starts a segment parameter servers drop (`b;x` is `b` to Tomcat and
+                // Spring); an invisible or compatibility character is dropped or mapped
+                // by readers that normalise (`b\u{200b}` is `b`).
+                if v.is_empty()
+                    || v.contains(['/', '\\', '?', '#', '%', ';'])
+                    || v.chars().any(|c| {
+                        c.is_control() || crate::request::default_ignorable(c) || crate::request::compatibility_form(c)
+                    })
+                {
                     return None;
                 }
                 // In a URI's authority the host is what servers route by: `x@globex` is

@@ -663,19 +663,32 @@ fn an_argument_number_a_javascript_server_rounds_binds_nothing() {
     let w = World::new();
     for claim in [json!("9007199254740993"), json!(9_007_199_254_740_993u64)] {
         let t = w.token(json!({"customer_id": claim}));
-        for args in [r#"{"customer_id":9007199254740993}"#, r#"{"customer_id":-9007199254740993}"#] {
+        for args in [
+            r#"{"customer_id":9007199254740993}"#,
+            r#"{"customer_id":-9007199254740993}"#,
+        ] {
             let body = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_order","arguments":{args}}}}}"#
             );
             let d = w.decide_raw(&w.headers(Some(&t)), Some(body.as_bytes()));
-            assert_eq!(d.denial.map(|x| x.reason), Some(Reason::BindingMismatch), "{claim} {args}");
+            assert_eq!(
+                d.denial.map(|x| x.reason),
+                Some(Reason::BindingMismatch),
+                "{claim} {args}"
+            );
         }
-        let d = w.decide(&w.headers(Some(&t)), Some(&call("get_order", json!({"customer_id": "9007199254740993"}))));
+        let d = w.decide(
+            &w.headers(Some(&t)),
+            Some(&call("get_order", json!({"customer_id": "9007199254740993"}))),
+        );
         assert!(d.allowed(), "{claim}: {:?}", d.denial);
     }
     // The largest integer every reader reads alike still binds, as a number or a string.
     let t = w.token(json!({"customer_id": "9007199254740991"}));
-    let d = w.decide(&w.headers(Some(&t)), Some(&call("get_order", json!({"customer_id": 9_007_199_254_740_991u64}))));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&call("get_order", json!({"customer_id": 9_007_199_254_740_991u64}))),
+    );
     assert!(d.allowed(), "{:?}", d.denial);
 }
 
@@ -1219,6 +1232,105 @@ fn a_claim_that_would_move_a_boundary_fills_no_template() {
         Some(&rpc("resources/read", json!({"uri": "docs://acme/x/handbook.md"}))),
     );
     assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
+fn a_claim_a_server_reads_as_another_fills_no_path() {
+    // files://store/tenants/{tenant}/: in the path, a `;` starts a segment parameter that
+    // Tomcat and Spring drop (`b;x` is tenant b), and invisible or compatibility characters
+    // are dropped or mapped by readers that normalise.
+    let w = World::with(|p| {
+        p["data"]["resources"] =
+            json!([{"id": "store", "uri_prefix": "files://store/tenants/{tenant}/", "scope": "docs.read"}]);
+    });
+    for tenant in ["b;x", "b\u{200b}", "b\u{ad}", "\u{ff42}"] {
+        let t = w.token(json!({"tenant": tenant}));
+        let uri = format!("files://store/tenants/{tenant}/doc");
+        let d = w.decide(&w.headers(Some(&t)), Some(&rpc("resources/read", json!({"uri": uri}))));
+        assert_eq!(
+            d.denial.map(|x| x.reason),
+            Some(Reason::DataBoundary),
+            "tenant {tenant:?}"
+        );
+    }
+    let t = w.token(json!({"tenant": "b-x.1"}));
+    let d = w.decide(
+        &w.headers(Some(&t)),
+        Some(&rpc(
+            "resources/read",
+            json!({"uri": "files://store/tenants/b-x.1/doc"}),
+        )),
+    );
+    assert!(d.allowed(), "{:?}", d.denial);
+}
+
+#[test]
+fn constraints_hold_against_empty_values_and_look_alikes() {
+    let w = World::with(|p| {
+        p["tools"]["send_email"]["constraints"]["/to"] = json!({"required": true, "suffix_in": ["@example.com"]});
+        p["tools"]["send_email"]["constraints"]["/ref"] = json!({"required": true, "max_length": 10});
+    });
+    let t = w.token(json!({}));
+    let reason = |args: Value| {
+        let d = w.decide(&w.headers(Some(&t)), Some(&call("send_email", args)));
+        d.denial.map(|x| (x.reason, x.message))
+    };
+    // Required means a value: null or an empty one is none.
+    for r in [json!(null), json!(""), json!({}), json!([])] {
+        let (reason, message) = reason(json!({"to": "a@example.com", "ref": r})).unwrap();
+        assert_eq!(reason, Reason::ArgumentViolation, "{r}");
+        assert!(message.contains("is required and must not be empty"), "{message}");
+    }
+    // `＠` and `﹫` are `@` to mail systems that normalise: no mailbox at evil.io passes.
+    for to in [
+        "a\u{ff20}evil.io@example.com",
+        "a\u{fe6b}evil.io@example.com",
+        "a\u{200b}@example.com",
+    ] {
+        let got = reason(json!({"to": to, "ref": "r-1"})).map(|x| x.0);
+        assert_eq!(got, Some(Reason::ArgumentViolation), "{to}");
+    }
+    // Letters of other scripts are a mailbox (RFC 6531): the approval is what is missing.
+    let got = reason(json!({"to": "jos\u{e9}@example.com", "ref": "r-1"})).map(|x| x.0);
+    assert_eq!(got, Some(Reason::ApprovalRequired));
+}
+
+#[test]
+fn prefixes_and_suffixes_that_cover_more_than_they_say_are_config_errors() {
+    let errs = |constraint: Value| {
+        let mut doc = policy_doc();
+        doc["tools"]["send_email"]["constraints"]["/to"] = constraint;
+        match aigate::policy::compile(doc.to_string().as_bytes()) {
+            Ok(_) => vec![],
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        }
+    };
+    let at = "tools.send_email.constraints./to";
+    for (constraint, wanted) in [
+        (
+            json!({"prefix_in": ["https://api.corp.com"]}),
+            format!("{at}.prefix_in[0]: \"https://api.corp.com\" ends at its host"),
+        ),
+        (
+            json!({"prefix_in": ["/ok/", "http://h:8080"]}),
+            format!("{at}.prefix_in[1]: "),
+        ),
+        (
+            json!({"suffix_in": ["@"]}),
+            format!("{at}.suffix_in[0]: \"@\" names no mail domain"),
+        ),
+        (json!({"suffix_in": ["@corp..com"]}), format!("{at}.suffix_in[0]: ")),
+        (json!({"suffix_in": ["@corp.com."]}), format!("{at}.suffix_in[0]: ")),
+    ] {
+        let e = errs(constraint.clone());
+        assert!(e.iter().any(|m| m.starts_with(&wanted)), "{constraint}: {e:?}");
+    }
+    for fine in [
+        json!({"prefix_in": ["https://api.corp.com/", "https://api.corp.com?x", "/files/"]}),
+        json!({"suffix_in": ["@corp.example", "@xn--bcher-kva.de", " (ref)"]}),
+    ] {
+        assert_eq!(errs(fine.clone()), Vec::<String>::new(), "{fine}");
+    }
 }
 
 #[test]

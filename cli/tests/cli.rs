@@ -1151,6 +1151,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
     policy["mode"] = json!("monitor");
     policy["identity"]["max_token_lifetime_seconds"] = json!(86400);
     policy["tools"]["send_email"].as_object_mut().unwrap().remove("owner");
+    policy["tools"]["send_email"]["constraints"]["/cc/0"] = json!({"suffix_in": ["@example.com"]});
     policy["data"]["resources"][0].as_object_mut().unwrap().remove("owner");
     policy["data"]["prompts"][0]["names"] = json!(["*"]);
     policy["routes"].as_array_mut().unwrap().push(
@@ -1222,6 +1223,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         ("action-methods", "warning"),
         ("action-hold-body", "warning"),
         ("provider-calls", "warning"),
+        ("list-constraints", "warning"),
     ] {
         assert!(lints.contains(&expected), "{expected:?} in {lints:?}");
     }
@@ -1236,6 +1238,7 @@ fn readiness_fails_on_a_wrong_outcome_and_on_error_lints() {
         "scope \"llm.any\" lets its holders use any model",
         "the workload is named by a token claim only",
         "issuer \"https://partner.example.com\" is one of several",
+        "tool \"send_email\" constrains /cc/0, one element of a list",
     ] {
         assert!(
             messages.iter().any(|m| m.contains(expected)),

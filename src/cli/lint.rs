@@ -300,6 +300,19 @@ pub fn lint(p: &Policy) -> Vec<Finding> {
                 );
             }
         }
+        // `/to/0` holds the first recipient to the rule and lets `/to/1` through.
+        for ptr in t.constraints.iter().map(|(ptr, _)| ptr).filter(|ptr| ptr.has_index()) {
+            add(
+                "list-constraints",
+                Warning,
+                Do,
+                format!(
+                    "tool {:?} constrains {ptr}, one element of a list: the others pass unchecked; constrain the \
+                     list itself and declare it with max_items, which applies the rules to every element",
+                    t.name
+                ),
+            );
+        }
         if t.impact != Impact::Read && t.bind.is_empty() {
             add(
                 "bound-arguments",

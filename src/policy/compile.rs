@@ -826,6 +826,33 @@ impl Checker {
                 }
             }
         }
+        // A URL prefix ending at its host also covers `https://api.corp.com.evil.io/` and
+        // `https://api.corp.com@evil.io/`: like a route's `url_prefix`, it must name a path.
+        for (i, p) in c.prefix_in.iter().flatten().enumerate() {
+            let authority = p.split_once("://").map(|(_, rest)| rest);
+            if authority.is_some_and(|rest| !rest.contains(['/', '?', '#'])) {
+                self.err(
+                    format!("{path}.prefix_in[{i}]"),
+                    format!(
+                        "{p:?} ends at its host, so it also covers other hosts that start alike: end it with \"/\""
+                    ),
+                );
+            }
+        }
+        // `@domain` holds an address to a domain, which must be one.
+        for (i, x) in c.suffix_in.iter().flatten().enumerate() {
+            let domain = x.strip_prefix('@');
+            let name = |d: &str| {
+                d.split('.')
+                    .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+            };
+            if domain.is_some_and(|d| !name(d)) {
+                self.err(
+                    format!("{path}.suffix_in[{i}]"),
+                    format!("{x:?} names no mail domain: write \"@\" and a domain in ASCII labels (punycode for an international one), such as \"@corp.example\""),
+                );
+            }
+        }
         if c.one_of.as_ref().is_some_and(Vec::is_empty) {
             self.err(format!("{path}.enum"), "must list at least one value");
         }

@@ -258,6 +258,13 @@ impl ArgPath {
         Located::Found(at)
     }
 
+    /// Whether a step of the pointer is an array index (`/to/0`): it reaches one element.
+    pub fn has_index(&self) -> bool {
+        self.tokens
+            .iter()
+            .any(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    }
+
     /// The pointer to the value the first `depth` tokens reach.
     fn prefix(&self, depth: usize) -> String {
         self.text.split('/').take(depth + 1).collect::<Vec<_>>().join("/")
