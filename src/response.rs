@@ -247,9 +247,13 @@ fn approval_details(policy: &Policy, d: &Decision, denial: &Denial, data: &mut M
     // The subject's identity provider: a grant names it (sub_iss) where several are trusted.
     let issuer = p.token_issuer().unwrap_or_default();
     data.insert("issuer".into(), json!(issuer));
+    // The tenant the caller acts in: a grant may name it (one person, several tenants).
+    if let Some(tenant) = &p.tenant {
+        data.insert("tenant".into(), json!(tenant));
+    }
     if let Some(digest) = &call.args_digest {
         data.insert("args_digest".into(), json!(digest));
-        if let Some(url) = approval::request_url(policy, &call.tool, digest, &p.subject, issuer) {
+        if let Some(url) = approval::request_url(policy, &call.tool, digest, p) {
             data.insert("approval_url".into(), json!(url));
         }
     }

@@ -1684,6 +1684,17 @@ fn approval_reasons() {
             json!({"args_digest": digest, "sub_iss": "https://partner.example.net", "jti": "j20"}),
             Reason::ApprovalMismatch,
         ),
+        (
+            // One person acting in two tenants: the grant was for the other one.
+            "the subject in another tenant",
+            json!({"args_digest": digest, "tenant": "globex", "jti": "j24"}),
+            Reason::ApprovalMismatch,
+        ),
+        (
+            "a tenant that is no string",
+            json!({"args_digest": digest, "tenant": 7, "jti": "j25"}),
+            Reason::ApprovalInvalid,
+        ),
     ];
     for (name, claims, want) in rows {
         assert_eq!(with(&w.grant(claims)).denial.map(|d| d.reason), Some(want), "{name}");
@@ -1695,6 +1706,7 @@ fn approval_reasons() {
         (json!({"aud": ["aigate"]}), "j21"),
         (json!({"nbf": now - 10}), "j22"),
         (json!({"sub_iss": iss}), "j23"),
+        (json!({"tenant": "acme"}), "j26"),
     ] {
         let mut claims = claims;
         claims["args_digest"] = json!(digest);
@@ -1817,6 +1829,19 @@ fn responses_have_the_spec_shape() {
         format!("https://approvals.example.com/new?tool=send_email&digest={digest}&subject=a%26tool%3Dx%20b")
     );
     assert!(!url.contains("&tool=x"), "{url}");
+    // The tenant the caller acts in is in the data, and fills `{tenant}`.
+    assert_eq!(data["tenant"], "acme");
+    let w2 = World::with(|p| {
+        p["approval"]["request_url"] = json!("https://approvals.example.com/{tenant}/new?digest={digest}");
+    });
+    let t2 = w2.token(json!({"scope": "email.send"}));
+    let d = w2.decide(&w2.headers(Some(&t2)), Some(&call("send_email", args.clone())));
+    let r = response::render(&w2.policy, &d, d.denial.as_ref().unwrap(), id);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["error"]["data"]["approval_url"],
+        format!("https://approvals.example.com/acme/new?digest={digest}")
+    );
 
     let batch = json!([call("get_order", json!({"customer_id": "c-42"})), {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "nope"}}]);
     let d = w.decide(&w.headers(Some(&t)), Some(&batch));

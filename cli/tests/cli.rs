@@ -541,6 +541,14 @@ fn approve_signs_nothing_the_policys_gateway_would_refuse() {
     // Where the gateway trusts several providers, a grant naming one of them is fine.
     let out = approve(&two, &["--sub-iss", "https://partner.example.com"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // A grant for the tenant the subject acts in names it; a blank one names none.
+    let out = approve(&one, &["--tenant", "acme"]);
+    let set = aigate::jws::KeySet::from_jwks(&keys["public"]).unwrap();
+    let claims = set.verify(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(claims["tenant"], "acme");
+    let out = approve(&one, &["--tenant", " "]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tenant must not be empty or blank"));
     // A blank approver names no one for any gateway, with or without a policy; nor does a
     // blank issuer or audience name a gateway.
     for (iss, aud, approver, flag) in [

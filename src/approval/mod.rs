@@ -309,6 +309,15 @@ fn verify(
         }
         _ => {}
     }
+    // One person may act in several tenants under one identity provider (organisations of
+    // one account): a grant naming a tenant is that tenant's.
+    if let Some(named) = text("tenant") {
+        if principal.tenant.as_deref() != Some(named) {
+            return fail(Reason::ApprovalMismatch, "approval was granted for another tenant");
+        }
+    } else if claims.get("tenant").is_some_and(|t| !t.is_null()) {
+        return fail(Reason::ApprovalInvalid, "approval tenant must be a non-empty string");
+    }
     if text("tool") != Some(tool.name.as_str()) {
         return fail(Reason::ApprovalMismatch, "approval was granted for another tool");
     }
@@ -451,14 +460,16 @@ fn replay_scope(policy: &Policy, gate: Gate) -> Result<String, Denial> {
 }
 
 /// The approval-request URL for a denied call, from the configured template.
-pub fn request_url(policy: &Policy, tool: &str, digest: &str, subject: &str, issuer: &str) -> Option<String> {
+/// `{tenant}` is the caller's tenant, empty when it has none.
+pub fn request_url(policy: &Policy, tool: &str, digest: &str, p: &Principal) -> Option<String> {
     let template = policy.approval.as_ref()?.request_url.as_ref()?;
     Some(
         template
             .replace("{tool}", &url_escape(tool))
             .replace("{digest}", &url_escape(digest))
-            .replace("{subject}", &url_escape(subject))
-            .replace("{issuer}", &url_escape(issuer)),
+            .replace("{subject}", &url_escape(&p.subject))
+            .replace("{issuer}", &url_escape(p.token_issuer().unwrap_or_default()))
+            .replace("{tenant}", &url_escape(p.tenant.as_deref().unwrap_or_default())),
     )
 }
 

@@ -226,6 +226,7 @@ pub struct Approve<'a> {
     pub audience: Option<String>,
     pub subject: String,
     pub subject_issuer: Option<String>,
+    pub tenant: Option<String>,
     pub tool: String,
     pub args: &'a Path,
     pub approver: String,
@@ -260,6 +261,7 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
         ("--tool", Some(&a.tool)),
         ("--jti", a.jti.as_ref()),
         ("--sub-iss", a.subject_issuer.as_ref()),
+        ("--tenant", a.tenant.as_ref()),
         // A gateway's approval issuer and audience are never blank (`aigate check`).
         ("--iss", Some(&issuer)),
         ("--aud", Some(&audience)),
@@ -330,6 +332,9 @@ pub fn approve(a: Approve<'_>) -> Result<String, String> {
     claims.insert("sub".into(), json!(a.subject));
     if let Some(iss) = a.subject_issuer {
         claims.insert("sub_iss".into(), json!(iss));
+    }
+    if let Some(tenant) = a.tenant {
+        claims.insert("tenant".into(), json!(tenant));
     }
     claims.insert("tool".into(), json!(a.tool));
     claims.insert("args_digest".into(), json!(args_digest(&args)?));

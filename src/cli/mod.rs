@@ -90,6 +90,10 @@ enum Command {
         /// trusts several providers.
         #[arg(long)]
         sub_iss: Option<String>,
+        /// The tenant the subject acts in (its token's tenant claim): a grant naming one is
+        /// accepted for that tenant only.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Tool the grant is for, as the catalogue names it.
         #[arg(long)]
         tool: String,
@@ -207,6 +211,7 @@ fn run(command: Command, out: &mut String) -> ExitCode {
             key,
             sub,
             sub_iss,
+            tenant,
             tool,
             args,
             approver,
@@ -225,6 +230,7 @@ fn run(command: Command, out: &mut String) -> ExitCode {
                 audience: aud,
                 subject: sub,
                 subject_issuer: sub_iss,
+                tenant,
                 tool,
                 args: &args,
                 approver,
